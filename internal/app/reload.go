@@ -1,0 +1,199 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/config"
+)
+
+// ReloadResult says what a reload did.
+type ReloadResult string
+
+// Reload results, also the values of the gatehouse_config_reloads_total
+// result label.
+const (
+	ReloadApplied   ReloadResult = "applied"
+	ReloadUnchanged ReloadResult = "unchanged"
+	ReloadRejected  ReloadResult = "rejected"
+)
+
+// Reload re-reads the config and applies it when it is valid everywhere.
+// On any error the last good config keeps serving; the rejection is logged,
+// counted and audited, and returned.
+func (r *Runtime) Reload(trigger string) (ReloadResult, error) {
+	r.reloadMu.Lock()
+	defer r.reloadMu.Unlock()
+	old := r.cfg.Load()
+	res, err := r.reload(old)
+	r.metrics.reloads.WithLabelValues(string(res)).Inc()
+	switch res {
+	case ReloadRejected:
+		r.log.Error("config reload rejected; the last good config keeps serving",
+			"trigger", trigger, "serving_version", old.Version, "errors", err.Error())
+		r.audit.Record(audit.Event{Kind: audit.KindConfigReject, Version: old.Version, Detail: err.Error()})
+	case ReloadApplied:
+		cfg := r.cfg.Load()
+		r.log.Info("config reloaded", "trigger", trigger, "old_version", old.Version, "version", cfg.Version)
+		for _, w := range cfg.Warnings {
+			r.log.Warn("config", "warning", w.Error())
+		}
+		r.audit.Record(audit.Event{Kind: audit.KindConfigChange, Version: cfg.Version, Detail: "from " + old.Version + " (" + trigger + ")"})
+	case ReloadUnchanged:
+		r.log.Debug("config unchanged", "trigger", trigger, "version", old.Version)
+	}
+	return res, err
+}
+
+func (r *Runtime) reload(old *config.Config) (ReloadResult, error) {
+	cfg, err := checkConfig(r.opts.ConfigPath, config.LoadOptions{LookupEnv: r.opts.LookupEnv})
+	if err != nil {
+		return ReloadRejected, err
+	}
+	if cfg.Version == old.Version && sameFiles(cfg, old) {
+		return ReloadUnchanged, nil
+	}
+	if errs := restartOnly(old, cfg); len(errs) > 0 {
+		return ReloadRejected, errs.Located(cfg.Source)
+	}
+	if err := r.apply(cfg); err != nil {
+		return ReloadRejected, err
+	}
+	return ReloadApplied, nil
+}
+
+// sameFiles reports whether two configs came from the same file set; the
+// version alone ignores where fields were written, which positions of
+// later errors depend on.
+func sameFiles(a, b *config.Config) bool {
+	return strings.Join(a.Source.Files, "\n") == strings.Join(b.Source.Files, "\n")
+}
+
+// restartOnly lists changes a running process cannot apply: listeners,
+// gRPC server options, the Redis connection, tracing and audit sinks are
+// fixed when the process starts. Rejecting the reload (rather than applying
+// half of it) keeps /config true to what is served.
+func restartOnly(old, cfg *config.Config) config.Errors {
+	var errs config.Errors
+	check := func(path config.Path, a, b any) {
+		if !sameYAML(a, b) {
+			errs.Add(path, "changed, but takes effect only on restart; restart gatehouse (nothing of this reload was applied)")
+		}
+	}
+	check("server.admin", old.Server.Admin, cfg.Server.Admin)
+	check("server.grpc", old.Server.GRPC, cfg.Server.GRPC)
+	check("server.tracing", old.Server.Tracing, cfg.Server.Tracing)
+	check("redis", old.Redis, cfg.Redis)
+	check("audit", old.Audit, cfg.Audit)
+	for _, b := range builders {
+		oa, oon := b.address(old)
+		na, non := b.address(cfg)
+		switch {
+		case oon != non:
+			errs.Add(config.Path(b.name), "section added or removed, but components start and stop only on restart")
+		case oa != na:
+			errs.Add(config.Path(b.name).Field("address"), "changed from %s to %s, but listeners move only on restart", oa, na)
+		}
+	}
+	return errs
+}
+
+func sameYAML(a, b any) bool {
+	x, err1 := yaml.Marshal(a)
+	y, err2 := yaml.Marshal(b)
+	return err1 == nil && err2 == nil && string(x) == string(y)
+}
+
+// watch reloads on SIGHUP and when a config file changes, coalescing the
+// burst of events an editor or a ConfigMap update makes.
+func (r *Runtime) watch(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	if r.opts.ConfigPath != "" {
+		w, err := newConfigWatcher(r.opts.ConfigPath)
+		if err != nil {
+			r.log.Warn("cannot watch config files; reload with SIGHUP", "err", err)
+		} else {
+			defer w.Close()
+			events, errs = w.Events, w.Errors
+		}
+	}
+	relevant := fileFilter(r.opts.ConfigPath)
+	debounce := r.cfg.Load().Server.ReloadDebounce.D()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-hup:
+			_, _ = r.Reload("SIGHUP")
+		case ev := <-events:
+			if relevant(ev.Name) {
+				timer.Reset(debounce)
+			}
+		case err := <-errs:
+			r.log.Warn("config watcher", "err", err)
+		case <-timer.C:
+			_, _ = r.Reload("file change")
+		}
+	}
+}
+
+// newConfigWatcher watches the directory holding the config (or the config
+// directory itself): editors and Kubernetes replace files by rename, which
+// a watch on the file alone would lose.
+func newConfigWatcher(path string) (*fsnotify.Watcher, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	dir := path
+	if !st.IsDir() {
+		dir = filepath.Dir(path)
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, err
+	}
+	if err := w.Add(dir); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("watch %s: %w", dir, err)
+	}
+	return w, nil
+}
+
+// fileFilter says which file events concern the config: for a file, that
+// file (and Kubernetes' ..data link swap); for a directory, its YAML files.
+func fileFilter(path string) func(string) bool {
+	st, err := os.Stat(path)
+	isDir := err == nil && st.IsDir()
+	base := filepath.Base(path)
+	return func(name string) bool {
+		b := filepath.Base(name)
+		if b == "..data" {
+			return true
+		}
+		if !isDir {
+			return b == base
+		}
+		ext := filepath.Ext(b)
+		return !strings.HasPrefix(b, ".") && (ext == ".yaml" || ext == ".yml")
+	}
+}
+

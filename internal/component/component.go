@@ -1,0 +1,71 @@
+// Package component is the contract between `gatehouse serve` and the four
+// components (authz, extproc, ratelimit, xds): what each is given and what
+// each must do to be served, reloaded, probed and drained.
+package component
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+
+	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/kv"
+	"github.com/gatehouse/gatehouse/internal/telemetry"
+)
+
+// Deps are the shared services a component is built with. Nothing is
+// global: two gatehouse instances can run in one test process.
+type Deps struct {
+	// Logger is already scoped to the component ("component" attribute).
+	Logger *slog.Logger
+	// Metrics registers the component's collectors. Metric names follow
+	// gatehouse_<component>_<name>_{total,seconds}.
+	Metrics prometheus.Registerer
+	// Redis is the shared client, or nil when no Redis is configured and
+	// the component must use its in-process store.
+	Redis redis.UniversalClient
+	// KeyPrefix namespaces the component's Redis keys (config redis.keyPrefix).
+	KeyPrefix string
+	// KV is the simple key/value store (Redis-backed when Redis is set).
+	KV kv.Store
+	// Audit records decisions, config changes and NACKs.
+	Audit audit.Recorder
+	// Tracing joins the component's spans to the trace of the request
+	// Envoy is processing; it is a no-op when tracing is off.
+	Tracing *telemetry.Tracing
+}
+
+// Component is one of gatehouse's servers.
+//
+// Life cycle: the app builds it with the first valid config, calls
+// Register on a fresh gRPC server, serves, and on every reload calls
+// Prepare on all components before committing any of them, so that a
+// config one component rejects changes nothing anywhere.
+type Component interface {
+	// Name is the component's config section name (authz, extproc, ...).
+	Name() string
+	// Register adds the component's gRPC services to s.
+	Register(s *grpc.Server)
+	// Prepare compiles cfg into the component's runtime form without
+	// touching what is being served, and returns the function that swaps
+	// it in. A returned error is config.Errors where it concerns config
+	// fields, so that the app can report file:line.
+	Prepare(cfg *config.Config) (commit func(), err error)
+	// Ready reports whether the component can serve correctly now: its
+	// stores and key sets are reachable. It must return quickly (bounded
+	// by ctx).
+	Ready(ctx context.Context) error
+	// Close stops background work; the gRPC server is already stopped.
+	Close(ctx context.Context) error
+}
+
+// AdminRoutes is implemented by components that add admin HTTP endpoints
+// (for example xds' /xds/nodes). Patterns use net/http.ServeMux syntax.
+type AdminRoutes interface {
+	AdminRoutes() map[string]http.Handler
+}

@@ -1,0 +1,394 @@
+package config
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// APIVersion is the only config schema version this build reads.
+const APIVersion = "gatehouse/v1"
+
+// MaxFileSize bounds one config file; anything larger is a mistake (or an
+// attack on the parser), not a config.
+const MaxFileSize = 16 << 20
+
+// Source remembers where the config came from: the files read and the
+// file:line at which every field path was written.
+type Source struct {
+	// Files are the files read, in the order they were merged.
+	Files []string
+	// Root is the path given to Load: a file or a directory. It is empty
+	// for a config loaded from bytes.
+	Root string
+
+	pos      map[Path]Pos
+	nodeFile map[*yaml.Node]string
+}
+
+func newSource() *Source {
+	return &Source{pos: map[Path]Pos{}, nodeFile: map[*yaml.Node]string{}}
+}
+
+func (s *Source) record(p Path, pos Pos) {
+	if _, ok := s.pos[p]; !ok {
+		s.pos[p] = pos
+	}
+}
+
+func (s *Source) nodePos(n *yaml.Node) Pos {
+	return Pos{File: s.nodeFile[n], Line: n.Line, Column: n.Column}
+}
+
+func (s *Source) dirOf(n *yaml.Node) string {
+	f := s.nodeFile[n]
+	if f == "" || strings.HasPrefix(f, "<") {
+		return ""
+	}
+	return filepath.Dir(f)
+}
+
+// Locate returns where path (or, failing that, its nearest enclosing
+// field) was written. The zero Pos means it is not in any file, e.g. a
+// default.
+func (s *Source) Locate(p Path) Pos {
+	if s == nil {
+		return Pos{}
+	}
+	for {
+		if pos, ok := s.pos[p]; ok {
+			return pos
+		}
+		if p == "" {
+			return Pos{}
+		}
+		p = parentPath(p)
+	}
+}
+
+// Has reports whether path was written in a config file (as opposed to
+// being filled by a default).
+func (s *Source) Has(p Path) bool {
+	if s == nil {
+		return false
+	}
+	_, ok := s.pos[p]
+	return ok
+}
+
+func parentPath(p Path) Path {
+	s := string(p)
+	if strings.HasSuffix(s, "]") {
+		if i := strings.LastIndex(s, "["); i >= 0 {
+			return Path(s[:i])
+		}
+	}
+	if i := strings.LastIndexAny(s, ".["); i >= 0 {
+		return Path(s[:i])
+	}
+	return ""
+}
+
+// LoadOptions tune Load.
+type LoadOptions struct {
+	// LookupEnv resolves env: secrets; nil means os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+	// SkipSecrets checks the form of secret references without reading
+	// them, for `gatehouse validate` in a CI that holds no secrets.
+	SkipSecrets bool
+}
+
+// Load reads a config file, or every *.yaml / *.yml file of a directory
+// (not recursing, skipping hidden files) merged into one config. Mappings
+// written in several files merge; lists concatenate in file order; the same
+// scalar written twice is an error. The returned error, when not nil, is an
+// Errors value listing every problem with its file and line.
+func Load(path string, opts LoadOptions) (*Config, error) {
+	files, err := configFiles(path)
+	if err != nil {
+		return nil, err
+	}
+	var frags []fragment
+	for _, f := range files {
+		b, err := readLimited(f)
+		if err != nil {
+			return nil, err
+		}
+		frags = append(frags, fragment{name: f, data: b})
+	}
+	cfg, err := load(frags, opts)
+	if cfg != nil {
+		cfg.Source.Root = path
+	}
+	return cfg, err
+}
+
+// LoadBytes reads a config held in memory, such as the embedded default.
+// name is used in messages ("<embedded>:12: ...").
+func LoadBytes(name string, data []byte, opts LoadOptions) (*Config, error) {
+	return load([]fragment{{name: name, data: data}}, opts)
+}
+
+type fragment struct {
+	name string
+	data []byte
+}
+
+func configFiles(path string) ([]string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %v", unwrapPathError(err))
+	}
+	if !st.IsDir() {
+		return []string{path}, nil
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %v", unwrapPathError(err))
+	}
+	var files []string
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") {
+			continue // editors' swap files, Kubernetes' ..data links
+		}
+		if ext := filepath.Ext(name); ext != ".yaml" && ext != ".yml" {
+			continue
+		}
+		full := filepath.Join(path, name)
+		if st, err := os.Stat(full); err != nil || st.IsDir() {
+			continue
+		}
+		files = append(files, full)
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("config: directory %s holds no *.yaml or *.yml files", path)
+	}
+	slices.Sort(files)
+	return files, nil
+}
+
+func readLimited(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("config: %v", unwrapPathError(err))
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: read %s: %v", name, err)
+	}
+	if len(b) > MaxFileSize {
+		return nil, fmt.Errorf("config: %s is larger than %d bytes", name, MaxFileSize)
+	}
+	return b, nil
+}
+
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %v", pe.Path, pe.Err)
+	}
+	return err
+}
+
+func load(frags []fragment, opts LoadOptions) (*Config, error) {
+	src := newSource()
+	var errs Errors
+	var root *yaml.Node
+	for _, fr := range frags {
+		src.Files = append(src.Files, fr.name)
+		docs, err := parseDocuments(fr)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, doc := range docs {
+			markFile(doc, fr.name, src.nodeFile, 0)
+			if doc.Kind != yaml.MappingNode {
+				errs = append(errs, &FieldError{Pos: src.nodePos(doc), Msg: "a config file holds a mapping at the top (apiVersion: " + APIVersion + ", ...), got " + describe(doc)})
+				continue
+			}
+			if e := checkAPIVersion(doc, src); e != nil {
+				errs = append(errs, e)
+				continue
+			}
+			if root == nil {
+				root = doc
+				continue
+			}
+			mergeNodes(root, doc, "", src, &errs)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	if root == nil {
+		return nil, Errors{{Pos: Pos{File: frags[0].name}, Msg: "config is empty; it needs at least apiVersion: " + APIVersion}}
+	}
+
+	lookup := opts.LookupEnv
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	d := &decoder{src: src, env: lookup, skipSecrets: opts.SkipSecrets}
+	cfg := &Config{}
+	d.decode(root, reflect.ValueOf(cfg).Elem(), "")
+	cfg.Source = src
+	errs = append(errs, d.errs...)
+	// Validate even when decoding failed, so that one run shows every
+	// problem; but drop what validation says about fields that already
+	// failed to decode (it would only repeat them as "is required").
+	for _, e := range cfg.Validate() {
+		if !overlapsAny(e.Path, d.errs) {
+			errs = append(errs, e)
+		}
+	}
+	errs = errs.Located(src)
+	if errs.HasErrors() {
+		return nil, errs
+	}
+	cfg.Warnings = errs.Warnings()
+	cfg.Version = versionOf(cfg)
+	return cfg, nil
+}
+
+func overlapsAny(p Path, errs Errors) bool {
+	for _, e := range errs {
+		if under(p, e.Path) || under(e.Path, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// under reports whether p is q or lies below it.
+func under(p, q Path) bool {
+	if q == "" || p == q {
+		return true
+	}
+	rest, ok := strings.CutPrefix(string(p), string(q))
+	return ok && (rest[0] == '.' || rest[0] == '[')
+}
+
+// parseDocuments splits a file into its YAML documents (--- separated).
+func parseDocuments(fr fragment) ([]*yaml.Node, *FieldError) {
+	dec := yaml.NewDecoder(bytes.NewReader(fr.data))
+	var docs []*yaml.Node
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return nil, yamlSyntaxError(fr.name, err)
+		}
+		if len(doc.Content) == 0 {
+			continue // an empty document, e.g. only comments
+		}
+		docs = append(docs, doc.Content[0])
+	}
+	return docs, nil
+}
+
+// yamlSyntaxError turns "yaml: line 12: did not find expected key" into a
+// FieldError at file:12.
+func yamlSyntaxError(file string, err error) *FieldError {
+	msg := cleanYAMLErr(err)
+	line := 0
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if num, after, ok := strings.Cut(rest, ": "); ok {
+			if _, e := fmt.Sscanf(num, "%d", &line); e == nil {
+				msg = after
+			}
+		}
+	}
+	return &FieldError{Pos: Pos{File: file, Line: line}, Msg: "invalid YAML: " + msg}
+}
+
+func markFile(n *yaml.Node, file string, m map[*yaml.Node]string, depth int) {
+	if n == nil || depth > 10_000 {
+		return
+	}
+	if _, done := m[n]; done {
+		return
+	}
+	m[n] = file
+	for _, c := range n.Content {
+		markFile(c, file, m, depth+1)
+	}
+}
+
+func checkAPIVersion(doc *yaml.Node, src *Source) *FieldError {
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		if doc.Content[i].Value == "apiVersion" {
+			v := doc.Content[i+1]
+			if v.Value != APIVersion {
+				return &FieldError{Pos: src.nodePos(v), Path: "apiVersion", Msg: fmt.Sprintf("%q is not supported; use %s", v.Value, APIVersion)}
+			}
+			return nil
+		}
+	}
+	return &FieldError{Pos: src.nodePos(doc), Path: "apiVersion", Msg: "missing; every config file starts with apiVersion: " + APIVersion}
+}
+
+// mergeNodes merges the mapping src into dst: new keys are added, nested
+// mappings merge, lists concatenate, and a scalar set in both is an error
+// that names both places.
+func mergeNodes(dst, src *yaml.Node, path Path, s *Source, errs *Errors) {
+	for i := 0; i+1 < len(src.Content); i += 2 {
+		k, v := src.Content[i], src.Content[i+1]
+		if path == "" && k.Value == "apiVersion" {
+			continue
+		}
+		p := path.Key(k.Value)
+		j := mappingIndex(dst, k.Value)
+		if j < 0 {
+			dst.Content = append(dst.Content, k, v)
+			continue
+		}
+		dv := dst.Content[j+1]
+		switch {
+		case dv.Kind == yaml.MappingNode && v.Kind == yaml.MappingNode:
+			mergeNodes(dv, v, p, s, errs)
+		case dv.Kind == yaml.SequenceNode && v.Kind == yaml.SequenceNode:
+			dv.Content = append(dv.Content, v.Content...)
+		default:
+			*errs = append(*errs, &FieldError{Pos: s.nodePos(k), Path: p,
+				Msg: fmt.Sprintf("set here and also at %s; a value may be written in one file only", s.nodePos(dst.Content[j]))})
+		}
+	}
+}
+
+func mappingIndex(m *yaml.Node, key string) int {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return i
+		}
+	}
+	return -1
+}
+
+// versionOf is a content hash of the effective config (secret references,
+// not their values): the same config gives the same version on every
+// replica, and audit lines name the policy version they were decided by.
+func versionOf(cfg *Config) string {
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		return "unknown"
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:6])
+}

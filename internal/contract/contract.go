@@ -1,0 +1,104 @@
+// Package contract is the one definition of what gatehouse's components
+// tell each other through Envoy: the route id Envoy carries to each service,
+// the identity ext_authz hands on as dynamic metadata and upstream headers,
+// and the descriptor keys the rate limit actions build from them.
+//
+// The writers (xds, which configures Envoy, and authz, which emits the
+// identity) and the readers (authz, ratelimit, extproc) import these names
+// from here, so the two sides cannot drift apart.
+package contract
+
+// Route id, as carried to each service.
+const (
+	// ContextExtensionRoute is the ext_authz per-route
+	// check_settings.context_extensions key whose value is the route id.
+	ContextExtensionRoute = "route"
+
+	// ExtProcFilterName is the ext_proc HTTP filter name; Envoy sends the
+	// request attributes it was asked for under this key of
+	// ProcessingRequest.attributes.
+	ExtProcFilterName = "envoy.filters.http.ext_proc"
+	// ExtProcRouteAttribute is the request attribute (asked for through
+	// the filter's request_attributes) holding the Envoy route name, which
+	// xds sets to the route id.
+	ExtProcRouteAttribute = "xds.route_name"
+
+	// RouteMetadataNamespace is the route metadata (filter_metadata)
+	// namespace xds writes on every route, holding RouteMetadataID. Access
+	// logs and ext_proc metadata_options can forward it.
+	RouteMetadataNamespace = "gatehouse"
+	// RouteMetadataID is the key of the route id in RouteMetadataNamespace.
+	RouteMetadataID = "route_id"
+)
+
+// Identity that ext_authz hands on as dynamic metadata. Envoy stores the
+// CheckResponse.dynamic_metadata of the ext_authz filter under the filter's
+// name, so the rate limit actions read metadata_key
+// {key: AuthzFilterName, path: [{key: MetaTier}]}.
+const (
+	AuthzFilterName = "envoy.filters.http.ext_authz"
+
+	MetaSubject    = "subject"
+	MetaTier       = "tier"
+	MetaIssuer     = "issuer"
+	MetaSPIFFEID   = "spiffe_id"
+	MetaAuthMethod = "auth_method"
+	MetaScopes     = "scopes"
+	MetaDecisionID = "decision_id"
+	MetaRoute      = "route"
+)
+
+// Identity headers ext_authz sets on the upstream request. They overwrite
+// (never append to) whatever the client sent, and extproc's header hygiene
+// strips client-sent copies on routes that skip ext_authz, so a client can
+// never choose its own identity or tier.
+const (
+	HeaderSubject    = "x-gatehouse-subject"
+	HeaderTier       = "x-gatehouse-tier"
+	HeaderIssuer     = "x-gatehouse-issuer"
+	HeaderAuthMethod = "x-gatehouse-auth-method"
+	HeaderSPIFFEID   = "x-gatehouse-spiffe-id"
+	HeaderScopes     = "x-gatehouse-scopes"
+	HeaderRoute      = "x-gatehouse-route"
+
+	// HeaderDecisionID goes back to the client (on allow and deny) and
+	// into the audit line, so a complaint can be matched to a decision.
+	HeaderDecisionID = "x-gatehouse-decision-id"
+
+	// IdentityHeaderPrefix is the prefix of every identity header.
+	IdentityHeaderPrefix = "x-gatehouse-"
+)
+
+// IdentityHeaders lists the headers a client must never be able to set.
+var IdentityHeaders = []string{
+	HeaderSubject, HeaderTier, HeaderIssuer, HeaderAuthMethod,
+	HeaderSPIFFEID, HeaderScopes, HeaderRoute,
+}
+
+// Rate limit service (RLS) request shape.
+const (
+	// RateLimitDomain is the RLS domain of gatehouse's own quotas.
+	RateLimitDomain = "gatehouse"
+
+	// DescriptorRoute is the descriptor key (generic_key.descriptor_key)
+	// whose value is the route id.
+	DescriptorRoute = "route"
+	// DescriptorTier holds the caller's verified tier (from MetaTier).
+	DescriptorTier = "tier"
+	// DescriptorSubject holds the caller's verified subject (MetaSubject).
+	DescriptorSubject = "subject"
+
+	// AnonymousTier is the tier of a request with no verified identity.
+	// ext_authz emits it explicitly so that the rate limit action's
+	// default_value is never what decides a tier.
+	AnonymousTier = "anonymous"
+)
+
+// Auth methods, as written in MetaAuthMethod, HeaderAuthMethod and audit.
+const (
+	AuthMethodJWT     = "jwt"
+	AuthMethodMTLS    = "mtls"
+	AuthMethodAPIKey  = "apikey"
+	AuthMethodWebhook = "webhook"
+	AuthMethodNone    = "none"
+)

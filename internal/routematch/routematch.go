@@ -1,0 +1,298 @@
+// Package routematch finds the gatehouse route of a request from its host,
+// path, method, headers and query, the way Envoy's route table would. The
+// components use it only when Envoy did not tell them the route id (a
+// hand-written Envoy config): with xds-generated config the id arrives with
+// every request (see internal/contract).
+//
+// Semantics follow Envoy's, as configured by xds: the request host (port
+// stripped, lower-cased) selects the virtual host — exact domain, then the
+// longest "*.suffix" wildcard, then the longest "prefix.*" wildcard, then
+// "*" — and within it routes are tried in config order; the first match
+// wins. There is no fall-through to a less specific host.
+package routematch
+
+import (
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/gatehouse/gatehouse/internal/config"
+)
+
+// Request is what the matcher needs of a request. Header names are
+// lower-case, as Envoy sends them.
+type Request struct {
+	Host   string
+	Path   string // the :path, with query string
+	Method string
+	// Header returns the value of a header, and whether it is present.
+	Header func(name string) (string, bool)
+}
+
+// Table matches requests to route ids. It is immutable and safe for
+// concurrent use.
+type Table struct {
+	exact  map[string][]*route
+	suffix []wild // "*.example.com", longest suffix first
+	prefix []wild // "example.*", longest prefix first
+	any    []*route
+}
+
+type wild struct {
+	affix  string
+	routes []*route
+}
+
+type route struct {
+	id       string
+	prefix   string
+	path     string
+	re       *regexp.Regexp
+	ci       bool
+	methods  []string
+	headers  []headerMatch
+	query    []queryMatch
+	hasQuery bool
+}
+
+type valueMatch struct {
+	exact, prefix string
+	re            *regexp.Regexp
+	present       *bool
+}
+
+func (m valueMatch) match(v string, ok bool) bool {
+	switch {
+	case m.present != nil:
+		return ok == *m.present
+	case !ok:
+		return false
+	case m.re != nil:
+		return m.re.MatchString(v)
+	case m.prefix != "":
+		return strings.HasPrefix(v, m.prefix)
+	default:
+		return v == m.exact
+	}
+}
+
+type headerMatch struct {
+	name   string
+	invert bool
+	valueMatch
+}
+
+type queryMatch struct {
+	name string
+	valueMatch
+}
+
+// New builds a table from the configured routes, which must have passed
+// config validation (regular expressions compile).
+func New(routes []config.Route) (*Table, error) {
+	t := &Table{exact: map[string][]*route{}}
+	suffix := map[string][]*route{}
+	prefix := map[string][]*route{}
+	for i := range routes {
+		r, err := compile(&routes[i])
+		if err != nil {
+			return nil, err
+		}
+		hosts := routes[i].Match.Hosts
+		if len(hosts) == 0 {
+			hosts = []string{"*"}
+		}
+		for _, h := range hosts {
+			h = strings.ToLower(h)
+			switch {
+			case h == "*":
+				t.any = append(t.any, r)
+			case strings.HasPrefix(h, "*"):
+				suffix[h[1:]] = append(suffix[h[1:]], r)
+			case strings.HasSuffix(h, "*"):
+				prefix[h[:len(h)-1]] = append(prefix[h[:len(h)-1]], r)
+			default:
+				t.exact[h] = append(t.exact[h], r)
+			}
+		}
+	}
+	t.suffix = sortedWild(suffix)
+	t.prefix = sortedWild(prefix)
+	return t, nil
+}
+
+func sortedWild(m map[string][]*route) []wild {
+	out := make([]wild, 0, len(m))
+	for k, v := range m {
+		out = append(out, wild{affix: k, routes: v})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if len(out[i].affix) != len(out[j].affix) {
+			return len(out[i].affix) > len(out[j].affix)
+		}
+		return out[i].affix < out[j].affix
+	})
+	return out
+}
+
+func compile(cr *config.Route) (*route, error) {
+	m := &cr.Match
+	r := &route{id: cr.ID, prefix: m.Prefix, path: m.Path, ci: m.CaseInsensitive, methods: m.Methods}
+	if r.ci {
+		r.prefix, r.path = strings.ToLower(r.prefix), strings.ToLower(r.path)
+	}
+	if m.Prefix == "" && m.Path == "" && m.Regex == "" {
+		r.prefix = "/"
+	}
+	var err error
+	if m.Regex != "" {
+		if r.re, err = regexp.Compile("^(?:" + m.Regex + ")$"); err != nil {
+			return nil, err
+		}
+	}
+	for _, h := range m.Headers {
+		vm, err := valueMatcher(h.Exact, h.Prefix, h.Regex, h.Present)
+		if err != nil {
+			return nil, err
+		}
+		r.headers = append(r.headers, headerMatch{name: strings.ToLower(h.Name), invert: h.Invert, valueMatch: vm})
+	}
+	for _, q := range m.Query {
+		vm, err := valueMatcher(q.Exact, q.Prefix, q.Regex, q.Present)
+		if err != nil {
+			return nil, err
+		}
+		r.query = append(r.query, queryMatch{name: q.Name, valueMatch: vm})
+	}
+	r.hasQuery = len(r.query) > 0
+	return r, nil
+}
+
+func valueMatcher(exact, prefix, re string, present *bool) (valueMatch, error) {
+	vm := valueMatch{exact: exact, prefix: prefix, present: present}
+	if re != "" {
+		c, err := regexp.Compile("^(?:" + re + ")$")
+		if err != nil {
+			return vm, err
+		}
+		vm.re = c
+	}
+	return vm, nil
+}
+
+// Match returns the id of the first route matching req, and whether one
+// matched.
+func (t *Table) Match(req Request) (string, bool) {
+	routes := t.vhost(normalizeHost(req.Host))
+	if len(routes) == 0 {
+		return "", false
+	}
+	path, rawQuery, _ := strings.Cut(req.Path, "?")
+	var query url.Values
+	for _, r := range routes {
+		if r.hasQuery && query == nil {
+			query, _ = url.ParseQuery(rawQuery)
+			if query == nil {
+				query = url.Values{}
+			}
+		}
+		if r.matches(req, path, query) {
+			return r.id, true
+		}
+	}
+	return "", false
+}
+
+func (t *Table) vhost(host string) []*route {
+	if rs, ok := t.exact[host]; ok {
+		return rs
+	}
+	for _, w := range t.suffix {
+		// Envoy's suffix wildcard needs at least one character before it.
+		if len(host) > len(w.affix) && strings.HasSuffix(host, w.affix) {
+			return w.routes
+		}
+	}
+	for _, w := range t.prefix {
+		if len(host) > len(w.affix) && strings.HasPrefix(host, w.affix) {
+			return w.routes
+		}
+	}
+	return t.any
+}
+
+// normalizeHost lower-cases the host and strips a port, as Envoy's
+// strip_any_host_port does (xds sets it on every listener).
+func normalizeHost(h string) string {
+	h = strings.ToLower(h)
+	if strings.HasPrefix(h, "[") { // IPv6 literal
+		if i := strings.LastIndex(h, "]"); i >= 0 {
+			return h[:i+1]
+		}
+		return h
+	}
+	if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		return h[:i]
+	}
+	return h
+}
+
+func (r *route) matches(req Request, path string, query url.Values) bool {
+	switch {
+	case r.re != nil:
+		if !r.re.MatchString(path) {
+			return false
+		}
+	case r.path != "":
+		p := path
+		if r.ci {
+			p = strings.ToLower(p)
+		}
+		if p != r.path {
+			return false
+		}
+	default:
+		// Envoy's prefix match runs on the whole :path, query included.
+		p := req.Path
+		if r.ci && len(p) >= len(r.prefix) {
+			p = strings.ToLower(p[:len(r.prefix)])
+		}
+		if !strings.HasPrefix(p, r.prefix) {
+			return false
+		}
+	}
+	if len(r.methods) > 0 {
+		ok := false
+		for _, m := range r.methods {
+			if m == req.Method {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	for _, h := range r.headers {
+		var v string
+		var ok bool
+		if req.Header != nil {
+			v, ok = req.Header(h.name)
+		}
+		if h.match(v, ok) == h.invert {
+			return false
+		}
+	}
+	for _, q := range r.query {
+		vals, ok := query[q.name]
+		v := ""
+		if ok && len(vals) > 0 {
+			v = vals[0]
+		}
+		if !q.match(v, ok) {
+			return false
+		}
+	}
+	return true
+}
