@@ -196,4 +196,3 @@ func fileFilter(path string) func(string) bool {
 		return !strings.HasPrefix(b, ".") && (ext == ".yaml" || ext == ".yml")
 	}
 }
-

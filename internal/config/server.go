@@ -41,7 +41,7 @@ type GRPC struct {
 	// MaxConcurrentStreams bounds streams per connection (HTTP/2
 	// SETTINGS_MAX_CONCURRENT_STREAMS). Envoy opens more connections when
 	// it needs more.
-	MaxConcurrentStreams uint32 `yaml:"maxConcurrentStreams" default:"4096"`
+	MaxConcurrentStreams uint32    `yaml:"maxConcurrentStreams" default:"4096"`
 	Keepalive            Keepalive `yaml:"keepalive"`
 }
 
