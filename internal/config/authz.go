@@ -12,3 +12,8 @@ type RouteAuthz struct{}
 func (a *Authz) validate(p Path, c *Config, errs *Errors) {}
 
 func (a *RouteAuthz) validate(p Path, c *Config, errs *Errors) {}
+
+// AuthzNeeds says how Envoy's ext_authz filter treats route r.
+func (r *Route) AuthzNeeds(c *Config) AuthzNeeds {
+	return AuthzNeeds{Disabled: c.Authz == nil}
+}

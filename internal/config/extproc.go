@@ -12,3 +12,9 @@ type RouteExtProc struct{}
 func (e *ExtProc) validate(p Path, c *Config, errs *Errors) {}
 
 func (e *RouteExtProc) validate(p Path, c *Config, errs *Errors) {}
+
+// ExtProcNeeds says which parts of the exchange Envoy sends to ext_proc
+// for route r.
+func (r *Route) ExtProcNeeds(c *Config) ExtProcNeeds {
+	return ExtProcNeeds{Disabled: c.ExtProc == nil || r.ExtProc == nil, RequestBody: BodyNone, ResponseBody: BodyNone}
+}

@@ -12,3 +12,8 @@ type RouteRateLimit struct{}
 func (r *RateLimit) validate(p Path, c *Config, errs *Errors) {}
 
 func (r *RouteRateLimit) validate(p Path, c *Config, errs *Errors) {}
+
+// RateLimitNeeds says which rate limit descriptor Envoy sends for route r.
+func (r *Route) RateLimitNeeds(c *Config) RateLimitNeeds {
+	return RateLimitNeeds{Enabled: c.RateLimit != nil && r.RateLimit != nil}
+}
