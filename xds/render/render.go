@@ -9,9 +9,9 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/gatehouse/gatehouse/xds/translate"
 )
