@@ -50,7 +50,6 @@ func build(t *testing.T, yaml string) *snapshot.Set {
 	return set
 }
 
-
 func resourceNames(set *snapshot.Set, group string, f snapshot.Flavour, typ string) []string {
 	var out []string
 	for n := range set.Group(group).Snapshot(f).GetResources(typ) {

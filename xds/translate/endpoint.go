@@ -4,6 +4,7 @@ import (
 	"net"
 	"strconv"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -11,11 +12,11 @@ import (
 )
 
 // loadAssignment lists a cluster's endpoints: the EDS resource of a static
-// cluster, or the inline assignment of a DNS cluster. The one locality has
-// an explicit weight because proxyless gRPC clients ignore localities
-// without one (gRFC A27).
+// cluster, or the inline assignment of a DNS cluster. The one locality is
+// explicit and weighted because proxyless gRPC clients refuse a locality
+// without an id and ignore one without a weight (gRFC A27).
 func loadAssignment(cl *config.Cluster) *endpointv3.ClusterLoadAssignment {
-	loc := &endpointv3.LocalityLbEndpoints{LoadBalancingWeight: wrapperspb.UInt32(1)}
+	loc := &endpointv3.LocalityLbEndpoints{Locality: &corev3.Locality{}, LoadBalancingWeight: wrapperspb.UInt32(1)}
 	for _, e := range cl.Endpoints {
 		host, portStr, err := net.SplitHostPort(e.Address)
 		if err != nil {
