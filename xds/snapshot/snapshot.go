@@ -147,16 +147,16 @@ func validateAll(res *translate.Resources) error {
 		errs.Add(p, "the Envoy resource %q would be invalid: %v", name, err)
 	}
 	for _, l := range res.Listeners {
-		check(l.GetName(), l.ValidateAll())
+		check(l.GetName(), ValidateDeep(l))
 	}
 	for _, r := range res.Routes {
-		check(r.GetName(), r.ValidateAll())
+		check(r.GetName(), ValidateDeep(r))
 	}
 	for _, c := range res.Clusters {
-		check(c.GetName(), c.ValidateAll())
+		check(c.GetName(), ValidateDeep(c))
 	}
 	for _, e := range res.Endpoints {
-		check(e.GetClusterName(), e.ValidateAll())
+		check(e.GetClusterName(), ValidateDeep(e))
 	}
 	return errs.Err()
 }
