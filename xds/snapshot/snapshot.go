@@ -13,6 +13,7 @@ package snapshot
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sort"
 
@@ -72,6 +73,10 @@ type Set struct {
 	defGroup string
 	// hashes holds each resource's version by type URL and name.
 	hashes map[string]map[string]string
+	// sizes holds each resource's encoded size by type URL and name.
+	sizes map[string]map[string]int
+	// maxMessage is the largest response the ADS server may send.
+	maxMessage int
 }
 
 // Group is the snapshots of one node group.
@@ -97,6 +102,13 @@ func Build(cfg *config.Config, res *translate.Resources) (*Set, error) {
 		byClust:   map[string]string{},
 		defGroup:  config.DefaultNodeGroup,
 		hashes:    map[string]map[string]string{},
+		sizes:     map[string]map[string]int{},
+		// A limit of 0 (a config built in Go, not loaded) means 4MiB,
+		// gRPC's default.
+		maxMessage: 4 << 20,
+	}
+	if cfg.Server.GRPC.MaxSendMessageSize > 0 {
+		s.maxMessage = int(cfg.Server.GRPC.MaxSendMessageSize)
 	}
 	if err := validateAll(res); err != nil {
 		return nil, err
@@ -136,6 +148,7 @@ func Build(cfg *config.Config, res *translate.Resources) (*Set, error) {
 // problem is reported at the config element the resource came from.
 func validateAll(res *translate.Resources) error {
 	var errs config.Errors
+	d := &deepValidator{seen: map[string]error{}}
 	check := func(name string, err error) {
 		if err == nil {
 			return
@@ -147,16 +160,16 @@ func validateAll(res *translate.Resources) error {
 		errs.Add(p, "the Envoy resource %q would be invalid: %v", name, err)
 	}
 	for _, l := range res.Listeners {
-		check(l.GetName(), ValidateDeep(l))
+		check(l.GetName(), d.validate(l, 0))
 	}
 	for _, r := range res.Routes {
-		check(r.GetName(), ValidateDeep(r))
+		check(r.GetName(), d.validate(r, 0))
 	}
 	for _, c := range res.Clusters {
-		check(c.GetName(), ValidateDeep(c))
+		check(c.GetName(), d.validate(c, 0))
 	}
 	for _, e := range res.Endpoints {
-		check(e.GetClusterName(), ValidateDeep(e))
+		check(e.GetClusterName(), d.validate(e, 0))
 	}
 	return errs.Err()
 }
@@ -174,6 +187,7 @@ func (s *Set) hashAll(res *translate.Resources) error {
 	all := sha256.New()
 	for _, typ := range TypeURLs {
 		m := map[string]string{}
+		sz := map[string]int{}
 		for _, r := range resourcesOf(res, typ) {
 			b, err := deterministic.Marshal(r)
 			if err != nil {
@@ -184,9 +198,11 @@ func (s *Set) hashAll(res *translate.Resources) error {
 				return fmt.Errorf("two %s resources are named %q", ShortType(typ), name)
 			}
 			m[name] = hashOf(b)
+			sz[name] = len(b)
 			fmt.Fprintf(all, "%s\x00%s\x00%s\n", typ, name, m[name])
 		}
 		s.hashes[typ] = m
+		s.sizes[typ] = sz
 	}
 	s.Version = hex.EncodeToString(all.Sum(nil)[:12])
 	return nil
@@ -252,6 +268,10 @@ func (s *Set) addGroup(name string, listeners []string) error {
 		f := fk.f
 		snap, err := s.snapshot(s.Resources.Subset(listeners, fk.kind), f)
 		if err != nil {
+			var errs config.Errors
+			if errors.As(err, &errs) {
+				return err
+			}
 			return fmt.Errorf("node group %q (%s clients): %w", name, f, err)
 		}
 		g.snaps[f] = snap
@@ -272,10 +292,20 @@ func (s *Set) snapshot(sub *translate.Resources, f Flavour) (*cachev3.Snapshot, 
 		items := resourcesOf(sub, typ)
 		names := make([]string, 0, len(items))
 		vm := make(map[string]string, len(items))
+		total := 0
 		for _, r := range items {
 			name := cachev3.GetResourceName(r)
 			names = append(names, name)
 			vm[name] = s.hashes[typ][name]
+			total += s.sizes[typ][name] + len(typ) + 16 // Any wrapping
+		}
+		if total > s.maxMessage {
+			// A State-of-the-World response carries every resource of a
+			// type; one that cannot be sent would leave nodes without
+			// config, so it is refused here, before anything is pushed.
+			return nil, config.Errors{{Path: "server.grpc.maxSendMessageSize", Msg: fmt.Sprintf(
+				"the %s of this config encode to %s, more than the largest message the ADS server may send (%s); raise server.grpc.maxSendMessageSize (Envoy accepts large xDS messages; proxyless gRPC clients take 4MiB unless told otherwise) or split the routes over listeners",
+				ShortType(typ), config.ByteSize(total), config.ByteSize(s.maxMessage))}}
 		}
 		sort.Strings(names)
 		h := sha256.New()

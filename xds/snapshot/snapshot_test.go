@@ -5,8 +5,10 @@ import (
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/xds/snapshot"
@@ -171,5 +173,46 @@ func TestInvalidResource(t *testing.T) {
 	_, err = snapshot.Build(cfg, res)
 	if err == nil || !strings.Contains(err.Error(), `clusters[0]: the Envoy resource "a" would be invalid`) {
 		t.Errorf("Build(invalid cluster) = %v; want an error at clusters[0]", err)
+	}
+}
+
+// TestTooLargeForOneMessage: a route table that cannot be sent in one
+// response is refused with a way out, not pushed.
+func TestTooLargeForOneMessage(t *testing.T) {
+	yaml := strings.Replace(base, "apiVersion: gatehouse/v1\n", "apiVersion: gatehouse/v1\nserver: {grpc: {maxSendMessageSize: 1KiB}}\n", 1)
+	cfg, err := config.LoadBytes("test.yaml", []byte(yaml), config.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := translate.Translate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = snapshot.Build(cfg, res)
+	if err == nil || !strings.Contains(err.Error(), "server.grpc.maxSendMessageSize: the listeners of this config encode to") {
+		t.Errorf("Build() = %v; want an error naming server.grpc.maxSendMessageSize", err)
+	}
+}
+
+// TestInvalidPerRouteConfig: the typed config inside a route's Any is
+// validated too (ValidateAll alone stops at the Any).
+func TestInvalidPerRouteConfig(t *testing.T) {
+	cfg, err := config.LoadBytes("test.yaml", []byte(base), config.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := translate.Translate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := anypb.New(&extauthzv3.ExtAuthzPerRoute{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res.Routes[0].GetVirtualHosts()[0].GetRoutes()[0]
+	r.TypedPerFilterConfig["envoy.filters.http.ext_authz"] = bad
+	_, err = snapshot.Build(cfg, res)
+	if err == nil || !strings.Contains(err.Error(), "ExtAuthzPerRoute") {
+		t.Errorf("Build() = %v; want the invalid ExtAuthzPerRoute reported", err)
 	}
 }
