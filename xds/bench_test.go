@@ -7,13 +7,13 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/xds"
-	"github.com/gatehouse/gatehouse/xds/internal/bigconfig"
 	"github.com/gatehouse/gatehouse/xds/translate"
+	"github.com/gatehouse/gatehouse/xds/xdstest"
 )
 
 func bigConfig(b *testing.B, routes, clusters int) *config.Config {
 	b.Helper()
-	cfg, err := config.LoadBytes("big.yaml", []byte(bigconfig.YAML(routes, clusters, 50, "127.0.0.1:0", 0)), config.LoadOptions{})
+	cfg, err := config.LoadBytes("big.yaml", []byte(xdstest.YAML(routes, clusters, 50, "127.0.0.1:0", 0)), config.LoadOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func BenchmarkTranslate(b *testing.B) {
 // BenchmarkLoad is what comes before: reading and validating the YAML
 // (including the shadowed-route analysis), for scale.
 func BenchmarkLoad(b *testing.B) {
-	y := []byte(bigconfig.YAML(5000, 1000, 50, "127.0.0.1:0", 0))
+	y := []byte(xdstest.YAML(5000, 1000, 50, "127.0.0.1:0", 0))
 	b.ResetTimer()
 	for b.Loop() {
 		if _, err := config.LoadBytes("big.yaml", y, config.LoadOptions{}); err != nil {

@@ -75,6 +75,9 @@ type Set struct {
 	hashes map[string]map[string]string
 	// sizes holds each resource's encoded size by type URL and name.
 	sizes map[string]map[string]int
+	// served holds the pre-encoded shells served in place of route
+	// configurations and load assignments (see preEncoded).
+	served map[types.Resource]types.Resource
 	// maxMessage is the largest response the ADS server may send.
 	maxMessage int
 }
@@ -103,6 +106,7 @@ func Build(cfg *config.Config, res *translate.Resources) (*Set, error) {
 		defGroup:  config.DefaultNodeGroup,
 		hashes:    map[string]map[string]string{},
 		sizes:     map[string]map[string]int{},
+		served:    map[types.Resource]types.Resource{},
 		// A limit of 0 (a config built in Go, not loaded) means 4MiB,
 		// gRPC's default.
 		maxMessage: 4 << 20,
@@ -199,6 +203,13 @@ func (s *Set) hashAll(res *translate.Resources) error {
 			}
 			m[name] = hashOf(b)
 			sz[name] = len(b)
+			if typ == resourcev3.RouteType || typ == resourcev3.EndpointType {
+				shell, err := preEncoded(r, b)
+				if err != nil {
+					return fmt.Errorf("encode %s: %w", name, err)
+				}
+				s.served[r] = shell
+			}
 			fmt.Fprintf(all, "%s\x00%s\x00%s\n", typ, name, m[name])
 		}
 		s.hashes[typ] = m
@@ -313,6 +324,11 @@ func (s *Set) snapshot(sub *translate.Resources, f Flavour) (*cachev3.Snapshot, 
 			fmt.Fprintf(h, "%s\x00%s\n", n, vm[n])
 		}
 		version := hex.EncodeToString(h.Sum(nil)[:8])
+		for i, r := range items {
+			if shell, ok := s.served[r]; ok {
+				items[i] = shell
+			}
+		}
 		snap.Resources[cachev3.GetResponseType(typ)] = cachev3.NewResources(version, items)
 		snap.VersionMap[typ] = vm
 	}

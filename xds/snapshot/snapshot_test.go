@@ -1,13 +1,17 @@
 package snapshot_test
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/gatehouse/gatehouse/internal/config"
@@ -214,5 +218,33 @@ func TestInvalidPerRouteConfig(t *testing.T) {
 	_, err = snapshot.Build(cfg, res)
 	if err == nil || !strings.Contains(err.Error(), "ExtAuthzPerRoute") {
 		t.Errorf("Build() = %v; want the invalid ExtAuthzPerRoute reported", err)
+	}
+}
+
+// TestServedBytes: what the cache serves encodes to exactly the bytes of
+// the translated resources (the shells are only a faster way to them).
+func TestServedBytes(t *testing.T) {
+	set := build(t, base)
+	det := proto.MarshalOptions{Deterministic: true}
+	for _, rc := range set.Resources.Routes {
+		want, err := det.Marshal(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := set.Group("default").Snapshot(snapshot.Envoy).GetResources(resourcev3.RouteType)[rc.GetName()]
+		if served == nil {
+			served = set.Group("grpc").Snapshot(snapshot.GRPC).GetResources(resourcev3.RouteType)[rc.GetName()]
+		}
+		got, err := cachev3.MarshalResource(served)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(want, got) {
+			t.Errorf("served %s encodes to %d bytes that differ from the resource's %d", rc.GetName(), len(got), len(want))
+		}
+		back := &routev3.RouteConfiguration{}
+		if err := proto.Unmarshal(got, back); err != nil || !proto.Equal(back, rc) {
+			t.Errorf("served %s does not decode to the resource: %v", rc.GetName(), err)
+		}
 	}
 }

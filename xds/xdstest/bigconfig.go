@@ -1,7 +1,8 @@
-// Package bigconfig writes large gatehouse configs for benchmarks and the
+// Package xdstest holds helpers for tests, benchmarks and load scenarios
+// of the xds component. It writes large gatehouse configs for benchmarks and the
 // load scenario: many routes over many hosts and clusters, every
 // component enabled so that each route carries its per-filter config.
-package bigconfig
+package xdstest
 
 import (
 	"fmt"
@@ -42,4 +43,10 @@ clusters:
 			i, i%hosts, prefix, i%clusters)
 	}
 	return b.String()
+}
+
+// WithClusterVariant changes cluster c0's second endpoint, for a change
+// of one cluster's endpoints.
+func WithClusterVariant(y string, variant int) string {
+	return strings.Replace(y, "{address: 10.0.0.2:8080}", fmt.Sprintf("{address: 10.0.0.%d:8080}", 2+variant%200), 1)
 }
