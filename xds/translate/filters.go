@@ -106,6 +106,10 @@ func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 		}); err != nil {
 			return nil, err
 		}
+		// ext_proc is off unless a route's config turns it on: most
+		// routes run no processor, and this way they carry no per-route
+		// config for it (a fifth of a large route table's size).
+		out[len(out)-1].Disabled = true
 	}
 	if cfg.Authz != nil {
 		if err := add(filterExtAuthz, &extauthzv3.ExtAuthz{
@@ -153,16 +157,14 @@ func perFilterConfig(id string, n *routeNeeds) (map[string]*anypb.Any, error) {
 		out[name] = a
 		return nil
 	}
-	if n.extprocOn {
-		var m *extprocv3.ExtProcPerRoute
-		if n.extproc.Disabled {
-			m = &extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Disabled{Disabled: true}}
-		} else {
-			m = &extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Overrides{Overrides: &extprocv3.ExtProcOverrides{
-				ProcessingMode:    processingMode(&n.extproc),
-				RequestAttributes: []string{contract.ExtProcRouteAttribute},
-			}}}
-		}
+	// ext_proc is disabled at the filter level; a route that needs it
+	// turns it on by carrying its overrides (Envoy enables a disabled
+	// filter for a route with a per-route config for it).
+	if n.extprocOn && !n.extproc.Disabled {
+		m := &extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Overrides{Overrides: &extprocv3.ExtProcOverrides{
+			ProcessingMode:    processingMode(&n.extproc),
+			RequestAttributes: []string{contract.ExtProcRouteAttribute},
+		}}}
 		if err := set(filterExtProc, m); err != nil {
 			return nil, err
 		}

@@ -193,15 +193,12 @@ func TestContract(t *testing.T) {
 		t.Errorf("request_headers_to_remove = %v on an authz route; they would wipe ext_authz's headers", r.GetRequestHeadersToRemove())
 	}
 
-	// ext_proc is off for a route with no processors (the foundation's
-	// ExtProcNeeds), with the route attribute asked for at filter level.
-	ep := &extprocv3.ExtProcPerRoute{}
-	if err := r.GetTypedPerFilterConfig()[contract.ExtProcFilterName].UnmarshalTo(ep); err != nil {
-		t.Fatalf("ext_proc per-route config: %v", err)
-	}
+	// ext_proc is disabled at the filter level and enabled by a route's
+	// per-route config only where ExtProcNeeds asks for it.
+	_, hasExtProc := r.GetTypedPerFilterConfig()[contract.ExtProcFilterName]
 	needs := cfg.RouteByID("orders.read").ExtProcNeeds(cfg)
-	if ep.GetDisabled() != needs.Disabled {
-		t.Errorf("ext_proc disabled = %v; want %v (ExtProcNeeds)", ep.GetDisabled(), needs.Disabled)
+	if hasExtProc == needs.Disabled {
+		t.Errorf("ext_proc per-route config present = %v; want %v (ExtProcNeeds.Disabled = %v)", hasExtProc, !needs.Disabled, needs.Disabled)
 	}
 
 	hcm := &hcmv3.HttpConnectionManager{}
@@ -215,6 +212,13 @@ func TestContract(t *testing.T) {
 	wantNames := []string{contract.ExtProcFilterName, contract.AuthzFilterName, "envoy.filters.http.ratelimit", "envoy.filters.http.router"}
 	if diff := cmp.Diff(wantNames, names); diff != "" {
 		t.Errorf("HTTP filters (-want +got):\n%s", diff)
+	}
+	for _, f := range hcm.GetHttpFilters() {
+		// Only ext_proc is off by default; ext_authz must run on every
+		// route that does not turn it off explicitly (fail closed).
+		if f.GetDisabled() != (f.GetName() == contract.ExtProcFilterName) {
+			t.Errorf("filter %s disabled = %v", f.GetName(), f.GetDisabled())
+		}
 	}
 	if !hcm.GetStripAnyHostPort() {
 		t.Error("strip_any_host_port = false; want true (routematch strips ports)")
@@ -309,14 +313,15 @@ func TestPerRouteNeeds(t *testing.T) {
 			if diff := cmp.Diff(wantBody, az.GetCheckSettings().GetWithRequestBody(), protocmp.Transform()); diff != "" {
 				t.Errorf("with_request_body (-want +got):\n%s", diff)
 			}
-			ep := &extprocv3.ExtProcPerRoute{}
-			if err := got[contract.ExtProcFilterName].UnmarshalTo(ep); err != nil {
-				t.Fatal(err)
-			}
-			if ep.GetDisabled() != tt.extproc.Disabled {
-				t.Errorf("ext_proc disabled = %v; want %v", ep.GetDisabled(), tt.extproc.Disabled)
+			epAny, has := got[contract.ExtProcFilterName]
+			if has == tt.extproc.Disabled {
+				t.Errorf("ext_proc per-route config present = %v; want %v", has, !tt.extproc.Disabled)
 			}
 			if !tt.extproc.Disabled {
+				ep := &extprocv3.ExtProcPerRoute{}
+				if err := epAny.UnmarshalTo(ep); err != nil {
+					t.Fatal(err)
+				}
 				m := ep.GetOverrides().GetProcessingMode()
 				if m.GetRequestHeaderMode() != extprocv3.ProcessingMode_SEND || m.GetResponseHeaderMode() != extprocv3.ProcessingMode_SKIP ||
 					m.GetRequestBodyMode() != extprocv3.ProcessingMode_BUFFERED || m.GetResponseBodyMode() != extprocv3.ProcessingMode_NONE {
