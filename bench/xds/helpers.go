@@ -105,15 +105,25 @@ func (n *nullADS) StreamAggregatedResources(s discoveryv3.AggregatedDiscoverySer
 	}
 }
 
-// nullFanout measures the ceiling: the time for the no-op server to get
-// the current route table to every client, median of the rounds.
-func nullFanout(ctx context.Context, comp *xds.Server) (time.Duration, error) {
+// ceiling is the no-op server with its clients, kept up for the whole
+// run so that each gatehouse round can be compared with a null round
+// measured right before it (the machine is shared and noisy).
+type ceiling struct {
+	n      *nullADS
+	got    chan struct{}
+	stop   func()
+	rounds []time.Duration
+}
+
+// newCeiling starts the no-op server with the current route table and
+// connects the clients.
+func newCeiling(ctx context.Context, comp *xds.Server) (*ceiling, error) {
 	set := comp.ADS().Current()
 	var rs []*anypb.Any
 	for _, rc := range set.Resources.Routes {
 		a, err := anypb.New(rc)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		rs = append(rs, a)
 	}
@@ -121,30 +131,40 @@ func nullFanout(ctx context.Context, comp *xds.Server) (time.Duration, error) {
 		resp: &discoveryv3.DiscoveryResponse{TypeUrl: resourcev3.RouteType, VersionInfo: "1", Resources: rs, Nonce: "1"}}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	g := grpc.NewServer(grpc.MaxSendMsgSize(maxMsg))
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, n)
 	go func() { _ = g.Serve(lis) }()
-	defer g.Stop()
 
-	got := make(chan struct{}, *clients)
+	c := &ceiling{n: n, got: make(chan struct{}, *clients)}
 	var wg sync.WaitGroup
 	cctx, cancel := context.WithCancel(ctx)
-	defer func() { cancel(); wg.Wait() }()
+	var conns []*grpc.ClientConn
+	c.stop = func() {
+		cancel()
+		for _, conn := range conns {
+			_ = conn.Close()
+		}
+		g.Stop()
+		wg.Wait()
+	}
 	for i := range *clients {
 		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg)))
 		if err != nil {
-			return 0, err
+			c.stop()
+			return nil, err
 		}
-		defer conn.Close()
+		conns = append(conns, conn)
 		s, err := adsclient.NewSotW(cctx, conn, &corev3.Node{Id: fmt.Sprint("null-", i)})
 		if err != nil {
-			return 0, err
+			c.stop()
+			return nil, err
 		}
 		if err := s.Request(resourcev3.RouteType, "routes/public"); err != nil {
-			return 0, err
+			c.stop()
+			return nil, err
 		}
 		wg.Add(1)
 		go func() {
@@ -155,31 +175,40 @@ func nullFanout(ctx context.Context, comp *xds.Server) (time.Duration, error) {
 					return
 				}
 				_ = s.Ack(resp, "routes/public")
-				got <- struct{}{}
+				c.got <- struct{}{}
 			}
 		}()
 	}
 	for range *clients {
-		<-n.joined
-	}
-	var times []time.Duration
-	for range *rounds {
-		t0 := time.Now()
-		n.mu.Lock()
-		for _, tr := range n.streams {
-			tr <- struct{}{}
+		select {
+		case <-n.joined:
+		case <-ctx.Done():
+			c.stop()
+			return nil, ctx.Err()
 		}
-		n.mu.Unlock()
-		for range *clients {
-			select {
-			case <-got:
-			case <-ctx.Done():
-				return 0, ctx.Err()
-			}
-		}
-		times = append(times, time.Since(t0))
 	}
-	return percentile(times, 50), nil
+	return c, nil
+}
+
+// round fans the route table out once and returns how long until every
+// client had it.
+func (c *ceiling) round(ctx context.Context) (time.Duration, error) {
+	t0 := time.Now()
+	c.n.mu.Lock()
+	for _, tr := range c.n.streams {
+		tr <- struct{}{}
+	}
+	c.n.mu.Unlock()
+	for range *clients {
+		select {
+		case <-c.got:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	d := time.Since(t0)
+	c.rounds = append(c.rounds, d)
+	return d, nil
 }
 
 func percentile(ds []time.Duration, p int) time.Duration {

@@ -93,11 +93,11 @@ func run() error {
 	fmt.Printf("xds load: %d clients, %d routes, %d clusters, %d rounds; route table %s\n",
 		*clients, *routes, *clusters, *rounds, size(comp))
 
-	ceiling, err := nullFanout(ctx, comp)
+	ceil, err := newCeiling(ctx, comp)
 	if err != nil {
 		return fmt.Errorf("null server: %w", err)
 	}
-	fmt.Printf("ceiling (no-op ADS server fanning the same route table out to %d streams): %s\n", *clients, ms(ceiling))
+	defer ceil.stop()
 
 	variant := 0
 	for _, mode := range splitModes(*modes) {
@@ -105,9 +105,15 @@ func run() error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", mode, err)
 		}
-		var prep, seen []time.Duration
+		var prep, seen, null []time.Duration
 		var routeRes map[string]int64
 		for range *rounds {
+			nd, err := ceil.round(ctx)
+			if err != nil {
+				pool.close()
+				return fmt.Errorf("null round: %w", err)
+			}
+			null = append(null, nd)
 			variant++
 			next, err := cfgAt(variant, 0)
 			if err != nil {
@@ -131,6 +137,8 @@ func run() error {
 			return fmt.Errorf("%s cluster change: %w", mode, err)
 		}
 		p50, maxSeen := percentile(seen, 50), slices.Max(seen)
+		ceiling := percentile(null, 50)
+		fmt.Printf("%s: ceiling (no-op ADS server fanning the same route table out to %d streams, interleaved): p50 %s\n", mode, *clients, ms(ceiling))
 		fmt.Printf("%s: one route changed → all %d clients have it: p50 %s, max %s (build %s p50); ratio to ceiling %.2f; resources sent per client: %s\n",
 			mode, *clients, ms(p50), ms(maxSeen), ms(percentile(prep, 50)), float64(p50)/float64(ceiling), perClient(routeRes, *clients))
 		fmt.Printf("%s: one cluster's endpoints changed → all have it in %s; resources sent per client: %s\n",
