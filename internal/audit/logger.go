@@ -2,13 +2,10 @@ package audit
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,134 +16,300 @@ import (
 	"github.com/gatehouse/gatehouse/internal/config"
 )
 
-// line is what is written for each event: the event, its place in the chain
-// and, when lines were lost before it, how many.
-type line struct {
-	Seq  uint64 `json:"seq"`
-	Prev string `json:"prev"`
-	Gap  uint64 `json:"gap,omitempty"`
-	Event
+// maxBatch bounds the lines written with one write call: enough to make a
+// burst cheap, small enough to keep the buffer a few hundred KiB.
+const maxBatch = 512
+
+// item is an event in the buffer, with the count of events dropped before
+// it was recorded, so that a gap lands on the first line after the loss.
+type item struct {
+	e    Event
+	lost uint64
 }
 
-// Logger is the asynchronous, hash-chained audit writer.
+// Logger is the asynchronous, hash-chained audit writer. Record hands an
+// event to a bounded buffer and returns; one goroutine encodes, chains and
+// writes the lines to each sink.
 type Logger struct {
-	ch      chan Event
-	done    chan struct{}
-	closing sync.Once
-	dropped atomic.Uint64
-	log     *slog.Logger
+	// mu orders Record against Close: Record sends under the read lock,
+	// Close closes the buffer under the write lock, so no send can hit a
+	// closed channel and no event can slip in after the final drain.
+	mu     sync.RWMutex
+	closed bool
+	ch     chan item
+	// lost counts events dropped because the buffer was full.
+	lost      atomic.Uint64
+	lateDrops atomic.Uint64
+	done      chan struct{}
+	closeErr  error
+	log       *slog.Logger
+	m         *metrics
 
-	out     io.Writer
-	closer  io.Closer
-	seq     uint64
-	prev    string
-	written prometheus.Counter
-	lost    prometheus.Counter
-	errors  prometheus.Counter
+	// Owned by the writer goroutine.
+	sinks    []*sink
+	file     *rotFile
+	fileSink *sink
+	h        *Hasher
+	ev       []byte
+	lastLost uint64
+	sync     config.AuditSync
+	interval time.Duration
+}
+
+// options are test hooks.
+type options struct {
+	openFile func(string) (fileHandle, error)
+	now      func() time.Time
 }
 
 // New starts an audit logger writing to the sinks of cfg; stdout is the
-// writer used when cfg.Stdout is set.
+// writer used when cfg.Stdout is set. The file sink continues the chain
+// found at the end of cfg.File (or of its newest backup), and each sink
+// begins with an audit.start line that says how it started. New fails when
+// a sink cannot be opened or its start line cannot be written: gatehouse
+// then refuses to start rather than decide without an audit trail.
 func New(cfg config.Audit, stdout io.Writer, reg prometheus.Registerer, log *slog.Logger) (*Logger, error) {
-	var sinks []io.Writer
-	l := &Logger{
-		ch:   make(chan Event, cfg.BufferSize),
-		done: make(chan struct{}),
-		log:  log,
-		written: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gatehouse_audit_lines_total", Help: "Audit lines written.",
-		}),
-		lost: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gatehouse_audit_dropped_total", Help: "Audit events dropped because the buffer was full.",
-		}),
-		errors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gatehouse_audit_write_errors_total", Help: "Audit lines that could not be written to a sink.",
-		}),
+	return newLogger(cfg, stdout, reg, log, options{})
+}
+
+func newLogger(cfg config.Audit, stdout io.Writer, reg prometheus.Registerer, log *slog.Logger, o options) (*Logger, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
+	if o.openFile == nil {
+		o.openFile = openAppend
+	}
+	if o.now == nil {
+		o.now = time.Now
+	}
+	if cfg.File == "" && !cfg.Stdout {
+		return nil, errors.New("audit: no sink: set audit.file or audit.stdout")
+	}
+	if cfg.Stdout && stdout == nil {
+		return nil, errors.New("audit: audit.stdout is set but no standard output was given")
+	}
+	size := max(cfg.BufferSize, 1)
+	l := &Logger{
+		ch:       make(chan item, size),
+		done:     make(chan struct{}),
+		log:      log,
+		h:        NewHasher(cfg.ChainKey.Value()),
+		sync:     cfg.Sync,
+		interval: cfg.SyncInterval.D(),
+	}
+	m, err := newMetrics(reg, func() float64 { return float64(len(l.ch)) })
+	if err != nil {
+		return nil, err
+	}
+	l.m = m
+	m.capacity.Set(float64(size))
+
+	now := o.now()
 	if cfg.File != "" {
-		f, err := os.OpenFile(string(cfg.File), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		path := string(cfg.File)
+		// The tail is read before the file is opened for writing, under
+		// the lock: nobody else appends while we decide how to continue.
+		f, err := openRotFile(path, int64(cfg.MaxSize), cfg.MaxBackups, o.openFile, o.now)
 		if err != nil {
-			return nil, fmt.Errorf("audit: open %s: %w", cfg.File, err)
+			return nil, err
 		}
-		sinks = append(sinks, f)
-		l.closer = f
+		r := readResume(path, l.h)
+		s := newSink("file", f, f, m, log)
+		s.st = chainState{torn: r.torn, midLine: r.midLine, owedNL: r.owedNL, after: r.after}
+		if r.head != nil {
+			s.st.head, s.st.hasHead = *r.head, true
+		}
+		s.committed = s.st
+		l.file = f
+		if err := l.start(s, now, r.detail); err != nil {
+			_ = f.close()
+			return nil, err
+		}
+		l.fileSink = s
+		l.syncFile()
 	}
 	if cfg.Stdout {
-		sinks = append(sinks, stdout)
-	}
-	l.out = io.MultiWriter(sinks...)
-	if reg != nil {
-		for _, c := range []prometheus.Collector{l.written, l.lost, l.errors} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("audit: register metrics: %w", err)
+		s := newSink("stdout", stdout, nil, m, log)
+		if err := l.start(s, now, "new chain on standard output"); err != nil {
+			if l.file != nil {
+				_ = l.file.close()
 			}
+			return nil, err
 		}
 	}
+	log.Info("audit log started", "file", string(cfg.File), "stdout", cfg.Stdout, "keyed", l.h.Keyed(), "buffer", size, "sync", string(cfg.Sync))
 	go l.run()
-	l.Record(Event{Kind: KindStart})
 	return l, nil
 }
 
+// start writes a sink's audit.start line synchronously.
+func (l *Logger) start(s *sink, now time.Time, detail string) error {
+	l.ev = appendEvent(l.ev[:0], &Event{Time: now, Kind: KindStart, Detail: detail})
+	s.add(l.ev, 0, l.h, l.m)
+	s.flush()
+	if s.failing {
+		return fmt.Errorf("audit: cannot write the start line to %s", s.name)
+	}
+	l.sinks = append(l.sinks, s)
+	return nil
+}
+
 // Record queues e. It never blocks: when the buffer is full, the event is
-// dropped and counted, and the next line written carries the gap.
+// dropped and counted, and the next line written carries the gap. The
+// path is cut at '?': a query string may hold a token and never enters
+// the log.
 func (l *Logger) Record(e Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	// Defence in depth: a path never carries its query string.
-	if i := strings.IndexByte(e.Path, '?'); i >= 0 {
-		e.Path = e.Path[:i]
+	e.Path = StripQuery(e.Path)
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		l.m.dropped.Inc()
+		if l.lateDrops.Add(1) == 1 {
+			l.log.Error("audit event recorded after close: dropped", "kind", string(e.Kind))
+		}
+		return
 	}
 	select {
-	case l.ch <- e:
+	case l.ch <- item{e: e, lost: l.lost.Load()}:
 	default:
-		l.dropped.Add(1)
-		l.lost.Inc()
+		l.lost.Add(1)
+		l.m.dropped.Inc()
 	}
+	l.mu.RUnlock()
+}
+
+// StripQuery cuts a request path at its query string (or fragment), which
+// may carry tokens, signatures or personal data.
+func StripQuery(p string) string {
+	if i := strings.IndexAny(p, "?#"); i >= 0 {
+		return p[:i]
+	}
+	return p
 }
 
 func (l *Logger) run() {
 	defer close(l.done)
-	for e := range l.ch {
-		l.write(e)
+	var tick <-chan time.Time
+	if l.file != nil && l.sync == config.AuditSyncInterval && l.interval > 0 {
+		t := time.NewTicker(l.interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	batch := make([]item, 0, maxBatch)
+	for {
+		select {
+		case it, ok := <-l.ch:
+			if !ok {
+				l.finish()
+				return
+			}
+			batch = append(batch[:0], it)
+			open := true
+		drain:
+			for len(batch) < maxBatch {
+				select {
+				case it, ok := <-l.ch:
+					if !ok {
+						open = false
+						break drain
+					}
+					batch = append(batch, it)
+				default:
+					break drain
+				}
+			}
+			l.write(batch)
+			clear(batch) // do not keep the events' strings alive
+			if !open {
+				l.finish()
+				return
+			}
+		case <-tick:
+			l.syncFile()
+		}
 	}
 }
 
-func (l *Logger) write(e Event) {
-	l.seq++
-	ln := line{Seq: l.seq, Prev: l.prev, Gap: l.dropped.Swap(0), Event: e}
-	body, err := json.Marshal(ln)
-	if err != nil {
-		l.errors.Inc()
-		l.log.Error("audit: encode", "err", err)
+// write encodes each event once and adds its line to every sink's chain,
+// then writes each sink's lines with one call.
+func (l *Logger) write(batch []item) {
+	for i := range batch {
+		var lost uint64
+		if it := batch[i].lost; it > l.lastLost {
+			lost, l.lastLost = it-l.lastLost, it
+		}
+		l.ev = appendEvent(l.ev[:0], &batch[i].e)
+		for _, s := range l.sinks {
+			s.add(l.ev, lost, l.h, l.m)
+		}
+	}
+	for _, s := range l.sinks {
+		s.flush()
+	}
+	if l.sync == config.AuditSyncAlways {
+		l.syncFile()
+	}
+}
+
+func (l *Logger) syncFile() {
+	if l.file == nil || !l.file.dirty {
 		return
 	}
-	sum := sha256.Sum256(append([]byte(l.prev+"\n"), body...))
-	hash := hex.EncodeToString(sum[:])
-	out := make([]byte, 0, len(body)+80)
-	out = append(out, body[:len(body)-1]...)
-	out = append(out, `,"hash":"`...)
-	out = append(out, hash...)
-	out = append(out, "\"}\n"...)
-	if _, err := l.out.Write(out); err != nil {
-		l.errors.Inc()
-		l.log.Error("audit: write", "err", err)
+	t := time.Now()
+	err := l.file.sync()
+	l.m.fsync.Observe(time.Since(t).Seconds())
+	if err != nil {
+		l.fileSink.fail("sync", err, 0)
 	}
-	l.prev = hash
-	l.written.Inc()
 }
 
-// Close writes what is buffered and closes the sinks, waiting at most until
-// ctx is done.
+// finish writes the audit.stop line (with the gap of events dropped after
+// the last line), syncs and closes the file.
+func (l *Logger) finish() {
+	lost := l.lost.Load() - l.lastLost
+	l.lastLost += lost
+	detail := "closed"
+	if lost > 0 {
+		detail = fmt.Sprintf("closed; %d events were dropped after the last line (buffer full)", lost)
+	}
+	l.ev = appendEvent(l.ev[:0], &Event{Time: time.Now(), Kind: KindStop, Detail: detail})
+	for _, s := range l.sinks {
+		s.add(l.ev, lost, l.h, l.m)
+		s.flush()
+	}
+	if l.file != nil {
+		if err := l.file.close(); err != nil {
+			l.fileSink.fail("close", err, 0)
+			l.closeErr = fmt.Errorf("audit: close: %w", err)
+		}
+	}
+	for _, s := range l.sinks {
+		if s.st.gap > 0 || s.st.torn > 0 {
+			// The stop line itself failed: nothing after it will say so.
+			l.log.Error("audit log closed with unrecorded losses", "sink", s.name, "lines_lost", s.st.gap, "torn_bytes", s.st.torn)
+		}
+	}
+	l.log.Info("audit log closed", "lines_dropped", l.lastLost)
+}
+
+// Close stops taking events, writes what is buffered and an audit.stop
+// line, and closes the sinks, waiting at most until ctx is done (the
+// writer then finishes on its own). It may be called more than once.
 func (l *Logger) Close(ctx context.Context) error {
-	l.closing.Do(func() { close(l.ch) })
+	l.mu.Lock()
+	if !l.closed {
+		l.closed = true
+		close(l.ch)
+	}
+	l.mu.Unlock()
 	select {
 	case <-l.done:
+		return l.closeErr
 	case <-ctx.Done():
+		l.log.Error("audit close timed out; the writer goes on in the background", "buffered", len(l.ch))
 		return fmt.Errorf("audit: close: %w", ctx.Err())
 	}
-	if l.closer != nil {
-		return l.closer.Close()
-	}
-	return nil
 }
