@@ -136,8 +136,11 @@ func TestVerifyTampering(t *testing.T) {
 			keyedLine: 11, keyedMsg: "plain SHA-256",
 		},
 		{
-			name:     "join two lines",
-			edit:     func(ls [][]byte) [][]byte { ls[4] = append(append(ls[4], ' '), ls[5]...); return append(ls[:5], ls[6:]...) },
+			name: "join two lines",
+			edit: func(ls [][]byte) [][]byte {
+				ls[4] = append(append(ls[4], ' '), ls[5]...)
+				return append(ls[:5], ls[6:]...)
+			},
 			wantLine: 5, wantMsg: "not an audit line",
 		},
 		{
