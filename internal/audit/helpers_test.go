@@ -25,7 +25,7 @@ func testConfig() config.Audit {
 	return config.Audit{Stdout: true, BufferSize: 1024, MaxSize: 100 << 20, MaxBackups: 10, Sync: config.AuditSyncNever}
 }
 
-func keyed(t *testing.T, cfg config.Audit, key string) config.Audit {
+func keyed(t testing.TB, cfg config.Audit, key string) config.Audit {
 	t.Helper()
 	t.Setenv("AUDIT_TEST_KEY", key)
 	s, err := config.NewSecretRef("env:AUDIT_TEST_KEY")
@@ -37,7 +37,7 @@ func keyed(t *testing.T, cfg config.Audit, key string) config.Audit {
 }
 
 // resolvedSecret resolves s the way the loader does, through a config.
-func resolvedSecret(t *testing.T, s config.Secret) config.Secret {
+func resolvedSecret(t testing.TB, s config.Secret) config.Secret {
 	t.Helper()
 	cfg, err := config.LoadBytes("t.yaml", []byte("apiVersion: gatehouse/v1\naudit:\n  chainKey: "+s.Ref()+"\n"), config.LoadOptions{})
 	if err != nil {

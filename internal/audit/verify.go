@@ -116,9 +116,13 @@ func Verify(srcs []Source, keys [][]byte) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Counted before the line: diagnosing a problem reads ahead.
+		v.rep.Files = v.it.files
 		v.line(pl, pos)
 	}
-	v.rep.Files = v.it.files
+	if v.rep.Problem == nil {
+		v.rep.Files = v.it.files
+	}
 	if v.rep.Problem == nil && v.damaged > 0 {
 		v.rep.Problem = v.damage
 	}
