@@ -24,8 +24,14 @@ const timeLayout = "2006-01-02T15:04:05.000000Z"
 // encodes every line: encoding/json's reflection costs several times more
 // (see BenchmarkEncode) on a 2-core machine shared with the decisions.
 func appendEvent(b []byte, e *Event) []byte {
+	t := e.Time.UTC()
+	if y := t.Year(); y < 1 || y > 9999 {
+		// RFC 3339 has four-digit years: a line with another would not
+		// parse, and a caller's bad clock must not look like tampering.
+		t = time.Now().UTC()
+	}
 	b = append(b, `"time":"`...)
-	b = e.Time.UTC().AppendFormat(b, timeLayout)
+	b = t.AppendFormat(b, timeLayout)
 	b = append(b, '"')
 	b = appendField(b, "kind", string(e.Kind), true)
 	b = appendField(b, "id", e.ID, false)

@@ -99,8 +99,6 @@ func ParseLine(b []byte) (*Line, error) {
 		return nil, errors.New("not an audit line: after is not a hash")
 	case w.Torn < 0:
 		return nil, errors.New("not an audit line: torn is negative")
-	case w.Kind == "":
-		return nil, errors.New("not an audit line: no kind")
 	case (*w.Prev == "") != (*w.Seq == 1):
 		return nil, errors.New("not an audit line: seq 1 and only seq 1 has an empty prev")
 	}

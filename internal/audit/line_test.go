@@ -29,7 +29,7 @@ func TestParseLine(t *testing.T) {
 		{"seq 1 with prev", `{"seq":1,"prev":"` + h + `","time":"2026-01-02T03:04:05Z","kind":"audit.start","hash":"` + h + `"}`, "only seq 1"},
 		{"two hashes", `{"seq":1,"prev":"","hash":"x","time":"2026-01-02T03:04:05Z","kind":"audit.start","hash":"` + h + `"}`, "second hash"},
 		{"negative torn", `{"seq":1,"prev":"","torn":-1,"time":"2026-01-02T03:04:05Z","kind":"audit.start","hash":"` + h + `"}`, "negative"},
-		{"no kind", `{"seq":1,"prev":"","time":"2026-01-02T03:04:05Z","hash":"` + h + `"}`, "no kind"},
+		{"no kind (a caller's bug is still recorded)", `{"seq":1,"prev":"","time":"2026-01-02T03:04:05Z","hash":"` + h + `"}`, ""},
 		{"bad time", `{"seq":1,"prev":"","time":"yesterday","kind":"audit.start","hash":"` + h + `"}`, "not an audit line"},
 	}
 	for _, tt := range tests {

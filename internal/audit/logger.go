@@ -28,8 +28,8 @@ type item struct {
 }
 
 // Logger is the asynchronous, hash-chained audit writer. Record hands an
-// event to a bounded buffer and returns; one goroutine encodes, chains and
-// writes the lines to each sink.
+// event to a bounded buffer and returns; one goroutine (the writer)
+// encodes, chains and writes the lines to each sink.
 type Logger struct {
 	// mu orders Record against Close: Record sends under the read lock,
 	// Close closes the buffer under the write lock, so no send can hit a
@@ -41,11 +41,16 @@ type Logger struct {
 	lost      atomic.Uint64
 	lateDrops atomic.Uint64
 	done      chan struct{}
-	closeErr  error
 	log       *slog.Logger
 	m         *metrics
+	// w is the writer goroutine's state, in its own allocation so that
+	// its writes do not share a cache line with what Record reads.
+	w *writer
+}
 
-	// Owned by the writer goroutine.
+// writer is owned by the writer goroutine (and by New before it starts).
+type writer struct {
+	l        *Logger
 	sinks    []*sink
 	file     *rotFile
 	fileSink *sink
@@ -54,6 +59,7 @@ type Logger struct {
 	lastLost uint64
 	sync     config.AuditSync
 	interval time.Duration
+	closeErr error
 }
 
 // options are test hooks.
@@ -90,13 +96,12 @@ func newLogger(cfg config.Audit, stdout io.Writer, reg prometheus.Registerer, lo
 	}
 	size := max(cfg.BufferSize, 1)
 	l := &Logger{
-		ch:       make(chan item, size),
-		done:     make(chan struct{}),
-		log:      log,
-		h:        NewHasher(cfg.ChainKey.Value()),
-		sync:     cfg.Sync,
-		interval: cfg.SyncInterval.D(),
+		ch:   make(chan item, size),
+		done: make(chan struct{}),
+		log:  log,
 	}
+	w := &writer{l: l, h: NewHasher(cfg.ChainKey.Value()), sync: cfg.Sync, interval: cfg.SyncInterval.D()}
+	l.w = w
 	m, err := newMetrics(reg, func() float64 { return float64(len(l.ch)) })
 	if err != nil {
 		return nil, err
@@ -113,44 +118,43 @@ func newLogger(cfg config.Audit, stdout io.Writer, reg prometheus.Registerer, lo
 		if err != nil {
 			return nil, err
 		}
-		r := readResume(path, l.h)
+		r := readResume(path, w.h)
 		s := newSink("file", f, f, m, log)
 		s.st = chainState{torn: r.torn, midLine: r.midLine, owedNL: r.owedNL, after: r.after}
 		if r.head != nil {
 			s.st.head, s.st.hasHead = *r.head, true
 		}
 		s.committed = s.st
-		l.file = f
-		if err := l.start(s, now, r.detail); err != nil {
+		w.file, w.fileSink = f, s
+		if err := w.start(s, now, r.detail); err != nil {
 			_ = f.close()
 			return nil, err
 		}
-		l.fileSink = s
-		l.syncFile()
+		w.syncFile()
 	}
 	if cfg.Stdout {
 		s := newSink("stdout", stdout, nil, m, log)
-		if err := l.start(s, now, "new chain on standard output"); err != nil {
-			if l.file != nil {
-				_ = l.file.close()
+		if err := w.start(s, now, "new chain on standard output"); err != nil {
+			if w.file != nil {
+				_ = w.file.close()
 			}
 			return nil, err
 		}
 	}
-	log.Info("audit log started", "file", string(cfg.File), "stdout", cfg.Stdout, "keyed", l.h.Keyed(), "buffer", size, "sync", string(cfg.Sync))
-	go l.run()
+	log.Info("audit log started", "file", string(cfg.File), "stdout", cfg.Stdout, "keyed", w.h.Keyed(), "buffer", size, "sync", string(cfg.Sync))
+	go w.run()
 	return l, nil
 }
 
 // start writes a sink's audit.start line synchronously.
-func (l *Logger) start(s *sink, now time.Time, detail string) error {
-	l.ev = appendEvent(l.ev[:0], &Event{Time: now, Kind: KindStart, Detail: detail})
-	s.add(l.ev, 0, l.h, l.m)
+func (w *writer) start(s *sink, now time.Time, detail string) error {
+	w.ev = appendEvent(w.ev[:0], &Event{Time: now, Kind: KindStart, Detail: detail})
+	s.add(w.ev, 0, w.h, w.l.m)
 	s.flush()
 	if s.failing {
 		return fmt.Errorf("audit: cannot write the start line to %s", s.name)
 	}
-	l.sinks = append(l.sinks, s)
+	w.sinks = append(w.sinks, s)
 	return nil
 }
 
@@ -184,17 +188,21 @@ func (l *Logger) Record(e Event) {
 // StripQuery cuts a request path at its query string (or fragment), which
 // may carry tokens, signatures or personal data.
 func StripQuery(p string) string {
-	if i := strings.IndexAny(p, "?#"); i >= 0 {
-		return p[:i]
+	if i := strings.IndexByte(p, '?'); i >= 0 {
+		p = p[:i]
+	}
+	if i := strings.IndexByte(p, '#'); i >= 0 {
+		p = p[:i]
 	}
 	return p
 }
 
-func (l *Logger) run() {
+func (w *writer) run() {
+	l := w.l
 	defer close(l.done)
 	var tick <-chan time.Time
-	if l.file != nil && l.sync == config.AuditSyncInterval && l.interval > 0 {
-		t := time.NewTicker(l.interval)
+	if w.file != nil && w.sync == config.AuditSyncInterval && w.interval > 0 {
+		t := time.NewTicker(w.interval)
 		defer t.Stop()
 		tick = t.C
 	}
@@ -203,7 +211,7 @@ func (l *Logger) run() {
 		select {
 		case it, ok := <-l.ch:
 			if !ok {
-				l.finish()
+				w.finish()
 				return
 			}
 			batch = append(batch[:0], it)
@@ -221,78 +229,79 @@ func (l *Logger) run() {
 					break drain
 				}
 			}
-			l.write(batch)
+			w.write(batch)
 			clear(batch) // do not keep the events' strings alive
 			if !open {
-				l.finish()
+				w.finish()
 				return
 			}
 		case <-tick:
-			l.syncFile()
+			w.syncFile()
 		}
 	}
 }
 
 // write encodes each event once and adds its line to every sink's chain,
 // then writes each sink's lines with one call.
-func (l *Logger) write(batch []item) {
+func (w *writer) write(batch []item) {
 	for i := range batch {
 		var lost uint64
-		if it := batch[i].lost; it > l.lastLost {
-			lost, l.lastLost = it-l.lastLost, it
+		if it := batch[i].lost; it > w.lastLost {
+			lost, w.lastLost = it-w.lastLost, it
 		}
-		l.ev = appendEvent(l.ev[:0], &batch[i].e)
-		for _, s := range l.sinks {
-			s.add(l.ev, lost, l.h, l.m)
+		w.ev = appendEvent(w.ev[:0], &batch[i].e)
+		for _, s := range w.sinks {
+			s.add(w.ev, lost, w.h, w.l.m)
 		}
 	}
-	for _, s := range l.sinks {
+	for _, s := range w.sinks {
 		s.flush()
 	}
-	if l.sync == config.AuditSyncAlways {
-		l.syncFile()
+	if w.sync == config.AuditSyncAlways {
+		w.syncFile()
 	}
 }
 
-func (l *Logger) syncFile() {
-	if l.file == nil || !l.file.dirty {
+func (w *writer) syncFile() {
+	if w.file == nil || !w.file.dirty {
 		return
 	}
 	t := time.Now()
-	err := l.file.sync()
-	l.m.fsync.Observe(time.Since(t).Seconds())
+	err := w.file.sync()
+	w.l.m.fsync.Observe(time.Since(t).Seconds())
 	if err != nil {
-		l.fileSink.fail("sync", err, 0)
+		w.fileSink.fail("sync", err, 0)
 	}
 }
 
 // finish writes the audit.stop line (with the gap of events dropped after
 // the last line), syncs and closes the file.
-func (l *Logger) finish() {
-	lost := l.lost.Load() - l.lastLost
-	l.lastLost += lost
+func (w *writer) finish() {
+	l := w.l
+	lost := l.lost.Load() - w.lastLost
+	w.lastLost += lost
 	detail := "closed"
 	if lost > 0 {
 		detail = fmt.Sprintf("closed; %d events were dropped after the last line (buffer full)", lost)
 	}
-	l.ev = appendEvent(l.ev[:0], &Event{Time: time.Now(), Kind: KindStop, Detail: detail})
-	for _, s := range l.sinks {
-		s.add(l.ev, lost, l.h, l.m)
+	w.ev = appendEvent(w.ev[:0], &Event{Time: time.Now(), Kind: KindStop, Detail: detail})
+	for _, s := range w.sinks {
+		s.add(w.ev, lost, w.h, w.l.m)
 		s.flush()
 	}
-	if l.file != nil {
-		if err := l.file.close(); err != nil {
-			l.fileSink.fail("close", err, 0)
-			l.closeErr = fmt.Errorf("audit: close: %w", err)
+	if w.file != nil {
+		if err := w.file.close(); err != nil {
+			w.fileSink.fail("close", err, 0)
+			w.closeErr = fmt.Errorf("audit: close: %w", err)
 		}
 	}
-	for _, s := range l.sinks {
+	for _, s := range w.sinks {
 		if s.st.gap > 0 || s.st.torn > 0 {
 			// The stop line itself failed: nothing after it will say so.
 			l.log.Error("audit log closed with unrecorded losses", "sink", s.name, "lines_lost", s.st.gap, "torn_bytes", s.st.torn)
 		}
 	}
-	l.log.Info("audit log closed", "lines_dropped", l.lastLost)
+	l.log.Info("audit log closed", "lines_dropped", w.lastLost)
 }
 
 // Close stops taking events, writes what is buffered and an audit.stop
@@ -307,7 +316,7 @@ func (l *Logger) Close(ctx context.Context) error {
 	l.mu.Unlock()
 	select {
 	case <-l.done:
-		return l.closeErr
+		return l.w.closeErr
 	case <-ctx.Done():
 		l.log.Error("audit close timed out; the writer goes on in the background", "buffered", len(l.ch))
 		return fmt.Errorf("audit: close: %w", ctx.Err())
