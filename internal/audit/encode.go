@@ -89,14 +89,16 @@ const hexDigits = "0123456789abcdef"
 // appendString appends s as a JSON string. It escapes what JSON requires
 // (quote, backslash, control characters), U+2028 and U+2029 (which break
 // JavaScript readers) and replaces invalid UTF-8 with U+FFFD, as
-// encoding/json does; it leaves <, > and & alone (no HTML here).
+// encoding/json does; it leaves <, > and & alone (no HTML here). It also
+// escapes DEL and the C1 controls U+0080-U+009F: subjects and claims come
+// from callers, and an operator reads this file with cat or tail.
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
+			if c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
 				i++
 				continue
 			}
@@ -125,9 +127,9 @@ func appendString(b []byte, s string) []byte {
 			start = i
 			continue
 		}
-		if r == '\u2028' || r == '\u2029' {
+		if r == '\u2028' || r == '\u2029' || (r >= 0x80 && r <= 0x9f) {
 			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			b = append(b, '\\', 'u', hexDigits[r>>12&0xf], hexDigits[r>>8&0xf], hexDigits[r>>4&0xf], hexDigits[r&0xf])
 			i += size
 			start = i
 			continue

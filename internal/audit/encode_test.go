@@ -20,11 +20,12 @@ func TestAppendString(t *testing.T) {
 		{"plain /orders/42", `"plain /orders/42"`},
 		{`quote " and \ backslash`, `"quote \" and \\ backslash"`},
 		{"new\nline\r\ttab", `"new\nline\r\ttab"`},
-		{"\x00\x1f\x7f", `"\u0000\u001f` + "\x7f" + `"`},
+		{"\x00\x1f", `"\u0000\u001f"`},
 		{"<html> & co", `"<html> & co"`},
 		{"é ünï 日本", `"é ünï 日本"`},
 		{"bad \xff utf8", `"bad \ufffd utf8"`},
 		{"js \u2028\u2029", `"js \u2028\u2029"`},
+		{"del \x7f c1 \u009b[31m", `"del \u007f c1 \u009b[31m"`},
 	}
 	for _, tt := range tests {
 		got := string(appendString(nil, tt.in))

@@ -141,7 +141,11 @@ func (v *verifier) line(pl physLine, pos Pos) {
 	if err != nil {
 		v.damaged += pl.size
 		if !pl.nl {
-			v.noteDamage(pos, "incomplete line: the file was truncated, or the writer stopped mid-line ("+err.Error()+")")
+			msg := "incomplete line: the file was truncated, or the writer stopped mid-line (" + err.Error() + ")"
+			if pos.File == v.it.srcs[len(v.it.srcs)-1].Name {
+				msg += "; if gatehouse is writing this file right now, run verify again"
+			}
+			v.noteDamage(pos, msg)
 		} else {
 			v.noteDamage(pos, err.Error())
 		}
