@@ -8,7 +8,9 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gatehouse/gatehouse/internal/config"
 )
@@ -268,7 +270,7 @@ func TestFileWriteErrorRecorded(t *testing.T) {
 	gateOne := func(i int) {
 		l.Record(event(i))
 		for len(l.ch) > 0 {
-			runtime.Gosched() // let the writer take it: one event per write
+			runtime.Gosched() // let the writer take it: small batches, several writes
 		}
 	}
 	ff.mu.Lock()
@@ -308,4 +310,64 @@ func TestRestartAfterMissingNewline(t *testing.T) {
 	if rep.Lines != 10 || rep.ChainCount != 1 || rep.TornBytes != 0 {
 		t.Errorf("%d lines, %d chains, %d torn bytes; want 10 lines in 1 chain, nothing torn", rep.Lines, rep.ChainCount, rep.TornBytes)
 	}
+}
+
+// TestRotationFailure: a rename that fails leaves the current file in use
+// (nothing is lost), is counted, and is retried a minute later.
+func TestRotationFailure(t *testing.T) {
+	cfg, path := fileConfig(t)
+	cfg.MaxSize = 4096
+	var now atomic.Int64
+	now.Store(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixNano())
+	clock := func() time.Time { return time.Unix(0, now.Load()).UTC() }
+	// The first backup's name is taken by a directory: rename fails.
+	blocker := filepath.Join(filepath.Dir(path), "audit-00000001-20260301T120000Z.log")
+	if err := os.MkdirAll(filepath.Join(blocker, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l := start(t, cfg, nil, options{now: clock})
+	for i := range 40 {
+		l.Record(event(i))
+	}
+	for l.counter(t, "lines", "file") < 41 {
+		runtime.Gosched() // until the writer wrote them
+	}
+	now.Add(int64(2 * time.Minute))
+	for i := 40; i < 80; i++ {
+		l.Record(event(i))
+	}
+	l.close(t)
+	if got := l.counter(t, "errors", "file", "rotate"); got != 1 {
+		t.Errorf("rotate errors = %v; want 1 (then no retry for a minute)", got)
+	}
+	if got := l.counter(t, "rotations"); got == 0 {
+		t.Errorf("no rotation after the retry delay")
+	}
+	set := fileSet(t, path)
+	rep := verifyFiles(t, set)
+	mustOK(t, rep)
+	if rep.Lines != 82 {
+		t.Errorf("%d lines in %v; want all 82", rep.Lines, set)
+	}
+}
+
+func TestSyncAlwaysFsyncs(t *testing.T) {
+	cfg, _ := fileConfig(t)
+	cfg.Sync = config.AuditSyncAlways
+	l := start(t, cfg, nil, options{})
+	l.Record(event(1))
+	l.close(t)
+	mfs, err := l.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "gatehouse_audit_fsync_seconds" {
+			if n := mf.GetMetric()[0].GetHistogram().GetSampleCount(); n < 2 {
+				t.Errorf("fsyncs observed = %d; want one at start and one per write", n)
+			}
+			return
+		}
+	}
+	t.Error("gatehouse_audit_fsync_seconds not found")
 }
