@@ -91,6 +91,11 @@ func newLogger(cfg config.Audit, stdout io.Writer, reg prometheus.Registerer, lo
 	if cfg.File == "" && !cfg.Stdout {
 		return nil, errors.New("audit: no sink: set audit.file or audit.stdout")
 	}
+	if cfg.ChainKey.IsSet() && len(cfg.ChainKey.Value()) == 0 {
+		// Fail closed: never write a plain chain when a keyed one was
+		// asked for (a config loaded with SkipSecrets).
+		return nil, fmt.Errorf("audit: chainKey %s was not resolved", cfg.ChainKey.Ref())
+	}
 	if cfg.Stdout && stdout == nil {
 		return nil, errors.New("audit: audit.stdout is set but no standard output was given")
 	}
@@ -112,8 +117,8 @@ func newLogger(cfg config.Audit, stdout io.Writer, reg prometheus.Registerer, lo
 	now := o.now()
 	if cfg.File != "" {
 		path := string(cfg.File)
-		// The tail is read before the file is opened for writing, under
-		// the lock: nobody else appends while we decide how to continue.
+		// The tail is read under the file's lock: nobody else appends
+		// while we decide how to continue.
 		f, err := openRotFile(path, int64(cfg.MaxSize), cfg.MaxBackups, o.openFile, o.now)
 		if err != nil {
 			return nil, err
@@ -152,7 +157,7 @@ func (w *writer) start(s *sink, now time.Time, detail string) error {
 	s.add(w.ev, 0, w.h, w.l.m)
 	s.flush()
 	if s.failing {
-		return fmt.Errorf("audit: cannot write the start line to %s", s.name)
+		return fmt.Errorf("audit: cannot write the start line to %s: %w", s.name, s.lastErr)
 	}
 	w.sinks = append(w.sinks, s)
 	return nil

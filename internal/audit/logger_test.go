@@ -233,6 +233,14 @@ func TestNewErrors(t *testing.T) {
 		wantErr string
 	}{
 		{"no sink", func(*testing.T) config.Audit { c := testConfig(); c.Stdout = false; return c }, "no sink"},
+		{"unresolved key", func(t *testing.T) config.Audit {
+			c := testConfig()
+			var err error
+			if c.ChainKey, err = config.NewSecretRef("env:NEVER_RESOLVED"); err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}, "not resolved"},
 		{"file in a file", func(t *testing.T) config.Audit {
 			c, path := fileConfig(t)
 			writeFile(t, path, "x")
@@ -253,7 +261,7 @@ func TestNewErrors(t *testing.T) {
 // A sink that fails at start keeps gatehouse from starting.
 func TestNewFailsWhenStartLineCannotBeWritten(t *testing.T) {
 	_, err := newLogger(testConfig(), failWriter{}, nil, nil, options{})
-	if err == nil || !strings.Contains(err.Error(), "start line") {
+	if err == nil || !strings.Contains(err.Error(), "start line") || !strings.Contains(err.Error(), "broken pipe") {
 		t.Fatalf("New = %v; want an error about the start line", err)
 	}
 }

@@ -37,6 +37,7 @@ type sink struct {
 	failing   bool
 	lastLog   time.Time
 	streakErr int
+	lastErr   error
 }
 
 // chainState is a sink's position in its chain.
@@ -204,6 +205,7 @@ func (s *sink) flush() {
 func (s *sink) fail(op string, err error, lost uint64) {
 	s.writeErrs.WithLabelValues(s.name, op).Inc()
 	s.streakErr++
+	s.lastErr = err
 	now := time.Now()
 	if s.failing && now.Sub(s.lastLog) < 10*time.Second {
 		return
