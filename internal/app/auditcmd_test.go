@@ -81,7 +81,7 @@ func runMain(t *testing.T, args ...string) (string, string, int) {
 }
 
 func TestAuditVerifyCmd(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	dir := t.TempDir()
 	files := writeAuditLog(t, dir, "", sampleEvents(60))
 	if len(files) < 3 {
@@ -116,7 +116,7 @@ func TestAuditVerifyCmd(t *testing.T) {
 }
 
 func TestAuditVerifyCmdKey(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	key := "k3y-0f-at-least-32-bytes-for-hmac-sha256"
 	files := writeAuditLog(t, t.TempDir(), key, sampleEvents(5))
 	t.Setenv("VERIFY_KEY", key)
@@ -136,7 +136,7 @@ func TestAuditVerifyCmdKey(t *testing.T) {
 }
 
 func TestAuditQueryCmd(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	dir := t.TempDir()
 	files := writeAuditLog(t, dir, "", sampleEvents(60))
 	glob := filepath.Join(dir, "audit*.log")
