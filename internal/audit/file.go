@@ -116,29 +116,30 @@ func (r *rotFile) wantRotate(pending, n int) bool {
 }
 
 // rotate moves the current file to the next backup name and starts an
-// empty one. On failure the current file stays in use.
-func (r *rotFile) rotate() error {
+// empty one. rotated reports whether the rename happened (the next line
+// goes to a new file) even when err reports a problem around it; when it
+// did not, the current file stays in use.
+func (r *rotFile) rotate() (rotated bool, err error) {
 	if r.f == nil {
-		return errors.New("audit: rotate: no open file")
+		return false, errors.New("audit: rotate: no open file")
 	}
 	syncErr := r.f.Sync()
 	r.dirty = false
 	name := r.backupName(r.next, r.now())
 	if err := os.Rename(r.path, name); err != nil {
 		r.retryRotate = r.now().Add(time.Minute)
-		return fmt.Errorf("audit: rotate: %w", unwrapPath(err))
+		return false, fmt.Errorf("audit: rotate: %w", unwrapPath(err))
 	}
 	r.next++
 	old := r.f
-	r.f = nil
+	r.f, r.size = nil, 0
 	cerr := old.Close()
-	err := r.reopen()
+	err = r.reopen()
 	syncDir(filepath.Dir(r.path))
-	if err != nil {
-		return err
+	if err == nil {
+		r.prune()
 	}
-	r.prune()
-	return errors.Join(syncErr, cerr)
+	return true, errors.Join(syncErr, cerr, err)
 }
 
 // prune deletes the oldest backups beyond maxBackups.

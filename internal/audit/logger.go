@@ -156,7 +156,8 @@ func (w *writer) start(s *sink, now time.Time, detail string) error {
 	w.ev = appendEvent(w.ev[:0], &Event{Time: now, Kind: KindStart, Detail: detail})
 	s.add(w.ev, 0, w.h, w.l.m)
 	s.flush()
-	if s.failing {
+	if s.st.gap > 0 {
+		// The start line was not written: it became a gap.
 		return fmt.Errorf("audit: cannot write the start line to %s: %w", s.name, s.lastErr)
 	}
 	w.sinks = append(w.sinks, s)

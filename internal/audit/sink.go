@@ -112,9 +112,11 @@ func (s *sink) add(ev []byte, lost uint64, h *Hasher, m *metrics) {
 	line, mk := s.encode(ev, lost, h)
 	if s.file != nil && s.file.wantRotate(len(s.buf), len(line)) {
 		s.flush()
-		if err := s.file.rotate(); err != nil {
+		rotated, err := s.file.rotate()
+		if err != nil {
 			s.fail("rotate", err, 0)
-		} else {
+		}
+		if rotated {
 			m.rotations.Inc()
 			// A new file starts at a line boundary: re-encode without the
 			// newline that would have ended the old file's last line.
