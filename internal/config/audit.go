@@ -15,9 +15,10 @@ type Audit struct {
 	// restarts (the writer reads the last line of the file at start).
 	File FilePath `yaml:"file,omitempty"`
 	// Stdout writes audit lines to standard output (logs go to standard
-	// error, so the two streams stay apart). On by default so that no
-	// decision goes unrecorded; turn it off when File is set. Standard
-	// output carries its own chain, which starts anew at every start.
+	// error, so the two streams stay apart). When not written, it is on
+	// when File is empty (so that no decision goes unrecorded) and off when
+	// File is set (one chain, in the file). Standard output carries its own
+	// chain, which starts anew at every start.
 	Stdout bool `yaml:"stdout" default:"true"`
 	// BufferSize bounds the lines waiting to be written. When it is full
 	// a line is dropped (never blocking a decision), the loss is counted
