@@ -160,6 +160,11 @@ func (x *XDS) validate(p Path, c *Config, errs *Errors) {
 	if len(c.Listeners) == 0 {
 		errs.Warn("listeners", "xds is enabled but no listener is configured: nodes will receive no listeners")
 	}
+	for _, comp := range []string{ComponentAuthz, ComponentExtProc, ComponentRateLimit} {
+		if addr, ok := c.ServiceAddress(comp); ok && strings.HasSuffix(addr, ":0") {
+			errs.Warn(sp.Field(comp), "%s listens on an ephemeral port (%s), which Envoy cannot be told; set xds.services.%s to the address Envoy dials", comp, addr, comp)
+		}
+	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		if !r.hasAction() && r.served(c) {

@@ -72,7 +72,6 @@ const configTmpl = `apiVersion: gatehouse/v1
 server:
   admin: {address: "127.0.0.1:0"}
   log: {level: warn}
-audit: {stdout: false}
 xds:
   address: "127.0.0.1:0"
 listeners:

@@ -18,7 +18,6 @@ func YAML(routes, clusters, hosts int, xdsAddr string, variant int) string {
 server:
   admin: {address: "127.0.0.1:0"}
   log: {level: warn}
-audit: {stdout: false}
 authz: {address: "127.0.0.1:0"}
 extproc: {address: "127.0.0.1:0"}
 ratelimit: {address: "127.0.0.1:0"}
