@@ -109,7 +109,7 @@ func quoteAll(s []string) string {
 // translates into resources that pass Envoy's validation rules in
 // consistent snapshots, and the route Envoy would pick for any request is
 // the one internal/routematch picks.
-func checkConfig(t *testing.T, r *rand.Rand, yaml string) {
+func checkConfig(t *testing.T, r *rand.Rand, yaml string, compare bool) {
 	t.Helper()
 	cfg, err := config.LoadBytes("random.yaml", []byte(yaml), config.LoadOptions{})
 	if err != nil {
@@ -125,6 +125,11 @@ func checkConfig(t *testing.T, r *rand.Rand, yaml string) {
 	}
 	if _, err := snapshot.Build(cfg, res); err != nil {
 		t.Fatalf("snapshot.Build() = %v for a valid config:\n%s", err, yaml)
+	}
+	if !compare {
+		// Arbitrary input: listeners may serve subsets of the routes,
+		// so only the pipeline's own guarantees apply.
+		return
 	}
 	table, err := routematch.New(cfg.Routes)
 	if err != nil {
@@ -153,7 +158,7 @@ func checkConfig(t *testing.T, r *rand.Rand, yaml string) {
 func TestTranslateMatchesRoutematch(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range 300 {
-		t.Run(fmt.Sprint(i), func(t *testing.T) { checkConfig(t, r, randomConfig(r)) })
+		t.Run(fmt.Sprint(i), func(t *testing.T) { checkConfig(t, r, randomConfig(r), true) })
 	}
 }
 
@@ -174,9 +179,9 @@ func FuzzTranslate(f *testing.F) {
 			}
 		}
 		r := rand.New(rand.NewPCG(s1, s2))
-		checkConfig(t, r, randomConfig(r))
+		checkConfig(t, r, randomConfig(r), true)
 		if raw != "" {
-			checkConfig(t, r, raw)
+			checkConfig(t, r, raw, false)
 		}
 	})
 }
