@@ -140,8 +140,10 @@ func TestXDSValidation(t *testing.T) {
 		{
 			name: "outlier detection and health check",
 			yaml: "  - name: od\n    endpoints: [{address: 10.0.0.3:80}]\n    healthCheck: {interval: 1s, timeout: 2s, path: healthz}\n" +
-				"    outlierDetection: {maxEjectionPercent: 150, failurePercentage: {threshold: 101}, consecutiveLocalOriginFailure: {threshold: 2}}\n",
+				"    outlierDetection: {maxEjectionPercent: 150, failurePercentage: {threshold: 101}, consecutiveLocalOriginFailure: {threshold: 2}}\n" +
+				"  - {name: g, endpoints: [{address: 10.0.0.4:80}], healthCheck: {kind: grpc}}\n",
 			want: []string{
+				"clusters[2].healthCheck.kind: grpc health checks speak HTTP/2",
 				"clusters[1].healthCheck.timeout: 2s is longer than the interval 1s",
 				`clusters[1].healthCheck.path: "healthz" must start with /`,
 				"clusters[1].outlierDetection.maxEjectionPercent: 150 is not a percentage",

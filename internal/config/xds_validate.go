@@ -346,6 +346,9 @@ func (cl *Cluster) validate(p Path, c *Config, errs *Errors) {
 		if h.UnhealthyThreshold < 1 {
 			errs.Add(hp.Field("unhealthyThreshold"), "must be at least 1")
 		}
+		if h.Kind == HealthGRPC && cl.Protocol != ProtocolHTTP2 {
+			errs.Add(hp.Field("kind"), "grpc health checks speak HTTP/2; set the cluster's protocol: http2")
+		}
 		if h.Kind == HealthHTTP && !strings.HasPrefix(h.Path, "/") {
 			errs.Add(hp.Field("path"), "%q must start with /", h.Path)
 		}
@@ -615,6 +618,11 @@ func (a *RouteAction) validateGRPC(p Path, r *Route, c *Config, errs *Errors) {
 			if cond = strings.TrimSpace(cond); !slices.Contains(grpcRetryOn, cond) {
 				errs.Warn(p.Field("retry").Field("on"), "%q is ignored by proxyless gRPC clients, which retry only on %s", cond, strings.Join(grpcRetryOn, ", "))
 			}
+		}
+	}
+	for i, h := range a.HashPolicy {
+		if h.Header == "" {
+			errs.Warn(p.Field("hashPolicy").Index(i), "proxyless gRPC clients hash on headers only; this input is ignored")
 		}
 	}
 	if len(a.RequestHeaders.Set)+len(a.RequestHeaders.Add)+len(a.RequestHeaders.Remove)+
