@@ -56,7 +56,7 @@ type Source struct {
 	File string
 }
 
-var lineRE = regexp.MustCompile(`line (\d+)`)
+var lineRE = regexp.MustCompile(`(?:yaml error: )?(?:yaml: )?line (\d+): `)
 
 // Load parses, validates and compiles a document. basePath, when set,
 // replaces the paths of the document's servers.
@@ -119,6 +119,7 @@ func parseErr(err error) error {
 	line := 0
 	if m := lineRE.FindStringSubmatch(msg); m != nil {
 		line, _ = strconv.Atoi(m[1])
+		msg = strings.Replace(msg, m[0], "", 1)
 	}
 	return &LoadError{Line: line, Msg: "cannot parse the document: " + oneLine(msg, 400)}
 }
