@@ -121,9 +121,20 @@ func (s *stream) problem(p problem) *extprocv3.ProcessingResponse {
 // finalHeaders adds the headers every response of the route carries to an
 // answer gatehouse makes itself.
 func (s *stream) finalHeaders(m *mutation) {
-	if h := s.route.hygiene; h != nil {
-		m.setAll(h.ResponseHeaders(s.requestID, s.traceparent))
+	if s.route.hygiene != nil {
+		s.correlation(m)
 	}
+}
+
+// correlation sets the request's ids and the route's security headers.
+func (s *stream) correlation(m *mutation) {
+	if s.requestID != "" {
+		m.setHeader(hygiene.RequestIDHeader, s.requestID)
+	}
+	if s.traceparent != "" {
+		m.setHeader(hygiene.TraceparentHeader, s.traceparent)
+	}
+	m.set = append(m.set, s.route.security...)
 }
 
 func (s *stream) immediate(status int, m *mutation, body []byte, detail string) *extprocv3.ProcessingResponse {

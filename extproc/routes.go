@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 
 	"github.com/gatehouse/gatehouse/extproc/hygiene"
@@ -33,6 +34,9 @@ type runtime struct {
 type route struct {
 	id       string
 	hygiene  *hygiene.Policy
+	// security are the hygiene security headers in wire form, built once
+	// and shared (read-only) by every answer.
+	security []*corev3.HeaderValueOption
 	contract *openapi.Contract
 	oaBody   bool // validate request bodies
 	oaResp   bool // validate responses (report-only)
@@ -98,6 +102,9 @@ func compile(ctx context.Context, cfg *config.Config, m *metrics) (*runtime, err
 		r.reject = e.OnLargeBody == config.LargeBodyReject
 		if e.Hygiene != nil {
 			r.hygiene = hygiene.New(cfg.ExtProc.Hygiene, e.Hygiene)
+			var m mutation
+			m.setAll(r.hygiene.SecurityHeaders())
+			r.security = m.set
 		}
 		if o := e.OpenAPI; o != nil {
 			c, perr := loadContract(ctx, o, contracts)

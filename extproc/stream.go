@@ -96,6 +96,9 @@ type stream struct {
 	idemHeld  bool // this request holds the key (in flight)
 	idemRec   *idempotency.Record
 
+	// deadline is when the answer to the current message is due.
+	deadline time.Time
+
 	status       int
 	respHeaders  []hygiene.Header
 	redactResp   bool
@@ -141,8 +144,10 @@ func (s *stream) handle(ctx context.Context, req *extprocv3.ProcessingRequest) (
 		// gatehouse could do here would take effect.
 		return nil, nil
 	}
-	mctx, cancel := context.WithTimeout(ctx, s.rt.timeout)
-	defer cancel()
+	// Only store calls can block; they take their deadline from when the
+	// message arrived (deadline), so nothing waits past messageTimeout.
+	s.deadline = time.Now().Add(s.rt.timeout)
+	mctx := ctx
 	switch kind {
 	case kindRequestHeaders:
 		return s.requestHeaders(mctx, req)
@@ -457,6 +462,8 @@ func (s *stream) claim(ctx context.Context, body []byte) *extprocv3.ProcessingRe
 	r, p := s.route, s.route.idem
 	s.idemFP = idempotency.NewFingerprint(s.method, s.path, body)
 	s.idemOwner = idempotency.NewOwner()
+	ctx, cancel := context.WithDeadline(ctx, s.deadline)
+	defer cancel()
 	out, rec, err := s.srv.store.Begin(ctx, s.idemKey, s.idemFP, s.idemOwner, p.lock)
 	if err != nil {
 		return s.storeFailed(err)
@@ -524,10 +531,11 @@ func (s *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 	var m mutation
 	if r.hygiene != nil {
 		s.timed(procHygiene, func() {
-			set, remove := r.hygiene.Response(hs, s.requestID, s.traceparent)
-			m.setAll(set)
-			for _, n := range remove {
-				m.removeHeader(n)
+			s.correlation(&m)
+			for _, h := range hs {
+				if r.hygiene.Strips(h.Name) {
+					m.removeHeader(h.Name)
+				}
 			}
 		})
 	}
@@ -725,6 +733,8 @@ func (s *stream) store(ctx context.Context, body []byte) {
 	r := s.route
 	s.idemHeld = false
 	s.idemRec.Body = body
+	ctx, cancel := context.WithDeadline(ctx, s.deadline)
+	defer cancel()
 	ok, err := s.srv.store.Complete(ctx, s.idemKey, s.idemFP, s.idemOwner, s.idemRec, r.idem.ttl)
 	switch {
 	case err != nil:
@@ -747,6 +757,8 @@ func (s *stream) release(ctx context.Context, reason string) {
 	s.idemHeld = false
 	r := s.route
 	r.m.idempotency(reason)
+	ctx, cancel := context.WithDeadline(ctx, s.deadline)
+	defer cancel()
 	if err := s.srv.store.Release(ctx, s.idemKey, s.idemFP, s.idemOwner); err != nil {
 		s.srv.log.Warn("idempotency key not released; retries get 409 until lockTimeout", "route", r.id, "err", err)
 	}
@@ -757,9 +769,9 @@ func (s *stream) release(ctx context.Context, reason string) {
 // and the outcome is counted.
 func (s *stream) finish(err error) {
 	if s.idemHeld {
-		ctx, cancel := context.WithTimeout(context.Background(), s.rt.timeout)
-		s.release(ctx, "released")
-		cancel()
+		// The stream's context is gone; release on a fresh one, bounded.
+		s.deadline = time.Now().Add(s.rt.timeout)
+		s.release(context.Background(), "released")
 	}
 	if s.span != nil {
 		s.span.End()

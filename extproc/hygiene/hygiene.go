@@ -190,6 +190,10 @@ func (p *Policy) ResponseHeaders(requestID, traceparent string) []Header {
 	return append(set, p.security...)
 }
 
+// SecurityHeaders are the headers set on every response besides the
+// correlation ids; callers may pre-build their wire form once.
+func (p *Policy) SecurityHeaders() []Header { return p.security }
+
 // Strips reports whether the policy removes response header name.
 func (p *Policy) Strips(name string) bool { return p.strip[name] }
 
