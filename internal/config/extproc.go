@@ -48,11 +48,19 @@ type Hygiene struct {
 // SecurityHeaders are the response headers hygiene sets. An empty value
 // leaves the header alone.
 type SecurityHeaders struct {
+	// StrictTransportSecurity is the Strict-Transport-Security value:
+	// browsers use HTTPS only for the host, for a year.
 	StrictTransportSecurity string `yaml:"strictTransportSecurity" default:"max-age=31536000; includeSubDomains"`
-	ContentTypeOptions      string `yaml:"contentTypeOptions" default:"nosniff"`
-	FrameOptions            string `yaml:"frameOptions" default:"DENY"`
-	ReferrerPolicy          string `yaml:"referrerPolicy" default:"no-referrer"`
-	ContentSecurityPolicy   string `yaml:"contentSecurityPolicy,omitempty"`
+	// ContentTypeOptions is the X-Content-Type-Options value: no MIME
+	// sniffing of responses.
+	ContentTypeOptions string `yaml:"contentTypeOptions" default:"nosniff"`
+	// FrameOptions is the X-Frame-Options value: no framing (clickjacking).
+	FrameOptions string `yaml:"frameOptions" default:"DENY"`
+	// ReferrerPolicy is the Referrer-Policy value.
+	ReferrerPolicy string `yaml:"referrerPolicy" default:"no-referrer"`
+	// ContentSecurityPolicy is the Content-Security-Policy value; empty by
+	// default, since a policy that suits a JSON API breaks HTML pages.
+	ContentSecurityPolicy string `yaml:"contentSecurityPolicy,omitempty"`
 	// Extra are further headers to set, name → value.
 	Extra map[string]string `yaml:"extra,omitempty"`
 }
