@@ -32,8 +32,8 @@ type runtime struct {
 
 // route is a route's compiled processors, in their fixed order.
 type route struct {
-	id       string
-	hygiene  *hygiene.Policy
+	id      string
+	hygiene *hygiene.Policy
 	// security are the hygiene security headers in wire form, built once
 	// and shared (read-only) by every answer.
 	security []*corev3.HeaderValueOption

@@ -111,17 +111,28 @@ func (d *detectors) interesting(f uint8, n int) bool {
 	return false
 }
 
-// find appends the secrets in s to spans, sorted and without overlaps.
-func (d *detectors) find(s []byte, spans []span) []span {
+// flagsOf computes the prefilter flags of s (the scanner computes them
+// while it looks for the closing quote; decoded strings need this).
+func flagsOf(s []byte) uint8 {
+	var f uint8
+	for _, c := range s {
+		f |= cls[c]
+	}
+	return f &^ clsStop
+}
+
+// find appends the secrets in s to spans, sorted and without overlaps. f
+// are s's prefilter flags.
+func (d *detectors) find(s []byte, spans []span, f uint8) []span {
 	spans = spans[:0]
 	if d.bearer {
 		spans = findBearer(s, spans)
 		spans = findJWT(s, spans)
 	}
-	if d.email && bytes.IndexByte(s, '@') >= 0 {
+	if d.email && f&clsAt != 0 {
 		spans = findEmail(s, spans)
 	}
-	if d.cards || d.nationalIDs {
+	if (d.cards || d.nationalIDs) && f&clsDigit != 0 {
 		spans = findNumbers(s, spans, d.cards, d.nationalIDs)
 	}
 	for _, re := range d.patterns {

@@ -324,7 +324,7 @@ func (s *scanner) stringValue(isKey bool) error {
 			s.key = append(s.key[:0], raw...)
 		}
 		if s.r.det.interesting(f, len(raw)) {
-			s.detect(start, s.pos, raw)
+			s.detect(start, s.pos, raw, f)
 		}
 		return nil
 	}
@@ -344,7 +344,7 @@ func (s *scanner) stringValue(isKey bool) error {
 		s.key = append(s.key[:0], dec...)
 	}
 	if s.r.det.any() {
-		s.detect(start, s.pos, dec)
+		s.detect(start, s.pos, dec, flagsOf(dec))
 	}
 	return nil
 }
@@ -434,8 +434,8 @@ const maxPasses = 3
 
 // detect masks the secrets of the decoded string val written as
 // in[start:end] (quotes included).
-func (s *scanner) detect(start, end int, val []byte) {
-	s.spans = s.r.det.find(val, s.spans)
+func (s *scanner) detect(start, end int, val []byte, f uint8) {
+	s.spans = s.r.det.find(val, s.spans, f)
 	if len(s.spans) == 0 {
 		return
 	}
@@ -452,7 +452,7 @@ func (s *scanner) detect(start, end int, val []byte) {
 		}
 		*next = apply((*next)[:0], cur, s.spans)
 		cur = *next
-		s.spans = s.r.det.find(cur, s.spans)
+		s.spans = s.r.det.find(cur, s.spans, flagsOf(cur))
 		if len(s.spans) == 0 {
 			break
 		}
