@@ -773,18 +773,19 @@ func (s *stream) finish(err error) {
 		s.deadline = time.Now().Add(s.rt.timeout)
 		s.release(context.Background(), "released")
 	}
-	if s.span != nil {
-		s.span.End()
-	}
-	if s.route == nil || s.route.m == nil {
-		return
-	}
 	res := s.result
 	if err != nil && res != resultError {
 		res = resultCancelled
 		if status.Code(err) != codes.Canceled && !errors.Is(err, context.Canceled) {
 			res = resultError
 		}
+	}
+	if s.span != nil {
+		s.span.SetAttributes(attribute.String("gatehouse.extproc.result", res))
+		s.span.End()
+	}
+	if s.route == nil || s.route.m == nil {
+		return
 	}
 	switch res {
 	case resultImmediate:
