@@ -773,6 +773,14 @@ func (s *stream) finish(err error) {
 		s.deadline = time.Now().Add(s.rt.timeout)
 		s.release(context.Background(), "released")
 	}
+	if s.resp.want && !s.resp.complete && err == nil && s.route != nil && s.route.m != nil {
+		// Gatehouse asked for the response body and Envoy never sent it
+		// (mode_override not allowed?): nothing was redacted or stored.
+		s.route.m.body("response", "not_sent", "skipped")
+		if s.redactResp && s.srv.logAllowed(s.route) {
+			s.srv.log.Warn("response body never sent to ext_proc, so it was not redacted; allow_mode_override or a BUFFERED response_body_mode is needed on this route", "route", s.route.id)
+		}
+	}
 	res := s.result
 	if err != nil && res != resultError {
 		res = resultCancelled

@@ -398,3 +398,13 @@ func respKind(r *extprocv3.ProcessingResponse) string {
 	}
 	return "none"
 }
+
+func TestResponseBodyNotSent(t *testing.T) {
+	s, reg := testServer(t, testConfig(t, streamConfig), component.Deps{})
+	mustExchange(t, s,
+		requestHeaders("redact", true, buffered, ":path", "/r", ":method", "GET"),
+		responseHeaders(false, ":status", "200", "content-type", "application/json"))
+	if n := counter(t, reg, "gatehouse_extproc_bodies_total", "route", "redact", "direction", "response", "reason", "not_sent"); n != 1 {
+		t.Errorf("bodies_total{response,not_sent} = %v; want 1", n)
+	}
+}
