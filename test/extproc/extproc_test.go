@@ -61,7 +61,7 @@ func serve(t *testing.T, body string) string {
 	t.Helper()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "gatehouse.yaml")
-	cfg := "apiVersion: gatehouse/v1\nserver: {admin: {address: 127.0.0.1:0}, shutdownTimeout: 2s}\naudit: {stdout: false}\n" +
+	cfg := "apiVersion: gatehouse/v1\nserver: {admin: {address: 127.0.0.1:0}, shutdownTimeout: 2s}\n" +
 		"extproc: {address: 127.0.0.1:0, messageTimeout: 100ms}\n" + body
 	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
