@@ -426,12 +426,8 @@ func mappingIndex(m *yaml.Node, key string) int {
 // the same version on every replica, and audit lines name the policy
 // version they were decided by.
 func versionOf(cfg *Config) string {
-	b, err := yaml.Marshal(cfg)
-	if err != nil {
-		return "unknown"
-	}
 	h := sha256.New()
-	h.Write(b)
+	hashValue(h, reflect.ValueOf(cfg).Elem())
 	for _, f := range cfg.Source.InputFiles() {
 		// A file that cannot be read is the component's error to report;
 		// here it only makes the version differ from when it could be.
