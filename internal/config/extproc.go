@@ -1,6 +1,7 @@
 package config
 
 import (
+	"math"
 	"regexp"
 	"strings"
 	"time"
@@ -364,6 +365,13 @@ func (r *Route) ExtProcNeeds(c *Config) ExtProcNeeds {
 	if e.Redact != nil {
 		n.ResponseHeaders = true
 		n.ResponseBody = buffered
+	}
+	if n.RequestBody != BodyNone || n.ResponseBody != BodyNone {
+		limit := c.ExtProc.MaxBodySize
+		if e.MaxBodySize > 0 {
+			limit = e.MaxBodySize
+		}
+		n.MaxBodyBytes = uint32(min(int64(limit), math.MaxUint32))
 	}
 	return n
 }

@@ -27,17 +27,19 @@ func TestExtProcNeeds(t *testing.T) {
 		{name: "openapi without bodies: request headers only", route: "{extproc: {openapi: {spec: x, requestBody: false}}}",
 			want: ExtProcNeeds{RequestHeaders: true, RequestBody: BodyNone, ResponseBody: BodyNone}},
 		{name: "openapi with bodies", route: "{extproc: {openapi: {spec: x}}}",
-			want: ExtProcNeeds{RequestHeaders: true, RequestBody: BodyBuffered, ResponseBody: BodyNone}},
+			want: ExtProcNeeds{RequestHeaders: true, RequestBody: BodyBuffered, ResponseBody: BodyNone, MaxBodyBytes: 1 << 20}},
 		{name: "openapi responses report-only never block", route: "{extproc: {openapi: {spec: x, requestBody: false, validateResponses: true}}}",
-			want: ExtProcNeeds{RequestHeaders: true, ResponseHeaders: true, RequestBody: BodyNone, ResponseBody: BodyBufferedPartial}},
+			want: ExtProcNeeds{RequestHeaders: true, ResponseHeaders: true, RequestBody: BodyNone, ResponseBody: BodyBufferedPartial, MaxBodyBytes: 1 << 20}},
 		{name: "redaction", route: "{extproc: {redact: {}}}",
-			want: ExtProcNeeds{RequestHeaders: true, ResponseHeaders: true, RequestBody: BodyNone, ResponseBody: BodyBuffered}},
+			want: ExtProcNeeds{RequestHeaders: true, ResponseHeaders: true, RequestBody: BodyNone, ResponseBody: BodyBuffered, MaxBodyBytes: 1 << 20}},
 		{name: "redaction that skips large bodies", route: "{extproc: {redact: {}, onLargeBody: skip}}",
-			want: ExtProcNeeds{RequestHeaders: true, ResponseHeaders: true, RequestBody: BodyNone, ResponseBody: BodyBufferedPartial}},
+			want: ExtProcNeeds{RequestHeaders: true, ResponseHeaders: true, RequestBody: BodyNone, ResponseBody: BodyBufferedPartial, MaxBodyBytes: 1 << 20}},
 		{name: "idempotency", route: "{extproc: {idempotency: {}}}",
-			want: ExtProcNeeds{RequestHeaders: true, ResponseHeaders: true, RequestBody: BodyBuffered, ResponseBody: BodyBufferedPartial}},
+			want: ExtProcNeeds{RequestHeaders: true, ResponseHeaders: true, RequestBody: BodyBuffered, ResponseBody: BodyBufferedPartial, MaxBodyBytes: 1 << 20}},
+		{name: "a route's own body limit", route: "{extproc: {redact: {}, maxBodySize: 64KiB}}",
+			want: ExtProcNeeds{RequestHeaders: true, ResponseHeaders: true, RequestBody: BodyNone, ResponseBody: BodyBuffered, MaxBodyBytes: 64 << 10}},
 		{name: "idempotency and redaction", route: "{extproc: {idempotency: {}, redact: {}}}",
-			want: ExtProcNeeds{RequestHeaders: true, ResponseHeaders: true, RequestBody: BodyBuffered, ResponseBody: BodyBuffered}},
+			want: ExtProcNeeds{RequestHeaders: true, ResponseHeaders: true, RequestBody: BodyBuffered, ResponseBody: BodyBuffered, MaxBodyBytes: 1 << 20}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -52,6 +54,14 @@ func TestExtProcNeeds(t *testing.T) {
 				t.Errorf("ExtProcNeeds mismatch (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestExtProcTimeoutAgainstEnvoy(t *testing.T) {
+	_, err := loadExtProc(t, "extproc: {messageTimeout: 600ms}\nxds: {services: {extprocMessageTimeout: 500ms}}\n")
+	want := `gh.yaml:3: xds.services.extprocMessageTimeout: 500ms must be longer than extproc.messageTimeout (600ms)`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("LoadBytes() = %v; want %q", err, want)
 	}
 }
 

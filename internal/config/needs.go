@@ -53,6 +53,9 @@ type ExtProcNeeds struct {
 	ResponseBody     BodyMode
 	RequestTrailers  bool
 	ResponseTrailers bool
+	// MaxBodyBytes is the largest body the route's processors buffer;
+	// Envoy's connection buffer must hold at least this much.
+	MaxBodyBytes uint32
 }
 
 // HeaderDescriptor adds a descriptor entry built from a request header.

@@ -107,6 +107,12 @@ func (x *XDS) validate(p Path, c *Config, errs *Errors) {
 			errs.Add(sp.Field(d.field), "must be more than 0s")
 		}
 	}
+	// gatehouse answers a message within extproc.messageTimeout (on a slow
+	// store it applies the route's failure mode); Envoy must wait longer
+	// than that, or it gives up first and gatehouse's decision is lost.
+	if c.ExtProc != nil && x.Services.ExtProcMessageTimeout.D() <= c.ExtProc.MessageTimeout.D() {
+		errs.Add(sp.Field("extprocMessageTimeout"), "%s must be longer than extproc.messageTimeout (%s), so that Envoy waits for gatehouse's answer", x.Services.ExtProcMessageTimeout, c.ExtProc.MessageTimeout)
+	}
 
 	groups := map[string]int{}
 	ids := map[string]string{}

@@ -103,6 +103,11 @@ func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 			},
 			MessageTimeout:    durationpb.New(svc.ExtProcMessageTimeout.D()),
 			RequestAttributes: []string{contract.ExtProcRouteAttribute},
+			// The processors narrow what Envoy sends per request (a GET
+			// on an idempotency route needs no body; a non-JSON response
+			// needs no redaction); Envoy honours mode_override only when
+			// allowed.
+			AllowModeOverride: true,
 		}); err != nil {
 			return nil, err
 		}

@@ -92,12 +92,35 @@ func (t *translator) listener(l *config.Listener, p config.Path) (*listenerv3.Li
 	}
 	return &listenerv3.Listener{
 		Name: ListenerName(l),
+		// Envoy buffers a body for ext_authz (with_request_body) and
+		// ext_proc (buffered modes) within this limit; below what a route
+		// asks for, Envoy would answer 413 before gatehouse sees it.
+		PerConnectionBufferLimitBytes: t.bufferLimit(),
 		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
 			Address:       host,
 			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(port)},
 		}}},
 		FilterChains: []*listenerv3.FilterChain{chain},
 	}, nil
+}
+
+// defaultBufferLimit is Envoy's own default per-connection buffer limit.
+const defaultBufferLimit = 1 << 20
+
+// bufferLimit is the largest body any route has Envoy buffer for
+// gatehouse, and at least Envoy's default.
+func (t *translator) bufferLimit() *wrapperspb.UInt32Value {
+	limit := uint32(defaultBufferLimit)
+	for i := range t.needs {
+		n := &t.needs[i]
+		if n.authzRuns() && n.authz.RequestBody {
+			limit = max(limit, n.authz.MaxRequestBytes)
+		}
+		if n.extprocOn && !n.extproc.Disabled {
+			limit = max(limit, n.extproc.MaxBodyBytes)
+		}
+	}
+	return wrapperspb.UInt32(limit)
 }
 
 // apiListener is a listener for proxyless gRPC clients (gRFC A27): an
