@@ -1,0 +1,218 @@
+package authz
+
+import (
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/gatehouse/gatehouse/authz/internal/core"
+	"github.com/gatehouse/gatehouse/internal/contract"
+)
+
+var (
+	statusOK               = &rpcstatus.Status{Code: int32(codes.OK)}
+	statusPermissionDenied = &rpcstatus.Status{Code: int32(codes.PermissionDenied)}
+	statusUnauthenticated  = &rpcstatus.Status{Code: int32(codes.Unauthenticated)}
+)
+
+// set builds an upstream header that replaces any client-sent copy.
+func set(k, v string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: k, Value: v},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}
+
+// respond turns a decision into Envoy's CheckResponse.
+func (e *engine) respond(d *decision, r *core.Request, decisionID, reqID string) *authv3.CheckResponse {
+	if d.outcome == deny {
+		return e.denied(d, decisionID, reqID)
+	}
+	return e.allowed(d, decisionID)
+}
+
+// allowed: identity headers overwrite client copies, every identity
+// header not set is removed (a client can never choose its own), the
+// route's credential headers are stripped, and the identity goes to
+// dynamic metadata for the rate limit actions and access logs.
+func (e *engine) allowed(d *decision, decisionID string) *authv3.CheckResponse {
+	rt := d.route
+	id := d.identity
+	method := contract.AuthMethodNone
+	var subject, issuer, spiffe, scopes string
+	if id != nil {
+		method, subject, issuer, spiffe = id.Method, id.Subject, id.Issuer, id.SPIFFEID
+		scopes = strings.Join(id.Scopes, " ")
+	}
+	headers := make([]*corev3.HeaderValueOption, 0, 8)
+	remove := make([]string, 0, 8)
+	add := func(k, v string) {
+		if v == "" {
+			remove = append(remove, k)
+			return
+		}
+		headers = append(headers, set(k, v))
+	}
+	add(contract.HeaderSubject, subject)
+	add(contract.HeaderTier, d.tier)
+	add(contract.HeaderIssuer, issuer)
+	add(contract.HeaderAuthMethod, method)
+	add(contract.HeaderSPIFFEID, spiffe)
+	add(contract.HeaderScopes, scopes)
+	add(contract.HeaderRoute, rt.id)
+	for _, ch := range rt.claimHeaders {
+		v := ""
+		if id != nil && id.Claims != nil {
+			if raw, ok := lookupClaim(id.Claims, strings.Split(ch.Claim, ".")); ok {
+				if s, ok := claimString(raw); ok && headerValueSafe(s) {
+					v = s
+				}
+			}
+		}
+		add(ch.Header, v)
+	}
+	remove = append(remove, rt.strip...)
+
+	fields := make(map[string]*structpb.Value, 8)
+	fields[contract.MetaTier] = structpb.NewStringValue(d.tier)
+	fields[contract.MetaAuthMethod] = structpb.NewStringValue(method)
+	fields[contract.MetaDecisionID] = structpb.NewStringValue(decisionID)
+	fields[contract.MetaRoute] = structpb.NewStringValue(rt.id)
+	if subject != "" {
+		fields[contract.MetaSubject] = structpb.NewStringValue(subject)
+	}
+	if issuer != "" {
+		fields[contract.MetaIssuer] = structpb.NewStringValue(issuer)
+	}
+	if spiffe != "" {
+		fields[contract.MetaSPIFFEID] = structpb.NewStringValue(spiffe)
+	}
+	if scopes != "" {
+		fields[contract.MetaScopes] = structpb.NewStringValue(scopes)
+	}
+	return &authv3.CheckResponse{
+		Status: statusOK,
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+			Headers:              headers,
+			HeadersToRemove:      remove,
+			ResponseHeadersToAdd: []*corev3.HeaderValueOption{set(contract.HeaderDecisionID, decisionID)},
+		}},
+		DynamicMetadata: &structpb.Struct{Fields: fields},
+	}
+}
+
+// denied: the status of the reason code, a WWW-Authenticate challenge on
+// 401 (and on 403 insufficient_scope), and a small JSON body that names
+// the public reason only.
+func (e *engine) denied(d *decision, decisionID, reqID string) *authv3.CheckResponse {
+	info := d.code.Info()
+	st := statusPermissionDenied
+	if info.Status == 401 {
+		st = statusUnauthenticated
+	}
+	headers := []*corev3.HeaderValueOption{
+		set("content-type", "application/json"),
+		set("cache-control", "no-store"),
+		set(contract.HeaderDecisionID, decisionID),
+	}
+	if ch := e.challenge(d); ch != "" {
+		headers = append(headers, set("www-authenticate", ch))
+	}
+	return &authv3.CheckResponse{
+		Status: st,
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(info.Status)},
+			Headers: headers,
+			Body:    denyBody(info, reqID),
+		}},
+		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+			contract.MetaDecisionID: structpb.NewStringValue(decisionID),
+			contract.MetaRoute:      structpb.NewStringValue(d.route.id),
+		}},
+	}
+}
+
+// challenge builds WWW-Authenticate for a denial: one challenge per method
+// the route accepts (RFC 7235), the Bearer one carrying the RFC 6750
+// error code when a token was presented. A 401 always has one.
+func (e *engine) challenge(d *decision) string {
+	info := d.code.Info()
+	rt := d.route
+	if info.Status != 401 && d.code != core.ScopeMissing {
+		return ""
+	}
+	realm := `realm="` + e.realm + `"`
+	var parts []string
+	if rt.bearer {
+		b := "Bearer " + realm
+		if info.BearerError != "" && (d.failed == contract.AuthMethodJWT || d.code == core.ScopeMissing) {
+			b += `, error="` + info.BearerError + `"`
+			if d.code == core.ScopeMissing && rt.scopesJoined != "" {
+				b += `, scope="` + rt.scopesJoined + `"`
+			}
+		}
+		parts = append(parts, b)
+	}
+	if rt.apiKey {
+		parts = append(parts, "APIKey "+realm)
+	}
+	if rt.signature {
+		parts = append(parts, "Signature "+realm)
+	}
+	if len(parts) == 0 && info.Status == 401 {
+		parts = append(parts, "Bearer "+realm)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// denyBody renders {"error":…,"reason":…,"request_id":…}. The request id
+// was checked to need no escaping (requestID).
+func denyBody(info core.Info, reqID string) string {
+	var b strings.Builder
+	b.Grow(96 + len(reqID))
+	b.WriteString(`{"error":"`)
+	b.WriteString(statusWord(info.Status))
+	b.WriteString(`","reason":"`)
+	b.WriteString(info.Public)
+	b.WriteString(`","request_id":"`)
+	b.WriteString(reqID)
+	b.WriteString(`"}`)
+	return b.String()
+}
+
+func statusWord(s int) string {
+	switch s {
+	case 400:
+		return "bad_request"
+	case 401:
+		return "unauthorized"
+	case 403:
+		return "forbidden"
+	case 409:
+		return "conflict"
+	case 413:
+		return "payload_too_large"
+	case 503:
+		return "unavailable"
+	}
+	return "internal_error"
+}
+
+// headerValueSafe: printable ASCII, bounded; other claim values are not
+// copied into headers.
+func headerValueSafe(s string) bool {
+	if len(s) > 1024 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
