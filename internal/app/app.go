@@ -45,6 +45,7 @@ declarative config (apiVersion: gatehouse/v1).`,
 		newValidateCmd(stdout),
 		newConfigCmd(stdout),
 		newVersionCmd(stdout),
+		newCheckCmd(stdout, stderr),
 	)
 	return root.ExecuteContext(ctx)
 }
