@@ -47,7 +47,8 @@ func ParseHeader(token string) (Header, error) {
 			return h, errShape
 		}
 	}
-	if dots != 2 || first == 0 || last == first+1 || last == len(token)-1 {
+	// An empty signature part is left to the algorithm check ("none").
+	if dots != 2 || first == 0 || last == first+1 {
 		return h, errShape
 	}
 	seg := token[:first]

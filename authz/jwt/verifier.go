@@ -53,6 +53,8 @@ type Verifier struct {
 
 	verifications atomic.Uint64
 	coalesced     atomic.Uint64
+	// waiting counts Checks inside the coalescing group (tests observe it).
+	waiting atomic.Int64
 }
 
 type issuer struct {
@@ -225,8 +227,11 @@ func (v *Verifier) Verify(ctx context.Context, token string, ex core.Explainer) 
 		vt   *Verified
 		code core.Code
 	}
+	v.waiting.Add(1)
+	defer v.waiting.Add(-1)
 	r, _, shared := v.sf.Do(string(key[:]), func() (any, error) {
-		vt, code := v.verify(ctx, token, nil)
+		// Not the first caller's context alone: the others wait on it.
+		vt, code := v.verify(context.WithoutCancel(ctx), token, nil)
 		if code == core.OK && v.cache != nil {
 			now := v.now()
 			until := now.Add(v.cacheTTL)

@@ -119,6 +119,10 @@ func (a *Authenticator) fromXFCC(v string, ex core.Explainer) (*core.Identity, c
 	}
 	e := els[len(els)-a.hop]
 	var certs []*x509.Certificate
+	if e.Cert == "" && e.Chain != "" {
+		// Chain holds the whole chain, leaf first.
+		e.Cert, e.Chain = e.Chain, ""
+	}
 	if e.Cert != "" {
 		if certs, err = ParseCertificates(e.Cert); err != nil {
 			explain(ex, "XFCC Cert: %v", err)
@@ -175,8 +179,8 @@ func (a *Authenticator) identity(uri, subject string, certs []*x509.Certificate,
 				return nil, core.MTLSInvalid
 			}
 			id = cid
-		case uri != "":
-			explain(ex, "certificate has no SPIFFE id (%v) but %q was claimed", err, uri)
+		case uri != "" || len(leaf.URIs) > 0:
+			explain(ex, "certificate has no valid SPIFFE id (%v)", err)
 			return nil, core.MTLSInvalid
 		}
 		if subject == "" {
