@@ -14,8 +14,14 @@ import (
 	"github.com/gatehouse/gatehouse/internal/config"
 )
 
-func h256(k string) string { s := sha256.Sum256([]byte(k)); return "sha256:" + hex.EncodeToString(s[:]) }
-func h512(k string) string { s := sha512.Sum512([]byte(k)); return "sha512:" + hex.EncodeToString(s[:]) }
+func h256(k string) string {
+	s := sha256.Sum256([]byte(k))
+	return "sha256:" + hex.EncodeToString(s[:])
+}
+func h512(k string) string {
+	s := sha512.Sum512([]byte(k))
+	return "sha512:" + hex.EncodeToString(s[:])
+}
 
 func TestLookup(t *testing.T) {
 	dir := t.TempDir()
