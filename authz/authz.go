@@ -181,7 +181,7 @@ func (s *Server) Close(context.Context) error {
 func (s *Server) record(e *engine, d *decision, r *core.Request, id, reqID string, start time.Time) {
 	lat := time.Since(start)
 	d.route.counters.inc(s.metrics, d.outcome, d.code)
-	s.metrics.latency.WithLabelValues(d.outcome.String()).Observe(lat.Seconds())
+	s.metrics.observers[d.outcome].Observe(lat.Seconds())
 	ev := audit.Event{
 		Kind:          audit.KindDecision,
 		ID:            id,

@@ -206,18 +206,26 @@ type decision struct {
 func (e *engine) lookup(r *core.Request, ex core.Explainer) (*route, bool) {
 	if r.RouteID != "" {
 		if rt := e.routes[r.RouteID]; rt != nil {
-			explain(ex, "route %q from context_extensions[%q]", r.RouteID, contract.ContextExtensionRoute)
+			if ex != nil {
+				ex.Step("route %q from context_extensions[%q]", r.RouteID, contract.ContextExtensionRoute)
+			}
 			return rt, true
 		}
-		explain(ex, "route id %q from Envoy is not configured here", r.RouteID)
+		if ex != nil {
+			ex.Step("route id %q from Envoy is not configured here", r.RouteID)
+		}
 		return e.unknown, false
 	}
 	id, ok := e.table.Match(routematch.Request{Host: r.Host, Path: r.Path, Method: r.Method, Header: r.Header})
 	if !ok {
-		explain(ex, "no route id from Envoy, and no route matches %s %s (host %q)", r.Method, r.PathOnly(), r.Host)
+		if ex != nil {
+			ex.Step("no route id from Envoy, and no route matches %s %s (host %q)", r.Method, r.PathOnly(), r.Host)
+		}
 		return e.nomatch, false
 	}
-	explain(ex, "no route id from Envoy; route %q matches %s %s (host %q)", id, r.Method, r.PathOnly(), r.Host)
+	if ex != nil {
+		ex.Step("no route id from Envoy; route %q matches %s %s (host %q)", id, r.Method, r.PathOnly(), r.Host)
+	}
 	return e.routes[id], true
 }
 
@@ -227,19 +235,27 @@ func (e *engine) decide(ctx context.Context, r *core.Request, ex core.Explainer)
 	d := decision{route: rt}
 	switch {
 	case !found && rt == e.nomatch && e.unmatched.action(r.Host) == config.ActionAllow:
-		explain(ex, "unmatched requests to host %q are allowed (authz.unmatched)", r.Host)
+		if ex != nil {
+			ex.Step("unmatched requests to host %q are allowed (authz.unmatched)", r.Host)
+		}
 		return e.finish(d, core.UnmatchedAllowed, nil, ex)
 	case !found:
 		return e.finish(d, core.NoRoute, nil, ex)
 	case !rt.hasAuthz:
-		explain(ex, "route %q has no authz: section; denied (fail closed)", rt.id)
+		if ex != nil {
+			ex.Step("route %q has no authz: section; denied (fail closed)", rt.id)
+		}
 		return e.finish(d, core.NoPolicy, nil, ex)
 	case rt.public:
-		explain(ex, "route %q is public", rt.id)
+		if ex != nil {
+			ex.Step("route %q is public", rt.id)
+		}
 		return e.finish(d, core.Public, nil, ex)
 	}
 	if !rt.sourceAllowed(r) {
-		explain(ex, "client address %q is not in the route's sourceCIDRs", r.SourceAddress)
+		if ex != nil {
+			ex.Step("client address %q is not in the route's sourceCIDRs", r.SourceAddress)
+		}
 		return e.finish(d, core.SourceNotAllowed, nil, ex)
 	}
 	id, code := e.authenticate(ctx, rt, r, &d, ex)
@@ -247,7 +263,9 @@ func (e *engine) decide(ctx context.Context, r *core.Request, ex core.Explainer)
 		return e.finish(d, code, id, ex)
 	}
 	if id == nil {
-		explain(ex, "no credential; the route is optional, so the caller is anonymous")
+		if ex != nil {
+			ex.Step("no credential; the route is optional, so the caller is anonymous")
+		}
 		return e.finish(d, core.Anonymous, nil, ex)
 	}
 	if code := rt.requirements(id, ex); code != core.OK {
@@ -270,23 +288,31 @@ func (e *engine) authenticate(ctx context.Context, rt *route, r *core.Request, d
 		e.noteWebhook(m, d, code)
 		switch code {
 		case core.OK:
-			explain(ex, "authenticated by %s: subject %q", m.name(), id.Subject)
+			if ex != nil {
+				ex.Step("authenticated by %s: subject %q", m.name(), id.Subject)
+			}
 			return id, core.OK
 		case core.CredentialsMissing, core.MTLSMissing, core.WebhookSignatureMissing:
-			explain(ex, "%s: no credential", m.name())
+			if ex != nil {
+				ex.Step("%s: no credential", m.name())
+			}
 			if len(rt.methods) == 1 {
 				missing = code
 			}
 			continue
 		}
 		d.failed = m.name()
-		explain(ex, "%s credential refused: %s", m.name(), code)
+		if ex != nil {
+			ex.Step("%s credential refused: %s", m.name(), code)
+		}
 		return nil, code
 	}
 	if rt.optional {
 		return nil, core.OK
 	}
-	explain(ex, "no credential accepted by the route was sent")
+	if ex != nil {
+		ex.Step("no credential accepted by the route was sent")
+	}
 	return nil, missing
 }
 
@@ -297,10 +323,14 @@ func (e *engine) authenticateAll(ctx context.Context, rt *route, r *core.Request
 		e.noteWebhook(m, d, code)
 		if code != core.OK {
 			d.failed = m.name()
-			explain(ex, "mode all: %s did not pass: %s", m.name(), code)
+			if ex != nil {
+				ex.Step("mode all: %s did not pass: %s", m.name(), code)
+			}
 			return nil, code
 		}
-		explain(ex, "mode all: %s passed: subject %q", m.name(), id.Subject)
+		if ex != nil {
+			ex.Step("mode all: %s passed: subject %q", m.name(), id.Subject)
+		}
 		ids = append(ids, id)
 	}
 	return merge(ids), core.OK
@@ -356,7 +386,9 @@ func (e *engine) finish(d decision, code core.Code, id *core.Identity, ex core.E
 		d.outcome = deny
 		if d.route != nil && d.route.shadow {
 			d.outcome = wouldDeny
-			explain(ex, "shadow mode: the request would be denied (%s) but is allowed", code)
+			if ex != nil {
+				ex.Step("shadow mode: the request would be denied (%s) but is allowed", code)
+			}
 		}
 	}
 	if code.Allowed() || d.outcome == wouldDeny {
@@ -375,7 +407,9 @@ func (e *engine) finish(d decision, code core.Code, id *core.Identity, ex core.E
 		// Kept for the audit line (who was refused), never for headers.
 		d.identity = id
 	}
-	explain(ex, "decision: %s (%s), tier %q", d.outcome, code, d.tier)
+	if ex != nil {
+		ex.Step("decision: %s (%s), tier %q", d.outcome, code, d.tier)
+	}
 	return d
 }
 

@@ -47,7 +47,9 @@ func (m *jwtMethod) authenticate(ctx context.Context, r *core.Request, ex core.E
 		return nil, code
 	}
 	if m.issuers != nil && !m.issuers[vt.IssuerName] {
-		explain(ex, "issuer %s is not one this route accepts", vt.IssuerName)
+		if ex != nil {
+			ex.Step("issuer %s is not one this route accepts", vt.IssuerName)
+		}
 		return nil, core.TokenIssuerNotAllowed
 	}
 	return &vt.Identity, core.OK
@@ -116,10 +118,4 @@ func (e *engine) methodsFor(a *config.RouteAuthz) []method {
 		out = append(out, &webhookMethod{v: e.webhooks[a.Webhook]})
 	}
 	return out
-}
-
-func explain(ex core.Explainer, format string, args ...any) {
-	if ex != nil {
-		ex.Step(format, args...)
-	}
 }

@@ -14,6 +14,8 @@ import (
 type metrics struct {
 	decisions *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
+	// observers are latency's children by outcome, resolved once.
+	observers [outcomeCount]prometheus.Observer
 }
 
 // Pseudo route labels for requests that have no configured route.
@@ -49,7 +51,7 @@ func (o outcome) String() string {
 }
 
 func newMetrics() *metrics {
-	return &metrics{
+	m := &metrics{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_authz_decisions_total",
 			Help: "ext_authz decisions by route, decision (allow, deny, would_deny) and reason code.",
@@ -62,6 +64,10 @@ func newMetrics() *metrics {
 			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
 		}, []string{"decision"}),
 	}
+	for o := outcome(0); o < outcomeCount; o++ {
+		m.observers[o] = m.latency.WithLabelValues(o.String())
+	}
+	return m
 }
 
 func (m *metrics) register(reg prometheus.Registerer, s *Server) error {

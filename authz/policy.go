@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/gatehouse/gatehouse/authz/internal/core"
 	"github.com/gatehouse/gatehouse/internal/config"
@@ -36,6 +37,9 @@ type route struct {
 	bearer, apiKey, signature bool
 
 	counters counters
+	// anon is the upstream output of anonymous requests (public,
+	// optional, unmatched-allowed, shadow without credential).
+	anon atomic.Pointer[upstream]
 }
 
 func (e *engine) compileRoute(cr *config.Route) (*route, error) {
@@ -209,23 +213,31 @@ func (s *spiffeMatcher) match(id string) bool {
 func (rt *route) requirements(id *core.Identity, ex core.Explainer) core.Code {
 	for _, s := range rt.scopes {
 		if !id.HasScope(s) {
-			explain(ex, "scope %q is required but not granted (granted: %v)", s, id.Scopes)
+			if ex != nil {
+				ex.Step("scope %q is required but not granted (granted: %v)", s, id.Scopes)
+			}
 			return core.ScopeMissing
 		}
 	}
 	for i := range rt.claims {
 		c := &rt.claims[i]
 		if id.Claims == nil || !c.match(id.Claims) {
-			explain(ex, "claim %s does not satisfy %s", c, describeClaim(&c.m))
+			if ex != nil {
+				ex.Step("claim %s does not satisfy %s", c, describeClaim(&c.m))
+			}
 			return core.ClaimMismatch
 		}
 	}
 	if rt.spiffe != nil && !rt.spiffe.match(id.SPIFFEID) {
-		explain(ex, "SPIFFE id %q is not allowed on this route", id.SPIFFEID)
+		if ex != nil {
+			ex.Step("SPIFFE id %q is not allowed on this route", id.SPIFFEID)
+		}
 		return core.SPIFFENotAllowed
 	}
 	if len(rt.scopes)+len(rt.claims) > 0 || rt.spiffe != nil {
-		explain(ex, "requirements met (scopes %v, %d claim condition(s), SPIFFE: %t)", rt.scopes, len(rt.claims), rt.spiffe != nil)
+		if ex != nil {
+			ex.Step("requirements met (scopes %v, %d claim condition(s), SPIFFE: %t)", rt.scopes, len(rt.claims), rt.spiffe != nil)
+		}
 	}
 	return core.OK
 }

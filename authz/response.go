@@ -36,30 +36,59 @@ func (e *engine) respond(d *decision, r *core.Request, decisionID, reqID string)
 	return e.allowed(d, decisionID)
 }
 
-// allowed: identity headers overwrite client copies, every identity
+// upstream is what an allowed response carries for one identity on one
+// route: built once, then shared (read only) by every Check of the same
+// cached token or API key on that route.
+type upstream struct {
+	tier    string
+	headers []*corev3.HeaderValueOption
+	remove  []string
+	fields  map[string]*structpb.Value // dynamic metadata, less the decision id
+}
+
+// upstreamFor returns the identity's upstream output for the route,
+// building and keeping it on first use.
+func (e *engine) upstreamFor(d *decision) *upstream {
+	rt, id := d.route, d.identity
+	if id == nil {
+		if u := rt.anon.Load(); u != nil && u.tier == d.tier {
+			return u
+		}
+		u := e.buildUpstream(rt, nil, d.tier)
+		rt.anon.Store(u)
+		return u
+	}
+	if p := id.Derived.Load(); p != nil && p.Route == rt {
+		if u := p.Value.(*upstream); u.tier == d.tier {
+			return u
+		}
+	}
+	u := e.buildUpstream(rt, id, d.tier)
+	id.Derived.Store(&core.Derived{Route: rt, Value: u})
+	return u
+}
+
+// buildUpstream: identity headers overwrite client copies, every identity
 // header not set is removed (a client can never choose its own), the
 // route's credential headers are stripped, and the identity goes to
 // dynamic metadata for the rate limit actions and access logs.
-func (e *engine) allowed(d *decision, decisionID string) *authv3.CheckResponse {
-	rt := d.route
-	id := d.identity
+func (e *engine) buildUpstream(rt *route, id *core.Identity, tier string) *upstream {
 	method := contract.AuthMethodNone
 	var subject, issuer, spiffe, scopes string
 	if id != nil {
 		method, subject, issuer, spiffe = id.Method, id.Subject, id.Issuer, id.SPIFFEID
 		scopes = strings.Join(id.Scopes, " ")
 	}
-	headers := make([]*corev3.HeaderValueOption, 0, 8)
-	remove := make([]string, 0, 8)
+	u := &upstream{tier: tier, fields: make(map[string]*structpb.Value, 8)}
 	add := func(k, v string) {
 		if v == "" {
-			remove = append(remove, k)
+			u.remove = append(u.remove, k)
 			return
 		}
-		headers = append(headers, set(k, v))
+		u.headers = append(u.headers, set(k, v))
 	}
 	add(contract.HeaderSubject, subject)
-	add(contract.HeaderTier, d.tier)
+	add(contract.HeaderTier, tier)
 	add(contract.HeaderIssuer, issuer)
 	add(contract.HeaderAuthMethod, method)
 	add(contract.HeaderSPIFFEID, spiffe)
@@ -76,30 +105,36 @@ func (e *engine) allowed(d *decision, decisionID string) *authv3.CheckResponse {
 		}
 		add(ch.Header, v)
 	}
-	remove = append(remove, rt.strip...)
+	u.remove = append(u.remove, rt.strip...)
+	meta := func(k, v string) {
+		if v != "" {
+			u.fields[k] = structpb.NewStringValue(v)
+		}
+	}
+	meta(contract.MetaTier, tier)
+	meta(contract.MetaAuthMethod, method)
+	meta(contract.MetaRoute, rt.id)
+	meta(contract.MetaSubject, subject)
+	meta(contract.MetaIssuer, issuer)
+	meta(contract.MetaSPIFFEID, spiffe)
+	meta(contract.MetaScopes, scopes)
+	return u
+}
 
-	fields := make(map[string]*structpb.Value, 8)
-	fields[contract.MetaTier] = structpb.NewStringValue(d.tier)
-	fields[contract.MetaAuthMethod] = structpb.NewStringValue(method)
+// allowed answers OK with the identity's upstream output, and the
+// decision id for the client and the access log.
+func (e *engine) allowed(d *decision, decisionID string) *authv3.CheckResponse {
+	u := e.upstreamFor(d)
+	fields := make(map[string]*structpb.Value, len(u.fields)+1)
+	for k, v := range u.fields {
+		fields[k] = v
+	}
 	fields[contract.MetaDecisionID] = structpb.NewStringValue(decisionID)
-	fields[contract.MetaRoute] = structpb.NewStringValue(rt.id)
-	if subject != "" {
-		fields[contract.MetaSubject] = structpb.NewStringValue(subject)
-	}
-	if issuer != "" {
-		fields[contract.MetaIssuer] = structpb.NewStringValue(issuer)
-	}
-	if spiffe != "" {
-		fields[contract.MetaSPIFFEID] = structpb.NewStringValue(spiffe)
-	}
-	if scopes != "" {
-		fields[contract.MetaScopes] = structpb.NewStringValue(scopes)
-	}
 	return &authv3.CheckResponse{
 		Status: statusOK,
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-			Headers:              headers,
-			HeadersToRemove:      remove,
+			Headers:              u.headers,
+			HeadersToRemove:      u.remove,
 			ResponseHeadersToAdd: []*corev3.HeaderValueOption{set(contract.HeaderDecisionID, decisionID)},
 		}},
 		DynamicMetadata: &structpb.Struct{Fields: fields},

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"time"
+	"unsafe"
 
 	"go.yaml.in/yaml/v3"
 
@@ -35,6 +36,8 @@ type Key struct {
 	Expires time.Time
 	Revoked bool
 	digest  []byte
+	// id is the identity of every request presenting this key, built once.
+	id *core.Identity
 }
 
 // Store holds the configured keys.
@@ -75,6 +78,14 @@ func New(cfg *config.AuthzAPIKeys) (*Store, error) {
 		key := &Key{ID: k.ID, Subject: k.Subject, Tier: k.Tier, Scopes: k.Scopes, Revoked: k.Revoked, digest: digest}
 		if k.ExpiresAt != "" {
 			key.Expires, _ = time.Parse(time.RFC3339, k.ExpiresAt)
+		}
+		key.id = &core.Identity{
+			Method:  contract.AuthMethodAPIKey,
+			Subject: key.Subject,
+			Tier:    key.Tier,
+			Scopes:  key.Scopes,
+			KeyID:   key.ID,
+			Expires: key.Expires,
 		}
 		switch alg {
 		case "sha256":
@@ -120,51 +131,48 @@ func (s *Store) Lookup(r *core.Request, now time.Time, ex core.Explainer) (*core
 		return nil, core.CredentialsMissing
 	}
 	if v == "" || len(v) > maxKeyLen {
-		explain(ex, "%s holds no plausible key (%d bytes)", s.header, len(v))
+		if ex != nil {
+			ex.Step("%s holds no plausible key (%d bytes)", s.header, len(v))
+		}
 		return nil, core.APIKeyUnknown
 	}
 	key := s.find(v)
 	if key == nil {
-		explain(ex, "%s: no configured key has this key's hash", s.header)
+		if ex != nil {
+			ex.Step("%s: no configured key has this key's hash", s.header)
+		}
 		return nil, core.APIKeyUnknown
 	}
 	if key.Revoked {
-		explain(ex, "API key %s (subject %q) is revoked", key.ID, key.Subject)
+		if ex != nil {
+			ex.Step("API key %s (subject %q) is revoked", key.ID, key.Subject)
+		}
 		return nil, core.APIKeyRevoked
 	}
 	if !key.Expires.IsZero() && !now.Before(key.Expires) {
-		explain(ex, "API key %s (subject %q) expired at %s", key.ID, key.Subject, key.Expires.Format(time.RFC3339))
+		if ex != nil {
+			ex.Step("API key %s (subject %q) expired at %s", key.ID, key.Subject, key.Expires.Format(time.RFC3339))
+		}
 		return nil, core.APIKeyExpired
 	}
-	explain(ex, "API key %s matches: subject %q, tier %q, scopes %v", key.ID, key.Subject, key.Tier, key.Scopes)
-	return &core.Identity{
-		Method:  contract.AuthMethodAPIKey,
-		Subject: key.Subject,
-		Tier:    key.Tier,
-		Scopes:  key.Scopes,
-		KeyID:   key.ID,
-		Expires: key.Expires,
-	}, core.OK
+	if ex != nil {
+		ex.Step("API key %s matches: subject %q, tier %q, scopes %v", key.ID, key.Subject, key.Tier, key.Scopes)
+	}
+	return key.id, core.OK
 }
 
 func (s *Store) find(v string) *Key {
 	if len(s.by256) > 0 {
-		d := sha256.Sum256([]byte(v))
+		d := sha256.Sum256(unsafe.Slice(unsafe.StringData(v), len(v)))
 		if k := s.by256[d]; k != nil && subtle.ConstantTimeCompare(k.digest, d[:]) == 1 {
 			return k
 		}
 	}
 	if len(s.by512) > 0 {
-		d := sha512.Sum512([]byte(v))
+		d := sha512.Sum512(unsafe.Slice(unsafe.StringData(v), len(v)))
 		if k := s.by512[d]; k != nil && subtle.ConstantTimeCompare(k.digest, d[:]) == 1 {
 			return k
 		}
 	}
 	return nil
-}
-
-func explain(ex core.Explainer, format string, args ...any) {
-	if ex != nil {
-		ex.Step(format, args...)
-	}
 }

@@ -162,7 +162,7 @@ func TestVerifyBadTokens(t *testing.T) {
 				t.Fatalf("Verify(%s) = %v; want %v", tt.name, got, tt.want)
 			}
 			if got == core.OK && (vt.Identity.Subject != "alice" || vt.Identity.Tier != "pro" || !vt.Identity.HasScope("write") || vt.IssuerName != "idp") {
-				t.Errorf("Verify(%s) identity = %+v", tt.name, vt.Identity)
+				t.Errorf("Verify(%s) identity = %+v", tt.name, &vt.Identity)
 			}
 		})
 	}
@@ -501,7 +501,7 @@ func FuzzVerify(f *testing.F) {
 			// Only a token really signed by the key may pass; the fuzzer
 			// cannot forge one, so any other success is a bug.
 			if vt.Identity.Subject != "alice" {
-				t.Fatalf("Verify(%q) = allowed with %+v", s, vt.Identity)
+				t.Fatalf("Verify(%q) = allowed with %+v", s, &vt.Identity)
 			}
 		}
 	})

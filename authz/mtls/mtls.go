@@ -80,9 +80,13 @@ func (a *Authenticator) Identify(r *core.Request, ex core.Explainer) (*core.Iden
 			return a.fromXFCC(x, ex)
 		}
 		a.untrustedHop.Add(1)
-		explain(ex, "x-forwarded-client-cert ignored: peer %s (principal %q) is not a trusted hop", r.SourceAddress, r.SourcePrincipal)
+		if ex != nil {
+			ex.Step("x-forwarded-client-cert ignored: peer %s (principal %q) is not a trusted hop", r.SourceAddress, r.SourcePrincipal)
+		}
 	} else if ok {
-		explain(ex, "x-forwarded-client-cert ignored: authz.mtls.xfcc names no trusted hop")
+		if ex != nil {
+			ex.Step("x-forwarded-client-cert ignored: authz.mtls.xfcc names no trusted hop")
+		}
 	}
 	return a.fromPeer(r, ex)
 }
@@ -110,11 +114,15 @@ func (a *Authenticator) trustedHop(r *core.Request) bool {
 func (a *Authenticator) fromXFCC(v string, ex core.Explainer) (*core.Identity, core.Code) {
 	els, err := ParseXFCC(v)
 	if err != nil {
-		explain(ex, "x-forwarded-client-cert from a trusted hop is malformed: %v", err)
+		if ex != nil {
+			ex.Step("x-forwarded-client-cert from a trusted hop is malformed: %v", err)
+		}
 		return nil, core.MTLSInvalid
 	}
 	if a.hop > len(els) {
-		explain(ex, "x-forwarded-client-cert has %d elements; hop %d is not there", len(els), a.hop)
+		if ex != nil {
+			ex.Step("x-forwarded-client-cert has %d elements; hop %d is not there", len(els), a.hop)
+		}
 		return nil, core.MTLSInvalid
 	}
 	e := els[len(els)-a.hop]
@@ -125,13 +133,17 @@ func (a *Authenticator) fromXFCC(v string, ex core.Explainer) (*core.Identity, c
 	}
 	if e.Cert != "" {
 		if certs, err = ParseCertificates(e.Cert); err != nil {
-			explain(ex, "XFCC Cert: %v", err)
+			if ex != nil {
+				ex.Step("XFCC Cert: %v", err)
+			}
 			return nil, core.MTLSInvalid
 		}
 		if e.Chain != "" {
 			chain, err := ParseCertificates(e.Chain)
 			if err != nil {
-				explain(ex, "XFCC Chain: %v", err)
+				if ex != nil {
+					ex.Step("XFCC Chain: %v", err)
+				}
 				return nil, core.MTLSInvalid
 			}
 			certs = append(certs, chain[1:]...)
@@ -140,12 +152,16 @@ func (a *Authenticator) fromXFCC(v string, ex core.Explainer) (*core.Identity, c
 	uri := ""
 	switch {
 	case len(e.URI) > 1:
-		explain(ex, "XFCC element has %d URI SANs; a SPIFFE identity has exactly one", len(e.URI))
+		if ex != nil {
+			ex.Step("XFCC element has %d URI SANs; a SPIFFE identity has exactly one", len(e.URI))
+		}
 		return nil, core.MTLSInvalid
 	case len(e.URI) == 1:
 		uri = e.URI[0]
 	}
-	explain(ex, "x-forwarded-client-cert from a trusted hop, element %d of %d: URI %q, subject %q", len(els)-a.hop+1, len(els), uri, e.Subject)
+	if ex != nil {
+		ex.Step("x-forwarded-client-cert from a trusted hop, element %d of %d: URI %q, subject %q", len(els)-a.hop+1, len(els), uri, e.Subject)
+	}
 	return a.identity(uri, e.Subject, certs, ex)
 }
 
@@ -154,14 +170,18 @@ func (a *Authenticator) fromPeer(r *core.Request, ex core.Explainer) (*core.Iden
 	if r.SourceCertificate != "" {
 		var err error
 		if certs, err = ParseCertificates(r.SourceCertificate); err != nil {
-			explain(ex, "peer certificate: %v", err)
+			if ex != nil {
+				ex.Step("peer certificate: %v", err)
+			}
 			return nil, core.MTLSInvalid
 		}
 	}
 	if r.SourcePrincipal == "" && len(certs) == 0 {
 		return nil, core.CredentialsMissing
 	}
-	explain(ex, "peer principal %q, certificate forwarded: %t", r.SourcePrincipal, len(certs) > 0)
+	if ex != nil {
+		ex.Step("peer principal %q, certificate forwarded: %t", r.SourcePrincipal, len(certs) > 0)
+	}
 	return a.identity(r.SourcePrincipal, "", certs, ex)
 }
 
@@ -175,12 +195,16 @@ func (a *Authenticator) identity(uri, subject string, certs []*x509.Certificate,
 		switch {
 		case err == nil:
 			if uri != "" && uri != cid.String() {
-				explain(ex, "claimed URI %q is not the certificate's SPIFFE id %q", uri, cid)
+				if ex != nil {
+					ex.Step("claimed URI %q is not the certificate's SPIFFE id %q", uri, cid)
+				}
 				return nil, core.MTLSInvalid
 			}
 			id = cid
 		case uri != "" || len(leaf.URIs) > 0:
-			explain(ex, "certificate has no valid SPIFFE id (%v)", err)
+			if ex != nil {
+				ex.Step("certificate has no valid SPIFFE id (%v)", err)
+			}
 			return nil, core.MTLSInvalid
 		}
 		if subject == "" {
@@ -191,14 +215,20 @@ func (a *Authenticator) identity(uri, subject string, certs []*x509.Certificate,
 				return nil, core.MTLSUntrusted
 			}
 			if _, _, err := x509svid.Verify(certs, a.bundles); err != nil {
-				explain(ex, "certificate does not verify against the trust bundles: %v", err)
+				if ex != nil {
+					ex.Step("certificate does not verify against the trust bundles: %v", err)
+				}
 				return nil, core.MTLSUntrusted
 			}
-			explain(ex, "certificate verifies against the bundle of trust domain %s", id.TrustDomain())
+			if ex != nil {
+				ex.Step("certificate verifies against the bundle of trust domain %s", id.TrustDomain())
+			}
 		}
 	} else {
 		if a.verify {
-			explain(ex, "verifyCertificate is on but no certificate was forwarded (Envoy's include_peer_certificate)")
+			if ex != nil {
+				ex.Step("verifyCertificate is on but no certificate was forwarded (Envoy's include_peer_certificate)")
+			}
 			return nil, core.MTLSUntrusted
 		}
 		if uri != "" {
@@ -223,10 +253,14 @@ func (a *Authenticator) identity(uri, subject string, certs []*x509.Certificate,
 		}
 	}
 	if out.Subject == "" || !printable(out.Subject) {
-		explain(ex, "certificate identity is empty or not printable")
+		if ex != nil {
+			ex.Step("certificate identity is empty or not printable")
+		}
 		return nil, core.MTLSInvalid
 	}
-	explain(ex, "mTLS identity: subject %q, SPIFFE id %q, tier %q", out.Subject, out.SPIFFEID, out.Tier)
+	if ex != nil {
+		ex.Step("mTLS identity: subject %q, SPIFFE id %q, tier %q", out.Subject, out.SPIFFEID, out.Tier)
+	}
 	return out, core.OK
 }
 
@@ -252,10 +286,4 @@ func printable(s string) bool {
 		}
 	}
 	return true
-}
-
-func explain(ex core.Explainer, format string, args ...any) {
-	if ex != nil {
-		ex.Step(format, args...)
-	}
 }

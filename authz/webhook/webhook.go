@@ -157,31 +157,43 @@ type delivery struct {
 // source's (subject, tier); otherwise the reason says why not.
 func (v *Verifier) Verify(ctx context.Context, r *core.Request, ex core.Explainer) (*core.Identity, core.Code) {
 	if r.PartialBody || len(r.Body) > v.maxBody {
-		explain(ex, "body is larger than maxBodySize %d (or Envoy truncated it)", v.maxBody)
+		if ex != nil {
+			ex.Step("body is larger than maxBodySize %d (or Envoy truncated it)", v.maxBody)
+		}
 		return nil, core.WebhookBodyTooLarge
 	}
 	if cl, ok := r.Headers["content-length"]; ok && len(r.Body) == 0 && cl != "0" && cl != "" {
-		explain(ex, "content-length is %s but Envoy sent no body: is with_request_body set on the route?", cl)
+		if ex != nil {
+			ex.Step("content-length is %s but Envoy sent no body: is with_request_body set on the route?", cl)
+		}
 		return nil, core.WebhookBodyMissing
 	}
 	d, code := v.parse(r)
 	if code != core.OK {
-		explain(ex, "%s signature headers: %s", v.scheme, code)
+		if ex != nil {
+			ex.Step("%s signature headers: %s", v.scheme, code)
+		}
 		return nil, code
 	}
 	if d.hasTS {
 		now := v.now().Unix()
 		if diff := now - d.ts; diff > int64(v.tolerance/time.Second) || -diff > int64(v.tolerance/time.Second) {
-			explain(ex, "timestamp %d is %ds from now; tolerance is %s", d.ts, diff, v.tolerance)
+			if ex != nil {
+				ex.Step("timestamp %d is %ds from now; tolerance is %s", d.ts, diff, v.tolerance)
+			}
 			return nil, core.WebhookTimestampStale
 		}
 	}
 	matched := v.match(&d)
 	if matched == nil {
-		explain(ex, "no signature matches any of the %d secret(s) of source %s", len(v.keys)+len(v.pubKeys), v.name)
+		if ex != nil {
+			ex.Step("no signature matches any of the %d secret(s) of source %s", len(v.keys)+len(v.pubKeys), v.name)
+		}
 		return nil, core.WebhookSignatureInvalid
 	}
-	explain(ex, "signature verified (%s scheme, source %s)", v.scheme, v.name)
+	if ex != nil {
+		ex.Step("signature verified (%s scheme, source %s)", v.scheme, v.name)
+	}
 	if code := v.checkReplay(ctx, &d, matched, ex); code != core.OK {
 		return nil, code
 	}
@@ -219,7 +231,9 @@ func (v *Verifier) checkReplay(ctx context.Context, d *delivery, sig []byte, ex 
 		return core.OK
 	case config.ReplayID:
 		if d.id == "" || len(d.id) > 256 {
-			explain(ex, "replay guard by id, but the delivery has no usable id")
+			if ex != nil {
+				ex.Step("replay guard by id, but the delivery has no usable id")
+			}
 			return core.WebhookSignatureMalformed
 		}
 		material = "id\x00" + d.id
@@ -234,17 +248,25 @@ func (v *Verifier) checkReplay(ctx context.Context, d *delivery, sig []byte, ex 
 	if err != nil {
 		v.storeErrors.Add(1)
 		if v.failOpen {
-			explain(ex, "replay store unavailable (%v); replayFailureMode is open, so the delivery passes unguarded", err)
+			if ex != nil {
+				ex.Step("replay store unavailable (%v); replayFailureMode is open, so the delivery passes unguarded", err)
+			}
 			return core.OK
 		}
-		explain(ex, "replay store unavailable (%v); replayFailureMode is closed", err)
+		if ex != nil {
+			ex.Step("replay store unavailable (%v); replayFailureMode is closed", err)
+		}
 		return core.ReplayStoreUnavailable
 	}
 	if !fresh {
-		explain(ex, "this delivery was already accepted within the last %s", v.window)
+		if ex != nil {
+			ex.Step("this delivery was already accepted within the last %s", v.window)
+		}
 		return core.WebhookReplayed
 	}
-	explain(ex, "replay guard: first sight of this delivery (remembered for %s, shared store: %t)", v.window, v.store.Shared())
+	if ex != nil {
+		ex.Step("replay guard: first sight of this delivery (remembered for %s, shared store: %t)", v.window, v.store.Shared())
+	}
 	return core.OK
 }
 
@@ -508,10 +530,4 @@ func concat(parts ...[]byte) []byte {
 		out = append(out, p...)
 	}
 	return out
-}
-
-func explain(ex core.Explainer, format string, args ...any) {
-	if ex != nil {
-		ex.Step(format, args...)
-	}
 }

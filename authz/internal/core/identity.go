@@ -3,6 +3,7 @@ package core
 import (
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,6 +26,18 @@ type Identity struct {
 	KeyID string
 	// Expires is when the credential stops being valid (zero = never).
 	Expires time.Time
+	// Derived holds what the engine built from this identity for the last
+	// route it was used on (the upstream headers and metadata), so that a
+	// cached token or a configured API key costs no rebuilding. Shared
+	// identities are read by many Checks at once: it is set atomically
+	// and what it points to is never modified.
+	Derived atomic.Pointer[Derived]
+}
+
+// Derived is an engine's output for one identity on one route.
+type Derived struct {
+	Route any
+	Value any
 }
 
 // HasScope reports whether s is granted.
