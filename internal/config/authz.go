@@ -64,7 +64,9 @@ type Unmatched struct {
 
 // UnmatchedHost overrides the unmatched action for some hosts.
 type UnmatchedHost struct {
-	Hosts  []string    `yaml:"hosts"`
+	// Hosts are host patterns as in route match hosts.
+	Hosts []string `yaml:"hosts"`
+	// Action is allow or deny for these hosts.
 	Action AuthzAction `yaml:"action"`
 }
 
@@ -87,10 +89,12 @@ type AuthzJWT struct {
 // TokenSource is one place a token is read from: a header (optionally
 // with a scheme prefix such as "Bearer ") or a cookie.
 type TokenSource struct {
+	// Header is a lower-case header name.
 	Header string `yaml:"header,omitempty"`
 	// Prefix is stripped from the header value (case-insensitively); a
 	// value without it is not a token of this source.
 	Prefix string `yaml:"prefix,omitempty"`
+	// Cookie is a cookie name.
 	Cookie string `yaml:"cookie,omitempty"`
 }
 
@@ -154,7 +158,9 @@ type JWTIssuer struct {
 // PublicKey is an inline PEM public key with an optional key id; a key
 // without kid verifies only tokens without kid.
 type PublicKey struct {
+	// KID is the key id tokens name in their header.
 	KID string `yaml:"kid,omitempty"`
+	// PEM is a PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE block.
 	PEM string `yaml:"pem"`
 }
 
@@ -173,11 +179,15 @@ type AuthzAPIKeys struct {
 // "sha512:<hex>" of the key (see docs/authz.md for how to make one).
 type APIKey struct {
 	// ID names the key in audit lines and metrics; never the key itself.
-	ID      string   `yaml:"id"`
-	Hash    string   `yaml:"hash"`
-	Subject string   `yaml:"subject"`
-	Tier    string   `yaml:"tier,omitempty"`
-	Scopes  []string `yaml:"scopes,omitempty"`
+	ID string `yaml:"id"`
+	// Hash is sha256:<hex> or sha512:<hex> of the key.
+	Hash string `yaml:"hash"`
+	// Subject is the partner the key identifies.
+	Subject string `yaml:"subject"`
+	// Tier is the key's tier (default: the route's).
+	Tier string `yaml:"tier,omitempty"`
+	// Scopes are granted to the key.
+	Scopes []string `yaml:"scopes,omitempty"`
 	// ExpiresAt (RFC 3339) ends the key; an expired key is refused with
 	// its own reason code. Several keys per subject let a new key overlap
 	// the old one during rotation.
@@ -204,9 +214,12 @@ type AuthzMTLS struct {
 // TrustDomain is a SPIFFE trust domain and its X.509 bundle (CA
 // certificates as PEM, or a SPIFFE bundle JSON document).
 type TrustDomain struct {
-	Name       string   `yaml:"name"`
+	// Name is the trust domain (example.org).
+	Name string `yaml:"name"`
+	// BundleFile is a PEM or SPIFFE bundle file.
 	BundleFile FilePath `yaml:"bundleFile,omitempty"`
-	Bundle     string   `yaml:"bundle,omitempty"`
+	// Bundle is the same, inline.
+	Bundle string `yaml:"bundle,omitempty"`
 }
 
 // XFCC trusts x-forwarded-client-cert only from known hops.
@@ -223,7 +236,8 @@ type XFCC struct {
 // SPIFFETier maps SPIFFE ids to a tier.
 type SPIFFETier struct {
 	// ID is a SPIFFE id; its path may hold * for one segment.
-	ID   string `yaml:"id"`
+	ID string `yaml:"id"`
+	// Tier is the tier of matching ids.
 	Tier string `yaml:"tier"`
 }
 
@@ -267,7 +281,8 @@ func (ReplayKey) EnumNoun() string { return "a replay key" }
 // WebhookSource is a sender of signed webhooks.
 type WebhookSource struct {
 	// Name is how routes refer to the source; also the default subject.
-	Name   string        `yaml:"name"`
+	Name string `yaml:"name"`
+	// Scheme is the sender's signature scheme.
 	Scheme WebhookScheme `yaml:"scheme"`
 	// Secrets are the active signing secrets; several during rotation.
 	Secrets []Secret `yaml:"secrets,omitempty"`
@@ -288,7 +303,8 @@ type WebhookSource struct {
 	ReplayFailureMode FailureMode `yaml:"replayFailureMode" default:"closed"`
 	// Subject is the identity of a verified delivery (default Name).
 	Subject string `yaml:"subject,omitempty"`
-	Tier    string `yaml:"tier,omitempty"`
+	// Tier is the tier of a verified delivery (default: authz.defaultTier).
+	Tier string `yaml:"tier,omitempty"`
 	// HMAC configures the generic scheme.
 	HMAC *GenericHMAC `yaml:"hmac,omitempty"`
 }
@@ -315,9 +331,11 @@ func (SignatureEncoding) EnumNoun() string { return "a signature encoding" }
 // scheme of their own.
 type GenericHMAC struct {
 	// Header holds the signature.
-	Header    string            `yaml:"header"`
-	Algorithm HMACAlgorithm     `yaml:"algorithm" default:"sha256"`
-	Encoding  SignatureEncoding `yaml:"encoding" default:"hex"`
+	Header string `yaml:"header"`
+	// Algorithm is the HMAC hash.
+	Algorithm HMACAlgorithm `yaml:"algorithm" default:"sha256"`
+	// Encoding is how the signature is written in the header.
+	Encoding SignatureEncoding `yaml:"encoding" default:"hex"`
 	// Prefix precedes the encoded signature in the header ("sha256=").
 	Prefix string `yaml:"prefix,omitempty"`
 	// TimestampHeader holds a unix timestamp (seconds) when set; it is
@@ -406,9 +424,12 @@ type Requirements struct {
 // path into nested objects (realm_access.roles). Exactly one of Equals,
 // OneOf, Contains and Regex is set.
 type ClaimMatch struct {
-	Claim  string   `yaml:"claim"`
-	Equals string   `yaml:"equals,omitempty"`
-	OneOf  []string `yaml:"oneOf,omitempty"`
+	// Claim is the claim name or dotted path.
+	Claim string `yaml:"claim"`
+	// Equals is the exact value.
+	Equals string `yaml:"equals,omitempty"`
+	// OneOf lists the accepted values.
+	OneOf []string `yaml:"oneOf,omitempty"`
 	// Contains: an element of a list claim, or a word of a
 	// space-separated string claim.
 	Contains string `yaml:"contains,omitempty"`
@@ -419,14 +440,19 @@ type ClaimMatch struct {
 // SPIFFEMatch allows SPIFFE ids: any of IDs, or any id in TrustDomain whose
 // path matches one of Paths (path.Match patterns: * is one segment).
 type SPIFFEMatch struct {
-	IDs         []string `yaml:"ids,omitempty"`
-	TrustDomain string   `yaml:"trustDomain,omitempty"`
-	Paths       []string `yaml:"paths,omitempty"`
+	// IDs are allowed SPIFFE ids.
+	IDs []string `yaml:"ids,omitempty"`
+	// TrustDomain allows its ids (those matching Paths, when set).
+	TrustDomain string `yaml:"trustDomain,omitempty"`
+	// Paths are path patterns within TrustDomain.
+	Paths []string `yaml:"paths,omitempty"`
 }
 
 // ClaimHeader copies a claim to an upstream header.
 type ClaimHeader struct {
-	Claim  string `yaml:"claim"`
+	// Claim is the claim name or dotted path.
+	Claim string `yaml:"claim"`
+	// Header is the upstream header it is copied to.
 	Header string `yaml:"header"`
 }
 
@@ -469,7 +495,7 @@ func (a *Authz) validate(p Path, c *Config, errs *Errors) {
 		a.MTLS.validate(p.Field("mtls"), errs)
 	}
 	for i := range c.Routes {
-		if c.Routes[i].Authz == nil {
+		if c.Routes[i].Authz == nil && c.Routes[i].ID != "" {
 			errs.Warn(Path("routes").Index(i), "route %q has no authz: section, so ext_authz denies all its requests; write authz: {public: true} to open it", c.Routes[i].ID)
 		}
 	}

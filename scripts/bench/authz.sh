@@ -9,9 +9,7 @@
 # ceiling. Everything started is stopped on exit, failure included.
 #
 # Knobs: DURATION (8s) CONCURRENCY (64) CONNS (4) TOKENS (1000) ROUNDS (1)
-#        LOADGEN: a command taking authzload's flags (default: go run ./bench/loadgen authz
-#        when the repo has it, else /work/shared/bench/authzload built to a temp dir)
-#        NULLSERVER: a no-op ext_authz server command taking -addr (default as LOADGEN)
+#        LOADGEN, NULLSERVER, MINT: see below (default: bench/loadgen)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -34,28 +32,25 @@ free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-shared=${GATEHOUSE_SHARED_BENCH:-/work/shared/bench}
+# The in-repo load generator (bench/loadgen) by default; LOADGEN may name
+# another command taking its authz flags (e.g. /work/shared/bench's
+# authzload), NULLSERVER a no-op ext_authz server taking -addr, MINT a
+# command taking loadgen mint-jwt's flags.
 if [ -z "${LOADGEN:-}" ]; then
-	if [ -d bench/loadgen ]; then
-		go build -o "$work/loadgen" ./bench/loadgen
-		LOADGEN="$work/loadgen authz"
-	else
-		go build -C "$shared/authzload" -o "$work/authzload" .
-		LOADGEN="$work/authzload"
-	fi
+	go build -o "$work/loadgen" ./bench/loadgen
+	LOADGEN="$work/loadgen authz"
+	NULLSERVER=${NULLSERVER:-"$work/loadgen null -api authz"}
+	MINT=${MINT:-"$work/loadgen mint-jwt"}
 fi
-if [ -z "${NULLSERVER:-}" ]; then
-	if [ -d bench/nullauthz ]; then
-		go build -o "$work/nullauthz" ./bench/nullauthz
-	else
-		go build -C "$shared/nullauthz" -o "$work/nullauthz" .
-	fi
-	NULLSERVER="$work/nullauthz"
+if [ -z "${NULLSERVER:-}" ] || [ -z "${MINT:-}" ]; then
+	[ -x "$work/loadgen" ] || go build -o "$work/loadgen" ./bench/loadgen
+	NULLSERVER=${NULLSERVER:-"$work/loadgen null -api authz"}
+	MINT=${MINT:-"$work/loadgen mint-jwt"}
 fi
 go build -o "$work/gatehouse" ./cmd/gatehouse
 
 echo "authz: minting $TOKENS RS256 tokens"
-$LOADGEN -mint-jwt "$TOKENS" -jwks-out "$work/jwks.json" -tokens-out "$work/tokens.txt" -iss https://bench.invalid -aud gatehouse >/dev/null
+$MINT -n "$TOKENS" -jwks-out "$work/jwks.json" -tokens-out "$work/tokens.txt" -iss https://bench.invalid -aud gatehouse >/dev/null
 
 gh_port=$(free_port)
 admin_port=$(free_port)
@@ -90,7 +85,7 @@ load() { # addr
 }
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
 
-"$NULLSERVER" -addr "127.0.0.1:$null_port" >"$work/null.log" 2>&1 &
+$NULLSERVER -addr "127.0.0.1:$null_port" >"$work/null.log" 2>&1 &
 pids+=($!)
 "$work/gatehouse" serve --config "$work/gatehouse.yaml" --components authz >"$work/gatehouse.log" 2>&1 &
 pids+=($!)
