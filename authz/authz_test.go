@@ -28,9 +28,13 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	gjwt "github.com/golang-jwt/jwt/v5"
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/component"
@@ -288,6 +292,48 @@ func header(hs []*corev3.HeaderValueOption, k string) (string, bool) {
 	return "", false
 }
 
+// checkWire calls Check and passes the response through the wire, as
+// gRPC does: what Envoy decodes is what is checked.
+func checkWire(t testing.TB, s *Server, req *authv3.CheckRequest) *authv3.CheckResponse {
+	t.Helper()
+	resp, err := s.Check(context.Background(), req)
+	if err != nil {
+		t.Fatalf("Check error = %v", err)
+	}
+	b, err := proto.Marshal(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out authv3.CheckResponse
+	if err := proto.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.ProtoReflect().GetUnknown()) != 0 {
+		t.Fatalf("the response holds fields Envoy does not know: %x", out.ProtoReflect().GetUnknown())
+	}
+	return &out
+}
+
+// TestWireMetadata: the pre-encoded dynamic metadata of a served response
+// decodes to exactly what the structured response holds.
+func TestWireMetadata(t *testing.T) {
+	s, _, _ := newServer(t, testConfig(t), nil)
+	for _, req := range []*authv3.CheckRequest{
+		check{route: "orders", path: "/orders", headers: map[string]string{"authorization": "Bearer " + token(t, nil)}}.request(),
+		check{route: "orders", path: "/orders", headers: map[string]string{"x-api-key": "live-key"}}.request(),
+		check{route: "optional", path: "/opt"}.request(),
+	} {
+		served := checkWire(t, s, req)
+		explained := s.Explain(context.Background(), req).Response
+		id := served.GetDynamicMetadata().GetFields()[contract.MetaDecisionID].GetStringValue()
+		explained.GetDynamicMetadata().GetFields()[contract.MetaDecisionID] = structpb.NewStringValue(id)
+		explained.GetOkResponse().GetResponseHeadersToAdd()[0].GetHeader().Value = id
+		if diff := cmp.Diff(explained, served, protocmp.Transform()); diff != "" {
+			t.Errorf("served response differs from the structured one (-structured +served):\n%s", diff)
+		}
+	}
+}
+
 func TestDecisions(t *testing.T) {
 	s, rec, _ := newServer(t, testConfig(t), nil)
 	bearer := func(tok string) map[string]string { return map[string]string{"authorization": "Bearer " + tok} }
@@ -351,10 +397,7 @@ func TestDecisions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, err := s.Check(context.Background(), tt.req)
-			if err != nil {
-				t.Fatalf("Check(%s) error = %v", tt.name, err)
-			}
+			resp := checkWire(t, s, tt.req)
 			if err := resp.ValidateAll(); err != nil {
 				t.Errorf("Check(%s) response does not validate: %v", tt.name, err)
 			}
@@ -396,7 +439,7 @@ func TestDecisions(t *testing.T) {
 func TestIdentityHeadersOverwrite(t *testing.T) {
 	s, rec, _ := newServer(t, testConfig(t), nil)
 	tok := token(t, nil)
-	resp, _ := s.Check(context.Background(), check{route: "orders", path: "/orders?secret=1", headers: map[string]string{
+	resp := checkWire(t, s, check{route: "orders", path: "/orders?secret=1", headers: map[string]string{
 		"authorization": "Bearer " + tok, contract.HeaderSubject: "root", contract.HeaderTier: "enterprise", contract.HeaderSPIFFEID: "spiffe://evil/x",
 	}}.request())
 	ok := resp.GetOkResponse()

@@ -98,8 +98,10 @@ for round in $(seq "$ROUNDS"); do
 	nr=$(echo "$null" | field rps)
 	gr=$(echo "$gh" | field rps)
 	allowed=$(echo "$gh" | field allowed)
-	denied=$(echo "$gh" | field denied)
+	# authzload prints denied=N, loadgen denied_<status>=N per status.
+	denied=$(echo "$gh" | grep -o ' denied[_0-9]*=[0-9]*' | cut -d= -f2 | awk '{s+=$1} END {print s+0}')
 	errs=$(echo "$gh" | field err)
+	errs=${errs:-0}
 	if [ "$denied" != "0" ]; then
 		echo "authz: gatehouse denied $denied checks; the figures are not of the allow path" >&2
 		tail -5 "$work/gatehouse.log" >&2
