@@ -26,7 +26,7 @@ func BenchmarkCheck(b *testing.B) {
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			resp, _ := s.Check(ctx, reqs[i%len(reqs)])
-			if (resp.GetOkResponse() != nil) != wantOK {
+			if (resp.GetStatus().GetCode() == 0) != wantOK {
 				b.Fatalf("Check = %v", resp.GetDeniedResponse().GetBody())
 			}
 		}

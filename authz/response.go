@@ -9,6 +9,7 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -51,9 +52,11 @@ type upstream struct {
 	headers []*corev3.HeaderValueOption
 	remove  []string
 	fields  map[string]*structpb.Value // dynamic metadata, less the decision id
-	// wireFields is fields encoded as google.protobuf.Struct map entries
+	// wireFields is fields encoded as google.protobuf.Struct map entries,
+	// wireOK the OkHttpResponse's headers and headers_to_remove encoded
 	// (see allowedWire).
 	wireFields []byte
+	wireOK     []byte
 }
 
 // upstreamFor returns the identity's upstream output for the route,
@@ -128,6 +131,11 @@ func (e *engine) buildUpstream(rt *route, id *core.Identity, tier string) *upstr
 	meta(contract.MetaIssuer, issuer)
 	meta(contract.MetaSPIFFEID, spiffe)
 	meta(contract.MetaScopes, scopes)
+	ok, err := proto.Marshal(&authv3.OkHttpResponse{Headers: u.headers, HeadersToRemove: u.remove})
+	if err != nil {
+		panic(err) // impossible: only valid strings and enums
+	}
+	u.wireOK = ok
 	for _, k := range []string{contract.MetaTier, contract.MetaAuthMethod, contract.MetaRoute, contract.MetaSubject,
 		contract.MetaIssuer, contract.MetaSPIFFEID, contract.MetaScopes} {
 		if v, ok := u.fields[k]; ok {
@@ -157,38 +165,76 @@ func (e *engine) allowed(d *decision, decisionID string) *authv3.CheckResponse {
 	}
 }
 
-// allowedWire is allowed with the dynamic metadata already encoded.
+// allowedWire is allowed with the response already encoded.
 //
-// Why: marshalling a google.protobuf.Struct (a map of Values) costs more
-// than everything else in the response and about as much as decoding the
-// whole CheckRequest (BenchmarkCheck, and a CPU profile of serve under
-// load). The identity part of the map is encoded once per identity and
-// route (upstream.wireFields); per Check only the decision id entry is
-// encoded, and the result is attached as the CheckResponse's field
-// dynamic_metadata in wire form (an unknown field of the message we
-// build, which proto.Marshal copies verbatim). On the wire the response is
-// the same as allowed's: TestWireMetadata decodes both and compares them.
+// Why: a CPU profile of serve under load showed encoding the response
+// costing more than deciding it — the google.protobuf.Struct map of the
+// dynamic metadata alone about as much as decoding the whole
+// CheckRequest, the header options most of the rest — although all of it
+// but the decision id is the same for every Check of one identity on one
+// route. So the OkHttpResponse (headers, headers_to_remove) and the
+// identity's metadata entries are encoded once per identity and route
+// (upstream.wireOK, upstream.wireFields); per Check only the decision id
+// (response header and metadata entry) is encoded, and the two fields are
+// attached in wire form: as unknown fields of the message built here,
+// which proto.Marshal copies verbatim. On the wire the response is the
+// same as allowed's; TestWireMetadata decodes both and compares them.
 func allowedWire(u *upstream, decisionID string) *authv3.CheckResponse {
-	resp := &authv3.CheckResponse{
-		Status: statusOK,
-		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-			Headers:              u.headers,
-			HeadersToRemove:      u.remove,
-			ResponseHeadersToAdd: []*corev3.HeaderValueOption{set(contract.HeaderDecisionID, decisionID)},
-		}},
-	}
-	st := make([]byte, 0, len(u.wireFields)+len(decisionID)+32)
-	st = append(st, u.wireFields...)
-	st = appendStructEntry(st, contract.MetaDecisionID, decisionID)
-	raw := make([]byte, 0, len(st)+8)
+	resp := &authv3.CheckResponse{Status: statusOK}
+	idHeader := decisionHeaderWire(decisionID)
+	okLen := len(u.wireOK) + protowire.SizeTag(fieldResponseHeadersToAdd) + protowire.SizeBytes(len(idHeader))
+	stLen := len(u.wireFields) + structEntrySize(contract.MetaDecisionID, decisionID)
+	raw := make([]byte, 0, protowire.SizeTag(fieldOkResponse)+protowire.SizeBytes(okLen)+protowire.SizeTag(fieldDynamicMetadata)+protowire.SizeBytes(stLen))
+	raw = protowire.AppendTag(raw, fieldOkResponse, protowire.BytesType)
+	raw = protowire.AppendVarint(raw, uint64(okLen))
+	raw = append(raw, u.wireOK...)
+	raw = protowire.AppendTag(raw, fieldResponseHeadersToAdd, protowire.BytesType)
+	raw = protowire.AppendBytes(raw, idHeader)
 	raw = protowire.AppendTag(raw, fieldDynamicMetadata, protowire.BytesType)
-	raw = protowire.AppendBytes(raw, st)
+	raw = protowire.AppendVarint(raw, uint64(stLen))
+	raw = append(raw, u.wireFields...)
+	raw = appendStructEntry(raw, contract.MetaDecisionID, decisionID)
 	resp.ProtoReflect().SetUnknown(protoreflect.RawFields(raw))
 	return resp
 }
 
-// fieldDynamicMetadata is CheckResponse.dynamic_metadata's field number.
-const fieldDynamicMetadata = 4
+// Field numbers of the encoded parts, read from the descriptors so that
+// they cannot be mistyped.
+var (
+	fieldOkResponse           = fieldNumber(&authv3.CheckResponse{}, "ok_response")
+	fieldDynamicMetadata      = fieldNumber(&authv3.CheckResponse{}, "dynamic_metadata")
+	fieldResponseHeadersToAdd = fieldNumber(&authv3.OkHttpResponse{}, "response_headers_to_add")
+	hvoHeader                 = fieldNumber(&corev3.HeaderValueOption{}, "header")
+	hvoAppend                 = fieldNumber(&corev3.HeaderValueOption{}, "append_action")
+	headerKey                 = fieldNumber(&corev3.HeaderValue{}, "key")
+	headerValue               = fieldNumber(&corev3.HeaderValue{}, "value")
+	overwriteOrAdd            = uint64(corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD)
+)
+
+func fieldNumber(m proto.Message, name protoreflect.Name) protowire.Number {
+	return m.ProtoReflect().Descriptor().Fields().ByName(name).Number()
+}
+
+// decisionHeaderWire encodes set(contract.HeaderDecisionID, id).
+func decisionHeaderWire(id string) []byte {
+	hvLen := protowire.SizeTag(headerKey) + protowire.SizeBytes(len(contract.HeaderDecisionID)) +
+		protowire.SizeTag(headerValue) + protowire.SizeBytes(len(id))
+	b := make([]byte, 0, hvLen+16)
+	b = protowire.AppendTag(b, hvoHeader, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(hvLen))
+	b = protowire.AppendTag(b, headerKey, protowire.BytesType)
+	b = protowire.AppendString(b, contract.HeaderDecisionID)
+	b = protowire.AppendTag(b, headerValue, protowire.BytesType)
+	b = protowire.AppendString(b, id)
+	b = protowire.AppendTag(b, hvoAppend, protowire.VarintType)
+	return protowire.AppendVarint(b, overwriteOrAdd)
+}
+
+func structEntrySize(key, val string) int {
+	valueLen := protowire.SizeTag(3) + protowire.SizeBytes(len(val))
+	entryLen := protowire.SizeTag(1) + protowire.SizeBytes(len(key)) + protowire.SizeTag(2) + protowire.SizeBytes(valueLen)
+	return protowire.SizeTag(1) + protowire.SizeBytes(entryLen)
+}
 
 // appendStructEntry appends one google.protobuf.Struct fields entry
 // (map<string, Value>, field 1) with a string Value (field 3).

@@ -99,8 +99,8 @@ for round in $(seq "$ROUNDS"); do
 	gr=$(echo "$gh" | field rps)
 	allowed=$(echo "$gh" | field allowed)
 	# authzload prints denied=N, loadgen denied_<status>=N per status.
-	denied=$(echo "$gh" | grep -o ' denied[_0-9]*=[0-9]*' | cut -d= -f2 | awk '{s+=$1} END {print s+0}')
-	errs=$(echo "$gh" | field err)
+	denied=$( (echo "$gh" | grep -o ' denied[_0-9]*=[0-9]*' || true) | cut -d= -f2 | awk '{s+=$1} END {print s+0}')
+	errs=$(echo "$gh" | field err || true)
 	errs=${errs:-0}
 	if [ "$denied" != "0" ]; then
 		echo "authz: gatehouse denied $denied checks; the figures are not of the allow path" >&2
