@@ -96,7 +96,7 @@ func issuerConfig(jwksDoc string) config.JWTIssuer {
 		Algorithms: []config.JWTAlgorithm{"RS256", "ES256", "EdDSA"},
 		JWKS:       jwksDoc, Leeway: config.Duration(30 * time.Second),
 		RefreshInterval: config.Duration(time.Hour), UnknownKidInterval: config.Duration(time.Minute),
-		FetchTimeout: config.Duration(2 * time.Second), SubjectClaim: "sub", ScopeClaim: "scope",
+		FetchTimeout: config.Duration(10 * time.Second), SubjectClaim: "sub", ScopeClaim: "scope",
 		TierClaim: "plan", Tiers: []string{"free", "pro"},
 	}
 }
@@ -266,7 +266,7 @@ func remoteIssuer(url string) config.JWTIssuer {
 
 func waitLoaded(t testing.TB, v *Verifier) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, ks := range v.KeySets() {
 		if err := ks.WaitLoaded(ctx); err != nil {
@@ -385,7 +385,7 @@ func TestConcurrentVerificationsCoalesce(t *testing.T) {
 			_, codes[i] = v.Verify(context.Background(), tok, nil)
 		}()
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for v.waiting.Load() < n && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}

@@ -51,6 +51,7 @@ type KeySet struct {
 	log       *slog.Logger
 	limiter   *rate.Limiter
 	sf        singleflight.Group
+	fetching  atomic.Bool // an unknown-kid fetch is in flight
 	remote    atomic.Pointer[remoteSet]
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -367,8 +368,13 @@ func (s storage) KeyRead(ctx context.Context, kid string) (jwkset.JWK, error) {
 	if k, err := r.plain.KeyRead(ctx, kid); err == nil {
 		return k, nil
 	}
-	if ks.limiter.Allow() {
+	// A fetch in flight is joined whatever the limiter says: during a key
+	// rotation every token naming the new kid waits for the one fetch
+	// instead of failing while it runs.
+	if ks.fetching.Load() || ks.limiter.Allow() {
 		_, _, _ = ks.sf.Do("fetch", func() (any, error) {
+			ks.fetching.Store(true)
+			defer ks.fetching.Store(false)
 			// Not the caller's context: other Checks wait on this fetch.
 			ks.fetchNow(context.Background())
 			return nil, nil
