@@ -91,6 +91,7 @@ pids+=($!)
 "$work/gatehouse" serve --config "$work/gatehouse.yaml" --components authz >"$work/gatehouse.log" 2>&1 &
 pids+=($!)
 
+ratios=()
 for round in $(seq "$ROUNDS"); do
 	null=$(load "127.0.0.1:$null_port")
 	gh=$(load "127.0.0.1:$gh_port")
@@ -116,6 +117,10 @@ import sys
 nr, gr, np99, gp99, allowed = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 print(f"SUMMARY authz rps={gr:.0f} ceiling_rps={nr:.0f} ratio={gr/nr:.2f} p99_ms={gp99} ceiling_p99_ms={np99} allowed={allowed} (target: ratio >= 0.70, p99 <= 3 ms)")
 PY
+	ratios+=("$(python3 -c "print($gr/$nr)")")
 done
+if [ "$ROUNDS" -gt 1 ]; then
+	python3 -c 'import sys, statistics; r=[float(x) for x in sys.argv[1:]]; print(f"SUMMARY authz median ratio over {len(r)} rounds: {statistics.median(r):.2f} (min {min(r):.2f}, max {max(r):.2f})")' "${ratios[@]}"
+fi
 [ -f "$work/audit.log" ] && echo "authz: audit lines written: $(wc -l <"$work/audit.log")"
 exit 0
