@@ -204,6 +204,24 @@ routes:
 `, testJWKS(t), sha("live-key"), sha("old-key"), sha("expired-key"), caPEM)
 }
 
+// algToken signs the standard claims with any method, for the attacks.
+func algToken(t testing.TB, m gjwt.SigningMethod, key any, kid string) string {
+	setupKeys()
+	tok := gjwt.NewWithClaims(m, gjwt.MapClaims{"iss": "https://idp.test", "aud": "api", "sub": "mallory", "exp": time.Now().Add(time.Hour).Unix()})
+	tok.Header["kid"] = kid
+	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func publicPEM() []byte {
+	setupKeys()
+	der, _ := x509.MarshalPKIXPublicKey(&testKey.PublicKey)
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
 func sha(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
@@ -362,6 +380,10 @@ func TestDecisions(t *testing.T) {
 		{"oversized token", check{route: "orders", path: "/orders", headers: bearer(strings.Repeat("a", 9000))}.request(), 401, "token_too_large", "invalid_token", `Bearer realm="gatehouse", error="invalid_token", APIKey realm="gatehouse"`, "", "deny"},
 		{"expired token", check{route: "orders", path: "/orders", headers: bearer(token(t, map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}))}.request(), 401, "token_expired", "token_expired", `Bearer realm="gatehouse", error="invalid_token", APIKey realm="gatehouse"`, "", "deny"},
 		{"future token", check{route: "orders", path: "/orders", headers: bearer(token(t, map[string]any{"nbf": time.Now().Add(time.Hour).Unix()}))}.request(), 401, "token_not_yet_valid", "invalid_token", `Bearer realm="gatehouse", error="invalid_token", APIKey realm="gatehouse"`, "", "deny"},
+		{"alg none", check{route: "orders", path: "/orders", headers: bearer(algToken(t, gjwt.SigningMethodNone, gjwt.UnsafeAllowNoneSignatureType, "k1"))}.request(), 401, "token_alg_not_allowed", "invalid_token", `Bearer realm="gatehouse", error="invalid_token", APIKey realm="gatehouse"`, "", "deny"},
+		{"HS256 signed with the public key", check{route: "orders", path: "/orders", headers: bearer(algToken(t, gjwt.SigningMethodHS256, publicPEM(), "k1"))}.request(), 401, "token_alg_not_allowed", "invalid_token", `Bearer realm="gatehouse", error="invalid_token", APIKey realm="gatehouse"`, "", "deny"},
+		{"unknown kid", check{route: "orders", path: "/orders", headers: bearer(algToken(t, gjwt.SigningMethodRS256, testKey, "k9"))}.request(), 401, "token_unknown_kid", "invalid_token", `Bearer realm="gatehouse", error="invalid_token", APIKey realm="gatehouse"`, "", "deny"},
+		{"unknown issuer", check{route: "orders", path: "/orders", headers: bearer(token(t, map[string]any{"iss": "https://evil.test"}))}.request(), 401, "token_issuer_unknown", "invalid_token", `Bearer realm="gatehouse", error="invalid_token", APIKey realm="gatehouse"`, "", "deny"},
 		{"duplicated authorization header", check{route: "orders", path: "/orders", headers: map[string]string{"authorization": "Bearer a,Bearer b"}}.request(), 400, "credentials_ambiguous", "credentials_ambiguous", "", "", "deny"},
 		{"missing scope", check{route: "orders", path: "/orders", headers: bearer(token(t, map[string]any{"scope": "profile"}))}.request(), 403, "scope_missing", "insufficient_scope", `Bearer realm="gatehouse", error="insufficient_scope", scope="orders:read", APIKey realm="gatehouse"`, "", "deny"},
 		{"unknown api key", check{route: "orders", path: "/orders", headers: map[string]string{"x-api-key": "guess"}}.request(), 401, "apikey_unknown", "invalid_api_key", `Bearer realm="gatehouse", APIKey realm="gatehouse"`, "", "deny"},
