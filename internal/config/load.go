@@ -246,6 +246,7 @@ func load(frags []fragment, opts LoadOptions) (*Config, error) {
 	cfg := &Config{}
 	d.decode(root, reflect.ValueOf(cfg).Elem(), "")
 	cfg.Source = src
+	cfg.conditionalDefaults()
 	errs = append(errs, d.errs...)
 	// Validate even when decoding failed, so that one run shows every
 	// problem; but drop what validation says about fields that already
@@ -280,6 +281,15 @@ func under(p, q Path) bool {
 	}
 	rest, ok := strings.CutPrefix(string(p), string(q))
 	return ok && (rest[0] == '.' || rest[0] == '[')
+}
+
+// conditionalDefaults applies the few defaults that depend on another
+// field, and so cannot be a plain `default` tag. Each is documented on its
+// field.
+func (c *Config) conditionalDefaults() {
+	if c.Audit.File != "" && !c.Source.Has("audit.stdout") {
+		c.Audit.Stdout = false
+	}
 }
 
 // parseDocuments splits a file into its YAML documents (--- separated).

@@ -217,6 +217,25 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+func TestAuditStdoutDefault(t *testing.T) {
+	for _, tt := range []struct {
+		yaml string
+		want bool
+	}{
+		{"apiVersion: gatehouse/v1\n", true},
+		{"apiVersion: gatehouse/v1\naudit: {file: /var/log/gatehouse/audit.log}\n", false},
+		{"apiVersion: gatehouse/v1\naudit: {file: /var/log/gatehouse/audit.log, stdout: true}\n", true},
+	} {
+		cfg, err := LoadBytes("t.yaml", []byte(tt.yaml), LoadOptions{})
+		if err != nil {
+			t.Fatalf("LoadBytes(%q) = %v", tt.yaml, err)
+		}
+		if cfg.Audit.Stdout != tt.want {
+			t.Errorf("LoadBytes(%q).Audit.Stdout = %v; want %v", tt.yaml, cfg.Audit.Stdout, tt.want)
+		}
+	}
+}
+
 func TestDirectoryMerge(t *testing.T) {
 	dir := write(t, map[string]string{
 		"10-base.yaml": "apiVersion: gatehouse/v1\nserver:\n  log: {level: debug}\nroutes:\n  - id: a\n    match: {prefix: /a}\n",
