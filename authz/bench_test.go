@@ -38,12 +38,19 @@ func BenchmarkCheck(b *testing.B) {
 	}
 	b.Run("jwt-cached", func(b *testing.B) { run(b, hot, true) })
 	b.Run("jwt-uncached", func(b *testing.B) {
-		// A fresh engine per round would be costly; distinct tokens do it.
-		reqs := make([]*authv3.CheckRequest, b.N)
-		for i := range reqs {
-			reqs[i] = check{route: "orders", path: "/orders", headers: map[string]string{"authorization": "Bearer " + token(b, map[string]any{"jti": fmt.Sprintf("%d-%d", b.N, i)})}}.request()
+		// The same tokens with the cache off: an RS256 verification each.
+		nc, _, _ := newServer(b, strings.Replace(testConfig(b), "  jwt:\n    issuers:", "  jwt:\n    cacheSize: 0\n    issuers:", 1), nil)
+		nc.deps.Audit = discard{}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if resp, _ := nc.Check(ctx, hot[i%len(hot)]); resp.GetStatus().GetCode() != 0 {
+				b.Fatalf("Check = %v", resp.GetDeniedResponse().GetBody())
+			}
 		}
-		run(b, reqs, true)
+		if v := nc.engine.Load().jwt.Stats().Verifications; v < uint64(b.N) {
+			b.Fatalf("%d verifications for %d Checks; want one each", v, b.N)
+		}
 	})
 	b.Run("apikey", func(b *testing.B) {
 		run(b, []*authv3.CheckRequest{check{route: "orders", path: "/orders", headers: map[string]string{"x-api-key": "live-key"}}.request()}, true)
