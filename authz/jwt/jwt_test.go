@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -512,3 +513,20 @@ var _ crypto.PublicKey = (*rsa.PublicKey)(nil)
 func stdB64(b []byte) string { return base64Std.EncodeToString(b) }
 
 var base64Std = base64pkg.StdEncoding
+
+func TestJWKSFile(t *testing.T) {
+	keys()
+	file := t.TempDir() + "/jwks.json"
+	if err := os.WriteFile(file, jwks(t, &rsaA.PublicKey, "a"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	is := issuerConfig("")
+	is.JWKSFile = config.FilePath(file)
+	v := newVerifier(t, nil, is)
+	if _, code := v.Verify(context.Background(), mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(time.Now(), nil)), nil); code != core.OK {
+		t.Errorf("Verify(key from jwksFile) = %v; want allowed", code)
+	}
+	if h := v.Health(); len(h) != 1 || !h[0].Loaded || h[0].Remote || h[0].Keys != 1 {
+		t.Errorf("Health() = %+v; want a loaded static set of 1 key", h)
+	}
+}
