@@ -168,7 +168,7 @@ func BenchmarkWriterThroughput(b *testing.B) {
 		b.Run(key.name, func(b *testing.B) {
 			cfg := testConfig()
 			cfg.Stdout = false
-			cfg.File = config.FilePath(filepath.Join(b.TempDir(), "audit.log"))
+			cfg.File = config.OutputPath(filepath.Join(b.TempDir(), "audit.log"))
 			cfg.Sync, cfg.SyncInterval = config.AuditSyncInterval, config.Duration(time.Second)
 			if key.key != nil {
 				cfg = keyed(b, cfg, string(key.key))

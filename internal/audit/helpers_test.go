@@ -227,7 +227,7 @@ func fileConfig(t *testing.T) (config.Audit, string) {
 	cfg := testConfig()
 	cfg.Stdout = false
 	path := filepath.Join(t.TempDir(), "audit.log")
-	cfg.File = config.FilePath(path)
+	cfg.File = config.OutputPath(path)
 	return cfg, path
 }
 

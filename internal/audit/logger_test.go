@@ -244,7 +244,7 @@ func TestNewErrors(t *testing.T) {
 		{"file in a file", func(t *testing.T) config.Audit {
 			c, path := fileConfig(t)
 			writeFile(t, path, "x")
-			c.File = config.FilePath(path + "/audit.log")
+			c.File = config.OutputPath(path + "/audit.log")
 			return c
 		}, "not a directory"},
 	}

@@ -13,7 +13,7 @@ type Audit struct {
 	// File is the audit log file; empty means no file sink. It is rotated
 	// at MaxSize; the hash chain continues across rotated files and across
 	// restarts (the writer reads the last line of the file at start).
-	File FilePath `yaml:"file,omitempty"`
+	File OutputPath `yaml:"file,omitempty"`
 	// Stdout writes audit lines to standard output (logs go to standard
 	// error, so the two streams stay apart). When not written, it is on
 	// when File is empty (so that no decision goes unrecorded) and off when

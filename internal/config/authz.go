@@ -460,7 +460,7 @@ type ClaimHeader struct {
 // a rate limit descriptor value.
 var TierPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
-var headerNamePattern = regexp.MustCompile(`^[a-z0-9!#$%&'*+.^_` + "`" + `|~-]+$`)
+// headerNamePattern (lower-case header names) is declared in extproc.go.
 
 var keyIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 

@@ -3,9 +3,11 @@ package config
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -35,10 +37,37 @@ type Source struct {
 
 	pos      map[Path]Pos
 	nodeFile map[*yaml.Node]string
+	// inputs are the files the config refers to (key files, OpenAPI
+	// documents): part of the config's content, and watched for reload.
+	inputs []string
+	// secrets hashes the resolved secret values, so that a rotated secret
+	// is a change to apply, without the values reaching Version.
+	secrets hash.Hash
 }
 
 func newSource() *Source {
-	return &Source{pos: map[Path]Pos{}, nodeFile: map[*yaml.Node]string{}}
+	return &Source{pos: map[Path]Pos{}, nodeFile: map[*yaml.Node]string{}, secrets: sha256.New()}
+}
+
+func (s *Source) addInput(path string) {
+	if !slices.Contains(s.inputs, path) {
+		s.inputs = append(s.inputs, path)
+	}
+}
+
+func (s *Source) addSecret(v []byte) {
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(v)))
+	s.secrets.Write(n[:])
+	s.secrets.Write(v)
+}
+
+// InputFiles lists the files the config refers to (not secrets, not the
+// config files themselves), sorted.
+func (s *Source) InputFiles() []string {
+	out := slices.Clone(s.inputs)
+	slices.Sort(out)
+	return out
 }
 
 func (s *Source) record(p Path, pos Pos) {
@@ -262,6 +291,7 @@ func load(frags []fragment, opts LoadOptions) (*Config, error) {
 	}
 	cfg.Warnings = errs.Warnings()
 	cfg.Version = versionOf(cfg)
+	cfg.fingerprint = hex.EncodeToString(src.secrets.Sum([]byte(cfg.Version)))
 	return cfg, nil
 }
 
@@ -392,13 +422,33 @@ func mappingIndex(m *yaml.Node, key string) int {
 }
 
 // versionOf is a content hash of the effective config (secret references,
-// not their values): the same config gives the same version on every
-// replica, and audit lines name the policy version they were decided by.
+// not their values) and of the files it refers to: the same config gives
+// the same version on every replica, and audit lines name the policy
+// version they were decided by.
 func versionOf(cfg *Config) string {
 	b, err := yaml.Marshal(cfg)
 	if err != nil {
 		return "unknown"
 	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:6])
+	h := sha256.New()
+	h.Write(b)
+	for _, f := range cfg.Source.InputFiles() {
+		// A file that cannot be read is the component's error to report;
+		// here it only makes the version differ from when it could be.
+		content, err := readLimited(f)
+		if err != nil {
+			content = []byte("unreadable: " + err.Error())
+		}
+		sum := sha256.Sum256(content)
+		h.Write([]byte(f + "\x00"))
+		h.Write(sum[:])
+	}
+	return hex.EncodeToString(h.Sum(nil)[:6])
+}
+
+// SameContent reports whether two loaded configs are the same in every
+// respect a reload can apply: config text, referenced files and secret
+// values.
+func (c *Config) SameContent(o *Config) bool {
+	return c.fingerprint != "" && c.fingerprint == o.fingerprint
 }
