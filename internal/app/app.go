@@ -46,6 +46,7 @@ declarative config (apiVersion: gatehouse/v1).`,
 		newConfigCmd(stdout),
 		newVersionCmd(stdout),
 		newRenderCmd(stdout, stderr),
+		newCheckCmd(stdout, stderr),
 		newAuditCmd(stdout, stderr),
 	)
 	return root.ExecuteContext(ctx)

@@ -1,0 +1,289 @@
+// Package mtls turns what Envoy knows of a client certificate into a
+// verified identity: the peer's principal (URI SAN) and, with
+// include_peer_certificate, the certificate itself (URL-encoded PEM),
+// optionally verified against SPIFFE trust bundles; or the
+// x-forwarded-client-cert header, believed only from configured hops.
+// SPIFFE ids are parsed and bundles verified with go-spiffe.
+package mtls
+
+import (
+	"crypto/x509"
+	"net/netip"
+	"path"
+	"slices"
+	"sync/atomic"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/gatehouse/gatehouse/authz/internal/core"
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/contract"
+)
+
+// HeaderXFCC is the header Envoy forwards client certificate details in.
+const HeaderXFCC = "x-forwarded-client-cert"
+
+// Authenticator identifies mTLS callers.
+type Authenticator struct {
+	verify       bool
+	bundles      *x509bundle.Set
+	xfcc         bool
+	proxies      []netip.Prefix
+	proxyIDs     []string
+	hop          int
+	tiers        []config.SPIFFETier
+	untrustedHop atomic.Uint64
+}
+
+// New builds an Authenticator; cfg may be nil (principal and certificate
+// are then read, nothing is verified beyond what Envoy did, XFCC is
+// never believed).
+func New(cfg *config.AuthzMTLS) (*Authenticator, error) {
+	a := &Authenticator{}
+	if cfg == nil {
+		return a, nil
+	}
+	a.verify = cfg.VerifyCertificate
+	a.tiers = cfg.Tiers
+	if len(cfg.TrustDomains) > 0 {
+		set, err := LoadBundles(cfg.TrustDomains)
+		if err != nil {
+			return nil, err
+		}
+		a.bundles = set
+	}
+	if x := cfg.XFCC; x != nil {
+		a.xfcc = true
+		a.hop = x.Hop
+		a.proxyIDs = x.TrustedProxyIDs
+		for _, c := range x.TrustedProxies {
+			if p, err := netip.ParsePrefix(c); err == nil {
+				a.proxies = append(a.proxies, p.Masked())
+			}
+		}
+	}
+	return a, nil
+}
+
+// UntrustedXFCC counts XFCC headers ignored because the peer that sent
+// them is not a trusted hop.
+func (a *Authenticator) UntrustedXFCC() uint64 { return a.untrustedHop.Load() }
+
+// Identify returns the caller's certificate identity. CredentialsMissing
+// means no certificate identity at all; MTLSInvalid a certificate or XFCC
+// that cannot be parsed; MTLSUntrusted one that does not verify.
+func (a *Authenticator) Identify(r *core.Request, ex core.Explainer) (*core.Identity, core.Code) {
+	if x, ok := r.Headers[HeaderXFCC]; ok && a.xfcc {
+		if a.trustedHop(r) {
+			return a.fromXFCC(x, ex)
+		}
+		a.untrustedHop.Add(1)
+		if ex != nil {
+			ex.Step("x-forwarded-client-cert ignored: peer %s (principal %q) is not a trusted hop", r.SourceAddress, r.SourcePrincipal)
+		}
+	} else if ok {
+		if ex != nil {
+			ex.Step("x-forwarded-client-cert ignored: authz.mtls.xfcc names no trusted hop")
+		}
+	}
+	return a.fromPeer(r, ex)
+}
+
+func (a *Authenticator) trustedHop(r *core.Request) bool {
+	if r.SourcePrincipal != "" && slices.Contains(a.proxyIDs, r.SourcePrincipal) {
+		return true
+	}
+	if len(a.proxies) == 0 {
+		return false
+	}
+	addr, ok := r.SourceAddr()
+	if !ok {
+		return false
+	}
+	addr = addr.Unmap()
+	for _, p := range a.proxies {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *Authenticator) fromXFCC(v string, ex core.Explainer) (*core.Identity, core.Code) {
+	els, err := ParseXFCC(v)
+	if err != nil {
+		if ex != nil {
+			ex.Step("x-forwarded-client-cert from a trusted hop is malformed: %v", err)
+		}
+		return nil, core.MTLSInvalid
+	}
+	if a.hop > len(els) {
+		if ex != nil {
+			ex.Step("x-forwarded-client-cert has %d elements; hop %d is not there", len(els), a.hop)
+		}
+		return nil, core.MTLSInvalid
+	}
+	e := els[len(els)-a.hop]
+	var certs []*x509.Certificate
+	if e.Cert == "" && e.Chain != "" {
+		// Chain holds the whole chain, leaf first.
+		e.Cert, e.Chain = e.Chain, ""
+	}
+	if e.Cert != "" {
+		if certs, err = ParseCertificates(e.Cert); err != nil {
+			if ex != nil {
+				ex.Step("XFCC Cert: %v", err)
+			}
+			return nil, core.MTLSInvalid
+		}
+		if e.Chain != "" {
+			chain, err := ParseCertificates(e.Chain)
+			if err != nil {
+				if ex != nil {
+					ex.Step("XFCC Chain: %v", err)
+				}
+				return nil, core.MTLSInvalid
+			}
+			certs = append(certs, chain[1:]...)
+		}
+	}
+	uri := ""
+	switch {
+	case len(e.URI) > 1:
+		if ex != nil {
+			ex.Step("XFCC element has %d URI SANs; a SPIFFE identity has exactly one", len(e.URI))
+		}
+		return nil, core.MTLSInvalid
+	case len(e.URI) == 1:
+		uri = e.URI[0]
+	}
+	if ex != nil {
+		ex.Step("x-forwarded-client-cert from a trusted hop, element %d of %d: URI %q, subject %q", len(els)-a.hop+1, len(els), uri, e.Subject)
+	}
+	return a.identity(uri, e.Subject, certs, ex)
+}
+
+func (a *Authenticator) fromPeer(r *core.Request, ex core.Explainer) (*core.Identity, core.Code) {
+	var certs []*x509.Certificate
+	if r.SourceCertificate != "" {
+		var err error
+		if certs, err = ParseCertificates(r.SourceCertificate); err != nil {
+			if ex != nil {
+				ex.Step("peer certificate: %v", err)
+			}
+			return nil, core.MTLSInvalid
+		}
+	}
+	if r.SourcePrincipal == "" && len(certs) == 0 {
+		return nil, core.CredentialsMissing
+	}
+	if ex != nil {
+		ex.Step("peer principal %q, certificate forwarded: %t", r.SourcePrincipal, len(certs) > 0)
+	}
+	return a.identity(r.SourcePrincipal, "", certs, ex)
+}
+
+// identity builds the identity from a claimed URI SAN and, when present,
+// the certificate (whose own URI SAN wins and must agree).
+func (a *Authenticator) identity(uri, subject string, certs []*x509.Certificate, ex core.Explainer) (*core.Identity, core.Code) {
+	var id spiffeid.ID
+	if len(certs) > 0 {
+		leaf := certs[0]
+		cid, err := x509svid.IDFromCert(leaf)
+		switch {
+		case err == nil:
+			if uri != "" && uri != cid.String() {
+				if ex != nil {
+					ex.Step("claimed URI %q is not the certificate's SPIFFE id %q", uri, cid)
+				}
+				return nil, core.MTLSInvalid
+			}
+			id = cid
+		case uri != "" || len(leaf.URIs) > 0:
+			if ex != nil {
+				ex.Step("certificate has no valid SPIFFE id (%v)", err)
+			}
+			return nil, core.MTLSInvalid
+		}
+		if subject == "" {
+			subject = leaf.Subject.String()
+		}
+		if a.verify {
+			if a.bundles == nil {
+				return nil, core.MTLSUntrusted
+			}
+			if _, _, err := x509svid.Verify(certs, a.bundles); err != nil {
+				if ex != nil {
+					ex.Step("certificate does not verify against the trust bundles: %v", err)
+				}
+				return nil, core.MTLSUntrusted
+			}
+			if ex != nil {
+				ex.Step("certificate verifies against the bundle of trust domain %s", id.TrustDomain())
+			}
+		}
+	} else {
+		if a.verify {
+			if ex != nil {
+				ex.Step("verifyCertificate is on but no certificate was forwarded (Envoy's include_peer_certificate)")
+			}
+			return nil, core.MTLSUntrusted
+		}
+		if uri != "" {
+			pid, err := spiffeid.FromString(uri)
+			if err == nil {
+				id = pid
+			} else if len(uri) > 512 {
+				return nil, core.MTLSInvalid
+			}
+		}
+	}
+	out := &core.Identity{Method: contract.AuthMethodMTLS}
+	if !id.IsZero() {
+		out.SPIFFEID = id.String()
+		out.Subject = out.SPIFFEID
+		out.Issuer = "spiffe://" + id.TrustDomain().Name()
+		out.Tier = a.tierOf(out.SPIFFEID)
+	} else {
+		out.Subject = uri
+		if out.Subject == "" {
+			out.Subject = subject
+		}
+	}
+	if out.Subject == "" || !printable(out.Subject) {
+		if ex != nil {
+			ex.Step("certificate identity is empty or not printable")
+		}
+		return nil, core.MTLSInvalid
+	}
+	if ex != nil {
+		ex.Step("mTLS identity: subject %q, SPIFFE id %q, tier %q", out.Subject, out.SPIFFEID, out.Tier)
+	}
+	return out, core.OK
+}
+
+func (a *Authenticator) tierOf(id string) string {
+	for _, t := range a.tiers {
+		if t.ID == id {
+			return t.Tier
+		}
+		if ok, _ := path.Match(t.ID, id); ok {
+			return t.Tier
+		}
+	}
+	return ""
+}
+
+func printable(s string) bool {
+	if len(s) > 1024 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}

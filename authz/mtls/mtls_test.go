@@ -1,0 +1,222 @@
+package mtls
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gatehouse/gatehouse/authz/internal/core"
+	"github.com/gatehouse/gatehouse/internal/config"
+)
+
+func TestParseXFCC(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    []Element
+		wantErr string
+	}{
+		{
+			// Envoy's documented example.
+			in: `By=http://frontend.lyft.com;Hash=468ed33be74eee6556d90c0149c1309e9ba61d6425303443c0748a02dd8de688;Subject="/C=US/ST=CA/L=San Francisco/OU=Lyft/CN=Test Client";URI=http://testclient.lyft.com`,
+			want: []Element{{By: []string{"http://frontend.lyft.com"}, Hash: "468ed33be74eee6556d90c0149c1309e9ba61d6425303443c0748a02dd8de688",
+				Subject: "/C=US/ST=CA/L=San Francisco/OU=Lyft/CN=Test Client", URI: []string{"http://testclient.lyft.com"}}},
+		},
+		{
+			// Two elements, as appended by two proxies; DNS repeated.
+			in: `By=spiffe://a/edge;URI=spiffe://a/client;DNS=x.example;DNS=y.example,By=spiffe://a/mesh;URI=spiffe://a/edge`,
+			want: []Element{
+				{By: []string{"spiffe://a/edge"}, URI: []string{"spiffe://a/client"}, DNS: []string{"x.example", "y.example"}},
+				{By: []string{"spiffe://a/mesh"}, URI: []string{"spiffe://a/edge"}},
+			},
+		},
+		{
+			in:   `Subject="CN=a,O=b;c=\"d\"";hash=ab;Cert="-----BEGIN%20CERTIFICATE-----"`,
+			want: []Element{{Subject: `CN=a,O=b;c="d"`, Hash: "ab", Cert: "-----BEGIN%20CERTIFICATE-----"}},
+		},
+		{in: `Future=ok;URI=spiffe://td/x`, want: []Element{{URI: []string{"spiffe://td/x"}}}},
+		{in: ``, wantErr: "syntax"},
+		{in: `URI`, wantErr: "syntax"},
+		{in: `Hash=a;Hash=b`, wantErr: "repeated"},
+		{in: `Subject="unterminated`, wantErr: "unterminated"},
+		{in: `URI=a"b`, wantErr: "syntax"},
+		{in: `URI=x;;`, wantErr: "syntax"},
+		{in: strings.Repeat("URI=x,", 17) + "URI=x", wantErr: "too many"},
+	}
+	for _, tt := range tests {
+		got, err := ParseXFCC(tt.in)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("ParseXFCC(%q) error = %v; want %q", tt.in, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("ParseXFCC(%q) = %v", tt.in, err)
+			continue
+		}
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("ParseXFCC(%q) (-want +got):\n%s", tt.in, diff)
+		}
+	}
+}
+
+func FuzzParseXFCC(f *testing.F) {
+	f.Add(`By=http://frontend.lyft.com;Hash=468e;Subject="/C=US/CN=Test Client";URI=http://testclient.lyft.com`)
+	f.Add(`By=spiffe://a/edge;URI=spiffe://a/client;DNS=x,By=spiffe://a/mesh;URI=spiffe://a/edge`)
+	f.Add(`Subject="a\"b;c,d";Cert="x%0Ay"`)
+	f.Fuzz(func(t *testing.T, s string) {
+		els, err := ParseXFCC(s)
+		if err == nil && len(els) == 0 {
+			t.Fatalf("ParseXFCC(%q) = no elements and no error", s)
+		}
+		if len(els) > maxXFCCElements {
+			t.Fatalf("ParseXFCC(%q) = %d elements", s, len(els))
+		}
+	})
+}
+
+// pki is a test CA with a way to issue leaves.
+type pki struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  string
+}
+
+func newCA(t testing.TB, cn string) *pki {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return &pki{cert: c, key: key, pem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))}
+}
+
+// leaf issues a certificate with the given URI SANs; URL-encoded PEM.
+func (p *pki) leaf(t testing.TB, uris ...string) string {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "client"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	for _, u := range uris {
+		pu, _ := url.Parse(u)
+		tmpl.URIs = append(tmpl.URIs, pu)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return url.PathEscape(string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+}
+
+func TestIdentify(t *testing.T) {
+	ca := newCA(t, "example.org CA")
+	rogue := newCA(t, "rogue CA")
+	good := ca.leaf(t, "spiffe://example.org/ns/prod/sa/web")
+	cfg := &config.AuthzMTLS{
+		TrustDomains:      []config.TrustDomain{{Name: "example.org", Bundle: ca.pem}},
+		VerifyCertificate: true,
+		XFCC:              &config.XFCC{TrustedProxies: []string{"10.0.0.0/8"}, TrustedProxyIDs: []string{"spiffe://example.org/edge"}, Hop: 1},
+		Tiers:             []config.SPIFFETier{{ID: "spiffe://example.org/ns/prod/*/*", Tier: "internal"}},
+	}
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name        string
+		r           core.Request
+		want        core.Code
+		wantSPIFFE  string
+		wantSubject string
+	}{
+		{"peer certificate verified", core.Request{SourcePrincipal: "spiffe://example.org/ns/prod/sa/web", SourceCertificate: good},
+			core.OK, "spiffe://example.org/ns/prod/sa/web", "spiffe://example.org/ns/prod/sa/web"},
+		{"no certificate at all", core.Request{}, core.CredentialsMissing, "", ""},
+		{"principal without certificate while verifying", core.Request{SourcePrincipal: "spiffe://example.org/x"}, core.MTLSUntrusted, "", ""},
+		{"certificate of another CA", core.Request{SourceCertificate: rogue.leaf(t, "spiffe://example.org/ns/prod/sa/web")}, core.MTLSUntrusted, "", ""},
+		{"malformed PEM", core.Request{SourceCertificate: "-----BEGIN%20CERTIFICATE-----%0Agarbage"}, core.MTLSInvalid, "", ""},
+		{"not URL-encoded", core.Request{SourceCertificate: "%zz"}, core.MTLSInvalid, "", ""},
+		{"principal disagrees with certificate", core.Request{SourcePrincipal: "spiffe://example.org/admin", SourceCertificate: good}, core.MTLSInvalid, "", ""},
+		{"two URI SANs", core.Request{SourceCertificate: ca.leaf(t, "spiffe://example.org/a", "spiffe://example.org/b")}, core.MTLSInvalid, "", ""},
+		{"XFCC from trusted CIDR", core.Request{SourceAddress: "10.1.2.3", Headers: map[string]string{HeaderXFCC: `By=spiffe://example.org/edge;Cert="` + good + `";URI=spiffe://example.org/ns/prod/sa/web`}},
+			core.OK, "spiffe://example.org/ns/prod/sa/web", "spiffe://example.org/ns/prod/sa/web"},
+		{"XFCC from trusted proxy id", core.Request{SourceAddress: "192.0.2.1", SourcePrincipal: "spiffe://example.org/edge", Headers: map[string]string{HeaderXFCC: `Cert="` + good + `"`}},
+			core.OK, "spiffe://example.org/ns/prod/sa/web", "spiffe://example.org/ns/prod/sa/web"},
+		{"XFCC from untrusted peer is ignored", core.Request{SourceAddress: "192.0.2.1", Headers: map[string]string{HeaderXFCC: `Cert="` + good + `"`}}, core.CredentialsMissing, "", ""},
+		{"malformed XFCC from trusted hop", core.Request{SourceAddress: "10.0.0.1", Headers: map[string]string{HeaderXFCC: `Cert="x`}}, core.MTLSInvalid, "", ""},
+		{"XFCC without certificate while verifying", core.Request{SourceAddress: "10.0.0.1", Headers: map[string]string{HeaderXFCC: `URI=spiffe://example.org/ns/prod/sa/web`}}, core.MTLSUntrusted, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.r.Headers == nil {
+				tt.r.Headers = map[string]string{}
+			}
+			id, code := a.Identify(&tt.r, nil)
+			if code != tt.want {
+				t.Fatalf("Identify(%s) = %v; want %v", tt.name, code, tt.want)
+			}
+			if code != core.OK {
+				return
+			}
+			if id.SPIFFEID != tt.wantSPIFFE || id.Subject != tt.wantSubject || id.Tier != "internal" {
+				t.Errorf("Identify(%s) = %+v; want SPIFFE %q, subject %q, tier internal", tt.name, id, tt.wantSPIFFE, tt.wantSubject)
+			}
+		})
+	}
+	if a.UntrustedXFCC() != 1 {
+		t.Errorf("UntrustedXFCC() = %d; want 1", a.UntrustedXFCC())
+	}
+}
+
+func TestIdentifyWithoutVerification(t *testing.T) {
+	a, err := New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &core.Request{SourcePrincipal: "spiffe://example.org/ns/a/sa/b", Headers: map[string]string{HeaderXFCC: "URI=spiffe://evil/x"}}
+	id, code := a.Identify(r, nil)
+	if code != core.OK || id.SPIFFEID != "spiffe://example.org/ns/a/sa/b" {
+		t.Errorf("Identify(principal only, XFCC never trusted) = %+v, %v; want the principal", id, code)
+	}
+}
+
+func TestLoadBundlesErrors(t *testing.T) {
+	_, err := LoadBundles([]config.TrustDomain{{Name: "example.org", Bundle: "not pem"}, {Name: "b.org", Bundle: "{}"}})
+	var errs config.Errors
+	if err == nil || !strings.Contains(err.Error(), "trustDomains[0].bundle") || !strings.Contains(err.Error(), "trustDomains[1].bundle") {
+		t.Errorf("LoadBundles(bad) = %v (%T %v); want both entries named", err, err, errs)
+	}
+}
+
+func FuzzParseCertificates(f *testing.F) {
+	ca := newCA(f, "fuzz")
+	f.Add(ca.leaf(f, "spiffe://fuzz/a"))
+	f.Add("-----BEGIN%20CERTIFICATE-----%0AAAAA%0A-----END%20CERTIFICATE-----")
+	f.Add("%")
+	f.Fuzz(func(t *testing.T, s string) {
+		certs, err := ParseCertificates(s)
+		if err == nil && len(certs) == 0 {
+			t.Fatalf("ParseCertificates(%q) = nothing and no error", s)
+		}
+	})
+}

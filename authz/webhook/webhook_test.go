@@ -1,0 +1,321 @@
+package webhook
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/authz/internal/core"
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/kv"
+	"github.com/gatehouse/gatehouse/internal/testenv"
+)
+
+// source loads one webhook source from YAML the way the config loader
+// does (so secrets are resolved from env), with env holding the secrets.
+func source(t testing.TB, body string, env map[string]string) *config.WebhookSource {
+	t.Helper()
+	doc := "apiVersion: gatehouse/v1\nauthz:\n  webhooks:\n  - " + strings.ReplaceAll(strings.TrimSpace(body), "\n", "\n    ") + "\n"
+	cfg, err := config.LoadBytes("<test>", []byte(doc), config.LoadOptions{LookupEnv: func(k string) (string, bool) {
+		v, ok := env[k]
+		return v, ok
+	}})
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, doc)
+	}
+	return &cfg.Authz.Webhooks[0]
+}
+
+func newVerifier(t testing.TB, body string, env map[string]string, now int64, store kv.Store) *Verifier {
+	t.Helper()
+	v, err := New(source(t, body, env), Options{Store: store, Now: func() time.Time { return time.Unix(now, 0) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+type vector struct {
+	Name    string            `json:"name"`
+	Scheme  string            `json:"scheme"`
+	Secret  string            `json:"secret"`
+	Body    string            `json:"body"`
+	Now     int64             `json:"now"`
+	Headers map[string]string `json:"headers"`
+}
+
+func loadVectors(t testing.TB) []vector {
+	b, err := os.ReadFile("testdata/vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct{ Vectors []vector }
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	return doc.Vectors
+}
+
+func req(headers map[string]string, body string) *core.Request {
+	h := map[string]string{}
+	for k, v := range headers {
+		h[k] = v
+	}
+	return &core.Request{Headers: h, Method: "POST", Path: "/hook", Body: []byte(body), BodyPresent: body != ""}
+}
+
+// TestProviderExamples verifies each provider's own documented example,
+// and that changing one byte of it fails.
+func TestProviderExamples(t *testing.T) {
+	for _, vec := range loadVectors(t) {
+		t.Run(vec.Name, func(t *testing.T) {
+			v := newVerifier(t, fmt.Sprintf("name: %s\nscheme: %s\nsecrets: [env:S]\nreplay: off", vec.Name, vec.Scheme), map[string]string{"S": vec.Secret}, vec.Now, nil)
+			if _, code := v.Verify(context.Background(), req(vec.Headers, vec.Body), nil); code != core.OK {
+				t.Fatalf("Verify(%s example) = %v; want allowed", vec.Name, code)
+			}
+			if _, code := v.Verify(context.Background(), req(vec.Headers, vec.Body+" "), nil); code != core.WebhookSignatureInvalid {
+				t.Errorf("Verify(%s example, body changed) = %v; want webhook_signature_invalid", vec.Name, code)
+			}
+		})
+	}
+}
+
+func hmacHex(key, msg string) string {
+	m := hmac.New(sha256.New, []byte(key))
+	m.Write([]byte(msg))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func TestBadInput(t *testing.T) {
+	const now = 1700000000
+	ts := fmt.Sprint(now)
+	body := `{"event":"push"}`
+	good := "sha256=" + hmacHex("s3cret", body)
+	stripeGood := fmt.Sprintf("t=%s,v1=%s", ts, hmacHex("s3cret", ts+"."+body))
+	slackGood := "v0=" + hmacHex("s3cret", "v0:"+ts+":"+body)
+	stale := fmt.Sprint(now - 301)
+	tests := []struct {
+		name    string
+		scheme  string
+		headers map[string]string
+		body    string
+		partial bool
+		want    core.Code
+	}{
+		{"github ok", "github", map[string]string{"x-hub-signature-256": good}, body, false, core.OK},
+		{"github missing header", "github", nil, body, false, core.WebhookSignatureMissing},
+		{"github duplicated header", "github", map[string]string{"x-hub-signature-256": good + "," + good}, body, false, core.WebhookSignatureMalformed},
+		{"github sha1 only", "github", map[string]string{"x-hub-signature-256": "sha1=" + strings.Repeat("a", 40)}, body, false, core.WebhookSignatureMalformed},
+		{"github not hex", "github", map[string]string{"x-hub-signature-256": "sha256=" + strings.Repeat("z", 64)}, body, false, core.WebhookSignatureMalformed},
+		{"github wrong secret", "github", map[string]string{"x-hub-signature-256": "sha256=" + hmacHex("other", body)}, body, false, core.WebhookSignatureInvalid},
+		{"github empty body signed", "github", map[string]string{"x-hub-signature-256": "sha256=" + hmacHex("s3cret", "")}, "", false, core.OK},
+		{"github body missing", "github", map[string]string{"x-hub-signature-256": good, "content-length": "16"}, "", false, core.WebhookBodyMissing},
+		{"github body too large", "github", map[string]string{"x-hub-signature-256": good}, strings.Repeat("x", 2048), false, core.WebhookBodyTooLarge},
+		{"github partial body", "github", map[string]string{"x-hub-signature-256": good}, body, true, core.WebhookBodyTooLarge},
+		{"stripe ok", "stripe", map[string]string{"stripe-signature": stripeGood}, body, false, core.OK},
+		{"stripe two timestamps", "stripe", map[string]string{"stripe-signature": stripeGood + ",t=" + ts}, body, false, core.WebhookSignatureMalformed},
+		{"stripe duplicated header", "stripe", map[string]string{"stripe-signature": stripeGood + "," + stripeGood}, body, false, core.WebhookSignatureMalformed},
+		{"stripe v0 only", "stripe", map[string]string{"stripe-signature": "t=" + ts + ",v0=" + hmacHex("s3cret", ts+"."+body)}, body, false, core.WebhookSignatureMalformed},
+		{"stripe stale", "stripe", map[string]string{"stripe-signature": fmt.Sprintf("t=%s,v1=%s", stale, hmacHex("s3cret", stale+"."+body))}, body, false, core.WebhookTimestampStale},
+		{"stripe future", "stripe", map[string]string{"stripe-signature": fmt.Sprintf("t=%d,v1=%s", now+400, hmacHex("s3cret", fmt.Sprint(now+400)+"."+body))}, body, false, core.WebhookTimestampStale},
+		{"stripe timestamp not a number", "stripe", map[string]string{"stripe-signature": "t=-5,v1=" + strings.Repeat("a", 64)}, body, false, core.WebhookSignatureMalformed},
+		{"stripe second v1 matches", "stripe", map[string]string{"stripe-signature": fmt.Sprintf("t=%s,v1=%s,v1=%s", ts, strings.Repeat("0", 64), hmacHex("s3cret", ts+"."+body))}, body, false, core.OK},
+		{"slack ok", "slack", map[string]string{"x-slack-signature": slackGood, "x-slack-request-timestamp": ts}, body, false, core.OK},
+		{"slack missing timestamp", "slack", map[string]string{"x-slack-signature": slackGood}, body, false, core.WebhookSignatureMalformed},
+		{"slack stale", "slack", map[string]string{"x-slack-signature": "v0=" + hmacHex("s3cret", "v0:"+stale+":"+body), "x-slack-request-timestamp": stale}, body, false, core.WebhookTimestampStale},
+		{"shopify not base64", "shopify", map[string]string{"x-shopify-hmac-sha256": "!!!"}, body, false, core.WebhookSignatureMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := newVerifier(t, "name: src\nscheme: "+tt.scheme+"\nsecrets: [env:S]\nmaxBodySize: 1KiB\nreplay: off", map[string]string{"S": "s3cret"}, now, nil)
+			r := req(tt.headers, tt.body)
+			r.PartialBody = tt.partial
+			if _, got := v.Verify(context.Background(), r, nil); got != tt.want {
+				t.Errorf("Verify(%s) = %v; want %v", tt.name, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRotationAcceptsEverySecret(t *testing.T) {
+	body := "payload"
+	v := newVerifier(t, "name: gh\nscheme: github\nsecrets: [env:NEW, env:OLD]\nreplay: off", map[string]string{"NEW": "new-secret", "OLD": "old-secret"}, 1, nil)
+	for _, key := range []string{"new-secret", "old-secret"} {
+		h := map[string]string{"x-hub-signature-256": "sha256=" + hmacHex(key, body)}
+		if _, code := v.Verify(context.Background(), req(h, body), nil); code != core.OK {
+			t.Errorf("Verify(signed with %s) = %v; want allowed", key, code)
+		}
+	}
+}
+
+func TestStandardWebhooksEd25519AndSeveralSignatures(t *testing.T) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const now = 1700000000
+	id, ts, body := "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", fmt.Sprint(now), `{"type":"user.created"}`
+	sig := ed25519.Sign(priv, []byte(id+"."+ts+"."+body))
+	cfg := fmt.Sprintf("name: std\nscheme: standard\npublicKeys: [whpk_%s]\nreplay: off", base64.StdEncoding.EncodeToString(pub))
+	v := newVerifier(t, cfg, nil, now, nil)
+	h := map[string]string{
+		"webhook-id": id, "webhook-timestamp": ts,
+		"webhook-signature": "v1," + base64.StdEncoding.EncodeToString(make([]byte, 32)) + " v1a," + base64.StdEncoding.EncodeToString(sig),
+	}
+	if _, code := v.Verify(context.Background(), req(h, body), nil); code != core.OK {
+		t.Fatalf("Verify(v1a among several) = %v; want allowed", code)
+	}
+	h["webhook-id"] = "msg_other"
+	if _, code := v.Verify(context.Background(), req(h, body), nil); code != core.WebhookSignatureInvalid {
+		t.Errorf("Verify(v1a, other id) = %v; want webhook_signature_invalid", code)
+	}
+	h["webhook-signature"] = "v1a,@@@"
+	if _, code := v.Verify(context.Background(), req(h, body), nil); code != core.WebhookSignatureMalformed {
+		t.Errorf("Verify(v1a not base64) = %v; want webhook_signature_malformed", code)
+	}
+}
+
+func TestGenericHMAC(t *testing.T) {
+	const now = 1700000000
+	body := `{"a":1}`
+	content := "d-42." + fmt.Sprint(now) + "." + body
+	m := hmac.New(sha256.New, []byte("k"))
+	m.Write([]byte(content))
+	sig := base64.StdEncoding.EncodeToString(m.Sum(nil))
+	cfg := `name: acme
+scheme: hmac
+secrets: [env:K]
+replay: id
+hmac:
+  header: x-acme-signature
+  encoding: base64
+  prefix: "v1="
+  timestampHeader: x-acme-timestamp
+  idHeader: x-acme-delivery
+  template: "{id}.{timestamp}.{body}"`
+	v := newVerifier(t, cfg, map[string]string{"K": "k"}, now, kv.NewMemory(0))
+	h := map[string]string{"x-acme-signature": "v1=" + sig, "x-acme-timestamp": fmt.Sprint(now), "x-acme-delivery": "d-42"}
+	if _, code := v.Verify(context.Background(), req(h, body), nil); code != core.OK {
+		t.Fatalf("Verify(generic) = %v; want allowed", code)
+	}
+	if _, code := v.Verify(context.Background(), req(h, body), nil); code != core.WebhookReplayed {
+		t.Errorf("Verify(generic, same delivery id again) = %v; want webhook_replayed", code)
+	}
+	h["x-acme-signature"] = sig
+	if _, code := v.Verify(context.Background(), req(h, body), nil); code != core.WebhookSignatureMalformed {
+		t.Errorf("Verify(generic without prefix) = %v; want webhook_signature_malformed", code)
+	}
+}
+
+func TestReplayGuard(t *testing.T) {
+	body := "x"
+	h := map[string]string{"x-hub-signature-256": "sha256=" + hmacHex("s", body)}
+	v := newVerifier(t, "name: gh\nscheme: github\nsecrets: [env:S]", map[string]string{"S": "s"}, 1, kv.NewMemory(0))
+	if _, code := v.Verify(context.Background(), req(h, body), nil); code != core.OK {
+		t.Fatalf("first delivery = %v; want allowed", code)
+	}
+	if _, code := v.Verify(context.Background(), req(h, body), nil); code != core.WebhookReplayed {
+		t.Fatalf("same delivery again = %v; want webhook_replayed", code)
+	}
+	// A forged copy must not poison the guard for the real delivery.
+	other := "y"
+	forged := map[string]string{"x-hub-signature-256": "sha256=" + hmacHex("wrong", other)}
+	if _, code := v.Verify(context.Background(), req(forged, other), nil); code != core.WebhookSignatureInvalid {
+		t.Fatalf("forged = %v; want webhook_signature_invalid", code)
+	}
+	real := map[string]string{"x-hub-signature-256": "sha256=" + hmacHex("s", other)}
+	if _, code := v.Verify(context.Background(), req(real, other), nil); code != core.OK {
+		t.Fatalf("real delivery after a forged one = %v; want allowed", code)
+	}
+}
+
+// TestReplayGuardSharedInRedis: two verifiers (two replicas) on one real
+// Redis refuse a delivery the other accepted.
+func TestReplayGuardSharedInRedis(t *testing.T) {
+	client := testenv.Redis(t)
+	prefix := testenv.KeyPrefix(t)
+	body := "shared"
+	h := map[string]string{"x-hub-signature-256": "sha256=" + hmacHex("s", body)}
+	a := newVerifier(t, "name: gh\nscheme: github\nsecrets: [env:S]", map[string]string{"S": "s"}, 1, kv.NewRedis(client, prefix))
+	b := newVerifier(t, "name: gh\nscheme: github\nsecrets: [env:S]", map[string]string{"S": "s"}, 1, kv.NewRedis(client, prefix))
+	if _, code := a.Verify(context.Background(), req(h, body), nil); code != core.OK {
+		t.Fatalf("replica a = %v; want allowed", code)
+	}
+	if _, code := b.Verify(context.Background(), req(h, body), nil); code != core.WebhookReplayed {
+		t.Fatalf("replica b, same delivery = %v; want webhook_replayed", code)
+	}
+}
+
+type downStore struct{ kv.Store }
+
+func (downStore) SetNX(context.Context, string, []byte, time.Duration) (bool, error) {
+	return false, errors.Join(kv.ErrUnavailable, errors.New("connection refused"))
+}
+
+func TestReplayStoreDown(t *testing.T) {
+	body := "x"
+	h := map[string]string{"x-hub-signature-256": "sha256=" + hmacHex("s", body)}
+	for _, tt := range []struct {
+		mode string
+		want core.Code
+	}{{"closed", core.ReplayStoreUnavailable}, {"open", core.OK}} {
+		v := newVerifier(t, "name: gh\nscheme: github\nsecrets: [env:S]\nreplayFailureMode: "+tt.mode, map[string]string{"S": "s"}, 1, downStore{})
+		if _, code := v.Verify(context.Background(), req(h, body), nil); code != tt.want {
+			t.Errorf("Verify(store down, failure mode %s) = %v; want %v", tt.mode, code, tt.want)
+		}
+		if v.StoreErrors() != 1 {
+			t.Errorf("StoreErrors() = %d; want 1", v.StoreErrors())
+		}
+	}
+}
+
+func TestStandardSecretMustDecode(t *testing.T) {
+	_, err := New(source(t, "name: std\nscheme: standard\nsecrets: [env:S]", map[string]string{"S": "whsec_%%%"}), Options{})
+	if err == nil || !strings.Contains(err.Error(), "Standard Webhooks secret") {
+		t.Errorf("New(bad whsec) = %v; want an error about the secret", err)
+	}
+}
+
+// FuzzSignatureHeaders feeds arbitrary signature headers to every scheme:
+// none may panic, and none may verify without the secret.
+func FuzzSignatureHeaders(f *testing.F) {
+	for _, vec := range loadVectors(f) {
+		for _, v := range vec.Headers {
+			f.Add(v, vec.Body)
+		}
+	}
+	f.Add("t=1,v1=,v1=zz,,=", "")
+	f.Add("v1, v1a,=== v2,abc", "{}")
+	schemes := []string{"github", "stripe", "slack", "standard", "shopify"}
+	vs := make([]*Verifier, len(schemes))
+	for i, s := range schemes {
+		secret := "fuzz-secret"
+		if s == "standard" {
+			secret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123"))
+		}
+		vs[i] = newVerifier(f, "name: f\nscheme: "+s+"\nsecrets: [env:S]\nreplay: off", map[string]string{"S": secret}, 1, nil)
+	}
+	f.Fuzz(func(t *testing.T, header, body string) {
+		for _, v := range vs {
+			h := map[string]string{}
+			for _, name := range []string{HeaderGitHubSignature, HeaderStripeSignature, HeaderSlackSignature, HeaderSlackTimestamp,
+				HeaderStandardSignature, HeaderStandardID, HeaderStandardTimestamp, HeaderShopifySignature} {
+				h[name] = header
+			}
+			if _, code := v.Verify(context.Background(), req(h, body), nil); code == core.OK {
+				t.Fatalf("%s verified a fuzzed header %q", v.scheme, header)
+			}
+		}
+	})
+}

@@ -1,0 +1,84 @@
+package config
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestAuthzValidation(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // substrings of errors, with their paths
+	}{
+		{"hmac algorithm refused", `authz:
+  jwt: {issuers: [{name: a, issuer: x, algorithms: [HS256], jwks: "{}"}]}`, []string{`authz.jwt.issuers[0].algorithms[0]: "HS256" is not a JWT algorithm (asymmetric only)`}},
+		{"issuer without keys", `authz:
+  jwt: {issuers: [{name: a, issuer: x, algorithms: [RS256]}]}`, []string{"authz.jwt.issuers[0]: needs keys"}},
+		{"unknown issuer on a route", `authz:
+  jwt: {issuers: [{name: a, issuer: x, algorithms: [RS256], jwks: "{}"}]}
+routes:
+  - {id: r, authz: {jwt: {issuers: [b]}}}`, []string{`routes[0].authz.jwt.issuers[0]: unknown issuer "b"`}},
+		{"route accepting nothing", `authz: {}
+routes:
+  - {id: r, authz: {require: {scopes: [a]}}}`, []string{"routes[0].authz: accepts no credential"}},
+		{"public with methods", `authz: {apiKeys: {keys: [{id: k, hash: "sha256:` + strings.Repeat("a", 64) + `", subject: s}]}}
+routes:
+  - {id: r, authz: {public: true, apiKey: {}}}`, []string{"routes[0].authz.public: a public route takes no other authz settings"}},
+		{"literal key instead of hash", `authz: {apiKeys: {keys: [{id: k, hash: "my-secret-key", subject: s}]}}`, []string{"authz.apiKeys.keys[0].hash: is not a key hash"}},
+		{"webhook without secret", `authz: {webhooks: [{name: gh, scheme: github}]}`, []string{"authz.webhooks[0].secrets: at least one"}},
+		{"webhook literal secret", `authz: {webhooks: [{name: gh, scheme: github, secrets: [hunter2]}]}`, []string{"authz.webhooks[0].secrets[0]: a literal secret is not allowed"}},
+		{"generic without body", `authz: {webhooks: [{name: g, scheme: hmac, secrets: [env:X], hmac: {header: x-sig, template: "{timestamp}"}}]}`,
+			[]string{`authz.webhooks[0].hmac.template: "{timestamp}" does not sign the body`, "uses {timestamp} but timestampHeader is not set"}},
+		{"xfcc without hops", `authz: {mtls: {xfcc: {}}}`, []string{"authz.mtls.xfcc: name the hops"}},
+		{"bad cidr", `authz: {jwt: {issuers: [{name: a, issuer: x, algorithms: [RS256], jwks: "{}"}]}}
+routes:
+  - {id: r, authz: {jwt: {}, require: {sourceCIDRs: [10.0.0.300/8]}}}`, []string{"routes[0].authz.require.sourceCIDRs[0]"}},
+		{"claims without jwt", `authz: {mtls: {}}
+routes:
+  - {id: r, authz: {mtls: {}, require: {claims: [{claim: a, equals: b}]}}}`, []string{"routes[0].authz.require.claims: claims come from JWTs"}},
+	}
+	for _, tt := range tests {
+		_, err := LoadBytes("<t>", []byte("apiVersion: gatehouse/v1\n"+tt.yaml), LoadOptions{LookupEnv: func(string) (string, bool) { return "v", true }})
+		if err == nil {
+			t.Errorf("%s: Load = nil; want errors %q", tt.name, tt.want)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: Load = %v; want %q", tt.name, err, w)
+			}
+		}
+	}
+}
+
+func TestAuthzNeeds(t *testing.T) {
+	cfg, err := LoadBytes("<t>", []byte(`apiVersion: gatehouse/v1
+authz:
+  apiKeys: {keys: [{id: k, hash: "sha256:`+strings.Repeat("a", 64)+`", subject: s}]}
+  webhooks: [{name: gh, scheme: github, secrets: [env:X], maxBodySize: 256KiB}]
+routes:
+  - {id: open, authz: {public: true}}
+  - {id: keyed, authz: {apiKey: {}}}
+  - {id: hook, authz: {webhook: gh}}
+  - {id: bare}
+`), LoadOptions{LookupEnv: func(string) (string, bool) { return "v", true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []AuthzNeeds{{Disabled: true}, {}, {RequestBody: true, MaxRequestBytes: 256 << 10}, {}}
+	for i := range cfg.Routes {
+		if diff := cmp.Diff(want[i], cfg.Routes[i].AuthzNeeds(cfg)); diff != "" {
+			t.Errorf("AuthzNeeds(%s) (-want +got):\n%s", cfg.Routes[i].ID, diff)
+		}
+	}
+	if len(cfg.Warnings) == 0 || !strings.Contains(cfg.Warnings.Error(), `route "bare" has no authz: section`) {
+		t.Errorf("warnings = %v; want the route without policy named", cfg.Warnings)
+	}
+	cfg.Authz = nil
+	if n := cfg.Routes[1].AuthzNeeds(cfg); !n.Disabled {
+		t.Errorf("AuthzNeeds without authz: = %+v; want disabled", n)
+	}
+}
