@@ -267,6 +267,11 @@ func (ks *KeySet) run(ctx context.Context) {
 		return
 	}
 	ks.remote.Store(&remoteSet{plain: hs, refreshing: refreshing})
+	// The first fetch ran inside NewStorageFromHTTP, before the set could
+	// be read through ks.remote: only now may a Check rely on it.
+	if ks.lastOK.Load() != 0 {
+		ks.loadOnce.Do(func() { close(ks.loaded) })
+	}
 	// Until the first fetch succeeds, retry with backoff rather than wait a
 	// whole refresh interval; afterwards jwkset's own ticker refreshes.
 	for i := 0; ks.lastOK.Load() == 0; i++ {
@@ -312,7 +317,9 @@ func (ks *KeySet) recordOK(n int) {
 	ks.errMu.Lock()
 	ks.lastErr = ""
 	ks.errMu.Unlock()
-	ks.loadOnce.Do(func() { close(ks.loaded) })
+	if ks.remote.Load() != nil {
+		ks.loadOnce.Do(func() { close(ks.loaded) })
+	}
 }
 
 // Health reports the key set's state.
@@ -325,7 +332,7 @@ func (ks *KeySet) Health() Health {
 		h.Loaded = true
 		return h
 	}
-	if t := ks.lastOK.Load(); t != 0 {
+	if t := ks.lastOK.Load(); t != 0 && ks.remote.Load() != nil {
 		h.Loaded = true
 		h.LastSuccess = time.Unix(0, t)
 		h.Keys += int(ks.nKeys.Load())
