@@ -113,7 +113,7 @@ func TestSliding(t *testing.T) {
 		remaining  uint64
 	}{
 		{"empty", 0, 0, 1, true, 9},
-		{"prev weighs 75%", 8, 3, 1, true, 0},   // 6 + 3 + 1 = 10
+		{"prev weighs 75%", 8, 3, 1, true, 0},       // 6 + 3 + 1 = 10
 		{"prev weighs 75% over", 8, 4, 1, false, 0}, // 6 + 4 + 1 = 11
 		{"full prev, fresh window: no double burst", 10, 2, 1, false, 0},
 		{"remaining floors", 4, 0, 1, true, 6}, // 3 + 0 + 1 = 4 → 6 left
