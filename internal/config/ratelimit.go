@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	// Calendar windows need the IANA time zone database, which a minimal
+	// container image may not have: embed it.
+	_ "time/tzdata"
 
 	"go.yaml.in/yaml/v3"
 )

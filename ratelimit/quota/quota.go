@@ -26,8 +26,10 @@ type Limit struct {
 	Tag string
 	// Proto is the current_limit of DescriptorStatus (shared, read-only).
 	Proto *rlsv3.RateLimitResponse_RateLimit
-	// Policy is this limit's item of the RateLimit-Policy header.
+	// Policy is this limit's item of the RateLimit-Policy header, and
+	// SFName its name as a structured-field string.
 	Policy string
+	SFName string
 
 	bounds atomic.Pointer[windowCache]
 }
@@ -136,7 +138,8 @@ func newLimit(name string, spec algo.Spec, w algo.Window, unit rlsv3.RateLimitRe
 		rpu = 1<<32 - 1
 	}
 	l.Proto = &rlsv3.RateLimitResponse_RateLimit{Name: name, RequestsPerUnit: uint32(rpu), Unit: unit}
-	l.Policy = policyItem(name, spec.Limit, w.Nominal()/1e6)
+	l.SFName = sfString(name)
+	l.Policy = l.SFName + ";q=" + strconv.FormatUint(spec.Limit, 10) + ";w=" + strconv.FormatInt(w.Nominal()/1e6, 10)
 	return l
 }
 
@@ -158,12 +161,6 @@ func unitAbbrev(u algo.Unit) string {
 		return "y"
 	}
 	return "?"
-}
-
-// policyItem renders one item of the RateLimit-Policy header
-// (draft-ietf-httpapi-ratelimit-headers): "name";q=quota;w=window.
-func policyItem(name string, quota uint64, windowSeconds int64) string {
-	return sfString(name) + ";q=" + strconv.FormatUint(quota, 10) + ";w=" + strconv.FormatInt(windowSeconds, 10)
 }
 
 // sfString renders s as a structured-field string (RFC 8941): printable

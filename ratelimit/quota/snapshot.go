@@ -34,6 +34,9 @@ type Domain struct {
 	Shadow   bool
 }
 
+// IsNative reports whether this is gatehouse's own domain of route quotas.
+func (dm *Domain) IsNative() bool { return dm.native != nil }
+
 // Domain returns the named domain.
 func (s *Snapshot) Domain(name string) (*Domain, bool) {
 	d, ok := s.domains[name]
