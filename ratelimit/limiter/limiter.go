@@ -251,7 +251,7 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 			c, prevStart := lim.Clock(now)
 			s := len(kb)
 			kb = l.appendKey(kb, ident, lim, c.Start, lim.Spec.Kind != algo.GCRA)
-			refs[li].key = [2]int{s, len(kb)}
+			refs[li] = keyRef{key: [2]int{s, len(kb)}}
 			if lim.Spec.Kind == algo.Sliding {
 				s := len(kb)
 				kb = l.appendKey(kb, ident, lim, prevStart, true)

@@ -52,7 +52,7 @@ func (c *countingStore) Eval(ctx context.Context, ops []*store.Op) error {
 	return c.Store.Eval(ctx, ops)
 }
 
-func newFixture(t *testing.T, yaml string) *fixture {
+func newFixture(t testing.TB, yaml string) *fixture {
 	t.Helper()
 	cfg, err := config.LoadBytes("<test>", []byte(yaml), config.LoadOptions{})
 	if err != nil {
