@@ -435,6 +435,9 @@ func validateLimits(p Path, limits []Limit, alg RateLimitAlgorithm, errs *Errors
 		w   Window
 		cal bool
 	}
+	if alg == "" {
+		alg = AlgorithmFixed
+	}
 	seen := map[sig]int{}
 	names := map[string]int{}
 	for i := range limits {
