@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 
 // serve starts the component on a loopback gRPC server and returns a
 // client; everything stops at the end of the test.
-func serve(t *testing.T, cfg *config.Config, rdb redis.UniversalClient, prefix string) (*Server, rlsv3.RateLimitServiceClient) {
+func serve(t testing.TB, cfg *config.Config, rdb redis.UniversalClient, prefix string) (*Server, rlsv3.RateLimitServiceClient) {
 	t.Helper()
 	s, err := New(cfg, component.Deps{Logger: slog.New(slog.DiscardHandler), Metrics: prometheus.NewRegistry(), Redis: rdb, KeyPrefix: prefix})
 	if err != nil {
@@ -63,7 +63,7 @@ func serve(t *testing.T, cfg *config.Config, rdb redis.UniversalClient, prefix s
 	return s, rlsv3.NewRateLimitServiceClient(cc)
 }
 
-func load(t *testing.T, y string) *config.Config {
+func load(t testing.TB, y string) *config.Config {
 	t.Helper()
 	cfg, err := config.LoadBytes("<test>", []byte(y), config.LoadOptions{})
 	if err != nil {
