@@ -132,6 +132,7 @@ func (r *Runtime) watch(ctx context.Context) {
 			events, errs = w.Events, w.Errors
 		}
 	}
+	close(r.watching)
 	relevant := fileFilter(r.opts.ConfigPath)
 	debounce := r.cfg.Load().Server.ReloadDebounce.D()
 	timer := time.NewTimer(time.Hour)

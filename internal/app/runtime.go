@@ -62,6 +62,8 @@ type Runtime struct {
 	cfg      atomic.Pointer[config.Config]
 	reloadMu sync.Mutex
 	draining atomic.Bool
+	// watching is closed once config file events are being watched.
+	watching chan struct{}
 }
 
 // served is one component with its gRPC server.
@@ -96,7 +98,7 @@ func Start(ctx context.Context, o Options) (_ *Runtime, err error) {
 		}
 		return nil, err
 	}
-	r := &Runtime{opts: o, level: new(slog.LevelVar), reg: prometheus.NewRegistry()}
+	r := &Runtime{opts: o, level: new(slog.LevelVar), reg: prometheus.NewRegistry(), watching: make(chan struct{})}
 	r.level.Set(telemetry.Level(r.logLevel(cfg)))
 	format := cfg.Server.Log.Format
 	if o.LogFormat != "" {
@@ -138,6 +140,7 @@ func Start(ctx context.Context, o Options) (_ *Runtime, err error) {
 	var store kv.Store
 	keyPrefix := ""
 	if cfg.Redis != nil {
+		redis.SetLogger(redisLogger{r.log.With("component", "redis")})
 		if r.redis, err = redisx.New(cfg.Redis); err != nil {
 			return nil, err
 		}
@@ -249,6 +252,14 @@ func newRuntimeMetrics(reg prometheus.Registerer) (*runtimeMetrics, error) {
 		m.reloads.WithLabelValues(res)
 	}
 	return m, nil
+}
+
+// redisLogger routes go-redis' own messages (dial failures and the like)
+// into the structured log instead of a bare line on stderr.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.Log(ctx, slog.LevelDebug, fmt.Sprintf(format, v...))
 }
 
 // Config returns the config being served.

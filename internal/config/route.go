@@ -8,8 +8,9 @@ package config
 type Route struct {
 	// ID is the stable route id: lower-case letters, digits, '.', '_', '-'.
 	// It is the Envoy route name and the key every component uses.
-	ID    string `yaml:"id"`
-	Match Match  `yaml:"match"`
+	ID string `yaml:"id"`
+	// Match selects the requests of the route.
+	Match Match `yaml:"match"`
 	// RouteAction (cluster, redirect, timeouts, retries, header edits) is
 	// written inline in the route; see xds.go.
 	RouteAction `yaml:",inline"`
@@ -47,11 +48,16 @@ type Match struct {
 // HeaderMatch matches one request header. Exactly one of Exact, Prefix,
 // Regex or Present is set.
 type HeaderMatch struct {
-	Name    string `yaml:"name"`
-	Exact   string `yaml:"exact,omitempty"`
-	Prefix  string `yaml:"prefix,omitempty"`
-	Regex   string `yaml:"regex,omitempty"`
-	Present *bool  `yaml:"present,omitempty"`
+	// Name is the header name (lower-case; pseudo-headers such as :method allowed).
+	Name string `yaml:"name"`
+	// Exact is the whole value.
+	Exact string `yaml:"exact,omitempty"`
+	// Prefix is the start of the value.
+	Prefix string `yaml:"prefix,omitempty"`
+	// Regex is an RE2 expression matching the whole value.
+	Regex string `yaml:"regex,omitempty"`
+	// Present matches on presence (true) or absence (false) alone.
+	Present *bool `yaml:"present,omitempty"`
 	// Invert negates the match.
 	Invert bool `yaml:"invert,omitempty"`
 }
@@ -59,9 +65,14 @@ type HeaderMatch struct {
 // QueryMatch matches one query parameter. Exactly one of Exact, Prefix,
 // Regex or Present is set.
 type QueryMatch struct {
-	Name    string `yaml:"name"`
-	Exact   string `yaml:"exact,omitempty"`
-	Prefix  string `yaml:"prefix,omitempty"`
-	Regex   string `yaml:"regex,omitempty"`
-	Present *bool  `yaml:"present,omitempty"`
+	// Name is the query parameter name.
+	Name string `yaml:"name"`
+	// Exact is the whole (decoded) value of the first occurrence.
+	Exact string `yaml:"exact,omitempty"`
+	// Prefix is the start of the value.
+	Prefix string `yaml:"prefix,omitempty"`
+	// Regex is an RE2 expression matching the whole value.
+	Regex string `yaml:"regex,omitempty"`
+	// Present matches on presence (true) or absence (false) alone.
+	Present *bool `yaml:"present,omitempty"`
 }

@@ -2,9 +2,13 @@ package config
 
 // Server holds the process-wide settings.
 type Server struct {
-	Log     Log     `yaml:"log"`
-	Admin   Admin   `yaml:"admin"`
-	GRPC    GRPC    `yaml:"grpc"`
+	// Log configures the structured log on standard error.
+	Log Log `yaml:"log"`
+	// Admin is the operations HTTP server.
+	Admin Admin `yaml:"admin"`
+	// GRPC holds the settings of every component's gRPC server.
+	GRPC GRPC `yaml:"grpc"`
+	// Tracing configures OpenTelemetry spans; off unless an endpoint is set.
 	Tracing Tracing `yaml:"tracing"`
 	// ShutdownTimeout bounds the drain on SIGTERM: in-flight RPCs get this
 	// long to finish before their connections are closed.
@@ -16,7 +20,9 @@ type Server struct {
 
 // Log configures the structured log (log/slog).
 type Log struct {
-	Level  LogLevel  `yaml:"level" default:"info"`
+	// Level is the least severe level written; a reload changes it live.
+	Level LogLevel `yaml:"level" default:"info"`
+	// Format is json (for log pipelines) or text (for people).
 	Format LogFormat `yaml:"format" default:"json"`
 }
 
@@ -41,8 +47,9 @@ type GRPC struct {
 	// MaxConcurrentStreams bounds streams per connection (HTTP/2
 	// SETTINGS_MAX_CONCURRENT_STREAMS). Envoy opens more connections when
 	// it needs more.
-	MaxConcurrentStreams uint32    `yaml:"maxConcurrentStreams" default:"4096"`
-	Keepalive            Keepalive `yaml:"keepalive"`
+	MaxConcurrentStreams uint32 `yaml:"maxConcurrentStreams" default:"4096"`
+	// Keepalive controls HTTP/2 pings with Envoy and other clients.
+	Keepalive Keepalive `yaml:"keepalive"`
 }
 
 // Keepalive controls HTTP/2 pings between gatehouse and its clients.
@@ -81,22 +88,31 @@ type Tracing struct {
 // Redis is the shared store of every replica: rate-limit counters, webhook
 // replay guards, idempotency records.
 type Redis struct {
+	// Mode is single (one server), sentinel (a master set behind
+	// sentinels) or cluster (Redis Cluster).
 	Mode RedisMode `yaml:"mode" default:"single"`
 	// Addresses are host:port of the server, the sentinels or the cluster
 	// seed nodes.
 	Addresses []string `yaml:"addresses"`
 	// MasterName is the Sentinel master set name (sentinel mode).
 	MasterName string `yaml:"masterName"`
-	Username   string `yaml:"username"`
-	Password   Secret `yaml:"password,omitempty"`
+	// Username authenticates with Redis ACLs (Redis 6+).
+	Username string `yaml:"username"`
+	// Password authenticates with Redis.
+	Password Secret `yaml:"password,omitempty"`
 	// SentinelPassword authenticates to the sentinels (sentinel mode).
 	SentinelPassword Secret `yaml:"sentinelPassword,omitempty"`
-	DB               int    `yaml:"db" default:"0"`
-	TLS              *TLS   `yaml:"tls,omitempty"`
+	// DB is the database number (single and sentinel modes).
+	DB int `yaml:"db" default:"0"`
+	// TLS encrypts connections to Redis when set.
+	TLS *TLS `yaml:"tls,omitempty"`
 	// KeyPrefix namespaces every key gatehouse writes.
-	KeyPrefix    string   `yaml:"keyPrefix" default:"gh:"`
-	DialTimeout  Duration `yaml:"dialTimeout" default:"1s"`
-	ReadTimeout  Duration `yaml:"readTimeout" default:"250ms"`
+	KeyPrefix string `yaml:"keyPrefix" default:"gh:"`
+	// DialTimeout bounds connecting to a Redis node.
+	DialTimeout Duration `yaml:"dialTimeout" default:"1s"`
+	// ReadTimeout bounds waiting for a reply; components may use less.
+	ReadTimeout Duration `yaml:"readTimeout" default:"250ms"`
+	// WriteTimeout bounds sending a command.
 	WriteTimeout Duration `yaml:"writeTimeout" default:"250ms"`
 	// PoolSize is connections per node (0 = 10 per CPU, go-redis' default).
 	PoolSize int `yaml:"poolSize" default:"0"`
@@ -104,8 +120,12 @@ type Redis struct {
 
 // TLS is a client TLS configuration.
 type TLS struct {
-	CAFile     FilePath `yaml:"caFile"`
-	CertFile   FilePath `yaml:"certFile"`
-	KeyFile    FilePath `yaml:"keyFile"`
-	ServerName string   `yaml:"serverName"`
+	// CAFile verifies the server; empty means the system roots.
+	CAFile FilePath `yaml:"caFile"`
+	// CertFile and KeyFile are a client certificate, for mutual TLS.
+	CertFile FilePath `yaml:"certFile"`
+	// KeyFile is the client certificate's private key.
+	KeyFile FilePath `yaml:"keyFile"`
+	// ServerName overrides the name verified in the server certificate.
+	ServerName string `yaml:"serverName"`
 }

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -50,8 +50,7 @@ func (p *RedisProcess) Start() {
 	cmd := exec.Command(p.bin,
 		"--port", strconv.Itoa(p.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", p.dir,
-		"--protected-mode", "yes", "--loglevel", "warning")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		"--protected-mode", "yes", "--loglevel", "warning", "--logfile", filepath.Join(p.dir, "redis.log"))
 	if err := cmd.Start(); err != nil {
 		p.t.Fatalf("start redis-server: %v", err)
 	}
