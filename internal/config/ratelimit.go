@@ -127,8 +127,11 @@ type RateLimitHeaderEntry struct {
 
 // RateLimitDomain overrides settings for one envoy config domain.
 type RateLimitDomain struct {
+	// FailureMode overrides ratelimit.failureMode for the domain.
 	FailureMode FailureMode `yaml:"failureMode,omitempty"`
-	Shadow      *bool       `yaml:"shadow,omitempty"`
+	// Shadow answers OK for the whole domain but counts and logs what it
+	// would refuse (envoyproxy/ratelimit's SHADOW_MODE, per domain).
+	Shadow *bool `yaml:"shadow,omitempty"`
 }
 
 // RateLimitStore tunes the store round trips.
@@ -164,6 +167,7 @@ type RateLimitLocalCache struct {
 
 // RateLimitRequests bounds one RLS request.
 type RateLimitRequests struct {
+	// MaxDescriptors bounds the descriptors of one request.
 	MaxDescriptors int `yaml:"maxDescriptors" default:"64"`
 	// MaxEntries bounds the entries of one descriptor.
 	MaxEntries int `yaml:"maxEntries" default:"16"`
