@@ -35,31 +35,45 @@ type RedisOptions struct {
 	Metrics *Metrics
 }
 
-// Redis is the shared store. Concurrent Evals are queued and sent
-// together: one Lua call per round trip on a single server (one per op,
-// pipelined, on a Cluster, where each op's keys share one slot), with at
-// most Pipelines round trips in flight. Batching costs no waiting: a
-// round trip takes whatever queued while the previous one was out.
+// Redis is the shared store. Concurrent Evals share round trips: one Lua
+// call carries every op of a batch on a single server or Sentinel (one
+// call per op, pipelined, on a Cluster, where each op's keys share a hash
+// tag but ops live on different nodes). At most Pipelines round trips are
+// in flight. Batching costs no waiting: a round trip takes whatever queued
+// while the previous ones were out.
+//
+// There is no dispatcher goroutine. The caller that finds a free pipeline
+// slot leads: it takes the queued calls, makes the round trip on the
+// slot's own connection, wakes the others and hands the slot to the next
+// queued caller. A caller thus waits for at most one wake-up, and a round
+// trip costs no pool checkout (go-redis probes a pooled connection with a
+// syscall on every checkout; a slot keeps its connection).
 type Redis struct {
 	client  redis.UniversalClient
-	cluster bool
+	single  *redis.Client // nil for a Cluster
 	opts    RedisOptions
 	breaker *breaker
 	m       *Metrics
 
-	queue chan *call
-	stop  chan struct{}
-	wg    sync.WaitGroup
-	// mu orders Eval's enqueue before Close: once closed is set no call
-	// enters the queue, and the workers fail what is left in it.
-	mu     sync.RWMutex
-	closed bool
+	mu      sync.Mutex
+	idle    []*slot
+	pending []*call
+	closed  bool
+	drained *sync.Cond // signalled when a slot goes idle after Close
+}
+
+// slot is one pipeline: its connection (single server) and its batch.
+type slot struct {
+	conn  *redis.Conn
+	batch []*call
 }
 
 type call struct {
 	ops  []*Op
 	err  error
 	done chan struct{}
+	// lead is set when a finishing leader hands its slot to this call.
+	lead *slot
 }
 
 var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
@@ -73,20 +87,13 @@ func NewRedis(client redis.UniversalClient, o RedisOptions) *Redis {
 	if o.Pipelines < 1 {
 		o.Pipelines = 1
 	}
-	_, cluster := client.(*redis.ClusterClient)
-	r := &Redis{
-		client:  client,
-		cluster: cluster,
-		opts:    o,
-		m:       o.Metrics,
-		queue:   make(chan *call, 4096),
-		stop:    make(chan struct{}),
+	r := &Redis{client: client, opts: o, m: o.Metrics}
+	r.single, _ = client.(*redis.Client)
+	r.drained = sync.NewCond(&r.mu)
+	for i := 0; i < o.Pipelines; i++ {
+		r.idle = append(r.idle, &slot{batch: make([]*call, 0, o.BatchSize)})
 	}
 	r.breaker = newBreaker(o.Breaker, r.m)
-	for i := 0; i < o.Pipelines; i++ {
-		r.wg.Add(1)
-		go r.worker()
-	}
 	return r
 }
 
@@ -97,75 +104,90 @@ func (r *Redis) Eval(ctx context.Context, ops []*Op) error {
 		return ErrUnavailable
 	}
 	c := callPool.Get().(*call)
-	c.ops, c.err = ops, nil
-	r.mu.RLock()
+	c.ops, c.err, c.lead = ops, nil, nil
+	r.mu.Lock()
 	if r.closed {
-		r.mu.RUnlock()
+		r.mu.Unlock()
 		callPool.Put(c)
 		return ErrClosed
 	}
-	select {
-	case r.queue <- c:
-		r.mu.RUnlock()
-	case <-ctx.Done():
-		r.mu.RUnlock()
-		callPool.Put(c)
-		return ctx.Err()
+	var s *slot
+	if n := len(r.idle); n > 0 {
+		s = r.idle[n-1]
+		r.idle = r.idle[:n-1]
+	} else {
+		r.pending = append(r.pending, c)
+		r.mu.Unlock()
+		// The round trip that answers this call is bounded by Timeout;
+		// waiting for it (rather than for ctx) keeps the call ours until
+		// its leader is done with it.
+		<-c.done
+		if c.lead == nil {
+			err := c.err
+			c.ops = nil
+			callPool.Put(c)
+			return err
+		}
+		s, c.lead = c.lead, nil
+		r.mu.Lock()
 	}
-	// The round trip is bounded by Timeout; waiting for it (rather than for
-	// ctx) keeps the call's memory ours until the worker is done with it.
-	<-c.done
+	s.batch = append(s.batch[:0], c)
+	k := min(len(r.pending), r.opts.BatchSize-1)
+	s.batch = append(s.batch, r.pending[:k]...)
+	r.pending = r.pending[:copy(r.pending, r.pending[k:])]
+	r.mu.Unlock()
+
+	r.run(s)
+	for _, f := range s.batch[1:] {
+		f.done <- struct{}{}
+	}
+	r.handOff(s)
 	err := c.err
 	c.ops = nil
 	callPool.Put(c)
 	return err
 }
 
-func (r *Redis) worker() {
-	defer r.wg.Done()
-	batch := make([]*call, 0, r.opts.BatchSize)
-	for {
-		select {
-		case <-r.stop:
-			// Fail what is still queued, so that no Eval waits forever.
-			for {
-				select {
-				case c := <-r.queue:
-					c.err = ErrClosed
-					c.done <- struct{}{}
-				default:
-					return
-				}
-			}
-		case c := <-r.queue:
-			batch = append(batch[:0], c)
-		drain:
-			for len(batch) < r.opts.BatchSize {
-				select {
-				case c := <-r.queue:
-					batch = append(batch, c)
-				default:
-					break drain
-				}
-			}
-			r.run(batch)
-			for _, c := range batch {
-				c.done <- struct{}{}
-			}
-		}
+// handOff gives the slot to the first queued call, or makes it idle.
+func (r *Redis) handOff(s *slot) {
+	clear(s.batch)
+	s.batch = s.batch[:0]
+	r.mu.Lock()
+	if len(r.pending) > 0 && !r.closed {
+		next := r.pending[0]
+		r.pending = r.pending[:copy(r.pending, r.pending[1:])]
+		r.mu.Unlock()
+		next.lead = s
+		next.done <- struct{}{}
+		return
 	}
+	r.idle = append(r.idle, s)
+	if r.closed {
+		r.drained.Broadcast()
+	}
+	r.mu.Unlock()
 }
 
-// run does one round trip for a batch, through the circuit breaker.
-func (r *Redis) run(batch []*call) {
+// run does one round trip for a slot's batch, through the circuit breaker.
+func (r *Redis) run(s *slot) {
+	batch := s.batch
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), r.opts.Timeout)
 	defer cancel()
 	err := r.breaker.do(func() error {
-		if r.cluster {
+		if r.single == nil {
 			return r.runPipelined(ctx, batch)
 		}
-		return r.runOne(ctx, batch)
+		if s.conn == nil {
+			s.conn = r.single.Conn()
+		}
+		err := r.runOne(ctx, s.conn, batch)
+		if err != nil {
+			// A failed connection may hold half a reply: start afresh.
+			_ = s.conn.Close()
+			s.conn = nil
+		}
+		return err
 	})
 	r.m.roundTrip(time.Since(start), len(batch), err)
 	if err != nil {
@@ -186,7 +208,7 @@ func wrapErr(err error) error {
 
 // runOne sends every op of the batch in one script call (a single server
 // or Sentinel: all keys live on one node).
-func (r *Redis) runOne(ctx context.Context, batch []*call) error {
+func (r *Redis) runOne(ctx context.Context, conn redis.Scripter, batch []*call) error {
 	var keys []string
 	var args []byte
 	for _, c := range batch {
@@ -202,7 +224,7 @@ func (r *Redis) runOne(ctx context.Context, batch []*call) error {
 		}
 		return nil
 	}
-	res, err := evalScript(ctx, r.client, keys, string(args))
+	res, err := evalScript(ctx, conn, keys, string(args))
 	if err != nil {
 		return err
 	}
@@ -359,17 +381,28 @@ func (r *Redis) Ping(ctx context.Context) error {
 	return redisx.Ping(ctx, r.client)
 }
 
-// Close stops the workers; queued Evals fail with ErrClosed. The client is
-// the caller's to close.
+// Close fails queued Evals with ErrClosed, waits for the round trips in
+// flight and closes the slots' connections. The client is the caller's.
 func (r *Redis) Close() error {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.closed {
-		r.mu.Unlock()
 		return nil
 	}
 	r.closed = true
-	r.mu.Unlock()
-	close(r.stop)
-	r.wg.Wait()
+	for _, c := range r.pending {
+		c.err = ErrClosed
+		c.done <- struct{}{}
+	}
+	r.pending = nil
+	for len(r.idle) < r.opts.Pipelines {
+		r.drained.Wait()
+	}
+	for _, s := range r.idle {
+		if s.conn != nil {
+			_ = s.conn.Close()
+			s.conn = nil
+		}
+	}
 	return nil
 }
