@@ -43,7 +43,7 @@ func (h *headerPick) consider(rule *quota.Rule, o limitOutcome, over bool) {
 // headers renders the picked limit: IETF RateLimit and RateLimit-Policy
 // (draft-ietf-httpapi-ratelimit-headers), X-RateLimit-Limit/Remaining/Reset
 // (seconds until reset), and Retry-After on a refusal.
-func (h *headerPick) headers(s Settings) []*corev3.HeaderValue {
+func (h *headerPick) headers(s Settings, a *answer) []*corev3.HeaderValue {
 	if s.Headers == config.HeadersNone || s.Headers == "" {
 		return nil
 	}
@@ -53,31 +53,64 @@ func (h *headerPick) headers(s Settings) []*corev3.HeaderValue {
 		}
 		return nil
 	}
-	vals := make([]corev3.HeaderValue, 0, 6)
-	reset := strconv.FormatInt(ceilSeconds(h.out.d.Reset), 10)
-	remaining := strconv.FormatUint(h.out.d.Remaining, 10)
+	// Every value is written into one buffer and sliced out of one string.
+	var buf [160]byte
+	b := buf[:0]
+	type part struct {
+		key        string
+		start, end int
+	}
+	var parts [maxHeaders]part
+	n := 0
+	add := func(key string, start int) {
+		parts[n] = part{key, start, len(b)}
+		n++
+	}
+	remaining := h.out.d.Remaining
 	if h.over {
-		remaining = "0"
+		remaining = 0
 	}
-	if s.Headers == config.HeadersAll || s.Headers == config.HeadersIETF {
-		vals = append(vals,
-			corev3.HeaderValue{Key: HeaderRateLimitPolicy, Value: h.rule.Policy},
-			corev3.HeaderValue{Key: HeaderRateLimit, Value: h.out.lim.SFName + ";r=" + remaining + ";t=" + reset})
+	reset := ceilSeconds(h.out.d.Reset)
+	ietf := s.Headers == config.HeadersAll || s.Headers == config.HeadersIETF
+	legacy := s.Headers == config.HeadersAll || s.Headers == config.HeadersLegacy
+	if ietf {
+		st := len(b)
+		b = append(b, h.out.lim.SFName...)
+		b = append(b, ";r="...)
+		b = strconv.AppendUint(b, remaining, 10)
+		b = append(b, ";t="...)
+		b = strconv.AppendInt(b, reset, 10)
+		add(HeaderRateLimit, st)
 	}
-	if s.Headers == config.HeadersAll || s.Headers == config.HeadersLegacy {
-		vals = append(vals,
-			corev3.HeaderValue{Key: HeaderXLimit, Value: strconv.FormatUint(h.out.lim.Spec.Limit, 10)},
-			corev3.HeaderValue{Key: HeaderXRemaining, Value: remaining},
-			corev3.HeaderValue{Key: HeaderXReset, Value: reset})
+	if legacy {
+		st := len(b)
+		b = strconv.AppendUint(b, h.out.lim.Spec.Limit, 10)
+		add(HeaderXLimit, st)
+		st = len(b)
+		b = strconv.AppendUint(b, remaining, 10)
+		add(HeaderXRemaining, st)
+		st = len(b)
+		b = strconv.AppendInt(b, reset, 10)
+		add(HeaderXReset, st)
 	}
 	if h.over && h.out.d.RetryAfter > 0 {
-		vals = append(vals, corev3.HeaderValue{Key: HeaderRetryAfter, Value: strconv.FormatInt(ceilSeconds(h.out.d.RetryAfter), 10)})
+		st := len(b)
+		b = strconv.AppendInt(b, ceilSeconds(h.out.d.RetryAfter), 10)
+		add(HeaderRetryAfter, st)
 	}
-	out := make([]*corev3.HeaderValue, len(vals))
-	for i := range vals {
-		out[i] = &vals[i]
+	vals := string(b)
+	k := 0
+	if ietf {
+		a.hdrs[k] = corev3.HeaderValue{Key: HeaderRateLimitPolicy, Value: h.rule.Policy}
+		a.hptrs[k] = &a.hdrs[k]
+		k++
 	}
-	return out
+	for _, p := range parts[:n] {
+		a.hdrs[k] = corev3.HeaderValue{Key: p.key, Value: vals[p.start:p.end]}
+		a.hptrs[k] = &a.hdrs[k]
+		k++
+	}
+	return a.hptrs[:k:k]
 }
 
 // ceilSeconds rounds microseconds up to whole seconds, at least 1: a

@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/ratelimit/algo"
 	"github.com/gatehouse/gatehouse/ratelimit/quota"
@@ -299,14 +301,13 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	}
 
 	// 3. Answers.
-	resp := &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK}
-	statuses := make([]rlsv3.RateLimitResponse_DescriptorStatus, len(descs))
-	resp.Statuses = make([]*rlsv3.RateLimitResponse_DescriptorStatus, len(descs))
+	ab := newAnswer(len(descs))
+	resp := &ab.resp
+	resp.OverallCode = rlsv3.RateLimitResponse_OK
 	var hdr headerPick
 	for i := range r.descs {
 		ds := &r.descs[i]
-		s := &statuses[i]
-		resp.Statuses[i] = s
+		s := resp.Statuses[i]
 		s.Code = rlsv3.RateLimitResponse_OK
 		rule := ds.rule
 		if rule == nil || ds.skip {
@@ -353,7 +354,7 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 		if pick.lim != nil {
 			s.CurrentLimit = pick.lim.Proto
 			s.LimitRemaining = clampU32(pick.d.Remaining)
-			s.DurationUntilReset = durationOf(pick.d.Reset)
+			s.DurationUntilReset = ab.duration(i, pick.d.Reset)
 			hdr.consider(rule, pick, over)
 		}
 		if over {
@@ -366,7 +367,7 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	} else {
 		dm.requests[1].Inc()
 	}
-	resp.ResponseHeadersToAdd = hdr.headers(st.settings)
+	resp.ResponseHeadersToAdd = hdr.headers(st.settings, ab)
 	return resp, nil
 }
 
@@ -569,11 +570,52 @@ func clampU32(v uint64) uint32 {
 	return uint32(v)
 }
 
-func durationOf(us int64) *durationpb.Duration {
-	if us < 0 {
-		us = 0
+// answer holds a response and everything it points to in one allocation
+// for the common requests of up to inlineDescs descriptors.
+type answer struct {
+	resp     rlsv3.RateLimitResponse
+	statuses [inlineDescs]rlsv3.RateLimitResponse_DescriptorStatus
+	ptrs     [inlineDescs]*rlsv3.RateLimitResponse_DescriptorStatus
+	durs     [inlineDescs]durationpb.Duration
+	hdrs     [maxHeaders]corev3.HeaderValue
+	hptrs    [maxHeaders]*corev3.HeaderValue
+	durSlice []durationpb.Duration
+}
+
+const (
+	inlineDescs = 2
+	maxHeaders  = 6
+)
+
+func newAnswer(n int) *answer {
+	a := &answer{}
+	if n <= inlineDescs {
+		for i := 0; i < n; i++ {
+			a.ptrs[i] = &a.statuses[i]
+		}
+		a.resp.Statuses = a.ptrs[:n:n]
+		return a
 	}
-	return &durationpb.Duration{Seconds: us / 1e6, Nanos: int32(us%1e6) * 1000}
+	sts := make([]rlsv3.RateLimitResponse_DescriptorStatus, n)
+	a.resp.Statuses = make([]*rlsv3.RateLimitResponse_DescriptorStatus, n)
+	for i := range sts {
+		a.resp.Statuses[i] = &sts[i]
+	}
+	a.durSlice = make([]durationpb.Duration, n)
+	return a
+}
+
+// duration sets status i's duration (µs, at least 0) and returns it.
+func (a *answer) duration(i int, us int64) *durationpb.Duration {
+	us = max(us, 0)
+	var d *durationpb.Duration
+	if a.durSlice != nil {
+		d = &a.durSlice[i]
+	} else {
+		d = &a.durs[i]
+	}
+	d.Seconds, d.Nanos = us/1e6, int32(us%1e6)*1000
+	return d
 }
 
 func truncate(s string, n int) string {
