@@ -222,7 +222,9 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	if len(r.replace) > 0 {
 		for i := range r.descs {
 			ds := &r.descs[i]
-			if ds.rule != nil && ds.rule.Name != "" && r.replace[ds.rule.Name] {
+			// As the reference: an unlimited rule stays unlimited even when
+			// another rule replaces its name.
+			if ds.rule != nil && !ds.rule.Unlimited && ds.rule.Name != "" && r.replace[ds.rule.Name] {
 				ds.skip = true
 			}
 		}
@@ -250,7 +252,7 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 		}
 		ident := r.keyBuf[ds.identity[0]:ds.identity[1]]
 		for _, lim := range ds.rule.Limits {
-			c, prevStart := lim.Clock(now)
+			c, prevStart, nextEnd := lim.Clock(now)
 			s := len(kb)
 			kb = l.appendKey(kb, ident, lim, c.Start, lim.Spec.Kind != algo.GCRA)
 			refs[li] = keyRef{key: [2]int{s, len(kb)}}
@@ -259,7 +261,7 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 				kb = l.appendKey(kb, ident, lim, prevStart, true)
 				refs[li].prev = [2]int{s, len(kb)}
 			}
-			r.limits[li] = store.LimitOp{Spec: &lim.Spec, Clock: c, TTL: ttlOf(lim, c)}
+			r.limits[li] = store.LimitOp{Spec: &lim.Spec, Clock: c, TTL: ttlOf(lim, c, nextEnd)}
 			li++
 		}
 	}
@@ -444,12 +446,12 @@ func (l *Limiter) appendKey(kb, ident []byte, lim *quota.Limit, start int64, win
 // ttlOf is how long a counter written now must live (ms): to the end of
 // its window, and for a sliding window through the next one (where it is
 // the previous window), plus a second for clock skew between replicas.
-func ttlOf(lim *quota.Limit, c algo.Clock) int64 {
+func ttlOf(lim *quota.Limit, c algo.Clock, nextEnd int64) int64 {
 	switch lim.Spec.Kind {
 	case algo.GCRA:
 		return 0 // set by the store from the bucket's arrival time
 	case algo.Sliding:
-		return (c.End-c.Now)/1000 + (c.End-c.Start)/1000 + 1000
+		return (nextEnd-c.Now)/1000 + 1000
 	}
 	return (c.End-c.Now)/1000 + 1000
 }

@@ -383,3 +383,24 @@ func TestUnmatched(t *testing.T) {
 		}
 	}
 }
+
+// TestTTLCoversTheNextWindow: a sliding window's counter is the previous
+// window's count through the whole next window, even when the next
+// calendar month is longer than this one.
+func TestTTLCoversTheNextWindow(t *testing.T) {
+	f := newFixture(t, "apiVersion: gatehouse/v1\nratelimit:\n  tiers: {gold: [{requests: 5, per: month, calendar: true, algorithm: sliding}, {requests: 5, per: second}]}\nroutes: [{id: r, match: {prefix: /}}]\n")
+	rule := f.lim.Snapshot().Rules[0]
+	feb := int64(1709128800_000_000) // 2024-02-28 14:00 UTC
+	c, _, next := rule.Limits[0].Clock(feb)
+	endOfMarch := int64(1711929600_000_000) // 2024-04-01 00:00 UTC
+	if next != endOfMarch {
+		t.Fatalf("next window ends %d; want %d", next, endOfMarch)
+	}
+	if got, want := ttlOf(rule.Limits[0], c, next), (endOfMarch-feb)/1000+1000; got != want {
+		t.Errorf("sliding TTL = %dms; want %dms (to the end of March, plus a second)", got, want)
+	}
+	c, _, next = rule.Limits[1].Clock(feb)
+	if got := ttlOf(rule.Limits[1], c, next); got != 2000 {
+		t.Errorf("fixed 1s TTL at a second's start = %dms; want 2000", got)
+	}
+}

@@ -34,26 +34,29 @@ type Limit struct {
 	bounds atomic.Pointer[windowCache]
 }
 
-type windowCache struct{ start, end, prevStart int64 }
+type windowCache struct{ start, end, prevStart, nextEnd int64 }
 
 // Clock returns the decision clock at now (Unix µs) and, for windowed
-// algorithms, the start of the previous window (for sliding windows).
-// Window bounds are cached until the window ends: calendar windows cost a
-// time zone conversion to compute.
-func (l *Limit) Clock(now int64) (c algo.Clock, prevStart int64) {
+// algorithms, the start of the previous window and the end of the next
+// (a sliding window's counter serves through the next window, and a
+// calendar month's next window may be longer than this one). Window bounds
+// are cached until the window ends: calendar windows cost a time zone
+// conversion to compute.
+func (l *Limit) Clock(now int64) (c algo.Clock, prevStart, nextEnd int64) {
 	c.Now = now
 	if l.Spec.Kind == algo.GCRA {
-		return c, 0
+		return c, 0, 0
 	}
 	wc := l.bounds.Load()
 	if wc == nil || now < wc.start || now >= wc.end {
 		s, e := l.Window.Bounds(now)
 		ps, _ := l.Window.Bounds(s - 1)
-		wc = &windowCache{start: s, end: e, prevStart: ps}
+		_, ne := l.Window.Bounds(e)
+		wc = &windowCache{start: s, end: e, prevStart: ps, nextEnd: ne}
 		l.bounds.Store(wc)
 	}
 	c.Start, c.End = wc.start, wc.end
-	return c, wc.prevStart
+	return c, wc.prevStart, wc.nextEnd
 }
 
 // Rule is what applies to a descriptor: its limits and how to answer.
