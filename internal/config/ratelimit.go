@@ -268,10 +268,7 @@ func ParseWindow(s string) (Window, error) {
 		if err != nil || n < 1 || n > MaxWindowCount {
 			return Window{}, fmt.Errorf("%q is not a window; the count must be a whole number from 1 to %d, as in \"5 minutes\"", s, MaxWindowCount)
 		}
-		w.Count, unit = uint32(n), f[1]
-		if n != 1 {
-			unit = strings.TrimSuffix(unit, "s")
-		}
+		w.Count, unit = uint32(n), strings.TrimSuffix(f[1], "s")
 	default:
 		return Window{}, fmt.Errorf("%q is not a window; write a unit (second|minute|hour|day|week|month) or a count and a unit, as in \"5 minutes\"", s)
 	}

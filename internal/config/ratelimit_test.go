@@ -129,3 +129,24 @@ func TestRateLimitNeedsWithoutComponent(t *testing.T) {
 		t.Errorf("warnings = %v", cfg.Warnings)
 	}
 }
+
+// FuzzParseWindow: any string is a window or an error, never a panic, and
+// a window renders to a string that parses back to itself.
+func FuzzParseWindow(f *testing.F) {
+	for _, s := range []string{"second", "5 minutes", "1 day", "2 weeks", "1000 months", "0 hours", "fortnight", " 3  hours ", "-1 minute", "99999999999 seconds"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		w, err := ParseWindow(s)
+		if err != nil {
+			return
+		}
+		if w.Count < 1 || w.Count > MaxWindowCount || w.Seconds() <= 0 {
+			t.Fatalf("ParseWindow(%q) = %+v", s, w)
+		}
+		back, err := ParseWindow(w.String())
+		if err != nil || back != w {
+			t.Fatalf("ParseWindow(%q) = %+v renders %q, which parses to %+v, %v", s, w, w.String(), back, err)
+		}
+	})
+}
