@@ -30,6 +30,7 @@ routes:
 // phase counts the answers of one phase of the test, per route.
 type phase struct {
 	ok, over, errs [2]atomic.Int64
+	inflight       atomic.Int64
 }
 
 // TestRedisKilledUnderLoad kills the replicas' redis-server while three of
@@ -47,7 +48,7 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 		reps = append(reps, startReplica(t, cfg, rdb, "gh:"))
 	}
 	var cur atomic.Pointer[phase]
-	up, down, back := &phase{}, &phase{}, &phase{}
+	up, down, restarting, back := &phase{}, &phase{}, &phase{}, &phase{}
 	cur.Store(up)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -63,8 +64,12 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 					default:
 					}
 					route := []string{"closed", "open"}[i%2]
-					resp, err := ask(context.Background(), r.client, request("gatehouse", "route", route, "tier", "gold", "subject", "u"))
+					// A request belongs to the phase it started in: one sent
+					// before the kill may be answered after it.
 					p := cur.Load()
+					p.inflight.Add(1)
+					resp, err := ask(context.Background(), r.client, request("gatehouse", "route", route, "tier", "gold", "subject", "u"))
+					p.inflight.Add(-1)
 					switch {
 					case err != nil:
 						p.errs[i%2].Add(1)
@@ -94,6 +99,10 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 	waitUntil(t, "a degraded answer", func() bool { return up.over[0].Load() > 0 })
 	cur.Store(down)
 	waitUntil(t, "answers with redis down", func() bool { return down.over[0].Load() > 20 && down.ok[1].Load() > 20 })
+	// Requests started while Redis was down must be answered before it
+	// comes back, or one could meet the new server.
+	cur.Store(restarting)
+	waitUntil(t, "the requests of the down phase to finish", func() bool { return down.inflight.Load() == 0 })
 	srv.Start()
 	cur.Store(back)
 	waitUntil(t, "recovery", func() bool { return back.ok[0].Load() > 20 })
