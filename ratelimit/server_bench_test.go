@@ -35,10 +35,16 @@ descriptors:
       - key: subject
         rate_limit: {unit: hour, requests_per_unit: 1}
 `), 0o644)
-	stores := map[string]redis.UniversalClient{"memory": nil}
+	var rdb redis.UniversalClient
 	if os.Getenv(testenv.EnvRedis) != "" {
-		stores["redis"] = testenv.Redis(b)
+		rdb = testenv.Redis(b)
+	} else {
+		srv := testenv.StartRedis(b) // make bench starts no redis
+		c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+		b.Cleanup(func() { c.Close() })
+		rdb = c
 	}
+	stores := map[string]redis.UniversalClient{"memory": nil, "redis": rdb}
 	for name, rdb := range stores {
 		for _, tier := range []string{"free", "tight"} {
 			b.Run(name+"/"+tier, func(b *testing.B) {

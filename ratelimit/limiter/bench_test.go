@@ -13,6 +13,7 @@ import (
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/testenv"
@@ -97,6 +98,18 @@ func runBench(b *testing.B, l *Limiter, reqs []*rlsv3.RateLimitRequest) {
 	})
 }
 
+// benchRedis is the make-test redis-server when there is one, else a
+// private one (make bench starts none).
+func benchRedis(b *testing.B) *redis.Client {
+	if os.Getenv(testenv.EnvRedis) != "" {
+		return testenv.Redis(b)
+	}
+	srv := testenv.StartRedis(b)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	b.Cleanup(func() { c.Close() })
+	return c
+}
+
 // BenchmarkShouldRateLimit measures one decision without gRPC: the
 // in-process store, and a real redis-server (batched round trips).
 func BenchmarkShouldRateLimit(b *testing.B) {
@@ -111,11 +124,7 @@ func BenchmarkShouldRateLimit(b *testing.B) {
 			runBench(b, benchLimiter(b, store.NewMemory(0), 100000), benchRequests(c.domain, c.tierKey, c.tier))
 		})
 	}
-	if os.Getenv(testenv.EnvRedis) == "" {
-		b.Log("no redis (GATEHOUSE_TEST_REDIS): skipping the redis cases")
-		return
-	}
-	rdb := testenv.Redis(b)
+	rdb := benchRedis(b)
 	for _, c := range cases {
 		b.Run("redis/"+c.name, func(b *testing.B) {
 			rs := store.NewRedis(rdb, store.RedisOptions{Timeout: time.Second, BatchSize: 128, Pipelines: 4})

@@ -74,6 +74,7 @@ ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat" 2>/dev/null
 CLK_TCK=$(getconf CLK_TCK)
 
 # --- binaries -----------------------------------------------------------
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null || scripts/testenv.sh install
 log "building gatehouse and the load generator"
 go build -o "$WORK/gatehouse" ./cmd/gatehouse
 if [[ -z ${LOADGEN:-} ]]; then
