@@ -1,32 +1,81 @@
-// Package authz is gatehouse's ext_proc server
-// (envoy.service.ext_proc.v3.ExternalProcessor/Process).
+// Package extproc is gatehouse's ext_proc server
+// (envoy.service.ext_proc.v3.ExternalProcessor/Process): per route, header
+// hygiene and correlation, OpenAPI contract validation, JSON redaction and
+// idempotency keys, composed in a fixed order.
+//
+// server.go is the gRPC transport only; the per-stream state machine is in
+// stream.go (testable without gRPC) and each processor is a package of its
+// own: hygiene, openapi, redact, idempotency.
 package extproc
 
 import (
 	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	"github.com/gatehouse/gatehouse/extproc/idempotency"
 	"github.com/gatehouse/gatehouse/internal/component"
 	"github.com/gatehouse/gatehouse/internal/config"
 )
 
-// Server serves ext_proc. Until processors are implemented, Process answers
-// Unimplemented, which Envoy treats as a failure (denied unless the filter
-// is configured to fail open).
+// Server serves ext_proc.
 type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
-	deps component.Deps
+	deps  component.Deps
+	log   *slog.Logger
+	m     *metrics
+	store idempotency.Store
+	rt    atomic.Pointer[runtime]
 }
 
-// New builds the ext_proc server.
+// New builds the ext_proc server. The first config is applied by Prepare.
 func New(cfg *config.Config, deps component.Deps) (*Server, error) {
-	return &Server{deps: deps}, nil
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Metrics == nil {
+		deps.Metrics = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(deps.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{deps: deps, log: deps.Logger, m: m}
+	switch {
+	case deps.Redis != nil:
+		s.store = idempotency.NewRedis(deps.Redis, deps.KeyPrefix)
+	default:
+		n := 100_000
+		if cfg.ExtProc != nil {
+			n = cfg.ExtProc.Idempotency.MemoryMaxKeys
+		}
+		s.store = idempotency.NewMemory(n)
+	}
+	// Serve nothing until the first Prepare/commit, but never a nil
+	// runtime.
+	s.rt.Store(&runtime{routes: map[string]*route{}, table: emptyTable(), timeout: 150 * time.Millisecond, none: &route{id: noRoute, m: m.forRoute(noRoute)}})
+	return s, nil
 }
 
-// Validate checks the extproc part of cfg beyond what config.Validate does.
-func Validate(cfg *config.Config) error { return nil }
+// Validate checks the extproc part of cfg beyond what config.Validate
+// does: OpenAPI documents (file and line of what is wrong), redaction
+// paths.
+func Validate(cfg *config.Config) error {
+	if cfg.ExtProc == nil {
+		return nil
+	}
+	_, err := compile(context.Background(), cfg, nil)
+	return err
+}
 
 // Name implements component.Component.
 func (s *Server) Name() string { return config.ComponentExtProc }
@@ -34,11 +83,80 @@ func (s *Server) Name() string { return config.ComponentExtProc }
 // Register implements component.Component.
 func (s *Server) Register(g *grpc.Server) { extprocv3.RegisterExternalProcessorServer(g, s) }
 
-// Prepare implements component.Component.
-func (s *Server) Prepare(cfg *config.Config) (func(), error) { return func() {}, nil }
+// Prepare implements component.Component: it compiles every route's
+// processors (documents loaded and routers built once, here, not per
+// request) and returns the swap.
+func (s *Server) Prepare(cfg *config.Config) (func(), error) {
+	rt, err := compile(context.Background(), cfg, s.m)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		old := s.rt.Swap(rt)
+		for id := range old.routes {
+			if _, ok := rt.routes[id]; !ok {
+				s.m.forget(id)
+			}
+		}
+	}, nil
+}
 
-// Ready implements component.Component.
-func (s *Server) Ready(context.Context) error { return nil }
+// Ready implements component.Component: with routes using idempotency,
+// the store must answer.
+func (s *Server) Ready(ctx context.Context) error {
+	rt := s.rt.Load()
+	for _, r := range rt.routes {
+		if r.idem != nil {
+			return s.store.Ping(ctx)
+		}
+	}
+	return nil
+}
 
-// Close implements component.Component.
+// Close implements component.Component; streams end with the gRPC server.
 func (s *Server) Close(context.Context) error { return nil }
+
+// Process serves one stream: one HTTP request, its messages answered in
+// order until Envoy half-closes, cancels, or gatehouse answers with an
+// immediate response.
+func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) (err error) {
+	st := s.newStream()
+	defer func() { st.finish(err) }()
+	ctx := srv.Context()
+	for {
+		req, rerr := srv.Recv()
+		if errors.Is(rerr, io.EOF) {
+			return nil // Envoy is done with this request
+		}
+		if rerr != nil {
+			if ctx.Err() != nil {
+				return status.FromContextError(ctx.Err()).Err()
+			}
+			return rerr
+		}
+		resp, herr := st.handle(ctx, req)
+		if herr != nil {
+			return herr
+		}
+		if resp == nil {
+			continue
+		}
+		if serr := srv.Send(resp); serr != nil {
+			if ctx.Err() != nil {
+				return status.FromContextError(ctx.Err()).Err()
+			}
+			return status.Errorf(codes.Unavailable, "extproc: send: %v", serr)
+		}
+		if st.done {
+			return nil // Envoy sends nothing after an immediate response
+		}
+	}
+}
+
+// logAllowed rate-limits a route's report-only log lines to one a second:
+// a misbehaving upstream must not flood the log.
+func (s *Server) logAllowed(r *route) bool {
+	now := time.Now().UnixNano()
+	last := r.lastLog.Load()
+	return now-last >= int64(time.Second) && r.lastLog.CompareAndSwap(last, now)
+}

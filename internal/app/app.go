@@ -45,6 +45,8 @@ declarative config (apiVersion: gatehouse/v1).`,
 		newValidateCmd(stdout),
 		newConfigCmd(stdout),
 		newVersionCmd(stdout),
+		newRenderCmd(stdout, stderr),
+		newAuditCmd(stdout, stderr),
 	)
 	return root.ExecuteContext(ctx)
 }

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -60,7 +61,7 @@ func (r *Runtime) reload(old *config.Config) (ReloadResult, error) {
 	if err != nil {
 		return ReloadRejected, err
 	}
-	if cfg.Version == old.Version && sameFiles(cfg, old) {
+	if cfg.SameContent(old) && sameFiles(cfg, old) {
 		return ReloadUnchanged, nil
 	}
 	if errs := restartOnly(old, cfg); len(errs) > 0 {
@@ -114,86 +115,123 @@ func sameYAML(a, b any) bool {
 	return err1 == nil && err2 == nil && string(x) == string(y)
 }
 
-// watch reloads on SIGHUP and when a config file changes, coalescing the
-// burst of events an editor or a ConfigMap update makes.
+// watch reloads on SIGHUP and when a config file, or a file the config
+// refers to (keys, OpenAPI documents), changes, coalescing the burst of
+// events an editor or a ConfigMap update makes.
 func (r *Runtime) watch(ctx context.Context) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
+	var fw *fileWatcher
 	var events <-chan fsnotify.Event
 	var errs <-chan error
 	if r.opts.ConfigPath != "" {
-		w, err := newConfigWatcher(r.opts.ConfigPath)
-		if err != nil {
+		var err error
+		if fw, err = newFileWatcher(r.opts.ConfigPath); err != nil {
 			r.log.Warn("cannot watch config files; reload with SIGHUP", "err", err)
 		} else {
-			defer w.Close()
-			events, errs = w.Events, w.Errors
+			defer fw.w.Close()
+			fw.follow(r.cfg.Load().Source.InputFiles(), r.log)
+			events, errs = fw.w.Events, fw.w.Errors
 		}
 	}
 	close(r.watching)
-	relevant := fileFilter(r.opts.ConfigPath)
 	debounce := r.cfg.Load().Server.ReloadDebounce.D()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	reload := func(trigger string) {
+		if res, _ := r.Reload(trigger); res == ReloadApplied && fw != nil {
+			fw.follow(r.cfg.Load().Source.InputFiles(), r.log)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			timer.Stop()
 			return
 		case <-hup:
-			_, _ = r.Reload("SIGHUP")
+			reload("SIGHUP")
 		case ev := <-events:
-			if relevant(ev.Name) {
+			if fw.relevant(ev.Name) {
 				timer.Reset(debounce)
 			}
 		case err := <-errs:
 			r.log.Warn("config watcher", "err", err)
 		case <-timer.C:
-			_, _ = r.Reload("file change")
+			reload("file change")
 		}
 	}
 }
 
-// newConfigWatcher watches the directory holding the config (or the config
-// directory itself): editors and Kubernetes replace files by rename, which
-// a watch on the file alone would lose.
-func newConfigWatcher(path string) (*fsnotify.Watcher, error) {
+// fileWatcher watches the directories holding the config and the files it
+// refers to: editors and Kubernetes replace files by rename, which a watch
+// on the file alone would lose.
+type fileWatcher struct {
+	w      *fsnotify.Watcher
+	root   string
+	isDir  bool
+	dirs   map[string]bool
+	inputs map[string]bool
+}
+
+func newFileWatcher(path string) (*fileWatcher, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
-	}
-	dir := path
-	if !st.IsDir() {
-		dir = filepath.Dir(path)
 	}
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return nil, err
 	}
-	if err := w.Add(dir); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("watch %s: %w", dir, err)
+	fw := &fileWatcher{w: w, root: filepath.Clean(path), isDir: st.IsDir(), dirs: map[string]bool{}, inputs: map[string]bool{}}
+	dir := fw.root
+	if !fw.isDir {
+		dir = filepath.Dir(fw.root)
 	}
-	return w, nil
+	if err := fw.add(dir); err != nil {
+		w.Close()
+		return nil, err
+	}
+	return fw, nil
 }
 
-// fileFilter says which file events concern the config: for a file, that
-// file (and Kubernetes' ..data link swap); for a directory, its YAML files.
-func fileFilter(path string) func(string) bool {
-	st, err := os.Stat(path)
-	isDir := err == nil && st.IsDir()
-	base := filepath.Base(path)
-	return func(name string) bool {
-		b := filepath.Base(name)
-		if b == "..data" {
-			return true
-		}
-		if !isDir {
-			return b == base
-		}
-		ext := filepath.Ext(b)
-		return !strings.HasPrefix(b, ".") && (ext == ".yaml" || ext == ".yml")
+func (fw *fileWatcher) add(dir string) error {
+	if fw.dirs[dir] {
+		return nil
 	}
+	if err := fw.w.Add(dir); err != nil {
+		return fmt.Errorf("watch %s: %w", dir, err)
+	}
+	fw.dirs[dir] = true
+	return nil
+}
+
+// follow adds the directories of the config's input files to the watch.
+func (fw *fileWatcher) follow(inputs []string, log *slog.Logger) {
+	for _, f := range inputs {
+		f = filepath.Clean(f)
+		fw.inputs[f] = true
+		if err := fw.add(filepath.Dir(f)); err != nil {
+			log.Warn("cannot watch a file the config refers to; reload with SIGHUP after changing it", "file", f, "err", err)
+		}
+	}
+}
+
+// relevant says which file events concern the config: the config file (or
+// the YAML files of the config directory), Kubernetes' ..data link swap,
+// and the files the config refers to.
+func (fw *fileWatcher) relevant(name string) bool {
+	name = filepath.Clean(name)
+	b := filepath.Base(name)
+	switch {
+	case b == "..data" || fw.inputs[name]:
+		return true
+	case !fw.isDir:
+		return name == fw.root
+	case filepath.Dir(name) != fw.root:
+		return false
+	}
+	ext := filepath.Ext(b)
+	return !strings.HasPrefix(b, ".") && (ext == ".yaml" || ext == ".yml")
 }

@@ -288,6 +288,36 @@ func TestReload(t *testing.T) {
 	})
 }
 
+func TestReloadOnReferencedFile(t *testing.T) {
+	dir := t.TempDir()
+	spec := filepath.Join(dir, "orders.yaml")
+	doc := "openapi: 3.0.3\ninfo: {title: orders, version: \"1\"}\npaths:\n  /orders: {get: {responses: {\"200\": {description: ok}}}}\n"
+	if err := os.WriteFile(spec, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig + "  - id: orders\n    match: {prefix: /orders}\n    extproc: {openapi: {file: orders.yaml, requestBody: false}}\n"
+	r := start(t, Options{ConfigPath: writeConfig(t, dir, cfg)})
+	<-r.rt.watching
+	v0 := r.rt.Config().Version
+	if err := os.WriteFile(spec, []byte(strings.Replace(doc, "title: orders", "title: orders-v2", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "an edit of the OpenAPI document to reload the config", func() bool { return r.rt.Config().Version != v0 })
+
+	// A broken document is rejected and the last good one keeps serving.
+	v1 := r.rt.Config().Version
+	if err := os.WriteFile(spec, []byte("openapi: [\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.rt.Reload("test")
+	if res != ReloadRejected || err == nil {
+		t.Fatalf("Reload(broken document) = %v, %v; want rejected", res, err)
+	}
+	if r.rt.Config().Version != v1 {
+		t.Fatal("a rejected document replaced the serving config")
+	}
+}
+
 func TestPortInUse(t *testing.T) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -21,7 +21,11 @@ const (
 	KindConfigChange Kind = "config.change"
 	KindConfigReject Kind = "config.reject"
 	KindXDSNack      Kind = "xds.nack"
-	KindStart        Kind = "audit.start"
+	// KindStart is the first line a writer writes to a sink: it continues
+	// the chain found there or begins a new one, and says which.
+	KindStart Kind = "audit.start"
+	// KindStop is the last line a writer writes when it closes the log.
+	KindStop Kind = "audit.stop"
 )
 
 // Event is one audited fact. Only the fields that apply are set.

@@ -55,6 +55,10 @@ type Config struct {
 	Version string `yaml:"-"`
 	// Warnings are problems that do not make the config invalid.
 	Warnings Errors `yaml:"-"`
+
+	// fingerprint extends Version with the secret values, for deciding
+	// whether a reload changes anything. It is never shown.
+	fingerprint string
 }
 
 // Redacted renders the effective config as YAML for /config: defaults

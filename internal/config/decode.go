@@ -36,6 +36,7 @@ var (
 	enumType        = reflect.TypeFor[Enum]()
 	secretType      = reflect.TypeFor[Secret]()
 	filePathType    = reflect.TypeFor[FilePath]()
+	outputPathType  = reflect.TypeFor[OutputPath]()
 )
 
 // FilePath is a path to a file named in config. A relative path is
@@ -45,6 +46,13 @@ type FilePath string
 
 // String returns the resolved path.
 func (p FilePath) String() string { return string(p) }
+
+// OutputPath is a path to a file gatehouse writes (the audit log). It is
+// resolved like FilePath, but its content is not part of the config.
+type OutputPath string
+
+// String returns the resolved path.
+func (p OutputPath) String() string { return string(p) }
 
 func (d *decoder) errAt(n *yaml.Node, path Path, format string, args ...any) {
 	d.errs = append(d.errs, &FieldError{Pos: d.src.nodePos(n), Path: path, Msg: fmt.Sprintf(format, args...)})
@@ -83,12 +91,16 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path Path) {
 	case t == secretType:
 		d.decodeSecret(n, v, path)
 		return
-	case t == filePathType:
+	case t == filePathType || t == outputPathType:
 		if n.Kind != yaml.ScalarNode || n.Value == "" {
 			d.errAt(n, path, "expected a file path")
 			return
 		}
-		v.SetString(resolvePath(d.src.dirOf(n), n.Value))
+		resolved := resolvePath(d.src.dirOf(n), n.Value)
+		if t == filePathType {
+			d.src.addInput(resolved)
+		}
+		v.SetString(resolved)
 		return
 	case reflect.PointerTo(t).Implements(unmarshalerType):
 		if err := v.Addr().Interface().(yaml.Unmarshaler).UnmarshalYAML(n); err != nil {
@@ -143,6 +155,7 @@ func (d *decoder) decodeSecret(n *yaml.Node, v reflect.Value, path Path) {
 			d.errAt(n, path, "secret %s: %s", s.ref, err)
 			return
 		}
+		d.src.addSecret(s.value)
 	}
 	v.Set(reflect.ValueOf(s))
 }

@@ -1,20 +1,369 @@
 package config
 
+import (
+	"regexp"
+	"strings"
+	"time"
+)
+
 // ExtProc configures the ext_proc server (envoy.service.ext_proc.v3.ExternalProcessor).
 type ExtProc struct {
 	// Address is the gRPC listen address of the ext_proc server.
 	Address string `yaml:"address" default:"127.0.0.1:9192"`
+	// MessageTimeout bounds the work gatehouse does on one message of a
+	// stream (a Redis round trip for idempotency keys, above all). Keep it
+	// below the message_timeout of Envoy's ext_proc filter (200ms by
+	// default): past Envoy's timeout the answer is useless, so gatehouse
+	// gives up first and answers by the route's failure mode.
+	MessageTimeout Duration `yaml:"messageTimeout" default:"150ms"`
+	// MaxBodySize is the largest body a route's processors buffer and
+	// inspect, unless the route sets its own. Envoy's per-connection
+	// buffer limit must be at least as large.
+	MaxBodySize ByteSize `yaml:"maxBodySize" default:"1MiB"`
+	// Hygiene is the header policy of routes that turn hygiene on.
+	Hygiene Hygiene `yaml:"hygiene"`
+	// Idempotency holds the store settings of idempotency keys.
+	Idempotency IdempotencyStore `yaml:"idempotency"`
 }
 
-// RouteExtProc selects the processors a route runs.
-type RouteExtProc struct{}
+// Hygiene is what header hygiene removes from requests and adds to or
+// removes from responses.
+type Hygiene struct {
+	// InternalHeaders are request headers a client may never send, removed
+	// on every hygiene route in addition to gatehouse's own identity
+	// headers (x-gatehouse-*). A trailing '*' matches a prefix
+	// ("x-internal-*").
+	InternalHeaders []string `yaml:"internalHeaders,omitempty"`
+	// SecurityHeaders are set on every response (overwriting what the
+	// upstream sent, so that a policy cannot be weakened by one service).
+	SecurityHeaders SecurityHeaders `yaml:"securityHeaders"`
+	// StripServerHeaders removes the headers that identify upstream
+	// software: server, x-powered-by, x-aspnet-version,
+	// x-aspnetmvc-version, x-generator, x-runtime, x-envoy-upstream-service-time.
+	StripServerHeaders bool `yaml:"stripServerHeaders" default:"true"`
+	// StripResponseHeaders are further response headers to remove.
+	StripResponseHeaders []string `yaml:"stripResponseHeaders,omitempty"`
+}
 
-func (e *ExtProc) validate(p Path, c *Config, errs *Errors) {}
+// SecurityHeaders are the response headers hygiene sets. An empty value
+// leaves the header alone.
+type SecurityHeaders struct {
+	// StrictTransportSecurity is the Strict-Transport-Security value:
+	// browsers use HTTPS only for the host, for a year.
+	StrictTransportSecurity string `yaml:"strictTransportSecurity" default:"max-age=31536000; includeSubDomains"`
+	// ContentTypeOptions is the X-Content-Type-Options value: no MIME
+	// sniffing of responses.
+	ContentTypeOptions string `yaml:"contentTypeOptions" default:"nosniff"`
+	// FrameOptions is the X-Frame-Options value: no framing (clickjacking).
+	FrameOptions string `yaml:"frameOptions" default:"DENY"`
+	// ReferrerPolicy is the Referrer-Policy value.
+	ReferrerPolicy string `yaml:"referrerPolicy" default:"no-referrer"`
+	// ContentSecurityPolicy is the Content-Security-Policy value; empty by
+	// default, since a policy that suits a JSON API breaks HTML pages.
+	ContentSecurityPolicy string `yaml:"contentSecurityPolicy,omitempty"`
+	// Extra are further headers to set, name → value.
+	Extra map[string]string `yaml:"extra,omitempty"`
+}
 
-func (e *RouteExtProc) validate(p Path, c *Config, errs *Errors) {}
+// IdempotencyStore configures where idempotency records live: Redis when
+// the config has a redis: section (shared by every replica), otherwise an
+// in-process map.
+type IdempotencyStore struct {
+	// MemoryMaxKeys bounds the in-process store; when full, new keys are
+	// treated as a store failure (the route's failure mode decides).
+	MemoryMaxKeys int `yaml:"memoryMaxKeys" default:"100000"`
+}
+
+// LargeBodyAction is what a route does with a body larger than its limit.
+type LargeBodyAction string
+
+// Large body actions.
+const (
+	// LargeBodySkip lets the body through without running the body
+	// processors on it, and counts it.
+	LargeBodySkip LargeBodyAction = "skip"
+	// LargeBodyReject refuses it: 413 for a request, 502 for a response.
+	LargeBodyReject LargeBodyAction = "reject"
+)
+
+// EnumValues implements Enum.
+func (LargeBodyAction) EnumValues() []string { return []string{"skip", "reject"} }
+
+// EnumNoun implements Enum.
+func (LargeBodyAction) EnumNoun() string { return "a large body action" }
+
+// RouteExtProc selects the processors a route runs. They run in a fixed
+// order: hygiene, openapi, idempotency on the request; openapi (report
+// only), redact, idempotency, hygiene on the response.
+type RouteExtProc struct {
+	// Hygiene strips client-sent identity and internal headers, ensures
+	// x-request-id and traceparent, and sets security response headers.
+	Hygiene *RouteHygiene `yaml:"hygiene,omitempty"`
+	// OpenAPI validates requests (and, report-only, responses) against an
+	// OpenAPI 3 document.
+	OpenAPI *RouteOpenAPI `yaml:"openapi,omitempty"`
+	// Redact masks secrets and personal data in JSON response bodies.
+	Redact *RouteRedact `yaml:"redact,omitempty"`
+	// Idempotency replays the first response to retries that carry the
+	// same Idempotency-Key (Stripe's semantics).
+	Idempotency *RouteIdempotency `yaml:"idempotency,omitempty"`
+	// MaxBodySize overrides extproc.maxBodySize for this route.
+	MaxBodySize ByteSize `yaml:"maxBodySize,omitempty"`
+	// OnLargeBody decides what happens to a body over the limit on a route
+	// whose processors need bodies.
+	OnLargeBody LargeBodyAction `yaml:"onLargeBody" default:"reject"`
+}
+
+// RouteHygiene turns header hygiene on for a route.
+type RouteHygiene struct {
+	// InternalHeaders adds route-specific headers to extproc.hygiene's.
+	InternalHeaders []string `yaml:"internalHeaders,omitempty"`
+}
+
+// RouteOpenAPI is a route's API contract. Exactly one of Spec and File.
+type RouteOpenAPI struct {
+	// Spec is the OpenAPI 3 document itself (YAML or JSON), written inline
+	// as a block string.
+	Spec string `yaml:"spec,omitempty"`
+	// File is the path of the document (YAML or JSON).
+	File FilePath `yaml:"file,omitempty"`
+	// BasePath is prefixed to every path of the document. When empty, the
+	// paths of the document's servers are used (hosts are ignored: Envoy
+	// has already matched the host).
+	BasePath string `yaml:"basePath,omitempty"`
+	// RequestBody validates JSON request bodies, which makes Envoy buffer
+	// them; false checks path, query and headers only.
+	RequestBody bool `yaml:"requestBody" default:"true"`
+	// ValidateResponses checks responses too, report-only: violations are
+	// logged and counted, never blocked.
+	ValidateResponses bool `yaml:"validateResponses" default:"false"`
+}
+
+// RouteRedact masks values in JSON response bodies.
+type RouteRedact struct {
+	// Paths are JSONPath expressions whose values are replaced by Mask:
+	// $.a.b, $.a[*].b, $.a[0], $['a-b'], $..name (at any depth), $.a.*.
+	Paths []string `yaml:"paths,omitempty"`
+	// Detectors find secrets in any string value.
+	Detectors RedactDetectors `yaml:"detectors"`
+	// NationalIDPatterns are further RE2 patterns of national id numbers,
+	// masked wherever they occur in a string.
+	NationalIDPatterns []string `yaml:"nationalIdPatterns,omitempty"`
+	// Mask replaces values selected by Paths.
+	Mask string `yaml:"mask" default:"[REDACTED]"`
+}
+
+// RedactDetectors switches the built-in detectors.
+type RedactDetectors struct {
+	// Email masks e-mail addresses.
+	Email bool `yaml:"email" default:"true"`
+	// Cards masks payment card numbers (13-19 digits passing Luhn), keeping
+	// the last four digits.
+	Cards bool `yaml:"cards" default:"true"`
+	// NationalIDs masks US social security numbers (AAA-GG-SSSS).
+	NationalIDs bool `yaml:"nationalIds" default:"true"`
+	// BearerTokens masks "Bearer <token>" values and JWTs.
+	BearerTokens bool `yaml:"bearerTokens" default:"true"`
+}
+
+// RouteIdempotency makes unsafe requests carrying an idempotency key safe
+// to retry.
+type RouteIdempotency struct {
+	// Header carries the client's key.
+	Header string `yaml:"header" default:"idempotency-key"`
+	// Methods the key applies to; empty means POST and PATCH.
+	Methods []string `yaml:"methods,omitempty"`
+	// Required refuses (400) a request of those methods without a key.
+	Required bool `yaml:"required" default:"false"`
+	// TTL is how long a completed response is replayed.
+	TTL Duration `yaml:"ttl" default:"24h"`
+	// LockTimeout is how long a request in flight holds its key: after it,
+	// a retry may run again (the first request is assumed lost). Make it
+	// longer than the route's upstream timeout.
+	LockTimeout Duration `yaml:"lockTimeout" default:"1m"`
+	// ScopeHeaders are request headers whose values (hashed, never stored)
+	// scope keys, in addition to authorization, which always does: two
+	// callers using the same key never see each other's responses.
+	ScopeHeaders []string `yaml:"scopeHeaders,omitempty"`
+	// FailureMode decides what happens when the store cannot be reached in
+	// time: open lets the request through without idempotency, closed
+	// answers 503.
+	FailureMode FailureMode `yaml:"failureMode" default:"closed"`
+}
+
+// DefaultIdempotentMethods are the methods idempotency keys apply to when
+// a route names none.
+var DefaultIdempotentMethods = []string{"POST", "PATCH"}
+
+// HasProcessors reports whether the route turns on at least one processor.
+func (e *RouteExtProc) HasProcessors() bool {
+	return e != nil && (e.Hygiene != nil || e.OpenAPI != nil || e.Redact != nil || e.Idempotency != nil)
+}
+
+// BodyLimit is the route's effective body limit in bytes.
+func (e *RouteExtProc) BodyLimit(c *Config) int64 {
+	if e != nil && e.MaxBodySize > 0 {
+		return int64(e.MaxBodySize)
+	}
+	if c.ExtProc != nil {
+		return int64(c.ExtProc.MaxBodySize)
+	}
+	return 1 << 20
+}
+
+// IdempotentMethods returns the methods keys apply to.
+func (i *RouteIdempotency) IdempotentMethods() []string {
+	if len(i.Methods) == 0 {
+		return DefaultIdempotentMethods
+	}
+	return i.Methods
+}
+
+var headerNamePattern = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9a-z-]+$")
+
+func checkHeaderNames(p Path, names []string, wildcard bool, errs *Errors) {
+	for i, h := range names {
+		n := h
+		if wildcard {
+			n = strings.TrimSuffix(n, "*")
+		}
+		if !headerNamePattern.MatchString(n) {
+			errs.Add(p.Index(i), "%q is not a lower-case header name", h)
+		}
+	}
+}
+
+func (e *ExtProc) validate(p Path, c *Config, errs *Errors) {
+	if e.MessageTimeout.D() < time.Millisecond {
+		errs.Add(p.Field("messageTimeout"), "%s is too short; use at least 1ms", e.MessageTimeout)
+	}
+	if e.MaxBodySize < 1 {
+		errs.Add(p.Field("maxBodySize"), "must be more than 0")
+	}
+	if m := c.Server.GRPC.MaxRecvMessageSize; e.MaxBodySize > m {
+		errs.Add(p.Field("maxBodySize"), "%s is larger than server.grpc.maxRecvMessageSize (%s): Envoy could not send such a body", e.MaxBodySize, m)
+	}
+	h := p.Field("hygiene")
+	checkHeaderNames(h.Field("internalHeaders"), e.Hygiene.InternalHeaders, true, errs)
+	checkHeaderNames(h.Field("stripResponseHeaders"), e.Hygiene.StripResponseHeaders, false, errs)
+	for k, v := range e.Hygiene.SecurityHeaders.Extra {
+		kp := h.Field("securityHeaders").Field("extra").Key(k)
+		if !headerNamePattern.MatchString(k) {
+			errs.Add(kp, "%q is not a lower-case header name", k)
+		}
+		if strings.ContainsAny(v, "\r\n\x00") {
+			errs.Add(kp, "value holds a line break or NUL")
+		}
+	}
+	if e.Idempotency.MemoryMaxKeys < 1 {
+		errs.Add(p.Field("idempotency").Field("memoryMaxKeys"), "must be at least 1")
+	}
+}
+
+func (e *RouteExtProc) validate(p Path, c *Config, errs *Errors) {
+	if c.ExtProc == nil && e.HasProcessors() {
+		errs.Add(p, "the route turns on ext_proc processors but the config has no top-level extproc: section, so they would never run")
+	}
+	if !e.HasProcessors() {
+		errs.Warn(p, "no processor is turned on (hygiene, openapi, redact, idempotency); ext_proc is off for this route")
+	}
+	if e.MaxBodySize < 0 {
+		errs.Add(p.Field("maxBodySize"), "must be 0 (extproc.maxBodySize) or more")
+	}
+	if c.ExtProc != nil && int64(e.MaxBodySize) > int64(c.Server.GRPC.MaxRecvMessageSize) {
+		errs.Add(p.Field("maxBodySize"), "%s is larger than server.grpc.maxRecvMessageSize (%s): Envoy could not send such a body", e.MaxBodySize, c.Server.GRPC.MaxRecvMessageSize)
+	}
+	if h := e.Hygiene; h != nil {
+		checkHeaderNames(p.Field("hygiene").Field("internalHeaders"), h.InternalHeaders, true, errs)
+	}
+	if o := e.OpenAPI; o != nil {
+		op := p.Field("openapi")
+		switch {
+		case o.Spec == "" && o.File == "":
+			errs.Add(op, "set spec (the document inline) or file (its path)")
+		case o.Spec != "" && o.File != "":
+			errs.Add(op, "set only one of spec and file")
+		}
+		if o.BasePath != "" && (!strings.HasPrefix(o.BasePath, "/") || strings.ContainsAny(o.BasePath, "?#")) {
+			errs.Add(op.Field("basePath"), "%q must start with / and hold no query or fragment", o.BasePath)
+		}
+	}
+	if r := e.Redact; r != nil {
+		rp := p.Field("redact")
+		for i, s := range r.Paths {
+			if !strings.HasPrefix(s, "$") {
+				errs.Add(rp.Field("paths").Index(i), "%q is not a JSONPath; start it with $, e.g. $.user.email", s)
+			}
+		}
+		for i, s := range r.NationalIDPatterns {
+			if _, err := regexp.Compile(s); err != nil {
+				errs.Add(rp.Field("nationalIdPatterns").Index(i), "%q is not a valid RE2 expression: %v", s, strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+			}
+		}
+		if len(r.Paths) == 0 && len(r.NationalIDPatterns) == 0 && !r.Detectors.Email && !r.Detectors.Cards && !r.Detectors.NationalIDs && !r.Detectors.BearerTokens {
+			errs.Add(rp, "masks nothing: give paths, nationalIdPatterns or keep a detector on")
+		}
+	}
+	if id := e.Idempotency; id != nil {
+		ip := p.Field("idempotency")
+		if !headerNamePattern.MatchString(id.Header) {
+			errs.Add(ip.Field("header"), "%q is not a lower-case header name", id.Header)
+		}
+		for i, m := range id.Methods {
+			switch {
+			case !httpToken.MatchString(m) || strings.ToUpper(m) != m:
+				errs.Add(ip.Field("methods").Index(i), "%q is not an HTTP method; write it upper-case, e.g. POST", m)
+			case m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE":
+				errs.Add(ip.Field("methods").Index(i), "%s is a safe method; idempotency keys are for unsafe ones (POST, PATCH, PUT, DELETE)", m)
+			}
+		}
+		checkHeaderNames(ip.Field("scopeHeaders"), id.ScopeHeaders, false, errs)
+		if id.TTL.D() < time.Second {
+			errs.Add(ip.Field("ttl"), "%s is too short; use at least 1s", id.TTL)
+		}
+		if id.LockTimeout.D() < time.Second {
+			errs.Add(ip.Field("lockTimeout"), "%s is too short; use at least 1s", id.LockTimeout)
+		}
+		if id.LockTimeout.D() > id.TTL.D() {
+			errs.Add(ip.Field("lockTimeout"), "%s is longer than ttl (%s)", id.LockTimeout, id.TTL)
+		}
+	}
+}
 
 // ExtProcNeeds says which parts of the exchange Envoy sends to ext_proc
-// for route r.
+// for route r: only what its processors use. A route with no processor
+// (or without the extproc component) is Disabled; a header-only route
+// never buffers a body.
 func (r *Route) ExtProcNeeds(c *Config) ExtProcNeeds {
-	return ExtProcNeeds{Disabled: c.ExtProc == nil || r.ExtProc == nil, RequestBody: BodyNone, ResponseBody: BodyNone}
+	e := r.ExtProc
+	off := ExtProcNeeds{Disabled: true, RequestBody: BodyNone, ResponseBody: BodyNone}
+	if c.ExtProc == nil || !e.HasProcessors() {
+		return off
+	}
+	// Whole bodies with reject: Envoy refuses what exceeds its buffer
+	// itself. With skip, BUFFERED_PARTIAL lets Envoy send what fits and
+	// tell us (end_of_stream false) that the rest went by unprocessed.
+	buffered := BodyBuffered
+	if e.OnLargeBody == LargeBodySkip {
+		buffered = BodyBufferedPartial
+	}
+	n := ExtProcNeeds{RequestHeaders: true, RequestBody: BodyNone, ResponseBody: BodyNone}
+	if e.Hygiene != nil {
+		n.ResponseHeaders = true // security headers, echoed correlation ids
+	}
+	if (e.OpenAPI != nil && e.OpenAPI.RequestBody) || e.Idempotency != nil {
+		n.RequestBody = buffered
+	}
+	// Report-only response validation and idempotency records never block
+	// a response for its size (they skip what is too large), so they take
+	// what fits; only redaction can refuse a response it cannot inspect.
+	if (e.OpenAPI != nil && e.OpenAPI.ValidateResponses) || e.Idempotency != nil {
+		n.ResponseHeaders = true
+		n.ResponseBody = BodyBufferedPartial
+	}
+	if e.Redact != nil {
+		n.ResponseHeaders = true
+		n.ResponseBody = buffered
+	}
+	return n
 }

@@ -3,9 +3,11 @@ package config
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -35,10 +37,37 @@ type Source struct {
 
 	pos      map[Path]Pos
 	nodeFile map[*yaml.Node]string
+	// inputs are the files the config refers to (key files, OpenAPI
+	// documents): part of the config's content, and watched for reload.
+	inputs []string
+	// secrets hashes the resolved secret values, so that a rotated secret
+	// is a change to apply, without the values reaching Version.
+	secrets hash.Hash
 }
 
 func newSource() *Source {
-	return &Source{pos: map[Path]Pos{}, nodeFile: map[*yaml.Node]string{}}
+	return &Source{pos: map[Path]Pos{}, nodeFile: map[*yaml.Node]string{}, secrets: sha256.New()}
+}
+
+func (s *Source) addInput(path string) {
+	if !slices.Contains(s.inputs, path) {
+		s.inputs = append(s.inputs, path)
+	}
+}
+
+func (s *Source) addSecret(v []byte) {
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(v)))
+	s.secrets.Write(n[:])
+	s.secrets.Write(v)
+}
+
+// InputFiles lists the files the config refers to (not secrets, not the
+// config files themselves), sorted.
+func (s *Source) InputFiles() []string {
+	out := slices.Clone(s.inputs)
+	slices.Sort(out)
+	return out
 }
 
 func (s *Source) record(p Path, pos Pos) {
@@ -246,6 +275,7 @@ func load(frags []fragment, opts LoadOptions) (*Config, error) {
 	cfg := &Config{}
 	d.decode(root, reflect.ValueOf(cfg).Elem(), "")
 	cfg.Source = src
+	cfg.conditionalDefaults()
 	errs = append(errs, d.errs...)
 	// Validate even when decoding failed, so that one run shows every
 	// problem; but drop what validation says about fields that already
@@ -261,6 +291,7 @@ func load(frags []fragment, opts LoadOptions) (*Config, error) {
 	}
 	cfg.Warnings = errs.Warnings()
 	cfg.Version = versionOf(cfg)
+	cfg.fingerprint = hex.EncodeToString(src.secrets.Sum([]byte(cfg.Version)))
 	return cfg, nil
 }
 
@@ -280,6 +311,15 @@ func under(p, q Path) bool {
 	}
 	rest, ok := strings.CutPrefix(string(p), string(q))
 	return ok && (rest[0] == '.' || rest[0] == '[')
+}
+
+// conditionalDefaults applies the few defaults that depend on another
+// field, and so cannot be a plain `default` tag. Each is documented on its
+// field.
+func (c *Config) conditionalDefaults() {
+	if c.Audit.File != "" && !c.Source.Has("audit.stdout") {
+		c.Audit.Stdout = false
+	}
 }
 
 // parseDocuments splits a file into its YAML documents (--- separated).
@@ -382,13 +422,29 @@ func mappingIndex(m *yaml.Node, key string) int {
 }
 
 // versionOf is a content hash of the effective config (secret references,
-// not their values): the same config gives the same version on every
-// replica, and audit lines name the policy version they were decided by.
+// not their values) and of the files it refers to: the same config gives
+// the same version on every replica, and audit lines name the policy
+// version they were decided by.
 func versionOf(cfg *Config) string {
-	b, err := yaml.Marshal(cfg)
-	if err != nil {
-		return "unknown"
+	h := sha256.New()
+	hashValue(h, reflect.ValueOf(cfg).Elem())
+	for _, f := range cfg.Source.InputFiles() {
+		// A file that cannot be read is the component's error to report;
+		// here it only makes the version differ from when it could be.
+		content, err := readLimited(f)
+		if err != nil {
+			content = []byte("unreadable: " + err.Error())
+		}
+		sum := sha256.Sum256(content)
+		h.Write([]byte(f + "\x00"))
+		h.Write(sum[:])
 	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:6])
+	return hex.EncodeToString(h.Sum(nil)[:6])
+}
+
+// SameContent reports whether two loaded configs are the same in every
+// respect a reload can apply: config text, referenced files and secret
+// values.
+func (c *Config) SameContent(o *Config) bool {
+	return c.fingerprint != "" && c.fingerprint == o.fingerprint
 }

@@ -217,6 +217,25 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+func TestAuditStdoutDefault(t *testing.T) {
+	for _, tt := range []struct {
+		yaml string
+		want bool
+	}{
+		{"apiVersion: gatehouse/v1\n", true},
+		{"apiVersion: gatehouse/v1\naudit: {file: /var/log/gatehouse/audit.log}\n", false},
+		{"apiVersion: gatehouse/v1\naudit: {file: /var/log/gatehouse/audit.log, stdout: true}\n", true},
+	} {
+		cfg, err := LoadBytes("t.yaml", []byte(tt.yaml), LoadOptions{})
+		if err != nil {
+			t.Fatalf("LoadBytes(%q) = %v", tt.yaml, err)
+		}
+		if cfg.Audit.Stdout != tt.want {
+			t.Errorf("LoadBytes(%q).Audit.Stdout = %v; want %v", tt.yaml, cfg.Audit.Stdout, tt.want)
+		}
+	}
+}
+
 func TestDirectoryMerge(t *testing.T) {
 	dir := write(t, map[string]string{
 		"10-base.yaml": "apiVersion: gatehouse/v1\nserver:\n  log: {level: debug}\nroutes:\n  - id: a\n    match: {prefix: /a}\n",
@@ -324,6 +343,51 @@ func TestVersionDeterministic(t *testing.T) {
 	}
 	if va, vc := load(a), load(c); va == vc {
 		t.Errorf("versions of different configs are equal: %s", va)
+	}
+}
+
+func TestVersionCoversInputFilesAndSecrets(t *testing.T) {
+	dir := write(t, map[string]string{
+		"spec.yaml": "openapi: 3.0.3\n",
+		"pw":        "one\n",
+		"c.yaml": "apiVersion: gatehouse/v1\nredis: {addresses: [\"127.0.0.1:6379\"], password: file:pw}\n" +
+			"extproc: {}\nroutes:\n  - id: a\n    extproc: {openapi: {file: spec.yaml}}\n",
+	})
+	load := func() *Config {
+		cfg, err := Load(filepath.Join(dir, "c.yaml"), LoadOptions{})
+		if err != nil {
+			t.Fatalf("Load() = %v", err)
+		}
+		return cfg
+	}
+	a := load()
+	if diff := cmp.Diff([]string{filepath.Join(dir, "spec.yaml")}, a.Source.InputFiles()); diff != "" {
+		t.Errorf("InputFiles() (-want +got):\n%s", diff)
+	}
+	if b := load(); b.Version != a.Version || !b.SameContent(a) {
+		t.Fatalf("reloading the same files changed the version (%s → %s) or content", a.Version, b.Version)
+	}
+
+	// A changed referenced file is a new version.
+	if err := os.WriteFile(filepath.Join(dir, "spec.yaml"), []byte("openapi: 3.1.0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := load()
+	if b.Version == a.Version || b.SameContent(a) {
+		t.Errorf("a changed OpenAPI document kept version %s", a.Version)
+	}
+
+	// A rotated secret keeps the version (it never shows a secret) but is
+	// a change to apply.
+	if err := os.WriteFile(filepath.Join(dir, "pw"), []byte("two\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := load()
+	if c.Version != b.Version {
+		t.Errorf("a rotated secret changed the version: %s → %s", b.Version, c.Version)
+	}
+	if c.SameContent(b) {
+		t.Error("a rotated secret is not seen as a change")
 	}
 }
 

@@ -324,7 +324,7 @@ const (
 
 var (
 	limitNamePattern  = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
-	headerNamePattern = regexp.MustCompile("^[a-z0-9!#$%&'*+.^_`|~-]+$")
+	rateLimitHeaderPattern = regexp.MustCompile("^[a-z0-9!#$%&'*+.^_`|~-]+$")
 )
 
 func (r *RateLimit) validate(p Path, c *Config, errs *Errors) {
@@ -396,7 +396,7 @@ func (r *RouteRateLimit) validate(p Path, c *Config, errs *Errors) {
 	keys := map[string]int{}
 	for i, h := range r.Headers {
 		hp := p.Field("headers").Index(i)
-		if !headerNamePattern.MatchString(h.Header) {
+		if !rateLimitHeaderPattern.MatchString(h.Header) {
 			errs.Add(hp.Field("header"), "%q is not a header name; write it in lower case", h.Header)
 		}
 		switch {

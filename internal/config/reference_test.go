@@ -133,6 +133,8 @@ func typeName(t reflect.Type) string {
 		return "secret ref (`env:NAME`, `file:PATH`)" + opt
 	case t == filePathType:
 		return "file path" + opt
+	case t == outputPathType:
+		return "file path (written by gatehouse)" + opt
 	case reflect.PointerTo(t).Implements(unmarshalerType):
 		return strings.ToLower(t.Name()) + opt
 	case t.Implements(enumType):

@@ -138,18 +138,6 @@ func (r *Redis) validate(p Path, errs *Errors) {
 	}
 }
 
-func (a *Audit) validate(p Path, errs *Errors) {
-	if a.BufferSize < 1 {
-		errs.Add(p.Field("bufferSize"), "must be at least 1")
-	}
-	if a.MaxSize < 4096 {
-		errs.Add(p.Field("maxSize"), "%s is too small; use at least 4KiB", a.MaxSize)
-	}
-	if a.MaxBackups < 0 {
-		errs.Add(p.Field("maxBackups"), "must be 0 (keep all) or more")
-	}
-}
-
 var routeIDPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$`)
 
 func (r *Route) validate(p Path, c *Config, errs *Errors) {

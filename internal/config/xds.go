@@ -1,32 +1,467 @@
 package config
 
-// XDS configures the xDS control plane (ADS, State-of-the-World and Delta).
+// XDS configures the xDS control plane (ADS, State-of-the-World and Delta):
+// which nodes receive which listeners, and how Envoy reaches gatehouse's
+// own services. The listeners, clusters and route actions it translates are
+// the top-level listeners:, clusters: and the inline action of each route.
 type XDS struct {
 	// Address is the gRPC listen address of the ADS server.
 	Address string `yaml:"address" default:"127.0.0.1:9194"`
+	// Services are the addresses at which Envoy reaches gatehouse's
+	// ext_authz, ext_proc and rate limit servers. They are often not the
+	// listen addresses (in docker-compose Envoy dials gatehouse:9191 while
+	// gatehouse listens on 0.0.0.0:9191); empty means the listen address.
+	Services XDSServices `yaml:"services"`
+	// NodeGroups decide which listeners a node receives, by node id or by
+	// node cluster. A node in no group gets DefaultGroup, or every listener
+	// when DefaultGroup is empty.
+	NodeGroups []NodeGroup `yaml:"nodeGroups,omitempty"`
+	// DefaultGroup names the group of nodes that no group claims; empty
+	// means the built-in group "default" with every listener.
+	DefaultGroup string `yaml:"defaultGroup,omitempty"`
 }
 
-// Listener is an Envoy listener served by the control plane.
+// XDSServices is how Envoy's filters reach gatehouse's gRPC services.
+type XDSServices struct {
+	// Authz is host:port of the ext_authz server as Envoy dials it.
+	Authz string `yaml:"authz,omitempty"`
+	// ExtProc is host:port of the ext_proc server as Envoy dials it.
+	ExtProc string `yaml:"extproc,omitempty"`
+	// RateLimit is host:port of the rate limit server as Envoy dials it.
+	RateLimit string `yaml:"ratelimit,omitempty"`
+	// ConnectTimeout bounds Envoy's connection attempts to gatehouse.
+	ConnectTimeout Duration `yaml:"connectTimeout" default:"1s"`
+	// AuthzTimeout bounds one ext_authz Check as Envoy waits for it.
+	AuthzTimeout Duration `yaml:"authzTimeout" default:"500ms"`
+	// AuthzFailureMode is what Envoy does when ext_authz cannot be reached
+	// or fails: closed (deny with 403) or open (let the request through).
+	AuthzFailureMode FailureMode `yaml:"authzFailureMode" default:"closed"`
+	// ExtProcMessageTimeout bounds each ext_proc message exchange.
+	ExtProcMessageTimeout Duration `yaml:"extprocMessageTimeout" default:"500ms"`
+	// ExtProcFailureMode is what Envoy does when ext_proc fails.
+	ExtProcFailureMode FailureMode `yaml:"extprocFailureMode" default:"closed"`
+	// RateLimitTimeout bounds one ShouldRateLimit call.
+	RateLimitTimeout Duration `yaml:"ratelimitTimeout" default:"100ms"`
+	// RateLimitFailureMode is what Envoy does when the rate limit service
+	// cannot answer. Open by default: the service itself decides per route
+	// what a Redis outage means, and a gatehouse restart must not turn into
+	// an outage of every rate-limited route.
+	RateLimitFailureMode FailureMode `yaml:"ratelimitFailureMode" default:"open"`
+}
+
+// NodeGroup is a set of nodes that receive the same listeners.
+type NodeGroup struct {
+	// Name identifies the group in /xds/nodes, metrics and DefaultGroup.
+	Name string `yaml:"name"`
+	// NodeIDs are node ids (Envoy's --service-node / node.id) of members.
+	NodeIDs []string `yaml:"nodeIds,omitempty"`
+	// NodeClusters are node clusters (node.cluster) of members. A match by
+	// id wins over a match by cluster.
+	NodeClusters []string `yaml:"nodeClusters,omitempty"`
+	// Listeners are the listeners the group receives; empty means all.
+	Listeners []string `yaml:"listeners,omitempty"`
+}
+
+// ListenerKind says who consumes a listener.
+type ListenerKind string
+
+// Listener kinds.
+const (
+	// ListenerHTTP is an Envoy listener with gatehouse's filter chain.
+	ListenerHTTP ListenerKind = "http"
+	// ListenerGRPC is an API listener for proxyless gRPC clients: its
+	// name is the host of their xds:/// target.
+	ListenerGRPC ListenerKind = "grpc"
+)
+
+// EnumValues implements Enum.
+func (ListenerKind) EnumValues() []string { return []string{"http", "grpc"} }
+
+// EnumNoun implements Enum.
+func (ListenerKind) EnumNoun() string { return "a listener kind" }
+
+// Listener is a listener served by the control plane: an Envoy HTTP
+// listener, or an API listener for proxyless gRPC clients.
 type Listener struct {
-	Name string `yaml:"name"`
+	// Name is the listener's name: 1-64 lower-case letters, digits, '.',
+	// '_' or '-'. For a grpc listener it is the host of the clients'
+	// xds:/// target (xds:///echo.internal → echo.internal).
+	Name string       `yaml:"name"`
+	Kind ListenerKind `yaml:"kind" default:"http"`
+	// Address is host:port Envoy binds (http listeners only).
+	Address string `yaml:"address,omitempty"`
+	// TLS terminates TLS (and optionally verifies client certificates).
+	TLS *ListenerTLS `yaml:"tls,omitempty"`
+	// UseRemoteAddress makes Envoy trust the connection's peer address
+	// rather than X-Forwarded-For (true at the edge).
+	UseRemoteAddress bool `yaml:"useRemoteAddress" default:"true"`
+	// XFFNumTrustedHops is how many X-Forwarded-For hops in front of Envoy
+	// are trusted proxies.
+	XFFNumTrustedHops uint32 `yaml:"xffNumTrustedHops" default:"0"`
+	// RequestHeadersTimeout bounds how long a client may take to send its
+	// headers (slowloris); 0 disables.
+	RequestHeadersTimeout Duration `yaml:"requestHeadersTimeout" default:"10s"`
+	// StreamIdleTimeout closes a stream with no activity for this long.
+	StreamIdleTimeout Duration `yaml:"streamIdleTimeout" default:"5m"`
+	// IdleTimeout closes a downstream connection with no streams.
+	IdleTimeout Duration `yaml:"idleTimeout" default:"1h"`
+	// MaxRequestHeadersKB bounds the request headers (1-8192 KiB).
+	MaxRequestHeadersKB uint32 `yaml:"maxRequestHeadersKb" default:"60"`
 }
 
-// Cluster is an upstream cluster.
+// TLSVersion is a TLS protocol version.
+type TLSVersion string
+
+// TLS versions.
+const (
+	TLS12 TLSVersion = "1.2"
+	TLS13 TLSVersion = "1.3"
+)
+
+// EnumValues implements Enum.
+func (TLSVersion) EnumValues() []string { return []string{"1.2", "1.3"} }
+
+// EnumNoun implements Enum.
+func (TLSVersion) EnumNoun() string { return "a TLS version" }
+
+// ListenerTLS terminates TLS with certificates read by Envoy from its own
+// file system (no SDS). Paths are absolute paths on the Envoy host.
+type ListenerTLS struct {
+	CertFile string `yaml:"certFile"`
+	KeyFile  string `yaml:"keyFile"`
+	// ClientCAFile turns on mutual TLS: client certificates must chain to
+	// these CAs. Envoy then sends the peer certificate to ext_authz.
+	ClientCAFile string `yaml:"clientCaFile,omitempty"`
+	// RequireClientCert refuses connections without a client certificate
+	// (with ClientCAFile). When false a certificate is verified if sent.
+	RequireClientCert bool       `yaml:"requireClientCert" default:"true"`
+	MinVersion        TLSVersion `yaml:"minVersion" default:"1.2"`
+}
+
+// Discovery is how a cluster's endpoints are found.
+type Discovery string
+
+// Discovery types.
+const (
+	// DiscoveryStatic serves the listed endpoints over EDS.
+	DiscoveryStatic Discovery = "static"
+	// DiscoveryStrictDNS resolves each host and uses every address.
+	DiscoveryStrictDNS Discovery = "strict_dns"
+	// DiscoveryLogicalDNS resolves one host and connects to the first
+	// address (large DNS-balanced services).
+	DiscoveryLogicalDNS Discovery = "logical_dns"
+)
+
+// EnumValues implements Enum.
+func (Discovery) EnumValues() []string { return []string{"static", "strict_dns", "logical_dns"} }
+
+// EnumNoun implements Enum.
+func (Discovery) EnumNoun() string { return "a discovery type" }
+
+// LBPolicy is a cluster's load balancing policy.
+type LBPolicy string
+
+// Load balancing policies.
+const (
+	LBRoundRobin   LBPolicy = "round_robin"
+	LBLeastRequest LBPolicy = "least_request"
+	LBRandom       LBPolicy = "random"
+	LBRingHash     LBPolicy = "ring_hash"
+	LBMaglev       LBPolicy = "maglev"
+)
+
+// EnumValues implements Enum.
+func (LBPolicy) EnumValues() []string {
+	return []string{"round_robin", "least_request", "random", "ring_hash", "maglev"}
+}
+
+// EnumNoun implements Enum.
+func (LBPolicy) EnumNoun() string { return "a load balancing policy" }
+
+// UpstreamProtocol is the HTTP protocol Envoy speaks to a cluster.
+type UpstreamProtocol string
+
+// Upstream protocols.
+const (
+	ProtocolHTTP1 UpstreamProtocol = "http1"
+	ProtocolHTTP2 UpstreamProtocol = "http2"
+	// ProtocolAuto follows the downstream protocol (ALPN over TLS).
+	ProtocolAuto UpstreamProtocol = "auto"
+)
+
+// EnumValues implements Enum.
+func (UpstreamProtocol) EnumValues() []string { return []string{"http1", "http2", "auto"} }
+
+// EnumNoun implements Enum.
+func (UpstreamProtocol) EnumNoun() string { return "an upstream protocol" }
+
+// Cluster is an upstream cluster routes send traffic to.
 type Cluster struct {
-	Name string `yaml:"name"`
+	// Name is the cluster's name, also its Envoy cluster name.
+	Name      string    `yaml:"name"`
+	Discovery Discovery `yaml:"discovery" default:"static"`
+	// Endpoints are the upstream hosts: addresses for static, DNS names
+	// for strict_dns, exactly one DNS name for logical_dns.
+	Endpoints []Endpoint       `yaml:"endpoints"`
+	Protocol  UpstreamProtocol `yaml:"protocol" default:"http1"`
+	LBPolicy  LBPolicy         `yaml:"lbPolicy" default:"round_robin"`
+	// RingHash tunes ring_hash (ignored by other policies).
+	RingHash RingHash `yaml:"ringHash"`
+	// ConnectTimeout bounds a new upstream connection.
+	ConnectTimeout Duration `yaml:"connectTimeout" default:"5s"`
+	// DNSRefreshRate is how often DNS clusters re-resolve.
+	DNSRefreshRate Duration `yaml:"dnsRefreshRate" default:"5s"`
+	// CircuitBreakers bound what Envoy sends this cluster at once.
+	CircuitBreakers CircuitBreakers `yaml:"circuitBreakers"`
+	// HealthCheck actively probes each endpoint.
+	HealthCheck *HealthCheck `yaml:"healthCheck,omitempty"`
+	// OutlierDetection ejects endpoints that fail passively observed
+	// requests.
+	OutlierDetection *OutlierDetection `yaml:"outlierDetection,omitempty"`
+	// TLS originates TLS to the endpoints.
+	TLS *UpstreamTLS `yaml:"tls,omitempty"`
 }
 
-// RouteAction is what a matched route does: send to a cluster, redirect or
-// answer directly. It is written inline in Route.
+// Endpoint is one upstream host.
+type Endpoint struct {
+	// Address is host:port (an IP for static discovery, a DNS name for
+	// the DNS types).
+	Address string `yaml:"address"`
+	// Weight is the endpoint's load balancing weight (1-128).
+	Weight uint32 `yaml:"weight" default:"1"`
+}
+
+// RingHash tunes the ring_hash load balancer.
+type RingHash struct {
+	MinimumRingSize uint64 `yaml:"minimumRingSize" default:"1024"`
+	MaximumRingSize uint64 `yaml:"maximumRingSize" default:"8388608"`
+}
+
+// CircuitBreakers are the default-priority thresholds of a cluster
+// (Envoy's defaults: 1024 connections, pending and requests, 3 retries).
+type CircuitBreakers struct {
+	MaxConnections     uint32 `yaml:"maxConnections" default:"1024"`
+	MaxPendingRequests uint32 `yaml:"maxPendingRequests" default:"1024"`
+	MaxRequests        uint32 `yaml:"maxRequests" default:"1024"`
+	MaxRetries         uint32 `yaml:"maxRetries" default:"3"`
+}
+
+// HealthCheckKind is the protocol of an active health check.
+type HealthCheckKind string
+
+// Health check kinds.
+const (
+	HealthHTTP HealthCheckKind = "http"
+	HealthTCP  HealthCheckKind = "tcp"
+	HealthGRPC HealthCheckKind = "grpc"
+)
+
+// EnumValues implements Enum.
+func (HealthCheckKind) EnumValues() []string { return []string{"http", "tcp", "grpc"} }
+
+// EnumNoun implements Enum.
+func (HealthCheckKind) EnumNoun() string { return "a health check kind" }
+
+// HealthCheck probes each endpoint of a cluster.
+type HealthCheck struct {
+	Kind HealthCheckKind `yaml:"kind" default:"http"`
+	// Path is the HTTP path probed (http).
+	Path string `yaml:"path" default:"/healthz"`
+	// Host is the Host header of HTTP probes (default: the cluster name).
+	Host string `yaml:"host,omitempty"`
+	// ExpectedStatuses are accepted HTTP statuses (default 200).
+	ExpectedStatuses []uint32 `yaml:"expectedStatuses,omitempty"`
+	// ServiceName is the gRPC health service name (grpc).
+	ServiceName        string   `yaml:"serviceName,omitempty"`
+	Interval           Duration `yaml:"interval" default:"10s"`
+	Timeout            Duration `yaml:"timeout" default:"2s"`
+	HealthyThreshold   uint32   `yaml:"healthyThreshold" default:"2"`
+	UnhealthyThreshold uint32   `yaml:"unhealthyThreshold" default:"3"`
+	// NoTrafficInterval is the probe interval while the cluster gets no
+	// traffic.
+	NoTrafficInterval Duration `yaml:"noTrafficInterval" default:"60s"`
+}
+
+// OutlierDetection ejects endpoints by the outcome of real requests. Only
+// the detectors listed are enforced, except consecutive5xx, which is on
+// (5 in a row) unless its enforcing is set to 0 — Envoy's own default.
+type OutlierDetection struct {
+	// Interval between ejection sweeps.
+	Interval Duration `yaml:"interval" default:"10s"`
+	// BaseEjectionTime is multiplied by the number of times a host was
+	// ejected.
+	BaseEjectionTime Duration `yaml:"baseEjectionTime" default:"30s"`
+	// MaxEjectionTime caps the ejection time.
+	MaxEjectionTime Duration `yaml:"maxEjectionTime" default:"300s"`
+	// MaxEjectionTimeJitter adds random jitter to ejections.
+	MaxEjectionTimeJitter Duration `yaml:"maxEjectionTimeJitter" default:"0s"`
+	// MaxEjectionPercent caps the share of hosts ejected at once (0-100).
+	MaxEjectionPercent uint32 `yaml:"maxEjectionPercent" default:"10"`
+	// Consecutive5xx ejects after that many 5xx in a row.
+	Consecutive5xx Consecutive `yaml:"consecutive5xx"`
+	// ConsecutiveGatewayFailure ejects after that many 502/503/504 in a row.
+	ConsecutiveGatewayFailure *Consecutive `yaml:"consecutiveGatewayFailure,omitempty"`
+	// SplitExternalLocalOriginErrors counts connection failures and
+	// timeouts (local origin) apart from upstream HTTP errors.
+	SplitExternalLocalOriginErrors bool `yaml:"splitExternalLocalOriginErrors" default:"false"`
+	// ConsecutiveLocalOriginFailure ejects after that many local-origin
+	// failures in a row (needs splitExternalLocalOriginErrors).
+	ConsecutiveLocalOriginFailure *Consecutive `yaml:"consecutiveLocalOriginFailure,omitempty"`
+	// SuccessRate ejects hosts whose success rate is far below the mean.
+	SuccessRate *SuccessRate `yaml:"successRate,omitempty"`
+	// FailurePercentage ejects hosts whose failure share is above a
+	// threshold (proxyless gRPC implements this one and successRate).
+	FailurePercentage *FailurePercentage `yaml:"failurePercentage,omitempty"`
+	// SuccessfulActiveHealthCheckUnejectHost returns an ejected host as
+	// soon as an active health check passes.
+	SuccessfulActiveHealthCheckUnejectHost bool `yaml:"successfulActiveHealthCheckUnejectHost" default:"false"`
+	// AlwaysEjectOneHost ejects one host even when maxEjectionPercent
+	// rounds down to none.
+	AlwaysEjectOneHost bool `yaml:"alwaysEjectOneHost" default:"false"`
+}
+
+// Consecutive is a consecutive-failures detector.
+type Consecutive struct {
+	// Threshold is the number of failures in a row that ejects.
+	Threshold uint32 `yaml:"threshold" default:"5"`
+	// Enforcing is the chance (0-100 %) that a detection ejects.
+	Enforcing uint32 `yaml:"enforcing" default:"100"`
+}
+
+// SuccessRate is the statistical success-rate detector.
+type SuccessRate struct {
+	MinimumHosts  uint32 `yaml:"minimumHosts" default:"5"`
+	RequestVolume uint32 `yaml:"requestVolume" default:"100"`
+	// StdevFactor/1000 standard deviations below the mean ejects (1900 =
+	// 1.9).
+	StdevFactor          uint32 `yaml:"stdevFactor" default:"1900"`
+	Enforcing            uint32 `yaml:"enforcing" default:"100"`
+	EnforcingLocalOrigin uint32 `yaml:"enforcingLocalOrigin" default:"100"`
+}
+
+// FailurePercentage is the failure-percentage detector.
+type FailurePercentage struct {
+	// Threshold is the failure percentage (0-100) that ejects.
+	Threshold            uint32 `yaml:"threshold" default:"85"`
+	MinimumHosts         uint32 `yaml:"minimumHosts" default:"5"`
+	RequestVolume        uint32 `yaml:"requestVolume" default:"50"`
+	Enforcing            uint32 `yaml:"enforcing" default:"100"`
+	EnforcingLocalOrigin uint32 `yaml:"enforcingLocalOrigin" default:"100"`
+}
+
+// UpstreamTLS originates TLS to a cluster. Paths are on the Envoy host.
+type UpstreamTLS struct {
+	// SNI is the server name sent and verified (default: none sent).
+	SNI string `yaml:"sni,omitempty"`
+	// CAFile verifies the upstream certificate; empty skips verification,
+	// which validation refuses unless InsecureSkipVerify is set.
+	CAFile string `yaml:"caFile,omitempty"`
+	// CertFile and KeyFile present a client certificate (mTLS upstream).
+	CertFile           string `yaml:"certFile,omitempty"`
+	KeyFile            string `yaml:"keyFile,omitempty"`
+	InsecureSkipVerify bool   `yaml:"insecureSkipVerify" default:"false"`
+}
+
+// RouteAction is what a matched route does: send to a cluster (or split
+// over weighted clusters), redirect, or answer directly. It is written
+// inline in Route. Exactly one of cluster, weightedClusters, redirect and
+// directResponse is set.
 type RouteAction struct {
 	// Cluster is the name of the upstream cluster.
 	Cluster string `yaml:"cluster,omitempty"`
+	// WeightedClusters split traffic by weight (canaries).
+	WeightedClusters []WeightedCluster `yaml:"weightedClusters,omitempty"`
+	// Redirect answers with an HTTP redirect.
+	Redirect *Redirect `yaml:"redirect,omitempty"`
+	// DirectResponse answers with a fixed status and body.
+	DirectResponse *DirectResponse `yaml:"directResponse,omitempty"`
+	// Listeners are the listeners that serve the route; empty means every
+	// http listener (grpc listeners serve only routes that name them).
+	Listeners []string `yaml:"listeners,omitempty"`
+	// Timeout bounds the whole upstream exchange; 0 disables it.
+	Timeout Duration `yaml:"timeout" default:"15s"`
+	// IdleTimeout closes a stream idle this long (0: the listener's).
+	IdleTimeout Duration `yaml:"idleTimeout" default:"0s"`
+	// Retry retries failed upstream attempts.
+	Retry *Retry `yaml:"retry,omitempty"`
+	// PrefixRewrite replaces the matched prefix (prefix routes) or the
+	// whole path (path routes) before forwarding.
+	PrefixRewrite string `yaml:"prefixRewrite,omitempty"`
+	// HostRewrite sets the Host header sent upstream.
+	HostRewrite string `yaml:"hostRewrite,omitempty"`
+	// HashPolicy picks what ring_hash and maglev clusters hash on.
+	HashPolicy []HashPolicy `yaml:"hashPolicy,omitempty"`
+	// RequestHeaders edits the request sent upstream.
+	RequestHeaders HeaderEdits `yaml:"requestHeaders"`
+	// ResponseHeaders edits the response sent to the client.
+	ResponseHeaders HeaderEdits `yaml:"responseHeaders"`
 }
 
-func (x *XDS) validate(p Path, c *Config, errs *Errors) {}
+// WeightedCluster is one cluster of a weighted split.
+type WeightedCluster struct {
+	Name   string `yaml:"name"`
+	Weight uint32 `yaml:"weight"`
+}
 
-func (l *Listener) validate(p Path, c *Config, errs *Errors) {}
+// Redirect answers with a redirect. Unset parts keep the request's.
+type Redirect struct {
+	Scheme string `yaml:"scheme,omitempty"`
+	Host   string `yaml:"host,omitempty"`
+	Port   uint32 `yaml:"port,omitempty"`
+	// Path replaces the whole path; PrefixRewrite only the matched prefix.
+	Path          string `yaml:"path,omitempty"`
+	PrefixRewrite string `yaml:"prefixRewrite,omitempty"`
+	// Code is 301, 302, 303, 307 or 308.
+	Code       uint32 `yaml:"code" default:"301"`
+	StripQuery bool   `yaml:"stripQuery" default:"false"`
+}
 
-func (cl *Cluster) validate(p Path, c *Config, errs *Errors) {}
+// DirectResponse answers without an upstream.
+type DirectResponse struct {
+	Status uint32 `yaml:"status"`
+	// Body is sent as is (at most 4KiB, Envoy's limit).
+	Body string `yaml:"body,omitempty"`
+}
 
-func (a *RouteAction) validate(p Path, c *Config, errs *Errors) {}
+// Retry is a route's retry policy.
+type Retry struct {
+	// On lists the retry conditions, comma-separated: Envoy's
+	// x-envoy-retry-on and x-envoy-retry-grpc-on values.
+	On         string `yaml:"on" default:"5xx,reset,connect-failure,refused-stream"`
+	NumRetries uint32 `yaml:"numRetries" default:"1"`
+	// PerTryTimeout bounds each attempt; 0 means the route timeout.
+	PerTryTimeout Duration `yaml:"perTryTimeout" default:"0s"`
+	// RetriableStatusCodes are retried with on: retriable-status-codes.
+	RetriableStatusCodes []uint32 `yaml:"retriableStatusCodes,omitempty"`
+	Backoff              Backoff  `yaml:"backoff"`
+}
+
+// Backoff is exponential retry back-off with jitter.
+type Backoff struct {
+	BaseInterval Duration `yaml:"baseInterval" default:"25ms"`
+	MaxInterval  Duration `yaml:"maxInterval" default:"250ms"`
+}
+
+// HashPolicy is one input of a consistent hash. Exactly one is set.
+type HashPolicy struct {
+	Header   string `yaml:"header,omitempty"`
+	Cookie   string `yaml:"cookie,omitempty"`
+	SourceIP bool   `yaml:"sourceIp,omitempty"`
+	// Terminal stops at this input when it yields a hash.
+	Terminal bool `yaml:"terminal,omitempty"`
+}
+
+// HeaderEdits change headers. Set overwrites, Add appends, Remove deletes.
+// Values are Envoy header format strings: %VARIABLE% is substituted and a
+// literal percent sign is written %%.
+type HeaderEdits struct {
+	Set    []HeaderValue `yaml:"set,omitempty"`
+	Add    []HeaderValue `yaml:"add,omitempty"`
+	Remove []string      `yaml:"remove,omitempty"`
+}
+
+// HeaderValue is one header to set or add.
+type HeaderValue struct {
+	Name  string `yaml:"name"`
+	Value string `yaml:"value"`
+}

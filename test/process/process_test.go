@@ -115,16 +115,24 @@ func TestSignals(t *testing.T) {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go p.watchLogs(stderr)
-	var audit strings.Builder
-	var auditMu sync.Mutex
+	// Wait closes the pipes once the process exits, so both readers must
+	// reach EOF before it is called.
+	var readers sync.WaitGroup
+	readers.Add(2)
 	go func() {
-		b, _ := io.ReadAll(stdout)
-		auditMu.Lock()
-		audit.Write(b)
-		auditMu.Unlock()
+		defer readers.Done()
+		p.watchLogs(stderr)
 	}()
-	go func() { p.done <- p.cmd.Wait() }()
+	var audit strings.Builder
+	go func() {
+		defer readers.Done()
+		b, _ := io.ReadAll(stdout)
+		audit.Write(b)
+	}()
+	go func() {
+		readers.Wait()
+		p.done <- p.cmd.Wait()
+	}()
 	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
 
 	adminLine := p.waitLog(t, "admin serving", func(m map[string]any) bool { return m["msg"] == "serving" && m["component"] == "admin" })
@@ -168,8 +176,6 @@ func TestSignals(t *testing.T) {
 	}
 	p.waitLog(t, "draining", msgIs("draining"))
 	p.waitLog(t, "stopped", msgIs("stopped"))
-	auditMu.Lock()
-	defer auditMu.Unlock()
 	for _, kind := range []string{`"kind":"audit.start"`, `"kind":"config.reject"`, `"kind":"config.change"`} {
 		if !strings.Contains(audit.String(), kind) {
 			t.Errorf("audit stream lacks %s:\n%s", kind, audit.String())

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/gatehouse/gatehouse/xds"
+	"github.com/gatehouse/gatehouse/xds/adsclient"
+)
+
+func edsNames(rs []*anypb.Any) []string {
+	var out []string
+	for _, a := range rs {
+		c := &clusterv3.Cluster{}
+		if a.UnmarshalTo(c) == nil && c.GetType() == clusterv3.Cluster_EDS {
+			out = append(out, c.GetName())
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func rdsNames(rs []*anypb.Any) []string {
+	var out []string
+	for _, a := range rs {
+		l := &listenerv3.Listener{}
+		if a.UnmarshalTo(l) != nil {
+			continue
+		}
+		for _, fc := range l.GetFilterChains() {
+			for _, f := range fc.GetFilters() {
+				hcm := &hcmv3.HttpConnectionManager{}
+				if f.GetTypedConfig().UnmarshalTo(hcm) == nil && hcm.GetRds() != nil {
+					out = append(out, hcm.GetRds().GetRouteConfigName())
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func deltaAnys(r *discoveryv3.DeltaDiscoveryResponse) []*anypb.Any {
+	out := make([]*anypb.Any, 0, len(r.GetResources()))
+	for _, res := range r.GetResources() {
+		out = append(out, res.GetResource())
+	}
+	return out
+}
+
+func protoSize(m proto.Message) int { return proto.Size(m) }
+
+// nullADS answers each stream's first request with nothing, then sends
+// every stream the same prepared route table when triggered: what it
+// costs gRPC alone to fan one route change out to every client.
+type nullADS struct {
+	discoveryv3.UnimplementedAggregatedDiscoveryServiceServer
+	resp    *discoveryv3.DiscoveryResponse
+	mu      sync.Mutex
+	streams []chan struct{}
+	joined  chan struct{}
+}
+
+func (n *nullADS) StreamAggregatedResources(s discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
+	if _, err := s.Recv(); err != nil {
+		return err
+	}
+	trigger := make(chan struct{}, 1)
+	n.mu.Lock()
+	n.streams = append(n.streams, trigger)
+	n.mu.Unlock()
+	n.joined <- struct{}{}
+	go func() { // drain ACKs
+		for {
+			if _, err := s.Recv(); err != nil {
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case <-s.Context().Done():
+			return nil
+		case <-trigger:
+			if err := s.Send(n.resp); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// ceiling is the no-op server with its clients, kept up for the whole
+// run so that each gatehouse round can be compared with a null round
+// measured right before it (the machine is shared and noisy).
+type ceiling struct {
+	n      *nullADS
+	got    chan struct{}
+	stop   func()
+	rounds []time.Duration
+}
+
+// newCeiling starts the no-op server with the current route table and
+// connects the clients.
+func newCeiling(ctx context.Context, comp *xds.Server) (*ceiling, error) {
+	set := comp.ADS().Current()
+	var rs []*anypb.Any
+	for _, rc := range set.Resources.Routes {
+		a, err := anypb.New(rc)
+		if err != nil {
+			return nil, err
+		}
+		rs = append(rs, a)
+	}
+	n := &nullADS{joined: make(chan struct{}, *clients),
+		resp: &discoveryv3.DiscoveryResponse{TypeUrl: resourcev3.RouteType, VersionInfo: "1", Resources: rs, Nonce: "1"}}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	g := grpc.NewServer(grpc.MaxSendMsgSize(maxMsg))
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, n)
+	go func() { _ = g.Serve(lis) }()
+
+	c := &ceiling{n: n, got: make(chan struct{}, *clients)}
+	var wg sync.WaitGroup
+	cctx, cancel := context.WithCancel(ctx)
+	var conns []*grpc.ClientConn
+	c.stop = func() {
+		cancel()
+		for _, conn := range conns {
+			_ = conn.Close()
+		}
+		g.Stop()
+		wg.Wait()
+	}
+	for i := range *clients {
+		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg)))
+		if err != nil {
+			c.stop()
+			return nil, err
+		}
+		conns = append(conns, conn)
+		s, err := adsclient.NewSotW(cctx, conn, &corev3.Node{Id: fmt.Sprint("null-", i)})
+		if err != nil {
+			c.stop()
+			return nil, err
+		}
+		if err := s.Request(resourcev3.RouteType, "routes/public"); err != nil {
+			c.stop()
+			return nil, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				resp, err := s.Recv()
+				if err != nil {
+					return
+				}
+				_ = s.Ack(resp, "routes/public")
+				c.got <- struct{}{}
+			}
+		}()
+	}
+	for range *clients {
+		select {
+		case <-n.joined:
+		case <-ctx.Done():
+			c.stop()
+			return nil, ctx.Err()
+		}
+	}
+	return c, nil
+}
+
+// round fans the route table out once and returns how long until every
+// client had it.
+func (c *ceiling) round(ctx context.Context) (time.Duration, error) {
+	t0 := time.Now()
+	c.n.mu.Lock()
+	for _, tr := range c.n.streams {
+		tr <- struct{}{}
+	}
+	c.n.mu.Unlock()
+	for range *clients {
+		select {
+		case <-c.got:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	d := time.Since(t0)
+	c.rounds = append(c.rounds, d)
+	return d, nil
+}
+
+func percentile(ds []time.Duration, p int) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[(len(s)-1)*p/100]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", msf(d)) }
+
+func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// perClient renders resources received per client by type.
+func perClient(m map[string]int64, n int) string {
+	var parts []string
+	for _, typ := range []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType} {
+		short := map[string]string{resourcev3.ClusterType: "clusters", resourcev3.EndpointType: "endpoints", resourcev3.ListenerType: "listeners", resourcev3.RouteType: "routes"}[typ]
+		parts = append(parts, fmt.Sprintf("%s=%g", short, float64(m[typ])/float64(n)))
+	}
+	return strings.Join(parts, " ")
+}
+
+func compact(s string) string { return strings.ReplaceAll(s, " ", ",") }

@@ -1,0 +1,429 @@
+// Command xds is the xDS load scenario: it serves a large config (5,000
+// routes, 1,000 clusters by default) from gatehouse's xds component on
+// loopback, connects many ADS clients that behave like Envoy (subscribe to
+// clusters, endpoints, listeners and routes, ACK every response), changes
+// one route, and measures how long until every client has it. It then
+// changes one cluster's endpoints, to show what Delta saves. It runs State
+// of the World and Delta, and a no-op ADS server that only fans the same
+// route table out to the same clients: the ceiling of gRPC on this
+// machine, measured in the same run.
+//
+// It prints one RESULT line per mode for scripts.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/gatehouse/gatehouse/internal/component"
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/xds"
+	"github.com/gatehouse/gatehouse/xds/adsclient"
+	"github.com/gatehouse/gatehouse/xds/xdstest"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/xds:", err)
+		os.Exit(1)
+	}
+}
+
+var (
+	clients  = flag.Int("clients", 100, "ADS clients (each its own connection)")
+	routes   = flag.Int("routes", 5000, "routes in the config")
+	clusters = flag.Int("clusters", 1000, "clusters in the config")
+	rounds   = flag.Int("rounds", 5, "route changes per mode")
+	timeout  = flag.Duration("timeout", 120*time.Second, "give up after this long")
+	modes    = flag.String("modes", "sotw,delta", "sotw, delta or both (comma-separated)")
+)
+
+const maxMsg = 64 << 20
+
+func run() error {
+	flag.Parse()
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+
+	cfgAt := func(routeVariant, clusterVariant int) (*config.Config, error) {
+		y := xdstest.YAML(*routes, *clusters, 50, "127.0.0.1:0", routeVariant)
+		if clusterVariant > 0 {
+			y = xdstest.WithClusterVariant(y, clusterVariant)
+		}
+		return config.LoadBytes("bench.yaml", []byte(y), config.LoadOptions{})
+	}
+	cfg, err := cfgAt(0, 0)
+	if err != nil {
+		return err
+	}
+	comp, err := xds.New(cfg, component.Deps{Logger: slog.New(slog.DiscardHandler), Metrics: prometheus.NewRegistry()})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = comp.Close(context.Background()) }()
+	commit, err := comp.Prepare(cfg)
+	if err != nil {
+		return err
+	}
+	commit()
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	g := grpc.NewServer(grpc.MaxSendMsgSize(maxMsg), grpc.MaxRecvMsgSize(maxMsg))
+	comp.Register(g)
+	go func() { _ = g.Serve(lis) }()
+	defer g.Stop()
+
+	fmt.Printf("xds load: %d clients, %d routes, %d clusters, %d rounds; route table %s\n",
+		*clients, *routes, *clusters, *rounds, size(comp))
+
+	ceil, err := newCeiling(ctx, comp)
+	if err != nil {
+		return fmt.Errorf("null server: %w", err)
+	}
+	defer ceil.stop()
+
+	variant := 0
+	for _, mode := range splitModes(*modes) {
+		pool, err := connect(ctx, lis.Addr().String(), mode, *clients)
+		if err != nil {
+			return fmt.Errorf("%s: %w", mode, err)
+		}
+		var prep, seen, null []time.Duration
+		var routeRes map[string]int64
+		for range *rounds {
+			nd, err := ceil.round(ctx)
+			if err != nil {
+				pool.close()
+				return fmt.Errorf("null round: %w", err)
+			}
+			null = append(null, nd)
+			variant++
+			next, err := cfgAt(variant, 0)
+			if err != nil {
+				return err
+			}
+			p, s, counts, err := change(ctx, comp, pool, next, resourcev3.RouteType)
+			if err != nil {
+				pool.close()
+				return fmt.Errorf("%s round %d: %w", mode, variant, err)
+			}
+			prep, seen, routeRes = append(prep, p), append(seen, s), counts
+		}
+		variant++
+		next, err := cfgAt(variant-1, variant)
+		if err != nil {
+			return err
+		}
+		_, cs, clusterRes, err := change(ctx, comp, pool, next, resourcev3.EndpointType)
+		pool.close()
+		if err != nil {
+			return fmt.Errorf("%s cluster change: %w", mode, err)
+		}
+		p50, maxSeen := percentile(seen, 50), slices.Max(seen)
+		ceiling := percentile(null, 50)
+		fmt.Printf("%s: ceiling (no-op ADS server fanning the same route table out to %d streams, interleaved): p50 %s\n", mode, *clients, ms(ceiling))
+		fmt.Printf("%s: one route changed → all %d clients have it: p50 %s, max %s (build %s p50); ratio to ceiling %.2f; resources sent per client: %s\n",
+			mode, *clients, ms(p50), ms(maxSeen), ms(percentile(prep, 50)), float64(p50)/float64(ceiling), perClient(routeRes, *clients))
+		fmt.Printf("%s: one cluster's endpoints changed → all have it in %s; resources sent per client: %s\n",
+			mode, ms(cs), perClient(clusterRes, *clients))
+		fmt.Printf("RESULT mode=%s clients=%d routes=%d clusters=%d route_change_p50_ms=%.1f route_change_max_ms=%.1f build_p50_ms=%.1f ceiling_ms=%.1f ratio=%.2f route_change_resources_per_client=%s cluster_change_resources_per_client=%s\n",
+			mode, *clients, *routes, *clusters, msf(p50), msf(maxSeen), msf(percentile(prep, 50)), msf(ceiling), float64(p50)/float64(ceiling),
+			compact(perClient(routeRes, *clients)), compact(perClient(clusterRes, *clients)))
+	}
+	return nil
+}
+
+func splitModes(s string) []string {
+	var out []string
+	for _, m := range []string{"sotw", "delta"} {
+		if s == "both" || slices.Contains(splitComma(s), m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func splitComma(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == ',' {
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return out
+}
+
+func size(comp *xds.Server) string {
+	set := comp.ADS().Current()
+	n := 0
+	for _, rc := range set.Resources.Routes {
+		n += protoSize(rc)
+	}
+	return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+}
+
+// change commits cfg and waits until every client has a new version of
+// typeURL; it returns the build time, the time from commit to the last
+// client, and the resources clients received by type meanwhile.
+func change(ctx context.Context, comp *xds.Server, pool *pool, cfg *config.Config, typeURL string) (time.Duration, time.Duration, map[string]int64, error) {
+	t0 := time.Now()
+	commit, err := comp.Prepare(cfg)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	built := time.Since(t0)
+	pool.reset(typeURL)
+	t1 := time.Now()
+	commit()
+	if err := pool.wait(ctx); err != nil {
+		return 0, 0, nil, err
+	}
+	seen := time.Since(t1)
+	// Let trailing responses (there should be none) be counted.
+	time.Sleep(100 * time.Millisecond)
+	return built, seen, pool.counts(), nil
+}
+
+// pool is a set of clients and what they received since the last reset.
+type pool struct {
+	mu       sync.Mutex
+	typeURL  string
+	pending  int
+	done     chan struct{}
+	received map[string]int64
+	closers  []func()
+	errs     chan error
+}
+
+func (p *pool) reset(typeURL string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.typeURL = typeURL
+	p.pending = *clients
+	p.done = make(chan struct{})
+	p.received = map[string]int64{}
+}
+
+// got records a response of typeURL with n resources; fresh says it
+// carried a new version of the watched type.
+func (p *pool) got(typeURL string, n int, fresh bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.received == nil {
+		return
+	}
+	p.received[typeURL] += int64(n)
+	if fresh && typeURL == p.typeURL && p.pending > 0 {
+		p.pending--
+		if p.pending == 0 {
+			close(p.done)
+		}
+	}
+}
+
+func (p *pool) wait(ctx context.Context) error {
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	select {
+	case <-done:
+		return nil
+	case err := <-p.errs:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("not every client got the change: %w", ctx.Err())
+	}
+}
+
+func (p *pool) counts() map[string]int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]int64{}
+	for k, v := range p.received {
+		out[k] = v
+	}
+	return out
+}
+
+func (p *pool) close() {
+	for _, c := range p.closers {
+		c()
+	}
+}
+
+// connect starts n clients of a mode and waits until each has its first
+// route table.
+func connect(ctx context.Context, addr, mode string, n int) (*pool, error) {
+	p := &pool{errs: make(chan error, n)}
+	p.reset(resourcev3.RouteType)
+	p.received = nil // the initial sync is not counted
+	ready := make(chan struct{}, n)
+	for i := range n {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsg)))
+		if err != nil {
+			return nil, err
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		p.closers = append(p.closers, func() { cancel(); _ = conn.Close(); wg.Wait() })
+		node := &corev3.Node{Id: fmt.Sprintf("bench-%s-%d", mode, i), Cluster: "bench", UserAgentName: "envoy"}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if mode == "delta" {
+				err = deltaClient(cctx, conn, node, p, ready)
+			} else {
+				err = sotwClient(cctx, conn, node, p, ready)
+			}
+			if err != nil && cctx.Err() == nil {
+				p.errs <- err
+			}
+		}()
+	}
+	for range n {
+		select {
+		case <-ready:
+		case err := <-p.errs:
+			return nil, err
+		case <-ctx.Done():
+			return nil, errors.New("clients did not sync in time")
+		}
+	}
+	return p, nil
+}
+
+// sotwClient follows Envoy's State-of-the-World sequence on one ADS
+// stream: CDS and LDS (wildcard), then EDS and RDS for the names they
+// reference, ACKing each response with the names it holds.
+func sotwClient(ctx context.Context, conn *grpc.ClientConn, node *corev3.Node, p *pool, ready chan<- struct{}) error {
+	s, err := adsclient.NewSotW(ctx, conn, node)
+	if err != nil {
+		return err
+	}
+	if err := s.Request(resourcev3.ClusterType); err != nil {
+		return err
+	}
+	if err := s.Request(resourcev3.ListenerType); err != nil {
+		return err
+	}
+	names := map[string][]string{}
+	versions := map[string]string{}
+	synced := false
+	for {
+		resp, err := s.Recv()
+		if err != nil {
+			return err
+		}
+		typ := resp.GetTypeUrl()
+		fresh := versions[typ] != resp.GetVersionInfo()
+		versions[typ] = resp.GetVersionInfo()
+		switch typ {
+		case resourcev3.ClusterType:
+			eds := edsNames(resp.GetResources())
+			if err := s.Ack(resp); err != nil {
+				return err
+			}
+			if !slices.Equal(eds, names[resourcev3.EndpointType]) {
+				names[resourcev3.EndpointType] = eds
+				if err := s.Request(resourcev3.EndpointType, eds...); err != nil {
+					return err
+				}
+			}
+		case resourcev3.ListenerType:
+			rds := rdsNames(resp.GetResources())
+			if err := s.Ack(resp); err != nil {
+				return err
+			}
+			if !slices.Equal(rds, names[resourcev3.RouteType]) {
+				names[resourcev3.RouteType] = rds
+				if err := s.Request(resourcev3.RouteType, rds...); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := s.Ack(resp, names[typ]...); err != nil {
+				return err
+			}
+		}
+		p.got(typ, len(resp.GetResources()), fresh)
+		if !synced && typ == resourcev3.RouteType {
+			synced = true
+			ready <- struct{}{}
+		}
+	}
+}
+
+// deltaClient follows the same sequence over Delta xDS.
+func deltaClient(ctx context.Context, conn *grpc.ClientConn, node *corev3.Node, p *pool, ready chan<- struct{}) error {
+	d, err := adsclient.NewDelta(ctx, conn, node)
+	if err != nil {
+		return err
+	}
+	if err := d.Subscribe(resourcev3.ClusterType); err != nil {
+		return err
+	}
+	if err := d.Subscribe(resourcev3.ListenerType); err != nil {
+		return err
+	}
+	subscribed := map[string]bool{}
+	synced := false
+	for {
+		resp, err := d.Recv()
+		if err != nil {
+			return err
+		}
+		typ := resp.GetTypeUrl()
+		if err := d.Ack(resp); err != nil {
+			return err
+		}
+		var more []string
+		switch typ {
+		case resourcev3.ClusterType:
+			more = edsNames(deltaAnys(resp))
+		case resourcev3.ListenerType:
+			more = rdsNames(deltaAnys(resp))
+		}
+		var fresh []string
+		for _, n := range more {
+			if !subscribed[n] {
+				subscribed[n] = true
+				fresh = append(fresh, n)
+			}
+		}
+		if len(fresh) > 0 {
+			next := resourcev3.EndpointType
+			if typ == resourcev3.ListenerType {
+				next = resourcev3.RouteType
+			}
+			if err := d.Subscribe(next, fresh...); err != nil {
+				return err
+			}
+		}
+		p.got(typ, len(resp.GetResources()), len(resp.GetResources()) > 0)
+		if !synced && typ == resourcev3.RouteType {
+			synced = true
+			ready <- struct{}{}
+		}
+	}
+}

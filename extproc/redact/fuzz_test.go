@@ -1,0 +1,102 @@
+package redact
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+)
+
+// FuzzRedact checks the properties redaction promises on any input:
+// valid JSON stays valid JSON with no detectable secret left in any string
+// (as a client decodes it), key or card-like number; anything else comes
+// back unchanged; and it never panics.
+func FuzzRedact(f *testing.F) {
+	for _, s := range []string{
+		`{"a":"jane@example.com","b":[4111111111111111,"4111 1111 1111 1111"],"c":{"ssn":"123-45-6789"}}`,
+		`{"h":"Bearer abc123def456","t":"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig"}`,
+		`["\u0040", "a\\"b", "\ud83d\ude00", "\ud800"]`,
+		`{"user":{"password":"x","cards":[{"number":"5500-0000-0000-0004"}]}}`,
+		"{\"a\":\"\xff\xfe jane@example.com\"}",
+		`[[[[[[[[[[]]]]]]]]]]`, `{"a":1e10,"b":-0.5,"c":true,"d":null}`, `{`, `nope`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	r, err := New(Options{
+		Paths: []string{"$.user.password", "$..number", "$.a[0]", "$..*.secret"},
+		Email: true, Cards: true, NationalIDs: true, BearerTokens: true,
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		t0 := time.Now()
+		defer func() {
+			if d := time.Since(t0); d > 5*time.Second {
+				t.Fatalf("slow input (%v, %d bytes): %q", d, len(in), in[:min(len(in), 200)])
+			}
+		}()
+		orig := bytes.Clone(in)
+		out, counts, err := r.Redact(in)
+		if !bytes.Equal(in, orig) {
+			t.Fatalf("Redact modified its input")
+		}
+		valid := json.Valid(in)
+		if err != nil {
+			if !errors.Is(err, ErrNotJSON) || !bytes.Equal(out, in) || counts.Total() != 0 {
+				t.Fatalf("Redact(%q) = %q, %v; want the input unchanged with ErrNotJSON", in, out, err)
+			}
+			if valid {
+				t.Fatalf("Redact(%q) refused valid JSON", in)
+			}
+			return
+		}
+		if !valid {
+			// Only nesting deeper than encoding/json's limit is ours to accept.
+			if bytes.Count(in, []byte("["))+bytes.Count(in, []byte("{")) < 10000 {
+				t.Fatalf("Redact(%q) accepted invalid JSON", in)
+			}
+			return
+		}
+		if !json.Valid(out) {
+			t.Fatalf("Redact(%q) = %q, which is not valid JSON", in, out)
+		}
+		if counts.Total() == 0 && !bytes.Equal(out, in) {
+			t.Fatalf("Redact(%q) = %q changed the body without counting a mask", in, out)
+		}
+		d := json.NewDecoder(bytes.NewReader(out))
+		d.UseNumber()
+		var v any
+		if err := d.Decode(&v); err != nil {
+			t.Fatalf("decode output %q: %v", out, err)
+		}
+		checkClean(t, &r.det, v, out)
+	})
+}
+
+func checkClean(t *testing.T, d *detectors, v any, out []byte) {
+	t.Helper()
+	check := func(s string) {
+		if sp := d.find([]byte(s), nil, flagsOf([]byte(s))); len(sp) > 0 {
+			t.Fatalf("output %q still holds %v %q", out, sp[0].kind, s[sp[0].start:sp[0].end])
+		}
+	}
+	switch v := v.(type) {
+	case string:
+		check(v)
+	case json.Number:
+		if isCardNumber([]byte(v)) {
+			t.Fatalf("output %q still holds card number %s", out, v)
+		}
+	case []any:
+		for _, x := range v {
+			checkClean(t, d, x, out)
+		}
+	case map[string]any:
+		for k, x := range v {
+			check(k)
+			checkClean(t, d, x, out)
+		}
+	}
+}

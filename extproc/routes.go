@@ -1,0 +1,261 @@
+package extproc
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+
+	"github.com/gatehouse/gatehouse/extproc/hygiene"
+	"github.com/gatehouse/gatehouse/extproc/openapi"
+	"github.com/gatehouse/gatehouse/extproc/redact"
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/routematch"
+)
+
+// runtime is one compiled config: what a stream needs, immutable, swapped
+// whole on reload so that a stream keeps the config it started with.
+type runtime struct {
+	routes  map[string]*route
+	table   *routematch.Table
+	timeout time.Duration
+	// none is the route of streams that matched nothing: no processors.
+	none *route
+}
+
+// route is a route's compiled processors, in their fixed order.
+type route struct {
+	id      string
+	hygiene *hygiene.Policy
+	// security are the hygiene security headers in wire form, built once
+	// and shared (read-only) by every answer.
+	security []*corev3.HeaderValueOption
+	contract *openapi.Contract
+	oaBody   bool // validate request bodies
+	oaResp   bool // validate responses (report-only)
+	redactor *redact.Redactor
+	idem     *idemPolicy
+	limit    int64
+	reject   bool // onLargeBody: reject
+	needs    config.ExtProcNeeds
+	m        *routeMetrics
+	// lastLog rate-limits the route's report-only log lines.
+	lastLog atomic.Int64
+}
+
+// idemPolicy is a route's idempotency settings.
+type idemPolicy struct {
+	header   string
+	methods  []string
+	required bool
+	ttl      time.Duration
+	lock     time.Duration
+	scope    []string
+	failOpen bool
+}
+
+func (p *idemPolicy) applies(method string) bool { return slices.Contains(p.methods, method) }
+
+// processors reports whether the route runs any processor.
+func (r *route) processors() bool {
+	return r.hygiene != nil || r.contract != nil || r.redactor != nil || r.idem != nil
+}
+
+// compile turns cfg into a runtime. m may be nil (validation only). The
+// problems found are config.Errors with field paths.
+func compile(ctx context.Context, cfg *config.Config, m *metrics) (*runtime, error) {
+	rt := &runtime{routes: map[string]*route{}, timeout: 150 * time.Millisecond}
+	if cfg.ExtProc != nil {
+		rt.timeout = cfg.ExtProc.MessageTimeout.D()
+	}
+	table, err := routematch.New(cfg.Routes)
+	if err != nil {
+		return nil, config.Errors{{Path: "routes", Msg: "extproc: cannot build the route table: " + err.Error()}}
+	}
+	rt.table = table
+	rt.none = &route{id: noRoute}
+	if m != nil {
+		rt.none.m = m.forRoute(noRoute)
+	}
+	var errs config.Errors
+	contracts := map[[32]byte]*openapi.Contract{} // one compile per distinct document
+	for i := range cfg.Routes {
+		cr := &cfg.Routes[i]
+		p := config.Path("routes").Index(i).Field("extproc")
+		r := &route{id: cr.ID, needs: cr.ExtProcNeeds(cfg)}
+		rt.routes[cr.ID] = r
+		if m != nil {
+			r.m = m.forRoute(cr.ID)
+		}
+		e := cr.ExtProc
+		if r.needs.Disabled || e == nil {
+			continue
+		}
+		r.limit = e.BodyLimit(cfg)
+		r.reject = e.OnLargeBody == config.LargeBodyReject
+		if e.Hygiene != nil {
+			r.hygiene = hygiene.New(cfg.ExtProc.Hygiene, e.Hygiene)
+			var m mutation
+			m.setAll(r.hygiene.SecurityHeaders())
+			r.security = m.set
+		}
+		if o := e.OpenAPI; o != nil {
+			c, perr := loadContract(ctx, o, contracts)
+			if perr != nil {
+				errs = append(errs, contractError(cfg, p.Field("openapi"), o, perr))
+			} else {
+				r.contract, r.oaBody, r.oaResp = c, o.RequestBody, o.ValidateResponses
+			}
+		}
+		if rd := e.Redact; rd != nil {
+			red, rerr := redact.New(redact.Options{
+				Paths: rd.Paths, Mask: rd.Mask, NationalIDPatterns: rd.NationalIDPatterns,
+				Email: rd.Detectors.Email, Cards: rd.Detectors.Cards, NationalIDs: rd.Detectors.NationalIDs, BearerTokens: rd.Detectors.BearerTokens,
+			})
+			if rerr != nil {
+				errs = append(errs, &config.FieldError{Path: p.Field("redact").Field("paths"), Msg: strings.TrimPrefix(rerr.Error(), "redact: ")})
+			}
+			r.redactor = red
+		}
+		if id := e.Idempotency; id != nil {
+			r.idem = &idemPolicy{
+				header: strings.ToLower(id.Header), methods: id.IdempotentMethods(), required: id.Required,
+				ttl: id.TTL.D(), lock: id.LockTimeout.D(), failOpen: id.FailureMode == config.FailOpen,
+				scope: append([]string{"authorization"}, id.ScopeHeaders...),
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return rt, nil
+}
+
+// loadContract reads and compiles a route's document, sharing the result
+// between routes that use the same one.
+func loadContract(ctx context.Context, o *config.RouteOpenAPI, cache map[[32]byte]*openapi.Contract) (*openapi.Contract, error) {
+	src := openapi.Source{Data: []byte(o.Spec)}
+	if o.File != "" {
+		data, err := os.ReadFile(o.File.String())
+		if err != nil {
+			return nil, &openapi.LoadError{Msg: fmt.Sprintf("cannot read %s: %v", o.File, unwrapPath(err))}
+		}
+		src = openapi.Source{Data: data, File: o.File.String()}
+	}
+	key := sha256.Sum256(append([]byte(src.File+"\x00"+o.BasePath+"\x00"), src.Data...))
+	if c, ok := cache[key]; ok {
+		return c, nil
+	}
+	c, err := openapi.Load(ctx, src, o.BasePath)
+	if err != nil {
+		return nil, err
+	}
+	cache[key] = c
+	return c, nil
+}
+
+func unwrapPath(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+// contractError locates a document problem: in the document file (file
+// and line) when it came from one, else at the line of the inline spec
+// that holds it.
+func contractError(cfg *config.Config, p config.Path, o *config.RouteOpenAPI, err error) *config.FieldError {
+	le, _ := err.(*openapi.LoadError)
+	if le == nil {
+		le = &openapi.LoadError{Msg: err.Error()}
+	}
+	if o.File != "" {
+		fe := &config.FieldError{Path: p.Field("file"), Msg: le.Msg}
+		if le.Line > 0 {
+			fe.Pos = config.Pos{File: o.File.String(), Line: le.Line}
+		}
+		return fe
+	}
+	fe := &config.FieldError{Path: p.Field("spec"), Msg: le.Msg}
+	if le.Line > 0 && cfg.Source != nil {
+		pos := cfg.Source.Locate(fe.Path)
+		if pos.Line > 0 {
+			// A block scalar (spec: |) starts on the line after its key.
+			if strings.Contains(o.Spec, "\n") {
+				pos.Line += le.Line
+			}
+			fe.Pos = pos
+			fe.Msg = fmt.Sprintf("%s (line %d of the document)", le.Msg, le.Line)
+		}
+	}
+	return fe
+}
+
+// lookup finds the route of a stream: the route name Envoy sends as a
+// request attribute (xds sets it to the route id), else a route id in the
+// metadata Envoy forwards, else host/path/method matching on the request
+// headers. source labels the metric.
+func (rt *runtime) lookup(attrID, metaID string, hs []hygiene.Header) (*route, string) {
+	unknown := false
+	for i, id := range []string{attrID, metaID} {
+		if id == "" {
+			continue
+		}
+		if r, ok := rt.routes[id]; ok {
+			if i == 0 {
+				return r, "attribute"
+			}
+			return r, "metadata"
+		}
+		unknown = true
+	}
+	if hs != nil {
+		req := routematch.Request{Header: func(name string) (string, bool) { return headerValue(hs, name) }}
+		req.Host, _ = headerValue(hs, ":authority")
+		req.Path, _ = headerValue(hs, ":path")
+		req.Method, _ = headerValue(hs, ":method")
+		if id, ok := rt.table.Match(req); ok {
+			if r, ok := rt.routes[id]; ok {
+				return r, "match"
+			}
+		}
+	}
+	if unknown {
+		return rt.none, "unknown_id"
+	}
+	return rt.none, "none"
+}
+
+func headerValue(hs []hygiene.Header, name string) (string, bool) {
+	for _, h := range hs {
+		if h.Name == name {
+			return h.Value, true
+		}
+	}
+	return "", false
+}
+
+// bodyMode converts a config body mode to Envoy's.
+func bodyMode(m config.BodyMode) extprocfilterv3.ProcessingMode_BodySendMode {
+	switch m {
+	case config.BodyBuffered:
+		return extprocfilterv3.ProcessingMode_BUFFERED
+	case config.BodyBufferedPartial:
+		return extprocfilterv3.ProcessingMode_BUFFERED_PARTIAL
+	case config.BodyStreamed:
+		return extprocfilterv3.ProcessingMode_STREAMED
+	}
+	return extprocfilterv3.ProcessingMode_NONE
+}
+
+func emptyTable() *routematch.Table {
+	t, _ := routematch.New(nil) // no routes: cannot fail
+	return t
+}

@@ -1,0 +1,192 @@
+package server
+
+import (
+	"context"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/xds/snapshot"
+)
+
+const (
+	protoSotW  = "sotw"
+	protoDelta = "delta"
+)
+
+// callbacks follow every stream: who is on it, what it was sent, and
+// what it accepted or rejected. go-control-plane calls them synchronously
+// on the stream's goroutine, before it acts on the request.
+type callbacks struct{ s *Server }
+
+func peerOf(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		return p.Addr.String()
+	}
+	return ""
+}
+
+func (c *callbacks) OnStreamOpen(ctx context.Context, id int64, _ string) error {
+	c.s.nodes.open(id, protoSotW, peerOf(ctx))
+	c.s.m.streams.WithLabelValues(protoSotW).Inc()
+	return nil
+}
+
+func (c *callbacks) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
+	c.s.nodes.open(id, protoDelta, peerOf(ctx))
+	c.s.m.streams.WithLabelValues(protoDelta).Inc()
+	return nil
+}
+
+func (c *callbacks) OnStreamClosed(id int64, _ *corev3.Node) {
+	c.s.m.streams.WithLabelValues(protoSotW).Dec()
+	c.s.closed(id)
+}
+
+func (c *callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
+	c.s.m.streams.WithLabelValues(protoDelta).Dec()
+	c.s.closed(id)
+}
+
+// closed forgets a node's snapshot when its last stream ends, so that
+// the caches hold only connected nodes.
+func (s *Server) closed(id int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.nodes.close(id)
+	if n == nil {
+		return
+	}
+	s.cacheFor(n.flavour).ClearSnapshot(n.node.GetId())
+	n.snap = nil
+	s.m.nodeAcked.DeletePartialMatch(map[string]string{"node": n.node.GetId()})
+	s.m.nodeNacked.DeletePartialMatch(map[string]string{"node": n.node.GetId()})
+}
+
+// signIn binds a stream to its node on its first request and gives the
+// node its snapshot before the cache sees the request.
+func (s *Server) signIn(id int64, n *corev3.Node) (*nodeState, error) {
+	if n.GetId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "xds: node.id is required (Envoy: --service-node or node.id in the bootstrap)")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ns, first := s.nodes.bind(id, n)
+	if ns == nil {
+		return nil, status.Error(codes.Internal, "xds: unknown stream")
+	}
+	if first {
+		s.log.Info("xds node connected", "node", n.GetId(), "cluster", n.GetCluster(), "user_agent", n.GetUserAgentName(), "flavour", ns.flavour)
+	}
+	s.assignLocked(ns)
+	return ns, nil
+}
+
+func (c *callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
+	st, version, answered := c.s.nodes.answer(id, req.GetTypeUrl(), req.GetResponseNonce())
+	if st != nil && st.node == nil {
+		if _, err := c.s.signIn(id, req.GetNode()); err != nil {
+			return err
+		}
+		return nil
+	}
+	if !answered || st == nil || st.node == nil {
+		return nil
+	}
+	if req.GetErrorDetail() != nil {
+		c.s.nacked(st.node, req.GetTypeUrl(), version, req.GetErrorDetail().GetMessage())
+		// The request names the last version the node accepted; the
+		// cache would answer it with the rejected snapshot at once, and
+		// again after every NACK. Tell it the node holds the rejected
+		// version, so the watch waits for a new one.
+		req.VersionInfo = version
+		return nil
+	}
+	c.s.acked(st.node, req.GetTypeUrl(), req.GetVersionInfo())
+	return nil
+}
+
+func (c *callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+	st, version, answered := c.s.nodes.answer(id, req.GetTypeUrl(), req.GetResponseNonce())
+	if st != nil && st.node == nil {
+		_, err := c.s.signIn(id, req.GetNode())
+		return err
+	}
+	if !answered || st == nil || st.node == nil {
+		return nil
+	}
+	if req.GetErrorDetail() != nil {
+		// Delta streams remember what they sent, so a NACK is not
+		// answered with the same resources again.
+		c.s.nacked(st.node, req.GetTypeUrl(), version, req.GetErrorDetail().GetMessage())
+		return nil
+	}
+	c.s.acked(st.node, req.GetTypeUrl(), version)
+	return nil
+}
+
+func (c *callbacks) OnStreamResponse(_ context.Context, id int64, req *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+	typ := snapshot.ShortType(resp.GetTypeUrl())
+	c.s.m.responses.WithLabelValues(typ, protoSotW).Inc()
+	c.s.m.resourcesSent.WithLabelValues(typ, protoSotW).Add(float64(len(resp.GetResources())))
+	c.s.nodes.sent(id, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo(), len(resp.GetResources()))
+}
+
+func (c *callbacks) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
+	typ := snapshot.ShortType(resp.GetTypeUrl())
+	c.s.m.responses.WithLabelValues(typ, protoDelta).Inc()
+	c.s.m.resourcesSent.WithLabelValues(typ, protoDelta).Add(float64(len(resp.GetResources())))
+	c.s.nodes.sent(id, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo(), len(resp.GetResources()))
+}
+
+func (c *callbacks) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) error {
+	return status.Error(codes.Unimplemented, "xds: REST fetch is not served; use ADS")
+}
+
+func (c *callbacks) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {}
+
+func (s *Server) acked(n *nodeState, typeURL, version string) {
+	typ := snapshot.ShortType(typeURL)
+	s.m.acks.WithLabelValues(typ).Inc()
+	prev := s.nodes.ack(n, typeURL, version)
+	id := n.node.GetId()
+	s.mu.Lock()
+	group := n.group
+	s.mu.Unlock()
+	if prev != version {
+		s.m.nodeAcked.DeletePartialMatch(map[string]string{"node": id, "type": typ})
+		s.m.nodeAcked.WithLabelValues(id, group, typ, version).Set(1)
+	}
+	s.m.nodeNacked.WithLabelValues(id, typ).Set(0)
+}
+
+// nacked logs, counts and audits a rejection, with the config elements
+// that produced the rejected resources.
+func (s *Server) nacked(n *nodeState, typeURL, version, detail string) {
+	typ := snapshot.ShortType(typeURL)
+	s.m.nacks.WithLabelValues(typ).Inc()
+	s.m.nodeNacked.WithLabelValues(n.node.GetId(), typ).Set(1)
+	s.mu.Lock()
+	set := s.set
+	s.mu.Unlock()
+	origins := mapDetail(set, detail)
+	ns := &NackStatus{Version: version, Detail: truncate(detail, maxDetail), At: nowUTC(), Origins: origins}
+	if !s.nodes.nack(n, typeURL, ns) {
+		return
+	}
+	where := describeOrigins(origins)
+	s.log.Error("xds NACK: a node rejected the config; it keeps its last accepted version until the config changes",
+		"node", n.node.GetId(), "cluster", n.node.GetCluster(), "type", typ, "version", version,
+		"detail", ns.Detail, "config", where)
+	if s.audit != nil {
+		d := typ + ": " + ns.Detail
+		if where != "" {
+			d += " (config: " + where + ")"
+		}
+		s.audit.Record(audit.Event{Kind: audit.KindXDSNack, Node: n.node.GetId(), Version: version, Detail: d})
+	}
+}

@@ -1,0 +1,316 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+
+	"github.com/gatehouse/gatehouse/xds/snapshot"
+	"github.com/gatehouse/gatehouse/xds/translate"
+)
+
+// maxGone bounds how many disconnected nodes /xds/nodes remembers, so
+// that a node that NACKed and went away can still be investigated.
+const maxGone = 256
+
+// tracker knows every stream and node. Its lock is taken after s.mu.
+type tracker struct {
+	mu      sync.Mutex
+	streams map[int64]*streamState
+	nodes   map[string]*nodeState
+	gone    []*nodeState
+}
+
+type streamState struct {
+	id       int64
+	protocol string
+	peer     string
+	node     *nodeState
+	// sent holds, per type URL, the nonce and version of the last
+	// response: a request answering that nonce ACKs or NACKs it.
+	sent map[string]sentResponse
+}
+
+type sentResponse struct {
+	nonce, version string
+}
+
+type nodeState struct {
+	node        *corev3.Node
+	flavour     snapshot.Flavour
+	group       string
+	protocol    string
+	peer        string
+	streams     int
+	connectedAt time.Time
+	lastSeen    time.Time
+	types       map[string]*TypeStatus
+
+	// snap is the snapshot the cache holds for the node (s.mu).
+	snap *cachev3.Snapshot
+}
+
+// TypeStatus is what one node was sent and accepted of one resource type.
+type TypeStatus struct {
+	Sent      string      `json:"sent,omitempty"`
+	SentAt    *time.Time  `json:"sentAt,omitempty"`
+	Resources int         `json:"resources"`
+	Acked     string      `json:"acked,omitempty"`
+	AckedAt   *time.Time  `json:"ackedAt,omitempty"`
+	Current   string      `json:"current,omitempty"`
+	InSync    bool        `json:"inSync"`
+	Nack      *NackStatus `json:"nack,omitempty"`
+}
+
+// NackStatus is the last rejection of a type by a node.
+type NackStatus struct {
+	Version string    `json:"version"`
+	Detail  string    `json:"detail"`
+	At      time.Time `json:"at"`
+	// Origins are the config elements named in the detail.
+	Origins []translate.Origin `json:"origins,omitempty"`
+}
+
+func newTracker() *tracker {
+	return &tracker{streams: map[int64]*streamState{}, nodes: map[string]*nodeState{}}
+}
+
+func (t *tracker) open(id int64, protocol, peer string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.streams[id] = &streamState{id: id, protocol: protocol, peer: peer, sent: map[string]sentResponse{}}
+}
+
+// bind attaches a stream to its node on the stream's first request, and
+// returns the node and whether this is the node's first open stream.
+func (t *tracker) bind(id int64, n *corev3.Node) (*nodeState, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.streams[id]
+	if st == nil || st.node != nil {
+		if st != nil {
+			return st.node, false
+		}
+		return nil, false
+	}
+	now := time.Now()
+	ns := t.nodes[n.GetId()]
+	first := ns == nil
+	if first {
+		ns = &nodeState{node: n, flavour: flavourOf(n), connectedAt: now, types: map[string]*TypeStatus{}}
+		t.nodes[n.GetId()] = ns
+		t.forgetGone(n.GetId())
+	}
+	ns.streams++
+	ns.protocol, ns.peer, ns.lastSeen = st.protocol, st.peer, now
+	st.node = ns
+	return ns, first
+}
+
+// close ends a stream and returns its node when that was its last one.
+func (t *tracker) close(id int64) *nodeState {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.streams[id]
+	delete(t.streams, id)
+	if st == nil || st.node == nil {
+		return nil
+	}
+	ns := st.node
+	ns.streams--
+	ns.lastSeen = time.Now()
+	if ns.streams > 0 {
+		return nil
+	}
+	delete(t.nodes, ns.node.GetId())
+	t.gone = append(t.gone, ns)
+	if len(t.gone) > maxGone {
+		t.gone = t.gone[len(t.gone)-maxGone:]
+	}
+	return ns
+}
+
+func (t *tracker) forgetGone(id string) {
+	for i, g := range t.gone {
+		if g.node.GetId() == id {
+			t.gone = append(t.gone[:i], t.gone[i+1:]...)
+			return
+		}
+	}
+}
+
+func (t *tracker) connected() []*nodeState {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]*nodeState, 0, len(t.nodes))
+	for _, n := range t.nodes {
+		out = append(out, n)
+	}
+	return out
+}
+
+// sent records a response on a stream.
+func (t *tracker) sent(id int64, typeURL, nonce, version string, resources int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.streams[id]
+	if st == nil {
+		return
+	}
+	st.sent[typeURL] = sentResponse{nonce: nonce, version: version}
+	if st.node == nil {
+		return
+	}
+	ts := st.node.typeStatus(typeURL)
+	now := time.Now()
+	ts.Sent, ts.SentAt, ts.Resources = version, &now, resources
+}
+
+// answer resolves the nonce of a request to the version it answers. ok
+// is false for a first request or a stale nonce.
+func (t *tracker) answer(id int64, typeURL, nonce string) (st *streamState, version string, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st = t.streams[id]
+	if st == nil || nonce == "" {
+		return st, "", false
+	}
+	s, found := st.sent[typeURL]
+	if !found || s.nonce != nonce {
+		return st, "", false
+	}
+	if st.node != nil {
+		st.node.lastSeen = time.Now()
+	}
+	return st, s.version, true
+}
+
+func (n *nodeState) typeStatus(typeURL string) *TypeStatus {
+	key := snapshot.ShortType(typeURL)
+	ts := n.types[key]
+	if ts == nil {
+		ts = &TypeStatus{}
+		n.types[key] = ts
+	}
+	return ts
+}
+
+// ack records that a node accepted version; it returns the previous
+// acked version.
+func (t *tracker) ack(n *nodeState, typeURL, version string) (prev string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ts := n.typeStatus(typeURL)
+	prev = ts.Acked
+	now := time.Now()
+	ts.Acked, ts.AckedAt, ts.Nack = version, &now, nil
+	return prev
+}
+
+// nack records a rejection; it reports whether it is news (not the
+// same version rejected again).
+func (t *tracker) nack(n *nodeState, typeURL string, ns *NackStatus) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ts := n.typeStatus(typeURL)
+	news := ts.Nack == nil || ts.Nack.Version != ns.Version
+	ts.Nack = ns
+	return news
+}
+
+// NodeStatus is one node as /xds/nodes shows it.
+type NodeStatus struct {
+	ID          string                 `json:"id"`
+	Cluster     string                 `json:"cluster,omitempty"`
+	Group       string                 `json:"group"`
+	Flavour     snapshot.Flavour       `json:"flavour"`
+	UserAgent   string                 `json:"userAgent,omitempty"`
+	Protocol    string                 `json:"protocol"`
+	Peer        string                 `json:"peer,omitempty"`
+	Connected   bool                   `json:"connected"`
+	Streams     int                    `json:"streams"`
+	ConnectedAt time.Time              `json:"connectedAt"`
+	LastSeen    time.Time              `json:"lastSeen"`
+	Types       map[string]*TypeStatus `json:"types"`
+}
+
+// NodesReport is the /xds/nodes body.
+type NodesReport struct {
+	Version string       `json:"version"`
+	Nodes   []NodeStatus `json:"nodes"`
+}
+
+// Nodes reports every connected node, and recently disconnected ones.
+func (s *Server) Nodes() NodesReport {
+	s.mu.Lock() // n.snap and n.group are written under s.mu
+	defer s.mu.Unlock()
+	set := s.set
+	t := s.nodes
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	rep := NodesReport{Nodes: []NodeStatus{}}
+	if set != nil {
+		rep.Version = set.Version
+	}
+	add := func(n *nodeState, connected bool) {
+		ns := NodeStatus{
+			ID: n.node.GetId(), Cluster: n.node.GetCluster(), Group: n.group, Flavour: n.flavour,
+			UserAgent: n.node.GetUserAgentName(), Protocol: n.protocol, Peer: n.peer,
+			Connected: connected, Streams: n.streams, ConnectedAt: n.connectedAt, LastSeen: n.lastSeen,
+			Types: map[string]*TypeStatus{},
+		}
+		for _, typ := range snapshot.TypeURLs {
+			k := snapshot.ShortType(typ)
+			ts, ok := n.types[k]
+			if !ok {
+				continue
+			}
+			c := *ts
+			if n.snap != nil && connected {
+				c.Current = n.snap.GetVersion(typ)
+				c.InSync = c.Acked != "" && c.Acked == c.Current
+			}
+			ns.Types[k] = &c
+		}
+		rep.Nodes = append(rep.Nodes, ns)
+	}
+	for _, n := range t.nodes {
+		add(n, true)
+	}
+	for _, n := range t.gone {
+		add(n, false)
+	}
+	sort.Slice(rep.Nodes, func(i, j int) bool {
+		a, b := rep.Nodes[i], rep.Nodes[j]
+		if a.Connected != b.Connected {
+			return a.Connected
+		}
+		return a.ID < b.ID
+	})
+	return rep
+}
+
+// NodesHandler serves /xds/nodes as JSON.
+func (s *Server) NodesHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rep := s.Nodes()
+		if id := r.URL.Query().Get("node"); id != "" {
+			var only []NodeStatus
+			for _, n := range rep.Nodes {
+				if n.ID == id {
+					only = append(only, n)
+				}
+			}
+			rep.Nodes = only
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(rep)
+	})
+}

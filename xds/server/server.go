@@ -1,0 +1,188 @@
+// Package server serves gatehouse's snapshots over ADS, State-of-the-World
+// and Delta on one gRPC service, and tracks what every connected node was
+// sent, acknowledged and rejected.
+//
+// Each node gets the snapshot of its group (xds.nodeGroups, by node id or
+// node cluster) and flavour: Envoy proxies get the http listeners,
+// proxyless gRPC clients (recognised by the node's user agent) the grpc API
+// listeners. Snapshots are keyed by node id in go-control-plane's cache, so
+// a reload that moves a node to another group takes effect at once.
+//
+// A NACKed version is not re-sent: go-control-plane's State-of-the-World
+// cache would answer the NACK (which carries the last accepted version)
+// with the same rejected snapshot at once, in a loop. The callbacks tell
+// the cache that the node holds the rejected version, so the watch waits
+// for the next config change. Delta streams need no help: their state
+// already records what was sent.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+
+	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/xds/snapshot"
+)
+
+// Options build a Server.
+type Options struct {
+	Logger  *slog.Logger
+	Metrics prometheus.Registerer
+	Audit   audit.Recorder
+}
+
+// Server is the ADS server.
+type Server struct {
+	log   *slog.Logger
+	audit audit.Recorder
+	m     *metrics
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	xds    serverv3.Server
+	envoy  cachev3.SnapshotCache
+	grpc   cachev3.SnapshotCache
+
+	// mu orders pushes and node sign-ins, so that a node signing in
+	// during a push gets the newest snapshot.
+	mu    sync.Mutex
+	set   *snapshot.Set
+	nodes *tracker
+}
+
+// New builds the server. It serves nothing until the first Push.
+func New(o Options) (*Server, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(o.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{log: o.Logger, audit: o.Audit, m: m, ctx: ctx, cancel: cancel}
+	s.nodes = newTracker()
+	logger := cacheLogger{s.log}
+	// Envoy gets the strict ADS cache: responses ordered clusters →
+	// endpoints → listeners → routes, and RDS/EDS answered only once the
+	// request names everything, so a route never arrives before its
+	// cluster. gRPC clients request exactly the names they use, which
+	// the strict cache would never answer.
+	s.envoy = cachev3.NewSnapshotCache(true, nodeID{}, logger)
+	s.grpc = cachev3.NewSnapshotCache(false, nodeID{}, logger)
+	s.xds = serverv3.NewServer(ctx, &byFlavour{s: s}, &callbacks{s: s})
+	return s, nil
+}
+
+// Register adds the ADS service (State-of-the-World and Delta) to g.
+func (s *Server) Register(g *grpc.Server) {
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+}
+
+// Close ends every stream.
+func (s *Server) Close() { s.cancel() }
+
+// Current returns the set being served, or nil before the first push.
+func (s *Server) Current() *snapshot.Set {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.set
+}
+
+// Push makes set the served config and sends every connected node the
+// snapshot of its group, when it differs from the one it has. A push of
+// the same content sends nothing.
+func (s *Server) Push(set *snapshot.Set) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	same := s.set != nil && s.set.Version == set.Version
+	s.set = set // the new set's origins carry the current file:line
+	if same {
+		return
+	}
+	s.m.version.Reset()
+	s.m.version.WithLabelValues(set.Version).Set(1)
+	for _, n := range s.nodes.connected() {
+		s.assignLocked(n)
+	}
+}
+
+// assignLocked gives a node the snapshot of its group under the current
+// set. s.mu is held.
+func (s *Server) assignLocked(n *nodeState) {
+	if s.set == nil {
+		return
+	}
+	g := s.set.GroupOf(n.node)
+	snap := g.Snapshot(n.flavour)
+	if n.snap == snap {
+		return
+	}
+	n.group = g.Name
+	n.snap = snap
+	if err := s.cacheFor(n.flavour).SetSnapshot(s.ctx, n.node.GetId(), snap); err != nil {
+		s.log.Error("xds: set snapshot", "node", n.node.GetId(), "err", err)
+		return
+	}
+	s.m.pushes.Inc()
+}
+
+func (s *Server) cacheFor(f snapshot.Flavour) cachev3.SnapshotCache {
+	if f == snapshot.GRPC {
+		return s.grpc
+	}
+	return s.envoy
+}
+
+// flavourOf tells proxyless gRPC clients (user agent "gRPC Go", "gRPC
+// Java", ...) from Envoy proxies.
+func flavourOf(n *corev3.Node) snapshot.Flavour {
+	if strings.HasPrefix(strings.ToLower(n.GetUserAgentName()), "grpc") {
+		return snapshot.GRPC
+	}
+	return snapshot.Envoy
+}
+
+// nodeID keys the caches by node id: each node holds its group's
+// snapshot (shared, not copied).
+type nodeID struct{}
+
+func (nodeID) ID(n *corev3.Node) string { return n.GetId() }
+
+// byFlavour sends each request to the cache of its client's flavour.
+type byFlavour struct{ s *Server }
+
+func (b *byFlavour) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch chan cachev3.Response) (func(), error) {
+	return b.s.cacheFor(flavourOf(req.GetNode())).CreateWatch(req, sub, ch)
+}
+
+func (b *byFlavour) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, ch chan cachev3.DeltaResponse) (func(), error) {
+	return b.s.cacheFor(flavourOf(req.GetNode())).CreateDeltaWatch(req, sub, ch)
+}
+
+func (b *byFlavour) Fetch(context.Context, *cachev3.Request) (cachev3.Response, error) {
+	return nil, errors.New("xds: REST fetch is not served; use ADS")
+}
+
+// cacheLogger routes go-control-plane's logs to slog at debug level
+// (its Info lines are per watch, far too many for info).
+type cacheLogger struct{ l *slog.Logger }
+
+func (c cacheLogger) Debugf(format string, args ...any) {}
+func (c cacheLogger) Infof(format string, args ...any)  {}
+func (c cacheLogger) Warnf(format string, args ...any) {
+	c.l.Debug("xds cache: " + sprintf(format, args...))
+}
+func (c cacheLogger) Errorf(format string, args ...any) {
+	c.l.Warn("xds cache: " + sprintf(format, args...))
+}

@@ -1,0 +1,381 @@
+// Package snapshot turns translated resources into go-control-plane
+// snapshots, one per node group and kind of client, and checks them before
+// anything is pushed: every resource passes its generated ValidateAll()
+// rules and every snapshot is Consistent().
+//
+// Versions are content hashes: a resource's version is the hash of its
+// deterministic encoding, a type's version the hash of its resources'
+// names and versions. The same config gives the same versions on every
+// replica, and a reload that changes nothing changes no version, so
+// nothing is pushed.
+package snapshot
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/xds/translate"
+)
+
+// Flavour is the kind of xDS client a snapshot is for.
+type Flavour string
+
+// Flavours.
+const (
+	// Envoy proxies receive the http listeners.
+	Envoy Flavour = "envoy"
+	// GRPC is proxyless gRPC clients: they receive the grpc (API)
+	// listeners.
+	GRPC Flavour = "grpc"
+)
+
+// TypeURLs are the resource types gatehouse serves, in the order Envoy
+// wants them applied (clusters before the listeners and routes that use
+// them).
+var TypeURLs = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType}
+
+// ShortType names a type URL for metrics, logs and /xds/nodes.
+func ShortType(typeURL string) string {
+	switch typeURL {
+	case resourcev3.ClusterType:
+		return "clusters"
+	case resourcev3.EndpointType:
+		return "endpoints"
+	case resourcev3.ListenerType:
+		return "listeners"
+	case resourcev3.RouteType:
+		return "routes"
+	}
+	return "other"
+}
+
+// Set is everything one config serves: the resources, and a snapshot per
+// node group and flavour. It is immutable once built.
+type Set struct {
+	// Version is the hash of every resource of the config.
+	Version string
+	// Resources are the translated resources (with their origins).
+	Resources *translate.Resources
+
+	groups   map[string]*Group
+	byID     map[string]string
+	byClust  map[string]string
+	defGroup string
+	// hashes holds each resource's version by type URL and name.
+	hashes map[string]map[string]string
+	// sizes holds each resource's encoded size by type URL and name.
+	sizes map[string]map[string]int
+	// served holds the pre-encoded shells served in place of route
+	// configurations and load assignments (see preEncoded).
+	served map[types.Resource]types.Resource
+	// maxMessage is the largest response the ADS server may send.
+	maxMessage int
+}
+
+// Group is the snapshots of one node group.
+type Group struct {
+	Name string
+	// Listeners are the gatehouse listener names the group receives; nil
+	// means all.
+	Listeners []string
+	snaps     map[Flavour]*cachev3.Snapshot
+}
+
+// Snapshot returns the group's snapshot for a flavour of client.
+func (g *Group) Snapshot(f Flavour) *cachev3.Snapshot { return g.snaps[f] }
+
+// Build validates res and makes the snapshots of every node group of cfg.
+// An error lists every resource that fails validation, with the config
+// element it came from; nothing of an invalid set is ever served.
+func Build(cfg *config.Config, res *translate.Resources) (*Set, error) {
+	s := &Set{
+		Resources: res,
+		groups:    map[string]*Group{},
+		byID:      map[string]string{},
+		byClust:   map[string]string{},
+		defGroup:  config.DefaultNodeGroup,
+		hashes:    map[string]map[string]string{},
+		sizes:     map[string]map[string]int{},
+		served:    map[types.Resource]types.Resource{},
+		// A limit of 0 (a config built in Go, not loaded) means 4MiB,
+		// gRPC's default.
+		maxMessage: 4 << 20,
+	}
+	if cfg.Server.GRPC.MaxSendMessageSize > 0 {
+		s.maxMessage = int(cfg.Server.GRPC.MaxSendMessageSize)
+	}
+	if err := validateAll(res); err != nil {
+		return nil, err
+	}
+	if err := s.hashAll(res); err != nil {
+		return nil, err
+	}
+	var groups []config.NodeGroup
+	if cfg.XDS != nil {
+		groups = cfg.XDS.NodeGroups
+		if cfg.XDS.DefaultGroup != "" {
+			s.defGroup = cfg.XDS.DefaultGroup
+		}
+	}
+	if err := s.addGroup(config.DefaultNodeGroup, nil); err != nil {
+		return nil, err
+	}
+	for _, g := range groups {
+		if err := s.addGroup(g.Name, g.Listeners); err != nil {
+			return nil, err
+		}
+		for _, id := range g.NodeIDs {
+			s.byID[id] = g.Name
+		}
+		for _, c := range g.NodeClusters {
+			s.byClust[c] = g.Name
+		}
+	}
+	if _, ok := s.groups[s.defGroup]; !ok {
+		return nil, fmt.Errorf("xds.defaultGroup: no node group is named %q", s.defGroup)
+	}
+	s.Version = s.fingerprint()
+	return s, nil
+}
+
+// validateAll runs the generated validation rules of every resource. Each
+// problem is reported at the config element the resource came from.
+func validateAll(res *translate.Resources) error {
+	var errs config.Errors
+	d := &deepValidator{seen: map[string]error{}}
+	check := func(name string, err error) {
+		if err == nil {
+			return
+		}
+		p := config.Path("xds")
+		if os := res.Origins[name]; len(os) > 0 {
+			p = os[0].Path
+		}
+		errs.Add(p, "the Envoy resource %q would be invalid: %v", name, err)
+	}
+	for _, l := range res.Listeners {
+		check(l.GetName(), d.validate(l, 0))
+	}
+	for _, r := range res.Routes {
+		check(r.GetName(), d.validate(r, 0))
+	}
+	for _, c := range res.Clusters {
+		check(c.GetName(), d.validate(c, 0))
+	}
+	for _, e := range res.Endpoints {
+		check(e.GetClusterName(), d.validate(e, 0))
+	}
+	return errs.Err()
+}
+
+var deterministic = proto.MarshalOptions{Deterministic: true}
+
+func hashOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:12])
+}
+
+// hashAll computes each resource's version once; every group's snapshot
+// reuses them.
+func (s *Set) hashAll(res *translate.Resources) error {
+	all := sha256.New()
+	for _, typ := range TypeURLs {
+		m := map[string]string{}
+		sz := map[string]int{}
+		for _, r := range resourcesOf(res, typ) {
+			b, err := deterministic.Marshal(r)
+			if err != nil {
+				return fmt.Errorf("encode %s: %w", cachev3.GetResourceName(r), err)
+			}
+			name := cachev3.GetResourceName(r)
+			if _, dup := m[name]; dup {
+				return fmt.Errorf("two %s resources are named %q", ShortType(typ), name)
+			}
+			m[name] = hashOf(b)
+			sz[name] = len(b)
+			if typ == resourcev3.RouteType || typ == resourcev3.EndpointType {
+				shell, err := preEncoded(r, b)
+				if err != nil {
+					return fmt.Errorf("encode %s: %w", name, err)
+				}
+				s.served[r] = shell
+			}
+			fmt.Fprintf(all, "%s\x00%s\x00%s\n", typ, name, m[name])
+		}
+		s.hashes[typ] = m
+		s.sizes[typ] = sz
+	}
+	s.Version = hex.EncodeToString(all.Sum(nil)[:12])
+	return nil
+}
+
+// fingerprint is the set's version: its resources and who gets which of
+// them, so that a change of group membership alone is a new version too.
+func (s *Set) fingerprint() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "resources %s\ndefault %s\n", s.Version, s.defGroup)
+	for _, name := range s.Groups() {
+		g := s.groups[name]
+		fmt.Fprintf(h, "group %s", name)
+		for _, f := range []Flavour{Envoy, GRPC} {
+			for _, typ := range TypeURLs {
+				fmt.Fprintf(h, " %s", g.snaps[f].GetVersion(typ))
+			}
+		}
+		fmt.Fprintln(h)
+	}
+	for _, m := range []map[string]string{s.byID, s.byClust} {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(h, "member %q %s\n", k, m[k])
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+func resourcesOf(res *translate.Resources, typeURL string) []types.Resource {
+	var out []types.Resource
+	switch typeURL {
+	case resourcev3.ListenerType:
+		for _, r := range res.Listeners {
+			out = append(out, r)
+		}
+	case resourcev3.RouteType:
+		for _, r := range res.Routes {
+			out = append(out, r)
+		}
+	case resourcev3.ClusterType:
+		for _, r := range res.Clusters {
+			out = append(out, r)
+		}
+	case resourcev3.EndpointType:
+		for _, r := range res.Endpoints {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (s *Set) addGroup(name string, listeners []string) error {
+	g := &Group{Name: name, Listeners: listeners, snaps: map[Flavour]*cachev3.Snapshot{}}
+	for _, fk := range []struct {
+		f    Flavour
+		kind config.ListenerKind
+	}{{Envoy, config.ListenerHTTP}, {GRPC, config.ListenerGRPC}} {
+		f := fk.f
+		snap, err := s.snapshot(s.Resources.Subset(listeners, fk.kind), f)
+		if err != nil {
+			var errs config.Errors
+			if errors.As(err, &errs) {
+				return err
+			}
+			return fmt.Errorf("node group %q (%s clients): %w", name, f, err)
+		}
+		g.snaps[f] = snap
+	}
+	s.groups[name] = g
+	return nil
+}
+
+// snapshot assembles one snapshot with per-type content versions and the
+// per-resource version map Delta xDS compares, so that go-control-plane
+// never has to re-encode resources to find what changed.
+func (s *Set) snapshot(sub *translate.Resources, f Flavour) (*cachev3.Snapshot, error) {
+	if err := consistent(sub); err != nil {
+		return nil, fmt.Errorf("inconsistent snapshot: %w", err)
+	}
+	snap := &cachev3.Snapshot{VersionMap: map[string]map[string]string{}}
+	for _, typ := range TypeURLs {
+		items := resourcesOf(sub, typ)
+		names := make([]string, 0, len(items))
+		vm := make(map[string]string, len(items))
+		total := 0
+		for _, r := range items {
+			name := cachev3.GetResourceName(r)
+			names = append(names, name)
+			vm[name] = s.hashes[typ][name]
+			total += s.sizes[typ][name] + len(typ) + 16 // Any wrapping
+		}
+		if total > s.maxMessage {
+			// A State-of-the-World response carries every resource of a
+			// type; one that cannot be sent would leave nodes without
+			// config, so it is refused here, before anything is pushed.
+			return nil, config.Errors{{Path: "server.grpc.maxSendMessageSize", Msg: fmt.Sprintf(
+				"the %s of this config encode to %s, more than the largest message the ADS server may send (%s); raise server.grpc.maxSendMessageSize (Envoy accepts large xDS messages; proxyless gRPC clients take 4MiB unless told otherwise) or split the routes over listeners",
+				ShortType(typ), config.ByteSize(total), config.ByteSize(s.maxMessage))}}
+		}
+		sort.Strings(names)
+		h := sha256.New()
+		for _, n := range names {
+			fmt.Fprintf(h, "%s\x00%s\n", n, vm[n])
+		}
+		version := hex.EncodeToString(h.Sum(nil)[:8])
+		for i, r := range items {
+			if shell, ok := s.served[r]; ok {
+				items[i] = shell
+			}
+		}
+		snap.Resources[cachev3.GetResponseType(typ)] = cachev3.NewResources(version, items)
+		snap.VersionMap[typ] = vm
+	}
+	// Types gatehouse does not serve still need a (empty) version map.
+	for i := range types.UnknownType {
+		typ, err := cachev3.GetResponseTypeURL(i)
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := snap.VersionMap[typ]; !ok {
+			snap.VersionMap[typ] = map[string]string{}
+		}
+	}
+	// go-control-plane's own check too; it cannot see the route
+	// configurations of API listeners, so gRPC snapshots rely on ours.
+	if f == Envoy {
+		if err := snap.Consistent(); err != nil {
+			return nil, fmt.Errorf("inconsistent snapshot: %w", err)
+		}
+	}
+	return snap, nil
+}
+
+// GroupOf returns the group a node belongs to: by node id, else by node
+// cluster, else the default group.
+func (s *Set) GroupOf(node *corev3.Node) *Group {
+	if g, ok := s.byID[node.GetId()]; ok {
+		return s.groups[g]
+	}
+	if g, ok := s.byClust[node.GetCluster()]; ok {
+		return s.groups[g]
+	}
+	return s.groups[s.defGroup]
+}
+
+// Group returns the named group, or nil.
+func (s *Set) Group(name string) *Group { return s.groups[name] }
+
+// Groups lists the group names, sorted.
+func (s *Set) Groups() []string {
+	out := make([]string, 0, len(s.groups))
+	for n := range s.groups {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ResourceVersion returns a resource's content version, or "".
+func (s *Set) ResourceVersion(typeURL, name string) string { return s.hashes[typeURL][name] }

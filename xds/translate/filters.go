@@ -1,0 +1,264 @@
+package translate
+
+import (
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	ratelimitconfv3 "github.com/envoyproxy/go-control-plane/envoy/config/ratelimit/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/contract"
+)
+
+// Filter names. ext_authz's and ext_proc's come from the contract: Envoy
+// stores ext_authz's dynamic metadata under the filter's name, and the
+// rate limit actions read it from there.
+const (
+	filterExtProc   = contract.ExtProcFilterName
+	filterExtAuthz  = contract.AuthzFilterName
+	filterRateLimit = "envoy.filters.http.ratelimit"
+	filterRouter    = "envoy.filters.http.router"
+)
+
+// anonymousSubject is the subject descriptor value when ext_authz emitted
+// none (a route without authz): without a default Envoy would drop the
+// whole descriptor and the route would go unlimited.
+const anonymousSubject = contract.AnonymousTier
+
+// routeNeeds is what each component asked of Envoy for one route, read
+// once from the owners' methods (internal/config/needs.go).
+type routeNeeds struct {
+	authzOn, extprocOn, ratelimitOn bool
+	authz                           config.AuthzNeeds
+	extproc                         config.ExtProcNeeds
+	ratelimit                       config.RateLimitNeeds
+}
+
+func needsOf(cfg *config.Config, r *config.Route) routeNeeds {
+	n := routeNeeds{authzOn: cfg.Authz != nil, extprocOn: cfg.ExtProc != nil, ratelimitOn: cfg.RateLimit != nil}
+	if n.authzOn {
+		n.authz = r.AuthzNeeds(cfg)
+	}
+	if n.extprocOn {
+		n.extproc = r.ExtProcNeeds(cfg)
+	}
+	if n.ratelimitOn {
+		n.ratelimit = r.RateLimitNeeds(cfg)
+	}
+	return n
+}
+
+// authzRuns reports whether ext_authz checks the route's requests, and so
+// overwrites the identity headers.
+func (n *routeNeeds) authzRuns() bool { return n.authzOn && !n.authz.Disabled }
+
+func grpcService(component string, timeout config.Duration) *corev3.GrpcService {
+	return &corev3.GrpcService{
+		TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
+			ClusterName: ServiceClusterName(component),
+		}},
+		Timeout: durationpb.New(timeout.D()),
+	}
+}
+
+// httpFilters is the filter chain of an HTTP listener: ext_proc →
+// ext_authz → ratelimit → router, each present when its component is
+// configured. Filter-level settings are the defaults for requests that
+// match no route; every route carries its own per-route config.
+func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
+	cfg := t.cfg
+	svc := config.XDSServices{}
+	if cfg.XDS != nil {
+		svc = cfg.XDS.Services
+	}
+	var out []*hcmv3.HttpFilter
+	add := func(name string, m protoMessage) error {
+		a, err := toAny(m)
+		if err != nil {
+			return err
+		}
+		out = append(out, &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}})
+		return nil
+	}
+	if cfg.ExtProc != nil {
+		if err := add(filterExtProc, &extprocv3.ExternalProcessor{
+			GrpcService:      grpcService(config.ComponentExtProc, svc.ExtProcMessageTimeout),
+			FailureModeAllow: svc.ExtProcFailureMode == config.FailOpen,
+			// Nothing is sent unless a route's override asks for it, so
+			// a route without processors costs Envoy nothing.
+			ProcessingMode: &extprocv3.ProcessingMode{
+				RequestHeaderMode:   extprocv3.ProcessingMode_SKIP,
+				ResponseHeaderMode:  extprocv3.ProcessingMode_SKIP,
+				RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
+				ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
+			},
+			MessageTimeout:    durationpb.New(svc.ExtProcMessageTimeout.D()),
+			RequestAttributes: []string{contract.ExtProcRouteAttribute},
+		}); err != nil {
+			return nil, err
+		}
+		// ext_proc is off unless a route's config turns it on: most
+		// routes run no processor, and this way they carry no per-route
+		// config for it (a fifth of a large route table's size).
+		out[len(out)-1].Disabled = true
+	}
+	if cfg.Authz != nil {
+		if err := add(filterExtAuthz, &extauthzv3.ExtAuthz{
+			Services: &extauthzv3.ExtAuthz_GrpcService{
+				GrpcService: grpcService(config.ComponentAuthz, svc.AuthzTimeout),
+			},
+			TransportApiVersion: corev3.ApiVersion_V3,
+			FailureModeAllow:    svc.AuthzFailureMode == config.FailOpen,
+			// mTLS/SPIFFE identity needs the client certificate.
+			IncludePeerCertificate: true,
+		}); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.RateLimit != nil {
+		if err := add(filterRateLimit, &ratelimitv3.RateLimit{
+			Domain:          contract.RateLimitDomain,
+			Timeout:         durationpb.New(svc.RateLimitTimeout.D()),
+			FailureModeDeny: svc.RateLimitFailureMode == config.FailClosed,
+			RateLimitService: &ratelimitconfv3.RateLimitServiceConfig{
+				GrpcService:         grpcService(config.ComponentRateLimit, svc.RateLimitTimeout),
+				TransportApiVersion: corev3.ApiVersion_V3,
+			},
+			EnableXRatelimitHeaders: ratelimitv3.RateLimit_DRAFT_VERSION_03,
+		}); err != nil {
+			return nil, err
+		}
+	}
+	if err := add(filterRouter, &routerv3.Router{}); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// perFilterConfig is a route's typed_per_filter_config: the route id for
+// ext_authz, ext_proc's processing mode, and each filter turned off where
+// its component asked.
+func perFilterConfig(id string, n *routeNeeds) (map[string]*anypb.Any, error) {
+	out := map[string]*anypb.Any{}
+	set := func(name string, m protoMessage) error {
+		a, err := toAny(m)
+		if err != nil {
+			return err
+		}
+		out[name] = a
+		return nil
+	}
+	// ext_proc is disabled at the filter level; a route that needs it
+	// turns it on by carrying its overrides (Envoy enables a disabled
+	// filter for a route with a per-route config for it).
+	if n.extprocOn && !n.extproc.Disabled {
+		m := &extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Overrides{Overrides: &extprocv3.ExtProcOverrides{
+			ProcessingMode:    processingMode(&n.extproc),
+			RequestAttributes: []string{contract.ExtProcRouteAttribute},
+		}}}
+		if err := set(filterExtProc, m); err != nil {
+			return nil, err
+		}
+	}
+	if n.authzOn {
+		var m *extauthzv3.ExtAuthzPerRoute
+		if n.authz.Disabled {
+			m = &extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_Disabled{Disabled: true}}
+		} else {
+			cs := &extauthzv3.CheckSettings{ContextExtensions: map[string]string{contract.ContextExtensionRoute: id}}
+			if n.authz.RequestBody {
+				cs.WithRequestBody = &extauthzv3.BufferSettings{
+					MaxRequestBytes:     n.authz.MaxRequestBytes,
+					AllowPartialMessage: n.authz.AllowPartialMessage,
+					PackAsBytes:         true,
+				}
+			}
+			m = &extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{CheckSettings: cs}}
+		}
+		if err := set(filterExtAuthz, m); err != nil {
+			return nil, err
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+func headerMode(on bool) extprocv3.ProcessingMode_HeaderSendMode {
+	if on {
+		return extprocv3.ProcessingMode_SEND
+	}
+	return extprocv3.ProcessingMode_SKIP
+}
+
+func bodyMode(m config.BodyMode) extprocv3.ProcessingMode_BodySendMode {
+	switch m {
+	case config.BodyBuffered:
+		return extprocv3.ProcessingMode_BUFFERED
+	case config.BodyBufferedPartial:
+		return extprocv3.ProcessingMode_BUFFERED_PARTIAL
+	case config.BodyStreamed:
+		return extprocv3.ProcessingMode_STREAMED
+	}
+	return extprocv3.ProcessingMode_NONE
+}
+
+func processingMode(n *config.ExtProcNeeds) *extprocv3.ProcessingMode {
+	return &extprocv3.ProcessingMode{
+		RequestHeaderMode:   headerMode(n.RequestHeaders),
+		ResponseHeaderMode:  headerMode(n.ResponseHeaders),
+		RequestBodyMode:     bodyMode(n.RequestBody),
+		ResponseBodyMode:    bodyMode(n.ResponseBody),
+		RequestTrailerMode:  headerMode(n.RequestTrailers),
+		ResponseTrailerMode: headerMode(n.ResponseTrailers),
+	}
+}
+
+// rateLimits builds the one descriptor gatehouse's rate limiter reads:
+// route (the id), tier and subject (from ext_authz's dynamic metadata),
+// then the route's header entries.
+func rateLimits(id string, n *routeNeeds) []*routev3.RateLimit {
+	if !n.ratelimitOn || !n.ratelimit.Enabled {
+		return nil
+	}
+	meta := func(key, field, def string) *routev3.RateLimit_Action {
+		return &routev3.RateLimit_Action{ActionSpecifier: &routev3.RateLimit_Action_Metadata{Metadata: &routev3.RateLimit_Action_MetaData{
+			DescriptorKey: key,
+			MetadataKey: &metadatav3.MetadataKey{
+				Key:  contract.AuthzFilterName,
+				Path: []*metadatav3.MetadataKey_PathSegment{{Segment: &metadatav3.MetadataKey_PathSegment_Key{Key: field}}},
+			},
+			DefaultValue: def,
+			Source:       routev3.RateLimit_Action_MetaData_DYNAMIC,
+		}}}
+	}
+	actions := []*routev3.RateLimit_Action{
+		{ActionSpecifier: &routev3.RateLimit_Action_GenericKey_{GenericKey: &routev3.RateLimit_Action_GenericKey{
+			DescriptorKey: contract.DescriptorRoute, DescriptorValue: id,
+		}}},
+		meta(contract.DescriptorTier, contract.MetaTier, contract.AnonymousTier),
+		meta(contract.DescriptorSubject, contract.MetaSubject, anonymousSubject),
+	}
+	for _, h := range n.ratelimit.HeaderEntries {
+		actions = append(actions, &routev3.RateLimit_Action{ActionSpecifier: &routev3.RateLimit_Action_RequestHeaders_{RequestHeaders: &routev3.RateLimit_Action_RequestHeaders{
+			HeaderName:    h.Header,
+			DescriptorKey: h.Key,
+			// A client must not escape its quota by leaving a header out:
+			// without it the entry is skipped, not the whole descriptor.
+			SkipIfAbsent: true,
+		}}})
+	}
+	return []*routev3.RateLimit{{Actions: actions}}
+}
+
+func dur(d config.Duration) *durationpb.Duration { return durationpb.New(time.Duration(d)) }

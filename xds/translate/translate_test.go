@@ -1,0 +1,368 @@
+package translate_test
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/contract"
+	"github.com/gatehouse/gatehouse/xds/render"
+	"github.com/gatehouse/gatehouse/xds/translate"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/out from testdata/in (and delete stale outputs)")
+
+func load(t testing.TB, path string) *config.Config {
+	t.Helper()
+	cfg, err := config.Load(path, config.LoadOptions{})
+	if err != nil {
+		t.Fatalf("Load(%s) = %v", path, err)
+	}
+	return cfg
+}
+
+func loadString(t testing.TB, yaml string) *config.Config {
+	t.Helper()
+	cfg, err := config.LoadBytes("test.yaml", []byte(yaml), config.LoadOptions{})
+	if err != nil {
+		t.Fatalf("LoadBytes() = %v", err)
+	}
+	return cfg
+}
+
+// TestGolden translates every testdata/in/*.yaml and compares each
+// resource type with testdata/out/<name>.<type>.yaml.
+func TestGolden(t *testing.T) {
+	ins, _ := filepath.Glob("testdata/in/*.yaml")
+	if len(ins) == 0 {
+		t.Fatal("no testdata/in/*.yaml")
+	}
+	want := map[string]bool{}
+	for _, in := range ins {
+		name := strings.TrimSuffix(filepath.Base(in), ".yaml")
+		res, err := translate.Translate(load(t, in))
+		if err != nil {
+			t.Fatalf("Translate(%s) = %v", in, err)
+		}
+		for typ, msgs := range map[string][]proto.Message{
+			"listeners": msgs(res.Listeners), "routes": msgs(res.Routes),
+			"clusters": msgs(res.Clusters), "endpoints": msgs(res.Endpoints),
+		} {
+			out := filepath.Join("testdata", "out", name+"."+typ+".yaml")
+			want[out] = true
+			var got bytes.Buffer
+			for _, m := range msgs {
+				b, err := render.Message(m, render.YAML)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got.WriteString("---\n")
+				got.Write(b)
+			}
+			if *update {
+				if err := os.WriteFile(out, got.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			golden, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatalf("%v (run go test -update)", err)
+			}
+			if diff := cmp.Diff(string(golden), got.String()); diff != "" {
+				t.Errorf("Translate(%s) %s differ from %s (-want +got):\n%s", in, typ, out, diff)
+			}
+		}
+	}
+	if *update {
+		stale, _ := filepath.Glob("testdata/out/*.yaml")
+		for _, f := range stale {
+			if !want[f] {
+				_ = os.Remove(f)
+			}
+		}
+	}
+}
+
+func msgs[T proto.Message](in []T) []proto.Message {
+	out := make([]proto.Message, len(in))
+	for i, m := range in {
+		out[i] = m
+	}
+	return out
+}
+
+// TestDeterministic: the same config gives the same bytes, whatever the
+// order maps are iterated in.
+func TestDeterministic(t *testing.T) {
+	var first []byte
+	for range 20 {
+		res, err := translate.Translate(load(t, "testdata/in/full.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := render.Resources(res, render.JSON)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range res.Routes {
+			wire, err := proto.MarshalOptions{Deterministic: true}.Marshal(l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b = append(b, wire...)
+		}
+		if first == nil {
+			first = b
+		} else if !bytes.Equal(first, b) {
+			t.Fatal("Translate() output differs between runs of the same config")
+		}
+	}
+}
+
+const contractConfig = `apiVersion: gatehouse/v1
+authz: {}
+extproc: {}
+ratelimit: {}
+xds: {}
+listeners:
+  - {name: public, address: 0.0.0.0:8080}
+clusters:
+  - {name: c, endpoints: [{address: 10.0.0.1:80}]}
+routes:
+  - {id: orders.read, match: {hosts: [api.example.com], prefix: /orders}, cluster: c}
+  - {id: catch-all, match: {prefix: /}, cluster: c}
+`
+
+func findRoute(t *testing.T, res *translate.Resources, id string) *routev3.Route {
+	t.Helper()
+	for _, rc := range res.Routes {
+		for _, vh := range rc.GetVirtualHosts() {
+			for _, r := range vh.GetRoutes() {
+				if r.GetName() == id {
+					return r
+				}
+			}
+		}
+	}
+	t.Fatalf("no route named %q", id)
+	return nil
+}
+
+// TestContract checks what the other components rely on: the route name
+// is the id, the id is in route metadata, ext_authz's context extension
+// and ext_proc's attributes, the filter order and names, and the rate
+// limit descriptor.
+func TestContract(t *testing.T) {
+	cfg := loadString(t, contractConfig)
+	res, err := translate.Translate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := findRoute(t, res, "orders.read")
+	if got := r.GetMetadata().GetFilterMetadata()[contract.RouteMetadataNamespace].GetFields()[contract.RouteMetadataID].GetStringValue(); got != "orders.read" {
+		t.Errorf("route metadata %s.%s = %q; want %q", contract.RouteMetadataNamespace, contract.RouteMetadataID, got, "orders.read")
+	}
+
+	authz := &extauthzv3.ExtAuthzPerRoute{}
+	if err := r.GetTypedPerFilterConfig()[contract.AuthzFilterName].UnmarshalTo(authz); err != nil {
+		t.Fatalf("ext_authz per-route config: %v", err)
+	}
+	if got := authz.GetCheckSettings().GetContextExtensions()[contract.ContextExtensionRoute]; got != "orders.read" {
+		t.Errorf("context_extensions[%q] = %q; want %q", contract.ContextExtensionRoute, got, "orders.read")
+	}
+	if authz.GetCheckSettings().GetWithRequestBody() != nil {
+		t.Errorf("with_request_body = %v; want unset on a route that needs no body", authz.GetCheckSettings().GetWithRequestBody())
+	}
+	if slices.ContainsFunc(contract.IdentityHeaders, func(h string) bool { return slices.Contains(r.GetRequestHeadersToRemove(), h) }) {
+		t.Errorf("request_headers_to_remove = %v on an authz route; they would wipe ext_authz's headers", r.GetRequestHeadersToRemove())
+	}
+
+	// ext_proc is disabled at the filter level and enabled by a route's
+	// per-route config only where ExtProcNeeds asks for it.
+	_, hasExtProc := r.GetTypedPerFilterConfig()[contract.ExtProcFilterName]
+	needs := cfg.RouteByID("orders.read").ExtProcNeeds(cfg)
+	if hasExtProc == needs.Disabled {
+		t.Errorf("ext_proc per-route config present = %v; want %v (ExtProcNeeds.Disabled = %v)", hasExtProc, !needs.Disabled, needs.Disabled)
+	}
+
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := res.Listeners[0].GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range hcm.GetHttpFilters() {
+		names = append(names, f.GetName())
+	}
+	wantNames := []string{contract.ExtProcFilterName, contract.AuthzFilterName, "envoy.filters.http.ratelimit", "envoy.filters.http.router"}
+	if diff := cmp.Diff(wantNames, names); diff != "" {
+		t.Errorf("HTTP filters (-want +got):\n%s", diff)
+	}
+	for _, f := range hcm.GetHttpFilters() {
+		// Only ext_proc is off by default; ext_authz must run on every
+		// route that does not turn it off explicitly (fail closed).
+		if f.GetDisabled() != (f.GetName() == contract.ExtProcFilterName) {
+			t.Errorf("filter %s disabled = %v", f.GetName(), f.GetDisabled())
+		}
+	}
+	if !hcm.GetStripAnyHostPort() {
+		t.Error("strip_any_host_port = false; want true (routematch strips ports)")
+	}
+	proc := &extprocv3.ExternalProcessor{}
+	if err := hcm.GetHttpFilters()[0].GetTypedConfig().UnmarshalTo(proc); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(proc.GetRequestAttributes(), contract.ExtProcRouteAttribute) {
+		t.Errorf("ext_proc request_attributes = %v; want %q", proc.GetRequestAttributes(), contract.ExtProcRouteAttribute)
+	}
+	if res.Routes[0].GetVirtualHosts()[0].GetDomains()[0] != "api.example.com" {
+		t.Errorf("first virtual host = %v; want api.example.com", res.Routes[0].GetVirtualHosts()[0].GetDomains())
+	}
+	// The route of "*" must not be in api.example.com's virtual host:
+	// Envoy and routematch never fall through to a less specific host.
+	for _, vh := range res.Routes[0].GetVirtualHosts() {
+		if slices.Contains(vh.GetDomains(), "api.example.com") && len(vh.GetRoutes()) != 1 {
+			t.Errorf("virtual host %v holds %d routes; want only orders.read", vh.GetDomains(), len(vh.GetRoutes()))
+		}
+	}
+}
+
+// TestRateLimitDescriptor checks the descriptor gatehouse's limiter reads
+// (route, tier, subject, then header entries), on a route whose
+// RateLimitNeeds is enabled.
+func TestRateLimitDescriptor(t *testing.T) {
+	cfg := loadString(t, contractConfig)
+	n := translate.RateLimitsForTest("orders.read", config.RateLimitNeeds{
+		Enabled:       true,
+		HeaderEntries: []config.HeaderDescriptor{{Header: "x-tenant", Key: "tenant"}},
+	})
+	_ = cfg
+	meta := func(key, field string) *routev3.RateLimit_Action {
+		return &routev3.RateLimit_Action{ActionSpecifier: &routev3.RateLimit_Action_Metadata{Metadata: &routev3.RateLimit_Action_MetaData{
+			DescriptorKey: key,
+			MetadataKey: &metadatav3.MetadataKey{Key: contract.AuthzFilterName,
+				Path: []*metadatav3.MetadataKey_PathSegment{{Segment: &metadatav3.MetadataKey_PathSegment_Key{Key: field}}}},
+			DefaultValue: contract.AnonymousTier,
+			Source:       routev3.RateLimit_Action_MetaData_DYNAMIC,
+		}}}
+	}
+	want := []*routev3.RateLimit{{Actions: []*routev3.RateLimit_Action{
+		{ActionSpecifier: &routev3.RateLimit_Action_GenericKey_{GenericKey: &routev3.RateLimit_Action_GenericKey{
+			DescriptorKey: contract.DescriptorRoute, DescriptorValue: "orders.read"}}},
+		meta(contract.DescriptorTier, contract.MetaTier),
+		meta(contract.DescriptorSubject, contract.MetaSubject),
+		{ActionSpecifier: &routev3.RateLimit_Action_RequestHeaders_{RequestHeaders: &routev3.RateLimit_Action_RequestHeaders{
+			HeaderName: "x-tenant", DescriptorKey: "tenant", SkipIfAbsent: true}}},
+	}}}
+	if diff := cmp.Diff(want, n, protocmp.Transform()); diff != "" {
+		t.Errorf("rate limits (-want +got):\n%s", diff)
+	}
+	if got := translate.RateLimitsForTest("x", config.RateLimitNeeds{}); got != nil {
+		t.Errorf("rate limits of a disabled route = %v; want none", got)
+	}
+}
+
+// TestPerRouteNeeds checks per-route filter config against each
+// component's needs: body buffering only where asked, filters disabled
+// where asked, identity headers stripped where ext_authz does not run.
+func TestPerRouteNeeds(t *testing.T) {
+	tests := []struct {
+		name      string
+		authz     config.AuthzNeeds
+		extproc   config.ExtProcNeeds
+		wantStrip bool
+	}{
+		{name: "webhook body", authz: config.AuthzNeeds{RequestBody: true, MaxRequestBytes: 65536}, extproc: config.ExtProcNeeds{Disabled: true}},
+		{name: "public route", authz: config.AuthzNeeds{Disabled: true}, extproc: config.ExtProcNeeds{RequestHeaders: true, RequestBody: config.BodyBuffered, ResponseBody: config.BodyNone}, wantStrip: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, strip, err := translate.PerRouteForTest("r", tt.authz, tt.extproc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strip != tt.wantStrip {
+				t.Errorf("strip identity headers = %v; want %v", strip, tt.wantStrip)
+			}
+			az := &extauthzv3.ExtAuthzPerRoute{}
+			if err := got[contract.AuthzFilterName].UnmarshalTo(az); err != nil {
+				t.Fatal(err)
+			}
+			if az.GetDisabled() != tt.authz.Disabled {
+				t.Errorf("ext_authz disabled = %v; want %v", az.GetDisabled(), tt.authz.Disabled)
+			}
+			wantBody := (*extauthzv3.BufferSettings)(nil)
+			if tt.authz.RequestBody {
+				wantBody = &extauthzv3.BufferSettings{MaxRequestBytes: tt.authz.MaxRequestBytes, PackAsBytes: true}
+			}
+			if diff := cmp.Diff(wantBody, az.GetCheckSettings().GetWithRequestBody(), protocmp.Transform()); diff != "" {
+				t.Errorf("with_request_body (-want +got):\n%s", diff)
+			}
+			epAny, has := got[contract.ExtProcFilterName]
+			if has == tt.extproc.Disabled {
+				t.Errorf("ext_proc per-route config present = %v; want %v", has, !tt.extproc.Disabled)
+			}
+			if !tt.extproc.Disabled {
+				ep := &extprocv3.ExtProcPerRoute{}
+				if err := epAny.UnmarshalTo(ep); err != nil {
+					t.Fatal(err)
+				}
+				m := ep.GetOverrides().GetProcessingMode()
+				if m.GetRequestHeaderMode() != extprocv3.ProcessingMode_SEND || m.GetResponseHeaderMode() != extprocv3.ProcessingMode_SKIP ||
+					m.GetRequestBodyMode() != extprocv3.ProcessingMode_BUFFERED || m.GetResponseBodyMode() != extprocv3.ProcessingMode_NONE {
+					t.Errorf("processing mode = %v; want request headers SEND + BUFFERED body, nothing else", m)
+				}
+			}
+		})
+	}
+}
+
+// TestClusters checks the cluster options that are easy to get subtly
+// wrong: outlier detectors not listed are off, DNS clusters carry their
+// endpoints inline, upstream TLS checks the SNI name.
+func TestClusters(t *testing.T) {
+	res, err := translate.Translate(load(t, "testdata/in/full.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*clusterv3.Cluster{}
+	for _, c := range res.Clusters {
+		byName[c.GetName()] = c
+	}
+	od := byName["orders"].GetOutlierDetection()
+	if od.GetEnforcingSuccessRate().GetValue() != 0 {
+		t.Errorf("enforcing_success_rate = %v; want 0 (not configured)", od.GetEnforcingSuccessRate())
+	}
+	if od.GetEnforcingFailurePercentage().GetValue() != 100 || od.GetFailurePercentageThreshold().GetValue() != 50 {
+		t.Errorf("failure percentage = %v/%v; want 50%% enforced at 100", od.GetFailurePercentageThreshold(), od.GetEnforcingFailurePercentage())
+	}
+	if byName["users"].GetLoadAssignment() == nil || byName["users"].GetType() != clusterv3.Cluster_STRICT_DNS {
+		t.Errorf("users cluster = %v; want STRICT_DNS with an inline load assignment", byName["users"])
+	}
+	for _, svc := range []string{"gatehouse.authz", "gatehouse.extproc", "gatehouse.ratelimit"} {
+		if byName[svc] == nil {
+			t.Errorf("no cluster %q for gatehouse's own service", svc)
+		}
+	}
+	if got := byName["gatehouse.authz"].GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress().GetAddress(); got != "gatehouse" {
+		t.Errorf("gatehouse.authz address = %q; want the xds.services address host %q", got, "gatehouse")
+	}
+	if got := byName["gatehouse.ratelimit"].GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress().GetAddress(); got != "127.0.0.1" {
+		t.Errorf("gatehouse.ratelimit address = %q; want 127.0.0.1 for the wildcard listen address", got)
+	}
+}
