@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -54,6 +55,11 @@ type Redis struct {
 	opts    RedisOptions
 	breaker *breaker
 	m       *Metrics
+
+	// warm is set once the parent client has initialised a connection;
+	// see slotConn.
+	warmMu sync.Mutex
+	warm   atomic.Bool
 
 	mu      sync.Mutex
 	idle    []*slot
@@ -168,6 +174,28 @@ func (r *Redis) handOff(s *slot) {
 	r.mu.Unlock()
 }
 
+// warmUp makes the parent client initialise a connection before any slot
+// opens its own. go-redis (v9.23) shares one *Options between a client and
+// the Conns it hands out, and the first connection handshake writes to it
+// (maintenance notifications turned off on a Redis that lacks them) under
+// a per-Conn lock: two slots' first handshakes would race. After one
+// handshake through the parent the options are settled and only read.
+func (r *Redis) warmUp(ctx context.Context) error {
+	if r.warm.Load() {
+		return nil
+	}
+	r.warmMu.Lock()
+	defer r.warmMu.Unlock()
+	if r.warm.Load() {
+		return nil
+	}
+	if err := r.single.Ping(ctx).Err(); err != nil {
+		return err
+	}
+	r.warm.Store(true)
+	return nil
+}
+
 // run does one round trip for a slot's batch, through the circuit breaker.
 func (r *Redis) run(s *slot) {
 	batch := s.batch
@@ -179,6 +207,9 @@ func (r *Redis) run(s *slot) {
 			return r.runPipelined(ctx, batch)
 		}
 		if s.conn == nil {
+			if err := r.warmUp(ctx); err != nil {
+				return err
+			}
 			s.conn = r.single.Conn()
 		}
 		err := r.runOne(ctx, s.conn, batch)

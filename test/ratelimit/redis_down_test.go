@@ -99,6 +99,18 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 	waitUntil(t, "a degraded answer", func() bool { return up.over[0].Load() > 0 })
 	cur.Store(down)
 	waitUntil(t, "answers with redis down", func() bool { return down.over[0].Load() > 20 && down.ok[1].Load() > 20 })
+	// Every replica must have met the dead Redis: degraded answers both
+	// ways, and its breaker open and answering without trying.
+	waitUntil(t, "every replica to degrade and open its breaker", func() bool {
+		for _, r := range reps {
+			if metric(t, r.reg, "gatehouse_ratelimit_decisions_total", map[string]string{"decision": "degraded_closed"}) == 0 ||
+				metric(t, r.reg, "gatehouse_ratelimit_decisions_total", map[string]string{"decision": "degraded_open"}) == 0 ||
+				metric(t, r.reg, "gatehouse_ratelimit_store_errors_total", map[string]string{"reason": "breaker_open"}) == 0 {
+				return false
+			}
+		}
+		return true
+	})
 	// Requests started while Redis was down must be answered before it
 	// comes back, or one could meet the new server.
 	cur.Store(restarting)
