@@ -323,7 +323,7 @@ const (
 )
 
 var (
-	limitNamePattern  = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+	limitNamePattern       = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 	rateLimitHeaderPattern = regexp.MustCompile("^[a-z0-9!#$%&'*+.^_`|~-]+$")
 )
 
