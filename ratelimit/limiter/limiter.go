@@ -18,9 +18,6 @@ import (
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
-
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/ratelimit/algo"
@@ -173,10 +170,28 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 
 	r := requestPool.Get().(*request)
 	defer r.release()
-	descs := req.GetDescriptors()
-	r.descs = grow(r.descs, len(descs))
+	r.descs = grow(r.descs, len(req.GetDescriptors()))
 
-	// 1. Rules and identities.
+	if err := l.match(st, dom, dm, req, r); err != nil {
+		return nil, err
+	}
+	l.prepare(r, now)
+	var storeErr error
+	if len(r.ops) > 0 {
+		storeErr = st.store.Eval(ctx, r.ops)
+	}
+	resp := l.answer(st, dom, r, now, storeErr)
+	if resp.OverallCode == rlsv3.RateLimitResponse_OK {
+		dm.requests[0].Inc()
+	} else {
+		dm.requests[1].Inc()
+	}
+	return resp, nil
+}
+
+// match finds each descriptor's rule and identity (1st phase).
+func (l *Limiter) match(st *state, dom *quota.Domain, dm *domainMetrics, req *rlsv3.RateLimitRequest, r *request) error {
+	descs := req.GetDescriptors()
 	for i, d := range descs {
 		ds := &r.descs[i]
 		*ds = descState{hits: hitsOf(req, d)}
@@ -184,7 +199,7 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 			lim, ok := quota.OverrideLimit(d.GetLimit())
 			if !ok {
 				l.m.invalid.WithLabelValues("bad_override").Inc()
-				return nil, status.Errorf(codes.InvalidArgument, "ratelimit: descriptors[%d].limit has no valid unit (%v)", i, d.GetLimit().GetUnit())
+				return status.Errorf(codes.InvalidArgument, "ratelimit: descriptors[%d].limit has no valid unit (%v)", i, d.GetLimit().GetUnit())
 			}
 			ds.rule = &quota.Rule{ID: dom.Name + ":override", Domain: dom.Name, Limits: []*quota.Limit{lim}, FailOpen: dom.FailOpen, Shadow: dom.Shadow, CountRefused: true, Policy: lim.Policy}
 			ds.rm = dm.override
@@ -199,7 +214,7 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 		r.keyBuf = kb
 		if err != nil {
 			l.m.invalid.WithLabelValues("bad_descriptor").Inc()
-			return nil, status.Errorf(codes.InvalidArgument, "ratelimit: descriptors[%d]: %v", i, err)
+			return status.Errorf(codes.InvalidArgument, "ratelimit: descriptors[%d]: %v", i, err)
 		}
 		if rule == nil {
 			dm.unmatched[miss].Inc()
@@ -213,10 +228,8 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 		if rule.DetailedMetric {
 			ds.rm = l.detailedMetrics(st, rule, d)
 		}
-		if rule.Name != "" || len(rule.Replaces) > 0 {
-			for _, name := range rule.Replaces {
-				r.replace[name] = true
-			}
+		for _, name := range rule.Replaces {
+			r.replace[name] = true
 		}
 	}
 	if len(r.replace) > 0 {
@@ -230,7 +243,12 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 		}
 	}
 
-	// 2. Ops for the store; the local cache answers what it knows refuses.
+	return nil
+}
+
+// prepare builds the store ops of the limited descriptors; the local cache
+// answers those it knows refuse (2nd phase).
+func (l *Limiter) prepare(r *request, now int64) {
 	nLimits := 0
 	for i := range r.descs {
 		if ds := &r.descs[i]; ds.rule != nil && !ds.skip && !ds.rule.Unlimited {
@@ -297,13 +315,11 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 		r.ops = append(r.ops, op)
 	}
 
-	var storeErr error
-	if len(r.ops) > 0 {
-		storeErr = st.store.Eval(ctx, r.ops)
-	}
+}
 
-	// 3. Answers.
-	ab := newAnswer(len(descs))
+// answer turns the outcomes into the response (3rd phase).
+func (l *Limiter) answer(st *state, dom *quota.Domain, r *request, now int64, storeErr error) *rlsv3.RateLimitResponse {
+	ab := newAnswer(len(r.descs))
 	resp := &ab.resp
 	resp.OverallCode = rlsv3.RateLimitResponse_OK
 	var hdr headerPick
@@ -364,13 +380,8 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 			resp.OverallCode = rlsv3.RateLimitResponse_OVER_LIMIT
 		}
 	}
-	if resp.OverallCode == rlsv3.RateLimitResponse_OK {
-		dm.requests[0].Inc()
-	} else {
-		dm.requests[1].Inc()
-	}
 	resp.ResponseHeadersToAdd = hdr.headers(st.settings, ab)
-	return resp, nil
+	return resp
 }
 
 // limitOutcome is one limit's decision, to report.
@@ -456,61 +467,6 @@ func ttlOf(lim *quota.Limit, c algo.Clock, nextEnd int64) int64 {
 	return (c.End-c.Now)/1000 + 1000
 }
 
-// check bounds the request before any work is done for it.
-func (l *Limiter) check(st *state, req *rlsv3.RateLimitRequest) error {
-	s := st.settings
-	bad := func(reason, format string, args ...any) error {
-		l.m.invalid.WithLabelValues(reason).Inc()
-		return status.Errorf(codes.InvalidArgument, "ratelimit: "+format, args...)
-	}
-	if req.GetDomain() == "" {
-		return bad("empty_domain", "domain is empty")
-	}
-	if len(req.GetDomain()) > s.MaxValueBytes {
-		return bad("too_large", "domain is %d bytes; at most %d", len(req.GetDomain()), s.MaxValueBytes)
-	}
-	descs := req.GetDescriptors()
-	if len(descs) == 0 {
-		return bad("no_descriptors", "the request has no descriptors")
-	}
-	if len(descs) > s.MaxDescriptors {
-		return bad("too_large", "the request has %d descriptors; at most %d (ratelimit.requests.maxDescriptors)", len(descs), s.MaxDescriptors)
-	}
-	if uint64(req.GetHitsAddend()) > s.MaxHits {
-		return bad("bad_hits", "hits_addend %d is more than %d (ratelimit.requests.maxHits)", req.GetHitsAddend(), s.MaxHits)
-	}
-	for i, d := range descs {
-		if d == nil {
-			return bad("bad_descriptor", "descriptors[%d] is null", i)
-		}
-		es := d.GetEntries()
-		if len(es) > s.MaxEntries {
-			return bad("too_large", "descriptors[%d] has %d entries; at most %d (ratelimit.requests.maxEntries)", i, len(es), s.MaxEntries)
-		}
-		for j, e := range es {
-			if e == nil {
-				return bad("bad_descriptor", "descriptors[%d].entries[%d] is null", i, j)
-			}
-			if len(e.GetKey()) > s.MaxValueBytes || len(e.GetValue()) > s.MaxValueBytes {
-				return bad("too_large", "descriptors[%d].entries[%d] is longer than %d bytes (ratelimit.requests.maxValueBytes)", i, j, s.MaxValueBytes)
-			}
-		}
-		if h := d.GetHitsAddend(); h != nil && h.GetValue() > s.MaxHits {
-			return bad("bad_hits", "descriptors[%d].hits_addend %d is more than %d (ratelimit.requests.maxHits)", i, h.GetValue(), s.MaxHits)
-		}
-	}
-	return nil
-}
-
-// hitsOf is the descriptor's hits: its own hits_addend when set (0 looks
-// without counting), else the request's, else 1 — as envoyproxy/ratelimit.
-func hitsOf(req *rlsv3.RateLimitRequest, d *ratelimitv3.RateLimitDescriptor) uint64 {
-	if h := d.GetHitsAddend(); h != nil {
-		return h.GetValue()
-	}
-	return uint64(max(1, req.GetHitsAddend()))
-}
-
 func (l *Limiter) detailedMetrics(st *state, rule *quota.Rule, d *ratelimitv3.RateLimitDescriptor) *ruleMetrics {
 	id := rule.Domain
 	for _, e := range d.GetEntries() {
@@ -572,77 +528,9 @@ func clampU32(v uint64) uint32 {
 	return uint32(v)
 }
 
-// answer holds a response and everything it points to in one allocation
-// for the common requests of up to inlineDescs descriptors.
-type answer struct {
-	resp     rlsv3.RateLimitResponse
-	statuses [inlineDescs]rlsv3.RateLimitResponse_DescriptorStatus
-	ptrs     [inlineDescs]*rlsv3.RateLimitResponse_DescriptorStatus
-	durs     [inlineDescs]durationpb.Duration
-	hdrs     [maxHeaders]corev3.HeaderValue
-	hptrs    [maxHeaders]*corev3.HeaderValue
-	durSlice []durationpb.Duration
-}
-
-const (
-	inlineDescs = 2
-	maxHeaders  = 6
-)
-
-func newAnswer(n int) *answer {
-	a := &answer{}
-	if n <= inlineDescs {
-		for i := 0; i < n; i++ {
-			a.ptrs[i] = &a.statuses[i]
-		}
-		a.resp.Statuses = a.ptrs[:n:n]
-		return a
-	}
-	sts := make([]rlsv3.RateLimitResponse_DescriptorStatus, n)
-	a.resp.Statuses = make([]*rlsv3.RateLimitResponse_DescriptorStatus, n)
-	for i := range sts {
-		a.resp.Statuses[i] = &sts[i]
-	}
-	a.durSlice = make([]durationpb.Duration, n)
-	return a
-}
-
-// duration sets status i's duration (µs, at least 0) and returns it.
-func (a *answer) duration(i int, us int64) *durationpb.Duration {
-	us = max(us, 0)
-	var d *durationpb.Duration
-	if a.durSlice != nil {
-		d = &a.durSlice[i]
-	} else {
-		d = &a.durs[i]
-	}
-	d.Seconds, d.Nanos = us/1e6, int32(us%1e6)*1000
-	return d
-}
-
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
 	return s[:n] + "…"
-}
-
-// throttle rate-limits a log line to one a second, saying how many were
-// suppressed in between.
-type throttle struct {
-	last       atomic.Int64
-	suppressed atomic.Int64
-}
-
-func (t *throttle) log(log *slog.Logger, level slog.Level, msg string, args ...any) {
-	now := time.Now().UnixNano()
-	last := t.last.Load()
-	if now-last < int64(time.Second) || !t.last.CompareAndSwap(last, now) {
-		t.suppressed.Add(1)
-		return
-	}
-	if n := t.suppressed.Swap(0); n > 0 {
-		args = append(args, "suppressed_since_last", n)
-	}
-	log.Log(context.Background(), level, msg, args...)
 }
