@@ -1,32 +1,54 @@
-// Package authz is gatehouse's rate limit service (RLS)
-// (envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit).
+// Package ratelimit is gatehouse's rate limit service (RLS,
+// envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit): per-route,
+// per-tier quotas and envoyproxy/ratelimit's config domains, counted in
+// Redis across replicas (or in process for one replica).
+//
+// The pipeline is visible in the folders: quota compiles the config,
+// algo holds the algorithms, store keeps the counters, limiter decides a
+// request. This file is the gRPC transport and the component's life cycle.
 package ratelimit
 
 import (
 	"context"
+	"fmt"
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc"
 
 	"github.com/gatehouse/gatehouse/internal/component"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/ratelimit/limiter"
+	"github.com/gatehouse/gatehouse/ratelimit/quota"
 )
 
-// Server serves RLS. Until quotas are implemented, ShouldRateLimit answers
-// Unimplemented, which Envoy treats as a failure (denied unless the filter
-// is configured to fail open).
+// Server serves RLS.
 type Server struct {
 	rlsv3.UnimplementedRateLimitServiceServer
-	deps component.Deps
+	lim *limiter.Limiter
+	rt  *runtime
 }
 
-// New builds the rate limit service (RLS).
+// New builds the rate limit service. The config is compiled by Prepare.
 func New(cfg *config.Config, deps component.Deps) (*Server, error) {
-	return &Server{deps: deps}, nil
+	if cfg.RateLimit == nil {
+		return nil, fmt.Errorf("ratelimit: the config has no ratelimit section")
+	}
+	rt, err := newRuntime(cfg, deps)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{lim: rt.lim, rt: rt}, nil
 }
 
-// Validate checks the ratelimit part of cfg beyond what config.Validate does.
-func Validate(cfg *config.Config) error { return nil }
+// Validate compiles the ratelimit part of cfg (including the envoy config
+// files it names) without serving it.
+func Validate(cfg *config.Config) error {
+	if cfg.RateLimit == nil {
+		return nil
+	}
+	_, err := quota.Compile(cfg)
+	return err
+}
 
 // Name implements component.Component.
 func (s *Server) Name() string { return config.ComponentRateLimit }
@@ -34,11 +56,16 @@ func (s *Server) Name() string { return config.ComponentRateLimit }
 // Register implements component.Component.
 func (s *Server) Register(g *grpc.Server) { rlsv3.RegisterRateLimitServiceServer(g, s) }
 
-// Prepare implements component.Component.
-func (s *Server) Prepare(cfg *config.Config) (func(), error) { return func() {}, nil }
+// ShouldRateLimit implements the RLS method.
+func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+	return s.lim.ShouldRateLimit(ctx, req)
+}
 
-// Ready implements component.Component.
-func (s *Server) Ready(context.Context) error { return nil }
+// Prepare implements component.Component.
+func (s *Server) Prepare(cfg *config.Config) (func(), error) { return s.rt.prepare(cfg) }
+
+// Ready implements component.Component: the store answers.
+func (s *Server) Ready(ctx context.Context) error { return s.rt.ready(ctx) }
 
 // Close implements component.Component.
-func (s *Server) Close(context.Context) error { return nil }
+func (s *Server) Close(ctx context.Context) error { return s.rt.close() }

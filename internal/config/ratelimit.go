@@ -1,19 +1,594 @@
 package config
 
-// RateLimit configures the rate limit server (envoy.service.ratelimit.v3.RateLimitService).
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	// Calendar windows need the IANA time zone database, which a minimal
+	// container image may not have: embed it.
+	_ "time/tzdata"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// RateLimit configures the rate limit service
+// (envoy.service.ratelimit.v3.RateLimitService).
+//
+// Quotas are declared per tier: the caller's verified tier arrives in the
+// descriptor Envoy builds from ext_authz's dynamic metadata. Tiers and
+// Default here apply to every route; a route's own ratelimit section
+// overrides them tier by tier. Domains written in envoyproxy/ratelimit's
+// format (EnvoyConfigs) are served beside gatehouse's own domain.
 type RateLimit struct {
 	// Address is the gRPC listen address of the rate limit server.
 	Address string `yaml:"address" default:"127.0.0.1:9193"`
+
+	// Tiers are the limits of each tier on every route, unless the route
+	// says otherwise. The tier of unauthenticated callers is "anonymous".
+	Tiers map[string][]Limit `yaml:"tiers,omitempty"`
+	// Default are the limits of a tier listed neither here nor on the
+	// route. Absent: such a tier is not limited.
+	Default []Limit `yaml:"default,omitempty"`
+	// KeyBy is what one counter is kept for: subject (each caller),
+	// or route / tier (one counter shared by all callers of the tier on
+	// the route). Routes may also key by one of their header entries.
+	KeyBy string `yaml:"keyBy" default:"subject"`
+	// Algorithm is the default algorithm of a limit.
+	Algorithm RateLimitAlgorithm `yaml:"algorithm" default:"fixed"`
+	// FailureMode is the answer when the store cannot be reached: open
+	// lets requests through (OK), closed refuses them (OVER_LIMIT).
+	FailureMode FailureMode `yaml:"failureMode" default:"closed"`
+	// Shadow counts and logs what would be refused but answers OK, for
+	// every route and domain (a global dry run).
+	Shadow bool `yaml:"shadow" default:"false"`
+	// TimeZone aligns calendar windows (calendar: true): days start at
+	// midnight, weeks on Monday, months on the 1st in this zone.
+	TimeZone string `yaml:"timeZone" default:"UTC"`
+	// ResponseHeaders selects the headers returned to the client:
+	// all, ietf (RateLimit, RateLimit-Policy), legacy
+	// (X-RateLimit-Limit/Remaining/Reset) or none. Retry-After is sent on
+	// OVER_LIMIT with every choice but none.
+	ResponseHeaders RateLimitHeaders `yaml:"responseHeaders" default:"all"`
+
+	// EnvoyConfigs are envoyproxy/ratelimit config files, or directories
+	// of them (*.yaml, *.yml), loaded unchanged.
+	EnvoyConfigs []FilePath `yaml:"envoyConfigs,omitempty"`
+	// MergeDomains lets several envoy config files add to one domain
+	// (envoyproxy/ratelimit's MERGE_DOMAIN_CONFIG); otherwise a domain
+	// written twice is an error.
+	MergeDomains bool `yaml:"mergeDomains" default:"false"`
+	// Domains overrides settings of the envoy config domains by name.
+	Domains map[string]RateLimitDomain `yaml:"domains,omitempty"`
+
+	// Store tunes the Redis store (or the in-process store without Redis).
+	Store RateLimitStore `yaml:"store"`
+	// LocalCache remembers keys already over limit until their reset, so
+	// that a flood of refused requests is answered without Redis.
+	LocalCache RateLimitLocalCache `yaml:"localCache"`
+	// Requests bounds what one RLS request may hold; larger requests are
+	// refused with InvalidArgument.
+	Requests RateLimitRequests `yaml:"requests"`
 }
 
-// RouteRateLimit is a route's per-tier quota.
-type RouteRateLimit struct{}
+// Limit is one quota: Requests per window, counted by Algorithm.
+type Limit struct {
+	// Name identifies the limit in response headers (RateLimit-Policy)
+	// and metrics; by default it is made from the tier and the window.
+	Name string `yaml:"name,omitempty"`
+	// Requests is how many requests (hits) the window admits.
+	Requests uint64 `yaml:"requests"`
+	// Per is the window: a unit (second, minute, hour, day, week, month)
+	// or a count of one ("5 minutes").
+	Per Window `yaml:"per"`
+	// Calendar aligns a day, week or month window to the calendar in
+	// ratelimit.timeZone (billing periods) instead of to the Unix epoch.
+	Calendar bool `yaml:"calendar,omitempty"`
+	// Algorithm overrides the route's and the component's algorithm.
+	Algorithm RateLimitAlgorithm `yaml:"algorithm,omitempty"`
+	// Burst is the bucket size of a gcra limit: how many requests may
+	// arrive at once. Default: Requests.
+	Burst uint64 `yaml:"burst,omitempty"`
+}
 
-func (r *RateLimit) validate(p Path, c *Config, errs *Errors) {}
+// RouteRateLimit is a route's quota. Every field is optional: what it
+// leaves out comes from the ratelimit section.
+type RouteRateLimit struct {
+	// Disabled turns rate limiting off for the route.
+	Disabled bool `yaml:"disabled,omitempty"`
+	// Tiers replace the component's limits of the tiers they name; an
+	// empty list makes a tier unlimited on this route.
+	Tiers map[string][]Limit `yaml:"tiers,omitempty"`
+	// Default replaces the component's default limits on this route.
+	Default []Limit `yaml:"default,omitempty"`
+	// KeyBy: subject, route, tier or the key of one of Headers.
+	KeyBy string `yaml:"keyBy,omitempty"`
+	// Algorithm is the default algorithm of this route's limits.
+	Algorithm RateLimitAlgorithm `yaml:"algorithm,omitempty"`
+	// Shadow answers OK on this route but counts and logs refusals.
+	Shadow *bool `yaml:"shadow,omitempty"`
+	// FailureMode overrides the component's for this route.
+	FailureMode FailureMode `yaml:"failureMode,omitempty"`
+	// Headers add descriptor entries built from request headers (Envoy
+	// request_headers actions), after route, tier and subject, so that a
+	// route can key its quota by, say, a tenant header.
+	Headers []RateLimitHeaderEntry `yaml:"headers,omitempty"`
+}
 
-func (r *RouteRateLimit) validate(p Path, c *Config, errs *Errors) {}
+// RateLimitHeaderEntry makes a descriptor entry of a request header.
+type RateLimitHeaderEntry struct {
+	// Header is the request header name (lower case).
+	Header string `yaml:"header"`
+	// Key is the descriptor key of the entry.
+	Key string `yaml:"key"`
+}
 
-// RateLimitNeeds says which rate limit descriptor Envoy sends for route r.
+// RateLimitDomain overrides settings for one envoy config domain.
+type RateLimitDomain struct {
+	// FailureMode overrides ratelimit.failureMode for the domain.
+	FailureMode FailureMode `yaml:"failureMode,omitempty"`
+	// Shadow answers OK for the whole domain but counts and logs what it
+	// would refuse (envoyproxy/ratelimit's SHADOW_MODE, per domain).
+	Shadow *bool `yaml:"shadow,omitempty"`
+}
+
+// RateLimitStore tunes the store round trips.
+type RateLimitStore struct {
+	// Timeout bounds one round trip to Redis; past it the answer follows
+	// the failure mode.
+	Timeout Duration `yaml:"timeout" default:"100ms"`
+	// BatchSize is how many concurrent RLS requests may share one Redis
+	// round trip (1 turns batching off).
+	BatchSize int `yaml:"batchSize" default:"128"`
+	// Pipelines is how many round trips may be in flight at once. Few and
+	// full beat many and small: each round trip costs system calls and a
+	// script run, and batches grow while round trips are out.
+	Pipelines int `yaml:"pipelines" default:"2"`
+	// Breaker stops calling a failing Redis for a while, so that a dead
+	// Redis costs microseconds instead of a timeout per request.
+	Breaker RateLimitBreaker `yaml:"breaker"`
+}
+
+// RateLimitBreaker is the circuit breaker around the Redis store.
+type RateLimitBreaker struct {
+	// Failures is how many consecutive failed round trips open it.
+	Failures uint32 `yaml:"failures" default:"5"`
+	// OpenFor is how long it stays open before probing Redis again.
+	OpenFor Duration `yaml:"openFor" default:"1s"`
+	// Probes is how many round trips may test Redis while half open.
+	Probes uint32 `yaml:"probes" default:"1"`
+}
+
+// RateLimitLocalCache is the cache of keys known to be over limit.
+type RateLimitLocalCache struct {
+	// MaxEntries bounds the cache; 0 turns it off.
+	MaxEntries int `yaml:"maxEntries" default:"100000"`
+}
+
+// RateLimitRequests bounds one RLS request.
+type RateLimitRequests struct {
+	// MaxDescriptors bounds the descriptors of one request.
+	MaxDescriptors int `yaml:"maxDescriptors" default:"64"`
+	// MaxEntries bounds the entries of one descriptor.
+	MaxEntries int `yaml:"maxEntries" default:"16"`
+	// MaxValueBytes bounds one entry key or value.
+	MaxValueBytes ByteSize `yaml:"maxValueBytes" default:"1KiB"`
+	// MaxHits bounds hits_addend (request or descriptor).
+	MaxHits uint64 `yaml:"maxHits" default:"1000000"`
+}
+
+// RateLimitAlgorithm is how a limit counts.
+type RateLimitAlgorithm string
+
+// Rate limit algorithms.
+const (
+	// AlgorithmFixed counts per fixed window, as envoyproxy/ratelimit.
+	AlgorithmFixed RateLimitAlgorithm = "fixed"
+	// AlgorithmSliding weighs the previous window by how much of it is
+	// still inside the sliding window: no double burst at window edges.
+	AlgorithmSliding RateLimitAlgorithm = "sliding"
+	// AlgorithmGCRA is a token bucket (generic cell rate algorithm) with
+	// an explicit burst.
+	AlgorithmGCRA RateLimitAlgorithm = "gcra"
+)
+
+// EnumValues implements Enum.
+func (RateLimitAlgorithm) EnumValues() []string { return []string{"fixed", "sliding", "gcra"} }
+
+// EnumNoun implements Enum.
+func (RateLimitAlgorithm) EnumNoun() string { return "an algorithm" }
+
+// RateLimitHeaders selects the rate limit headers sent to clients.
+type RateLimitHeaders string
+
+// Header styles.
+const (
+	HeadersAll    RateLimitHeaders = "all"
+	HeadersIETF   RateLimitHeaders = "ietf"
+	HeadersLegacy RateLimitHeaders = "legacy"
+	HeadersNone   RateLimitHeaders = "none"
+)
+
+// EnumValues implements Enum.
+func (RateLimitHeaders) EnumValues() []string { return []string{"all", "ietf", "legacy", "none"} }
+
+// EnumNoun implements Enum.
+func (RateLimitHeaders) EnumNoun() string { return "a header style" }
+
+// RateLimitUnit is the unit of a window.
+type RateLimitUnit string
+
+// Window units. A month is 30 days unless the limit is calendar-aligned.
+const (
+	UnitSecond RateLimitUnit = "second"
+	UnitMinute RateLimitUnit = "minute"
+	UnitHour   RateLimitUnit = "hour"
+	UnitDay    RateLimitUnit = "day"
+	UnitWeek   RateLimitUnit = "week"
+	UnitMonth  RateLimitUnit = "month"
+)
+
+// EnumValues implements Enum.
+func (RateLimitUnit) EnumValues() []string {
+	return []string{"second", "minute", "hour", "day", "week", "month"}
+}
+
+// EnumNoun implements Enum.
+func (RateLimitUnit) EnumNoun() string { return "a unit" }
+
+// MaxWindowCount bounds the count of a window ("5 minutes").
+const MaxWindowCount = 1000
+
+// Window is a count of a unit, written "minute" or "5 minutes".
+type Window struct {
+	Count uint32
+	Unit  RateLimitUnit
+}
+
+// String renders the window as it is written in config.
+func (w Window) String() string {
+	if w.Count <= 1 {
+		return string(w.Unit)
+	}
+	return strconv.FormatUint(uint64(w.Count), 10) + " " + string(w.Unit) + "s"
+}
+
+// ParseWindow reads "minute", "5 minutes" or "5 minute".
+func ParseWindow(s string) (Window, error) {
+	f := strings.Fields(s)
+	var w Window
+	var unit string
+	switch len(f) {
+	case 1:
+		w.Count, unit = 1, f[0]
+	case 2:
+		n, err := strconv.ParseUint(f[0], 10, 32)
+		if err != nil || n < 1 || n > MaxWindowCount {
+			return Window{}, fmt.Errorf("%q is not a window; the count must be a whole number from 1 to %d, as in \"5 minutes\"", s, MaxWindowCount)
+		}
+		w.Count, unit = uint32(n), strings.TrimSuffix(f[1], "s")
+	default:
+		return Window{}, fmt.Errorf("%q is not a window; write a unit (second|minute|hour|day|week|month) or a count and a unit, as in \"5 minutes\"", s)
+	}
+	if err := CheckEnum(RateLimitUnit(""), unit); err != nil {
+		return Window{}, err
+	}
+	w.Unit = RateLimitUnit(unit)
+	return w, nil
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (w *Window) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("expected a window such as minute or \"5 minutes\"")
+	}
+	v, err := ParseWindow(n.Value)
+	if err != nil {
+		return err
+	}
+	*w = v
+	return nil
+}
+
+// MarshalYAML renders the window as it is written.
+func (w Window) MarshalYAML() (any, error) { return w.String(), nil }
+
+// Seconds is the nominal length of the window (a month is 30 days).
+func (w Window) Seconds() int64 {
+	var s int64
+	switch w.Unit {
+	case UnitSecond:
+		s = 1
+	case UnitMinute:
+		s = 60
+	case UnitHour:
+		s = 3600
+	case UnitDay:
+		s = 86400
+	case UnitWeek:
+		s = 7 * 86400
+	case UnitMonth:
+		s = 30 * 86400
+	}
+	return s * int64(w.Count)
+}
+
+// Bounds of a limit, chosen so that every count and time the algorithms
+// handle stays exact in Redis Lua's double-precision numbers.
+const (
+	MaxLimitRequests = 1_000_000_000_000
+	maxWindowSeconds = 5 * 366 * 86400
+)
+
+var (
+	limitNamePattern       = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+	rateLimitHeaderPattern = regexp.MustCompile("^[a-z0-9!#$%&'*+.^_`|~-]+$")
+)
+
+func (r *RateLimit) validate(p Path, c *Config, errs *Errors) {
+	if _, err := time.LoadLocation(r.TimeZone); err != nil || r.TimeZone == "" || strings.EqualFold(r.TimeZone, "local") {
+		errs.Add(p.Field("timeZone"), "%q is not a time zone; use an IANA name such as UTC or Europe/Berlin", r.TimeZone)
+	}
+	validateTiers(p.Field("tiers"), r.Tiers, r.Algorithm, errs)
+	validateLimits(p.Field("default"), r.Default, r.Algorithm, errs)
+	switch r.KeyBy {
+	case "subject", "route", "tier":
+	default:
+		errs.Add(p.Field("keyBy"), "%q is not a key; use subject, route or tier (a route may also key by one of its header entries)", r.KeyBy)
+	}
+	for i, f := range r.EnvoyConfigs {
+		if f == "" {
+			errs.Add(p.Field("envoyConfigs").Index(i), "is empty")
+		}
+	}
+	for _, name := range sortedKeys(r.Domains) {
+		if name == "" {
+			errs.Add(p.Field("domains"), "a domain name is empty")
+		}
+	}
+	s := p.Field("store")
+	if r.Store.Timeout.D() <= 0 {
+		errs.Add(s.Field("timeout"), "must be more than 0s: a Redis call must never wait forever")
+	}
+	if r.Store.BatchSize < 1 || r.Store.BatchSize > 4096 {
+		errs.Add(s.Field("batchSize"), "%d is out of range; use 1 (no batching) to 4096", r.Store.BatchSize)
+	}
+	if r.Store.Pipelines < 1 || r.Store.Pipelines > 256 {
+		errs.Add(s.Field("pipelines"), "%d is out of range; use 1 to 256", r.Store.Pipelines)
+	}
+	b := s.Field("breaker")
+	if r.Store.Breaker.Failures < 1 {
+		errs.Add(b.Field("failures"), "must be at least 1")
+	}
+	if r.Store.Breaker.OpenFor.D() <= 0 {
+		errs.Add(b.Field("openFor"), "must be more than 0s")
+	}
+	if r.Store.Breaker.Probes < 1 {
+		errs.Add(b.Field("probes"), "must be at least 1")
+	}
+	if r.LocalCache.MaxEntries < 0 {
+		errs.Add(p.Field("localCache").Field("maxEntries"), "must be 0 (off) or more")
+	}
+	q := p.Field("requests")
+	if r.Requests.MaxDescriptors < 1 {
+		errs.Add(q.Field("maxDescriptors"), "must be at least 1")
+	}
+	if r.Requests.MaxEntries < 1 {
+		errs.Add(q.Field("maxEntries"), "must be at least 1")
+	}
+	if r.Requests.MaxValueBytes < 16 || r.Requests.MaxValueBytes > 64<<10 {
+		errs.Add(q.Field("maxValueBytes"), "%s is out of range; use 16 to 64KiB", r.Requests.MaxValueBytes)
+	}
+	if r.Requests.MaxHits < 1 || r.Requests.MaxHits > MaxLimitRequests {
+		errs.Add(q.Field("maxHits"), "%d is out of range; use 1 to %d", r.Requests.MaxHits, uint64(MaxLimitRequests))
+	}
+}
+
+func (r *RouteRateLimit) validate(p Path, c *Config, errs *Errors) {
+	alg := r.Algorithm
+	if alg == "" && c.RateLimit != nil {
+		alg = c.RateLimit.Algorithm
+	}
+	validateTiers(p.Field("tiers"), r.Tiers, alg, errs)
+	validateLimits(p.Field("default"), r.Default, alg, errs)
+	keys := map[string]int{}
+	for i, h := range r.Headers {
+		hp := p.Field("headers").Index(i)
+		if !rateLimitHeaderPattern.MatchString(h.Header) {
+			errs.Add(hp.Field("header"), "%q is not a header name; write it in lower case", h.Header)
+		}
+		switch {
+		case h.Key == "":
+			errs.Add(hp.Field("key"), "is required: the descriptor key of the entry")
+		case h.Key == "route" || h.Key == "tier" || h.Key == "subject":
+			errs.Add(hp.Field("key"), "%q is a key gatehouse sets itself; choose another", h.Key)
+		default:
+			if first, dup := keys[h.Key]; dup {
+				errs.Add(hp.Field("key"), "duplicate key %q (also headers[%d])", h.Key, first)
+			}
+			keys[h.Key] = i
+		}
+	}
+	if r.KeyBy != "" {
+		_, isHeader := keys[r.KeyBy]
+		if r.KeyBy != "subject" && r.KeyBy != "route" && r.KeyBy != "tier" && !isHeader {
+			errs.Add(p.Field("keyBy"), "%q is not a key of this route; use subject, route, tier or the key of one of its headers", r.KeyBy)
+		}
+	}
+	if c.RateLimit == nil && !r.Disabled {
+		errs.Warn(p, "has no effect: the config has no ratelimit section, so no rate limit server runs")
+	}
+}
+
+func validateTiers(p Path, tiers map[string][]Limit, alg RateLimitAlgorithm, errs *Errors) {
+	for _, name := range sortedKeys(tiers) {
+		if strings.TrimSpace(name) == "" {
+			errs.Add(p, "a tier name is empty")
+			continue
+		}
+		validateLimits(p.Key(name), tiers[name], alg, errs)
+	}
+}
+
+func validateLimits(p Path, limits []Limit, alg RateLimitAlgorithm, errs *Errors) {
+	type sig struct {
+		alg RateLimitAlgorithm
+		w   Window
+		cal bool
+	}
+	if alg == "" {
+		alg = AlgorithmFixed
+	}
+	seen := map[sig]int{}
+	names := map[string]int{}
+	for i := range limits {
+		l := &limits[i]
+		lp := p.Index(i)
+		a := l.Algorithm
+		if a == "" {
+			a = alg
+		}
+		if l.Requests < 1 {
+			errs.Add(lp.Field("requests"), "is required and must be at least 1 (refusing everyone is authz's job)")
+		} else if l.Requests > MaxLimitRequests {
+			errs.Add(lp.Field("requests"), "%d is too large; use at most %d", l.Requests, uint64(MaxLimitRequests))
+		}
+		if l.Per.Unit == "" {
+			errs.Add(lp.Field("per"), "is required: the window, such as second, minute or \"5 minutes\"")
+			continue
+		}
+		if l.Per.Seconds() > maxWindowSeconds {
+			errs.Add(lp.Field("per"), "%s is too long; use at most 5 years", l.Per)
+		}
+		if l.Calendar {
+			switch {
+			case l.Per.Unit != UnitDay && l.Per.Unit != UnitWeek && l.Per.Unit != UnitMonth:
+				errs.Add(lp.Field("calendar"), "applies to day, week and month windows, not %s", l.Per.Unit)
+			case a == AlgorithmGCRA:
+				errs.Add(lp.Field("calendar"), "applies to fixed and sliding windows; a gcra bucket has no window edges")
+			}
+		}
+		if l.Burst != 0 && a != AlgorithmGCRA {
+			errs.Add(lp.Field("burst"), "applies to gcra limits only (this one is %s)", a)
+		}
+		if l.Burst > MaxLimitRequests {
+			errs.Add(lp.Field("burst"), "%d is too large; use at most %d", l.Burst, uint64(MaxLimitRequests))
+		}
+		if l.Name != "" {
+			if !limitNamePattern.MatchString(l.Name) {
+				errs.Add(lp.Field("name"), "%q is not a limit name; use 1-64 letters, digits, '_', '.' or '-'", l.Name)
+			} else if first, dup := names[l.Name]; dup {
+				errs.Add(lp.Field("name"), "duplicate name %q (also [%d])", l.Name, first)
+			} else {
+				names[l.Name] = i
+			}
+		}
+		s := sig{a, l.Per, l.Calendar}
+		if first, dup := seen[s]; dup {
+			errs.Add(lp, "same window and algorithm as [%d]; one counter cannot hold two limits", first)
+			continue
+		}
+		seen[s] = i
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// EffectiveRateLimit is a route's quota once the ratelimit section's
+// defaults are merged in.
+type EffectiveRateLimit struct {
+	// Tiers are the limits of each named tier (an empty list: unlimited).
+	Tiers map[string][]Limit
+	// Default applies to tiers not in Tiers; nil means unlimited.
+	Default     []Limit
+	KeyBy       string
+	Algorithm   RateLimitAlgorithm
+	Shadow      bool
+	FailureMode FailureMode
+	Headers     []RateLimitHeaderEntry
+}
+
+// Limited reports whether any tier of the route has a limit.
+func (e *EffectiveRateLimit) Limited() bool {
+	if len(e.Default) > 0 {
+		return true
+	}
+	for _, l := range e.Tiers {
+		if len(l) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// EffectiveRateLimit merges route r's ratelimit section over the
+// component's defaults. It returns nil when the route is not limited: no
+// ratelimit component, the route disabled it, or no tier has a limit.
+func (r *Route) EffectiveRateLimit(c *Config) *EffectiveRateLimit {
+	rl := c.RateLimit
+	if rl == nil {
+		return nil
+	}
+	e := &EffectiveRateLimit{
+		Tiers:       map[string][]Limit{},
+		Default:     rl.Default,
+		KeyBy:       rl.KeyBy,
+		Algorithm:   rl.Algorithm,
+		Shadow:      rl.Shadow,
+		FailureMode: rl.FailureMode,
+	}
+	for t, l := range rl.Tiers {
+		e.Tiers[t] = l
+	}
+	if rr := r.RateLimit; rr != nil {
+		if rr.Disabled {
+			return nil
+		}
+		for t, l := range rr.Tiers {
+			e.Tiers[t] = l
+		}
+		if rr.Default != nil {
+			e.Default = rr.Default
+		}
+		if rr.KeyBy != "" {
+			e.KeyBy = rr.KeyBy
+		}
+		if rr.Algorithm != "" {
+			e.Algorithm = rr.Algorithm
+		}
+		if rr.Shadow != nil {
+			e.Shadow = *rr.Shadow || rl.Shadow
+		}
+		if rr.FailureMode != "" {
+			e.FailureMode = rr.FailureMode
+		}
+		e.Headers = rr.Headers
+	}
+	if !e.Limited() {
+		return nil
+	}
+	return e
+}
+
+// RateLimitNeeds says which rate limit descriptor Envoy sends for route r:
+// route, tier and subject, then the route's header entries.
 func (r *Route) RateLimitNeeds(c *Config) RateLimitNeeds {
-	return RateLimitNeeds{Enabled: c.RateLimit != nil && r.RateLimit != nil}
+	e := r.EffectiveRateLimit(c)
+	if e == nil {
+		return RateLimitNeeds{}
+	}
+	n := RateLimitNeeds{Enabled: true}
+	for _, h := range e.Headers {
+		n.HeaderEntries = append(n.HeaderEntries, HeaderDescriptor{Header: h.Header, Key: h.Key})
+	}
+	return n
 }

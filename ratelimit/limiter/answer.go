@@ -1,0 +1,55 @@
+package limiter
+
+import (
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// answer holds a response and everything it points to in one allocation
+// for the common requests of up to inlineDescs descriptors.
+type answer struct {
+	resp     rlsv3.RateLimitResponse
+	statuses [inlineDescs]rlsv3.RateLimitResponse_DescriptorStatus
+	ptrs     [inlineDescs]*rlsv3.RateLimitResponse_DescriptorStatus
+	durs     [inlineDescs]durationpb.Duration
+	hdrs     [maxHeaders]corev3.HeaderValue
+	hptrs    [maxHeaders]*corev3.HeaderValue
+	durSlice []durationpb.Duration
+}
+
+const (
+	inlineDescs = 2
+	maxHeaders  = 6
+)
+
+func newAnswer(n int) *answer {
+	a := &answer{}
+	if n <= inlineDescs {
+		for i := 0; i < n; i++ {
+			a.ptrs[i] = &a.statuses[i]
+		}
+		a.resp.Statuses = a.ptrs[:n:n]
+		return a
+	}
+	sts := make([]rlsv3.RateLimitResponse_DescriptorStatus, n)
+	a.resp.Statuses = make([]*rlsv3.RateLimitResponse_DescriptorStatus, n)
+	for i := range sts {
+		a.resp.Statuses[i] = &sts[i]
+	}
+	a.durSlice = make([]durationpb.Duration, n)
+	return a
+}
+
+// duration sets status i's duration (µs, at least 0) and returns it.
+func (a *answer) duration(i int, us int64) *durationpb.Duration {
+	us = max(us, 0)
+	var d *durationpb.Duration
+	if a.durSlice != nil {
+		d = &a.durSlice[i]
+	} else {
+		d = &a.durs[i]
+	}
+	d.Seconds, d.Nanos = us/1e6, int32(us%1e6)*1000
+	return d
+}

@@ -1,0 +1,136 @@
+package limiter
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/testenv"
+	"github.com/gatehouse/gatehouse/ratelimit/quota"
+	"github.com/gatehouse/gatehouse/ratelimit/store"
+)
+
+// benchEnvoy is the config of the load scenario (scripts/bench/ratelimit.sh):
+// envoyproxy/ratelimit's format, tier + subject entries.
+const benchEnvoy = `domain: bench
+descriptors:
+  - key: tier
+    value: free
+    descriptors:
+      - key: subject
+        rate_limit: {unit: second, requests_per_unit: 100000}
+  - key: tier
+    value: tight
+    descriptors:
+      - key: subject
+        rate_limit: {unit: hour, requests_per_unit: 1}
+`
+
+const benchNative = `
+  tiers:
+    free: [{requests: 100000, per: second}, {requests: 100000000, per: day}]
+    tight: [{requests: 1, per: hour}]
+routes:
+  - id: orders
+    match: {prefix: /}
+`
+
+func benchLimiter(b *testing.B, st store.Store, cacheEntries int) *Limiter {
+	dir := b.TempDir()
+	file := filepath.Join(dir, "bench.yaml")
+	if err := os.WriteFile(file, []byte(benchEnvoy), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cfg, err := config.LoadBytes("<bench>", []byte(fmt.Sprintf("apiVersion: gatehouse/v1\nratelimit:\n  envoyConfigs: [%s]\n  localCache: {maxEntries: %d}\n%s", file, cacheEntries, benchNative)), config.LoadOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	snap, err := quota.Compile(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	l := New(slog.New(slog.DiscardHandler), m, store.NewOverLimitCache(cacheEntries), "bench:"+fmt.Sprint(time.Now().UnixNano())+":")
+	l.Swap(snap, st, SettingsFrom(cfg.RateLimit))
+	return l
+}
+
+// benchRequests pre-builds requests of 10,000 subjects, as the load
+// generator: one descriptor of 2 entries.
+func benchRequests(domain, tierKey, tier string) []*rlsv3.RateLimitRequest {
+	reqs := make([]*rlsv3.RateLimitRequest, 10000)
+	for i := range reqs {
+		es := []*ratelimitv3.RateLimitDescriptor_Entry{{Key: tierKey, Value: tier}, {Key: "subject", Value: fmt.Sprintf("user-%d", i)}}
+		if domain == "gatehouse" {
+			es = append([]*ratelimitv3.RateLimitDescriptor_Entry{{Key: "route", Value: "orders"}}, es...)
+		}
+		reqs[i] = &rlsv3.RateLimitRequest{Domain: domain, Descriptors: []*ratelimitv3.RateLimitDescriptor{{Entries: es}}}
+	}
+	return reqs
+}
+
+func runBench(b *testing.B, l *Limiter, reqs []*rlsv3.RateLimitRequest) {
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		r := rand.New(rand.NewPCG(rand.Uint64(), 1))
+		ctx := context.Background()
+		for pb.Next() {
+			if _, err := l.ShouldRateLimit(ctx, reqs[r.IntN(len(reqs))]); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// benchRedis is the make-test redis-server when there is one, else a
+// private one (make bench starts none).
+func benchRedis(b *testing.B) *redis.Client {
+	if os.Getenv(testenv.EnvRedis) != "" {
+		return testenv.Redis(b)
+	}
+	srv := testenv.StartRedis(b)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	b.Cleanup(func() { c.Close() })
+	return c
+}
+
+// BenchmarkShouldRateLimit measures one decision without gRPC: the
+// in-process store, and a real redis-server (batched round trips).
+func BenchmarkShouldRateLimit(b *testing.B) {
+	cases := []struct{ name, domain, tierKey, tier string }{
+		{"envoy-ok", "bench", "tier", "free"},
+		{"envoy-over", "bench", "tier", "tight"},
+		{"native-ok", "gatehouse", "tier", "free"},
+		{"native-over", "gatehouse", "tier", "tight"},
+	}
+	for _, c := range cases {
+		b.Run("memory/"+c.name, func(b *testing.B) {
+			runBench(b, benchLimiter(b, store.NewMemory(0), 100000), benchRequests(c.domain, c.tierKey, c.tier))
+		})
+	}
+	rdb := benchRedis(b)
+	for _, c := range cases {
+		b.Run("redis/"+c.name, func(b *testing.B) {
+			rs := store.NewRedis(rdb, store.RedisOptions{Timeout: time.Second, BatchSize: 128, Pipelines: 4})
+			defer rs.Close()
+			b.SetParallelism(32) // 64 goroutines on 2 CPUs, as the load scenario's concurrency
+			runBench(b, benchLimiter(b, rs, 100000), benchRequests(c.domain, c.tierKey, c.tier))
+		})
+	}
+}

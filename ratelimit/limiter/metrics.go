@@ -1,0 +1,169 @@
+package limiter
+
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gatehouse/gatehouse/ratelimit/quota"
+)
+
+// Decision is the outcome of one descriptor, a closed set that is the
+// metric label, the log field and the reason of the answer.
+type Decision uint8
+
+// Decisions.
+const (
+	// DecisionOK: within every limit.
+	DecisionOK Decision = iota
+	// DecisionOverLimit: refused by a limit (counted in the store).
+	DecisionOverLimit
+	// DecisionOverLimitLocal: refused from the local over-limit cache,
+	// without a round trip.
+	DecisionOverLimitLocal
+	// DecisionShadow: a shadow rule would have refused; answered OK.
+	DecisionShadow
+	// DecisionQuotaMode: an envoy quota_mode rule is over; OK for the
+	// descriptor, reported in the status.
+	DecisionQuotaMode
+	// DecisionUnlimited: an envoy unlimited rule.
+	DecisionUnlimited
+	// DecisionDegradedOpen / DecisionDegradedClosed: the store could not
+	// decide and the rule's failure mode answered.
+	DecisionDegradedOpen
+	DecisionDegradedClosed
+	numDecisions
+)
+
+var decisionNames = [numDecisions]string{"ok", "over_limit", "over_limit_local", "shadow_over_limit", "quota_over_limit", "unlimited", "degraded_open", "degraded_closed"}
+
+// String is the metric label.
+func (d Decision) String() string {
+	if d >= numDecisions {
+		return "unknown"
+	}
+	return decisionNames[d]
+}
+
+// Metrics of the limiter, registered once per process.
+type Metrics struct {
+	decisions *prometheus.CounterVec
+	unmatched *prometheus.CounterVec
+	requests  *prometheus.CounterVec
+	invalid   *prometheus.CounterVec
+	hits      *prometheus.CounterVec
+}
+
+// NewMetrics registers the limiter metrics on reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_ratelimit_decisions_total",
+			Help: "Descriptors decided, by domain, rule and decision (ok, over_limit, over_limit_local, shadow_over_limit, quota_over_limit, unlimited, degraded_open, degraded_closed).",
+		}, []string{"domain", "rule", "decision"}),
+		hits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_ratelimit_hits_total",
+			Help: "Hits (hits_addend) of descriptors with a limit, by domain and rule.",
+		}, []string{"domain", "rule"}),
+		unmatched: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_ratelimit_unmatched_descriptors_total",
+			Help: "Descriptors no limit applies to, by domain and reason (no_rule, unknown_route, no_route_entry).",
+		}, []string{"domain", "reason"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_ratelimit_requests_total",
+			Help: "ShouldRateLimit answers by domain and overall code (ok, over_limit).",
+		}, []string{"domain", "code"}),
+		invalid: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_ratelimit_invalid_requests_total",
+			Help: "Requests refused with InvalidArgument, by reason.",
+		}, []string{"reason"}),
+	}
+	for _, c := range []prometheus.Collector{m.decisions, m.hits, m.unmatched, m.requests, m.invalid} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// ruleMetrics are a rule's counters, resolved once per config.
+type ruleMetrics struct {
+	decisions [numDecisions]prometheus.Counter
+	hits      prometheus.Counter
+}
+
+// domainMetrics are a domain's counters, resolved once per config.
+type domainMetrics struct {
+	requests  [2]prometheus.Counter // ok, over_limit
+	unmatched [4]prometheus.Counter // by quota.MissReason
+	// override meters descriptors carrying Envoy's limit override.
+	override *ruleMetrics
+}
+
+// bind resolves the counters of every rule and domain of snap, and drops
+// the series of rules the previous snapshot had and this one has not.
+func (m *Metrics) bind(snap, prev *quota.Snapshot) ([]*ruleMetrics, map[string]*domainMetrics) {
+	rules := make([]*ruleMetrics, len(snap.Rules))
+	for i, r := range snap.Rules {
+		rules[i] = m.rule(r.Domain, r.ID)
+	}
+	doms := map[string]*domainMetrics{}
+	for _, name := range snap.DomainNames() {
+		dm := &domainMetrics{override: m.rule(name, name+":override")}
+		dm.requests[0] = m.requests.WithLabelValues(name, "ok")
+		dm.requests[1] = m.requests.WithLabelValues(name, "over_limit")
+		for _, reason := range []quota.MissReason{quota.NoRule, quota.UnknownRoute, quota.NoRouteEntry} {
+			dm.unmatched[reason] = m.unmatched.WithLabelValues(name, reason.String())
+		}
+		doms[name] = dm
+	}
+	if prev != nil {
+		keep := map[[2]string]bool{}
+		for _, r := range snap.Rules {
+			keep[[2]string{r.Domain, r.ID}] = true
+		}
+		for _, r := range prev.Rules {
+			if !keep[[2]string{r.Domain, r.ID}] {
+				m.decisions.DeletePartialMatch(prometheus.Labels{"domain": r.Domain, "rule": r.ID})
+				m.hits.DeleteLabelValues(r.Domain, r.ID)
+			}
+		}
+	}
+	return rules, doms
+}
+
+func (m *Metrics) rule(domain, id string) *ruleMetrics {
+	rm := &ruleMetrics{hits: m.hits.WithLabelValues(domain, id)}
+	for d := Decision(0); d < numDecisions; d++ {
+		rm.decisions[d] = m.decisions.WithLabelValues(domain, id, d.String())
+	}
+	return rm
+}
+
+// detailed meters envoy rules with detailed_metric: true per descriptor
+// value, as the reference does, but at most maxDetailed series per rule
+// (beyond that, under "<rule>:other"), so that a client sending fresh
+// values cannot grow the metrics without bound.
+type detailed struct {
+	mu   sync.Mutex
+	seen map[string]*ruleMetrics
+}
+
+const maxDetailed = 1000
+
+func (m *Metrics) detailedRule(d *detailed, domain, id string) *ruleMetrics {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if rm, ok := d.seen[id]; ok {
+		return rm
+	}
+	if len(d.seen) >= maxDetailed {
+		id = "other"
+		if rm, ok := d.seen[id]; ok {
+			return rm
+		}
+	}
+	rm := m.rule(domain, id)
+	d.seen[id] = rm
+	return rm
+}

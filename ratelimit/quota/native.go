@@ -1,0 +1,218 @@
+package quota
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/contract"
+	"github.com/gatehouse/gatehouse/ratelimit/algo"
+)
+
+// nativeDomain is gatehouse's own domain: descriptors of entries route,
+// tier and subject (internal/contract), then a route's header entries.
+type nativeDomain struct {
+	routes map[string]*nativeRoute
+}
+
+type nativeRoute struct {
+	id    string
+	tiers map[string]*Rule // a nil rule: the tier is unlimited here
+	// def is the rule of any other tier; nil when they are unlimited.
+	def   *Rule
+	keyBy string
+}
+
+// compileNative builds gatehouse's domain, or nil when no route is limited.
+func compileNative(cfg *config.Config, loc *time.Location, add func(*Rule) *Rule) *nativeDomain {
+	nd := &nativeDomain{routes: map[string]*nativeRoute{}}
+	limited := false
+	for i := range cfg.Routes {
+		r := &cfg.Routes[i]
+		e := r.EffectiveRateLimit(cfg)
+		if e == nil {
+			// Known but not limited: Envoy should not ask, and when a
+			// hand-written config does, the answer is OK.
+			nd.routes[r.ID] = &nativeRoute{id: r.ID}
+			continue
+		}
+		limited = true
+		nr := &nativeRoute{id: r.ID, tiers: map[string]*Rule{}, keyBy: e.KeyBy}
+		for _, tier := range sortedNames(e.Tiers) {
+			limits := e.Tiers[tier]
+			if len(limits) == 0 {
+				nr.tiers[tier] = nil
+				continue
+			}
+			nr.tiers[tier] = add(nativeRule(r.ID, tier, tier, limits, e, loc))
+		}
+		if len(e.Default) > 0 {
+			nr.def = add(nativeRule(r.ID, "*", "default", e.Default, e, loc))
+		}
+		nd.routes[r.ID] = nr
+	}
+	if !limited {
+		return nil
+	}
+	return nd
+}
+
+func nativeRule(route, tierLabel, namePrefix string, limits []config.Limit, e *config.EffectiveRateLimit, loc *time.Location) *Rule {
+	r := &Rule{
+		ID:       contract.RateLimitDomain + "/" + route + "/" + tierLabel,
+		Domain:   contract.RateLimitDomain,
+		Shadow:   e.Shadow,
+		FailOpen: e.FailureMode == config.FailOpen,
+	}
+	for _, l := range limits {
+		r.Limits = append(r.Limits, compileLimit(l, namePrefix, e.Algorithm, loc))
+	}
+	r.Policy = policyOf(r.Limits)
+	return r
+}
+
+// compileLimit turns a config limit into a Limit.
+func compileLimit(l config.Limit, namePrefix string, defAlg config.RateLimitAlgorithm, loc *time.Location) *Limit {
+	alg := l.Algorithm
+	if alg == "" {
+		alg = defAlg
+	}
+	w := algo.Window{Count: int64(l.Per.Count), Unit: unitOf(l.Per.Unit), Calendar: l.Calendar, Loc: loc}
+	var spec algo.Spec
+	switch alg {
+	case config.AlgorithmGCRA:
+		spec = algo.NewGCRA(l.Requests, l.Burst, w.Nominal())
+	case config.AlgorithmSliding:
+		spec = algo.Spec{Kind: algo.Sliding, Limit: l.Requests}
+	default:
+		spec = algo.Spec{Kind: algo.Fixed, Limit: l.Requests}
+	}
+	name := l.Name
+	if name == "" {
+		name = namePrefix + "-" + strconv.FormatInt(w.Count, 10) + unitAbbrev(w.Unit)
+		if w.Calendar {
+			name += "-calendar"
+		}
+		if spec.Kind != algo.Fixed {
+			name += "-" + spec.Kind.String()
+		}
+	}
+	unit := rlsv3.RateLimitResponse_RateLimit_UNKNOWN
+	if w.Count == 1 {
+		unit = protoUnit(w.Unit)
+	}
+	return newLimit(name, spec, w, unit)
+}
+
+func unitOf(u config.RateLimitUnit) algo.Unit {
+	switch u {
+	case config.UnitSecond:
+		return algo.Second
+	case config.UnitMinute:
+		return algo.Minute
+	case config.UnitHour:
+		return algo.Hour
+	case config.UnitDay:
+		return algo.Day
+	case config.UnitWeek:
+		return algo.Week
+	case config.UnitMonth:
+		return algo.Month
+	}
+	panic(fmt.Sprintf("ratelimit: unit %q passed validation", u))
+}
+
+func protoUnit(u algo.Unit) rlsv3.RateLimitResponse_RateLimit_Unit {
+	switch u {
+	case algo.Second:
+		return rlsv3.RateLimitResponse_RateLimit_SECOND
+	case algo.Minute:
+		return rlsv3.RateLimitResponse_RateLimit_MINUTE
+	case algo.Hour:
+		return rlsv3.RateLimitResponse_RateLimit_HOUR
+	case algo.Day:
+		return rlsv3.RateLimitResponse_RateLimit_DAY
+	case algo.Week:
+		return rlsv3.RateLimitResponse_RateLimit_WEEK
+	case algo.Month:
+		return rlsv3.RateLimitResponse_RateLimit_MONTH
+	case algo.Year:
+		return rlsv3.RateLimitResponse_RateLimit_YEAR
+	}
+	return rlsv3.RateLimitResponse_RateLimit_UNKNOWN
+}
+
+// match reads a gatehouse descriptor. A missing tier entry is the
+// anonymous tier; a missing key entry (say, no subject) is the empty
+// value, so such requests share one counter rather than go unlimited.
+func (nd *nativeDomain) match(entries []*ratelimitv3.RateLimitDescriptor_Entry, key []byte) (*Rule, []byte, MissReason, error) {
+	var route, tier *ratelimitv3.RateLimitDescriptor_Entry
+	for i, e := range entries {
+		switch e.GetKey() {
+		case contract.DescriptorRoute:
+			if route != nil {
+				return nil, key, NoRule, fmt.Errorf("%w: duplicate entry %q (entries %d and %d)", ErrBadDescriptor, e.GetKey(), indexOf(entries, route), i)
+			}
+			route = e
+		case contract.DescriptorTier:
+			if tier != nil {
+				return nil, key, NoRule, fmt.Errorf("%w: duplicate entry %q (entries %d and %d)", ErrBadDescriptor, e.GetKey(), indexOf(entries, tier), i)
+			}
+			tier = e
+		default:
+			for j := 0; j < i; j++ {
+				if entries[j].GetKey() == e.GetKey() {
+					return nil, key, NoRule, fmt.Errorf("%w: duplicate entry %q (entries %d and %d)", ErrBadDescriptor, e.GetKey(), j, i)
+				}
+			}
+		}
+	}
+	if route == nil {
+		return nil, key, NoRouteEntry, nil
+	}
+	nr := nd.routes[route.GetValue()]
+	if nr == nil {
+		return nil, key, UnknownRoute, nil
+	}
+	tierName := contract.AnonymousTier
+	if tier != nil && tier.GetValue() != "" {
+		tierName = tier.GetValue()
+	}
+	rule, listed := nr.tiers[tierName]
+	if !listed {
+		rule = nr.def
+	}
+	if rule == nil {
+		return nil, key, NoRule, nil
+	}
+	key = append(key, contract.RateLimitDomain...)
+	key = append(key, '|')
+	key = AppendIdentityPart(key, nr.id)
+	key = append(key, '|')
+	key = AppendIdentityPart(key, tierName)
+	if nr.keyBy != contract.DescriptorRoute && nr.keyBy != contract.DescriptorTier {
+		key = append(key, '|')
+		key = AppendIdentityPart(key, nr.keyBy)
+		key = append(key, '=')
+		for _, e := range entries {
+			if e.GetKey() == nr.keyBy {
+				key = AppendIdentityPart(key, e.GetValue())
+				break
+			}
+		}
+	}
+	return rule, key, Hit, nil
+}
+
+func indexOf(entries []*ratelimitv3.RateLimitDescriptor_Entry, e *ratelimitv3.RateLimitDescriptor_Entry) int {
+	for i := range entries {
+		if entries[i] == e {
+			return i
+		}
+	}
+	return -1
+}

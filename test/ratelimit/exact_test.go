@@ -1,0 +1,225 @@
+package ratelimit_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gatehouse/gatehouse/internal/testenv"
+)
+
+const exactConfig = `apiVersion: gatehouse/v1
+ratelimit:
+  store: {timeout: 2s}
+routes:
+  - id: fixed-hour
+    match: {prefix: /a}
+    ratelimit: {default: [{requests: 200, per: hour}]}
+  - id: fixed-second
+    match: {prefix: /b}
+    ratelimit: {default: [{requests: 20, per: second}, {requests: 100000, per: day}]}
+  - id: sliding-second
+    match: {prefix: /c}
+    ratelimit: {default: [{requests: 20, per: second, algorithm: sliding}]}
+  - id: gcra
+    match: {prefix: /d}
+    ratelimit: {default: [{requests: 20, per: second, algorithm: gcra, burst: 5}]}
+`
+
+// setup is how a replica reaches Redis: each replica gets its own client,
+// as separate processes would.
+type setup struct {
+	name      string
+	newClient func() redis.UniversalClient
+	// counts reads every key matching pattern (all masters of a cluster).
+	counts func(t *testing.T, pattern string) map[string]int64
+}
+
+func singleSetup(t *testing.T) setup {
+	addr := testenv.RedisAddr(t)
+	testenv.Redis(t) // fails or skips when it does not answer
+	return setup{
+		name:      "single",
+		newClient: func() redis.UniversalClient { return redis.NewClient(&redis.Options{Addr: addr}) },
+		counts: func(t *testing.T, pattern string) map[string]int64 {
+			c := redis.NewClient(&redis.Options{Addr: addr})
+			defer c.Close()
+			return readCounts(t, c, pattern)
+		},
+	}
+}
+
+func clusterSetup(t *testing.T) setup {
+	addrs := testenv.RedisClusterAddrs(t)
+	testenv.RedisCluster(t)
+	return setup{
+		name:      "cluster",
+		newClient: func() redis.UniversalClient { return redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs}) },
+		counts: func(t *testing.T, pattern string) map[string]int64 {
+			c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+			defer c.Close()
+			out := map[string]int64{}
+			var mu sync.Mutex
+			err := c.ForEachMaster(context.Background(), func(ctx context.Context, m *redis.Client) error {
+				got := readCounts(t, m, pattern)
+				mu.Lock()
+				defer mu.Unlock()
+				for k, v := range got {
+					out[k] = v
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return out
+		},
+	}
+}
+
+func readCounts(t *testing.T, c *redis.Client, pattern string) map[string]int64 {
+	ctx := context.Background()
+	out := map[string]int64{}
+	iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
+	for iter.Next(ctx) {
+		v, err := c.Get(ctx, iter.Val()).Int64()
+		if err != nil {
+			t.Fatalf("GET %s: %v", iter.Val(), err)
+		}
+		out[iter.Val()] = v
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestReplicasNeverOverAdmit runs 3 replicas against one Redis (a single
+// server, then a 3-master Cluster) and hammers one subject through all of
+// them at once: for the exact algorithms no window ever admits more than
+// its limit, the counters hold exactly what was admitted, and a GCRA
+// bucket never admits more than its burst plus its rate.
+func TestReplicasNeverOverAdmit(t *testing.T) {
+	for _, mk := range []func(*testing.T) setup{singleSetup, clusterSetup} {
+		s := mk(t)
+		t.Run(s.name, func(t *testing.T) {
+			cfg := loadConfig(t, exactConfig)
+			prefix := testenv.KeyPrefix(t)
+			var reps []*replica
+			for i := 0; i < 3; i++ {
+				rdb := s.newClient()
+				t.Cleanup(func() { rdb.Close() })
+				reps = append(reps, startReplica(t, cfg, rdb, prefix))
+			}
+			t.Run("fixed-hour", func(t *testing.T) {
+				start := time.Now()
+				admitted := hammer(t, reps, "fixed-hour", 1000, 0)
+				if time.Now().Truncate(time.Hour) != start.Truncate(time.Hour) {
+					t.Skip("the run crossed an hour boundary; its counts span two windows")
+				}
+				if admitted != 200 {
+					t.Errorf("3 replicas admitted %d of 1000 against 200/hour; want exactly 200", admitted)
+				}
+				checkCounts(t, s.name, "fixed-hour", s.counts(t, prefix+"rl:{gatehouse|fixed-hour|*}:f1h:*"), 200, admitted)
+			})
+			for _, route := range []struct{ id, tag string }{{"fixed-second", "f1s"}, {"sliding-second", "s1s"}} {
+				t.Run(route.id, func(t *testing.T) {
+					// Counters of 1s windows expire a second after their
+					// window: watch them during the run, keeping each
+					// window's highest count.
+					pattern := prefix + "rl:{gatehouse|" + route.id + "|*}:" + route.tag + ":*"
+					seen := map[string]int64{}
+					stop := make(chan struct{})
+					done := make(chan struct{})
+					go func() {
+						defer close(done)
+						for {
+							for k, v := range s.counts(t, pattern) {
+								seen[k] = max(seen[k], v)
+							}
+							select {
+							case <-stop:
+								return
+							case <-time.After(100 * time.Millisecond):
+							}
+						}
+					}()
+					admitted := hammer(t, reps, route.id, 100000, 2500*time.Millisecond)
+					close(stop)
+					<-done
+					for k, v := range s.counts(t, pattern) {
+						seen[k] = max(seen[k], v)
+					}
+					checkCounts(t, s.name, route.id, seen, 20, admitted)
+				})
+			}
+			t.Run("gcra", func(t *testing.T) {
+				start := time.Now()
+				admitted := hammer(t, reps, "gcra", 100000, 2*time.Second)
+				elapsed := time.Since(start)
+				// burst 5, then one token each 50ms.
+				bound := 5 + int64(elapsed/(50*time.Millisecond)) + 1
+				if admitted > bound {
+					t.Errorf("gcra admitted %d in %v; at most burst 5 + rate = %d", admitted, elapsed, bound)
+				}
+			})
+		})
+	}
+}
+
+// hammer sends requests for one subject on route through every replica
+// (4 workers each) until n requests or d (when d > 0) and returns how many
+// were admitted.
+func hammer(t *testing.T, reps []*replica, route string, n int64, d time.Duration) int64 {
+	t.Helper()
+	var sent, admitted atomic.Int64
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for _, r := range reps {
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req := request("gatehouse", "route", route, "tier", "gold", "subject", "same-subject")
+				for sent.Add(1) <= n && (d == 0 || time.Now().Before(deadline)) {
+					resp, err := ask(context.Background(), r.client, req)
+					if err != nil {
+						t.Errorf("ShouldRateLimit: %v", err)
+						return
+					}
+					if resp.GetOverallCode() == rlsv3.RateLimitResponse_OK {
+						admitted.Add(1)
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	return admitted.Load()
+}
+
+// checkCounts checks the counters of route's windows: each holds at most
+// limit, and together they hold exactly what the replicas admitted.
+func checkCounts(t *testing.T, setup, route string, counts map[string]int64, limit, admitted int64) {
+	t.Helper()
+	if len(counts) == 0 {
+		t.Fatalf("no counters for %s", route)
+	}
+	var sum int64
+	for k, v := range counts {
+		if v > limit {
+			t.Errorf("window %s holds %d > limit %d", k[strings.LastIndex(k, ":")+1:], v, limit)
+		}
+		sum += v
+	}
+	if sum != admitted {
+		t.Errorf("%s: counters hold %d, replicas admitted %d; every admission must be counted once", route, sum, admitted)
+	}
+	t.Logf("%s/%s: %d admitted over %d windows (limit %d each)", setup, route, admitted, len(counts), limit)
+}
