@@ -43,10 +43,11 @@ type XDSServices struct {
 	// RateLimitTimeout bounds one ShouldRateLimit call.
 	RateLimitTimeout Duration `yaml:"ratelimitTimeout" default:"100ms"`
 	// RateLimitFailureMode is what Envoy does when the rate limit service
-	// cannot answer. Open by default: the service itself decides per route
-	// what a Redis outage means, and a gatehouse restart must not turn into
-	// an outage of every rate-limited route.
-	RateLimitFailureMode FailureMode `yaml:"ratelimitFailureMode" default:"open"`
+	// itself cannot answer (a Redis outage is the service's own decision,
+	// ratelimit.failureMode). Closed by default like every gatehouse
+	// failure mode: an unenforced quota is a silent policy change. Set open
+	// where availability outranks quotas, and run several replicas either way.
+	RateLimitFailureMode FailureMode `yaml:"ratelimitFailureMode" default:"closed"`
 }
 
 // NodeGroup is a set of nodes that receive the same listeners.
