@@ -11,6 +11,7 @@ import (
 	"os"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/gatehouse/gatehouse/internal/config"
 )
@@ -35,6 +36,12 @@ func New(cfg *config.Redis) (redis.UniversalClient, error) {
 		// Exactness matters more than failover speed for counters: a read
 		// from a replica could return a stale count.
 		ReadOnly: false,
+		// Maintenance notifications (Redis 8 / Redis Cloud) cost a failed
+		// handshake round trip on every new connection to older servers,
+		// and their first handshake writes options shared between a client
+		// and its connections (a data race in go-redis v9.23). gatehouse
+		// reconnects on its own; it does not need them.
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	}
 	if cfg.Mode == config.RedisSentinel {
 		opts.MasterName = cfg.MasterName
