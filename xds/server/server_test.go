@@ -372,3 +372,30 @@ func TestNodeIDRequired(t *testing.T) {
 		t.Errorf("Recv() = %v; want InvalidArgument naming node.id", err)
 	}
 }
+
+// TestHalfClosedClientGetsAnswers: a client that sends its request and
+// closes its side (grpcurl does) still gets the answer, and the stream
+// stays until the client leaves.
+func TestHalfClosedClientGetsAnswers(t *testing.T) {
+	h := start(t)
+	h.srv.Push(buildSet(t, cfgYAML))
+	ctx, cancel := context.WithCancel(h.ctx)
+	defer cancel()
+	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(h.conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&discoveryv3.DiscoveryRequest{Node: envoyNode("grpcurl", "edge"), TypeUrl: resourcev3.ClusterType}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := st.Recv()
+	if err != nil {
+		t.Fatalf("Recv() after CloseSend = %v; want the clusters", err)
+	}
+	if resp.GetTypeUrl() != resourcev3.ClusterType || len(resp.GetResources()) == 0 {
+		t.Errorf("Recv() = %v; want clusters", resp)
+	}
+}
