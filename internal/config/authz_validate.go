@@ -1,0 +1,535 @@
+package config
+
+import (
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"math"
+	"net/netip"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+func (a *Authz) validate(p Path, c *Config, errs *Errors) {
+	if a.Realm == "" || strings.ContainsAny(a.Realm, "\"\\\r\n") {
+		errs.Add(p.Field("realm"), "%q is not a realm; use a non-empty string without quotes or backslashes", a.Realm)
+	}
+	if !TierPattern.MatchString(a.DefaultTier) {
+		errs.Add(p.Field("defaultTier"), "%q is not a tier; use 1-64 letters, digits, '.', '_' or '-'", a.DefaultTier)
+	}
+	for i, h := range a.Unmatched.Hosts {
+		hp := p.Field("unmatched").Field("hosts").Index(i)
+		if len(h.Hosts) == 0 {
+			errs.Add(hp.Field("hosts"), "at least one host pattern is required")
+		}
+		for j, host := range h.Hosts {
+			if msg := checkHostPattern(host); msg != "" {
+				errs.Add(hp.Field("hosts").Index(j), "%q %s", host, msg)
+			}
+		}
+		if h.Action == "" {
+			errs.Add(hp.Field("action"), "is required; use allow|deny")
+		}
+	}
+	if a.JWT != nil {
+		a.JWT.validate(p.Field("jwt"), errs)
+	}
+	if a.APIKeys != nil {
+		a.APIKeys.validate(p.Field("apiKeys"), errs)
+	}
+	if a.MTLS != nil {
+		a.MTLS.validate(p.Field("mtls"), errs)
+	}
+	for i := range c.Routes {
+		if c.Routes[i].Authz == nil && c.Routes[i].ID != "" {
+			errs.Warn(Path("routes").Index(i), "route %q has no authz: section, so ext_authz denies all its requests; write authz: {public: true} to open it", c.Routes[i].ID)
+		}
+	}
+	names := map[string]int{}
+	for i := range a.Webhooks {
+		w := &a.Webhooks[i]
+		wp := p.Field("webhooks").Index(i)
+		w.validate(wp, errs)
+		if first, dup := names[w.Name]; dup && w.Name != "" {
+			errs.Add(wp.Field("name"), "duplicate webhook source %q (also webhooks[%d])", w.Name, first)
+		}
+		names[w.Name] = i
+	}
+}
+
+func (j *AuthzJWT) validate(p Path, errs *Errors) {
+	if len(j.Issuers) == 0 {
+		errs.Add(p.Field("issuers"), "at least one issuer is required")
+	}
+	names := map[string]int{}
+	isss := map[string]int{}
+	for i := range j.Issuers {
+		is := &j.Issuers[i]
+		ip := p.Field("issuers").Index(i)
+		is.validate(ip, errs)
+		if first, dup := names[is.Name]; dup && is.Name != "" {
+			errs.Add(ip.Field("name"), "duplicate issuer name %q (also issuers[%d])", is.Name, first)
+		}
+		names[is.Name] = i
+		if first, dup := isss[is.Issuer]; dup && is.Issuer != "" {
+			errs.Add(ip.Field("issuer"), "issuer %q is configured twice (also issuers[%d]); a token's iss must name one issuer", is.Issuer, first)
+		}
+		isss[is.Issuer] = i
+	}
+	for i, s := range j.From {
+		sp := p.Field("from").Index(i)
+		switch {
+		case (s.Header == "") == (s.Cookie == ""):
+			errs.Add(sp, "set exactly one of header and cookie")
+		case s.Header != "" && !headerNamePattern.MatchString(s.Header):
+			errs.Add(sp.Field("header"), "%q is not a lower-case header name", s.Header)
+		case s.Cookie != "" && s.Prefix != "":
+			errs.Add(sp.Field("prefix"), "only applies to a header")
+		case s.Cookie != "" && !httpToken.MatchString(s.Cookie):
+			errs.Add(sp.Field("cookie"), "%q is not a cookie name", s.Cookie)
+		}
+	}
+	if j.MaxTokenSize < 256 || j.MaxTokenSize > 1<<20 {
+		errs.Add(p.Field("maxTokenSize"), "%s is out of range; use 256 to 1MiB", j.MaxTokenSize)
+	}
+	if j.CacheSize < 0 {
+		errs.Add(p.Field("cacheSize"), "must be 0 (no cache) or more")
+	}
+}
+
+func (is *JWTIssuer) validate(p Path, errs *Errors) {
+	if !keyIDPattern.MatchString(is.Name) {
+		errs.Add(p.Field("name"), "%q is not a name; use letters, digits, '.', '_', ':' or '-'", is.Name)
+	}
+	if is.Issuer == "" {
+		errs.Add(p.Field("issuer"), "is required: the exact iss claim of the issuer's tokens")
+	}
+	if len(is.Algorithms) == 0 {
+		errs.Add(p.Field("algorithms"), "at least one is required, e.g. [RS256]; use %s", strings.Join(JWTAlgorithm("").EnumValues(), "|"))
+	}
+	sources := 0
+	if is.JWKSURL != "" {
+		sources++
+		if !strings.HasPrefix(is.JWKSURL, "https://") && !strings.HasPrefix(is.JWKSURL, "http://") {
+			errs.Add(p.Field("jwksURL"), "%q is not an http(s) URL", is.JWKSURL)
+		}
+	}
+	if is.Discovery {
+		sources++
+		if !strings.HasPrefix(is.Issuer, "https://") && !strings.HasPrefix(is.Issuer, "http://") {
+			errs.Add(p.Field("discovery"), "needs an issuer that is an http(s) URL, got %q", is.Issuer)
+		}
+		if is.JWKSURL != "" {
+			errs.Add(p.Field("discovery"), "set either jwksURL or discovery, not both")
+		}
+	}
+	if is.JWKSFile != "" || is.JWKS != "" || len(is.PublicKeys) > 0 {
+		sources++
+	}
+	if sources == 0 {
+		errs.Add(p, "needs keys: set jwksURL, discovery, jwksFile, jwks or publicKeys")
+	}
+	for i, k := range is.PublicKeys {
+		if !strings.Contains(k.PEM, "-----BEGIN") {
+			errs.Add(p.Field("publicKeys").Index(i).Field("pem"), "is not a PEM block")
+		}
+	}
+	if len(is.Audiences) == 0 {
+		errs.Warn(p.Field("audiences"), "no audience: any token of this issuer is accepted whatever service it was issued for; list the audiences of this API")
+	}
+	if is.RefreshInterval.D() < time.Minute {
+		errs.Add(p.Field("refreshInterval"), "%s is too short; use at least 1m", is.RefreshInterval)
+	}
+	if is.UnknownKidInterval.D() < time.Second {
+		errs.Add(p.Field("unknownKidInterval"), "%s is too short; use at least 1s", is.UnknownKidInterval)
+	}
+	if is.FetchTimeout.D() < 100*time.Millisecond || is.FetchTimeout.D() > time.Minute {
+		errs.Add(p.Field("fetchTimeout"), "%s is out of range; use 100ms to 1m", is.FetchTimeout)
+	}
+	if is.Leeway.D() > 5*time.Minute {
+		errs.Add(p.Field("leeway"), "%s is too long; use at most 5m", is.Leeway)
+	}
+	if is.SubjectClaim == "" {
+		errs.Add(p.Field("subjectClaim"), "is required")
+	}
+	for i, t := range is.Tiers {
+		if !TierPattern.MatchString(t) {
+			errs.Add(p.Field("tiers").Index(i), "%q is not a tier; use 1-64 letters, digits, '.', '_' or '-'", t)
+		}
+	}
+	if len(is.Tiers) > 0 && is.TierClaim == "" {
+		errs.Add(p.Field("tiers"), "only used with tierClaim")
+	}
+}
+
+func (k *AuthzAPIKeys) validate(p Path, errs *Errors) {
+	if !headerNamePattern.MatchString(k.Header) {
+		errs.Add(p.Field("header"), "%q is not a lower-case header name", k.Header)
+	}
+	if len(k.Keys) == 0 && k.File == "" {
+		errs.Add(p, "set keys or file")
+	}
+	ValidateAPIKeys(p.Field("keys"), k.Keys, errs)
+}
+
+// ValidateAPIKeys checks a list of API keys (from config or a key file).
+func ValidateAPIKeys(p Path, keys []APIKey, errs *Errors) {
+	ids := map[string]int{}
+	hashes := map[string]int{}
+	for i := range keys {
+		key := &keys[i]
+		kp := p.Index(i)
+		if !keyIDPattern.MatchString(key.ID) {
+			errs.Add(kp.Field("id"), "%q is not a key id; use letters, digits, '.', '_', ':' or '-'", key.ID)
+		} else if first, dup := ids[key.ID]; dup {
+			errs.Add(kp.Field("id"), "duplicate key id %q (also [%d])", key.ID, first)
+		}
+		ids[key.ID] = i
+		if _, _, err := ParseKeyHash(key.Hash); err != "" {
+			errs.Add(kp.Field("hash"), "%s", err)
+		} else if first, dup := hashes[strings.ToLower(key.Hash)]; dup {
+			errs.Add(kp.Field("hash"), "the same key hash as [%d]", first)
+		}
+		hashes[strings.ToLower(key.Hash)] = i
+		if key.Subject == "" {
+			errs.Add(kp.Field("subject"), "is required")
+		}
+		if key.Tier != "" && !TierPattern.MatchString(key.Tier) {
+			errs.Add(kp.Field("tier"), "%q is not a tier; use 1-64 letters, digits, '.', '_' or '-'", key.Tier)
+		}
+		if key.ExpiresAt != "" {
+			if _, err := time.Parse(time.RFC3339, key.ExpiresAt); err != nil {
+				errs.Add(kp.Field("expiresAt"), "%q is not an RFC 3339 time such as 2027-01-31T00:00:00Z", key.ExpiresAt)
+			}
+		}
+	}
+}
+
+// ParseKeyHash splits "sha256:<hex>" into its algorithm and digest, or
+// says what is wrong with it.
+func ParseKeyHash(s string) (alg string, digest []byte, problem string) {
+	alg, hx, ok := strings.Cut(s, ":")
+	if !ok {
+		// Never echo the value: a key pasted here by mistake is a secret.
+		return "", nil, "is not a key hash; write sha256:<64 hex digits> or sha512:<128 hex digits> (never the key itself)"
+	}
+	want := 0
+	switch strings.ToLower(alg) {
+	case "sha256":
+		want = sha256.Size
+	case "sha512":
+		want = sha512.Size
+	default:
+		return "", nil, "unknown hash algorithm; use sha256 or sha512"
+	}
+	d, err := hex.DecodeString(hx)
+	if err != nil || len(d) != want {
+		return "", nil, "is not a key hash; write sha256:<64 hex digits> or sha512:<128 hex digits> (never the key itself)"
+	}
+	return strings.ToLower(alg), d, ""
+}
+
+func (m *AuthzMTLS) validate(p Path, errs *Errors) {
+	tds := map[string]int{}
+	for i, td := range m.TrustDomains {
+		tp := p.Field("trustDomains").Index(i)
+		if !validTrustDomain(td.Name) {
+			errs.Add(tp.Field("name"), "%q is not a SPIFFE trust domain; use lower-case letters, digits, '.', '_' and '-'", td.Name)
+		}
+		if first, dup := tds[td.Name]; dup {
+			errs.Add(tp.Field("name"), "duplicate trust domain %q (also trustDomains[%d])", td.Name, first)
+		}
+		tds[td.Name] = i
+		if (td.BundleFile == "") == (td.Bundle == "") {
+			errs.Add(tp, "set exactly one of bundleFile and bundle")
+		}
+	}
+	if m.VerifyCertificate && len(m.TrustDomains) == 0 {
+		errs.Add(p.Field("verifyCertificate"), "needs at least one of trustDomains to verify against")
+	}
+	if x := m.XFCC; x != nil {
+		xp := p.Field("xfcc")
+		if len(x.TrustedProxies) == 0 && len(x.TrustedProxyIDs) == 0 {
+			errs.Add(xp, "name the hops allowed to send x-forwarded-client-cert in trustedProxies or trustedProxyIDs")
+		}
+		for i, c := range x.TrustedProxies {
+			if _, err := netip.ParsePrefix(c); err != nil {
+				errs.Add(xp.Field("trustedProxies").Index(i), "%q is not a CIDR such as 10.0.0.0/8", c)
+			}
+		}
+		for i, id := range x.TrustedProxyIDs {
+			if !validSPIFFEID(id) {
+				errs.Add(xp.Field("trustedProxyIDs").Index(i), "%q is not a SPIFFE id (spiffe://trust.domain/path)", id)
+			}
+		}
+		if x.Hop < 1 || x.Hop > 16 {
+			errs.Add(xp.Field("hop"), "%d is out of range; use 1 (the last element) to 16", x.Hop)
+		}
+	}
+	for i, t := range m.Tiers {
+		tp := p.Field("tiers").Index(i)
+		if !validSPIFFEPattern(t.ID) {
+			errs.Add(tp.Field("id"), "%q is not a SPIFFE id or pattern (spiffe://trust.domain/path, * for one segment)", t.ID)
+		}
+		if !TierPattern.MatchString(t.Tier) {
+			errs.Add(tp.Field("tier"), "%q is not a tier; use 1-64 letters, digits, '.', '_' or '-'", t.Tier)
+		}
+	}
+}
+
+var trustDomainPattern = regexp.MustCompile(`^[a-z0-9._-]{1,255}$`)
+
+func validTrustDomain(s string) bool { return trustDomainPattern.MatchString(s) }
+
+var spiffePathPattern = regexp.MustCompile(`^(/[A-Za-z0-9._-]+)*$`)
+
+func validSPIFFEID(s string) bool {
+	rest, ok := strings.CutPrefix(s, "spiffe://")
+	if !ok {
+		return false
+	}
+	td, p, _ := strings.Cut(rest, "/")
+	if p != "" || strings.HasSuffix(rest, "/") {
+		p = "/" + p
+	}
+	return validTrustDomain(td) && spiffePathPattern.MatchString(p) && p != "/"
+}
+
+func validSPIFFEPattern(s string) bool {
+	if !strings.Contains(s, "*") {
+		return validSPIFFEID(s)
+	}
+	if _, err := path.Match(s, ""); err != nil {
+		return false
+	}
+	return validSPIFFEID(strings.ReplaceAll(s, "*", "x"))
+}
+
+func (w *WebhookSource) validate(p Path, errs *Errors) {
+	if !keyIDPattern.MatchString(w.Name) {
+		errs.Add(p.Field("name"), "%q is not a name; use letters, digits, '.', '_', ':' or '-'", w.Name)
+	}
+	if w.Scheme == "" {
+		errs.Add(p.Field("scheme"), "is required; use %s", strings.Join(WebhookScheme("").EnumValues(), "|"))
+	}
+	if len(w.Secrets) == 0 && !(w.Scheme == SchemeStandard && len(w.PublicKeys) > 0) {
+		errs.Add(p.Field("secrets"), "at least one secret reference (env:NAME or file:PATH) is required")
+	}
+	for i, s := range w.Secrets {
+		if !s.IsSet() {
+			errs.Add(p.Field("secrets").Index(i), "is empty")
+		}
+	}
+	if len(w.PublicKeys) > 0 && w.Scheme != SchemeStandard {
+		errs.Add(p.Field("publicKeys"), "only the standard scheme (v1a, Ed25519) uses public keys")
+	}
+	for i, k := range w.PublicKeys {
+		if !strings.HasPrefix(k, "whpk_") {
+			errs.Add(p.Field("publicKeys").Index(i), "is not a Standard Webhooks public key (whpk_<base64>)")
+		}
+	}
+	if w.Tolerance.D() < time.Second || w.Tolerance.D() > 24*time.Hour {
+		errs.Add(p.Field("tolerance"), "%s is out of range; use 1s to 24h", w.Tolerance)
+	}
+	if w.MaxBodySize < 1 || int64(w.MaxBodySize) > math.MaxUint32 {
+		errs.Add(p.Field("maxBodySize"), "%s is out of range; use 1 byte to 4GiB", w.MaxBodySize)
+	}
+	if w.Replay == ReplayID && !slices.Contains([]WebhookScheme{SchemeStandard, SchemeGitHub, SchemeShopify, SchemeHMAC}, w.Scheme) {
+		errs.Add(p.Field("replay"), "the %s scheme has no delivery id header; use signature", w.Scheme)
+	}
+	if w.Replay == ReplayID && w.Scheme == SchemeHMAC && (w.HMAC == nil || w.HMAC.IDHeader == "") {
+		errs.Add(p.Field("replay"), "replay: id needs hmac.idHeader")
+	}
+	if w.Subject != "" && !keyIDPattern.MatchString(w.Subject) {
+		errs.Add(p.Field("subject"), "%q is not a subject; use letters, digits, '.', '_', ':' or '-'", w.Subject)
+	}
+	if w.Tier != "" && !TierPattern.MatchString(w.Tier) {
+		errs.Add(p.Field("tier"), "%q is not a tier; use 1-64 letters, digits, '.', '_' or '-'", w.Tier)
+	}
+	switch {
+	case w.Scheme == SchemeHMAC && w.HMAC == nil:
+		errs.Add(p.Field("hmac"), "the hmac scheme needs its settings: header, algorithm, encoding, template")
+	case w.Scheme != SchemeHMAC && w.HMAC != nil:
+		errs.Add(p.Field("hmac"), "only used with scheme: hmac")
+	case w.HMAC != nil:
+		h := w.HMAC
+		hp := p.Field("hmac")
+		if !headerNamePattern.MatchString(h.Header) {
+			errs.Add(hp.Field("header"), "%q is not a lower-case header name", h.Header)
+		}
+		for _, f := range []struct {
+			name, v string
+		}{{"timestampHeader", h.TimestampHeader}, {"idHeader", h.IDHeader}} {
+			if f.v != "" && !headerNamePattern.MatchString(f.v) {
+				errs.Add(hp.Field(f.name), "%q is not a lower-case header name", f.v)
+			}
+		}
+		if !strings.Contains(h.Template, "{body}") {
+			errs.Add(hp.Field("template"), "%q does not sign the body; include {body}", h.Template)
+		}
+		if strings.Contains(h.Template, "{timestamp}") && h.TimestampHeader == "" {
+			errs.Add(hp.Field("template"), "uses {timestamp} but timestampHeader is not set")
+		}
+		if strings.Contains(h.Template, "{id}") && h.IDHeader == "" {
+			errs.Add(hp.Field("template"), "uses {id} but idHeader is not set")
+		}
+		if h.TimestampHeader != "" && !strings.Contains(h.Template, "{timestamp}") {
+			errs.Add(hp.Field("template"), "does not sign {timestamp}, so the timestamp in timestampHeader could be changed by anyone")
+		}
+	}
+}
+
+// WebhookByName returns the webhook source named name, or nil.
+func (a *Authz) WebhookByName(name string) *WebhookSource {
+	for i := range a.Webhooks {
+		if a.Webhooks[i].Name == name {
+			return &a.Webhooks[i]
+		}
+	}
+	return nil
+}
+
+func (a *RouteAuthz) validate(p Path, c *Config, errs *Errors) {
+	if c.Authz == nil {
+		if !a.Public {
+			errs.Warn(p, "the config has no authz: section, so this policy is not enforced")
+		}
+		return
+	}
+	az := c.Authz
+	methods := 0
+	if a.JWT != nil {
+		methods++
+		if az.JWT == nil {
+			errs.Add(p.Field("jwt"), "accepts JWTs but authz.jwt configures no issuer")
+		} else {
+			for i, n := range a.JWT.Issuers {
+				if !slices.ContainsFunc(az.JWT.Issuers, func(is JWTIssuer) bool { return is.Name == n }) {
+					errs.Add(p.Field("jwt").Field("issuers").Index(i), "unknown issuer %q; authz.jwt.issuers names %s", n, issuerNames(az.JWT.Issuers))
+				}
+			}
+		}
+	}
+	if a.APIKey != nil {
+		methods++
+		if az.APIKeys == nil {
+			errs.Add(p.Field("apiKey"), "accepts API keys but authz.apiKeys is not configured")
+		}
+	}
+	if a.MTLS != nil {
+		methods++
+	}
+	if a.Webhook != "" {
+		methods++
+		if az.WebhookByName(a.Webhook) == nil {
+			errs.Add(p.Field("webhook"), "unknown webhook source %q", a.Webhook)
+		}
+	}
+	if a.Public {
+		if methods > 0 || a.Optional || a.Shadow || !a.Require.empty() || len(a.ClaimHeaders) > 0 || a.StripCredentials {
+			errs.Add(p.Field("public"), "a public route takes no other authz settings")
+		}
+		return
+	}
+	if methods == 0 {
+		errs.Add(p, "accepts no credential; set jwt, apiKey, mtls or webhook (or public: true)")
+	}
+	if a.Mode == ModeAll && a.Optional {
+		errs.Add(p.Field("optional"), "cannot be combined with mode: all")
+	}
+	if a.Webhook != "" && a.Optional {
+		errs.Add(p.Field("optional"), "a webhook route cannot accept unsigned requests")
+	}
+	if a.DefaultTier != "" && !TierPattern.MatchString(a.DefaultTier) {
+		errs.Add(p.Field("defaultTier"), "%q is not a tier; use 1-64 letters, digits, '.', '_' or '-'", a.DefaultTier)
+	}
+	rp := p.Field("require")
+	for i, m := range a.Require.Claims {
+		mp := rp.Field("claims").Index(i)
+		if m.Claim == "" {
+			errs.Add(mp.Field("claim"), "is required")
+		}
+		n := 0
+		for _, set := range []bool{m.Equals != "", len(m.OneOf) > 0, m.Contains != "", m.Regex != ""} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 {
+			errs.Add(mp, "set exactly one of equals, oneOf, contains and regex")
+		}
+		if m.Regex != "" {
+			if _, err := regexp.Compile(m.Regex); err != nil {
+				errs.Add(mp.Field("regex"), "%q is not a valid RE2 expression", m.Regex)
+			}
+		}
+	}
+	if len(a.Require.Claims) > 0 && a.JWT == nil {
+		errs.Add(rp.Field("claims"), "claims come from JWTs, but the route does not accept jwt")
+	}
+	if s := a.Require.SPIFFE; s != nil {
+		sp := rp.Field("spiffe")
+		if a.MTLS == nil {
+			errs.Add(sp, "SPIFFE ids come from mTLS, but the route does not accept mtls")
+		}
+		if len(s.IDs) == 0 && s.TrustDomain == "" {
+			errs.Add(sp, "set ids, or trustDomain (with optional paths)")
+		}
+		for i, id := range s.IDs {
+			if !validSPIFFEID(id) {
+				errs.Add(sp.Field("ids").Index(i), "%q is not a SPIFFE id (spiffe://trust.domain/path)", id)
+			}
+		}
+		if s.TrustDomain != "" && !validTrustDomain(s.TrustDomain) {
+			errs.Add(sp.Field("trustDomain"), "%q is not a SPIFFE trust domain", s.TrustDomain)
+		}
+		if len(s.Paths) > 0 && s.TrustDomain == "" {
+			errs.Add(sp.Field("paths"), "only used with trustDomain")
+		}
+		for i, pat := range s.Paths {
+			if _, err := path.Match(pat, ""); err != nil || !strings.HasPrefix(pat, "/") {
+				errs.Add(sp.Field("paths").Index(i), "%q is not a path pattern such as /ns/prod/sa/*", pat)
+			}
+		}
+	}
+	for i, c := range a.Require.SourceCIDRs {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			errs.Add(rp.Field("sourceCIDRs").Index(i), "%q is not a CIDR such as 10.0.0.0/8", c)
+		}
+	}
+	headers := map[string]int{}
+	for i, h := range a.ClaimHeaders {
+		hp := p.Field("claimHeaders").Index(i)
+		if h.Claim == "" {
+			errs.Add(hp.Field("claim"), "is required")
+		}
+		switch {
+		case !headerNamePattern.MatchString(h.Header):
+			errs.Add(hp.Field("header"), "%q is not a lower-case header name", h.Header)
+		case strings.HasPrefix(h.Header, ":") || h.Header == "host" || h.Header == "authorization" || h.Header == "cookie":
+			errs.Add(hp.Field("header"), "%q cannot be set from a claim", h.Header)
+		}
+		if first, dup := headers[h.Header]; dup {
+			errs.Add(hp.Field("header"), "duplicate header %q (also claimHeaders[%d])", h.Header, first)
+		}
+		headers[h.Header] = i
+	}
+	if len(a.ClaimHeaders) > 0 && a.JWT == nil {
+		errs.Add(p.Field("claimHeaders"), "claims come from JWTs, but the route does not accept jwt")
+	}
+}
+
+func (r Requirements) empty() bool {
+	return len(r.Scopes) == 0 && len(r.Claims) == 0 && r.SPIFFE == nil && len(r.SourceCIDRs) == 0
+}
+
+func issuerNames(is []JWTIssuer) string {
+	names := make([]string, len(is))
+	for i := range is {
+		names[i] = is[i].Name
+	}
+	return strings.Join(names, ", ")
+}
