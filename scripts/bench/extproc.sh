@@ -60,7 +60,7 @@ apiVersion: gatehouse/v1
 server:
   log: {level: warn}
   admin: {address: 127.0.0.1:0}
-audit: {stdout: false}
+audit: {file: $tmp/audit.log}
 extproc:
   address: $gh_addr
 routes:

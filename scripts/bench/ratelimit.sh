@@ -128,7 +128,7 @@ server:
   log: {level: warn}
   admin: {address: 127.0.0.1:0}
 redis: {addresses: ["127.0.0.1:$REDIS_PORT"]}
-audit: {stdout: false}
+audit: {file: $WORK/audit.log}
 ratelimit:
   address: 127.0.0.1:$GH_PORT
   envoyConfigs: [$WORK/runtime/rls/config]
