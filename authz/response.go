@@ -111,7 +111,7 @@ func (e *engine) buildUpstream(rt *route, id *core.Identity, tier string) *upstr
 		v := ""
 		if id != nil && id.Claims != nil {
 			if raw, ok := lookupClaim(id.Claims, strings.Split(ch.Claim, ".")); ok {
-				if s, ok := claimString(raw); ok && headerValueSafe(s) {
+				if s, ok := claimString(raw); ok && core.HeaderSafe(s) {
 					v = s
 				}
 			}
@@ -346,18 +346,4 @@ func statusWord(s int) string {
 		return "unavailable"
 	}
 	return "internal_error"
-}
-
-// headerValueSafe: printable ASCII, bounded; other claim values are not
-// copied into headers.
-func headerValueSafe(s string) bool {
-	if len(s) > 1024 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
 }

@@ -252,7 +252,7 @@ func (a *Authenticator) identity(uri, subject string, certs []*x509.Certificate,
 			out.Subject = subject
 		}
 	}
-	if out.Subject == "" || !printable(out.Subject) {
+	if out.Subject == "" || !core.HeaderSafe(out.Subject) {
 		if ex != nil {
 			ex.Step("certificate identity is empty or not printable")
 		}
@@ -274,16 +274,4 @@ func (a *Authenticator) tierOf(id string) string {
 		}
 	}
 	return ""
-}
-
-func printable(s string) bool {
-	if len(s) > 1024 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
 }
