@@ -57,6 +57,9 @@ func openRotFile(path string, maxSize int64, maxBackups int, open func(string) (
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
+	if err := checkRegular(path); err != nil {
+		return nil, err
+	}
 	lock, err := lockFile(path + ".lock")
 	if err != nil {
 		return nil, err
@@ -76,6 +79,25 @@ func openRotFile(path string, maxSize int64, maxBackups int, open func(string) (
 		return nil, err
 	}
 	return r, nil
+}
+
+// checkRegular refuses an audit path that exists and is not a regular
+// file. Rotation renames the file: pointed at /dev/null it would move the
+// device away (and the system's next writer would create a plain file in
+// its place); a FIFO or a symlink is not a record gatehouse can rotate or
+// continue either.
+func checkRegular(path string) error {
+	st, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("audit: %w", unwrapPath(err))
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("audit: %s is not a regular file (%s); audit.file must be a file gatehouse owns, rotates and continues — to send lines elsewhere use audit.stdout", path, st.Mode().Type())
+	}
+	return nil
 }
 
 func (r *rotFile) reopen() error {
@@ -125,6 +147,12 @@ func (r *rotFile) rotate() (rotated bool, err error) {
 	}
 	syncErr := r.f.Sync()
 	r.dirty = false
+	// Never rename what is not our file: the path may have been replaced
+	// by a device or a link since it was opened.
+	if err := checkRegular(r.path); err != nil {
+		r.retryRotate = r.now().Add(time.Minute)
+		return false, errors.Join(syncErr, err)
+	}
 	name := r.backupName(r.next, r.now())
 	if err := os.Rename(r.path, name); err != nil {
 		r.retryRotate = r.now().Add(time.Minute)

@@ -371,3 +371,27 @@ func TestSyncAlwaysFsyncs(t *testing.T) {
 	}
 	t.Error("gatehouse_audit_fsync_seconds not found")
 }
+
+func TestRefusesNonRegularFile(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real.log")
+	if err := os.WriteFile(real, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.log")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{os.DevNull, link, dir} {
+		_, err := openRotFile(path, 4096, 1, openAppend, time.Now)
+		if err == nil || !strings.Contains(err.Error(), "is not a regular file") {
+			t.Errorf("openRotFile(%s) = %v; want refused as not a regular file", path, err)
+		}
+	}
+	if st, err := os.Stat(os.DevNull); err != nil || st.Mode().IsRegular() {
+		t.Fatalf("%s was disturbed: %v %v", os.DevNull, st, err)
+	}
+	if _, err := os.Stat(os.DevNull + ".lock"); err == nil {
+		t.Errorf("a lock file was created next to %s", os.DevNull)
+	}
+}
