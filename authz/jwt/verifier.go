@@ -184,9 +184,6 @@ func (v *Verifier) Health() []Health {
 	return out
 }
 
-// HasIssuer reports whether name is a configured issuer.
-func (v *Verifier) HasIssuer(name string) bool { return v.byName[name] != nil }
-
 // Stats are the verifier's counters.
 type Stats struct {
 	CacheHits, CacheMisses, Verifications, Coalesced uint64
@@ -408,15 +405,4 @@ func headerSafe(s string, maxLen int) bool {
 		}
 	}
 	return true
-}
-
-// HeaderSafe is headerSafe for other packages' claim values.
-func HeaderSafe(s string) bool { return headerSafe(s, 1024) }
-
-// IssuerName returns the configured name of an iss value.
-func (v *Verifier) IssuerName(iss string) string {
-	if is := v.issuers[iss]; is != nil {
-		return is.name
-	}
-	return ""
 }

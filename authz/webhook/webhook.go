@@ -137,9 +137,6 @@ func fieldErr(p config.Path, format string, args ...any) error {
 // Name is the source's name.
 func (v *Verifier) Name() string { return v.name }
 
-// MaxBody is the largest body verified.
-func (v *Verifier) MaxBody() int { return v.maxBody }
-
 // StoreErrors counts replay-store failures.
 func (v *Verifier) StoreErrors() uint64 { return v.storeErrors.Load() }
 
