@@ -229,13 +229,28 @@ func (v *Verifier) Verify(ctx context.Context, token string, ex core.Explainer) 
 		// Explanations are never shared with another caller's result.
 		return v.verify(ctx, token, ex)
 	}
-	type result struct {
-		vt   *Verified
-		code core.Code
-	}
 	v.waiting.Add(1)
 	defer v.waiting.Add(-1)
+	return v.verifyOnce(ctx, &key, token)
+}
+
+type result struct {
+	vt   *Verified
+	code core.Code
+}
+
+// verifyOnce verifies token (hashed to key) once for all the Checks
+// presenting it at the same time, and caches it. It looks in the cache
+// again first: a Check that missed the cache just before another Check's
+// verification of the same token finished would otherwise verify it a
+// second time.
+func (v *Verifier) verifyOnce(ctx context.Context, key *[32]byte, token string) (*Verified, core.Code) {
 	r, _, shared := v.sf.Do(string(key[:]), func() (any, error) {
+		if v.cache != nil {
+			if vt := v.cache.peek(key, v.now().UnixNano()); vt != nil {
+				return result{vt, core.OK}, nil
+			}
+		}
 		// Not the first caller's context alone: the others wait on it.
 		vt, code := v.verify(context.WithoutCancel(ctx), token, nil)
 		if code == core.OK && v.cache != nil {
@@ -244,7 +259,7 @@ func (v *Verifier) Verify(ctx context.Context, token string, ex core.Explainer) 
 			if vt.Identity.Expires.Before(until) {
 				until = vt.Identity.Expires
 			}
-			v.cache.put(&key, vt, until.UnixNano(), now.UnixNano())
+			v.cache.put(key, vt, until.UnixNano(), now.UnixNano())
 		}
 		return result{vt, code}, nil
 	})
