@@ -50,9 +50,9 @@ func New(cfg *config.Config, deps component.Deps) (*Server, error) {
 	s := &Server{
 		deps:    deps,
 		metrics: newMetrics(),
-		// JWKS and discovery fetches: bounded, never following a
-		// redirect to somewhere unexpected more than a few times.
-		client: &http.Client{Timeout: time.Minute},
+		// JWKS and discovery fetches: bounded in time, and in the
+		// redirects they follow (checkRedirect).
+		client: &http.Client{Timeout: time.Minute, CheckRedirect: checkRedirect},
 	}
 	s.ids.init()
 	commit, err := s.Prepare(cfg)
@@ -64,6 +64,22 @@ func New(cfg *config.Config, deps component.Deps) (*Server, error) {
 	}
 	commit()
 	return s, nil
+}
+
+// maxRedirects bounds the redirects a JWKS or discovery fetch follows.
+const maxRedirects = 3
+
+// checkRedirect lets a JWKS or discovery fetch follow a few redirects but
+// never from https to plain http: keys fetched in the clear could be
+// swapped by anyone on the path, and they decide who is authenticated.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= maxRedirects {
+		return fmt.Errorf("authz: stopped after %d redirects", maxRedirects)
+	}
+	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+		return fmt.Errorf("authz: refusing a redirect from https to %s", req.URL.Redacted())
+	}
+	return nil
 }
 
 // Validate compiles the authz part of cfg (key files, JWKS documents, PEM

@@ -6,6 +6,7 @@ import (
 	"path"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -128,14 +129,17 @@ func lookupClaim(claims map[string]any, path []string) (any, bool) {
 	return cur, true
 }
 
+// claimString is a claim value's text: booleans and numbers as JSON
+// writes them (a JSON number is decoded as a float64, which fmt would
+// print as 1e+06).
 func claimString(v any) (string, bool) {
 	switch x := v.(type) {
 	case string:
 		return x, true
 	case bool:
-		return fmt.Sprint(x), true
+		return strconv.FormatBool(x), true
 	case float64:
-		return fmt.Sprint(x), true
+		return strconv.FormatFloat(x, 'f', -1, 64), true
 	}
 	return "", false
 }

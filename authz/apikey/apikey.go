@@ -45,7 +45,6 @@ type Store struct {
 	header string
 	by256  map[[sha256.Size]byte]*Key
 	by512  map[[sha512.Size]byte]*Key
-	keys   []*Key
 }
 
 // maxKeyLen bounds a presented key; longer input is not a key of ours.
@@ -93,7 +92,6 @@ func New(cfg *config.AuthzAPIKeys) (*Store, error) {
 		case "sha512":
 			s.by512[[64]byte(digest)] = key
 		}
-		s.keys = append(s.keys, key)
 	}
 	return s, nil
 }
@@ -118,9 +116,6 @@ func ReadFile(path string) ([]config.APIKey, error) {
 
 // Header is the header keys are read from.
 func (s *Store) Header() string { return s.header }
-
-// Len is the number of configured keys.
-func (s *Store) Len() int { return len(s.keys) }
 
 // Lookup finds the key presented in r. It returns CredentialsMissing when
 // the header is absent, and APIKeyUnknown, APIKeyRevoked or APIKeyExpired

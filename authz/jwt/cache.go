@@ -41,15 +41,24 @@ func newCache(size int) *cache {
 }
 
 func (c *cache) get(k *[32]byte, now int64) *Verified {
+	v := c.peek(k, now)
+	if v == nil {
+		c.misses.Add(1)
+		return nil
+	}
+	c.hits.Add(1)
+	return v
+}
+
+// peek is get without counting the lookup.
+func (c *cache) peek(k *[32]byte, now int64) *Verified {
 	s := &c.shards[k[0]%cacheShards]
 	s.mu.RLock()
 	e, ok := s.m[*k]
 	s.mu.RUnlock()
 	if !ok || now >= e.until {
-		c.misses.Add(1)
 		return nil
 	}
-	c.hits.Add(1)
 	return e.v
 }
 

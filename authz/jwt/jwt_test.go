@@ -8,6 +8,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	base64pkg "encoding/base64"
 	"encoding/json"
@@ -528,5 +529,26 @@ func TestJWKSFile(t *testing.T) {
 	}
 	if h := v.Health(); len(h) != 1 || !h[0].Loaded || h[0].Remote || h[0].Keys != 1 {
 		t.Errorf("Health() = %+v; want a loaded static set of 1 key", h)
+	}
+}
+
+// TestLateCheckUsesCache: a Check that missed the cache just before the
+// verification of the same token finished (it reaches the coalescing
+// group after the group emptied) takes the cached result; it does not
+// verify the token again.
+func TestLateCheckUsesCache(t *testing.T) {
+	keys()
+	v := newVerifier(t, nil, issuerConfig(string(jwks(t, &rsaA.PublicKey, "a"))))
+	tok := mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(time.Now(), nil))
+	if _, code := v.Verify(context.Background(), tok, nil); code != core.OK {
+		t.Fatalf("Verify = %v; want allowed", code)
+	}
+	before := v.Stats().Verifications
+	key := sha256.Sum256([]byte(tok))
+	if vt, code := v.verifyOnce(context.Background(), &key, tok); code != core.OK || vt == nil {
+		t.Fatalf("verifyOnce(cached token) = %v, %v; want allowed", vt, code)
+	}
+	if got := v.Stats().Verifications - before; got != 0 {
+		t.Errorf("verifications = %d; want 0 for a token already in the cache", got)
 	}
 }

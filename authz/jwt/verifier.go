@@ -184,9 +184,6 @@ func (v *Verifier) Health() []Health {
 	return out
 }
 
-// HasIssuer reports whether name is a configured issuer.
-func (v *Verifier) HasIssuer(name string) bool { return v.byName[name] != nil }
-
 // Stats are the verifier's counters.
 type Stats struct {
 	CacheHits, CacheMisses, Verifications, Coalesced uint64
@@ -232,13 +229,28 @@ func (v *Verifier) Verify(ctx context.Context, token string, ex core.Explainer) 
 		// Explanations are never shared with another caller's result.
 		return v.verify(ctx, token, ex)
 	}
-	type result struct {
-		vt   *Verified
-		code core.Code
-	}
 	v.waiting.Add(1)
 	defer v.waiting.Add(-1)
+	return v.verifyOnce(ctx, &key, token)
+}
+
+type result struct {
+	vt   *Verified
+	code core.Code
+}
+
+// verifyOnce verifies token (hashed to key) once for all the Checks
+// presenting it at the same time, and caches it. It looks in the cache
+// again first: a Check that missed the cache just before another Check's
+// verification of the same token finished would otherwise verify it a
+// second time.
+func (v *Verifier) verifyOnce(ctx context.Context, key *[32]byte, token string) (*Verified, core.Code) {
 	r, _, shared := v.sf.Do(string(key[:]), func() (any, error) {
+		if v.cache != nil {
+			if vt := v.cache.peek(key, v.now().UnixNano()); vt != nil {
+				return result{vt, core.OK}, nil
+			}
+		}
 		// Not the first caller's context alone: the others wait on it.
 		vt, code := v.verify(context.WithoutCancel(ctx), token, nil)
 		if code == core.OK && v.cache != nil {
@@ -247,7 +259,7 @@ func (v *Verifier) Verify(ctx context.Context, token string, ex core.Explainer) 
 			if vt.Identity.Expires.Before(until) {
 				until = vt.Identity.Expires
 			}
-			v.cache.put(&key, vt, until.UnixNano(), now.UnixNano())
+			v.cache.put(key, vt, until.UnixNano(), now.UnixNano())
 		}
 		return result{vt, code}, nil
 	})
@@ -408,15 +420,4 @@ func headerSafe(s string, maxLen int) bool {
 		}
 	}
 	return true
-}
-
-// HeaderSafe is headerSafe for other packages' claim values.
-func HeaderSafe(s string) bool { return headerSafe(s, 1024) }
-
-// IssuerName returns the configured name of an iss value.
-func (v *Verifier) IssuerName(iss string) string {
-	if is := v.issuers[iss]; is != nil {
-		return is.name
-	}
-	return ""
 }

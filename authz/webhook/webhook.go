@@ -137,9 +137,6 @@ func fieldErr(p config.Path, format string, args ...any) error {
 // Name is the source's name.
 func (v *Verifier) Name() string { return v.name }
 
-// MaxBody is the largest body verified.
-func (v *Verifier) MaxBody() int { return v.maxBody }
-
 // StoreErrors counts replay-store failures.
 func (v *Verifier) StoreErrors() uint64 { return v.storeErrors.Load() }
 
@@ -184,8 +181,7 @@ func (v *Verifier) Verify(ctx context.Context, r *core.Request, ex core.Explaine
 			return nil, core.WebhookTimestampStale
 		}
 	}
-	matched := v.match(&d)
-	if matched == nil {
+	if !v.match(&d) {
 		if ex != nil {
 			ex.Step("no signature matches any of the %d secret(s) of source %s", len(v.keys)+len(v.pubKeys), v.name)
 		}
@@ -194,38 +190,38 @@ func (v *Verifier) Verify(ctx context.Context, r *core.Request, ex core.Explaine
 	if ex != nil {
 		ex.Step("signature verified (%s scheme, source %s)", v.scheme, v.name)
 	}
-	if code := v.checkReplay(ctx, &d, matched, ex); code != core.OK {
+	if code := v.checkReplay(ctx, &d, ex); code != core.OK {
 		return nil, code
 	}
 	return &core.Identity{Method: contract.AuthMethodWebhook, Subject: v.subject, Tier: v.tier, KeyID: v.name}, core.OK
 }
 
-// match returns the signature that verified, or nil. Every candidate is
+// match reports whether a signature verified. Every candidate is
 // compared with every key in constant time.
-func (v *Verifier) match(d *delivery) []byte {
-	var found []byte
+func (v *Verifier) match(d *delivery) bool {
+	found := false
 	for _, key := range v.keys {
 		m := hmac.New(v.newHash, key)
 		m.Write(d.content)
 		want := m.Sum(nil)
 		for _, s := range d.sigs {
-			if hmac.Equal(want, s) && found == nil {
-				found = s
+			if hmac.Equal(want, s) {
+				found = true
 			}
 		}
 	}
 	for _, pub := range v.pubKeys {
 		for _, s := range d.edSigs {
-			if len(s) == ed25519.SignatureSize && ed25519.Verify(pub, d.content, s) && found == nil {
-				found = s
+			if len(s) == ed25519.SignatureSize && ed25519.Verify(pub, d.content, s) {
+				found = true
 			}
 		}
 	}
 	return found
 }
 
-func (v *Verifier) checkReplay(ctx context.Context, d *delivery, sig []byte, ex core.Explainer) core.Code {
-	var material string
+func (v *Verifier) checkReplay(ctx context.Context, d *delivery, ex core.Explainer) core.Code {
+	h := sha256.New()
 	switch v.replay {
 	case config.ReplayOff:
 		return core.OK
@@ -236,11 +232,18 @@ func (v *Verifier) checkReplay(ctx context.Context, d *delivery, sig []byte, ex 
 			}
 			return core.WebhookSignatureMalformed
 		}
-		material = "id\x00" + d.id
+		h.Write([]byte("id\x00"))
+		h.Write([]byte(d.id))
 	default:
-		material = "sig\x00" + string(sig)
+		// The signed content, not the signature that matched: during a
+		// secret rotation a delivery carries one signature per secret,
+		// and a replay that keeps only another of them is the same
+		// delivery. The content (timestamp and id included, where the
+		// scheme signs them) names it whichever signature verified.
+		h.Write([]byte("content\x00"))
+		h.Write(d.content)
 	}
-	sum := sha256.Sum256([]byte(material))
+	sum := h.Sum(nil)
 	key := "authz:webhook:replay:" + v.name + ":" + hex.EncodeToString(sum[:16])
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()

@@ -240,6 +240,27 @@ func TestReplayGuard(t *testing.T) {
 	}
 }
 
+// TestReplayGuardSeveralSignatures: during a secret rotation a sender
+// signs each delivery with every active secret (Stripe sends one v1= per
+// secret, Standard Webhooks one v1, per secret). A replay that keeps only
+// one of those signatures is the same delivery and must be refused.
+func TestReplayGuardSeveralSignatures(t *testing.T) {
+	const now = 1700000000
+	ts, body := fmt.Sprint(now), `{"id":"evt_1"}`
+	newSig, oldSig := hmacHex("new-secret", ts+"."+body), hmacHex("old-secret", ts+"."+body)
+	v := newVerifier(t, "name: stripe\nscheme: stripe\nsecrets: [env:NEW, env:OLD]", map[string]string{"NEW": "new-secret", "OLD": "old-secret"}, now, kv.NewMemory(0))
+	both := map[string]string{"stripe-signature": "t=" + ts + ",v1=" + newSig + ",v1=" + oldSig}
+	if _, code := v.Verify(context.Background(), req(both, body), nil); code != core.OK {
+		t.Fatalf("Verify(delivery signed with both secrets) = %v; want allowed", code)
+	}
+	for _, sig := range []string{oldSig, newSig} {
+		h := map[string]string{"stripe-signature": "t=" + ts + ",v1=" + sig}
+		if _, code := v.Verify(context.Background(), req(h, body), nil); code != core.WebhookReplayed {
+			t.Errorf("Verify(same delivery replayed with one of its signatures) = %v; want webhook_replayed", code)
+		}
+	}
+}
+
 // TestReplayGuardSharedInRedis: two verifiers (two replicas) on one real
 // Redis refuse a delivery the other accepted.
 func TestReplayGuardSharedInRedis(t *testing.T) {

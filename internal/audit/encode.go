@@ -140,6 +140,3 @@ func appendString(b []byte, s string) []byte {
 	b = append(b, s[start:]...)
 	return append(b, '"')
 }
-
-// formatTime renders t as written in a line, for messages.
-func formatTime(t time.Time) string { return t.UTC().Format(timeLayout) }
