@@ -366,3 +366,29 @@ func TestClusters(t *testing.T) {
 		t.Errorf("gatehouse.ratelimit address = %q; want 127.0.0.1 for the wildcard listen address", got)
 	}
 }
+
+// TestNoXDSSectionKeepsDefaults: a config without an xds section (which
+// `gatehouse render` still renders) gets the same filters and service
+// clusters as one with `xds: {}`: fail-closed modes and the default
+// timeouts, never zero values (an empty ratelimitFailureMode rendered the
+// rate limit filter fail-open, and zero timeouts as none).
+func TestNoXDSSectionKeepsDefaults(t *testing.T) {
+	without := strings.Replace(contractConfig, "xds: {}\n", "", 1)
+	if without == contractConfig {
+		t.Fatal("contractConfig has no `xds: {}` line to remove")
+	}
+	want, err := translate.Translate(loadString(t, contractConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := translate.Translate(loadString(t, without))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want.Listeners, got.Listeners, protocmp.Transform()); diff != "" {
+		t.Errorf("listeners without an xds section (-with xds: {} +without):\n%s", diff)
+	}
+	if diff := cmp.Diff(want.Clusters, got.Clusters, protocmp.Transform()); diff != "" {
+		t.Errorf("clusters without an xds section (-with xds: {} +without):\n%s", diff)
+	}
+}
