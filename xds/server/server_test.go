@@ -177,9 +177,9 @@ func TestSotWAckNack(t *testing.T) {
 	if err := s.Nack(lds, "", "Error adding/updating listener(s) listener/public: invalid thing"); err != nil {
 		t.Fatal(err)
 	}
-	// Push a new config that changes routes only: the next LDS response
-	// could only be the rejected version again, which must not come. The
-	// RDS request makes the server answer something we can wait for.
+	// The next LDS response could only be the rejected version again,
+	// which must not come: the RDS request makes the server answer
+	// something we can wait for, and an LDS response would arrive first.
 	if err := s.Request(resourcev3.RouteType, "routes/public"); err != nil {
 		t.Fatal(err)
 	}
