@@ -3,6 +3,7 @@ package render
 import (
 	"bytes"
 	"fmt"
+	"sort"
 	"strings"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -18,12 +19,17 @@ type unit struct {
 	key   string // "route routes/public/api.example.com/orders"
 	label string
 	msg   proto.Message
+	// table and pos place a route in its virtual host (first match
+	// wins, so a route that moved is a change even when its fields are
+	// not); table is "" for every other unit.
+	table string
+	pos   int
 }
 
 func units(res *translate.Resources) ([]unit, map[string]unit) {
 	var list []unit
 	add := func(key, label string, m proto.Message) {
-		list = append(list, unit{key: key, label: label, msg: m})
+		list = append(list, unit{key: key, label: label, msg: m, pos: -1})
 	}
 	for _, c := range res.Clusters {
 		add("cluster "+c.GetName(), "cluster "+c.GetName(), c)
@@ -48,6 +54,7 @@ func units(res *translate.Resources) ([]unit, map[string]unit) {
 				// the route's identity in the diff.
 				add(fmt.Sprintf("route %s/%s/%s", rc.GetName(), vh.GetName(), r.GetName()),
 					fmt.Sprintf("route %s (#%d of virtual host %s, %s)", r.GetName(), i+1, vh.GetName(), rc.GetName()), r)
+				list[len(list)-1].table, list[len(list)-1].pos = rc.GetName()+"/"+vh.GetName(), i
 			}
 		}
 	}
@@ -64,6 +71,7 @@ func units(res *translate.Resources) ([]unit, map[string]unit) {
 func Diff(old, cur *translate.Resources) (string, error) {
 	oldList, oldIdx := units(old)
 	curList, curIdx := units(cur)
+	moved := movedRoutes(oldIdx, curList)
 	var out bytes.Buffer
 	var added, removed, changed int
 	text := func(m proto.Message) ([]string, error) {
@@ -76,6 +84,10 @@ func Diff(old, cur *translate.Resources) (string, error) {
 	for _, u := range curList {
 		o, had := oldIdx[u.key]
 		if had && proto.Equal(o.msg, u.msg) {
+			if moved[u.key] {
+				changed++
+				fmt.Fprintf(&out, "~ %s: moved, was #%d\n", u.label, o.pos+1)
+			}
 			continue
 		}
 		nl, err := text(u.msg)
@@ -88,7 +100,11 @@ func Diff(old, cur *translate.Resources) (string, error) {
 				return "", err
 			}
 			changed++
-			fmt.Fprintf(&out, "~ %s\n", u.label)
+			if moved[u.key] {
+				fmt.Fprintf(&out, "~ %s: moved, was #%d\n", u.label, o.pos+1)
+			} else {
+				fmt.Fprintf(&out, "~ %s\n", u.label)
+			}
 		} else {
 			added++
 			fmt.Fprintf(&out, "+ %s\n", u.label)
@@ -112,6 +128,67 @@ func Diff(old, cur *translate.Resources) (string, error) {
 	}
 	fmt.Fprintf(&out, "%d added, %d removed, %d changed\n", added, removed, changed)
 	return out.String(), nil
+}
+
+// movedRoutes finds the routes whose order relative to the other routes
+// of their virtual host changed: with first match wins, such a move can
+// change which route a request takes even though no route's fields did.
+// Routes added or removed around the others shift their positions but do
+// not move them. Per virtual host, the routes in both sets that keep
+// their relative order are a longest increasing subsequence of their old
+// positions taken in the new order; every other common route moved.
+func movedRoutes(oldIdx map[string]unit, curList []unit) map[string]bool {
+	type entry struct {
+		key    string
+		oldPos int
+	}
+	byTable := map[string][]entry{}
+	var tables []string
+	for _, u := range curList {
+		if u.table == "" {
+			continue
+		}
+		o, ok := oldIdx[u.key]
+		if !ok {
+			continue
+		}
+		if _, seen := byTable[u.table]; !seen {
+			tables = append(tables, u.table)
+		}
+		byTable[u.table] = append(byTable[u.table], entry{u.key, o.pos})
+	}
+	moved := map[string]bool{}
+	for _, t := range tables {
+		es := byTable[t]
+		// Patience sorting: tails[k] is the index in es of the smallest
+		// last element of an increasing run of length k+1.
+		var tails []int
+		prev := make([]int, len(es))
+		for i, e := range es {
+			k := sort.Search(len(tails), func(k int) bool { return es[tails[k]].oldPos >= e.oldPos })
+			prev[i] = -1
+			if k > 0 {
+				prev[i] = tails[k-1]
+			}
+			if k == len(tails) {
+				tails = append(tails, i)
+			} else {
+				tails[k] = i
+			}
+		}
+		keep := make([]bool, len(es))
+		if len(tails) > 0 {
+			for i := tails[len(tails)-1]; i >= 0; i = prev[i] {
+				keep[i] = true
+			}
+		}
+		for i, e := range es {
+			if !keep[i] {
+				moved[e.key] = true
+			}
+		}
+	}
+	return moved
 }
 
 func writeLines(b *bytes.Buffer, lines []string) {

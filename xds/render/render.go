@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -116,13 +117,24 @@ func format(js []byte, f Format) ([]byte, error) {
 }
 
 // blockStyle turns JSON's flow style into YAML's block style, and drops
-// the quotes JSON needs but YAML does not.
+// the quotes JSON needs but YAML does not. The encoder re-quotes a string
+// that YAML 1.2 would read as another type ("true", "123"), but not the
+// YAML 1.1 booleans (yes, no, on, off, y, n): Envoy's YAML loader reads
+// those as booleans, so a header value "on" must stay quoted.
 func blockStyle(n *yaml.Node) {
 	n.Style &^= yaml.FlowStyle
-	if n.Kind == yaml.ScalarNode && n.Style == yaml.DoubleQuotedStyle {
+	if n.Kind == yaml.ScalarNode && n.Style == yaml.DoubleQuotedStyle && !yaml11Bool(n.Value) {
 		n.Style = 0
 	}
 	for _, c := range n.Content {
 		blockStyle(c)
 	}
+}
+
+func yaml11Bool(s string) bool {
+	switch strings.ToLower(s) {
+	case "y", "yes", "n", "no", "on", "off":
+		return true
+	}
+	return false
 }

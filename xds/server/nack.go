@@ -3,6 +3,7 @@ package server
 import (
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gatehouse/gatehouse/xds/snapshot"
 	"github.com/gatehouse/gatehouse/xds/translate"
@@ -12,9 +13,15 @@ import (
 // messages can quote whole resources.
 const maxDetail = 2048
 
+// truncate cuts s to at most n bytes at a rune boundary: a cut inside a
+// multi-byte character would leave invalid UTF-8 in the log line and in
+// /xds/nodes.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "…"
 }

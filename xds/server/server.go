@@ -128,13 +128,30 @@ func (s *Server) assignLocked(n *nodeState) {
 	if n.snap == snap {
 		return
 	}
+	// Every config change builds new snapshots; only one whose content
+	// differs from what the node holds counts as a push (the cache sends
+	// nothing for the others: their versions are the same).
+	changed := n.snap == nil || !sameVersions(n.snap, snap)
 	n.group = g.Name
 	n.snap = snap
 	if err := s.cacheFor(n.flavour).SetSnapshot(s.ctx, n.node.GetId(), snap); err != nil {
 		s.log.Error("xds: set snapshot", "node", n.node.GetId(), "err", err)
 		return
 	}
-	s.m.pushes.Inc()
+	if changed {
+		s.m.pushes.Inc()
+	}
+}
+
+// sameVersions reports whether two snapshots hold the same content: the
+// versions are content hashes.
+func sameVersions(a, b *cachev3.Snapshot) bool {
+	for _, typ := range snapshot.TypeURLs {
+		if a.GetVersion(typ) != b.GetVersion(typ) {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Server) cacheFor(f snapshot.Flavour) cachev3.SnapshotCache {

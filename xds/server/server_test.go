@@ -177,9 +177,9 @@ func TestSotWAckNack(t *testing.T) {
 	if err := s.Nack(lds, "", "Error adding/updating listener(s) listener/public: invalid thing"); err != nil {
 		t.Fatal(err)
 	}
-	// Push a new config that changes routes only: the next LDS response
-	// could only be the rejected version again, which must not come. The
-	// RDS request makes the server answer something we can wait for.
+	// The next LDS response could only be the rejected version again,
+	// which must not come: the RDS request makes the server answer
+	// something we can wait for, and an LDS response would arrive first.
 	if err := s.Request(resourcev3.RouteType, "routes/public"); err != nil {
 		t.Fatal(err)
 	}
@@ -398,4 +398,47 @@ func TestHalfClosedClientGetsAnswers(t *testing.T) {
 	if resp.GetTypeUrl() != resourcev3.ClusterType || len(resp.GetResources()) == 0 {
 		t.Errorf("Recv() = %v; want clusters", resp)
 	}
+}
+
+// TestPushCountsContentChanges: gatehouse_xds_snapshot_pushes_total
+// counts a node only when its group's content changed, not on every
+// config change.
+func TestPushCountsContentChanges(t *testing.T) {
+	h := start(t)
+	h.srv.Push(buildSet(t, cfgYAML))
+	s, err := adsclient.NewSotW(h.ctx, h.conn, envoyNode("p1", "edge"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Request(resourcev3.ClusterType); err != nil {
+		t.Fatal(err)
+	}
+	recvType(t, s, resourcev3.ClusterType)
+	pushes := func() float64 {
+		mfs, err := h.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "gatehouse_xds_snapshot_pushes_total" {
+				return mf.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		t.Fatal("no gatehouse_xds_snapshot_pushes_total")
+		return 0
+	}
+	if got := pushes(); got != 1 {
+		t.Fatalf("pushes after sign-in = %v; want 1", got)
+	}
+	// Only the internal listener's route changes; the edge group (public
+	// listener) gets the same content.
+	h.srv.Push(buildSet(t, strings.Replace(cfgYAML, "prefix: /users", "prefix: /people", 1)))
+	if got := pushes(); got != 1 {
+		t.Errorf("pushes after a change outside the node's group = %v; want 1", got)
+	}
+	h.srv.Push(buildSet(t, strings.Replace(cfgYAML, "prefix: /orders", "prefix: /orders2", 1)))
+	if got := pushes(); got != 2 {
+		t.Errorf("pushes after a change of the node's routes = %v; want 2", got)
+	}
+	_ = s.CloseSend()
 }

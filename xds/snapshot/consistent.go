@@ -15,8 +15,10 @@ import (
 // (every route configuration and load assignment is referenced, and every
 // reference resolves) and more: it follows API listeners too, which
 // Consistent does not see, and checks that every cluster a route sends to
-// or a filter calls is in the snapshot, so a node never gets a route to a
-// cluster it does not know.
+// is in the snapshot, so a node never gets a route to a cluster it does
+// not know. The clusters the filters call (gatehouse.<component>) are not
+// looked up here: translate adds them to every http listener's subset
+// whenever it adds the filter.
 func consistent(sub *translate.Resources) error {
 	routes := map[string]bool{}
 	for _, l := range sub.Listeners {

@@ -223,10 +223,7 @@ func upstreamTLS(c *config.UpstreamTLS) (*corev3.TransportSocket, error) {
 // serviceClusters are the clusters of gatehouse's own gRPC services that
 // the filter chain calls, for the configured components.
 func (t *translator) serviceClusters() ([]*clusterv3.Cluster, error) {
-	svc := config.XDSServices{ConnectTimeout: config.Duration(1e9)}
-	if t.cfg.XDS != nil {
-		svc = t.cfg.XDS.Services
-	}
+	svc := servicesOf(t.cfg)
 	var out []*clusterv3.Cluster
 	for _, comp := range []string{config.ComponentAuthz, config.ComponentExtProc, config.ComponentRateLimit} {
 		addr, ok := t.cfg.ServiceAddress(comp)

@@ -61,6 +61,30 @@ func needsOf(cfg *config.Config, r *config.Route) routeNeeds {
 // overwrites the identity headers.
 func (n *routeNeeds) authzRuns() bool { return n.authzOn && !n.authz.Disabled }
 
+// defaultServices is xds.services as the loader fills it for `xds: {}`
+// (the default tags of internal/config/xds.go; a test keeps the two
+// equal). A config without an xds section is still rendered, and its
+// filters must keep gatehouse's fail-closed modes and timeouts rather
+// than zero values: an empty ratelimitFailureMode would render the rate
+// limit filter fail-open, and zero timeouts as no timeout.
+var defaultServices = config.XDSServices{
+	ConnectTimeout:        config.Duration(time.Second),
+	AuthzTimeout:          config.Duration(500 * time.Millisecond),
+	AuthzFailureMode:      config.FailClosed,
+	ExtProcMessageTimeout: config.Duration(500 * time.Millisecond),
+	ExtProcFailureMode:    config.FailClosed,
+	RateLimitTimeout:      config.Duration(100 * time.Millisecond),
+	RateLimitFailureMode:  config.FailClosed,
+}
+
+// servicesOf is the config's xds.services, or the defaults.
+func servicesOf(cfg *config.Config) config.XDSServices {
+	if cfg.XDS != nil {
+		return cfg.XDS.Services
+	}
+	return defaultServices
+}
+
 func grpcService(component string, timeout config.Duration) *corev3.GrpcService {
 	return &corev3.GrpcService{
 		TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
@@ -76,10 +100,7 @@ func grpcService(component string, timeout config.Duration) *corev3.GrpcService 
 // match no route; every route carries its own per-route config.
 func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 	cfg := t.cfg
-	svc := config.XDSServices{}
-	if cfg.XDS != nil {
-		svc = cfg.XDS.Services
-	}
+	svc := servicesOf(cfg)
 	var out []*hcmv3.HttpFilter
 	add := func(name string, m protoMessage) error {
 		a, err := toAny(m)

@@ -5,8 +5,8 @@
 //
 // One builder per Envoy resource type: listener.go (LDS, with the HTTP
 // connection manager and gatehouse's filter chain in filters.go), route.go
-// (RDS), cluster.go (CDS, with gatehouse's own services in services.go) and
-// endpoint.go (EDS).
+// (RDS), cluster.go (CDS, with the clusters of gatehouse's own services)
+// and endpoint.go (EDS).
 //
 // Resource names carry provenance, so that a NACK or a config dump points
 // straight back to the YAML:

@@ -246,12 +246,10 @@ func TestContract(t *testing.T) {
 // (route, tier, subject, then header entries), on a route whose
 // RateLimitNeeds is enabled.
 func TestRateLimitDescriptor(t *testing.T) {
-	cfg := loadString(t, contractConfig)
 	n := translate.RateLimitsForTest("orders.read", config.RateLimitNeeds{
 		Enabled:       true,
 		HeaderEntries: []config.HeaderDescriptor{{Header: "x-tenant", Key: "tenant"}},
 	})
-	_ = cfg
 	meta := func(key, field string) *routev3.RateLimit_Action {
 		return &routev3.RateLimit_Action{ActionSpecifier: &routev3.RateLimit_Action_Metadata{Metadata: &routev3.RateLimit_Action_MetaData{
 			DescriptorKey: key,
@@ -364,5 +362,67 @@ func TestClusters(t *testing.T) {
 	}
 	if got := byName["gatehouse.ratelimit"].GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress().GetAddress(); got != "127.0.0.1" {
 		t.Errorf("gatehouse.ratelimit address = %q; want 127.0.0.1 for the wildcard listen address", got)
+	}
+}
+
+// TestNoXDSSectionKeepsDefaults: a config without an xds section (which
+// `gatehouse render` still renders) gets the same filters and service
+// clusters as one with `xds: {}`: fail-closed modes and the default
+// timeouts, never zero values (an empty ratelimitFailureMode rendered the
+// rate limit filter fail-open, and zero timeouts as none).
+func TestNoXDSSectionKeepsDefaults(t *testing.T) {
+	without := strings.Replace(contractConfig, "xds: {}\n", "", 1)
+	if without == contractConfig {
+		t.Fatal("contractConfig has no `xds: {}` line to remove")
+	}
+	want, err := translate.Translate(loadString(t, contractConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := translate.Translate(loadString(t, without))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want.Listeners, got.Listeners, protocmp.Transform()); diff != "" {
+		t.Errorf("listeners without an xds section (-with xds: {} +without):\n%s", diff)
+	}
+	if diff := cmp.Diff(want.Clusters, got.Clusters, protocmp.Transform()); diff != "" {
+		t.Errorf("clusters without an xds section (-with xds: {} +without):\n%s", diff)
+	}
+}
+
+// TestIdentityHeadersStripped: through Translate, every route where
+// ext_authz does not run (a public route, or no authz section at all)
+// removes the identity headers a client could send; a route where it runs
+// leaves them to ext_authz, which overwrites them.
+func TestIdentityHeadersStripped(t *testing.T) {
+	withPublic := strings.Replace(contractConfig, "prefix: /}, cluster: c}", "prefix: /}, cluster: c, authz: {public: true}}", 1)
+	if withPublic == contractConfig {
+		t.Fatal("contractConfig has no catch-all route to make public")
+	}
+	tests := []struct {
+		name string
+		yaml string
+		want map[string]bool // route id → strips
+	}{
+		{"authz on every route", contractConfig, map[string]bool{"orders.read": false, "catch-all": false}},
+		{"public route", withPublic, map[string]bool{"orders.read": false, "catch-all": true}},
+		{"no authz section", strings.Replace(contractConfig, "authz: {}\n", "", 1), map[string]bool{"orders.read": true, "catch-all": true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := translate.Translate(loadString(t, tt.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for id, strips := range tt.want {
+				removed := findRoute(t, res, id).GetRequestHeadersToRemove()
+				for _, h := range contract.IdentityHeaders {
+					if slices.Contains(removed, h) != strips {
+						t.Errorf("route %s: request_headers_to_remove = %v; want %s removed = %v", id, removed, h, strips)
+					}
+				}
+			}
+		})
 	}
 }
