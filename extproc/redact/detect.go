@@ -369,8 +369,13 @@ func validDomain(d []byte) bool {
 // security numbers (AAA-GG-SSSS with valid area, group and serial). A
 // number must stand alone: not glued to letters, digits or '*' (which
 // also keeps a masked card's last four digits from being read again).
+//
+// Digit groups joined by single separators form a run ("ref 12 4111 1111
+// 1111 1111 2nd"); a number may be any part of it. Only the run's first
+// and last groups can be glued to a word, and only they are left out for
+// it: a word next to the run must not hide a card inside it.
 func findNumbers(s []byte, spans []span, cards, ssn bool) []span {
-	var groups [24][2]int
+	var buf [24][2]int // most runs fit; longer ones grow on the heap
 	i := 0
 	for i < len(s) {
 		if !isDigit(s[i]) {
@@ -378,17 +383,14 @@ func findNumbers(s []byte, spans []span, cards, ssn bool) []span {
 			continue
 		}
 		start := i
-		ng := 0
+		g := buf[:0]
 		j := i
 		for {
 			gs := j
 			for j < len(s) && isDigit(s[j]) {
 				j++
 			}
-			if ng < len(groups) {
-				groups[ng] = [2]int{gs, j}
-			}
-			ng++
+			g = append(g, [2]int{gs, j})
 			if j+1 < len(s) && (s[j] == ' ' || s[j] == '-') && isDigit(s[j+1]) {
 				j++
 				continue
@@ -397,31 +399,44 @@ func findNumbers(s []byte, spans []span, cards, ssn bool) []span {
 		}
 		i = j
 		if start > 0 && (isAlnum(s[start-1]) || s[start-1] == '*') {
-			continue
+			g = g[1:]
 		}
-		if j < len(s) && isAlpha(s[j]) {
-			continue
+		if j < len(s) && isAlpha(s[j]) && len(g) > 0 && g[len(g)-1][1] == j {
+			g = g[:len(g)-1]
 		}
-		if ng > len(groups) {
-			ng = len(groups)
-		}
-		g := groups[:ng]
-		if ssn && ng == 3 && isSSN(s, g) {
-			spans = append(spans, span{g[0][0], g[2][1], KindNationalID})
-			continue
+		from := 0 // first group not yet part of a number found
+		if ssn {
+			for a := 0; a+2 < len(g); a++ {
+				if isSSN(s, g[a:a+3], start, j) {
+					if cards {
+						spans = findCards(s, g[from:a], spans)
+					}
+					spans = append(spans, span{g[a][0], g[a+2][1], KindNationalID})
+					from = a + 3
+					a += 2
+				}
+			}
 		}
 		if cards {
-			spans = findCards(s, g, spans)
+			spans = findCards(s, g[from:], spans)
 		}
 	}
 	return spans
 }
 
-func isSSN(s []byte, g [][2]int) bool {
+// isSSN reports whether the three groups g of the run s[runStart:runEnd]
+// are a social security number: 3, 2 and 4 digits, the same separator
+// twice, and a different one (or none) joining them to the rest of the
+// run, so that "555 123 45 6789" stays a phone number.
+func isSSN(s []byte, g [][2]int, runStart, runEnd int) bool {
 	if g[0][1]-g[0][0] != 3 || g[1][1]-g[1][0] != 2 || g[2][1]-g[2][0] != 4 {
 		return false
 	}
-	if s[g[0][1]] != s[g[1][1]] { // the same separator twice
+	sep := s[g[0][1]]
+	if s[g[1][1]] != sep { // the same separator twice
+		return false
+	}
+	if g[0][0] > runStart && s[g[0][0]-1] == sep || g[2][1] < runEnd && s[g[2][1]] == sep {
 		return false
 	}
 	area := atoi(s[g[0][0]:g[0][1]])
