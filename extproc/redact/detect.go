@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"regexp"
 	"sort"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Kind is what a masked value was found as. It labels the metric.
@@ -319,17 +321,47 @@ func isLocal(c byte) bool {
 
 func isDomain(c byte) bool { return isAlnum(c) || c == '-' || c == '.' }
 
+// isWordRune reports whether a non-ASCII rune may be part of an
+// internationalized address (RFC 6531 local parts, IDN domains such as
+// müller.de): letters, digits and combining marks, not punctuation such
+// as curly quotes or dashes around an address in prose.
+func isWordRune(r rune) bool {
+	return r != utf8.RuneError && (unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r))
+}
+
 // findEmail finds local@domain.tld addresses.
 func findEmail(s []byte, spans []span) []span {
 	minStart := 0
 	for at := bytes.IndexByte(s, '@'); at >= 0; {
 		l := at
-		for l > minStart && isLocal(s[l-1]) {
-			l--
+		for l > minStart {
+			if c := s[l-1]; c < utf8.RuneSelf {
+				if !isLocal(c) {
+					break
+				}
+				l--
+				continue
+			}
+			r, n := utf8.DecodeLastRune(s[minStart:l])
+			if !isWordRune(r) {
+				break
+			}
+			l -= n
 		}
 		r := at + 1
-		for r < len(s) && isDomain(s[r]) {
-			r++
+		for r < len(s) {
+			if c := s[r]; c < utf8.RuneSelf {
+				if !isDomain(c) {
+					break
+				}
+				r++
+				continue
+			}
+			c, n := utf8.DecodeRune(s[r:])
+			if !isWordRune(c) {
+				break
+			}
+			r += n
 		}
 		for r > at+1 && (s[r-1] == '.' || s[r-1] == '-') {
 			r--
@@ -350,18 +382,21 @@ func findEmail(s []byte, spans []span) []span {
 	return spans
 }
 
-// validDomain accepts label(.label)+ whose last label is 2+ letters.
+// validDomain accepts label(.label)+ whose last label is 2+ letters
+// (ASCII, or the letters of an internationalized top-level domain).
 func validDomain(d []byte) bool {
 	dot := bytes.LastIndexByte(d, '.')
-	if dot <= 0 || len(d)-dot-1 < 2 {
+	if dot <= 0 {
 		return false
 	}
-	for _, c := range d[dot+1:] {
-		if !isAlpha(c) {
+	n := 0
+	for _, r := range string(d[dot+1:]) {
+		if r < utf8.RuneSelf && !isAlpha(byte(r)) || r >= utf8.RuneSelf && !unicode.IsLetter(r) {
 			return false
 		}
+		n++
 	}
-	return true
+	return n >= 2
 }
 
 // findNumbers finds payment card numbers (13-19 digits, optionally in

@@ -30,6 +30,8 @@ func TestRedact(t *testing.T) {
 		{name: "nothing", in: `{"a":1,"b":"hello","c":[true,false,null]}`, want: `{"a":1,"b":"hello","c":[true,false,null]}`},
 		{name: "email", in: `{"contact":"write to jane.doe+x@mail.example.com today"}`,
 			want: `{"contact":"write to [REDACTED:email] today"}`, kinds: map[Kind]int{KindEmail: 1}},
+		{name: "internationalized email", in: `{"a":"mail info@müller.de or josé@exämple.рф","b":"“jane@example.com”—ok"}`,
+			want: `{"a":"mail [REDACTED:email] or [REDACTED:email]","b":"“[REDACTED:email]”—ok"}`, kinds: map[Kind]int{KindEmail: 3}},
 		{name: "not an email", in: `{"a":"user@localhost","b":"@handle","c":"a@b.c"}`,
 			want: `{"a":"user@localhost","b":"@handle","c":"a@b.c"}`},
 		{name: "card keeps last four", in: `{"pan":"4111 1111 1111 1111"}`,
