@@ -379,7 +379,14 @@ func pointer(parts []string) string {
 	return b.String()
 }
 
+// ctEcho starts the part of kin-openapi's Content-Type complaint that
+// quotes the media type received, which is what was sent, not a rule.
+const ctEcho = "Content-Type has unexpected value"
+
 func clean(v Violation) Violation {
+	if i := strings.Index(v.Detail, ctEcho); i >= 0 {
+		v.Detail = v.Detail[:i] + "Content-Type is not a media type the operation declares"
+	}
 	v.Detail = oneLine(v.Detail, 300)
 	if v.Detail == "" {
 		v.Detail = "does not match the API contract"
