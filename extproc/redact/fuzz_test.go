@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"flag"
 	"testing"
 	"time"
 )
@@ -30,10 +31,14 @@ func FuzzRedact(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	// The time bound catches super-linear inputs while fuzzing only: as a
+	// unit test (the seed corpus under go test) a wall-clock limit would
+	// measure the neighbours on a shared machine, not the scanner.
+	fuzzing := flag.Lookup("test.fuzz") != nil && flag.Lookup("test.fuzz").Value.String() != ""
 	f.Fuzz(func(t *testing.T, in []byte) {
 		t0 := time.Now()
 		defer func() {
-			if d := time.Since(t0); d > 5*time.Second {
+			if d := time.Since(t0); fuzzing && d > 5*time.Second {
 				t.Fatalf("slow input (%v, %d bytes): %q", d, len(in), in[:min(len(in), 200)])
 			}
 		}()
