@@ -164,33 +164,8 @@ func (p *Policy) Request(hs []Header, newTraceparent func() string) RequestResul
 	return res
 }
 
-// Response returns the headers to set on a response (the request's
-// correlation ids and the security headers) and the present headers to
-// strip.
-func (p *Policy) Response(hs []Header, requestID, traceparent string) (set []Header, remove []string) {
-	set = p.ResponseHeaders(requestID, traceparent)
-	for _, h := range hs {
-		if p.strip[h.Name] && !slices.Contains(remove, h.Name) {
-			remove = append(remove, h.Name)
-		}
-	}
-	return set, remove
-}
-
-// ResponseHeaders are the headers every response of the route carries,
-// immediate responses (400, 409, replays) included.
-func (p *Policy) ResponseHeaders(requestID, traceparent string) []Header {
-	set := make([]Header, 0, len(p.security)+2)
-	if requestID != "" {
-		set = append(set, Header{RequestIDHeader, requestID})
-	}
-	if traceparent != "" {
-		set = append(set, Header{TraceparentHeader, traceparent})
-	}
-	return append(set, p.security...)
-}
-
-// SecurityHeaders are the headers set on every response besides the
+// SecurityHeaders are the headers set on every response of the route,
+// immediate responses (400, 409, replays) included, besides the
 // correlation ids; callers may pre-build their wire form once.
 func (p *Policy) SecurityHeaders() []Header { return p.security }
 
