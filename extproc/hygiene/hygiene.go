@@ -129,13 +129,16 @@ type RequestResult struct {
 func (p *Policy) Request(hs []Header, newTraceparent func() string) RequestResult {
 	var res RequestResult
 	haveState := false
+	ids, parents := 0, 0
 	for _, h := range hs {
 		switch {
 		case h.Name == RequestIDHeader:
+			ids++
 			if res.RequestID == "" && ValidRequestID(h.Value) {
 				res.RequestID = h.Value
 			}
 		case h.Name == TraceparentHeader:
+			parents++
 			if res.Traceparent == "" {
 				res.Traceparent = h.Value
 			}
@@ -147,11 +150,19 @@ func (p *Policy) Request(hs []Header, newTraceparent func() string) RequestResul
 			}
 		}
 	}
+	// Set (overwriting every copy) unless the request carries exactly the
+	// one id it goes on with: a second, unchecked copy must not reach the
+	// upstream's logs.
 	if res.RequestID == "" {
 		res.RequestID = NewRequestID()
 		res.Set = append(res.Set, Header{RequestIDHeader, res.RequestID})
+	} else if ids > 1 {
+		res.Set = append(res.Set, Header{RequestIDHeader, res.RequestID})
 	}
-	res.TraceValid = ValidTraceparent(res.Traceparent)
+	// Two traceparents name two parents: which one an upstream tracer
+	// reads is anyone's guess, so the trace restarts, as for one that
+	// cannot be parsed.
+	res.TraceValid = parents == 1 && ValidTraceparent(res.Traceparent)
 	if !res.TraceValid {
 		// A tracestate belongs to the traceparent it came with; with that
 		// one gone it must go too (W3C Trace Context §3.3).

@@ -57,6 +57,16 @@ func TestRequest(t *testing.T) {
 				RequestID: "r1", Traceparent: fixed(),
 			},
 		},
+		{
+			name: "duplicate ids are not passed on unchecked",
+			in: []Header{{"x-request-id", "bad id"}, {"x-request-id", "r2"}, {"traceparent", tp},
+				{"traceparent", "00-zz"}, {"tracestate", "a=b"}},
+			want: RequestResult{
+				Remove:    []string{"tracestate"},
+				Set:       []Header{{"x-request-id", "r2"}, {"traceparent", fixed()}},
+				RequestID: "r2", Traceparent: fixed(),
+			},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
