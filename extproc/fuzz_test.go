@@ -62,13 +62,16 @@ func FuzzStream(f *testing.F) {
 			}
 			var resp *extprocv3.ProcessingResponse
 			resp, err = st.handle(context.Background(), msg)
-			if err != nil || st.done {
+			if err != nil {
 				return
 			}
 			if resp != nil {
 				if verr := resp.ValidateAll(); verr != nil {
 					t.Fatalf("answer to message %d fails Envoy's validation: %v", i, verr)
 				}
+			}
+			if st.done {
+				return // an immediate response (checked above) ends the stream
 			}
 		}
 	})

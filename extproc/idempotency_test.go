@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/gatehouse/gatehouse/internal/component"
 )
@@ -39,7 +40,8 @@ func TestIdempotency(t *testing.T) {
 	s, reg := testServer(t, testConfig(t, idemConfig), component.Deps{})
 	first := mustExchange(t, s,
 		post("pay", "k1", "Bearer a"), requestBody(`{"amount":10}`, true),
-		responseHeaders(false, ":status", "201", "content-type", "application/json", "location", "/pay/7", "server", "x", "content-length", "40"),
+		responseHeaders(false, ":status", "201", "content-type", "application/json", "location", "/pay/7", "server", "x", "content-length", "40",
+			"set-cookie", "a=1", "set-cookie", "b=2"),
 		responseBody(`{"id":7,"card":"4111 1111 1111 1111"}`, true))
 	if len(first) != 4 || first[1].GetRequestBody() == nil {
 		t.Fatalf("first request answers %v; want it to go on", first)
@@ -59,6 +61,15 @@ func TestIdempotency(t *testing.T) {
 		if _, ok := set[h]; ok {
 			t.Errorf("replay carries %s", h)
 		}
+	}
+	var cookies []string
+	for _, h := range ir.GetHeaders().GetSetHeaders() {
+		if h.GetHeader().GetKey() == "set-cookie" {
+			cookies = append(cookies, h.GetAppendAction().String()+" "+string(h.GetHeader().GetRawValue()))
+		}
+	}
+	if diff := cmp.Diff([]string{"OVERWRITE_IF_EXISTS_OR_ADD a=1", "APPEND_IF_EXISTS_OR_ADD b=2"}, cookies); diff != "" {
+		t.Errorf("replayed set-cookie headers mismatch (-want +got):\n%s", diff)
 	}
 
 	// Same key, other payload: 422. Same key, other caller: a new key.

@@ -54,7 +54,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"processor"}),
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_extproc_processor_results_total",
-			Help: "What each processor did to a request or response: passed, mutated, rejected, skipped or failed.",
+			Help: "What each processor did to a request or response: passed, mutated, rejected, reported (report-only response validation) or skipped.",
 		}, []string{"route", "processor", "result"}),
 		redactions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_extproc_redactions_total",
@@ -66,7 +66,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"route", "direction"}),
 		idem: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_extproc_idempotency_total",
-			Help: "Idempotency key outcomes: acquired, replay, in_flight (409), mismatch (422), invalid_key, missing_key, stored, released, lost, store_error_open, store_error_closed, too_large.",
+			Help: "Idempotency key outcomes: acquired, replay, in_flight (409), mismatch (422), invalid_key, missing_key, stored, released, lost, too_large, store_error (record not stored), store_error_open, store_error_closed.",
 		}, []string{"route", "result"}),
 		bodies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_extproc_bodies_total",

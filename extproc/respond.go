@@ -42,6 +42,15 @@ func (m *mutation) setHeader(k, v string) {
 	})
 }
 
+// addHeader adds a further value of a header already set by this
+// mutation (set-cookie, link, vary …) instead of overwriting it.
+func (m *mutation) addHeader(k, v string) {
+	m.set = append(m.set, &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: k, RawValue: []byte(v)},
+		AppendAction: corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD,
+	})
+}
+
 func (m *mutation) setAll(hs []hygiene.Header) {
 	for _, h := range hs {
 		m.setHeader(h.Name, h.Value)

@@ -502,7 +502,16 @@ func (s *stream) storeFailed(err error) *extprocv3.ProcessingResponse {
 // replay answers a retry with the stored response.
 func (s *stream) replay(rec *idempotency.Record) *extprocv3.ProcessingResponse {
 	var m mutation
+	// The first value of a name replaces what Envoy's local reply has (its
+	// content-type); later ones are added, or a response with two
+	// set-cookie headers would be replayed with one.
+	seen := make(map[string]bool, len(rec.Header))
 	for _, h := range rec.Header {
+		if seen[h[0]] {
+			m.addHeader(h[0], h[1])
+			continue
+		}
+		seen[h[0]] = true
 		m.setHeader(h[0], h[1])
 	}
 	m.setHeader("idempotent-replayed", "true")

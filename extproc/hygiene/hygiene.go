@@ -129,13 +129,16 @@ type RequestResult struct {
 func (p *Policy) Request(hs []Header, newTraceparent func() string) RequestResult {
 	var res RequestResult
 	haveState := false
+	ids, parents := 0, 0
 	for _, h := range hs {
 		switch {
 		case h.Name == RequestIDHeader:
+			ids++
 			if res.RequestID == "" && ValidRequestID(h.Value) {
 				res.RequestID = h.Value
 			}
 		case h.Name == TraceparentHeader:
+			parents++
 			if res.Traceparent == "" {
 				res.Traceparent = h.Value
 			}
@@ -147,11 +150,19 @@ func (p *Policy) Request(hs []Header, newTraceparent func() string) RequestResul
 			}
 		}
 	}
+	// Set (overwriting every copy) unless the request carries exactly the
+	// one id it goes on with: a second, unchecked copy must not reach the
+	// upstream's logs.
 	if res.RequestID == "" {
 		res.RequestID = NewRequestID()
 		res.Set = append(res.Set, Header{RequestIDHeader, res.RequestID})
+	} else if ids > 1 {
+		res.Set = append(res.Set, Header{RequestIDHeader, res.RequestID})
 	}
-	res.TraceValid = ValidTraceparent(res.Traceparent)
+	// Two traceparents name two parents: which one an upstream tracer
+	// reads is anyone's guess, so the trace restarts, as for one that
+	// cannot be parsed.
+	res.TraceValid = parents == 1 && ValidTraceparent(res.Traceparent)
 	if !res.TraceValid {
 		// A tracestate belongs to the traceparent it came with; with that
 		// one gone it must go too (W3C Trace Context §3.3).
@@ -164,33 +175,8 @@ func (p *Policy) Request(hs []Header, newTraceparent func() string) RequestResul
 	return res
 }
 
-// Response returns the headers to set on a response (the request's
-// correlation ids and the security headers) and the present headers to
-// strip.
-func (p *Policy) Response(hs []Header, requestID, traceparent string) (set []Header, remove []string) {
-	set = p.ResponseHeaders(requestID, traceparent)
-	for _, h := range hs {
-		if p.strip[h.Name] && !slices.Contains(remove, h.Name) {
-			remove = append(remove, h.Name)
-		}
-	}
-	return set, remove
-}
-
-// ResponseHeaders are the headers every response of the route carries,
-// immediate responses (400, 409, replays) included.
-func (p *Policy) ResponseHeaders(requestID, traceparent string) []Header {
-	set := make([]Header, 0, len(p.security)+2)
-	if requestID != "" {
-		set = append(set, Header{RequestIDHeader, requestID})
-	}
-	if traceparent != "" {
-		set = append(set, Header{TraceparentHeader, traceparent})
-	}
-	return append(set, p.security...)
-}
-
-// SecurityHeaders are the headers set on every response besides the
+// SecurityHeaders are the headers set on every response of the route,
+// immediate responses (400, 409, replays) included, besides the
 // correlation ids; callers may pre-build their wire form once.
 func (p *Policy) SecurityHeaders() []Header { return p.security }
 

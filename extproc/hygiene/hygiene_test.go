@@ -57,6 +57,16 @@ func TestRequest(t *testing.T) {
 				RequestID: "r1", Traceparent: fixed(),
 			},
 		},
+		{
+			name: "duplicate ids are not passed on unchecked",
+			in: []Header{{"x-request-id", "bad id"}, {"x-request-id", "r2"}, {"traceparent", tp},
+				{"traceparent", "00-zz"}, {"tracestate", "a=b"}},
+			want: RequestResult{
+				Remove:    []string{"tracestate"},
+				Set:       []Header{{"x-request-id", "r2"}, {"traceparent", fixed()}},
+				RequestID: "r2", Traceparent: fixed(),
+			},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -86,19 +96,18 @@ func TestRequestGeneratesID(t *testing.T) {
 }
 
 func TestResponse(t *testing.T) {
-	set, remove := policy().Response([]Header{
-		{":status", "200"}, {"server", "nginx/1.2"}, {"x-powered-by", "PHP"}, {"x-backend", "b1"}, {"content-type", "application/json"},
-	}, "r1", tp)
+	p := policy()
 	wantSet := []Header{
-		{"x-request-id", "r1"}, {"traceparent", tp},
 		{"strict-transport-security", "max-age=31536000; includeSubDomains"}, {"x-content-type-options", "nosniff"},
 		{"cross-origin-resource-policy", "same-origin"},
 	}
-	if diff := cmp.Diff(wantSet, set); diff != "" {
-		t.Errorf("Response set mismatch (-want +got):\n%s", diff)
+	if diff := cmp.Diff(wantSet, p.SecurityHeaders()); diff != "" {
+		t.Errorf("SecurityHeaders mismatch (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"server", "x-powered-by", "x-backend"}, remove); diff != "" {
-		t.Errorf("Response remove mismatch (-want +got):\n%s", diff)
+	for name, want := range map[string]bool{"server": true, "x-powered-by": true, "x-backend": true, "content-type": false, "x-request-id": false} {
+		if got := p.Strips(name); got != want {
+			t.Errorf("Strips(%q) = %v; want %v", name, got, want)
+		}
 	}
 }
 

@@ -74,6 +74,9 @@ func TestValidateRequest(t *testing.T) {
 		{name: "body not json", req: Request{Method: "POST", Path: "/v1/orders",
 			Header: hdr("Content-Type", "application/json", "X-Tenant", "acme"), Body: []byte(`{"customer":`), BodyChecked: true},
 			want: []Violation{{In: "body", Detail: "the body cannot be parsed: unexpected EOF"}}},
+		{name: "content type not echoed", req: Request{Method: "POST", Path: "/v1/orders",
+			Header: hdr("Content-Type", "text/x-secret-value", "X-Tenant", "acme"), Body: []byte(`x`), BodyChecked: true},
+			want: []Violation{{In: "body", Detail: "header Content-Type is not a media type the operation declares"}}},
 		{name: "body missing", req: Request{Method: "POST", Path: "/v1/orders",
 			Header: hdr("Content-Type", "application/json", "X-Tenant", "acme"), BodyChecked: true},
 			want: []Violation{{In: "body", Detail: "is required but missing"}}},
@@ -109,6 +112,10 @@ func TestValidateResponse(t *testing.T) {
 	got := c.ValidateResponse(context.Background(), m, 200, json, []byte(`{"id":"x","status":"lost"}`), true)
 	if len(got) != 2 {
 		t.Errorf("ValidateResponse(bad body) = %v; want 2 violations", got)
+	}
+	got = c.ValidateResponse(context.Background(), m, 200, hdr("Content-Type", "text/x-secret-value"), []byte(`x`), true)
+	if len(got) != 1 || strings.Contains(got[0].Detail, "secret") {
+		t.Errorf("ValidateResponse(text/x-secret-value) = %v; want one violation that does not echo the media type", got)
 	}
 	if got := c.ValidateResponse(context.Background(), m, 418, json, nil, true); len(got) != 1 || got[0].In != "status" {
 		t.Errorf("ValidateResponse(418) = %v; want a status violation", got)

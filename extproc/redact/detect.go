@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"regexp"
 	"sort"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Kind is what a masked value was found as. It labels the metric.
@@ -319,17 +321,47 @@ func isLocal(c byte) bool {
 
 func isDomain(c byte) bool { return isAlnum(c) || c == '-' || c == '.' }
 
+// isWordRune reports whether a non-ASCII rune may be part of an
+// internationalized address (RFC 6531 local parts, IDN domains such as
+// müller.de): letters, digits and combining marks, not punctuation such
+// as curly quotes or dashes around an address in prose.
+func isWordRune(r rune) bool {
+	return r != utf8.RuneError && (unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r))
+}
+
 // findEmail finds local@domain.tld addresses.
 func findEmail(s []byte, spans []span) []span {
 	minStart := 0
 	for at := bytes.IndexByte(s, '@'); at >= 0; {
 		l := at
-		for l > minStart && isLocal(s[l-1]) {
-			l--
+		for l > minStart {
+			if c := s[l-1]; c < utf8.RuneSelf {
+				if !isLocal(c) {
+					break
+				}
+				l--
+				continue
+			}
+			r, n := utf8.DecodeLastRune(s[minStart:l])
+			if !isWordRune(r) {
+				break
+			}
+			l -= n
 		}
 		r := at + 1
-		for r < len(s) && isDomain(s[r]) {
-			r++
+		for r < len(s) {
+			if c := s[r]; c < utf8.RuneSelf {
+				if !isDomain(c) {
+					break
+				}
+				r++
+				continue
+			}
+			c, n := utf8.DecodeRune(s[r:])
+			if !isWordRune(c) {
+				break
+			}
+			r += n
 		}
 		for r > at+1 && (s[r-1] == '.' || s[r-1] == '-') {
 			r--
@@ -350,18 +382,21 @@ func findEmail(s []byte, spans []span) []span {
 	return spans
 }
 
-// validDomain accepts label(.label)+ whose last label is 2+ letters.
+// validDomain accepts label(.label)+ whose last label is 2+ letters
+// (ASCII, or the letters of an internationalized top-level domain).
 func validDomain(d []byte) bool {
 	dot := bytes.LastIndexByte(d, '.')
-	if dot <= 0 || len(d)-dot-1 < 2 {
+	if dot <= 0 {
 		return false
 	}
-	for _, c := range d[dot+1:] {
-		if !isAlpha(c) {
+	n := 0
+	for _, r := range string(d[dot+1:]) {
+		if r < utf8.RuneSelf && !isAlpha(byte(r)) || r >= utf8.RuneSelf && !unicode.IsLetter(r) {
 			return false
 		}
+		n++
 	}
-	return true
+	return n >= 2
 }
 
 // findNumbers finds payment card numbers (13-19 digits, optionally in
@@ -369,8 +404,13 @@ func validDomain(d []byte) bool {
 // security numbers (AAA-GG-SSSS with valid area, group and serial). A
 // number must stand alone: not glued to letters, digits or '*' (which
 // also keeps a masked card's last four digits from being read again).
+//
+// Digit groups joined by single separators form a run ("ref 12 4111 1111
+// 1111 1111 2nd"); a number may be any part of it. Only the run's first
+// and last groups can be glued to a word, and only they are left out for
+// it: a word next to the run must not hide a card inside it.
 func findNumbers(s []byte, spans []span, cards, ssn bool) []span {
-	var groups [24][2]int
+	var buf [24][2]int // most runs fit; longer ones grow on the heap
 	i := 0
 	for i < len(s) {
 		if !isDigit(s[i]) {
@@ -378,17 +418,14 @@ func findNumbers(s []byte, spans []span, cards, ssn bool) []span {
 			continue
 		}
 		start := i
-		ng := 0
+		g := buf[:0]
 		j := i
 		for {
 			gs := j
 			for j < len(s) && isDigit(s[j]) {
 				j++
 			}
-			if ng < len(groups) {
-				groups[ng] = [2]int{gs, j}
-			}
-			ng++
+			g = append(g, [2]int{gs, j})
 			if j+1 < len(s) && (s[j] == ' ' || s[j] == '-') && isDigit(s[j+1]) {
 				j++
 				continue
@@ -397,31 +434,44 @@ func findNumbers(s []byte, spans []span, cards, ssn bool) []span {
 		}
 		i = j
 		if start > 0 && (isAlnum(s[start-1]) || s[start-1] == '*') {
-			continue
+			g = g[1:]
 		}
-		if j < len(s) && isAlpha(s[j]) {
-			continue
+		if j < len(s) && isAlpha(s[j]) && len(g) > 0 && g[len(g)-1][1] == j {
+			g = g[:len(g)-1]
 		}
-		if ng > len(groups) {
-			ng = len(groups)
-		}
-		g := groups[:ng]
-		if ssn && ng == 3 && isSSN(s, g) {
-			spans = append(spans, span{g[0][0], g[2][1], KindNationalID})
-			continue
+		from := 0 // first group not yet part of a number found
+		if ssn {
+			for a := 0; a+2 < len(g); a++ {
+				if isSSN(s, g[a:a+3], start, j) {
+					if cards {
+						spans = findCards(s, g[from:a], spans)
+					}
+					spans = append(spans, span{g[a][0], g[a+2][1], KindNationalID})
+					from = a + 3
+					a += 2
+				}
+			}
 		}
 		if cards {
-			spans = findCards(s, g, spans)
+			spans = findCards(s, g[from:], spans)
 		}
 	}
 	return spans
 }
 
-func isSSN(s []byte, g [][2]int) bool {
+// isSSN reports whether the three groups g of the run s[runStart:runEnd]
+// are a social security number: 3, 2 and 4 digits, the same separator
+// twice, and a different one (or none) joining them to the rest of the
+// run, so that "555 123 45 6789" stays a phone number.
+func isSSN(s []byte, g [][2]int, runStart, runEnd int) bool {
 	if g[0][1]-g[0][0] != 3 || g[1][1]-g[1][0] != 2 || g[2][1]-g[2][0] != 4 {
 		return false
 	}
-	if s[g[0][1]] != s[g[1][1]] { // the same separator twice
+	sep := s[g[0][1]]
+	if s[g[1][1]] != sep { // the same separator twice
+		return false
+	}
+	if g[0][0] > runStart && s[g[0][0]-1] == sep || g[2][1] < runEnd && s[g[2][1]] == sep {
 		return false
 	}
 	area := atoi(s[g[0][0]:g[0][1]])

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"flag"
 	"testing"
 	"time"
 )
@@ -23,6 +24,7 @@ func FuzzRedact(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	f.Add([]byte("\xef\xbb\xbf{\"a\":\"jane@example.com\"}"))
 	r, err := New(Options{
 		Paths: []string{"$.user.password", "$..number", "$.a[0]", "$..*.secret"},
 		Email: true, Cards: true, NationalIDs: true, BearerTokens: true,
@@ -30,10 +32,14 @@ func FuzzRedact(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	// The time bound catches super-linear inputs while fuzzing only: as a
+	// unit test (the seed corpus under go test) a wall-clock limit would
+	// measure the neighbours on a shared machine, not the scanner.
+	fuzzing := flag.Lookup("test.fuzz") != nil && flag.Lookup("test.fuzz").Value.String() != ""
 	f.Fuzz(func(t *testing.T, in []byte) {
 		t0 := time.Now()
 		defer func() {
-			if d := time.Since(t0); d > 5*time.Second {
+			if d := time.Since(t0); fuzzing && d > 5*time.Second {
 				t.Fatalf("slow input (%v, %d bytes): %q", d, len(in), in[:min(len(in), 200)])
 			}
 		}()
@@ -42,7 +48,9 @@ func FuzzRedact(f *testing.F) {
 		if !bytes.Equal(in, orig) {
 			t.Fatalf("Redact modified its input")
 		}
-		valid := json.Valid(in)
+		// A leading byte order mark is skipped, as clients do.
+		body := bytes.TrimPrefix(in, []byte(bom))
+		valid := json.Valid(body)
 		if err != nil {
 			if !errors.Is(err, ErrNotJSON) || !bytes.Equal(out, in) || counts.Total() != 0 {
 				t.Fatalf("Redact(%q) = %q, %v; want the input unchanged with ErrNotJSON", in, out, err)
@@ -59,10 +67,16 @@ func FuzzRedact(f *testing.F) {
 			}
 			return
 		}
+		if len(body) < len(in) {
+			if !bytes.HasPrefix(out, []byte(bom)) {
+				t.Fatalf("Redact(%q) = %q dropped the byte order mark", in, out)
+			}
+			out = out[len(bom):]
+		}
 		if !json.Valid(out) {
 			t.Fatalf("Redact(%q) = %q, which is not valid JSON", in, out)
 		}
-		if counts.Total() == 0 && !bytes.Equal(out, in) {
+		if counts.Total() == 0 && !bytes.Equal(out, body) {
 			t.Fatalf("Redact(%q) = %q changed the body without counting a mask", in, out)
 		}
 		d := json.NewDecoder(bytes.NewReader(out))

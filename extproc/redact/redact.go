@@ -147,6 +147,9 @@ func (s *scanner) release() {
 
 var errSyntax = ErrNotJSON
 
+// bom is the UTF-8 byte order mark.
+const bom = "\xef\xbb\xbf"
+
 // replace substitutes in[start:end] with repl in the output.
 func (s *scanner) replace(start, end int, repl []byte) {
 	if s.out == nil {
@@ -179,6 +182,13 @@ func (s *scanner) run() error {
 	// childStates/childSelected describe the value about to be read.
 	childStart, childN, selected := 0, len(s.states), false
 
+	// RFC 8259 forbids a byte order mark but lets parsers ignore one, and
+	// clients do (fetch's json(), Python requests): a body that starts with
+	// one is JSON to them, so it must be scanned, not passed as not JSON.
+	// The mark itself is copied through.
+	if len(s.in) >= len(bom) && string(s.in[:len(bom)]) == bom {
+		s.pos = len(bom)
+	}
 	s.skipWS()
 	for {
 		// A value.
