@@ -352,7 +352,19 @@ func (l *Limiter) answer(st *state, dom *quota.Domain, r *request, now int64, st
 		default:
 			dec, pick = l.outcome(ds, now)
 		}
-		over := dec == DecisionOverLimit || dec == DecisionOverLimitLocal || dec == DecisionDegradedClosed
+		if dec == DecisionDegradedOpen || dec == DecisionDegradedClosed {
+			// Metered and logged as degraded whatever the rule's mode: a
+			// shadow or quota-mode rule answers OK, but nothing was decided.
+			ds.rm.decisions[dec].Inc()
+			l.degradedLog.log(l.log, slog.LevelWarn, "rate limit store unavailable; answering by the failure mode", "domain", dom.Name, "rule", rule.ID, "decision", dec.String(), "err", storeErr.Error())
+			if dec == DecisionDegradedClosed && !rule.Shadow && !rule.QuotaMode {
+				s.Code = rlsv3.RateLimitResponse_OVER_LIMIT
+				resp.OverallCode = rlsv3.RateLimitResponse_OVER_LIMIT
+				hdr.degraded = true
+			}
+			continue
+		}
+		over := dec == DecisionOverLimit || dec == DecisionOverLimitLocal
 		if over && rule.QuotaMode {
 			dec, over = DecisionQuotaMode, false
 		} else if over && rule.Shadow {
@@ -360,15 +372,6 @@ func (l *Limiter) answer(st *state, dom *quota.Domain, r *request, now int64, st
 			dec, over = DecisionShadow, false
 		}
 		ds.rm.decisions[dec].Inc()
-		if dec == DecisionDegradedOpen || dec == DecisionDegradedClosed {
-			l.degradedLog.log(l.log, slog.LevelWarn, "rate limit store unavailable; answering by the failure mode", "domain", dom.Name, "rule", rule.ID, "decision", dec.String(), "err", storeErr.Error())
-			if !rule.FailOpen && !rule.Shadow && !rule.QuotaMode {
-				s.Code = rlsv3.RateLimitResponse_OVER_LIMIT
-				resp.OverallCode = rlsv3.RateLimitResponse_OVER_LIMIT
-				hdr.degraded = true
-			}
-			continue
-		}
 		if pick.lim != nil {
 			s.CurrentLimit = pick.lim.Proto
 			s.LimitRemaining = clampU32(pick.d.Remaining)

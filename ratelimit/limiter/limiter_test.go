@@ -270,6 +270,17 @@ func TestFailureModes(t *testing.T) {
 	if n := testutil.ToFloat64(f.lim.m.decisions.WithLabelValues("gatehouse", "gatehouse/open/gold", "degraded_open")); n != 1 {
 		t.Errorf("degraded_open on open = %v; want 1", n)
 	}
+	// A shadow rule answers OK, but a degraded answer is metered as one,
+	// not as a refusal the shadow rule would have made.
+	r = f.call(t, rlReq("gatehouse", d("route", "shadowed", "tier", "gold", "subject", "x")))
+	if r.OverallCode != rlsv3.RateLimitResponse_OK {
+		t.Errorf("shadow route with the store down = %v; want OK", r.OverallCode)
+	}
+	for dec, want := range map[string]float64{"degraded_closed": 1, "shadow_over_limit": 0} {
+		if n := testutil.ToFloat64(f.lim.m.decisions.WithLabelValues("gatehouse", "gatehouse/shadowed/gold", dec)); n != want {
+			t.Errorf("%s on shadowed = %v; want %v", dec, n, want)
+		}
+	}
 	// Recovery needs nothing but the store answering again.
 	f.store.fail.Store(false)
 	if r := f.call(t, rlReq("gatehouse", gold("x"))); r.OverallCode != rlsv3.RateLimitResponse_OK {
