@@ -35,6 +35,9 @@ type Settings struct {
 	MaxHits        uint64
 	// DegradedRetryAfter is the Retry-After of a fail-closed answer.
 	DegradedRetryAfter time.Duration
+	// LocalCacheEntries bounds the local over-limit cache (0: off); Swap
+	// builds a new cache when it changes.
+	LocalCacheEntries int
 }
 
 // SettingsFrom reads the settings of the ratelimit section.
@@ -46,13 +49,15 @@ func SettingsFrom(rl *config.RateLimit) Settings {
 		MaxValueBytes:      int(rl.Requests.MaxValueBytes),
 		MaxHits:            rl.Requests.MaxHits,
 		DegradedRetryAfter: rl.Store.Breaker.OpenFor.D(),
+		LocalCacheEntries:  rl.LocalCache.MaxEntries,
 	}
 }
 
 // Limiter answers ShouldRateLimit. It is safe for concurrent use; Swap
 // replaces its config without disturbing requests in flight.
 type Limiter struct {
-	state     atomic.Pointer[state]
+	state atomic.Pointer[state]
+	// cache is the local over-limit cache of the first config.
 	cache     *store.OverLimitCache
 	m         *Metrics
 	log       *slog.Logger
@@ -72,6 +77,7 @@ type state struct {
 	rules    []*ruleMetrics
 	domains  map[string]*domainMetrics
 	detailed []detailed // by rule index
+	cache    *store.OverLimitCache
 }
 
 // New returns a limiter; Swap gives it its first config.
@@ -87,16 +93,22 @@ func New(log *slog.Logger, m *Metrics, cache *store.OverLimitCache, keyPrefix st
 
 // Swap serves snap with st from now on and returns the store it replaces
 // (nil the first time). The local over-limit cache is cleared: the limits
-// its entries were computed for may have changed.
+// its entries were computed for may have changed. A changed
+// s.LocalCacheEntries gets a new cache of that size (0: none).
 func (l *Limiter) Swap(snap *quota.Snapshot, st store.Store, s Settings) store.Store {
 	var prevSnap *quota.Snapshot
 	prev := l.state.Load()
+	cache := l.cache
 	if prev != nil {
 		prevSnap = prev.snap
+		cache = prev.cache
+		if s.LocalCacheEntries != prev.settings.LocalCacheEntries {
+			cache = store.NewOverLimitCache(s.LocalCacheEntries)
+		}
 	}
 	rules, doms := l.m.bind(snap, prevSnap)
-	l.state.Store(&state{snap: snap, store: st, settings: s, rules: rules, domains: doms, detailed: make([]detailed, len(snap.Rules))})
-	l.cache.Clear()
+	l.state.Store(&state{snap: snap, store: st, settings: s, rules: rules, domains: doms, detailed: make([]detailed, len(snap.Rules)), cache: cache})
+	cache.Clear()
 	if prev == nil {
 		return nil
 	}
@@ -175,7 +187,7 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	if err := l.match(st, dom, dm, req, r); err != nil {
 		return nil, err
 	}
-	l.prepare(r, now)
+	l.prepare(st, r, now)
 	var storeErr error
 	if len(r.ops) > 0 {
 		storeErr = st.store.Eval(ctx, r.ops)
@@ -248,7 +260,7 @@ func (l *Limiter) match(st *state, dom *quota.Domain, dm *domainMetrics, req *rl
 
 // prepare builds the store ops of the limited descriptors; the local cache
 // answers those it knows refuse (2nd phase).
-func (l *Limiter) prepare(r *request, now int64) {
+func (l *Limiter) prepare(st *state, r *request, now int64) {
 	nLimits := 0
 	for i := range r.descs {
 		if ds := &r.descs[i]; ds.rule != nil && !ds.skip && !ds.rule.Unlimited {
@@ -300,7 +312,7 @@ func (l *Limiter) prepare(r *request, now int64) {
 				lops[j].PrevKey = keys[ref.prev[0]:ref.prev[1]]
 			}
 			if ds.hits > 0 {
-				if u := l.cache.Until(lops[j].Key, now); u > 0 && (ds.blockedUntil == 0 || u > ds.blockedUntil) {
+				if u := st.cache.Until(lops[j].Key, now); u > 0 && (ds.blockedUntil == 0 || u > ds.blockedUntil) {
 					ds.blockedUntil, ds.blockedLimit = u, ds.rule.Limits[j]
 				}
 			}
@@ -350,7 +362,7 @@ func (l *Limiter) answer(st *state, dom *quota.Domain, r *request, now int64, st
 				dec = DecisionDegradedClosed
 			}
 		default:
-			dec, pick = l.outcome(ds, now)
+			dec, pick = l.outcome(st.cache, ds, now)
 		}
 		if dec == DecisionDegradedOpen || dec == DecisionDegradedClosed {
 			// Metered and logged as degraded whatever the rule's mode: a
@@ -397,7 +409,7 @@ type limitOutcome struct {
 // applied or a limit refuses (counted refusals). The limit reported is a
 // refusing one (the latest to free up), else the one with least remaining.
 // Limits that now refuse any hit are remembered in the local cache.
-func (l *Limiter) outcome(ds *descState, now int64) (Decision, limitOutcome) {
+func (l *Limiter) outcome(cache *store.OverLimitCache, ds *descState, now int64) (Decision, limitOutcome) {
 	op := ds.op
 	var pick limitOutcome
 	pickRefused := false
@@ -417,7 +429,7 @@ func (l *Limiter) outcome(ds *descState, now int64) (Decision, limitOutcome) {
 			pick = limitOutcome{lim, d}
 		}
 		if refused || d.Remaining == 0 {
-			l.remember(lo, ds.hits, op.Applied, now)
+			remember(cache, lo, ds.hits, op.Applied, now)
 		}
 	}
 	if over {
@@ -429,8 +441,8 @@ func (l *Limiter) outcome(ds *descState, now int64) (Decision, limitOutcome) {
 
 // remember puts a key in the local cache when no request of even one hit
 // fits it until a known time.
-func (l *Limiter) remember(lo *store.LimitOp, hits uint64, applied bool, now int64) {
-	if l.cache == nil {
+func remember(cache *store.OverLimitCache, lo *store.LimitOp, hits uint64, applied bool, now int64) {
+	if cache == nil {
 		return
 	}
 	st := lo.State
@@ -441,7 +453,7 @@ func (l *Limiter) remember(lo *store.LimitOp, hits uint64, applied bool, now int
 	if lo.Spec.Allowed(st, lo.Clock, 1) || one.RetryAfter <= 0 {
 		return
 	}
-	l.cache.Add(lo.Key, now+one.RetryAfter, now)
+	cache.Add(lo.Key, now+one.RetryAfter, now)
 }
 
 func (l *Limiter) appendKey(kb, ident []byte, lim *quota.Limit, start int64, windowed bool) []byte {

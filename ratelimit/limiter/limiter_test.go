@@ -415,3 +415,29 @@ func TestTTLCoversTheNextWindow(t *testing.T) {
 		t.Errorf("fixed 1s TTL at a second's start = %dms; want 2000", got)
 	}
 }
+
+// TestReloadResizesLocalCache: localCache.maxEntries applies on reload;
+// 0 turns the cache off, so every refusal asks the store again.
+func TestReloadResizesLocalCache(t *testing.T) {
+	f := newFixture(t, gatehouseYAML)
+	anon := rlReq("gatehouse", d("route", "orders", "subject", "10.0.0.2"))
+	f.call(t, anon) // 1/hour used up
+	cfg, err := config.LoadBytes("<test>", []byte(strings.Replace(gatehouseYAML, "ratelimit:\n", "ratelimit:\n  localCache: {maxEntries: 0}\n", 1)), config.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := quota.Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.lim.Swap(snap, f.store, SettingsFrom(cfg.RateLimit))
+	before := f.store.evals.Load()
+	for i := 0; i < 3; i++ {
+		if r := f.call(t, anon); r.OverallCode != rlsv3.RateLimitResponse_OVER_LIMIT {
+			t.Fatalf("refusal %d = %v", i, r.OverallCode)
+		}
+	}
+	if n := f.store.evals.Load() - before; n != 3 {
+		t.Errorf("%d round trips for 3 refusals with the cache turned off; want 3", n)
+	}
+}
