@@ -150,20 +150,3 @@ type detailed struct {
 }
 
 const maxDetailed = 1000
-
-func (m *Metrics) detailedRule(d *detailed, domain, id string) *ruleMetrics {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if rm, ok := d.seen[id]; ok {
-		return rm
-	}
-	if len(d.seen) >= maxDetailed {
-		id = "other"
-		if rm, ok := d.seen[id]; ok {
-			return rm
-		}
-	}
-	rm := m.rule(domain, id)
-	d.seen[id] = rm
-	return rm
-}
