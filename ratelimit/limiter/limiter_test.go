@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -439,5 +440,42 @@ func TestReloadResizesLocalCache(t *testing.T) {
 	}
 	if n := f.store.evals.Load() - before; n != 3 {
 		t.Errorf("%d round trips for 3 refusals with the cache turned off; want 3", n)
+	}
+}
+
+// TestDetailedMetricBounded: detailed_metric adds one series per value, at
+// most maxDetailed per rule; further values share "<rule>:other".
+func TestDetailedMetricBounded(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "rl.yaml")
+	if err := os.WriteFile(file, []byte("domain: dm\ndescriptors:\n  - key: user\n    detailed_metric: true\n    rate_limit: {unit: hour, requests_per_unit: 5}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, "apiVersion: gatehouse/v1\nratelimit: {envoyConfigs: ["+file+"]}\n")
+	for i := 0; i < maxDetailed+50; i++ {
+		f.call(t, rlReq("dm", d("user", "u"+strconv.Itoa(i))))
+	}
+	rules := map[string]bool{}
+	fams, err := f.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fam := range fams {
+		if fam.GetName() != "gatehouse_ratelimit_hits_total" {
+			continue
+		}
+		for _, m := range fam.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "rule" {
+					rules[l.GetValue()] = true
+				}
+			}
+		}
+	}
+	if !rules["dm.user_u0"] || !rules["dm.user:other"] {
+		t.Errorf("rule series lack dm.user_u0 or dm.user:other")
+	}
+	// The rule's own series, the override series, maxDetailed values and other.
+	if len(rules) > maxDetailed+3 {
+		t.Errorf("%d rule series after %d values; want at most %d", len(rules), maxDetailed+50, maxDetailed+3)
 	}
 }
