@@ -479,3 +479,28 @@ func TestDetailedMetricBounded(t *testing.T) {
 		t.Errorf("%d rule series after %d values; want at most %d", len(rules), maxDetailed+50, maxDetailed+3)
 	}
 }
+
+// TestFailClosedHeadersWithAnotherLimit: a request refused by a fail-closed
+// descriptor carries Retry-After, even when another descriptor of it
+// reports a limit that did not refuse.
+func TestFailClosedHeadersWithAnotherLimit(t *testing.T) {
+	f := newFixture(t, gatehouseYAML)
+	shadow := d("route", "shadowed", "tier", "gold", "subject", "h")
+	f.call(t, rlReq("gatehouse", shadow))
+	f.call(t, rlReq("gatehouse", shadow)) // 2/second used up: the key is cached
+	f.store.fail.Store(true)
+	r := f.call(t, rlReq("gatehouse", shadow, gold("h")))
+	if r.OverallCode != rlsv3.RateLimitResponse_OVER_LIMIT {
+		t.Fatalf("overall = %v; want OVER_LIMIT (orders fails closed)", r.OverallCode)
+	}
+	hdr := map[string]string{}
+	for _, h := range r.ResponseHeadersToAdd {
+		hdr[h.Key] = h.Value
+	}
+	if hdr["retry-after"] != "1" {
+		t.Errorf("headers = %v; want retry-after: 1 (breaker.openFor)", hdr)
+	}
+	if _, ok := hdr["x-ratelimit-remaining"]; ok {
+		t.Errorf("headers = %v; a refusal by the failure mode reports no limit's remaining count", hdr)
+	}
+}
