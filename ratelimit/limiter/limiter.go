@@ -35,8 +35,7 @@ type Settings struct {
 	MaxHits        uint64
 	// DegradedRetryAfter is the Retry-After of a fail-closed answer.
 	DegradedRetryAfter time.Duration
-	// LocalCacheEntries bounds the local over-limit cache (0: off); Swap
-	// builds a new cache when it changes.
+	// LocalCacheEntries bounds the local over-limit cache (0: off).
 	LocalCacheEntries int
 }
 
@@ -92,23 +91,20 @@ func New(log *slog.Logger, m *Metrics, cache *store.OverLimitCache, keyPrefix st
 }
 
 // Swap serves snap with st from now on and returns the store it replaces
-// (nil the first time). The local over-limit cache is cleared: the limits
-// its entries were computed for may have changed. A changed
-// s.LocalCacheEntries gets a new cache of that size (0: none).
+// (nil the first time). The config gets a new, empty local over-limit
+// cache of s.LocalCacheEntries (0: none): the limits the old entries were
+// computed for may have changed, and requests still deciding on the old
+// config add to the old cache, not to this one.
 func (l *Limiter) Swap(snap *quota.Snapshot, st store.Store, s Settings) store.Store {
 	var prevSnap *quota.Snapshot
 	prev := l.state.Load()
 	cache := l.cache
 	if prev != nil {
 		prevSnap = prev.snap
-		cache = prev.cache
-		if s.LocalCacheEntries != prev.settings.LocalCacheEntries {
-			cache = store.NewOverLimitCache(s.LocalCacheEntries)
-		}
+		cache = store.NewOverLimitCache(s.LocalCacheEntries)
 	}
 	rules, doms := l.m.bind(snap, prevSnap)
 	l.state.Store(&state{snap: snap, store: st, settings: s, rules: rules, domains: doms, detailed: make([]detailed, len(snap.Rules)), cache: cache})
-	cache.Clear()
 	if prev == nil {
 		return nil
 	}

@@ -504,3 +504,47 @@ func TestFailClosedHeadersWithAnotherLimit(t *testing.T) {
 		t.Errorf("headers = %v; a refusal by the failure mode reports no limit's remaining count", hdr)
 	}
 }
+
+// swappingStore runs hook (once) while the first Eval after arming it is
+// in flight: a reload landing during a round trip.
+type swappingStore struct {
+	*countingStore
+	hook func()
+}
+
+func (s *swappingStore) Eval(ctx context.Context, ops []*store.Op) error {
+	if h := s.hook; h != nil {
+		s.hook = nil
+		h()
+	}
+	return s.countingStore.Eval(ctx, ops)
+}
+
+// TestReloadDuringRoundTripLeavesNoStaleRefusal: a request decided on the
+// old config (2/hour) while a reload raises the limit (5/hour) must not
+// leave the new config a cached refusal until the end of the hour.
+func TestReloadDuringRoundTripLeavesNoStaleRefusal(t *testing.T) {
+	old := strings.Replace(gatehouseYAML, "{requests: 1, per: hour}", "{requests: 2, per: hour}", 1)
+	f := newFixture(t, old)
+	cfg, err := config.LoadBytes("<test>", []byte(strings.Replace(gatehouseYAML, "{requests: 1, per: hour}", "{requests: 5, per: hour}", 1)), config.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raised, err := quota.Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &swappingStore{countingStore: f.store}
+	f.lim.Swap(f.lim.Snapshot(), st, SettingsFrom(cfg.RateLimit))
+	anon := rlReq("gatehouse", d("route", "orders", "subject", "10.0.0.3"))
+	f.call(t, anon) // 1 of 2/hour
+	st.hook = func() { f.lim.Swap(raised, st, SettingsFrom(cfg.RateLimit)) }
+	// 2 of 2/hour, decided on the old config: it leaves 0, which the old
+	// config would cache until the end of the hour.
+	if r := f.call(t, anon); r.OverallCode != rlsv3.RateLimitResponse_OK {
+		t.Fatalf("2nd request = %v; want OK", r.OverallCode)
+	}
+	if r := f.call(t, anon); r.OverallCode != rlsv3.RateLimitResponse_OK {
+		t.Errorf("3rd request, on 5/hour = %v; want OK (3 of 5): a refusal of the old config was cached for the new one", r.OverallCode)
+	}
+}
