@@ -548,3 +548,18 @@ func TestReloadDuringRoundTripLeavesNoStaleRefusal(t *testing.T) {
 		t.Errorf("3rd request, on 5/hour = %v; want OK (3 of 5): a refusal of the old config was cached for the new one", r.OverallCode)
 	}
 }
+
+// TestDetailedMetricLongUTF8Value: a detailed_metric series name cut at 256
+// bytes stays valid UTF-8 (prometheus panics on a label that is not).
+func TestDetailedMetricLongUTF8Value(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "rl.yaml")
+	if err := os.WriteFile(file, []byte("domain: dm\ndescriptors:\n  - key: user\n    detailed_metric: true\n    rate_limit: {unit: hour, requests_per_unit: 5}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, "apiVersion: gatehouse/v1\nratelimit: {envoyConfigs: ["+file+"]}\n")
+	// "dm.user_" is 8 bytes; 'é' is 2: byte 256 falls inside a rune.
+	v := "x" + strings.Repeat("é", 200)
+	if r := f.call(t, rlReq("dm", d("user", v))); r.OverallCode != rlsv3.RateLimitResponse_OK {
+		t.Errorf("overall = %v; want OK", r.OverallCode)
+	}
+}
