@@ -290,10 +290,6 @@ func TestOverLimitCache(t *testing.T) {
 	if c.Len() > 64 {
 		t.Errorf("cache of 64 holds %d", c.Len())
 	}
-	c.Clear()
-	if c.Len() != 0 || c.Until("a", 50) != 0 {
-		t.Errorf("Clear left %d", c.Len())
-	}
 	var nilCache *OverLimitCache
 	nilCache.Add("a", 100, 1)
 	if nilCache.Until("a", 2) != 0 {
