@@ -76,7 +76,7 @@ type state struct {
 	settings Settings
 	rules    []*ruleMetrics
 	domains  map[string]*domainMetrics
-	detailed []detailed // by rule index
+	detailed []*detailed // by rule index; nil for rules without detailed_metric
 	cache    *store.OverLimitCache
 }
 
@@ -105,7 +105,12 @@ func (l *Limiter) Swap(snap *quota.Snapshot, st store.Store, s Settings) store.S
 		cache = store.NewOverLimitCache(s.LocalCacheEntries)
 	}
 	rules, doms := l.m.bind(snap, prevSnap)
-	l.state.Store(&state{snap: snap, store: st, settings: s, rules: rules, domains: doms, detailed: make([]detailed, len(snap.Rules)), cache: cache})
+	var prevDetailed []*detailed
+	if prev != nil {
+		prevDetailed = prev.detailed
+	}
+	dts := l.m.bindDetailed(snap, prevSnap, prevDetailed)
+	l.state.Store(&state{snap: snap, store: st, settings: s, rules: rules, domains: doms, detailed: dts, cache: cache})
 	if prev == nil {
 		return nil
 	}
@@ -484,7 +489,7 @@ func (l *Limiter) detailedMetrics(st *state, rule *quota.Rule, d *ratelimitv3.Ra
 	for _, e := range d.GetEntries() {
 		id += "." + e.GetKey() + "_" + e.GetValue()
 	}
-	dt := &st.detailed[rule.Index]
+	dt := st.detailed[rule.Index]
 	dt.mu.Lock()
 	defer dt.mu.Unlock()
 	if rm, ok := dt.seen[id]; ok {
@@ -499,7 +504,7 @@ func (l *Limiter) detailedMetrics(st *state, rule *quota.Rule, d *ratelimitv3.Ra
 			return rm
 		}
 	}
-	rm := l.m.rule(rule.Domain, truncate(id, 256))
+	rm := l.m.rule(rule.Domain, truncate(id, maxDetailedLabel))
 	dt.seen[id] = rm
 	return rm
 }

@@ -480,6 +480,65 @@ func TestDetailedMetricBounded(t *testing.T) {
 	}
 }
 
+// ruleSeries counts the rule labels of domain's hits series.
+func ruleSeries(t *testing.T, reg *prometheus.Registry, domain string) int {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, fam := range fams {
+		if fam.GetName() != "gatehouse_ratelimit_hits_total" {
+			continue
+		}
+		for _, m := range fam.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "domain" && l.GetValue() == domain {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
+// TestDetailedMetricBoundAcrossReloads: a reload keeps a detailed rule's
+// per-value series and their bound; a reload that drops the rule drops
+// them.
+func TestDetailedMetricBoundAcrossReloads(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "rl.yaml")
+	if err := os.WriteFile(file, []byte("domain: dm\ndescriptors:\n  - key: user\n    detailed_metric: true\n    rate_limit: {unit: hour, requests_per_unit: 5}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, "apiVersion: gatehouse/v1\nratelimit: {envoyConfigs: ["+file+"]}\n")
+	send := func(from, to int) {
+		for i := from; i < to; i++ {
+			f.call(t, rlReq("dm", d("user", "u"+strconv.Itoa(i))))
+		}
+	}
+	send(0, 700)
+	snap, settings := f.lim.Snapshot(), f.lim.state.Load().settings
+	f.lim.Swap(snap, f.store, settings) // a reload of the same config
+	send(700, 1400)
+	// The rule's own series, the override series, maxDetailed values and other.
+	if n := ruleSeries(t, f.reg, "dm"); n > maxDetailed+3 {
+		t.Errorf("%d series of domain dm after a reload and 1,400 values; want at most %d", n, maxDetailed+3)
+	}
+	cfg, err := config.LoadBytes("<test>", []byte(gatehouseYAML), config.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := quota.Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.lim.Swap(other, f.store, SettingsFrom(cfg.RateLimit))
+	if n := ruleSeries(t, f.reg, "dm"); n > 2 {
+		t.Errorf("%d series of domain dm remain after a reload without it; want its per-value series dropped", n)
+	}
+}
+
 // TestFailClosedHeadersWithAnotherLimit: a request refused by a fail-closed
 // descriptor carries Retry-After, even when another descriptor of it
 // reports a limit that did not refuse.
