@@ -47,7 +47,10 @@ func (h *headerPick) headers(s Settings, a *answer) []*corev3.HeaderValue {
 	if s.Headers == config.HeadersNone || s.Headers == "" {
 		return nil
 	}
-	if h.rule == nil {
+	// A fail-closed answer refuses without a limit to report: a limit
+	// that did not refuse (say, a shadow rule's) would tell the client it
+	// has room, with no Retry-After.
+	if h.rule == nil || (h.degraded && !h.over) {
 		if h.degraded {
 			return []*corev3.HeaderValue{{Key: HeaderRetryAfter, Value: strconv.FormatInt(ceilSeconds(s.DegradedRetryAfter.Microseconds()), 10)}}
 		}

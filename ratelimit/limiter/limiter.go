@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
@@ -35,6 +36,8 @@ type Settings struct {
 	MaxHits        uint64
 	// DegradedRetryAfter is the Retry-After of a fail-closed answer.
 	DegradedRetryAfter time.Duration
+	// LocalCacheEntries bounds the local over-limit cache (0: off).
+	LocalCacheEntries int
 }
 
 // SettingsFrom reads the settings of the ratelimit section.
@@ -46,13 +49,15 @@ func SettingsFrom(rl *config.RateLimit) Settings {
 		MaxValueBytes:      int(rl.Requests.MaxValueBytes),
 		MaxHits:            rl.Requests.MaxHits,
 		DegradedRetryAfter: rl.Store.Breaker.OpenFor.D(),
+		LocalCacheEntries:  rl.LocalCache.MaxEntries,
 	}
 }
 
 // Limiter answers ShouldRateLimit. It is safe for concurrent use; Swap
 // replaces its config without disturbing requests in flight.
 type Limiter struct {
-	state     atomic.Pointer[state]
+	state atomic.Pointer[state]
+	// cache is the local over-limit cache of the first config.
 	cache     *store.OverLimitCache
 	m         *Metrics
 	log       *slog.Logger
@@ -71,7 +76,8 @@ type state struct {
 	settings Settings
 	rules    []*ruleMetrics
 	domains  map[string]*domainMetrics
-	detailed []detailed // by rule index
+	detailed []*detailed // by rule index; nil for rules without detailed_metric
+	cache    *store.OverLimitCache
 }
 
 // New returns a limiter; Swap gives it its first config.
@@ -86,17 +92,25 @@ func New(log *slog.Logger, m *Metrics, cache *store.OverLimitCache, keyPrefix st
 }
 
 // Swap serves snap with st from now on and returns the store it replaces
-// (nil the first time). The local over-limit cache is cleared: the limits
-// its entries were computed for may have changed.
+// (nil the first time). The config gets a new, empty local over-limit
+// cache of s.LocalCacheEntries (0: none): the limits the old entries were
+// computed for may have changed, and requests still deciding on the old
+// config add to the old cache, not to this one.
 func (l *Limiter) Swap(snap *quota.Snapshot, st store.Store, s Settings) store.Store {
 	var prevSnap *quota.Snapshot
 	prev := l.state.Load()
+	cache := l.cache
 	if prev != nil {
 		prevSnap = prev.snap
+		cache = store.NewOverLimitCache(s.LocalCacheEntries)
 	}
 	rules, doms := l.m.bind(snap, prevSnap)
-	l.state.Store(&state{snap: snap, store: st, settings: s, rules: rules, domains: doms, detailed: make([]detailed, len(snap.Rules))})
-	l.cache.Clear()
+	var prevDetailed []*detailed
+	if prev != nil {
+		prevDetailed = prev.detailed
+	}
+	dts := l.m.bindDetailed(snap, prevSnap, prevDetailed)
+	l.state.Store(&state{snap: snap, store: st, settings: s, rules: rules, domains: doms, detailed: dts, cache: cache})
 	if prev == nil {
 		return nil
 	}
@@ -175,7 +189,7 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	if err := l.match(st, dom, dm, req, r); err != nil {
 		return nil, err
 	}
-	l.prepare(r, now)
+	l.prepare(st, r, now)
 	var storeErr error
 	if len(r.ops) > 0 {
 		storeErr = st.store.Eval(ctx, r.ops)
@@ -248,7 +262,7 @@ func (l *Limiter) match(st *state, dom *quota.Domain, dm *domainMetrics, req *rl
 
 // prepare builds the store ops of the limited descriptors; the local cache
 // answers those it knows refuse (2nd phase).
-func (l *Limiter) prepare(r *request, now int64) {
+func (l *Limiter) prepare(st *state, r *request, now int64) {
 	nLimits := 0
 	for i := range r.descs {
 		if ds := &r.descs[i]; ds.rule != nil && !ds.skip && !ds.rule.Unlimited {
@@ -300,7 +314,7 @@ func (l *Limiter) prepare(r *request, now int64) {
 				lops[j].PrevKey = keys[ref.prev[0]:ref.prev[1]]
 			}
 			if ds.hits > 0 {
-				if u := l.cache.Until(lops[j].Key, now); u > 0 && (ds.blockedUntil == 0 || u > ds.blockedUntil) {
+				if u := st.cache.Until(lops[j].Key, now); u > 0 && (ds.blockedUntil == 0 || u > ds.blockedUntil) {
 					ds.blockedUntil, ds.blockedLimit = u, ds.rule.Limits[j]
 				}
 			}
@@ -350,9 +364,21 @@ func (l *Limiter) answer(st *state, dom *quota.Domain, r *request, now int64, st
 				dec = DecisionDegradedClosed
 			}
 		default:
-			dec, pick = l.outcome(ds, now)
+			dec, pick = l.outcome(st.cache, ds, now)
 		}
-		over := dec == DecisionOverLimit || dec == DecisionOverLimitLocal || dec == DecisionDegradedClosed
+		if dec == DecisionDegradedOpen || dec == DecisionDegradedClosed {
+			// Metered and logged as degraded whatever the rule's mode: a
+			// shadow or quota-mode rule answers OK, but nothing was decided.
+			ds.rm.decisions[dec].Inc()
+			l.degradedLog.log(l.log, slog.LevelWarn, "rate limit store unavailable; answering by the failure mode", "domain", dom.Name, "rule", rule.ID, "decision", dec.String(), "err", storeErr.Error())
+			if dec == DecisionDegradedClosed && !rule.Shadow && !rule.QuotaMode {
+				s.Code = rlsv3.RateLimitResponse_OVER_LIMIT
+				resp.OverallCode = rlsv3.RateLimitResponse_OVER_LIMIT
+				hdr.degraded = true
+			}
+			continue
+		}
+		over := dec == DecisionOverLimit || dec == DecisionOverLimitLocal
 		if over && rule.QuotaMode {
 			dec, over = DecisionQuotaMode, false
 		} else if over && rule.Shadow {
@@ -360,15 +386,6 @@ func (l *Limiter) answer(st *state, dom *quota.Domain, r *request, now int64, st
 			dec, over = DecisionShadow, false
 		}
 		ds.rm.decisions[dec].Inc()
-		if dec == DecisionDegradedOpen || dec == DecisionDegradedClosed {
-			l.degradedLog.log(l.log, slog.LevelWarn, "rate limit store unavailable; answering by the failure mode", "domain", dom.Name, "rule", rule.ID, "decision", dec.String(), "err", storeErr.Error())
-			if !rule.FailOpen && !rule.Shadow && !rule.QuotaMode {
-				s.Code = rlsv3.RateLimitResponse_OVER_LIMIT
-				resp.OverallCode = rlsv3.RateLimitResponse_OVER_LIMIT
-				hdr.degraded = true
-			}
-			continue
-		}
 		if pick.lim != nil {
 			s.CurrentLimit = pick.lim.Proto
 			s.LimitRemaining = clampU32(pick.d.Remaining)
@@ -394,7 +411,7 @@ type limitOutcome struct {
 // applied or a limit refuses (counted refusals). The limit reported is a
 // refusing one (the latest to free up), else the one with least remaining.
 // Limits that now refuse any hit are remembered in the local cache.
-func (l *Limiter) outcome(ds *descState, now int64) (Decision, limitOutcome) {
+func (l *Limiter) outcome(cache *store.OverLimitCache, ds *descState, now int64) (Decision, limitOutcome) {
 	op := ds.op
 	var pick limitOutcome
 	pickRefused := false
@@ -414,7 +431,7 @@ func (l *Limiter) outcome(ds *descState, now int64) (Decision, limitOutcome) {
 			pick = limitOutcome{lim, d}
 		}
 		if refused || d.Remaining == 0 {
-			l.remember(lo, ds.hits, op.Applied, now)
+			remember(cache, lo, ds.hits, op.Applied, now)
 		}
 	}
 	if over {
@@ -426,8 +443,8 @@ func (l *Limiter) outcome(ds *descState, now int64) (Decision, limitOutcome) {
 
 // remember puts a key in the local cache when no request of even one hit
 // fits it until a known time.
-func (l *Limiter) remember(lo *store.LimitOp, hits uint64, applied bool, now int64) {
-	if l.cache == nil {
+func remember(cache *store.OverLimitCache, lo *store.LimitOp, hits uint64, applied bool, now int64) {
+	if cache == nil {
 		return
 	}
 	st := lo.State
@@ -438,7 +455,7 @@ func (l *Limiter) remember(lo *store.LimitOp, hits uint64, applied bool, now int
 	if lo.Spec.Allowed(st, lo.Clock, 1) || one.RetryAfter <= 0 {
 		return
 	}
-	l.cache.Add(lo.Key, now+one.RetryAfter, now)
+	cache.Add(lo.Key, now+one.RetryAfter, now)
 }
 
 func (l *Limiter) appendKey(kb, ident []byte, lim *quota.Limit, start int64, windowed bool) []byte {
@@ -472,7 +489,7 @@ func (l *Limiter) detailedMetrics(st *state, rule *quota.Rule, d *ratelimitv3.Ra
 	for _, e := range d.GetEntries() {
 		id += "." + e.GetKey() + "_" + e.GetValue()
 	}
-	dt := &st.detailed[rule.Index]
+	dt := st.detailed[rule.Index]
 	dt.mu.Lock()
 	defer dt.mu.Unlock()
 	if rm, ok := dt.seen[id]; ok {
@@ -487,7 +504,7 @@ func (l *Limiter) detailedMetrics(st *state, rule *quota.Rule, d *ratelimitv3.Ra
 			return rm
 		}
 	}
-	rm := l.m.rule(rule.Domain, truncate(id, 256))
+	rm := l.m.rule(rule.Domain, truncate(id, maxDetailedLabel))
 	dt.seen[id] = rm
 	return rm
 }
@@ -528,9 +545,14 @@ func clampU32(v uint64) uint32 {
 	return uint32(v)
 }
 
+// truncate cuts s to at most n bytes at a rune boundary: a metric label
+// must be valid UTF-8 (prometheus panics on one that is not).
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "…"
 }

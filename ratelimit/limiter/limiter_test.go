@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -270,6 +271,17 @@ func TestFailureModes(t *testing.T) {
 	if n := testutil.ToFloat64(f.lim.m.decisions.WithLabelValues("gatehouse", "gatehouse/open/gold", "degraded_open")); n != 1 {
 		t.Errorf("degraded_open on open = %v; want 1", n)
 	}
+	// A shadow rule answers OK, but a degraded answer is metered as one,
+	// not as a refusal the shadow rule would have made.
+	r = f.call(t, rlReq("gatehouse", d("route", "shadowed", "tier", "gold", "subject", "x")))
+	if r.OverallCode != rlsv3.RateLimitResponse_OK {
+		t.Errorf("shadow route with the store down = %v; want OK", r.OverallCode)
+	}
+	for dec, want := range map[string]float64{"degraded_closed": 1, "shadow_over_limit": 0} {
+		if n := testutil.ToFloat64(f.lim.m.decisions.WithLabelValues("gatehouse", "gatehouse/shadowed/gold", dec)); n != want {
+			t.Errorf("%s on shadowed = %v; want %v", dec, n, want)
+		}
+	}
 	// Recovery needs nothing but the store answering again.
 	f.store.fail.Store(false)
 	if r := f.call(t, rlReq("gatehouse", gold("x"))); r.OverallCode != rlsv3.RateLimitResponse_OK {
@@ -402,5 +414,211 @@ func TestTTLCoversTheNextWindow(t *testing.T) {
 	c, _, next = rule.Limits[1].Clock(feb)
 	if got := ttlOf(rule.Limits[1], c, next); got != 2000 {
 		t.Errorf("fixed 1s TTL at a second's start = %dms; want 2000", got)
+	}
+}
+
+// TestReloadResizesLocalCache: localCache.maxEntries applies on reload;
+// 0 turns the cache off, so every refusal asks the store again.
+func TestReloadResizesLocalCache(t *testing.T) {
+	f := newFixture(t, gatehouseYAML)
+	anon := rlReq("gatehouse", d("route", "orders", "subject", "10.0.0.2"))
+	f.call(t, anon) // 1/hour used up
+	cfg, err := config.LoadBytes("<test>", []byte(strings.Replace(gatehouseYAML, "ratelimit:\n", "ratelimit:\n  localCache: {maxEntries: 0}\n", 1)), config.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := quota.Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.lim.Swap(snap, f.store, SettingsFrom(cfg.RateLimit))
+	before := f.store.evals.Load()
+	for i := 0; i < 3; i++ {
+		if r := f.call(t, anon); r.OverallCode != rlsv3.RateLimitResponse_OVER_LIMIT {
+			t.Fatalf("refusal %d = %v", i, r.OverallCode)
+		}
+	}
+	if n := f.store.evals.Load() - before; n != 3 {
+		t.Errorf("%d round trips for 3 refusals with the cache turned off; want 3", n)
+	}
+}
+
+// TestDetailedMetricBounded: detailed_metric adds one series per value, at
+// most maxDetailed per rule; further values share "<rule>:other".
+func TestDetailedMetricBounded(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "rl.yaml")
+	if err := os.WriteFile(file, []byte("domain: dm\ndescriptors:\n  - key: user\n    detailed_metric: true\n    rate_limit: {unit: hour, requests_per_unit: 5}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, "apiVersion: gatehouse/v1\nratelimit: {envoyConfigs: ["+file+"]}\n")
+	for i := 0; i < maxDetailed+50; i++ {
+		f.call(t, rlReq("dm", d("user", "u"+strconv.Itoa(i))))
+	}
+	rules := map[string]bool{}
+	fams, err := f.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fam := range fams {
+		if fam.GetName() != "gatehouse_ratelimit_hits_total" {
+			continue
+		}
+		for _, m := range fam.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "rule" {
+					rules[l.GetValue()] = true
+				}
+			}
+		}
+	}
+	if !rules["dm.user_u0"] || !rules["dm.user:other"] {
+		t.Errorf("rule series lack dm.user_u0 or dm.user:other")
+	}
+	// The rule's own series, the override series, maxDetailed values and other.
+	if len(rules) > maxDetailed+3 {
+		t.Errorf("%d rule series after %d values; want at most %d", len(rules), maxDetailed+50, maxDetailed+3)
+	}
+}
+
+// ruleSeries counts the rule labels of domain's hits series.
+func ruleSeries(t *testing.T, reg *prometheus.Registry, domain string) int {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, fam := range fams {
+		if fam.GetName() != "gatehouse_ratelimit_hits_total" {
+			continue
+		}
+		for _, m := range fam.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "domain" && l.GetValue() == domain {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
+// TestDetailedMetricBoundAcrossReloads: a reload keeps a detailed rule's
+// per-value series and their bound; a reload that drops the rule drops
+// them.
+func TestDetailedMetricBoundAcrossReloads(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "rl.yaml")
+	if err := os.WriteFile(file, []byte("domain: dm\ndescriptors:\n  - key: user\n    detailed_metric: true\n    rate_limit: {unit: hour, requests_per_unit: 5}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, "apiVersion: gatehouse/v1\nratelimit: {envoyConfigs: ["+file+"]}\n")
+	send := func(from, to int) {
+		for i := from; i < to; i++ {
+			f.call(t, rlReq("dm", d("user", "u"+strconv.Itoa(i))))
+		}
+	}
+	send(0, 700)
+	snap, settings := f.lim.Snapshot(), f.lim.state.Load().settings
+	f.lim.Swap(snap, f.store, settings) // a reload of the same config
+	send(700, 1400)
+	// The rule's own series, the override series, maxDetailed values and other.
+	if n := ruleSeries(t, f.reg, "dm"); n > maxDetailed+3 {
+		t.Errorf("%d series of domain dm after a reload and 1,400 values; want at most %d", n, maxDetailed+3)
+	}
+	cfg, err := config.LoadBytes("<test>", []byte(gatehouseYAML), config.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := quota.Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.lim.Swap(other, f.store, SettingsFrom(cfg.RateLimit))
+	if n := ruleSeries(t, f.reg, "dm"); n > 2 {
+		t.Errorf("%d series of domain dm remain after a reload without it; want its per-value series dropped", n)
+	}
+}
+
+// TestFailClosedHeadersWithAnotherLimit: a request refused by a fail-closed
+// descriptor carries Retry-After, even when another descriptor of it
+// reports a limit that did not refuse.
+func TestFailClosedHeadersWithAnotherLimit(t *testing.T) {
+	f := newFixture(t, gatehouseYAML)
+	shadow := d("route", "shadowed", "tier", "gold", "subject", "h")
+	f.call(t, rlReq("gatehouse", shadow))
+	f.call(t, rlReq("gatehouse", shadow)) // 2/second used up: the key is cached
+	f.store.fail.Store(true)
+	r := f.call(t, rlReq("gatehouse", shadow, gold("h")))
+	if r.OverallCode != rlsv3.RateLimitResponse_OVER_LIMIT {
+		t.Fatalf("overall = %v; want OVER_LIMIT (orders fails closed)", r.OverallCode)
+	}
+	hdr := map[string]string{}
+	for _, h := range r.ResponseHeadersToAdd {
+		hdr[h.Key] = h.Value
+	}
+	if hdr["retry-after"] != "1" {
+		t.Errorf("headers = %v; want retry-after: 1 (breaker.openFor)", hdr)
+	}
+	if _, ok := hdr["x-ratelimit-remaining"]; ok {
+		t.Errorf("headers = %v; a refusal by the failure mode reports no limit's remaining count", hdr)
+	}
+}
+
+// swappingStore runs hook (once) while the first Eval after arming it is
+// in flight: a reload landing during a round trip.
+type swappingStore struct {
+	*countingStore
+	hook func()
+}
+
+func (s *swappingStore) Eval(ctx context.Context, ops []*store.Op) error {
+	if h := s.hook; h != nil {
+		s.hook = nil
+		h()
+	}
+	return s.countingStore.Eval(ctx, ops)
+}
+
+// TestReloadDuringRoundTripLeavesNoStaleRefusal: a request decided on the
+// old config (2/hour) while a reload raises the limit (5/hour) must not
+// leave the new config a cached refusal until the end of the hour.
+func TestReloadDuringRoundTripLeavesNoStaleRefusal(t *testing.T) {
+	old := strings.Replace(gatehouseYAML, "{requests: 1, per: hour}", "{requests: 2, per: hour}", 1)
+	f := newFixture(t, old)
+	cfg, err := config.LoadBytes("<test>", []byte(strings.Replace(gatehouseYAML, "{requests: 1, per: hour}", "{requests: 5, per: hour}", 1)), config.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raised, err := quota.Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &swappingStore{countingStore: f.store}
+	f.lim.Swap(f.lim.Snapshot(), st, SettingsFrom(cfg.RateLimit))
+	anon := rlReq("gatehouse", d("route", "orders", "subject", "10.0.0.3"))
+	f.call(t, anon) // 1 of 2/hour
+	st.hook = func() { f.lim.Swap(raised, st, SettingsFrom(cfg.RateLimit)) }
+	// 2 of 2/hour, decided on the old config: it leaves 0, which the old
+	// config would cache until the end of the hour.
+	if r := f.call(t, anon); r.OverallCode != rlsv3.RateLimitResponse_OK {
+		t.Fatalf("2nd request = %v; want OK", r.OverallCode)
+	}
+	if r := f.call(t, anon); r.OverallCode != rlsv3.RateLimitResponse_OK {
+		t.Errorf("3rd request, on 5/hour = %v; want OK (3 of 5): a refusal of the old config was cached for the new one", r.OverallCode)
+	}
+}
+
+// TestDetailedMetricLongUTF8Value: a detailed_metric series name cut at 256
+// bytes stays valid UTF-8 (prometheus panics on a label that is not).
+func TestDetailedMetricLongUTF8Value(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "rl.yaml")
+	if err := os.WriteFile(file, []byte("domain: dm\ndescriptors:\n  - key: user\n    detailed_metric: true\n    rate_limit: {unit: hour, requests_per_unit: 5}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, "apiVersion: gatehouse/v1\nratelimit: {envoyConfigs: ["+file+"]}\n")
+	// "dm.user_" is 8 bytes; 'é' is 2: byte 256 falls inside a rune.
+	v := "x" + strings.Repeat("é", 200)
+	if r := f.call(t, rlReq("dm", d("user", v))); r.OverallCode != rlsv3.RateLimitResponse_OK {
+		t.Errorf("overall = %v; want OK", r.OverallCode)
 	}
 }

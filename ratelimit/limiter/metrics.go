@@ -151,19 +151,42 @@ type detailed struct {
 
 const maxDetailed = 1000
 
-func (m *Metrics) detailedRule(d *detailed, domain, id string) *ruleMetrics {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if rm, ok := d.seen[id]; ok {
-		return rm
-	}
-	if len(d.seen) >= maxDetailed {
-		id = "other"
-		if rm, ok := d.seen[id]; ok {
-			return rm
+// maxDetailedLabel bounds the bytes of a per-value rule label.
+const maxDetailedLabel = 256
+
+// bindDetailed gives each detailed_metric rule of snap its per-value
+// series: those of the rule of the same domain and ID in the previous
+// snapshot, so that reloads do not reset the bound of maxDetailed series
+// per rule; the series of detailed rules that are gone are dropped.
+func (m *Metrics) bindDetailed(snap, prev *quota.Snapshot, prevDetailed []*detailed) []*detailed {
+	old := map[[2]string]*detailed{}
+	if prev != nil {
+		for i, r := range prev.Rules {
+			if r.DetailedMetric && i < len(prevDetailed) && prevDetailed[i] != nil {
+				old[[2]string{r.Domain, r.ID}] = prevDetailed[i]
+			}
 		}
 	}
-	rm := m.rule(domain, id)
-	d.seen[id] = rm
-	return rm
+	out := make([]*detailed, len(snap.Rules))
+	for i, r := range snap.Rules {
+		if !r.DetailedMetric {
+			continue
+		}
+		k := [2]string{r.Domain, r.ID}
+		if d := old[k]; d != nil {
+			out[i] = d
+			delete(old, k)
+		} else {
+			out[i] = &detailed{}
+		}
+	}
+	for k, d := range old {
+		d.mu.Lock()
+		for id := range d.seen {
+			m.decisions.DeletePartialMatch(prometheus.Labels{"domain": k[0], "rule": truncate(id, maxDetailedLabel)})
+			m.hits.DeleteLabelValues(k[0], truncate(id, maxDetailedLabel))
+		}
+		d.mu.Unlock()
+	}
+	return out
 }

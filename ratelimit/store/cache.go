@@ -11,7 +11,7 @@ import (
 // estimate or a GCRA bucket has room for one more hit), so that a flood of
 // refused requests is answered without a round trip. It only ever refuses
 // what the store would refuse, so it never admits more than the store:
-// replicas stay exact. It is cleared when the config changes.
+// replicas stay exact. Each config gets a new one.
 type OverLimitCache struct {
 	seed   maphash.Seed
 	shards [cacheShards]cacheShard
@@ -78,20 +78,6 @@ func (c *OverLimitCache) Add(key string, until, now int64) {
 		c.n.Add(1)
 	}
 	sh.m[key] = until
-}
-
-// Clear forgets every key (the limits they were computed for changed).
-func (c *OverLimitCache) Clear() {
-	if c == nil {
-		return
-	}
-	for i := range c.shards {
-		sh := &c.shards[i]
-		sh.mu.Lock()
-		c.n.Add(-int64(len(sh.m)))
-		sh.m = map[string]int64{}
-		sh.mu.Unlock()
-	}
 }
 
 // Len is the number of keys held, expired ones included until swept.

@@ -200,7 +200,9 @@ func TestRedisDownBreaker(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr(), DialTimeout: 100 * time.Millisecond, ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond, MaxRetries: -1})
 	defer client.Close()
 	rs := NewRedis(client, RedisOptions{Timeout: 200 * time.Millisecond, BatchSize: 4, Pipelines: 1,
-		Breaker: BreakerOptions{Failures: 3, OpenFor: 200 * time.Millisecond, Probes: 1}})
+		// openFor is long against the few calls between the breaker opening
+		// and the checks that it is open, so a busy machine cannot flake them.
+		Breaker: BreakerOptions{Failures: 3, OpenFor: 3 * time.Second, Probes: 1}})
 	defer rs.Close()
 	sc := newScenario(10, testenv.KeyPrefix(t))
 	ctx := context.Background()
@@ -223,7 +225,7 @@ func TestRedisDownBreaker(t *testing.T) {
 		t.Fatalf("Eval with breaker open = %v; want ErrUnavailable", err)
 	}
 	srv.Start()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		err := rs.Eval(ctx, []*Op{sc.op()})
 		if err == nil {
@@ -287,10 +289,6 @@ func TestOverLimitCache(t *testing.T) {
 	}
 	if c.Len() > 64 {
 		t.Errorf("cache of 64 holds %d", c.Len())
-	}
-	c.Clear()
-	if c.Len() != 0 || c.Until("a", 50) != 0 {
-		t.Errorf("Clear left %d", c.Len())
 	}
 	var nilCache *OverLimitCache
 	nilCache.Add("a", 100, 1)
