@@ -22,6 +22,7 @@ func runRLS(args []string) error {
 	subjectPrefix := fs.String("subject-prefix", "user-", "prefix of generated subject values")
 	keys := fs.Int("keys", 0, "distinct subjects (0 = the tier entry only)")
 	hits := fs.Uint("hits", 1, "hits_addend per request")
+	second := fs.String("second-key", "", "when set, a second descriptor per request: the first's entries with the tier entry's key replaced by this one")
 	_ = fs.Parse(args)
 	if err := c.check(); err != nil {
 		return err
@@ -46,13 +47,24 @@ func runRLS(args []string) error {
 		if *keys > 0 {
 			entries = append(entries, &rlcommonv3.RateLimitDescriptor_Entry{Key: *subjectKey, Value: fmt.Sprintf("%s%d", *subjectPrefix, i)})
 		}
+		descs := []*rlcommonv3.RateLimitDescriptor{{Entries: entries}}
+		if *second != "" {
+			entries2 := make([]*rlcommonv3.RateLimitDescriptor_Entry, len(entries))
+			for j, e := range entries {
+				entries2[j] = e
+				if e.Key == *tierKey {
+					entries2[j] = &rlcommonv3.RateLimitDescriptor_Entry{Key: *second, Value: e.Value}
+				}
+			}
+			descs = append(descs, &rlcommonv3.RateLimitDescriptor{Entries: entries2})
+		}
 		reqs[i] = &rlsv3.RateLimitRequest{
 			Domain:      *domain,
-			Descriptors: []*rlcommonv3.RateLimitDescriptor{{Entries: entries}},
+			Descriptors: descs,
 			HitsAddend:  uint32(*hits),
 		}
 	}
-	desc := fmt.Sprintf("rls domain=%s tier=%s keys=%d", *domain, *tier, *keys)
+	desc := fmt.Sprintf("rls domain=%s tier=%s keys=%d descriptors=%d", *domain, *tier, *keys, len(reqs[0].Descriptors))
 	return c.run(desc, []string{"keys=" + fmt.Sprint(*keys)}, func(ctx context.Context, conn int, rng *rand.Rand) (string, error) {
 		resp, err := clients[conn].ShouldRateLimit(ctx, reqs[rng.IntN(n)])
 		if err != nil {

@@ -6,12 +6,13 @@
 # from the Go module proxy at the version go.mod pins) and gatehouse, both
 # on that one Redis with the same envoyproxy/ratelimit-format config. Then,
 # interleaved, REPS times: the same closed-loop load on each (CONCURRENCY
-# in flight, KEYS distinct subjects, one descriptor of 2 entries: tier +
-# subject), in two mixes:
+# in flight, KEYS distinct subjects, 2 descriptors a request: tier + subject
+# under a per-second or per-hour limit, and daily + subject under a daily
+# quota), in two mixes:
 #   ok    tier "free"  (100000/second per subject): almost every answer OK
 #   over  tier "tight" (1/hour per subject): almost every answer OVER_LIMIT
-# plus gatehouse's own domain (route + tier + subject: 3 entries, the same
-# limits). Redis is flushed before every run. Everything started here is
+# plus gatehouse's own domain (one route + tier + subject descriptor whose
+# tier has the same two limits: gatehouse's way of stacking quotas). Redis is flushed before every run. Everything started here is
 # stopped on exit, even on failure.
 #
 # Prints per-run lines, then medians with ratios to the no-op ceiling and to
@@ -106,6 +107,16 @@ descriptors:
     descriptors:
       - key: subject
         rate_limit: {unit: hour, requests_per_unit: 1}
+  - key: daily
+    value: free
+    descriptors:
+      - key: subject
+        rate_limit: {unit: day, requests_per_unit: 1000000000}
+  - key: daily
+    value: tight
+    descriptors:
+      - key: subject
+        rate_limit: {unit: day, requests_per_unit: 1000000000}
 EOF
 
 REDIS_PORT=$(free_port)
@@ -133,8 +144,8 @@ ratelimit:
   address: 127.0.0.1:$GH_PORT
   envoyConfigs: [$WORK/runtime/rls/config]
   tiers:
-    free: [{requests: 100000, per: second}]
-    tight: [{requests: 1, per: hour}]
+    free: [{requests: 100000, per: second}, {requests: 1000000000, per: day}]
+    tight: [{requests: 1, per: hour}, {requests: 1000000000, per: day}]
 routes:
   - id: orders
     match: {prefix: /}
@@ -174,7 +185,7 @@ for rep in $(seq "$REPS"); do
 		set -- $TARGETS
 		order=("${@:$(((rep - 1) % $# + 1))}" "${@:1:$(((rep - 1) % $#))}")
 		for target in "${order[@]}"; do
-			args=(-domain bench -tier-key tier -tier "$tier")
+			args=(-domain bench -tier-key tier -second-key daily -tier "$tier")
 			case $target in
 			null) addr=127.0.0.1:$NULL_PORT pid=$NULL_PID ;;
 			reference) addr=127.0.0.1:$REF_PORT pid=$REF_PID ;;
