@@ -451,3 +451,33 @@ func TestConfigDefaultsCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadLogFormatNeedsRestart: the logger is built once, so a reload
+// that changes server.log.format must be refused (as listeners are), not
+// reported as applied while the process keeps its old format.
+func TestReloadLogFormatNeedsRestart(t *testing.T) {
+	dir := t.TempDir()
+	path := writeConfig(t, dir, testConfig)
+	r := start(t, Options{ConfigPath: path})
+	v0 := r.rt.Config().Version
+	writeConfig(t, dir, strings.Replace(testConfig, "server:\n", "server:\n  log: {format: text}\n", 1))
+	res, err := r.rt.Reload("test")
+	if res != ReloadRejected || err == nil || !strings.Contains(err.Error(), "server.log.format: changed, but takes effect only on restart") {
+		t.Fatalf("Reload(log format change) = %v, %v; want rejected naming server.log.format", res, err)
+	}
+	if got := r.rt.Config().Version; got != v0 {
+		t.Fatalf("serving version = %s; want %s kept", got, v0)
+	}
+
+	// With --log-format the file's format serves nothing: it may change.
+	path2 := writeConfig(t, t.TempDir(), testConfig)
+	r2 := start(t, Options{ConfigPath: path2, LogFormat: config.LogJSON})
+	writeConfig(t, filepath.Dir(path2), strings.Replace(testConfig, "server:\n", "server:\n  log: {format: text}\n", 1))
+	// The watcher may apply the change first; then this reload is a no-op.
+	if res, err := r2.rt.Reload("test"); res == ReloadRejected || err != nil {
+		t.Fatalf("Reload(log format change under --log-format) = %v, %v; want applied", res, err)
+	}
+	if got := r2.rt.Config().Server.Log.Format; got != config.LogText {
+		t.Fatalf("server.log.format after reload = %q; want text", got)
+	}
+}
