@@ -142,7 +142,6 @@ func (r *Runtime) watch(ctx context.Context) {
 		}
 	}
 	close(r.watching)
-	debounce := r.cfg.Load().Server.ReloadDebounce.D()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	reload := func(trigger string) {
@@ -159,7 +158,8 @@ func (r *Runtime) watch(ctx context.Context) {
 			reload("SIGHUP")
 		case ev := <-events:
 			if fw.relevant(ev.Name) {
-				timer.Reset(debounce)
+				// Read per event: a reload may change the debounce.
+				timer.Reset(r.cfg.Load().Server.ReloadDebounce.D())
 			}
 		case err := <-errs:
 			r.log.Warn("config watcher", "err", err)

@@ -481,3 +481,20 @@ func TestReloadLogFormatNeedsRestart(t *testing.T) {
 		t.Fatalf("server.log.format after reload = %q; want text", got)
 	}
 }
+
+// TestReloadDebounceChangesLive: server.reloadDebounce is not restart-only,
+// so a reload that shortens it must govern the next file change.
+func TestReloadDebounceChangesLive(t *testing.T) {
+	dir := t.TempDir()
+	slow := strings.Replace(testConfig, "reloadDebounce: 50ms", "reloadDebounce: 1h", 1)
+	r := start(t, Options{ConfigPath: writeConfig(t, dir, slow)})
+	<-r.rt.watching
+	// Applied by SIGHUP's path, not by the (hour-long) file debounce.
+	writeConfig(t, dir, testConfig)
+	if res, err := r.rt.Reload("test"); res != ReloadApplied || err != nil {
+		t.Fatalf("Reload(debounce 50ms) = %v, %v; want applied", res, err)
+	}
+	v1 := r.rt.Config().Version
+	writeConfig(t, dir, testConfig+"  - id: second\n    match: {prefix: /second}\n")
+	eventually(t, "the watcher to apply a change with the new 50ms debounce", func() bool { return r.rt.Config().Version != v1 })
+}
