@@ -324,16 +324,29 @@ func TestPortInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lis.Close()
-	cfg := strings.Replace(testConfig, `ratelimit: {address: "127.0.0.1:0"}`, fmt.Sprintf("ratelimit: {address: %q}", lis.Addr()), 1)
+	// authz and extproc listen before ratelimit (the builders' order), on
+	// fixed ports so that their release can be checked.
+	authzAddr, extprocAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	cfg := strings.NewReplacer(
+		`authz: {address: "127.0.0.1:0"}`, fmt.Sprintf("authz: {address: %q}", authzAddr),
+		`extproc: {address: "127.0.0.1:0"}`, fmt.Sprintf("extproc: {address: %q}", extprocAddr),
+		`ratelimit: {address: "127.0.0.1:0"}`, fmt.Sprintf("ratelimit: {address: %q}", lis.Addr()),
+	).Replace(testConfig)
 	path := writeConfig(t, t.TempDir(), cfg)
 	_, err = Start(context.Background(), Options{ConfigPath: path, Stdout: io.Discard, Stderr: io.Discard})
 	want := fmt.Sprintf("ratelimit: cannot listen on %s: the address is already in use", lis.Addr())
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("Start() = %v; want %q", err, want)
 	}
-	// Nothing else was left listening: the same config on free ports starts.
-	r := start(t, Options{ConfigPath: writeConfig(t, t.TempDir(), testConfig)})
-	_ = r
+	// Nothing was left listening: the ports opened before the failure are free.
+	for _, addr := range []string{authzAddr, extprocAddr} {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Errorf("after a failed Start, %s is still held: %v", addr, err)
+			continue
+		}
+		l.Close()
+	}
 }
 
 func TestRedisUnreachableAtStart(t *testing.T) {
