@@ -36,6 +36,9 @@ start_node() {
 		port=$((20000 + RANDOM % 30000))
 		port_free "$port" || continue
 		mkdir -p "$dir/$name"
+		# A cluster node config left by an earlier start in the same DIR
+		# would make the node refuse to join the new cluster.
+		rm -f "$dir/$name/nodes.conf"
 		if redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
 			--dir "$dir/$name" --daemonize yes --pidfile "$dir/$name/redis.pid" \
 			--logfile "$dir/$name/redis.log" --protected-mode yes "$@" >/dev/null 2>&1; then
