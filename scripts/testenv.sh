@@ -36,11 +36,20 @@ start_node() {
 		port=$((20000 + RANDOM % 30000))
 		port_free "$port" || continue
 		mkdir -p "$dir/$name"
+		# A cluster node config left by an earlier start in the same DIR
+		# would make the node refuse to join the new cluster.
+		rm -f "$dir/$name/nodes.conf"
 		if redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
 			--dir "$dir/$name" --daemonize yes --pidfile "$dir/$name/redis.pid" \
 			--logfile "$dir/$name/redis.log" --protected-mode yes "$@" >/dev/null 2>&1; then
+			# The server answering must be ours (its process_id is the one in
+			# our pid file): another run may have taken the port between the
+			# check and the bind, and a daemonized redis-server that then
+			# fails to bind has already returned 0.
 			for _ in $(seq 1 100); do
-				if redis-cli -p "$port" ping >/dev/null 2>&1; then
+				if [ -s "$dir/$name/redis.pid" ] &&
+					redis-cli -p "$port" info server 2>/dev/null | tr -d '\r' |
+					grep -qx "process_id:$(cat "$dir/$name/redis.pid")"; then
 					echo "$port"
 					return 0
 				fi

@@ -57,11 +57,18 @@ mode), 1 when denied, 2 on a usage or config error.
 
   gatehouse check --config gatehouse.yaml --route orders \
       -H 'authorization: Bearer eyJ...' --method POST --path /orders`,
-		Args: cobra.NoArgs,
+		// Usage errors exit 2, as documented: 1 means denied.
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError(stderr, fmt.Errorf("check takes no arguments (got %q); describe the request with flags", args))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runCheck(cmd.Context(), o, stdout, stderr)
 		},
 	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(stderr, err) })
 	f := cmd.Flags()
 	f.StringVarP(&o.configPath, "config", "c", "", "config file or directory (default: the embedded examples/gatehouse.yaml)")
 	f.StringVar(&o.route, "route", "", "route id, as Envoy sends it in context_extensions (empty: match host, path and method)")

@@ -32,6 +32,9 @@ func TestCheckCommand(t *testing.T) {
 		{"tampered token", []string{"check", "--route", "hello", "-H", bearer + "x", "--json"},
 			1, []string{"reason:   token_signature_invalid", `"deniedResponse"`}},
 		{"bad header flag", []string{"check", "-H", "no-colon"}, 2, []string{}},
+		// Usage errors must not exit 1, which means "denied" to a script.
+		{"unknown flag", []string{"check", "--rout", "hello"}, 2, []string{}},
+		{"stray argument", []string{"check", "hello"}, 2, []string{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -64,7 +64,7 @@ func (r *Runtime) reload(old *config.Config) (ReloadResult, error) {
 	if cfg.SameContent(old) && sameFiles(cfg, old) {
 		return ReloadUnchanged, nil
 	}
-	if errs := restartOnly(old, cfg); len(errs) > 0 {
+	if errs := restartOnly(old, cfg, r.opts.LogFormat != ""); len(errs) > 0 {
 		return ReloadRejected, errs.Located(cfg.Source)
 	}
 	if err := r.apply(cfg); err != nil {
@@ -81,10 +81,12 @@ func sameFiles(a, b *config.Config) bool {
 }
 
 // restartOnly lists changes a running process cannot apply: listeners,
-// gRPC server options, the Redis connection, tracing and audit sinks are
-// fixed when the process starts. Rejecting the reload (rather than applying
-// half of it) keeps /config true to what is served.
-func restartOnly(old, cfg *config.Config) config.Errors {
+// gRPC server options, the Redis connection, tracing, audit sinks and the
+// log format are fixed when the process starts. Rejecting the reload
+// (rather than applying half of it) keeps /config true to what is served.
+// formatFlag says --log-format overrides server.log.format, whose value in
+// the file then serves nothing and may change freely.
+func restartOnly(old, cfg *config.Config, formatFlag bool) config.Errors {
 	var errs config.Errors
 	check := func(path config.Path, a, b any) {
 		if !sameYAML(a, b) {
@@ -96,6 +98,9 @@ func restartOnly(old, cfg *config.Config) config.Errors {
 	check("server.tracing", old.Server.Tracing, cfg.Server.Tracing)
 	check("redis", old.Redis, cfg.Redis)
 	check("audit", old.Audit, cfg.Audit)
+	if !formatFlag {
+		check("server.log.format", old.Server.Log.Format, cfg.Server.Log.Format)
+	}
 	for _, b := range builders {
 		oa, oon := b.address(old)
 		na, non := b.address(cfg)
@@ -137,7 +142,6 @@ func (r *Runtime) watch(ctx context.Context) {
 		}
 	}
 	close(r.watching)
-	debounce := r.cfg.Load().Server.ReloadDebounce.D()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	reload := func(trigger string) {
@@ -154,7 +158,8 @@ func (r *Runtime) watch(ctx context.Context) {
 			reload("SIGHUP")
 		case ev := <-events:
 			if fw.relevant(ev.Name) {
-				timer.Reset(debounce)
+				// Read per event: a reload may change the debounce.
+				timer.Reset(r.cfg.Load().Server.ReloadDebounce.D())
 			}
 		case err := <-errs:
 			r.log.Warn("config watcher", "err", err)

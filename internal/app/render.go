@@ -81,10 +81,11 @@ read: rendering needs none.`,
 	return cmd
 }
 
-// renderLoad loads and validates a config and returns its resources (or
-// one group's). Config errors are printed like `validate` prints them.
+// renderLoad loads and validates a config as serve would (every
+// component's checks, not only xds') and returns its resources (or one
+// group's). Config errors are printed like `validate` prints them.
 func renderLoad(path, group string, stdout, stderr io.Writer) (*translate.Resources, error) {
-	cfg, err := config.Load(path, config.LoadOptions{SkipSecrets: true})
+	cfg, err := checkConfig(path, config.LoadOptions{SkipSecrets: true})
 	if err == nil {
 		var set *snapshot.Set
 		if set, err = xds.Build(cfg); err == nil {

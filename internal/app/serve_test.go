@@ -324,16 +324,29 @@ func TestPortInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lis.Close()
-	cfg := strings.Replace(testConfig, `ratelimit: {address: "127.0.0.1:0"}`, fmt.Sprintf("ratelimit: {address: %q}", lis.Addr()), 1)
+	// authz and extproc listen before ratelimit (the builders' order), on
+	// fixed ports so that their release can be checked.
+	authzAddr, extprocAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	cfg := strings.NewReplacer(
+		`authz: {address: "127.0.0.1:0"}`, fmt.Sprintf("authz: {address: %q}", authzAddr),
+		`extproc: {address: "127.0.0.1:0"}`, fmt.Sprintf("extproc: {address: %q}", extprocAddr),
+		`ratelimit: {address: "127.0.0.1:0"}`, fmt.Sprintf("ratelimit: {address: %q}", lis.Addr()),
+	).Replace(testConfig)
 	path := writeConfig(t, t.TempDir(), cfg)
 	_, err = Start(context.Background(), Options{ConfigPath: path, Stdout: io.Discard, Stderr: io.Discard})
 	want := fmt.Sprintf("ratelimit: cannot listen on %s: the address is already in use", lis.Addr())
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("Start() = %v; want %q", err, want)
 	}
-	// Nothing else was left listening: the same config on free ports starts.
-	r := start(t, Options{ConfigPath: writeConfig(t, t.TempDir(), testConfig)})
-	_ = r
+	// Nothing was left listening: the ports opened before the failure are free.
+	for _, addr := range []string{authzAddr, extprocAddr} {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Errorf("after a failed Start, %s is still held: %v", addr, err)
+			continue
+		}
+		l.Close()
+	}
 }
 
 func TestRedisUnreachableAtStart(t *testing.T) {
@@ -450,4 +463,51 @@ func TestConfigDefaultsCommand(t *testing.T) {
 			t.Errorf("config defaults lacks %q:\n%s", want, out.String())
 		}
 	}
+}
+
+// TestReloadLogFormatNeedsRestart: the logger is built once, so a reload
+// that changes server.log.format must be refused (as listeners are), not
+// reported as applied while the process keeps its old format.
+func TestReloadLogFormatNeedsRestart(t *testing.T) {
+	dir := t.TempDir()
+	path := writeConfig(t, dir, testConfig)
+	r := start(t, Options{ConfigPath: path})
+	v0 := r.rt.Config().Version
+	writeConfig(t, dir, strings.Replace(testConfig, "server:\n", "server:\n  log: {format: text}\n", 1))
+	res, err := r.rt.Reload("test")
+	if res != ReloadRejected || err == nil || !strings.Contains(err.Error(), "server.log.format: changed, but takes effect only on restart") {
+		t.Fatalf("Reload(log format change) = %v, %v; want rejected naming server.log.format", res, err)
+	}
+	if got := r.rt.Config().Version; got != v0 {
+		t.Fatalf("serving version = %s; want %s kept", got, v0)
+	}
+
+	// With --log-format the file's format serves nothing: it may change.
+	path2 := writeConfig(t, t.TempDir(), testConfig)
+	r2 := start(t, Options{ConfigPath: path2, LogFormat: config.LogJSON})
+	writeConfig(t, filepath.Dir(path2), strings.Replace(testConfig, "server:\n", "server:\n  log: {format: text}\n", 1))
+	// The watcher may apply the change first; then this reload is a no-op.
+	if res, err := r2.rt.Reload("test"); res == ReloadRejected || err != nil {
+		t.Fatalf("Reload(log format change under --log-format) = %v, %v; want applied", res, err)
+	}
+	if got := r2.rt.Config().Server.Log.Format; got != config.LogText {
+		t.Fatalf("server.log.format after reload = %q; want text", got)
+	}
+}
+
+// TestReloadDebounceChangesLive: server.reloadDebounce is not restart-only,
+// so a reload that shortens it must govern the next file change.
+func TestReloadDebounceChangesLive(t *testing.T) {
+	dir := t.TempDir()
+	slow := strings.Replace(testConfig, "reloadDebounce: 50ms", "reloadDebounce: 1h", 1)
+	r := start(t, Options{ConfigPath: writeConfig(t, dir, slow)})
+	<-r.rt.watching
+	// Applied by SIGHUP's path, not by the (hour-long) file debounce.
+	writeConfig(t, dir, testConfig)
+	if res, err := r.rt.Reload("test"); res != ReloadApplied || err != nil {
+		t.Fatalf("Reload(debounce 50ms) = %v, %v; want applied", res, err)
+	}
+	v1 := r.rt.Config().Version
+	writeConfig(t, dir, testConfig+"  - id: second\n    match: {prefix: /second}\n")
+	eventually(t, "the watcher to apply a change with the new 50ms debounce", func() bool { return r.rt.Config().Version != v1 })
 }

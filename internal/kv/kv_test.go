@@ -117,3 +117,25 @@ func TestRedisDown(t *testing.T) {
 		t.Fatalf("Ping() after restart = %v; want recovery without a new client", err)
 	}
 }
+
+// TestMemoryFullOfExpiredKeys: a store at capacity whose keys have all
+// expired has room; refusing (ErrUnavailable) would make callers apply
+// their failure mode, closed by default, to requests it could serve.
+func TestMemoryFullOfExpiredKeys(t *testing.T) {
+	ctx := context.Background()
+	s := NewMemory(2)
+	now := time.Unix(1000, 0)
+	s.now = func() time.Time { return now }
+	for _, k := range []string{"a", "b"} {
+		if ok, err := s.SetNX(ctx, k, nil, time.Second); !ok || err != nil {
+			t.Fatalf("SetNX(%s) = %v, %v", k, ok, err)
+		}
+	}
+	now = now.Add(2 * time.Second)
+	if ok, err := s.SetNX(ctx, "c", nil, time.Second); !ok || err != nil {
+		t.Fatalf("SetNX(c) with every key expired = %v, %v; want true, nil", ok, err)
+	}
+	if err := s.Set(ctx, "d", nil, time.Second); err != nil {
+		t.Fatalf("Set(d) = %v; want nil (one key of two held)", err)
+	}
+}

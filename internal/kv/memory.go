@@ -46,6 +46,11 @@ func (s *Memory) sweep(now time.Time) {
 	if s.ops%64 != 0 {
 		return
 	}
+	s.dropExpired(now)
+}
+
+// dropExpired looks at up to 256 keys and drops those expired.
+func (s *Memory) dropExpired(now time.Time) {
 	n := 0
 	for k, e := range s.m {
 		if !e.exp.IsZero() && !now.Before(e.exp) {
@@ -59,7 +64,13 @@ func (s *Memory) sweep(now time.Time) {
 
 func (s *Memory) put(k string, v []byte, ttl time.Duration, now time.Time) error {
 	if _, exists := s.m[k]; !exists && len(s.m) >= s.maxN {
-		return ErrUnavailable
+		// Full, perhaps of expired keys: make room before refusing, so
+		// that a burst of keys now past their TTL does not refuse
+		// writes (bounded work: a store full of live keys stays cheap).
+		s.dropExpired(now)
+		if len(s.m) >= s.maxN {
+			return ErrUnavailable
+		}
 	}
 	var exp time.Time
 	if ttl > 0 {

@@ -280,6 +280,12 @@ func (r *route) matches(req Request, path string, query url.Values) bool {
 		if req.Header != nil {
 			v, ok = req.Header(h.name)
 		}
+		// As Envoy's HeaderUtility::matchHeaders: an absent header fails a
+		// value matcher (exact, prefix, regex) even when it is inverted;
+		// only a present-match can accept an absent header.
+		if !ok && h.present == nil {
+			return false
+		}
 		if h.match(v, ok) == h.invert {
 			return false
 		}

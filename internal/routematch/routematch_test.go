@@ -92,3 +92,42 @@ func BenchmarkMatch(b *testing.B) {
 		}
 	}
 }
+
+// TestInvertedValueMatchOnAbsentHeader: Envoy's HeaderUtility::matchHeaders
+// answers "no match" for an absent header under an exact, prefix or regex
+// matcher whether or not it is inverted; only an inverted present-match
+// accepts an absent header. The fallback must pick the route Envoy picks,
+// or authz would apply another route's policy.
+func TestInvertedValueMatchOnAbsentHeader(t *testing.T) {
+	routes := []config.Route{
+		{ID: "not-internal", Match: config.Match{Prefix: "/", Headers: []config.HeaderMatch{{Name: "x-env", Exact: "internal", Invert: true}}}},
+		{ID: "not-prefixed", Match: config.Match{Prefix: "/", Headers: []config.HeaderMatch{{Name: "x-tag", Prefix: "a", Invert: true}}}},
+		{ID: "not-regex", Match: config.Match{Prefix: "/", Headers: []config.HeaderMatch{{Name: "x-num", Regex: "[0-9]+", Invert: true}}}},
+		{ID: "any", Match: config.Match{Prefix: "/"}},
+	}
+	tbl, err := New(routes)
+	if err != nil {
+		t.Fatalf("New() = %v", err)
+	}
+	tests := []struct {
+		headers map[string]string
+		want    string
+	}{
+		{nil, "any"},
+		{map[string]string{"x-env": "internal"}, "any"},
+		{map[string]string{"x-env": "public"}, "not-internal"},
+		{map[string]string{"x-tag": "abc"}, "any"},
+		{map[string]string{"x-tag": "zzz"}, "not-prefixed"},
+		{map[string]string{"x-num": "12"}, "any"},
+		{map[string]string{"x-num": "x"}, "not-regex"},
+	}
+	for _, tt := range tests {
+		req := Request{Host: "h", Path: "/", Method: "GET", Header: func(n string) (string, bool) {
+			v, ok := tt.headers[n]
+			return v, ok
+		}}
+		if got, _ := tbl.Match(req); got != tt.want {
+			t.Errorf("Match(headers %v) = %q; want %q", tt.headers, got, tt.want)
+		}
+	}
+}
