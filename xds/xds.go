@@ -118,6 +118,11 @@ func (s *Server) Ready(context.Context) error {
 	return nil
 }
 
+// Drain implements component.Drainer: ADS streams never end on their own,
+// so draining ends them (the clients reconnect to another replica) rather
+// than waiting out server.shutdownTimeout.
+func (s *Server) Drain() { s.ads.Close() }
+
 // Close implements component.Component.
 func (s *Server) Close(context.Context) error {
 	s.ads.Close()

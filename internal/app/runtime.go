@@ -366,7 +366,11 @@ func (r *Runtime) shutdown() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.srv.Stop(ctx)
+			var drain func()
+			if d, ok := s.comp.(component.Drainer); ok {
+				drain = d.Drain
+			}
+			s.srv.Stop(ctx, drain)
 		}()
 	}
 	wg.Wait()

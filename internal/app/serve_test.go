@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -239,6 +242,37 @@ func TestDrainClosesReadinessAndStops(t *testing.T) {
 	}
 	if !strings.Contains(r.logs.String(), "draining") || !strings.Contains(r.logs.String(), `msg=stopped`) && !strings.Contains(r.logs.String(), `"msg":"stopped"`) {
 		t.Errorf("logs lack the drain:\n%s", r.logs.String())
+	}
+}
+
+// An ADS stream never ends by itself: the drain must end it (Envoy then
+// reconnects to another replica) instead of holding every SIGTERM until
+// shutdownTimeout and then cutting the connection.
+func TestDrainEndsADSStreams(t *testing.T) {
+	path := writeConfig(t, t.TempDir(), strings.Replace(testConfig, "shutdownTimeout: 2s", "shutdownTimeout: 15s", 1))
+	r := start(t, Options{ConfigPath: path})
+	cc := dial(t, r.rt.Addr(config.ComponentXDS))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ads, err := discoveryv3.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := &corev3.Node{Id: "drain-test", Cluster: "mesh"}
+	if err := ads.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ads.Recv(); err != nil {
+		t.Fatalf("first ADS answer: %v", err)
+	}
+	r.stop(t)
+	for {
+		if _, err := ads.Recv(); err != nil {
+			break
+		}
+	}
+	if logs := r.logs.String(); strings.Contains(logs, "drain deadline reached") {
+		t.Errorf("the drain waited out shutdownTimeout for the ADS stream:\n%s", logs)
 	}
 }
 

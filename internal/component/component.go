@@ -64,6 +64,15 @@ type Component interface {
 	Close(ctx context.Context) error
 }
 
+// Drainer is implemented by components whose RPCs are long-lived streams
+// that never end on their own (xds' ADS streams). When gatehouse drains,
+// the gRPC server stops taking new RPCs and then Drain is called, so that
+// those streams end now and their clients reconnect elsewhere, instead of
+// holding the drain until server.shutdownTimeout and being cut.
+type Drainer interface {
+	Drain()
+}
+
 // AdminRoutes is implemented by components that add admin HTTP endpoints
 // (for example xds' /xds/nodes). Patterns use net/http.ServeMux syntax.
 type AdminRoutes interface {

@@ -109,15 +109,19 @@ func (s *Server) Serve() error {
 }
 
 // Stop drains: health turns NOT_SERVING (so probing clients move away), no
-// new RPCs are accepted, and in-flight RPCs may finish until ctx is done,
-// when the remaining connections are closed.
-func (s *Server) Stop(ctx context.Context) {
+// new RPCs are accepted, drain (when not nil) is called to end streams that
+// would otherwise never finish, and in-flight RPCs may finish until ctx is
+// done, when the remaining connections are closed.
+func (s *Server) Stop(ctx context.Context, drain func()) {
 	s.Health.Shutdown()
 	done := make(chan struct{})
 	go func() {
 		s.GRPC.GracefulStop()
 		close(done)
 	}()
+	if drain != nil {
+		drain()
+	}
 	select {
 	case <-done:
 	case <-ctx.Done():

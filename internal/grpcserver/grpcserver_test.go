@@ -62,7 +62,7 @@ func TestPanicBecomesInternalAndIsCounted(t *testing.T) {
 	s := New("test", lis, testGRPC(), nil, m, slog.New(slog.NewTextHandler(&logs, nil)))
 	s.GRPC.RegisterService(&panicky, struct{}{})
 	go func() { _ = s.Serve() }()
-	defer s.Stop(context.Background())
+	defer s.Stop(context.Background(), nil)
 
 	cc, err := grpc.NewClient(s.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -98,7 +98,7 @@ func TestMessageSizeLimit(t *testing.T) {
 	cfg.MaxRecvMessageSize = 1024
 	s := New("test", lis, cfg, nil, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	go func() { _ = s.Serve() }()
-	defer s.Stop(context.Background())
+	defer s.Stop(context.Background(), nil)
 	cc, err := grpc.NewClient(s.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
