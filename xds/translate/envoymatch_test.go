@@ -98,8 +98,12 @@ func routeMatches(m *routev3.RouteMatch, req envoyRequest) bool {
 		var matched bool
 		if _, isPresent := h.GetHeaderMatchSpecifier().(*routev3.HeaderMatcher_PresentMatch); isPresent {
 			matched = ok == h.GetPresentMatch()
+		} else if !ok {
+			// As HeaderUtility::matchHeaders: an absent header fails a
+			// value matcher, inverted or not.
+			return false
 		} else {
-			matched = ok && stringMatches(h.GetStringMatch(), v)
+			matched = stringMatches(h.GetStringMatch(), v)
 		}
 		if matched == h.GetInvertMatch() {
 			return false

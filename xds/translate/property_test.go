@@ -68,13 +68,14 @@ func randomConfig(r *rand.Rand) string {
 		}
 		if r.IntN(3) == 0 {
 			name := headerNames[r.IntN(len(headerNames))]
+			invert := r.IntN(3) == 0 // an inverted value match must still fail on an absent header
 			switch r.IntN(3) {
 			case 0:
 				fmt.Fprintf(&b, "      headers: [{name: %s, present: %v, invert: %v}]\n", name, r.IntN(2) == 0, r.IntN(2) == 0)
 			case 1:
-				fmt.Fprintf(&b, "      headers: [{name: %s, prefix: \"app\"}]\n", name)
+				fmt.Fprintf(&b, "      headers: [{name: %s, prefix: \"app\", invert: %v}]\n", name, invert)
 			default:
-				fmt.Fprintf(&b, "      headers: [{name: %s, exact: \"1\"}]\n", name)
+				fmt.Fprintf(&b, "      headers: [{name: %s, exact: \"1\", invert: %v}]\n", name, invert)
 			}
 		}
 		if r.IntN(4) == 0 {
