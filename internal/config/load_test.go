@@ -2,6 +2,7 @@ package config
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -415,6 +416,23 @@ routes:
 	}
 	if got := cfg.Routes[1].Match; got.Prefix != "/shared" || len(got.Methods) != 1 {
 		t.Errorf("merged match = %+v; want prefix from the anchor and own methods", got)
+	}
+}
+
+// TestMergeKeyBomb: merge keys over lists of aliases of mappings that merge
+// again multiply (10^12 pairs here) like aliases of aliases; the loader
+// must refuse the config instead of expanding it.
+func TestMergeKeyBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("apiVersion: gatehouse/v1\nx0: &a0 {k: v}\n")
+	for i := 1; i <= 12; i++ {
+		refs := strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*a%d,", i-1), 10), ",")
+		fmt.Fprintf(&b, "x%d: &a%d {<<: [%s]}\n", i, i, refs)
+	}
+	b.WriteString("server:\n  <<: *a12\n")
+	_, err := LoadBytes("t.yaml", []byte(b.String()), LoadOptions{LookupEnv: noEnv})
+	if err == nil || !strings.Contains(err.Error(), "config is too large") {
+		t.Fatalf("LoadBytes(merge-key bomb) = %v; want config is too large", err)
 	}
 }
 
