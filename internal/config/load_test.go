@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -325,6 +327,26 @@ func TestSecrets(t *testing.T) {
 	// validate --skip-secrets checks the form only.
 	if _, err := Load(filepath.Join(dir, "c.yaml"), LoadOptions{LookupEnv: noEnv, SkipSecrets: true}); err != nil {
 		t.Errorf("Load(SkipSecrets) = %v; want nil", err)
+	}
+}
+
+// TestSecretNotLogged: a resolved secret reaches neither slog (JSON or
+// text) nor fmt's verbs; only its reference does.
+func TestSecretNotLogged(t *testing.T) {
+	cfg, err := LoadBytes("c.yaml", []byte("apiVersion: gatehouse/v1\nredis: {addresses: [\"127.0.0.1:6379\"], password: env:PW}\n"),
+		LoadOptions{LookupEnv: func(string) (string, bool) { return "hunter2-value", true }})
+	if err != nil {
+		t.Fatalf("LoadBytes() = %v", err)
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "pw", cfg.Redis.Password, "redis", cfg.Redis)
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("x", "pw", cfg.Redis.Password)
+	fmt.Fprintf(&buf, "%v %+v %#v %s", cfg.Redis.Password, *cfg.Redis, *cfg.Redis, cfg.Redis.Password)
+	if strings.Contains(buf.String(), "hunter2-value") || strings.Contains(buf.String(), "0x68, 0x75, 0x6e, 0x74") {
+		t.Errorf("log output holds the secret value:\n%s", buf.String())
+	}
+	if !strings.Contains(buf.String(), `"pw":"env:PW"`) {
+		t.Errorf("slog JSON output does not name the reference env:PW:\n%s", buf.String())
 	}
 }
 

@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -35,8 +37,12 @@ func (s Secret) IsZero() bool { return s.ref == "" }
 // String is redacted on purpose; use Value for the secret itself.
 func (s Secret) String() string { return s.ref }
 
-// LogValue keeps the secret out of slog output.
-func (s Secret) LogValue() string { return s.ref }
+// LogValue keeps the secret out of slog output: it implements
+// slog.LogValuer, so handlers log the reference only.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.ref) }
+
+// GoString keeps the secret out of %#v as well.
+func (s Secret) GoString() string { return "config.Secret(" + strconv.Quote(s.ref) + ")" }
 
 // MarshalYAML writes the reference, never the value.
 func (s Secret) MarshalYAML() (any, error) { return s.ref, nil }
