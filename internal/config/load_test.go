@@ -414,6 +414,29 @@ func TestVersionCoversInputFilesAndSecrets(t *testing.T) {
 	}
 }
 
+// TestVersionCoversInputDirectory: ratelimit.envoyConfigs may name a
+// directory; a changed file inside it is a new version.
+func TestVersionCoversInputDirectory(t *testing.T) {
+	dir := write(t, map[string]string{
+		"envoy/a.yaml": "domain: a\n",
+		"c.yaml":       "apiVersion: gatehouse/v1\nratelimit: {envoyConfigs: [envoy]}\n",
+	})
+	load := func() *Config {
+		cfg, err := Load(filepath.Join(dir, "c.yaml"), LoadOptions{})
+		if err != nil {
+			t.Fatalf("Load() = %v", err)
+		}
+		return cfg
+	}
+	a := load()
+	if err := os.WriteFile(filepath.Join(dir, "envoy", "a.yaml"), []byte("domain: b\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b := load(); b.Version == a.Version || b.SameContent(a) {
+		t.Errorf("a changed file in an envoyConfigs directory kept version %s", a.Version)
+	}
+}
+
 func TestMergeKeysAndAliases(t *testing.T) {
 	y := `apiVersion: gatehouse/v1
 base: &base {prefix: /shared}
