@@ -128,6 +128,11 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path Path) {
 		d.decodeStruct(n, v, path)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
+			if t.Elem() == secretType {
+				// Do not echo the value: it may be the secret itself.
+				d.errAt(n, path, "expected a list of secret references (env:NAME or file:PATH); a literal secret is not allowed in config")
+				return
+			}
 			d.errAt(n, path, "expected a list, got %s", describe(n))
 			return
 		}

@@ -330,6 +330,16 @@ func TestSecrets(t *testing.T) {
 	}
 }
 
+// TestLiteralSecretListNotEchoed: a secret written where a list of
+// references belongs is refused without repeating it.
+func TestLiteralSecretListNotEchoed(t *testing.T) {
+	y := "apiVersion: gatehouse/v1\nauthz:\n  webhooks:\n    - {name: gh, scheme: github, secrets: whsec-s3cr3t-value}\n"
+	_, err := LoadBytes("c.yaml", []byte(y), LoadOptions{LookupEnv: noEnv})
+	if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "authz.webhooks[0].secrets: expected a list of secret references") {
+		t.Fatalf("LoadBytes() = %v; want a secrets error that does not echo the value", err)
+	}
+}
+
 // TestSecretNotLogged: a resolved secret reaches neither slog (JSON or
 // text) nor fmt's verbs; only its reference does.
 func TestSecretNotLogged(t *testing.T) {
