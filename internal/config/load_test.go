@@ -131,9 +131,13 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{`authz.address: "127.0.0.1:9190" is also the address of server.admin.address`},
 		},
 		{
+			// Inside a known field, so that the aliases are decoded:
+			// 1,100 copies of a 1,000-host list pass maxNodes.
 			name: "alias bomb is bounded",
-			yaml: "apiVersion: gatehouse/v1\nx: &a [1,1,1,1,1,1,1,1,1,1]\ny: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nz: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n",
-			want: []string{"unknown field \"x\""},
+			yaml: "apiVersion: gatehouse/v1\nauthz:\n  unmatched:\n    hosts:\n" +
+				"      - &u {action: deny, hosts: [" + strings.TrimSuffix(strings.Repeat("a.example.com,", 1000), ",") + "]}\n" +
+				strings.Repeat("      - *u\n", 1100),
+			want: []string{"config is too large"},
 		},
 	}
 	for _, tt := range tests {
