@@ -334,6 +334,22 @@ func TestSecrets(t *testing.T) {
 	}
 }
 
+// TestSecretFileBounded: a file: secret is a small regular file; a huge
+// file or a device (file:/dev/zero would read forever) is refused.
+func TestSecretFileBounded(t *testing.T) {
+	dir := write(t, map[string]string{
+		"big":    strings.Repeat("x", MaxSecretSize+1),
+		"c.yaml": "apiVersion: gatehouse/v1\nredis: {addresses: [\"127.0.0.1:6379\"], password: file:big}\n",
+		"d.yaml": "apiVersion: gatehouse/v1\nredis: {addresses: [\"127.0.0.1:6379\"], password: file:/dev/null}\n",
+	})
+	for name, want := range map[string]string{"c.yaml": "is larger than", "d.yaml": "is not a regular file"} {
+		_, err := Load(filepath.Join(dir, name), LoadOptions{})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Load(%s) = %v; want an error containing %q", name, err, want)
+		}
+	}
+}
+
 // TestLiteralSecretListNotEchoed: a secret written where a list of
 // references belongs is refused without repeating it.
 func TestLiteralSecretListNotEchoed(t *testing.T) {
