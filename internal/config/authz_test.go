@@ -54,6 +54,35 @@ routes:
 	}
 }
 
+// TestJWKSOverPlainHTTPWarns: keys fetched over http:// from another host
+// can be swapped in transit; a loopback identity provider is fine.
+func TestJWKSOverPlainHTTPWarns(t *testing.T) {
+	for _, tt := range []struct {
+		issuer string
+		warn   bool
+	}{
+		{"jwksURL: http://idp.example.com/jwks", true},
+		{"discovery: true, issuer: http://idp.example.com", true},
+		{"jwksURL: https://idp.example.com/jwks", false},
+		{"jwksURL: http://127.0.0.1:8080/jwks", false},
+		{"jwksURL: \"http://[::1]:8080/jwks\"", false},
+		{"discovery: true, issuer: http://localhost:8080/realms/a", false},
+	} {
+		y := "apiVersion: gatehouse/v1\nauthz:\n  jwt: {issuers: [{name: a, algorithms: [RS256], audiences: [x], " + tt.issuer
+		if !strings.Contains(tt.issuer, "issuer:") {
+			y += ", issuer: x"
+		}
+		y += "}]}\n"
+		cfg, err := LoadBytes("<t>", []byte(y), LoadOptions{})
+		if err != nil {
+			t.Fatalf("LoadBytes(%s) = %v", tt.issuer, err)
+		}
+		if got := strings.Contains(cfg.Warnings.Error(), "plain HTTP"); got != tt.warn {
+			t.Errorf("LoadBytes(%s) warnings = %q; want a plain HTTP warning: %v", tt.issuer, cfg.Warnings.Error(), tt.warn)
+		}
+	}
+}
+
 func TestAuthzNeeds(t *testing.T) {
 	cfg, err := LoadBytes("<t>", []byte(`apiVersion: gatehouse/v1
 authz:

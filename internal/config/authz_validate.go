@@ -5,6 +5,7 @@ import (
 	"crypto/sha512"
 	"encoding/hex"
 	"math"
+	"net"
 	"net/netip"
 	"path"
 	"regexp"
@@ -125,6 +126,12 @@ func (is *JWTIssuer) validate(p Path, errs *Errors) {
 		if is.JWKSURL != "" {
 			errs.Add(p.Field("discovery"), "set either jwksURL or discovery, not both")
 		}
+	}
+	if is.JWKSURL != "" && !loopbackHTTP(is.JWKSURL) && strings.HasPrefix(is.JWKSURL, "http://") {
+		errs.Warn(p.Field("jwksURL"), "%q is fetched over plain HTTP: anyone on the path can replace the keys and mint tokens; use https", is.JWKSURL)
+	}
+	if is.Discovery && !loopbackHTTP(is.Issuer) && strings.HasPrefix(is.Issuer, "http://") {
+		errs.Warn(p.Field("discovery"), "the discovery document of %q is fetched over plain HTTP: anyone on the path can replace the keys and mint tokens; use https", is.Issuer)
 	}
 	if is.JWKSFile != "" || is.JWKS != "" || len(is.PublicKeys) > 0 {
 		sources++
@@ -532,4 +539,23 @@ func issuerNames(is []JWTIssuer) string {
 		names[i] = is[i].Name
 	}
 	return strings.Join(names, ", ")
+}
+
+// loopbackHTTP reports whether u is an http:// URL of this host (a local
+// identity provider in development), where plain HTTP does not travel.
+func loopbackHTTP(u string) bool {
+	rest, ok := strings.CutPrefix(u, "http://")
+	if !ok {
+		return false
+	}
+	host, _, _ := strings.Cut(rest, "/")
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
