@@ -83,6 +83,21 @@ func TestJWKSOverPlainHTTPWarns(t *testing.T) {
 	}
 }
 
+// TestXFCCTrustEveryoneWarns: trusting XFCC from 0.0.0.0/0 lets any
+// client claim any certificate identity.
+func TestXFCCTrustEveryoneWarns(t *testing.T) {
+	for cidr, warn := range map[string]bool{"0.0.0.0/0": true, "::/0": true, "10.0.0.0/8": false} {
+		y := "apiVersion: gatehouse/v1\nauthz:\n  mtls: {xfcc: {trustedProxies: [\"" + cidr + "\"]}}\n"
+		cfg, err := LoadBytes("<t>", []byte(y), LoadOptions{})
+		if err != nil {
+			t.Fatalf("LoadBytes(%s) = %v", cidr, err)
+		}
+		if got := strings.Contains(cfg.Warnings.Error(), "trusts every peer"); got != warn {
+			t.Errorf("LoadBytes(%s) warnings = %q; want a trusts-every-peer warning: %v", cidr, cfg.Warnings.Error(), warn)
+		}
+	}
+}
+
 func TestAuthzNeeds(t *testing.T) {
 	cfg, err := LoadBytes("<t>", []byte(`apiVersion: gatehouse/v1
 authz:

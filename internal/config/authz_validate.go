@@ -263,8 +263,12 @@ func (m *AuthzMTLS) validate(p Path, errs *Errors) {
 			errs.Add(xp, "name the hops allowed to send x-forwarded-client-cert in trustedProxies or trustedProxyIDs")
 		}
 		for i, c := range x.TrustedProxies {
-			if _, err := netip.ParsePrefix(c); err != nil {
+			pfx, err := netip.ParsePrefix(c)
+			switch {
+			case err != nil:
 				errs.Add(xp.Field("trustedProxies").Index(i), "%q is not a CIDR such as 10.0.0.0/8", c)
+			case pfx.Bits() == 0:
+				errs.Warn(xp.Field("trustedProxies").Index(i), "%q trusts every peer: any client can send x-forwarded-client-cert and claim any certificate identity; list the proxies in front of gatehouse", c)
 			}
 		}
 		for i, id := range x.TrustedProxyIDs {
