@@ -36,6 +36,9 @@ routes:
 		{"bad cidr", `authz: {jwt: {issuers: [{name: a, issuer: x, algorithms: [RS256], jwks: "{}"}]}}
 routes:
   - {id: r, authz: {jwt: {}, require: {sourceCIDRs: [10.0.0.300/8]}}}`, []string{"routes[0].authz.require.sourceCIDRs[0]"}},
+		{"claim header over an identity header", `authz: {jwt: {issuers: [{name: a, issuer: x, algorithms: [RS256], jwks: "{}"}]}}
+routes:
+  - {id: r, authz: {jwt: {}, claimHeaders: [{claim: plan, header: x-gatehouse-tier}]}}`, []string{`routes[0].authz.claimHeaders[0].header: "x-gatehouse-tier" is an identity header`}},
 		{"claims without jwt", `authz: {mtls: {}}
 routes:
   - {id: r, authz: {mtls: {}, require: {claims: [{claim: a, equals: b}]}}}`, []string{"routes[0].authz.require.claims: claims come from JWTs"}},

@@ -522,6 +522,11 @@ func (a *RouteAuthz) validate(p Path, c *Config, errs *Errors) {
 			errs.Add(hp.Field("header"), "%q is not a lower-case header name", h.Header)
 		case strings.HasPrefix(h.Header, ":") || h.Header == "host" || h.Header == "authorization" || h.Header == "cookie":
 			errs.Add(hp.Field("header"), "%q cannot be set from a claim", h.Header)
+		case strings.HasPrefix(h.Header, "x-gatehouse-"):
+			// Copied after the identity headers, a claim would overwrite
+			// (or, when absent, remove) the verified x-gatehouse-tier,
+			// -subject, ... that upstreams trust.
+			errs.Add(hp.Field("header"), "%q is an identity header: only ext_authz sets it from the verified identity, so a claim cannot", h.Header)
 		}
 		if first, dup := headers[h.Header]; dup {
 			errs.Add(hp.Field("header"), "duplicate header %q (also claimHeaders[%d])", h.Header, first)
