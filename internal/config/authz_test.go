@@ -36,6 +36,9 @@ routes:
 		{"bad cidr", `authz: {jwt: {issuers: [{name: a, issuer: x, algorithms: [RS256], jwks: "{}"}]}}
 routes:
   - {id: r, authz: {jwt: {}, require: {sourceCIDRs: [10.0.0.300/8]}}}`, []string{"routes[0].authz.require.sourceCIDRs[0]"}},
+		{"claim header over an identity header", `authz: {jwt: {issuers: [{name: a, issuer: x, algorithms: [RS256], jwks: "{}"}]}}
+routes:
+  - {id: r, authz: {jwt: {}, claimHeaders: [{claim: plan, header: x-gatehouse-tier}]}}`, []string{`routes[0].authz.claimHeaders[0].header: "x-gatehouse-tier" is an identity header`}},
 		{"claims without jwt", `authz: {mtls: {}}
 routes:
   - {id: r, authz: {mtls: {}, require: {claims: [{claim: a, equals: b}]}}}`, []string{"routes[0].authz.require.claims: claims come from JWTs"}},
@@ -50,6 +53,50 @@ routes:
 			if !strings.Contains(err.Error(), w) {
 				t.Errorf("%s: Load = %v; want %q", tt.name, err, w)
 			}
+		}
+	}
+}
+
+// TestJWKSOverPlainHTTPWarns: keys fetched over http:// from another host
+// can be swapped in transit; a loopback identity provider is fine.
+func TestJWKSOverPlainHTTPWarns(t *testing.T) {
+	for _, tt := range []struct {
+		issuer string
+		warn   bool
+	}{
+		{"jwksURL: http://idp.example.com/jwks", true},
+		{"discovery: true, issuer: http://idp.example.com", true},
+		{"jwksURL: https://idp.example.com/jwks", false},
+		{"jwksURL: http://127.0.0.1:8080/jwks", false},
+		{"jwksURL: \"http://[::1]:8080/jwks\"", false},
+		{"discovery: true, issuer: http://localhost:8080/realms/a", false},
+	} {
+		y := "apiVersion: gatehouse/v1\nauthz:\n  jwt: {issuers: [{name: a, algorithms: [RS256], audiences: [x], " + tt.issuer
+		if !strings.Contains(tt.issuer, "issuer:") {
+			y += ", issuer: x"
+		}
+		y += "}]}\n"
+		cfg, err := LoadBytes("<t>", []byte(y), LoadOptions{})
+		if err != nil {
+			t.Fatalf("LoadBytes(%s) = %v", tt.issuer, err)
+		}
+		if got := strings.Contains(cfg.Warnings.Error(), "plain HTTP"); got != tt.warn {
+			t.Errorf("LoadBytes(%s) warnings = %q; want a plain HTTP warning: %v", tt.issuer, cfg.Warnings.Error(), tt.warn)
+		}
+	}
+}
+
+// TestXFCCTrustEveryoneWarns: trusting XFCC from 0.0.0.0/0 lets any
+// client claim any certificate identity.
+func TestXFCCTrustEveryoneWarns(t *testing.T) {
+	for cidr, warn := range map[string]bool{"0.0.0.0/0": true, "::/0": true, "10.0.0.0/8": false} {
+		y := "apiVersion: gatehouse/v1\nauthz:\n  mtls: {xfcc: {trustedProxies: [\"" + cidr + "\"]}}\n"
+		cfg, err := LoadBytes("<t>", []byte(y), LoadOptions{})
+		if err != nil {
+			t.Fatalf("LoadBytes(%s) = %v", cidr, err)
+		}
+		if got := strings.Contains(cfg.Warnings.Error(), "trusts every peer"); got != warn {
+			t.Errorf("LoadBytes(%s) warnings = %q; want a trusts-every-peer warning: %v", cidr, cfg.Warnings.Error(), warn)
 		}
 	}
 }

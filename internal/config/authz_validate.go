@@ -5,6 +5,7 @@ import (
 	"crypto/sha512"
 	"encoding/hex"
 	"math"
+	"net"
 	"net/netip"
 	"path"
 	"regexp"
@@ -125,6 +126,12 @@ func (is *JWTIssuer) validate(p Path, errs *Errors) {
 		if is.JWKSURL != "" {
 			errs.Add(p.Field("discovery"), "set either jwksURL or discovery, not both")
 		}
+	}
+	if is.JWKSURL != "" && !loopbackHTTP(is.JWKSURL) && strings.HasPrefix(is.JWKSURL, "http://") {
+		errs.Warn(p.Field("jwksURL"), "%q is fetched over plain HTTP: anyone on the path can replace the keys and mint tokens; use https", is.JWKSURL)
+	}
+	if is.Discovery && !loopbackHTTP(is.Issuer) && strings.HasPrefix(is.Issuer, "http://") {
+		errs.Warn(p.Field("discovery"), "the discovery document of %q is fetched over plain HTTP: anyone on the path can replace the keys and mint tokens; use https", is.Issuer)
 	}
 	if is.JWKSFile != "" || is.JWKS != "" || len(is.PublicKeys) > 0 {
 		sources++
@@ -256,8 +263,12 @@ func (m *AuthzMTLS) validate(p Path, errs *Errors) {
 			errs.Add(xp, "name the hops allowed to send x-forwarded-client-cert in trustedProxies or trustedProxyIDs")
 		}
 		for i, c := range x.TrustedProxies {
-			if _, err := netip.ParsePrefix(c); err != nil {
+			pfx, err := netip.ParsePrefix(c)
+			switch {
+			case err != nil:
 				errs.Add(xp.Field("trustedProxies").Index(i), "%q is not a CIDR such as 10.0.0.0/8", c)
+			case pfx.Bits() == 0:
+				errs.Warn(xp.Field("trustedProxies").Index(i), "%q trusts every peer: any client can send x-forwarded-client-cert and claim any certificate identity; list the proxies in front of gatehouse", c)
 			}
 		}
 		for i, id := range x.TrustedProxyIDs {
@@ -511,6 +522,11 @@ func (a *RouteAuthz) validate(p Path, c *Config, errs *Errors) {
 			errs.Add(hp.Field("header"), "%q is not a lower-case header name", h.Header)
 		case strings.HasPrefix(h.Header, ":") || h.Header == "host" || h.Header == "authorization" || h.Header == "cookie":
 			errs.Add(hp.Field("header"), "%q cannot be set from a claim", h.Header)
+		case strings.HasPrefix(h.Header, "x-gatehouse-"):
+			// Copied after the identity headers, a claim would overwrite
+			// (or, when absent, remove) the verified x-gatehouse-tier,
+			// -subject, ... that upstreams trust.
+			errs.Add(hp.Field("header"), "%q is an identity header: only ext_authz sets it from the verified identity, so a claim cannot", h.Header)
 		}
 		if first, dup := headers[h.Header]; dup {
 			errs.Add(hp.Field("header"), "duplicate header %q (also claimHeaders[%d])", h.Header, first)
@@ -532,4 +548,23 @@ func issuerNames(is []JWTIssuer) string {
 		names[i] = is[i].Name
 	}
 	return strings.Join(names, ", ")
+}
+
+// loopbackHTTP reports whether u is an http:// URL of this host (a local
+// identity provider in development), where plain HTTP does not travel.
+func loopbackHTTP(u string) bool {
+	rest, ok := strings.CutPrefix(u, "http://")
+	if !ok {
+		return false
+	}
+	host, _, _ := strings.Cut(rest, "/")
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }

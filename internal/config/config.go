@@ -11,7 +11,7 @@
 // loader's Source turns into file:line.
 //
 // Defaults live in one place: the `default` tags on the fields below.
-// `gatehouse config defaults` prints them and docs/config.md is generated
+// `gatehouse config defaults` prints them and docs/config-reference.md is generated
 // from them (a test keeps the two in step).
 package config
 

@@ -58,13 +58,23 @@ func (d *decoder) errAt(n *yaml.Node, path Path, format string, args ...any) {
 	d.errs = append(d.errs, &FieldError{Pos: d.src.nodePos(n), Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
+// spend counts k units of work against maxNodes and reports whether the
+// budget is used up; the first overrun is reported at n.
+func (d *decoder) spend(k int, n *yaml.Node, path Path) bool {
+	if d.nodes > maxNodes {
+		return true
+	}
+	d.nodes += k
+	if d.nodes > maxNodes {
+		d.errAt(n, path, "config is too large (more than %d nodes after expanding aliases)", maxNodes)
+		return true
+	}
+	return false
+}
+
 // decode decodes n into v (which must be settable) at path.
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path Path) {
-	d.nodes++
-	if d.nodes > maxNodes {
-		if d.nodes == maxNodes+1 {
-			d.errAt(n, path, "config is too large (more than %d nodes after expanding aliases)", maxNodes)
-		}
+	if d.spend(1, n, path) {
 		return
 	}
 	for depth := 0; n.Kind == yaml.AliasNode; depth++ {
@@ -118,6 +128,11 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path Path) {
 		d.decodeStruct(n, v, path)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
+			if t.Elem() == secretType {
+				// Do not echo the value: it may be the secret itself.
+				d.errAt(n, path, "expected a list of secret references (env:NAME or file:PATH); a literal secret is not allowed in config")
+				return
+			}
 			d.errAt(n, path, "expected a list, got %s", describe(n))
 			return
 		}
@@ -331,7 +346,13 @@ func isLeafStruct(t reflect.Type) bool {
 
 // pairs returns the key/value pairs of a mapping with YAML merge keys
 // ("<<: *base") expanded; keys written in the mapping itself win.
+// Expanded pairs count against maxNodes: merge keys of lists of aliases of
+// mappings that merge again multiply like aliases of aliases do, before
+// decode would count a single node.
 func (d *decoder) pairs(n *yaml.Node, path Path) [][2]*yaml.Node {
+	if d.spend(0, n, path) {
+		return nil
+	}
 	var own, merged [][2]*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
@@ -342,6 +363,9 @@ func (d *decoder) pairs(n *yaml.Node, path Path) [][2]*yaml.Node {
 		own = append(own, [2]*yaml.Node{k, v})
 	}
 	if len(merged) == 0 {
+		return own
+	}
+	if d.spend(len(merged), n, path) {
 		return own
 	}
 	have := map[string]bool{}

@@ -429,17 +429,52 @@ func versionOf(cfg *Config) string {
 	h := sha256.New()
 	hashValue(h, reflect.ValueOf(cfg).Elem())
 	for _, f := range cfg.Source.InputFiles() {
-		// A file that cannot be read is the component's error to report;
-		// here it only makes the version differ from when it could be.
-		content, err := readLimited(f)
-		if err != nil {
-			content = []byte("unreadable: " + err.Error())
-		}
-		sum := sha256.Sum256(content)
-		h.Write([]byte(f + "\x00"))
-		h.Write(sum[:])
+		hashInput(h, f)
 	}
 	return hex.EncodeToString(h.Sum(nil)[:6])
+}
+
+// hashInput adds a referenced file to h, or, for a directory (as
+// ratelimit.envoyConfigs may name), every file below it, skipping hidden
+// entries such as Kubernetes' ..data as the components do. Reading a
+// directory as a file fails the same way whatever it holds, which left
+// the version (and SameContent) blind to a changed file inside it.
+func hashInput(h hash.Hash, f string) {
+	st, err := os.Stat(f)
+	if err != nil || !st.IsDir() {
+		hashFile(h, f)
+		return
+	}
+	var names []string
+	_ = filepath.WalkDir(f, func(p string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			names = append(names, p) // hashed as unreadable
+		case p != f && strings.HasPrefix(d.Name(), "."):
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+		case !d.IsDir():
+			names = append(names, p)
+		}
+		return nil
+	})
+	slices.Sort(names)
+	for _, n := range names {
+		hashFile(h, n)
+	}
+}
+
+func hashFile(h hash.Hash, f string) {
+	// A file that cannot be read is the component's error to report;
+	// here it only makes the version differ from when it could be.
+	content, err := readLimited(f)
+	if err != nil {
+		content = []byte("unreadable: " + err.Error())
+	}
+	sum := sha256.Sum256(content)
+	h.Write([]byte(f + "\x00"))
+	h.Write(sum[:])
 }
 
 // SameContent reports whether two loaded configs are the same in every

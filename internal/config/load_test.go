@@ -1,7 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"flag"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -128,9 +131,13 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{`authz.address: "127.0.0.1:9190" is also the address of server.admin.address`},
 		},
 		{
+			// Inside a known field, so that the aliases are decoded:
+			// 1,100 copies of a 1,000-host list pass maxNodes.
 			name: "alias bomb is bounded",
-			yaml: "apiVersion: gatehouse/v1\nx: &a [1,1,1,1,1,1,1,1,1,1]\ny: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nz: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n",
-			want: []string{"unknown field \"x\""},
+			yaml: "apiVersion: gatehouse/v1\nauthz:\n  unmatched:\n    hosts:\n" +
+				"      - &u {action: deny, hosts: [" + strings.TrimSuffix(strings.Repeat("a.example.com,", 1000), ",") + "]}\n" +
+				strings.Repeat("      - *u\n", 1100),
+			want: []string{"config is too large"},
 		},
 	}
 	for _, tt := range tests {
@@ -327,6 +334,52 @@ func TestSecrets(t *testing.T) {
 	}
 }
 
+// TestSecretFileBounded: a file: secret is a small regular file; a huge
+// file or a device (file:/dev/zero would read forever) is refused.
+func TestSecretFileBounded(t *testing.T) {
+	dir := write(t, map[string]string{
+		"big":    strings.Repeat("x", MaxSecretSize+1),
+		"c.yaml": "apiVersion: gatehouse/v1\nredis: {addresses: [\"127.0.0.1:6379\"], password: file:big}\n",
+		"d.yaml": "apiVersion: gatehouse/v1\nredis: {addresses: [\"127.0.0.1:6379\"], password: file:/dev/null}\n",
+	})
+	for name, want := range map[string]string{"c.yaml": "is larger than", "d.yaml": "is not a regular file"} {
+		_, err := Load(filepath.Join(dir, name), LoadOptions{})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Load(%s) = %v; want an error containing %q", name, err, want)
+		}
+	}
+}
+
+// TestLiteralSecretListNotEchoed: a secret written where a list of
+// references belongs is refused without repeating it.
+func TestLiteralSecretListNotEchoed(t *testing.T) {
+	y := "apiVersion: gatehouse/v1\nauthz:\n  webhooks:\n    - {name: gh, scheme: github, secrets: whsec-s3cr3t-value}\n"
+	_, err := LoadBytes("c.yaml", []byte(y), LoadOptions{LookupEnv: noEnv})
+	if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "authz.webhooks[0].secrets: expected a list of secret references") {
+		t.Fatalf("LoadBytes() = %v; want a secrets error that does not echo the value", err)
+	}
+}
+
+// TestSecretNotLogged: a resolved secret reaches neither slog (JSON or
+// text) nor fmt's verbs; only its reference does.
+func TestSecretNotLogged(t *testing.T) {
+	cfg, err := LoadBytes("c.yaml", []byte("apiVersion: gatehouse/v1\nredis: {addresses: [\"127.0.0.1:6379\"], password: env:PW}\n"),
+		LoadOptions{LookupEnv: func(string) (string, bool) { return "hunter2-value", true }})
+	if err != nil {
+		t.Fatalf("LoadBytes() = %v", err)
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "pw", cfg.Redis.Password, "redis", cfg.Redis)
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("x", "pw", cfg.Redis.Password)
+	fmt.Fprintf(&buf, "%v %+v %#v %s", cfg.Redis.Password, *cfg.Redis, *cfg.Redis, cfg.Redis.Password)
+	if strings.Contains(buf.String(), "hunter2-value") || strings.Contains(buf.String(), "0x68, 0x75, 0x6e, 0x74") {
+		t.Errorf("log output holds the secret value:\n%s", buf.String())
+	}
+	if !strings.Contains(buf.String(), `"pw":"env:PW"`) {
+		t.Errorf("slog JSON output does not name the reference env:PW:\n%s", buf.String())
+	}
+}
+
 func TestVersionDeterministic(t *testing.T) {
 	a := "apiVersion: gatehouse/v1\nauthz: {}\nroutes: [{id: a, match: {prefix: /}}]\n"
 	b := "apiVersion: gatehouse/v1\nroutes: [{id: a, match: {prefix: /}}]\nauthz: {address: 127.0.0.1:9191}\n" // same effective config
@@ -391,6 +444,29 @@ func TestVersionCoversInputFilesAndSecrets(t *testing.T) {
 	}
 }
 
+// TestVersionCoversInputDirectory: ratelimit.envoyConfigs may name a
+// directory; a changed file inside it is a new version.
+func TestVersionCoversInputDirectory(t *testing.T) {
+	dir := write(t, map[string]string{
+		"envoy/a.yaml": "domain: a\n",
+		"c.yaml":       "apiVersion: gatehouse/v1\nratelimit: {envoyConfigs: [envoy]}\n",
+	})
+	load := func() *Config {
+		cfg, err := Load(filepath.Join(dir, "c.yaml"), LoadOptions{})
+		if err != nil {
+			t.Fatalf("Load() = %v", err)
+		}
+		return cfg
+	}
+	a := load()
+	if err := os.WriteFile(filepath.Join(dir, "envoy", "a.yaml"), []byte("domain: b\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b := load(); b.Version == a.Version || b.SameContent(a) {
+		t.Errorf("a changed file in an envoyConfigs directory kept version %s", a.Version)
+	}
+}
+
 func TestMergeKeysAndAliases(t *testing.T) {
 	y := `apiVersion: gatehouse/v1
 base: &base {prefix: /shared}
@@ -415,6 +491,23 @@ routes:
 	}
 	if got := cfg.Routes[1].Match; got.Prefix != "/shared" || len(got.Methods) != 1 {
 		t.Errorf("merged match = %+v; want prefix from the anchor and own methods", got)
+	}
+}
+
+// TestMergeKeyBomb: merge keys over lists of aliases of mappings that merge
+// again multiply (10^12 pairs here) like aliases of aliases; the loader
+// must refuse the config instead of expanding it.
+func TestMergeKeyBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("apiVersion: gatehouse/v1\nx0: &a0 {k: v}\n")
+	for i := 1; i <= 12; i++ {
+		refs := strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*a%d,", i-1), 10), ",")
+		fmt.Fprintf(&b, "x%d: &a%d {<<: [%s]}\n", i, i, refs)
+	}
+	b.WriteString("server:\n  <<: *a12\n")
+	_, err := LoadBytes("t.yaml", []byte(b.String()), LoadOptions{LookupEnv: noEnv})
+	if err == nil || !strings.Contains(err.Error(), "config is too large") {
+		t.Fatalf("LoadBytes(merge-key bomb) = %v; want config is too large", err)
 	}
 }
 

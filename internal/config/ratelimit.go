@@ -428,6 +428,11 @@ func validateTiers(p Path, tiers map[string][]Limit, alg RateLimitAlgorithm, err
 			errs.Add(p, "a tier name is empty")
 			continue
 		}
+		// A tier arrives from ext_authz, which only ever hands out names
+		// of this form: any other key's limits could never apply.
+		if !TierPattern.MatchString(name) {
+			errs.Add(p.Key(name), "%q is not a tier; use 1-64 letters, digits, '.', '_' or '-'", name)
+		}
 		validateLimits(p.Key(name), tiers[name], alg, errs)
 	}
 }

@@ -30,6 +30,8 @@ func TestRateLimitValidation(t *testing.T) {
 			`routes[2].ratelimit.algorithm: "leaky" is not an algorithm; use fixed|sliding|gcra`},
 		{"duplicate window", head + "      default:\n        - {requests: 3, per: second}\n        - {requests: 5, per: second}\n",
 			"routes[2].ratelimit.default[1]: same window and algorithm as [0]"},
+		{"tier that authz never hands out", head + "      tiers:\n        \"gold plan\":\n          - {requests: 20, per: second}\n",
+			`routes[2].ratelimit.tiers["gold plan"]: "gold plan" is not a tier`},
 		{"bad keyBy", head + "      keyBy: tenant\n",
 			`routes[2].ratelimit.keyBy: "tenant" is not a key of this route`},
 		{"reserved header key", head + "      headers: [{header: x-sub, key: subject}]\n",

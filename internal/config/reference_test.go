@@ -34,9 +34,16 @@ func TestReferenceDoc(t *testing.T) {
 			continue
 		}
 		fmt.Fprintf(&b, "\n## `%s`\n\n%s\n\n| field | type | default | description |\n|---|---|---|---|\n", f.name, oneLine(docs[root.Name()+"."+sf.Name]))
-		writeRows(&b, docs, Path(f.name), sf.Type, map[reflect.Type]bool{})
+		// writeChildren, not writeRows: listeners, clusters and routes are
+		// lists, whose element fields are rows too.
+		writeChildren(&b, docs, Path(f.name), sf.Type, map[reflect.Type]bool{})
 	}
 	got := b.String()
+	for _, sec := range []string{"listeners", "clusters", "routes"} {
+		if !strings.Contains(got, "| `"+sec+"[].") {
+			t.Errorf("the reference lists no field of %s[]", sec)
+		}
+	}
 	for _, line := range strings.Split(got, "\n") {
 		if strings.HasPrefix(line, "| `") && strings.HasSuffix(line, "|  |") {
 			t.Errorf("field without a doc comment (every config field is documented): %s", strings.Split(line, "|")[1])

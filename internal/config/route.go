@@ -14,7 +14,9 @@ type Route struct {
 	// RouteAction (cluster, redirect, timeouts, retries, header edits) is
 	// written inline in the route; see xds.go.
 	RouteAction `yaml:",inline"`
-	// Authz is the route's access policy; nil means the component default.
+	// Authz is the route's access policy. Without one, ext_authz stays on
+	// for the route and denies all its requests (fail closed), with a
+	// warning; write authz: {public: true} to open a route.
 	Authz *RouteAuthz `yaml:"authz,omitempty"`
 	// RateLimit is the route's quota; nil means no route-level quota.
 	RateLimit *RouteRateLimit `yaml:"ratelimit,omitempty"`

@@ -2,7 +2,10 @@ package config
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -35,8 +38,12 @@ func (s Secret) IsZero() bool { return s.ref == "" }
 // String is redacted on purpose; use Value for the secret itself.
 func (s Secret) String() string { return s.ref }
 
-// LogValue keeps the secret out of slog output.
-func (s Secret) LogValue() string { return s.ref }
+// LogValue keeps the secret out of slog output: it implements
+// slog.LogValuer, so handlers log the reference only.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.ref) }
+
+// GoString keeps the secret out of %#v as well.
+func (s Secret) GoString() string { return "config.Secret(" + strconv.Quote(s.ref) + ")" }
 
 // MarshalYAML writes the reference, never the value.
 func (s Secret) MarshalYAML() (any, error) { return s.ref, nil }
@@ -98,7 +105,7 @@ func (s *Secret) resolve(baseDir string, env func(string) (string, bool)) error 
 		s.value = []byte(v)
 	case "file":
 		p := resolvePath(baseDir, arg)
-		b, err := os.ReadFile(p)
+		b, err := readSecretFile(p)
 		if err != nil {
 			return fmt.Errorf("cannot read secret file: %v", unwrapPathError(err))
 		}
@@ -109,4 +116,34 @@ func (s *Secret) resolve(baseDir string, env func(string) (string, bool)) error 
 		s.value = b
 	}
 	return nil
+}
+
+// MaxSecretSize bounds a file: secret. Keys and passwords are small; a
+// larger file is a wrong path, not a secret.
+const MaxSecretSize = 64 << 10
+
+// readSecretFile reads a regular file of at most MaxSecretSize bytes.
+// file:/dev/zero or a FIFO would otherwise make the load read (or wait)
+// forever, and every reload with it.
+func readSecretFile(p string) ([]byte, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", p)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxSecretSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxSecretSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes", p, MaxSecretSize)
+	}
+	return b, nil
 }

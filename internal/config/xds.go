@@ -87,7 +87,9 @@ type Listener struct {
 	// Name is the listener's name: 1-64 lower-case letters, digits, '.',
 	// '_' or '-'. For a grpc listener it is the host of the clients'
 	// xds:/// target (xds:///echo.internal → echo.internal).
-	Name string       `yaml:"name"`
+	Name string `yaml:"name"`
+	// Kind is http (an Envoy listener) or grpc (an API listener for proxyless
+	// gRPC clients).
 	Kind ListenerKind `yaml:"kind" default:"http"`
 	// Address is host:port Envoy binds (http listeners only).
 	Address string `yaml:"address,omitempty"`
@@ -128,15 +130,20 @@ func (TLSVersion) EnumNoun() string { return "a TLS version" }
 // ListenerTLS terminates TLS with certificates read by Envoy from its own
 // file system (no SDS). Paths are absolute paths on the Envoy host.
 type ListenerTLS struct {
+	// CertFile is the server certificate chain (PEM), an absolute path on the
+	// Envoy host.
 	CertFile string `yaml:"certFile"`
-	KeyFile  string `yaml:"keyFile"`
+	// KeyFile is the private key of CertFile, an absolute path on the Envoy
+	// host.
+	KeyFile string `yaml:"keyFile"`
 	// ClientCAFile turns on mutual TLS: client certificates must chain to
 	// these CAs. Envoy then sends the peer certificate to ext_authz.
 	ClientCAFile string `yaml:"clientCaFile,omitempty"`
 	// RequireClientCert refuses connections without a client certificate
 	// (with ClientCAFile). When false a certificate is verified if sent.
-	RequireClientCert bool       `yaml:"requireClientCert" default:"true"`
-	MinVersion        TLSVersion `yaml:"minVersion" default:"1.2"`
+	RequireClientCert bool `yaml:"requireClientCert" default:"true"`
+	// MinVersion is the oldest TLS version accepted: 1.2 or 1.3.
+	MinVersion TLSVersion `yaml:"minVersion" default:"1.2"`
 }
 
 // Discovery is how a cluster's endpoints are found.
@@ -199,13 +206,20 @@ func (UpstreamProtocol) EnumNoun() string { return "an upstream protocol" }
 // Cluster is an upstream cluster routes send traffic to.
 type Cluster struct {
 	// Name is the cluster's name, also its Envoy cluster name.
-	Name      string    `yaml:"name"`
+	Name string `yaml:"name"`
+	// Discovery is how endpoints are found: static (IP addresses), strict_dns
+	// (every address a name resolves to) or logical_dns (one name, the first
+	// address).
 	Discovery Discovery `yaml:"discovery" default:"static"`
 	// Endpoints are the upstream hosts: addresses for static, DNS names
 	// for strict_dns, exactly one DNS name for logical_dns.
-	Endpoints []Endpoint       `yaml:"endpoints"`
-	Protocol  UpstreamProtocol `yaml:"protocol" default:"http1"`
-	LBPolicy  LBPolicy         `yaml:"lbPolicy" default:"round_robin"`
+	Endpoints []Endpoint `yaml:"endpoints"`
+	// Protocol is the upstream HTTP version: http1, http2 (also for gRPC
+	// upstreams) or auto (the protocol the client spoke to Envoy).
+	Protocol UpstreamProtocol `yaml:"protocol" default:"http1"`
+	// LBPolicy is the load balancing policy: round_robin, least_request, random,
+	// ring_hash or maglev.
+	LBPolicy LBPolicy `yaml:"lbPolicy" default:"round_robin"`
 	// RingHash tunes ring_hash (ignored by other policies).
 	RingHash RingHash `yaml:"ringHash"`
 	// ConnectTimeout bounds a new upstream connection.
@@ -234,17 +248,23 @@ type Endpoint struct {
 
 // RingHash tunes the ring_hash load balancer.
 type RingHash struct {
+	// MinimumRingSize is the fewest entries of the hash ring.
 	MinimumRingSize uint64 `yaml:"minimumRingSize" default:"1024"`
+	// MaximumRingSize is the most entries of the hash ring (at most 8388608).
 	MaximumRingSize uint64 `yaml:"maximumRingSize" default:"8388608"`
 }
 
 // CircuitBreakers are the default-priority thresholds of a cluster
 // (Envoy's defaults: 1024 connections, pending and requests, 3 retries).
 type CircuitBreakers struct {
-	MaxConnections     uint32 `yaml:"maxConnections" default:"1024"`
+	// MaxConnections bounds the connections to the cluster.
+	MaxConnections uint32 `yaml:"maxConnections" default:"1024"`
+	// MaxPendingRequests bounds the requests waiting for a connection.
 	MaxPendingRequests uint32 `yaml:"maxPendingRequests" default:"1024"`
-	MaxRequests        uint32 `yaml:"maxRequests" default:"1024"`
-	MaxRetries         uint32 `yaml:"maxRetries" default:"3"`
+	// MaxRequests bounds the requests in flight to the cluster.
+	MaxRequests uint32 `yaml:"maxRequests" default:"1024"`
+	// MaxRetries bounds the retries in flight to the cluster.
+	MaxRetries uint32 `yaml:"maxRetries" default:"3"`
 }
 
 // HealthCheckKind is the protocol of an active health check.
@@ -265,6 +285,8 @@ func (HealthCheckKind) EnumNoun() string { return "a health check kind" }
 
 // HealthCheck probes each endpoint of a cluster.
 type HealthCheck struct {
+	// Kind is the probe protocol: http, tcp (connect only) or grpc
+	// (grpc.health.v1).
 	Kind HealthCheckKind `yaml:"kind" default:"http"`
 	// Path is the HTTP path probed (http).
 	Path string `yaml:"path" default:"/healthz"`
@@ -273,11 +295,17 @@ type HealthCheck struct {
 	// ExpectedStatuses are accepted HTTP statuses (default 200).
 	ExpectedStatuses []uint32 `yaml:"expectedStatuses,omitempty"`
 	// ServiceName is the gRPC health service name (grpc).
-	ServiceName        string   `yaml:"serviceName,omitempty"`
-	Interval           Duration `yaml:"interval" default:"10s"`
-	Timeout            Duration `yaml:"timeout" default:"2s"`
-	HealthyThreshold   uint32   `yaml:"healthyThreshold" default:"2"`
-	UnhealthyThreshold uint32   `yaml:"unhealthyThreshold" default:"3"`
+	ServiceName string `yaml:"serviceName,omitempty"`
+	// Interval is the time between two probes of an endpoint.
+	Interval Duration `yaml:"interval" default:"10s"`
+	// Timeout bounds one probe; at most Interval.
+	Timeout Duration `yaml:"timeout" default:"2s"`
+	// HealthyThreshold is how many probes in a row must pass to mark an endpoint
+	// healthy.
+	HealthyThreshold uint32 `yaml:"healthyThreshold" default:"2"`
+	// UnhealthyThreshold is how many probes in a row must fail to mark an
+	// endpoint unhealthy.
+	UnhealthyThreshold uint32 `yaml:"unhealthyThreshold" default:"3"`
 	// NoTrafficInterval is the probe interval while the cluster gets no
 	// traffic.
 	NoTrafficInterval Duration `yaml:"noTrafficInterval" default:"60s"`
@@ -331,22 +359,38 @@ type Consecutive struct {
 
 // SuccessRate is the statistical success-rate detector.
 type SuccessRate struct {
-	MinimumHosts  uint32 `yaml:"minimumHosts" default:"5"`
+	// MinimumHosts is how many endpoints must have RequestVolume requests in an
+	// interval for the detector to run.
+	MinimumHosts uint32 `yaml:"minimumHosts" default:"5"`
+	// RequestVolume is the fewest requests in an interval for an endpoint to
+	// count.
 	RequestVolume uint32 `yaml:"requestVolume" default:"100"`
 	// StdevFactor/1000 standard deviations below the mean ejects (1900 =
 	// 1.9).
-	StdevFactor          uint32 `yaml:"stdevFactor" default:"1900"`
-	Enforcing            uint32 `yaml:"enforcing" default:"100"`
+	StdevFactor uint32 `yaml:"stdevFactor" default:"1900"`
+	// Enforcing is the chance (0-100 percent) that a detected endpoint is
+	// ejected.
+	Enforcing uint32 `yaml:"enforcing" default:"100"`
+	// EnforcingLocalOrigin is Enforcing for local-origin failures (with
+	// splitExternalLocalOriginErrors).
 	EnforcingLocalOrigin uint32 `yaml:"enforcingLocalOrigin" default:"100"`
 }
 
 // FailurePercentage is the failure-percentage detector.
 type FailurePercentage struct {
 	// Threshold is the failure percentage (0-100) that ejects.
-	Threshold            uint32 `yaml:"threshold" default:"85"`
-	MinimumHosts         uint32 `yaml:"minimumHosts" default:"5"`
-	RequestVolume        uint32 `yaml:"requestVolume" default:"50"`
-	Enforcing            uint32 `yaml:"enforcing" default:"100"`
+	Threshold uint32 `yaml:"threshold" default:"85"`
+	// MinimumHosts is how many endpoints must have RequestVolume requests in an
+	// interval for the detector to run.
+	MinimumHosts uint32 `yaml:"minimumHosts" default:"5"`
+	// RequestVolume is the fewest requests in an interval for an endpoint to
+	// count.
+	RequestVolume uint32 `yaml:"requestVolume" default:"50"`
+	// Enforcing is the chance (0-100 percent) that a detected endpoint is
+	// ejected.
+	Enforcing uint32 `yaml:"enforcing" default:"100"`
+	// EnforcingLocalOrigin is Enforcing for local-origin failures (with
+	// splitExternalLocalOriginErrors).
 	EnforcingLocalOrigin uint32 `yaml:"enforcingLocalOrigin" default:"100"`
 }
 
@@ -358,9 +402,12 @@ type UpstreamTLS struct {
 	// which validation refuses unless InsecureSkipVerify is set.
 	CAFile string `yaml:"caFile,omitempty"`
 	// CertFile and KeyFile present a client certificate (mTLS upstream).
-	CertFile           string `yaml:"certFile,omitempty"`
-	KeyFile            string `yaml:"keyFile,omitempty"`
-	InsecureSkipVerify bool   `yaml:"insecureSkipVerify" default:"false"`
+	CertFile string `yaml:"certFile,omitempty"`
+	// KeyFile is the private key of CertFile.
+	KeyFile string `yaml:"keyFile,omitempty"`
+	// InsecureSkipVerify knowingly skips verifying the upstream certificate (no
+	// CAFile).
+	InsecureSkipVerify bool `yaml:"insecureSkipVerify" default:"false"`
 }
 
 // RouteAction is what a matched route does: send to a cluster (or split
@@ -400,25 +447,33 @@ type RouteAction struct {
 
 // WeightedCluster is one cluster of a weighted split.
 type WeightedCluster struct {
-	Name   string `yaml:"name"`
+	// Name is the name of a cluster.
+	Name string `yaml:"name"`
+	// Weight is the cluster's share of the split, relative to the others.
 	Weight uint32 `yaml:"weight"`
 }
 
 // Redirect answers with a redirect. Unset parts keep the request's.
 type Redirect struct {
+	// Scheme is http or https.
 	Scheme string `yaml:"scheme,omitempty"`
-	Host   string `yaml:"host,omitempty"`
-	Port   uint32 `yaml:"port,omitempty"`
+	// Host is the host name redirected to.
+	Host string `yaml:"host,omitempty"`
+	// Port is the port redirected to.
+	Port uint32 `yaml:"port,omitempty"`
 	// Path replaces the whole path; PrefixRewrite only the matched prefix.
-	Path          string `yaml:"path,omitempty"`
+	Path string `yaml:"path,omitempty"`
+	// PrefixRewrite replaces the matched prefix of the path.
 	PrefixRewrite string `yaml:"prefixRewrite,omitempty"`
 	// Code is 301, 302, 303, 307 or 308.
-	Code       uint32 `yaml:"code" default:"301"`
-	StripQuery bool   `yaml:"stripQuery" default:"false"`
+	Code uint32 `yaml:"code" default:"301"`
+	// StripQuery drops the query string.
+	StripQuery bool `yaml:"stripQuery" default:"false"`
 }
 
 // DirectResponse answers without an upstream.
 type DirectResponse struct {
+	// Status is the HTTP status (200-599).
 	Status uint32 `yaml:"status"`
 	// Body is sent as is (at most 4KiB, Envoy's limit).
 	Body string `yaml:"body,omitempty"`
@@ -428,26 +483,33 @@ type DirectResponse struct {
 type Retry struct {
 	// On lists the retry conditions, comma-separated: Envoy's
 	// x-envoy-retry-on and x-envoy-retry-grpc-on values.
-	On         string `yaml:"on" default:"5xx,reset,connect-failure,refused-stream"`
+	On string `yaml:"on" default:"5xx,reset,connect-failure,refused-stream"`
+	// NumRetries is the most retries of one request.
 	NumRetries uint32 `yaml:"numRetries" default:"1"`
 	// PerTryTimeout bounds each attempt; 0 means the route timeout.
 	PerTryTimeout Duration `yaml:"perTryTimeout" default:"0s"`
 	// RetriableStatusCodes are retried with on: retriable-status-codes.
 	RetriableStatusCodes []uint32 `yaml:"retriableStatusCodes,omitempty"`
-	Backoff              Backoff  `yaml:"backoff"`
+	// Backoff spaces the retries.
+	Backoff Backoff `yaml:"backoff"`
 }
 
 // Backoff is exponential retry back-off with jitter.
 type Backoff struct {
+	// BaseInterval is the first back-off interval (at least 1ms).
 	BaseInterval Duration `yaml:"baseInterval" default:"25ms"`
-	MaxInterval  Duration `yaml:"maxInterval" default:"250ms"`
+	// MaxInterval bounds the back-off interval.
+	MaxInterval Duration `yaml:"maxInterval" default:"250ms"`
 }
 
 // HashPolicy is one input of a consistent hash. Exactly one is set.
 type HashPolicy struct {
-	Header   string `yaml:"header,omitempty"`
-	Cookie   string `yaml:"cookie,omitempty"`
-	SourceIP bool   `yaml:"sourceIp,omitempty"`
+	// Header hashes on the value of this request header.
+	Header string `yaml:"header,omitempty"`
+	// Cookie hashes on the value of this cookie.
+	Cookie string `yaml:"cookie,omitempty"`
+	// SourceIP hashes on the client address.
+	SourceIP bool `yaml:"sourceIp,omitempty"`
 	// Terminal stops at this input when it yields a hash.
 	Terminal bool `yaml:"terminal,omitempty"`
 }
@@ -456,13 +518,18 @@ type HashPolicy struct {
 // Values are Envoy header format strings: %VARIABLE% is substituted and a
 // literal percent sign is written %%.
 type HeaderEdits struct {
-	Set    []HeaderValue `yaml:"set,omitempty"`
-	Add    []HeaderValue `yaml:"add,omitempty"`
-	Remove []string      `yaml:"remove,omitempty"`
+	// Set headers, overwriting values already present.
+	Set []HeaderValue `yaml:"set,omitempty"`
+	// Add headers, appending to values already present.
+	Add []HeaderValue `yaml:"add,omitempty"`
+	// Remove lists header names to delete.
+	Remove []string `yaml:"remove,omitempty"`
 }
 
 // HeaderValue is one header to set or add.
 type HeaderValue struct {
-	Name  string `yaml:"name"`
+	// Name is the header name.
+	Name string `yaml:"name"`
+	// Value is an Envoy header format string.
 	Value string `yaml:"value"`
 }

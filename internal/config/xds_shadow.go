@@ -83,7 +83,7 @@ func (ix *pathIndex) add(i int, m *Match) {
 		ix.regex[m.Regex] = append(ix.regex[m.Regex], i)
 	case m.Path != "":
 		if m.CaseInsensitive {
-			k := strings.ToLower(m.Path)
+			k := asciiLower(m.Path)
 			ix.ciExact[k] = append(ix.ciExact[k], i)
 		} else {
 			ix.exact[m.Path] = append(ix.exact[m.Path], i)
@@ -94,7 +94,7 @@ func (ix *pathIndex) add(i int, m *Match) {
 			p = "/"
 		}
 		if m.CaseInsensitive {
-			k := strings.ToLower(p)
+			k := asciiLower(p)
 			ix.ciPrefix[k] = append(ix.ciPrefix[k], i)
 		} else {
 			ix.prefix[p] = append(ix.prefix[p], i)
@@ -107,7 +107,7 @@ func (ix *pathIndex) add(i int, m *Match) {
 func (ix *pathIndex) candidates(m *Match) []int {
 	var out []int
 	prefixesOf := func(s string, ci bool) {
-		lower := strings.ToLower(s)
+		lower := asciiLower(s)
 		for k := 1; k <= len(s); k++ {
 			if !ci {
 				out = append(out, ix.prefix[s[:k]]...)
@@ -125,7 +125,7 @@ func (ix *pathIndex) candidates(m *Match) []int {
 		if !m.CaseInsensitive {
 			out = append(out, ix.exact[m.Path]...)
 		}
-		out = append(out, ix.ciExact[strings.ToLower(m.Path)]...)
+		out = append(out, ix.ciExact[asciiLower(m.Path)]...)
 		prefixesOf(m.Path, m.CaseInsensitive)
 	default:
 		p := m.Prefix
@@ -169,4 +169,18 @@ func constraintsCover(a, b *Match) bool {
 func normalizeHeader(h HeaderMatch) HeaderMatch {
 	h.Name = strings.ToLower(h.Name)
 	return h
+}
+
+// asciiLower lower-cases ASCII letters only. Envoy's case_sensitive: false
+// compares ASCII case-insensitively, and, unlike strings.ToLower, this
+// keeps every byte offset, so lower[:k] is the lowered s[:k] ("/\u212A"
+// lowers to a shorter string, which made candidates slice out of range).
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + ('a' - 'A')
+		}
+	}
+	return string(b)
 }

@@ -105,6 +105,14 @@ func TestXDSValidation(t *testing.T) {
 			want: []string{`route "one" is never reached`},
 		},
 		{
+			// The Kelvin sign lowers (Unicode) to a one-byte "k"; Envoy
+			// compares ASCII case-insensitively, so neither a panic nor a
+			// warning is right.
+			name: "case-insensitive non-ASCII prefix",
+			yaml: "routes:\n  - {id: k, match: {prefix: \"/\u212Aelvin\", caseInsensitive: true}, cluster: orders}\n" +
+				"  - {id: l, match: {prefix: /kelvin/x, caseInsensitive: true}, cluster: orders}\n",
+		},
+		{
 			name: "identity header edit",
 			yaml: "routes:\n  - id: a\n    cluster: orders\n    requestHeaders: {set: [{name: X-Gatehouse-Tier, value: gold}]}\n",
 			want: []string{`"X-Gatehouse-Tier" is an identity header`},
