@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/subtle"
 	"fmt"
 	"log/slog"
 	"os"
@@ -98,6 +99,21 @@ func restartOnly(old, cfg *config.Config, formatFlag bool) config.Errors {
 	check("server.tracing", old.Server.Tracing, cfg.Server.Tracing)
 	check("redis", old.Redis, cfg.Redis)
 	check("audit", old.Audit, cfg.Audit)
+	// The references above compare equal when only the value behind them
+	// was rotated; the Redis client and the audit writer still hold the
+	// values they started with, so a rotation is a restart too.
+	checkSecret := func(path config.Path, a, b config.Secret) {
+		if subtle.ConstantTimeCompare(a.Value(), b.Value()) != 1 {
+			errs.Add(path, "secret value rotated, but it is read only at start; restart gatehouse (nothing of this reload was applied)")
+		}
+	}
+	if old.Redis != nil && cfg.Redis != nil && sameYAML(old.Redis, cfg.Redis) {
+		checkSecret("redis.password", old.Redis.Password, cfg.Redis.Password)
+		checkSecret("redis.sentinelPassword", old.Redis.SentinelPassword, cfg.Redis.SentinelPassword)
+	}
+	if sameYAML(old.Audit, cfg.Audit) {
+		checkSecret("audit.chainKey", old.Audit.ChainKey, cfg.Audit.ChainKey)
+	}
 	if !formatFlag {
 		check("server.log.format", old.Server.Log.Format, cfg.Server.Log.Format)
 	}

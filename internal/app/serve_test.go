@@ -529,6 +529,29 @@ func TestReloadLogFormatNeedsRestart(t *testing.T) {
 	}
 }
 
+// TestReloadRotatedStartOnlySecret: the audit writer keeps the chain key it
+// started with, so a reload that only rotates the key's value must say a
+// restart is needed rather than report the rotation applied.
+func TestReloadRotatedStartOnlySecret(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "chain.key")
+	if err := os.WriteFile(keyFile, []byte(strings.Repeat("a", 64)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := writeConfig(t, dir, strings.Replace(testConfig, "audit: {stdout: true}", "audit: {stdout: true, chainKey: \"file:chain.key\"}", 1))
+	r := start(t, Options{ConfigPath: path})
+	if err := os.WriteFile(keyFile, []byte(strings.Repeat("b", 64)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.rt.Reload("test")
+	if res != ReloadRejected || err == nil || !strings.Contains(err.Error(), "audit.chainKey: secret value rotated") {
+		t.Fatalf("Reload(rotated chainKey) = %v, %v; want rejected naming audit.chainKey", res, err)
+	}
+	if strings.Contains(err.Error(), strings.Repeat("b", 16)) || strings.Contains(r.logs.String(), strings.Repeat("b", 16)) {
+		t.Fatal("the rotated key's value appears in the error or the logs")
+	}
+}
+
 // TestReloadDebounceChangesLive: server.reloadDebounce is not restart-only,
 // so a reload that shortens it must govern the next file change.
 func TestReloadDebounceChangesLive(t *testing.T) {
