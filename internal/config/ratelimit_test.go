@@ -152,3 +152,18 @@ func FuzzParseWindow(f *testing.F) {
 		}
 	})
 }
+
+func TestRateLimitTimeoutAgainstEnvoy(t *testing.T) {
+	load := func(body string) error {
+		_, err := LoadBytes("gh.yaml", []byte("apiVersion: gatehouse/v1\n"+body), LoadOptions{})
+		return err
+	}
+	err := load("ratelimit: {store: {timeout: 300ms}}\nxds: {}\n")
+	want := `gh.yaml:3: xds.services.ratelimitTimeout: 250ms must be longer than ratelimit.store.timeout (300ms)`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("LoadBytes() = %v; want %q", err, want)
+	}
+	if err := load("ratelimit: {}\nxds: {}\n"); err != nil {
+		t.Fatalf("the defaults must satisfy the rule: %v", err)
+	}
+}

@@ -40,8 +40,10 @@ type XDSServices struct {
 	ExtProcMessageTimeout Duration `yaml:"extprocMessageTimeout" default:"500ms"`
 	// ExtProcFailureMode is what Envoy does when ext_proc fails.
 	ExtProcFailureMode FailureMode `yaml:"extprocFailureMode" default:"closed"`
-	// RateLimitTimeout bounds one ShouldRateLimit call.
-	RateLimitTimeout Duration `yaml:"ratelimitTimeout" default:"100ms"`
+	// RateLimitTimeout bounds one ShouldRateLimit call. It must be longer
+	// than ratelimit.store.timeout, so that on a slow Redis gatehouse's
+	// failure mode answers before Envoy gives up on its own.
+	RateLimitTimeout Duration `yaml:"ratelimitTimeout" default:"250ms"`
 	// RateLimitFailureMode is what Envoy does when the rate limit service
 	// itself cannot answer (a Redis outage is the service's own decision,
 	// ratelimit.failureMode). Closed by default like every gatehouse

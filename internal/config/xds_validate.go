@@ -113,6 +113,11 @@ func (x *XDS) validate(p Path, c *Config, errs *Errors) {
 	if c.ExtProc != nil && x.Services.ExtProcMessageTimeout.D() <= c.ExtProc.MessageTimeout.D() {
 		errs.Add(sp.Field("extprocMessageTimeout"), "%s must be longer than extproc.messageTimeout (%s), so that Envoy waits for gatehouse's answer", x.Services.ExtProcMessageTimeout, c.ExtProc.MessageTimeout)
 	}
+	// The same for the rate limiter: past ratelimit.store.timeout it
+	// answers by the route's failure mode, which Envoy must wait for.
+	if c.RateLimit != nil && x.Services.RateLimitTimeout.D() <= c.RateLimit.Store.Timeout.D() {
+		errs.Add(sp.Field("ratelimitTimeout"), "%s must be longer than ratelimit.store.timeout (%s), so that Envoy waits for gatehouse's answer", x.Services.RateLimitTimeout, c.RateLimit.Store.Timeout)
+	}
 
 	groups := map[string]int{}
 	ids := map[string]string{}

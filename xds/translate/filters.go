@@ -73,7 +73,7 @@ var defaultServices = config.XDSServices{
 	AuthzFailureMode:      config.FailClosed,
 	ExtProcMessageTimeout: config.Duration(500 * time.Millisecond),
 	ExtProcFailureMode:    config.FailClosed,
-	RateLimitTimeout:      config.Duration(100 * time.Millisecond),
+	RateLimitTimeout:      config.Duration(250 * time.Millisecond),
 	RateLimitFailureMode:  config.FailClosed,
 }
 
