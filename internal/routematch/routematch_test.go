@@ -20,6 +20,7 @@ func TestMatch(t *testing.T) {
 		{ID: "header-inverted", Match: config.Match{Prefix: "/canary", Headers: []config.HeaderMatch{{Name: "x-canary", Present: yes(), Invert: true}}}},
 		{ID: "query", Match: config.Match{Prefix: "/search", Query: []config.QueryMatch{{Name: "q", Present: yes()}}}},
 		{ID: "ci", Match: config.Match{Prefix: "/CaseLess", CaseInsensitive: true}},
+		{ID: "ci-path", Match: config.Match{Path: "/kelvin", CaseInsensitive: true}},
 		{ID: "any", Match: config.Match{Prefix: "/"}},
 	}
 	tbl, err := New(routes)
@@ -53,6 +54,9 @@ func TestMatch(t *testing.T) {
 		{host: "other", path: "/search?q=go", method: "GET", want: "query", ok: true},
 		{host: "other", path: "/search?x=1", method: "GET", want: "any", ok: true},
 		{host: "other", path: "/caseless/x", method: "GET", want: "ci", ok: true},
+		{host: "other", path: "/KELVIN", method: "GET", want: "ci-path", ok: true},
+		// Envoy folds ASCII only: the Kelvin sign is not a "k".
+		{host: "other", path: "/\u212Aelvin", method: "GET", want: "any", ok: true},
 		{host: "[::1]:8080", path: "/", method: "GET", want: "any", ok: true},
 	}
 	for _, tt := range tests {
