@@ -286,7 +286,9 @@ type WebhookSource struct {
 	// this much (with_request_body.max_request_bytes).
 	MaxBodySize ByteSize `yaml:"maxBodySize" default:"1MiB"`
 	// Replay names what identifies a delivery already seen: its
-	// signature (default), its id header, or off.
+	// signed content (signature, the default), its id header (id; only
+	// where the scheme signs the id: standard, or hmac with {id} in the
+	// template), or off.
 	Replay ReplayKey `yaml:"replay" default:"signature"`
 	// ReplayWindow is how long a delivery is remembered; 0 means
 	// Tolerance (schemes with timestamps) or 5m.

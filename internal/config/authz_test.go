@@ -39,6 +39,12 @@ routes:
 		{"claim header over an identity header", `authz: {jwt: {issuers: [{name: a, issuer: x, algorithms: [RS256], jwks: "{}"}]}}
 routes:
   - {id: r, authz: {jwt: {}, claimHeaders: [{claim: plan, header: x-gatehouse-tier}]}}`, []string{`routes[0].authz.claimHeaders[0].header: "x-gatehouse-tier" is an identity header`}},
+		{"replay by an unsigned github id", `authz: {webhooks: [{name: gh, scheme: github, secrets: [env:X], replay: id}]}`,
+			[]string{"authz.webhooks[0].replay: the github scheme does not sign its delivery id"}},
+		{"replay by an id the hmac template leaves out", `authz: {webhooks: [{name: g, scheme: hmac, secrets: [env:X], replay: id, hmac: {header: x-sig, idHeader: x-id}}]}`,
+			[]string{"authz.webhooks[0].replay: hmac.template does not sign {id}"}},
+		{"policy without an authz section", `routes:
+  - {id: r, authz: {jwt: {}}}`, []string{"routes[0].authz: the config has no authz: section, so nothing would enforce this policy"}},
 		{"claims without jwt", `authz: {mtls: {}}
 routes:
   - {id: r, authz: {mtls: {}, require: {claims: [{claim: a, equals: b}]}}}`, []string{"routes[0].authz.require.claims: claims come from JWTs"}},

@@ -348,11 +348,18 @@ func (w *WebhookSource) validate(p Path, errs *Errors) {
 	if w.MaxBodySize < 1 || int64(w.MaxBodySize) > math.MaxUint32 {
 		errs.Add(p.Field("maxBodySize"), "%s is out of range; use 1 byte to 4GiB", w.MaxBodySize)
 	}
-	if w.Replay == ReplayID && !slices.Contains([]WebhookScheme{SchemeStandard, SchemeGitHub, SchemeShopify, SchemeHMAC}, w.Scheme) {
+	// replay: id is sound only where the id is signed: otherwise a
+	// captured delivery resent under a fresh id passes the guard.
+	switch {
+	case w.Replay != ReplayID || w.Scheme == SchemeStandard:
+	case w.Scheme == SchemeGitHub || w.Scheme == SchemeShopify:
+		errs.Add(p.Field("replay"), "the %s scheme does not sign its delivery id, so a captured delivery resent under a fresh id would pass; use signature", w.Scheme)
+	case w.Scheme != SchemeHMAC:
 		errs.Add(p.Field("replay"), "the %s scheme has no delivery id header; use signature", w.Scheme)
-	}
-	if w.Replay == ReplayID && w.Scheme == SchemeHMAC && (w.HMAC == nil || w.HMAC.IDHeader == "") {
+	case w.HMAC == nil || w.HMAC.IDHeader == "":
 		errs.Add(p.Field("replay"), "replay: id needs hmac.idHeader")
+	case !strings.Contains(w.HMAC.Template, "{id}"):
+		errs.Add(p.Field("replay"), "hmac.template does not sign {id}, so a captured delivery resent under a fresh id would pass; add {id} to the template or use signature")
 	}
 	if w.Subject != "" && !keyIDPattern.MatchString(w.Subject) {
 		errs.Add(p.Field("subject"), "%q is not a subject; use letters, digits, '.', '_', ':' or '-'", w.Subject)
@@ -406,7 +413,7 @@ func (a *Authz) WebhookByName(name string) *WebhookSource {
 func (a *RouteAuthz) validate(p Path, c *Config, errs *Errors) {
 	if c.Authz == nil {
 		if !a.Public {
-			errs.Warn(p, "the config has no authz: section, so this policy is not enforced")
+			errs.Add(p, "the config has no authz: section, so nothing would enforce this policy (Envoy gets no ext_authz filter); add an authz: section, or write authz: {public: true} to serve the route without authentication")
 		}
 		return
 	}
