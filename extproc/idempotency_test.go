@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -117,5 +118,35 @@ func TestIdempotency(t *testing.T) {
 		if got := counter(t, reg, "gatehouse_extproc_idempotency_total", "route", "pay", "result", res); got != want {
 			t.Errorf("idempotency_total{%s} = %v; want %v", res, got, want)
 		}
+	}
+}
+
+// TestIdempotencyScopedByEveryCredential: callers identified by an API key
+// header (or a JWT read from another header or a cookie) must not share a
+// key space just because they send no Authorization header.
+func TestIdempotencyScopedByEveryCredential(t *testing.T) {
+	cfg := testConfig(t, `
+authz:
+  apiKeys: {header: x-partner-key, keys: [{id: k, hash: "sha256:`+strings.Repeat("a", 64)+`", subject: s}]}
+  jwt:
+    from: [{header: x-token}, {cookie: session}]
+    issuers: [{name: a, issuer: https://a.example, algorithms: [ES256], jwks: '{"keys":[]}'}]
+`+idemConfig)
+	if diff := cmp.Diff([]string{"authorization", "x-token", "cookie", "x-partner-key"}, credentialHeaders(cfg)); diff != "" {
+		t.Errorf("credentialHeaders mismatch (-want +got):\n%s", diff)
+	}
+	s, _ := testServer(t, cfg, component.Deps{})
+	call := func(partner string) []*extprocv3.ProcessingResponse {
+		kv := []string{":authority", "api", ":path", "/pay", ":method", "POST", "content-type", "application/json",
+			"idempotency-key", "k1", "x-partner-key", partner}
+		return mustExchange(t, s, requestHeaders("pay", false, buffered, kv...), requestBody(`{"amount":10}`, true),
+			responseHeaders(false, ":status", "201", "content-type", "application/json"), responseBody(`{"id":7}`, true))
+	}
+	call("partner-a")
+	if got := call("partner-b"); got[1].GetImmediateResponse() != nil {
+		t.Fatalf("same key by another partner = %v; want it to run, not partner-a's response", got[1])
+	}
+	if got := call("partner-a"); got[1].GetImmediateResponse() == nil {
+		t.Fatalf("retry by the same partner = %v; want the stored response", got[1])
 	}
 }

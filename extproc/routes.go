@@ -128,7 +128,7 @@ func compile(ctx context.Context, cfg *config.Config, m *metrics) (*runtime, err
 			r.idem = &idemPolicy{
 				header: strings.ToLower(id.Header), methods: id.IdempotentMethods(), required: id.Required,
 				ttl: id.TTL.D(), lock: id.LockTimeout.D(), failOpen: id.FailureMode == config.FailOpen,
-				scope: append([]string{"authorization"}, id.ScopeHeaders...),
+				scope: append(credentialHeaders(cfg), id.ScopeHeaders...),
 			}
 		}
 	}
@@ -136,6 +136,34 @@ func compile(ctx context.Context, cfg *config.Config, m *metrics) (*runtime, err
 		return nil, errs
 	}
 	return rt, nil
+}
+
+// credentialHeaders are the request headers ext_authz reads credentials
+// from: authorization, the JWT token sources' headers (and cookie when a
+// token is read from one) and the API key header. Idempotency keys are
+// scoped by their values, so that callers authenticated by any of them
+// never share a key space.
+func credentialHeaders(cfg *config.Config) []string {
+	hs := []string{"authorization"}
+	add := func(h string) {
+		if h = strings.ToLower(h); h != "" && !slices.Contains(hs, h) {
+			hs = append(hs, h)
+		}
+	}
+	if az := cfg.Authz; az != nil {
+		if az.JWT != nil {
+			for _, src := range az.JWT.From {
+				add(src.Header)
+				if src.Cookie != "" {
+					add("cookie")
+				}
+			}
+		}
+		if az.APIKeys != nil {
+			add(az.APIKeys.Header)
+		}
+	}
+	return hs
 }
 
 // loadContract reads and compiles a route's document, sharing the result

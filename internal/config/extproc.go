@@ -183,8 +183,11 @@ type RouteIdempotency struct {
 	// longer than the route's upstream timeout.
 	LockTimeout Duration `yaml:"lockTimeout" default:"1m"`
 	// ScopeHeaders are request headers whose values (hashed, never stored)
-	// scope keys, in addition to authorization, which always does: two
-	// callers using the same key never see each other's responses.
+	// scope keys, in addition to the headers ext_authz reads credentials
+	// from (authorization, JWT token headers and cookie, the API key
+	// header), which always do: two callers using the same key never see
+	// each other's responses. Add x-forwarded-client-cert on routes whose
+	// callers are identified by mTLS alone.
 	ScopeHeaders []string `yaml:"scopeHeaders,omitempty"`
 	// FailureMode decides what happens when the store cannot be reached in
 	// time: open lets the request through without idempotency, closed
