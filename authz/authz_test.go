@@ -480,7 +480,7 @@ func TestIdentityHeadersOverwrite(t *testing.T) {
 			t.Errorf("upstream %s = %q; want %q", k, got, v)
 		}
 	}
-	for _, k := range []string{contract.HeaderSPIFFEID, "authorization", "x-api-key"} {
+	for _, k := range []string{contract.HeaderSPIFFEID, contract.HeaderDecisionID, "authorization", "x-api-key"} {
 		if !slices.Contains(ok.GetHeadersToRemove(), k) {
 			t.Errorf("headers_to_remove = %v; want %s in it", ok.GetHeadersToRemove(), k)
 		}

@@ -118,6 +118,9 @@ func (e *engine) buildUpstream(rt *route, id *core.Identity, tier string) *upstr
 		}
 		add(ch.Header, v)
 	}
+	// The decision id goes to the client only; a copy the client sent
+	// must not reach the upstream as if gatehouse had set it.
+	u.remove = append(u.remove, contract.HeaderDecisionID)
 	u.remove = append(u.remove, rt.strip...)
 	meta := func(k, v string) {
 		if v != "" {

@@ -69,10 +69,13 @@ const (
 	IdentityHeaderPrefix = "x-gatehouse-"
 )
 
-// IdentityHeaders lists the headers a client must never be able to set.
+// IdentityHeaders lists the headers a client must never be able to set
+// on the way upstream. The decision id is among them although gatehouse
+// sends it only to the client: an upstream that logs it must not log one
+// the client made up.
 var IdentityHeaders = []string{
 	HeaderSubject, HeaderTier, HeaderIssuer, HeaderAuthMethod,
-	HeaderSPIFFEID, HeaderScopes, HeaderRoute,
+	HeaderSPIFFEID, HeaderScopes, HeaderRoute, HeaderDecisionID,
 }
 
 // Rate limit service (RLS) request shape.
