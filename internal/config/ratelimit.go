@@ -480,6 +480,15 @@ func validateLimits(p Path, limits []Limit, alg RateLimitAlgorithm, errs *Errors
 		}
 		if l.Burst > MaxLimitRequests {
 			errs.Add(lp.Field("burst"), "%d is too large; use at most %d", l.Burst, uint64(MaxLimitRequests))
+		} else if a == AlgorithmGCRA && l.Burst > 0 && l.Requests >= 1 && l.Requests <= MaxLimitRequests && l.Per.Seconds() <= maxWindowSeconds {
+			// The bucket's depth in time (burst × per/requests) is kept in
+			// microseconds in an int64 and in Lua's doubles: bound it as
+			// windows are bounded, far inside both.
+			perUs := uint64(l.Per.Seconds()) * 1_000_000
+			emission := (perUs + l.Requests - 1) / l.Requests
+			if emission > 0 && l.Burst > uint64(maxWindowSeconds)*1_000_000/emission {
+				errs.Add(lp.Field("burst"), "%d at %d per %s takes more than 5 years to refill; use a smaller burst", l.Burst, l.Requests, l.Per)
+			}
 		}
 		if l.Name != "" {
 			if !limitNamePattern.MatchString(l.Name) {
