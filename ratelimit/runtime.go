@@ -120,6 +120,7 @@ func (rt *runtime) swap(snap *quota.Snapshot) {
 	rl := rt.cfg.RateLimit
 	settings := limiter.SettingsFrom(rl)
 	var st store.Store
+	var oldTimeout time.Duration
 	switch {
 	case rt.memory != nil:
 		st = rt.memory
@@ -128,12 +129,15 @@ func (rt *runtime) swap(snap *quota.Snapshot) {
 		st = rt.lim.Store()
 		if st == nil || opts != rt.storeOpts {
 			st = store.NewRedis(rt.deps.Redis, opts)
+			oldTimeout = rt.storeOpts.Timeout
 			rt.storeOpts = opts
 		}
 	}
 	old := rt.lim.Swap(snap, st, settings)
 	if old != nil && old != st {
-		rt.retire(old, 2*rt.storeOpts.Timeout+time.Second)
+		// Calls still queued on the old store are bounded by its own
+		// timeout, which may have been longer than the new one.
+		rt.retire(old, 2*max(oldTimeout, rt.storeOpts.Timeout)+time.Second)
 	}
 	domains := snap.DomainNames()
 	rt.log.Info("rate limit config applied", "domains", domains, "rules", len(snap.Rules), "envoy_files", len(snap.Envoy))

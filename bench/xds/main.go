@@ -56,6 +56,10 @@ const maxMsg = 64 << 20
 
 func run() error {
 	flag.Parse()
+	if *rounds < 1 || *clients < 1 || *routes < 1 || *clusters < 1 {
+		fmt.Fprintln(os.Stderr, "xds bench: -rounds, -clients, -routes and -clusters must be at least 1")
+		os.Exit(2)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 
