@@ -188,10 +188,12 @@ func (c *common) run(desc string, extra []string, req request) error {
 	}
 	sort.Strings(errParts)
 	sort.Strings(labelParts)
-	rps := float64(n) / secs
+	// Throughput counts answers only: a server failing fast must not look
+	// fast. Errors are reported on their own.
+	rps := float64(n-nerr) / secs
 	fmt.Printf("target        %s  %s\n", c.addr, desc)
 	fmt.Printf("load          concurrency=%d conns=%d measured=%.2fs requests=%d\n", c.concurrency, c.conns, secs, n)
-	fmt.Printf("throughput    %.0f req/s\n", rps)
+	fmt.Printf("throughput    %.0f answered req/s\n", rps)
 	fmt.Printf("latency (ms)  mean=%.3f p50=%.3f p90=%.3f p99=%.3f p99.9=%.3f max=%.3f\n", mean, pct(.5), pct(.9), pct(.99), pct(.999), pct(1))
 	fmt.Printf("answers       %s errors=%d [%s]\n", strings.Join(labelParts, " "), nerr, strings.Join(errParts, ","))
 	fmt.Printf("client cpu    %.0f%% of one core\n", cpu)
