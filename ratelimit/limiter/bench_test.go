@@ -35,12 +35,22 @@ descriptors:
     descriptors:
       - key: subject
         rate_limit: {unit: hour, requests_per_unit: 1}
+  - key: daily
+    value: free
+    descriptors:
+      - key: subject
+        rate_limit: {unit: day, requests_per_unit: 1000000000}
+  - key: daily
+    value: tight
+    descriptors:
+      - key: subject
+        rate_limit: {unit: day, requests_per_unit: 1000000000}
 `
 
 const benchNative = `
   tiers:
-    free: [{requests: 100000, per: second}, {requests: 100000000, per: day}]
-    tight: [{requests: 1, per: hour}]
+    free: [{requests: 100000, per: second}, {requests: 1000000000, per: day}]
+    tight: [{requests: 1, per: hour}, {requests: 1000000000, per: day}]
 routes:
   - id: orders
     match: {prefix: /}
@@ -70,15 +80,21 @@ func benchLimiter(b *testing.B, st store.Store, cacheEntries int) *Limiter {
 }
 
 // benchRequests pre-builds requests of 10,000 subjects, as the load
-// generator: one descriptor of 2 entries.
+// generator: 2 descriptors (tier + subject, daily + subject) in the
+// envoyproxy/ratelimit domain; one route + tier + subject descriptor, whose
+// tier holds the same two limits, in gatehouse's own.
 func benchRequests(domain, tierKey, tier string) []*rlsv3.RateLimitRequest {
 	reqs := make([]*rlsv3.RateLimitRequest, 10000)
 	for i := range reqs {
-		es := []*ratelimitv3.RateLimitDescriptor_Entry{{Key: tierKey, Value: tier}, {Key: "subject", Value: fmt.Sprintf("user-%d", i)}}
+		subject := &ratelimitv3.RateLimitDescriptor_Entry{Key: "subject", Value: fmt.Sprintf("user-%d", i)}
+		es := []*ratelimitv3.RateLimitDescriptor_Entry{{Key: tierKey, Value: tier}, subject}
+		ds := []*ratelimitv3.RateLimitDescriptor{{Entries: es}}
 		if domain == "gatehouse" {
-			es = append([]*ratelimitv3.RateLimitDescriptor_Entry{{Key: "route", Value: "orders"}}, es...)
+			ds[0].Entries = append([]*ratelimitv3.RateLimitDescriptor_Entry{{Key: "route", Value: "orders"}}, es...)
+		} else {
+			ds = append(ds, &ratelimitv3.RateLimitDescriptor{Entries: []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "daily", Value: tier}, subject}})
 		}
-		reqs[i] = &rlsv3.RateLimitRequest{Domain: domain, Descriptors: []*ratelimitv3.RateLimitDescriptor{{Entries: es}}}
+		reqs[i] = &rlsv3.RateLimitRequest{Domain: domain, Descriptors: ds}
 	}
 	return reqs
 }
