@@ -16,7 +16,7 @@ import (
 )
 
 // BenchmarkServeGRPC drives the component through real gRPC on loopback,
-// 64 requests in flight, 10,000 subjects, one descriptor of two entries:
+// 64 requests in flight, 10,000 subjects, 2 descriptors a request:
 // the load scenario of scripts/bench/ratelimit.sh, in process (client and
 // server CPU both count here).
 func BenchmarkServeGRPC(b *testing.B) {
@@ -34,6 +34,16 @@ descriptors:
     descriptors:
       - key: subject
         rate_limit: {unit: hour, requests_per_unit: 1}
+  - key: daily
+    value: free
+    descriptors:
+      - key: subject
+        rate_limit: {unit: day, requests_per_unit: 1000000000}
+  - key: daily
+    value: tight
+    descriptors:
+      - key: subject
+        rate_limit: {unit: day, requests_per_unit: 1000000000}
 `), 0o644)
 	var rdb redis.UniversalClient
 	if os.Getenv(testenv.EnvRedis) != "" {
@@ -52,8 +62,11 @@ descriptors:
 				_, c := serve(b, cfg, rdb, testenv.KeyPrefix(b))
 				reqs := make([]*rlsv3.RateLimitRequest, 10000)
 				for i := range reqs {
-					reqs[i] = &rlsv3.RateLimitRequest{Domain: "bench", Descriptors: []*ratelimitv3.RateLimitDescriptor{{Entries: []*ratelimitv3.RateLimitDescriptor_Entry{
-						{Key: "tier", Value: tier}, {Key: "subject", Value: fmt.Sprintf("user-%d", i)}}}}}
+					subject := &ratelimitv3.RateLimitDescriptor_Entry{Key: "subject", Value: fmt.Sprintf("user-%d", i)}
+					reqs[i] = &rlsv3.RateLimitRequest{Domain: "bench", Descriptors: []*ratelimitv3.RateLimitDescriptor{
+						{Entries: []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "tier", Value: tier}, subject}},
+						{Entries: []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "daily", Value: tier}, subject}},
+					}}
 				}
 				b.SetParallelism(32)
 				b.ReportAllocs()
