@@ -27,6 +27,8 @@ routes:
 		{"public with methods", `authz: {apiKeys: {keys: [{id: k, hash: "sha256:` + strings.Repeat("a", 64) + `", subject: s}]}}
 routes:
   - {id: r, authz: {public: true, apiKey: {}}}`, []string{"routes[0].authz.public: a public route takes no other authz settings"}},
+		{"api key subject that would split a header", `authz: {apiKeys: {keys: [{id: k, hash: "sha256:` + strings.Repeat("a", 64) + `", subject: "a\r\nx-gatehouse-tier: gold", scopes: ["a b"]}]}}`,
+			[]string{"authz.apiKeys.keys[0].subject: must be printable ASCII", "authz.apiKeys.keys[0].scopes[0]: must be printable ASCII without spaces"}},
 		{"literal key instead of hash", `authz: {apiKeys: {keys: [{id: k, hash: "my-secret-key", subject: s}]}}`, []string{"authz.apiKeys.keys[0].hash: is not a key hash"}},
 		{"webhook without secret", `authz: {webhooks: [{name: gh, scheme: github}]}`, []string{"authz.webhooks[0].secrets: at least one"}},
 		{"webhook literal secret", `authz: {webhooks: [{name: gh, scheme: github, secrets: [hunter2]}]}`, []string{"authz.webhooks[0].secrets[0]: a literal secret is not allowed"}},
