@@ -20,6 +20,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"strings"
 	"time"
 )
@@ -127,10 +128,15 @@ type Record struct {
 // ext_authz, which runs after ext_proc), 408, 425, 429 (rate limited), and
 // 502/503/504 (the upstream was not reached or did not answer). Every
 // other status, 500 included, is what the endpoint did and is replayed,
-// as Stripe does.
+// as Stripe does. A status that Envoy's ImmediateResponse cannot carry
+// (one outside envoy.type.v3.StatusCode, such as 299 or 520) cannot be
+// replayed faithfully either, so it is not stored.
 func Storable(status int) bool {
 	switch status {
 	case 401, 403, 408, 425, 429, 502, 503, 504:
+		return false
+	}
+	if _, ok := typev3.StatusCode_name[int32(status)]; !ok {
 		return false
 	}
 	return status >= 200 && status <= 599

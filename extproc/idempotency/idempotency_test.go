@@ -246,7 +246,7 @@ func TestValidKeyAndStoreKey(t *testing.T) {
 		a == StoreKey("orders", []string{"Bearer t1", ""}, "k") || a != StoreKey("orders", []string{"Bearer t1"}, "k") {
 		t.Errorf("StoreKey does not separate routes and scopes")
 	}
-	for s, want := range map[int]bool{200: true, 201: true, 400: true, 500: true, 401: false, 429: false, 503: false, 100: false} {
+	for s, want := range map[int]bool{200: true, 201: true, 400: true, 500: true, 401: false, 429: false, 503: false, 100: false, 299: false, 520: false} {
 		if got := Storable(s); got != want {
 			t.Errorf("Storable(%d) = %v; want %v", s, got, want)
 		}
