@@ -20,31 +20,10 @@ import (
 // the load scenario of scripts/bench/ratelimit.sh, in process (client and
 // server CPU both count here).
 func BenchmarkServeGRPC(b *testing.B) {
-	dir := b.TempDir()
-	file := filepath.Join(dir, "bench.yaml")
-	os.WriteFile(file, []byte(`domain: bench
-descriptors:
-  - key: tier
-    value: free
-    descriptors:
-      - key: subject
-        rate_limit: {unit: second, requests_per_unit: 100000}
-  - key: tier
-    value: tight
-    descriptors:
-      - key: subject
-        rate_limit: {unit: hour, requests_per_unit: 1}
-  - key: daily
-    value: free
-    descriptors:
-      - key: subject
-        rate_limit: {unit: day, requests_per_unit: 1000000000}
-  - key: daily
-    value: tight
-    descriptors:
-      - key: subject
-        rate_limit: {unit: day, requests_per_unit: 1000000000}
-`), 0o644)
+	file, err := filepath.Abs("testdata/bench-envoy.yaml") // the load scenario's config
+	if err != nil {
+		b.Fatal(err)
+	}
 	var rdb redis.UniversalClient
 	if os.Getenv(testenv.EnvRedis) != "" {
 		rdb = testenv.Redis(b)

@@ -21,32 +21,6 @@ import (
 	"github.com/gatehouse/gatehouse/ratelimit/store"
 )
 
-// benchEnvoy is the config of the load scenario (scripts/bench/ratelimit.sh):
-// envoyproxy/ratelimit's format, tier + subject entries.
-const benchEnvoy = `domain: bench
-descriptors:
-  - key: tier
-    value: free
-    descriptors:
-      - key: subject
-        rate_limit: {unit: second, requests_per_unit: 100000}
-  - key: tier
-    value: tight
-    descriptors:
-      - key: subject
-        rate_limit: {unit: hour, requests_per_unit: 1}
-  - key: daily
-    value: free
-    descriptors:
-      - key: subject
-        rate_limit: {unit: day, requests_per_unit: 1000000000}
-  - key: daily
-    value: tight
-    descriptors:
-      - key: subject
-        rate_limit: {unit: day, requests_per_unit: 1000000000}
-`
-
 const benchNative = `
   tiers:
     free: [{requests: 100000, per: second}, {requests: 1000000000, per: day}]
@@ -57,9 +31,9 @@ routes:
 `
 
 func benchLimiter(b *testing.B, st store.Store, cacheEntries int) *Limiter {
-	dir := b.TempDir()
-	file := filepath.Join(dir, "bench.yaml")
-	if err := os.WriteFile(file, []byte(benchEnvoy), 0o644); err != nil {
+	// The load scenario's envoyproxy/ratelimit config (scripts/bench/ratelimit.sh).
+	file, err := filepath.Abs("../testdata/bench-envoy.yaml")
+	if err != nil {
 		b.Fatal(err)
 	}
 	cfg, err := config.LoadBytes("<bench>", []byte(fmt.Sprintf("apiVersion: gatehouse/v1\nratelimit:\n  envoyConfigs: [%s]\n  localCache: {maxEntries: %d}\n%s", file, cacheEntries, benchNative)), config.LoadOptions{})

@@ -94,30 +94,7 @@ fi
 
 # --- config: the same limits for both servers ----------------------------
 mkdir -p "$WORK/runtime/rls/config"
-cat >"$WORK/runtime/rls/config/bench.yaml" <<'EOF'
-domain: bench
-descriptors:
-  - key: tier
-    value: free
-    descriptors:
-      - key: subject
-        rate_limit: {unit: second, requests_per_unit: 100000}
-  - key: tier
-    value: tight
-    descriptors:
-      - key: subject
-        rate_limit: {unit: hour, requests_per_unit: 1}
-  - key: daily
-    value: free
-    descriptors:
-      - key: subject
-        rate_limit: {unit: day, requests_per_unit: 1000000000}
-  - key: daily
-    value: tight
-    descriptors:
-      - key: subject
-        rate_limit: {unit: day, requests_per_unit: 1000000000}
-EOF
+cp ratelimit/testdata/bench-envoy.yaml "$WORK/runtime/rls/config/bench.yaml"
 
 REDIS_PORT=$(free_port)
 redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --dir "$WORK" \
