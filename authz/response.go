@@ -111,7 +111,7 @@ func (e *engine) buildUpstream(rt *route, id *core.Identity, tier string) *upstr
 		v := ""
 		if id != nil && id.Claims != nil {
 			if raw, ok := lookupClaim(id.Claims, strings.Split(ch.Claim, ".")); ok {
-				if s, ok := claimString(raw); ok && core.HeaderSafe(s) {
+				if s, ok := claimString(raw); ok && contract.HeaderSafe(s) {
 					v = s
 				}
 			}

@@ -252,7 +252,7 @@ func (a *Authenticator) identity(uri, subject string, certs []*x509.Certificate,
 			out.Subject = subject
 		}
 	}
-	if out.Subject == "" || !core.HeaderSafe(out.Subject) {
+	if out.Subject == "" || !contract.HeaderSafe(out.Subject) {
 		if ex != nil {
 			ex.Step("certificate identity is empty or not printable")
 		}

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/gatehouse/gatehouse/internal/contract"
 )
 
 func (a *Authz) validate(p Path, c *Config, errs *Errors) {
@@ -182,21 +184,6 @@ func (k *AuthzAPIKeys) validate(p Path, errs *Errors) {
 	ValidateAPIKeys(p.Field("keys"), k.Keys, errs)
 }
 
-// headerValue reports whether s can be sent in an upstream header as it
-// is: printable ASCII, at most 1KiB (the rule authz applies to verified
-// values it copies into headers).
-func headerValue(s string) bool {
-	if len(s) > 1024 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
-
 // ValidateAPIKeys checks a list of API keys (from config or a key file).
 func ValidateAPIKeys(p Path, keys []APIKey, errs *Errors) {
 	ids := map[string]int{}
@@ -218,11 +205,11 @@ func ValidateAPIKeys(p Path, keys []APIKey, errs *Errors) {
 		hashes[strings.ToLower(key.Hash)] = i
 		if key.Subject == "" {
 			errs.Add(kp.Field("subject"), "is required")
-		} else if !headerValue(key.Subject) {
+		} else if !contract.HeaderSafe(key.Subject) {
 			errs.Add(kp.Field("subject"), "must be printable ASCII of at most 1KiB: it is sent upstream in x-gatehouse-subject")
 		}
 		for j, sc := range key.Scopes {
-			if sc == "" || strings.ContainsRune(sc, ' ') || !headerValue(sc) {
+			if sc == "" || strings.ContainsRune(sc, ' ') || !contract.HeaderSafe(sc) {
 				errs.Add(kp.Field("scopes").Index(j), "must be printable ASCII without spaces: scopes are sent upstream space-separated in x-gatehouse-scopes")
 			}
 		}

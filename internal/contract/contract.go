@@ -105,3 +105,19 @@ const (
 	AuthMethodWebhook = "webhook"
 	AuthMethodNone    = "none"
 )
+
+// HeaderSafe reports whether s may be copied into an HTTP header that goes
+// upstream: printable ASCII only and at most 1 KiB, so that no value (a
+// verified claim, a certificate subject, a configured API key subject) can
+// split or bloat headers.
+func HeaderSafe(s string) bool {
+	if len(s) > 1024 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}

@@ -101,18 +101,3 @@ func (r *Request) SourceAddr() (netip.Addr, bool) {
 type Explainer interface {
 	Step(format string, args ...any)
 }
-
-// HeaderSafe reports whether s may be copied into an HTTP header that goes
-// upstream: printable ASCII only and at most 1 KiB, so that no verified but
-// hostile value (a claim, a certificate subject) can split or bloat headers.
-func HeaderSafe(s string) bool {
-	if len(s) > 1024 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
