@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+
+	"github.com/gatehouse/gatehouse/internal/contract"
 )
 
 // checkShadowing warns about routes that can never match because an
@@ -83,7 +85,7 @@ func (ix *pathIndex) add(i int, m *Match) {
 		ix.regex[m.Regex] = append(ix.regex[m.Regex], i)
 	case m.Path != "":
 		if m.CaseInsensitive {
-			k := asciiLower(m.Path)
+			k := contract.ASCIILower(m.Path)
 			ix.ciExact[k] = append(ix.ciExact[k], i)
 		} else {
 			ix.exact[m.Path] = append(ix.exact[m.Path], i)
@@ -94,7 +96,7 @@ func (ix *pathIndex) add(i int, m *Match) {
 			p = "/"
 		}
 		if m.CaseInsensitive {
-			k := asciiLower(p)
+			k := contract.ASCIILower(p)
 			ix.ciPrefix[k] = append(ix.ciPrefix[k], i)
 		} else {
 			ix.prefix[p] = append(ix.prefix[p], i)
@@ -107,7 +109,7 @@ func (ix *pathIndex) add(i int, m *Match) {
 func (ix *pathIndex) candidates(m *Match) []int {
 	var out []int
 	prefixesOf := func(s string, ci bool) {
-		lower := asciiLower(s)
+		lower := contract.ASCIILower(s)
 		for k := 1; k <= len(s); k++ {
 			if !ci {
 				out = append(out, ix.prefix[s[:k]]...)
@@ -125,7 +127,7 @@ func (ix *pathIndex) candidates(m *Match) []int {
 		if !m.CaseInsensitive {
 			out = append(out, ix.exact[m.Path]...)
 		}
-		out = append(out, ix.ciExact[asciiLower(m.Path)]...)
+		out = append(out, ix.ciExact[contract.ASCIILower(m.Path)]...)
 		prefixesOf(m.Path, m.CaseInsensitive)
 	default:
 		p := m.Prefix
@@ -169,18 +171,4 @@ func constraintsCover(a, b *Match) bool {
 func normalizeHeader(h HeaderMatch) HeaderMatch {
 	h.Name = strings.ToLower(h.Name)
 	return h
-}
-
-// asciiLower lower-cases ASCII letters only. Envoy's case_sensitive: false
-// compares ASCII case-insensitively, and, unlike strings.ToLower, this
-// keeps every byte offset, so lower[:k] is the lowered s[:k] ("/\u212A"
-// lowers to a shorter string, which made candidates slice out of range).
-func asciiLower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + ('a' - 'A')
-		}
-	}
-	return string(b)
 }

@@ -121,3 +121,24 @@ func HeaderSafe(s string) bool {
 	}
 	return true
 }
+
+// ASCIILower lower-cases ASCII letters only, as Envoy's case-insensitive
+// path, host and header-name comparisons do (absl's ASCII helpers): a
+// Unicode-aware fold would match paths Envoy does not (the Kelvin sign
+// folds to "k") and change the byte length of what it folds.
+func ASCIILower(s string) string {
+	i := 0
+	for i < len(s) && (s[i] < 'A' || s[i] > 'Z') {
+		i++
+	}
+	if i == len(s) {
+		return s
+	}
+	b := []byte(s)
+	for ; i < len(b); i++ {
+		if c := b[i]; 'A' <= c && c <= 'Z' {
+			b[i] = c + ('a' - 'A')
+		}
+	}
+	return string(b)
+}

@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/contract"
 )
 
 // Request is what the matcher needs of a request. Header names are
@@ -104,7 +105,7 @@ func New(routes []config.Route) (*Table, error) {
 			hosts = []string{"*"}
 		}
 		for _, h := range hosts {
-			h = asciiLower(h)
+			h = contract.ASCIILower(h)
 			switch {
 			case h == "*":
 				t.any = append(t.any, r)
@@ -140,7 +141,7 @@ func compile(cr *config.Route) (*route, error) {
 	m := &cr.Match
 	r := &route{id: cr.ID, prefix: m.Prefix, path: m.Path, ci: m.CaseInsensitive, methods: m.Methods}
 	if r.ci {
-		r.prefix, r.path = asciiLower(r.prefix), asciiLower(r.path)
+		r.prefix, r.path = contract.ASCIILower(r.prefix), contract.ASCIILower(r.path)
 	}
 	if m.Prefix == "" && m.Path == "" && m.Regex == "" {
 		r.prefix = "/"
@@ -156,7 +157,7 @@ func compile(cr *config.Route) (*route, error) {
 		if err != nil {
 			return nil, err
 		}
-		r.headers = append(r.headers, headerMatch{name: asciiLower(h.Name), invert: h.Invert, valueMatch: vm})
+		r.headers = append(r.headers, headerMatch{name: contract.ASCIILower(h.Name), invert: h.Invert, valueMatch: vm})
 	}
 	for _, q := range m.Query {
 		vm, err := valueMatcher(q.Exact, q.Prefix, q.Regex, q.Present)
@@ -225,7 +226,7 @@ func (t *Table) vhost(host string) []*route {
 // normalizeHost lower-cases the host and strips a port, as Envoy's
 // strip_any_host_port does (xds sets it on every listener).
 func normalizeHost(h string) string {
-	h = asciiLower(h)
+	h = contract.ASCIILower(h)
 	if strings.HasPrefix(h, "[") { // IPv6 literal
 		if i := strings.LastIndex(h, "]"); i >= 0 {
 			return h[:i+1]
@@ -247,7 +248,7 @@ func (r *route) matches(req Request, path string, query url.Values) bool {
 	case r.path != "":
 		p := path
 		if r.ci {
-			p = asciiLower(p)
+			p = contract.ASCIILower(p)
 		}
 		if p != r.path {
 			return false
@@ -256,7 +257,7 @@ func (r *route) matches(req Request, path string, query url.Values) bool {
 		// Envoy's prefix match runs on the whole :path, query included.
 		p := req.Path
 		if r.ci && len(p) >= len(r.prefix) {
-			p = asciiLower(p[:len(r.prefix)])
+			p = contract.ASCIILower(p[:len(r.prefix)])
 		}
 		if !strings.HasPrefix(p, r.prefix) {
 			return false
@@ -301,25 +302,4 @@ func (r *route) matches(req Request, path string, query url.Values) bool {
 		}
 	}
 	return true
-}
-
-// asciiLower lower-cases ASCII letters only, as Envoy's case-insensitive
-// path, host and header-name comparisons do (absl's ASCII helpers): a
-// Unicode-aware fold would match paths Envoy does not (the Kelvin sign
-// folds to "k") and change the byte length of what it folds.
-func asciiLower(s string) string {
-	i := 0
-	for i < len(s) && (s[i] < 'A' || s[i] > 'Z') {
-		i++
-	}
-	if i == len(s) {
-		return s
-	}
-	b := []byte(s)
-	for ; i < len(b); i++ {
-		if c := b[i]; 'A' <= c && c <= 'Z' {
-			b[i] = c + ('a' - 'A')
-		}
-	}
-	return string(b)
 }
