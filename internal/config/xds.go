@@ -34,7 +34,8 @@ type XDSServices struct {
 	// AuthzTimeout bounds one ext_authz Check as Envoy waits for it.
 	AuthzTimeout Duration `yaml:"authzTimeout" default:"500ms"`
 	// AuthzFailureMode is what Envoy does when ext_authz cannot be reached
-	// or fails: closed (deny with 403) or open (let the request through).
+	// or fails: closed (deny with 403) or open (let the request through,
+	// with the client's own identity headers stripped first).
 	AuthzFailureMode FailureMode `yaml:"authzFailureMode" default:"closed"`
 	// ExtProcMessageTimeout bounds each ext_proc message exchange.
 	ExtProcMessageTimeout Duration `yaml:"extprocMessageTimeout" default:"500ms"`

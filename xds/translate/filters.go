@@ -1,6 +1,8 @@
 package translate
 
 import (
+	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
+	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -26,7 +28,10 @@ const (
 	filterExtProc   = contract.ExtProcFilterName
 	filterExtAuthz  = contract.AuthzFilterName
 	filterRateLimit = "envoy.filters.http.ratelimit"
-	filterRouter    = "envoy.filters.http.router"
+	// filterStripIdentity removes client-sent identity headers ahead of
+	// the other filters where ext_authz may fail open.
+	filterStripIdentity = "envoy.filters.http.header_mutation"
+	filterRouter        = "envoy.filters.http.router"
 )
 
 // anonymousSubject is the subject descriptor value when ext_authz emitted
@@ -96,7 +101,8 @@ func grpcService(component string, timeout config.Duration) *corev3.GrpcService 
 
 // httpFilters is the filter chain of an HTTP listener: ext_proc →
 // ext_authz → ratelimit → router, each present when its component is
-// configured. Filter-level settings are the defaults for requests that
+// configured (preceded by a header_mutation that strips client-sent
+// identity headers when ext_authz fails open). Filter-level settings are the defaults for requests that
 // match no route; every route carries its own per-route config.
 func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 	cfg := t.cfg
@@ -109,6 +115,23 @@ func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 		}
 		out = append(out, &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}})
 		return nil
+	}
+	if cfg.Authz != nil && svc.AuthzFailureMode == config.FailOpen {
+		// When ext_authz cannot answer and fails open, it neither
+		// overwrites nor removes the identity headers, so a client's own
+		// x-gatehouse-subject would reach the upstream as if verified.
+		// Removing them first closes that; where ext_authz answers, it
+		// sets them afterwards. (With the default closed mode a failure
+		// refuses the request, and nothing needs removing.)
+		muts := make([]*mutationrulesv3.HeaderMutation, 0, len(contract.IdentityHeaders))
+		for _, h := range contract.IdentityHeaders {
+			muts = append(muts, &mutationrulesv3.HeaderMutation{Action: &mutationrulesv3.HeaderMutation_Remove{Remove: h}})
+		}
+		if err := add(filterStripIdentity, &headermutationv3.HeaderMutation{
+			Mutations: &headermutationv3.Mutations{RequestMutations: muts},
+		}); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.ExtProc != nil {
 		if err := add(filterExtProc, &extprocv3.ExternalProcessor{

@@ -3,6 +3,7 @@ package translate_test
 import (
 	"bytes"
 	"flag"
+	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	"os"
 	"path/filepath"
 	"slices"
@@ -422,6 +423,56 @@ func TestIdentityHeadersStripped(t *testing.T) {
 						t.Errorf("route %s: request_headers_to_remove = %v; want %s removed = %v", id, removed, h, strips)
 					}
 				}
+			}
+		})
+	}
+}
+
+// TestAuthzFailOpenStripsIdentityFirst: where ext_authz may fail open, a
+// header_mutation filter ahead of every other removes the identity headers
+// a client sent (a failed-open ext_authz would leave them for the
+// upstream); the default fail-closed chain has no such filter.
+func TestAuthzFailOpenStripsIdentityFirst(t *testing.T) {
+	open := strings.Replace(contractConfig, "xds: {}\n", "xds: {services: {authzFailureMode: open}}\n", 1)
+	if open == contractConfig {
+		t.Fatal("contractConfig has no `xds: {}` line")
+	}
+	for _, tt := range []struct {
+		name, yaml string
+		strips     bool
+	}{{"closed", contractConfig, false}, {"open", open, true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := translate.Translate(loadString(t, tt.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			hcm := &hcmv3.HttpConnectionManager{}
+			if err := res.Listeners[0].GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
+				t.Fatal(err)
+			}
+			if err := hcm.ValidateAll(); err != nil {
+				t.Fatal(err)
+			}
+			first := hcm.GetHttpFilters()[0]
+			if got := first.GetName() == "envoy.filters.http.header_mutation"; got != tt.strips {
+				t.Fatalf("first filter = %s; want header_mutation first = %v", first.GetName(), tt.strips)
+			}
+			if !tt.strips {
+				return
+			}
+			hm := &headermutationv3.HeaderMutation{}
+			if err := first.GetTypedConfig().UnmarshalTo(hm); err != nil {
+				t.Fatal(err)
+			}
+			if err := hm.ValidateAll(); err != nil {
+				t.Fatal(err)
+			}
+			var removed []string
+			for _, m := range hm.GetMutations().GetRequestMutations() {
+				removed = append(removed, m.GetRemove())
+			}
+			if diff := cmp.Diff(contract.IdentityHeaders, removed); diff != "" {
+				t.Errorf("removed headers (-want +got):\n%s", diff)
 			}
 		})
 	}
