@@ -298,8 +298,9 @@ type WebhookSource struct {
 	// twilio (it signs no timestamp or id, and identical deliveries are
 	// legitimate) and gitlab (a static token, not a signature).
 	Replay ReplayKey `yaml:"replay" default:"auto"`
-	// ReplayWindow is how long a delivery is remembered; 0 means
-	// Tolerance (schemes with timestamps) or 5m.
+	// ReplayWindow is how long a delivery is remembered; 0 means twice
+	// Tolerance (a signed timestamp may be that far off either way), for
+	// schemes that sign no timestamp too.
 	ReplayWindow Duration `yaml:"replayWindow" default:"0s"`
 	// ReplayFailureMode decides when the replay store cannot be reached.
 	ReplayFailureMode FailureMode `yaml:"replayFailureMode" default:"closed"`
