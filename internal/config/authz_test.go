@@ -48,9 +48,9 @@ routes:
 		{"policy without an authz section", `routes:
   - {id: r, authz: {jwt: {}}}`, []string{"routes[0].authz: the config has no authz: section, so nothing would enforce this policy"}},
 		{"replay by an unsigned gitlab id", `authz: {webhooks: [{name: gl, scheme: gitlab, secrets: [env:X], replay: id}]}`,
-			[]string{"authz.webhooks[0].replay: the gitlab scheme does not sign its delivery id"}},
+			[]string{"authz.webhooks[0].replay: the gitlab token is a static secret that signs nothing"}},
 		{"replay guard on a static gitlab token", `authz: {webhooks: [{name: gl, scheme: gitlab, secrets: [env:X], replay: signature}]}`,
-			[]string{"authz.webhooks[0].replay: the gitlab token is a static secret, not a signature of the delivery"}},
+			[]string{"authz.webhooks[0].replay: the gitlab token is a static secret that signs nothing"}},
 		{"replay by an unsigned twilio id", `authz: {webhooks: [{name: tw, scheme: twilio, secrets: [env:X], replay: id}]}`,
 			[]string{"authz.webhooks[0].replay: the twilio scheme does not sign its delivery id"}},
 		{"twilio settings on another scheme", `authz: {webhooks: [{name: gh, scheme: github, secrets: [env:X], twilio: {publicBaseURL: "https://a.example"}}]}`,

@@ -360,8 +360,9 @@ func (w *WebhookSource) validate(p Path, errs *Errors) {
 	// replay: id is sound only where the id is signed: otherwise a
 	// captured delivery resent under a fresh id passes the guard.
 	switch {
-	case w.Replay != ReplayID || w.Scheme == SchemeStandard || w.Scheme == SchemeSvix:
-	case w.Scheme == SchemeGitHub || w.Scheme == SchemeShopify || w.Scheme == SchemeTwilio || w.Scheme == SchemeGitLab:
+	case w.Replay != ReplayID || w.Scheme == SchemeStandard || w.Scheme == SchemeSvix || w.Scheme == SchemeGitLab:
+		// (gitlab refuses every guard: validateProvider)
+	case w.Scheme == SchemeGitHub || w.Scheme == SchemeShopify || w.Scheme == SchemeTwilio:
 		errs.Add(p.Field("replay"), "the %s scheme does not sign its delivery id, so a captured delivery resent under a fresh id would pass; use signature", w.Scheme)
 	case w.Scheme != SchemeHMAC:
 		errs.Add(p.Field("replay"), "the %s scheme has no delivery id header; use signature", w.Scheme)

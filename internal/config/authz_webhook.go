@@ -42,8 +42,8 @@ func (w *WebhookSource) ReplayKey() ReplayKey {
 // validateProvider checks what the twilio, svix and gitlab schemes and
 // the generic scheme's signature list add to a webhook source.
 func (w *WebhookSource) validateProvider(p Path, errs *Errors) {
-	if w.Scheme == SchemeGitLab && w.Replay == ReplaySignature {
-		errs.Add(p.Field("replay"), "the gitlab token is a static secret, not a signature of the delivery: whoever saw one delivery can send any body with it, so no replay guard can hold; use off (de-duplicate GitLab's retries by their Idempotency-Key header with extproc idempotency instead)")
+	if w.Scheme == SchemeGitLab && (w.Replay == ReplaySignature || w.Replay == ReplayID) {
+		errs.Add(p.Field("replay"), "the gitlab token is a static secret that signs nothing (not the body, not X-Gitlab-Event-UUID or Idempotency-Key): whoever saw one delivery can send any body under any id, so no replay guard can hold; use off (de-duplicate GitLab's retries by their Idempotency-Key with extproc idempotency instead)")
 	}
 	switch {
 	case w.Scheme != SchemeTwilio && w.Twilio != nil:
