@@ -92,7 +92,7 @@ func (m *webhookMethod) authenticate(ctx context.Context, r *core.Request, ex co
 	return m.v.Verify(ctx, r, ex)
 }
 
-func (m *webhookMethod) credentialHeaders() []string { return nil }
+func (m *webhookMethod) credentialHeaders() []string { return m.v.CredentialHeaders() }
 
 // methodsFor builds the methods a route accepts, in a fixed order (jwt,
 // apiKey, mtls, webhook): the method table of the engine.

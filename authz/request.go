@@ -57,6 +57,9 @@ func requestFrom(cr *authv3.CheckRequest, r *core.Request) core.Code {
 	if r.Path == "" {
 		r.Path = r.Headers[":path"]
 	}
+	if r.Scheme == "" {
+		r.Scheme = r.Headers[":scheme"]
+	}
 	if r.Method == "" || r.Path == "" {
 		return core.RequestMalformed
 	}

@@ -1,10 +1,13 @@
 // Package webhook verifies signed webhooks over the exact raw body Envoy
 // forwards (with_request_body + pack_as_bytes): GitHub, Stripe, Slack,
-// Standard Webhooks (HMAC v1 and Ed25519 v1a), Shopify and a configurable
-// generic HMAC scheme. Each source has several active secrets (rotation),
-// a timestamp tolerance, a body size limit and a replay guard kept in the
-// shared key/value store (Redis when configured), so that a delivery seen
-// by one replica is refused by every other. Comparisons are constant-time.
+// Standard Webhooks (HMAC v1 and Ed25519 v1a) and Svix, its origin,
+// Shopify, Twilio (the URL Envoy saw and the form parameters or the body
+// hash) and a configurable generic HMAC scheme; and GitLab's static
+// token, which signs nothing. Each source has several active secrets
+// (rotation), a timestamp tolerance, a body size limit and a replay guard
+// kept in the shared key/value store (Redis when configured), so that a
+// delivery seen by one replica is refused by every other. Comparisons are
+// constant-time.
 package webhook
 
 import (
@@ -36,6 +39,9 @@ type Verifier struct {
 	scheme    config.WebhookScheme
 	keys      [][]byte // HMAC keys, as the scheme derives them from secrets
 	pubKeys   []ed25519.PublicKey
+	tokens    [][]byte // SHA-256 of GitLab tokens: compared digest to digest
+	signsBody bool
+	baseURL   string // Twilio's public base URL ("" = as Envoy saw it)
 	tolerance time.Duration
 	maxBody   int
 	replay    config.ReplayKey
@@ -69,12 +75,13 @@ func New(w *config.WebhookSource, opts Options) (*Verifier, error) {
 		scheme:    w.Scheme,
 		tolerance: w.Tolerance.D(),
 		maxBody:   int(w.MaxBodySize),
-		replay:    w.Replay,
+		replay:    w.ReplayKey(),
 		window:    w.ReplayWindow.D(),
 		failOpen:  w.ReplayFailureMode == config.FailOpen,
 		subject:   w.Subject,
 		tier:      w.Tier,
 		generic:   w.HMAC,
+		signsBody: w.Scheme.SignsBody(),
 		newHash:   sha256.New,
 		store:     opts.Store,
 		now:       opts.Now,
@@ -101,6 +108,12 @@ func New(w *config.WebhookSource, opts Options) (*Verifier, error) {
 			v.newHash = sha512.New
 		}
 	}
+	if w.Scheme == config.SchemeTwilio {
+		v.newHash = sha1.New
+		if w.Twilio != nil {
+			v.baseURL = strings.TrimRight(w.Twilio.PublicBaseURL, "/")
+		}
+	}
 	for i, s := range w.Secrets {
 		val := s.Value()
 		if len(val) == 0 && opts.AllowUnresolved {
@@ -110,7 +123,14 @@ func New(w *config.WebhookSource, opts Options) (*Verifier, error) {
 			return nil, fieldErr(config.Path("secrets").Index(i), "secret %s is not resolved", s.Ref())
 		}
 		key := val
-		if w.Scheme == config.SchemeStandard {
+		if w.Scheme == config.SchemeGitLab {
+			// Only the digest is kept: comparing digests of equal length
+			// tells a timing observer nothing of the token's length.
+			sum := sha256.Sum256(val)
+			v.tokens = append(v.tokens, sum[:])
+			continue
+		}
+		if w.Scheme == config.SchemeStandard || w.Scheme == config.SchemeSvix {
 			// whsec_<base64>: the key is the decoded part.
 			b, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(string(val), "whsec_"))
 			if err != nil || len(b) < 16 {
@@ -148,27 +168,32 @@ type delivery struct {
 	hasTS   bool
 	id      string
 	content []byte // the signed content
+	// alt is another content the sender may have signed: Twilio signs
+	// the URL with or without the port, inconsistently.
+	alt []byte
+	// bodySHA256 is the body's hash that the signed content names
+	// (Twilio's bodySHA256 query parameter); nil when none does.
+	bodySHA256 []byte
+	// token is the SHA-256 of a static token (GitLab).
+	token []byte
+	// problem says why parsing failed, for gatehouse check.
+	problem string
 }
 
 // Verify checks the delivery in r. On success the identity is the
 // source's (subject, tier); otherwise the reason says why not.
 func (v *Verifier) Verify(ctx context.Context, r *core.Request, ex core.Explainer) (*core.Identity, core.Code) {
-	if r.PartialBody || len(r.Body) > v.maxBody {
-		if ex != nil {
-			ex.Step("body is larger than maxBodySize %d (or Envoy truncated it)", v.maxBody)
-		}
-		return nil, core.WebhookBodyTooLarge
-	}
-	if cl, ok := r.Headers["content-length"]; ok && len(r.Body) == 0 && cl != "0" && cl != "" {
-		if ex != nil {
-			ex.Step("content-length is %s but Envoy sent no body: is with_request_body set on the route?", cl)
-		}
-		return nil, core.WebhookBodyMissing
+	if code := v.checkBody(r, ex); code != core.OK {
+		return nil, code
 	}
 	d, code := v.parse(r)
 	if code != core.OK {
 		if ex != nil {
-			ex.Step("%s signature headers: %s", v.scheme, code)
+			if d.problem != "" {
+				ex.Step("%s signature headers: %s: %s", v.scheme, code, d.problem)
+			} else {
+				ex.Step("%s signature headers: %s", v.scheme, code)
+			}
 		}
 		return nil, code
 	}
@@ -181,46 +206,92 @@ func (v *Verifier) Verify(ctx context.Context, r *core.Request, ex core.Explaine
 			return nil, core.WebhookTimestampStale
 		}
 	}
-	if !v.match(&d) {
+	if d.bodySHA256 != nil {
+		sum := sha256.Sum256(r.Body)
+		if !hmac.Equal(sum[:], d.bodySHA256) {
+			if ex != nil {
+				ex.Step("the body's SHA-256 is not the bodySHA256 of the signed URL: the body was changed")
+			}
+			return nil, core.WebhookSignatureInvalid
+		}
+	}
+	signed, ok := v.match(&d)
+	if !ok {
 		if ex != nil {
-			ex.Step("no signature matches any of the %d secret(s) of source %s", len(v.keys)+len(v.pubKeys), v.name)
+			ex.Step("no signature matches any of the %d secret(s) of source %s", len(v.keys)+len(v.pubKeys)+len(v.tokens), v.name)
 		}
 		return nil, core.WebhookSignatureInvalid
 	}
 	if ex != nil {
 		ex.Step("signature verified (%s scheme, source %s)", v.scheme, v.name)
 	}
-	if code := v.checkReplay(ctx, &d, ex); code != core.OK {
+	if code := v.checkReplay(ctx, &d, signed, ex); code != core.OK {
 		return nil, code
 	}
 	return &core.Identity{Method: contract.AuthMethodWebhook, Subject: v.subject, Tier: v.tier, KeyID: v.name}, core.OK
 }
 
-// match reports whether a signature verified. Every candidate is
-// compared with every key in constant time.
-func (v *Verifier) match(d *delivery) bool {
-	found := false
-	for _, key := range v.keys {
-		m := hmac.New(v.newHash, key)
-		m.Write(d.content)
-		want := m.Sum(nil)
-		for _, s := range d.sigs {
-			if hmac.Equal(want, s) {
-				found = true
+// checkBody refuses a body the signature cannot cover whole: larger than
+// maxBodySize, truncated by Envoy, or announced but not sent. A scheme
+// that signs no body (gitlab) does not need it, and Envoy is not asked
+// to send it.
+func (v *Verifier) checkBody(r *core.Request, ex core.Explainer) core.Code {
+	if !v.signsBody {
+		return core.OK
+	}
+	if r.PartialBody || len(r.Body) > v.maxBody {
+		if ex != nil {
+			ex.Step("body is larger than maxBodySize %d (or Envoy truncated it)", v.maxBody)
+		}
+		return core.WebhookBodyTooLarge
+	}
+	if cl, ok := r.Headers["content-length"]; ok && len(r.Body) == 0 && cl != "0" && cl != "" {
+		if ex != nil {
+			ex.Step("content-length is %s but Envoy sent no body: is with_request_body set on the route?", cl)
+		}
+		return core.WebhookBodyMissing
+	}
+	return core.OK
+}
+
+// match reports whether a signature verified, and which signed content
+// it verified. Every candidate is compared with every key in constant
+// time, and the comparisons go on after a match.
+func (v *Verifier) match(d *delivery) (signed []byte, ok bool) {
+	contents := [][]byte{d.content}
+	if d.alt != nil {
+		contents = append(contents, d.alt)
+	}
+	for _, content := range contents {
+		for _, key := range v.keys {
+			m := hmac.New(v.newHash, key)
+			m.Write(content)
+			want := m.Sum(nil)
+			for _, s := range d.sigs {
+				if hmac.Equal(want, s) && !ok {
+					signed, ok = content, true
+				}
 			}
 		}
 	}
 	for _, pub := range v.pubKeys {
 		for _, s := range d.edSigs {
-			if len(s) == ed25519.SignatureSize && ed25519.Verify(pub, d.content, s) {
-				found = true
+			if len(s) == ed25519.SignatureSize && ed25519.Verify(pub, d.content, s) && !ok {
+				signed, ok = d.content, true
 			}
 		}
 	}
-	return found
+	if d.token != nil {
+		for _, t := range v.tokens {
+			if hmac.Equal(t, d.token) && !ok {
+				signed, ok = d.content, true
+			}
+		}
+	}
+	return signed, ok
 }
 
-func (v *Verifier) checkReplay(ctx context.Context, d *delivery, ex core.Explainer) core.Code {
+func (v *Verifier) checkReplay(ctx context.Context, d *delivery, signed []byte, ex core.Explainer) core.Code {
 	h := sha256.New()
 	switch v.replay {
 	case config.ReplayOff:
@@ -239,9 +310,11 @@ func (v *Verifier) checkReplay(ctx context.Context, d *delivery, ex core.Explain
 		// secret rotation a delivery carries one signature per secret,
 		// and a replay that keeps only another of them is the same
 		// delivery. The content (timestamp and id included, where the
-		// scheme signs them) names it whichever signature verified.
+		// scheme signs them) names it whichever signature verified; for
+		// Twilio it is the variant of the URL that verified, so that a
+		// replay that adds or drops the default port is the same too.
 		h.Write([]byte("content\x00"))
-		h.Write(d.content)
+		h.Write(signed)
 	}
 	sum := h.Sum(nil)
 	key := "authz:webhook:replay:" + v.name + ":" + hex.EncodeToString(sum[:16])
@@ -283,11 +356,17 @@ func (v *Verifier) parse(r *core.Request) (delivery, core.Code) {
 	case config.SchemeSlack:
 		return parseSlack(r)
 	case config.SchemeStandard:
-		return parseStandard(r)
+		return parseStandard(r, standardHeaders)
+	case config.SchemeSvix:
+		return parseStandard(r, svixHeaders)
 	case config.SchemeShopify:
 		return parseShopify(r)
 	case config.SchemeHMAC:
 		return parseGeneric(r, v.generic)
+	case config.SchemeTwilio:
+		return parseTwilio(r, v.baseURL)
+	case config.SchemeGitLab:
+		return parseGitLab(r)
 	}
 	return delivery{}, core.InternalError
 }
@@ -306,6 +385,19 @@ const (
 	HeaderStandardSignature = "webhook-signature"
 	HeaderShopifySignature  = "x-shopify-hmac-sha256"
 	HeaderShopifyID         = "x-shopify-webhook-id"
+	HeaderSvixID            = "svix-id"
+	HeaderSvixTimestamp     = "svix-timestamp"
+	HeaderSvixSignature     = "svix-signature"
+)
+
+// standardNames are the three headers of the Standard Webhooks scheme:
+// webhook-* as the specification names them, svix-* as Svix, where the
+// scheme comes from, sends them.
+type standardNames struct{ id, timestamp, signature string }
+
+var (
+	standardHeaders = standardNames{HeaderStandardID, HeaderStandardTimestamp, HeaderStandardSignature}
+	svixHeaders     = standardNames{HeaderSvixID, HeaderSvixTimestamp, HeaderSvixSignature}
 )
 
 func parseGitHub(r *core.Request) (delivery, core.Code) {
@@ -385,15 +477,16 @@ func parseSlack(r *core.Request) (delivery, core.Code) {
 	return delivery{sigs: [][]byte{sig}, ts: t, hasTS: true, content: concat([]byte("v0:"+ts+":"), r.Body)}, core.OK
 }
 
-// parseStandard reads Standard Webhooks headers: the signature header is
-// a space-separated list of "v1,<base64 HMAC>" and "v1a,<base64 Ed25519>".
-func parseStandard(r *core.Request) (delivery, core.Code) {
-	h, ok := r.Headers[HeaderStandardSignature]
+// parseStandard reads Standard Webhooks headers (named as in names): the
+// signature header is a space-separated list of "v1,<base64 HMAC>" and
+// "v1a,<base64 Ed25519>", one per active secret during a rotation.
+func parseStandard(r *core.Request, names standardNames) (delivery, core.Code) {
+	h, ok := r.Headers[names.signature]
 	if !ok {
 		return delivery{}, core.WebhookSignatureMissing
 	}
-	id, okID := r.Headers[HeaderStandardID]
-	ts, okTS := r.Headers[HeaderStandardTimestamp]
+	id, okID := r.Headers[names.id]
+	ts, okTS := r.Headers[names.timestamp]
 	if !okID || !okTS || id == "" || len(id) > 256 || strings.ContainsAny(id, ". ,") {
 		return delivery{}, core.WebhookSignatureMalformed
 	}
@@ -442,16 +535,24 @@ func parseGeneric(r *core.Request, g *config.GenericHMAC) (delivery, core.Code) 
 	if !ok {
 		return delivery{}, core.WebhookSignatureMissing
 	}
-	enc, ok := strings.CutPrefix(h, g.Prefix)
-	if !ok || enc == "" || strings.IndexByte(enc, ',') >= 0 {
-		return delivery{}, core.WebhookSignatureMalformed
-	}
-	sig, err := decodeSig(enc, g.Encoding)
-	if err != nil {
-		return delivery{}, core.WebhookSignatureMalformed
-	}
 	var d delivery
-	d.sigs = [][]byte{sig}
+	if g.Separator == "" {
+		enc, ok := strings.CutPrefix(h, g.Prefix)
+		if !ok || enc == "" || strings.IndexByte(enc, ',') >= 0 {
+			return delivery{}, core.WebhookSignatureMalformed
+		}
+		sig, err := decodeSig(enc, g.Encoding)
+		if err != nil {
+			return delivery{}, core.WebhookSignatureMalformed
+		}
+		d.sigs = [][]byte{sig}
+	} else {
+		sigs, problem := splitSignatures(h, g)
+		if problem != "" {
+			return delivery{problem: problem}, core.WebhookSignatureMalformed
+		}
+		d.sigs = sigs
+	}
 	ts := ""
 	if g.TimestampHeader != "" {
 		ts = r.Headers[g.TimestampHeader]
@@ -465,6 +566,49 @@ func parseGeneric(r *core.Request, g *config.GenericHMAC) (delivery, core.Code) 
 	}
 	d.content = expand(g.Template, r.Body, ts, d.id)
 	return d, core.OK
+}
+
+// maxListed bounds the signatures of one header: a rotation needs two or
+// three, and each one costs an HMAC per secret.
+const maxListed = 16
+
+// splitSignatures reads a generic header that lists signatures separated
+// by g.Separator: each element, trimmed of spaces, is g.Prefix followed by
+// an encoded signature. Elements without the prefix belong to another
+// scheme (a newer version, an algorithm not configured) and are skipped,
+// as Stripe and Standard Webhooks ask, so that a list cannot downgrade
+// verification to them; an element with the prefix that does not decode
+// makes the header malformed. Empty elements (a doubled separator) are
+// skipped.
+func splitSignatures(h string, g *config.GenericHMAC) ([][]byte, string) {
+	if strings.Count(h, g.Separator) >= 4*maxListed {
+		return nil, fmt.Sprintf("more than %d elements", 4*maxListed)
+	}
+	var sigs [][]byte
+	for _, e := range strings.Split(h, g.Separator) {
+		e = strings.Trim(e, " \t")
+		if e == "" {
+			continue
+		}
+		enc, ok := strings.CutPrefix(e, g.Prefix)
+		if !ok {
+			continue
+		}
+		sig, err := decodeSig(enc, g.Encoding)
+		if enc == "" || err != nil {
+			return nil, fmt.Sprintf("an element with the prefix %q is not a %s signature", g.Prefix, g.Encoding)
+		}
+		sigs = append(sigs, sig)
+	}
+	switch {
+	case len(sigs) == 0 && g.Prefix == "":
+		return nil, "no signature"
+	case len(sigs) == 0:
+		return nil, fmt.Sprintf("no element carries the prefix %q", g.Prefix)
+	case len(sigs) > maxListed:
+		return nil, fmt.Sprintf("more than %d signatures", maxListed)
+	}
+	return sigs, ""
 }
 
 func decodeSig(s string, enc config.SignatureEncoding) ([]byte, error) {

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -47,12 +48,30 @@ func newVerifier(t testing.TB, body string, env map[string]string, now int64, st
 }
 
 type vector struct {
-	Name    string            `json:"name"`
-	Scheme  string            `json:"scheme"`
-	Secret  string            `json:"secret"`
+	Name   string `json:"name"`
+	Scheme string `json:"scheme"`
+	Secret string `json:"secret"`
+	// URL is the URL the request reached, as Envoy saw it (Twilio signs
+	// it); empty means https://hooks.example.com/hook.
+	URL     string            `json:"url"`
 	Body    string            `json:"body"`
 	Now     int64             `json:"now"`
 	Headers map[string]string `json:"headers"`
+}
+
+// request is the vector's request as Envoy describes it in a
+// CheckRequest, with body.
+func (vec vector) request(t testing.TB, body string) *core.Request {
+	t.Helper()
+	r := req(vec.Headers, body)
+	if vec.URL != "" {
+		u, err := url.Parse(vec.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Scheme, r.Host, r.Path = u.Scheme, u.Host, u.RequestURI()
+	}
+	return r
 }
 
 func loadVectors(t testing.TB) []vector {
@@ -72,7 +91,7 @@ func req(headers map[string]string, body string) *core.Request {
 	for k, v := range headers {
 		h[k] = v
 	}
-	return &core.Request{Headers: h, Method: "POST", Path: "/hook", Body: []byte(body), BodyPresent: body != ""}
+	return &core.Request{Headers: h, Method: "POST", Scheme: "https", Host: "hooks.example.com", Path: "/hook", Body: []byte(body), BodyPresent: body != ""}
 }
 
 // TestProviderExamples verifies each provider's own documented example,
@@ -81,10 +100,10 @@ func TestProviderExamples(t *testing.T) {
 	for _, vec := range loadVectors(t) {
 		t.Run(vec.Name, func(t *testing.T) {
 			v := newVerifier(t, fmt.Sprintf("name: %s\nscheme: %s\nsecrets: [env:S]\nreplay: off", vec.Name, vec.Scheme), map[string]string{"S": vec.Secret}, vec.Now, nil)
-			if _, code := v.Verify(context.Background(), req(vec.Headers, vec.Body), nil); code != core.OK {
+			if _, code := v.Verify(context.Background(), vec.request(t, vec.Body), nil); code != core.OK {
 				t.Fatalf("Verify(%s example) = %v; want allowed", vec.Name, code)
 			}
-			if _, code := v.Verify(context.Background(), req(vec.Headers, vec.Body+" "), nil); code != core.WebhookSignatureInvalid {
+			if _, code := v.Verify(context.Background(), vec.request(t, vec.Body+" "), nil); code != core.WebhookSignatureInvalid {
 				t.Errorf("Verify(%s example, body changed) = %v; want webhook_signature_invalid", vec.Name, code)
 			}
 		})
@@ -218,6 +237,108 @@ hmac:
 	}
 }
 
+// TestGenericHMACSignatureList: with a separator the generic header lists
+// signatures, one per active secret during a rotation; elements of
+// another prefix (another version or algorithm) are skipped.
+func TestGenericHMACSignatureList(t *testing.T) {
+	body := `{"a":1}`
+	good, other := "v1="+hmacHex("k", body), "v1="+hmacHex("retired", body)
+	cfg := "name: acme\nscheme: hmac\nsecrets: [env:K]\nreplay: off\nhmac: {header: x-sig, prefix: \"v1=\", separator: \"%s\"}"
+	tests := []struct {
+		name, sep, header string
+		want              core.Code
+	}{
+		{"one signature", " ", good, core.OK},
+		{"the new of two", " ", other + " " + good, core.OK},
+		{"the old of two", " ", good + " " + other, core.OK},
+		{"spaces around", " ", "  " + other + "   " + good + " ", core.OK},
+		{"another version skipped", " ", "v2=" + strings.Repeat("ab", 40) + " " + good, core.OK},
+		{"only another version", " ", "v2=" + hmacHex("k", body), core.WebhookSignatureMalformed},
+		{"none of them verifies", " ", other + " " + other, core.WebhookSignatureInvalid},
+		{"a listed signature that is not hex", " ", "v1=zz " + good, core.WebhookSignatureMalformed},
+		{"a listed prefix with nothing", " ", "v1= " + good, core.WebhookSignatureMalformed},
+		{"too many", " ", strings.Repeat(other+" ", maxListed) + good, core.WebhookSignatureMalformed},
+		{"empty header", " ", "", core.WebhookSignatureMalformed},
+		{"comma list", ",", other + ", " + good, core.OK},
+		// Envoy joins a header sent twice with ","; with "," as the
+		// separator that is the same list.
+		{"header sent twice", ",", other + "," + good, core.OK},
+		{"comma in a space list", " ", other + "," + good, core.WebhookSignatureMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := newVerifier(t, fmt.Sprintf(cfg, tt.sep), map[string]string{"K": "k"}, 1, nil)
+			if _, got := v.Verify(context.Background(), req(map[string]string{"x-sig": tt.header}, body), nil); got != tt.want {
+				t.Errorf("Verify(%q) = %v; want %v", tt.header, got, tt.want)
+			}
+		})
+	}
+	// Without a separator the header is one signature, as before.
+	v := newVerifier(t, "name: acme\nscheme: hmac\nsecrets: [env:K]\nreplay: off\nhmac: {header: x-sig, prefix: \"v1=\"}", map[string]string{"K": "k"}, 1, nil)
+	if _, got := v.Verify(context.Background(), req(map[string]string{"x-sig": other + " " + good}, body), nil); got != core.WebhookSignatureMalformed {
+		t.Errorf("Verify(two signatures, no separator) = %v; want webhook_signature_malformed", got)
+	}
+}
+
+// TestGenericHMACListReplay: a replay that keeps only one of the listed
+// signatures is the same delivery.
+func TestGenericHMACListReplay(t *testing.T) {
+	body := `{"a":1}`
+	a, b := "sha256="+hmacHex("new", body), "sha256="+hmacHex("old", body)
+	v := newVerifier(t, "name: acme\nscheme: hmac\nsecrets: [env:NEW, env:OLD]\nhmac: {header: x-sig, prefix: \"sha256=\", separator: \",\"}", map[string]string{"NEW": "new", "OLD": "old"}, 1, kv.NewMemory(0))
+	if _, code := v.Verify(context.Background(), req(map[string]string{"x-sig": a + "," + b}, body), nil); code != core.OK {
+		t.Fatalf("Verify(both signatures) = %v; want allowed", code)
+	}
+	for _, h := range []string{b, a} {
+		if _, code := v.Verify(context.Background(), req(map[string]string{"x-sig": h}, body), nil); code != core.WebhookReplayed {
+			t.Errorf("Verify(replay with one signature) = %v; want webhook_replayed", code)
+		}
+	}
+}
+
+// svixSign is a Svix (Standard Webhooks) v1 signature of one delivery.
+func svixSign(secret, id, ts, body string) string {
+	key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(id + "." + ts + "." + body))
+	return "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// TestSvix: the Standard Webhooks scheme under svix-* headers: any one of
+// several space-separated signatures verifies (rotation), the timestamp
+// is checked, and replay: id refuses a delivery id seen before even when
+// re-signed with a new timestamp.
+func TestSvix(t *testing.T) {
+	const now = 1700000000
+	newSecret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("new-secret-0123456789"))
+	oldSecret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("old-secret-0123456789"))
+	body, id, ts := `{"type":"invoice.paid"}`, "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", fmt.Sprint(now)
+	both := svixSign(oldSecret, id, ts, body) + " " + svixSign(newSecret, id, ts, body)
+	v := newVerifier(t, "name: sx\nscheme: svix\nsecrets: [env:S]\nreplay: id", map[string]string{"S": newSecret}, now, kv.NewMemory(0))
+	h := map[string]string{"svix-id": id, "svix-timestamp": ts, "svix-signature": both}
+	if _, code := v.Verify(context.Background(), req(h, body), nil); code != core.OK {
+		t.Fatalf("Verify(old and new signature) = %v; want allowed", code)
+	}
+	later := fmt.Sprint(now + 60)
+	retry := map[string]string{"svix-id": id, "svix-timestamp": later, "svix-signature": svixSign(newSecret, id, later, body)}
+	if _, code := v.Verify(context.Background(), req(retry, body), nil); code != core.WebhookReplayed {
+		t.Errorf("Verify(same svix-id, new timestamp) = %v; want webhook_replayed", code)
+	}
+	stale := fmt.Sprint(now - 3600)
+	old := map[string]string{"svix-id": "msg_other", "svix-timestamp": stale, "svix-signature": svixSign(newSecret, "msg_other", stale, body)}
+	if _, code := v.Verify(context.Background(), req(old, body), nil); code != core.WebhookTimestampStale {
+		t.Errorf("Verify(an hour old) = %v; want webhook_timestamp_stale", code)
+	}
+	std := map[string]string{"webhook-id": id, "webhook-timestamp": ts, "webhook-signature": both}
+	if _, code := v.Verify(context.Background(), req(std, body), nil); code != core.WebhookSignatureMissing {
+		t.Errorf("Verify(webhook-* headers to the svix scheme) = %v; want webhook_signature_missing", code)
+	}
+	onlyOld := map[string]string{"svix-id": "msg_3", "svix-timestamp": ts, "svix-signature": svixSign(oldSecret, "msg_3", ts, body)}
+	if _, code := v.Verify(context.Background(), req(onlyOld, body), nil); code != core.WebhookSignatureInvalid {
+		t.Errorf("Verify(signed with a retired secret only) = %v; want webhook_signature_invalid", code)
+	}
+}
+
 func TestReplayGuard(t *testing.T) {
 	body := "x"
 	h := map[string]string{"x-hub-signature-256": "sha256=" + hmacHex("s", body)}
@@ -309,7 +430,8 @@ func TestStandardSecretMustDecode(t *testing.T) {
 }
 
 // FuzzSignatureHeaders feeds arbitrary signature headers to every scheme:
-// none may panic, and none may verify without the secret.
+// none may panic, and none may verify without the secret (GitLab's token
+// is the secret: it verifies exactly when the header is the secret).
 func FuzzSignatureHeaders(f *testing.F) {
 	for _, vec := range loadVectors(f) {
 		for _, v := range vec.Headers {
@@ -318,24 +440,60 @@ func FuzzSignatureHeaders(f *testing.F) {
 	}
 	f.Add("t=1,v1=,v1=zz,,=", "")
 	f.Add("v1, v1a,=== v2,abc", "{}")
-	schemes := []string{"github", "stripe", "slack", "standard", "shopify"}
+	f.Add("fuzz-secret", "")
+	schemes := []string{"github", "stripe", "slack", "standard", "shopify", "svix", "twilio", "gitlab", "hmac"}
 	vs := make([]*Verifier, len(schemes))
 	for i, s := range schemes {
 		secret := "fuzz-secret"
-		if s == "standard" {
+		if s == "standard" || s == "svix" {
 			secret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123"))
 		}
-		vs[i] = newVerifier(f, "name: f\nscheme: "+s+"\nsecrets: [env:S]\nreplay: off", map[string]string{"S": secret}, 1, nil)
+		cfg := "name: f\nscheme: " + s + "\nsecrets: [env:S]\nreplay: off"
+		if s == "hmac" {
+			cfg += "\nhmac: {header: x-sig, encoding: base64, prefix: \"v1,\", separator: \" \", timestampHeader: webhook-timestamp, template: \"{timestamp}.{body}\"}"
+		}
+		vs[i] = newVerifier(f, cfg, map[string]string{"S": secret}, 1, nil)
 	}
 	f.Fuzz(func(t *testing.T, header, body string) {
 		for _, v := range vs {
 			h := map[string]string{}
 			for _, name := range []string{HeaderGitHubSignature, HeaderStripeSignature, HeaderSlackSignature, HeaderSlackTimestamp,
-				HeaderStandardSignature, HeaderStandardID, HeaderStandardTimestamp, HeaderShopifySignature} {
+				HeaderStandardSignature, HeaderStandardID, HeaderStandardTimestamp, HeaderShopifySignature,
+				HeaderSvixSignature, HeaderSvixID, HeaderSvixTimestamp, HeaderTwilioSignature, HeaderGitLabToken, "x-sig", "content-type"} {
 				h[name] = header
 			}
-			if _, code := v.Verify(context.Background(), req(h, body), nil); code == core.OK {
-				t.Fatalf("%s verified a fuzzed header %q", v.scheme, header)
+			_, code := v.Verify(context.Background(), req(h, body), nil)
+			if want := v.scheme == config.SchemeGitLab && header == "fuzz-secret"; (code == core.OK) != want {
+				t.Fatalf("%s: Verify(fuzzed header %q) = %v; want allowed: %t", v.scheme, header, code, want)
+			}
+		}
+	})
+}
+
+// FuzzSignatureList feeds arbitrary lists and separators (even those the
+// config refuses) to the generic scheme's splitter: no panic, never more
+// than maxListed signatures, each decoded from an element with the prefix.
+func FuzzSignatureList(f *testing.F) {
+	f.Add("v1=00ff v1=abcd", " ")
+	f.Add("v1=00ff,, v2=zz ,v1=", ",")
+	f.Add("   ", " ")
+	f.Add(strings.Repeat("v1=00 ", 70), " ")
+	f.Add("v1=00;v1=11", ";")
+	f.Fuzz(func(t *testing.T, header, sep string) {
+		if sep == "" {
+			return // no separator: the header is one signature, not a list
+		}
+		g := &config.GenericHMAC{Header: "x-sig", Prefix: "v1=", Encoding: "hex", Separator: sep}
+		sigs, problem := splitSignatures(header, g)
+		if problem == "" && (len(sigs) == 0 || len(sigs) > maxListed) {
+			t.Fatalf("splitSignatures(%q, %q) = %d signatures", header, sep, len(sigs))
+		}
+		if problem != "" && sigs != nil {
+			t.Fatalf("splitSignatures(%q, %q) = signatures and problem %q", header, sep, problem)
+		}
+		for _, s := range sigs {
+			if !strings.Contains(strings.ToLower(header), "v1="+hex.EncodeToString(s)) {
+				t.Fatalf("splitSignatures(%q, %q) returned %x, which no element holds", header, sep, s)
 			}
 		}
 	})

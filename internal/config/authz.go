@@ -244,11 +244,14 @@ const (
 	SchemeStandard WebhookScheme = "standard"
 	SchemeShopify  WebhookScheme = "shopify"
 	SchemeHMAC     WebhookScheme = "hmac"
+	SchemeTwilio   WebhookScheme = "twilio"
+	SchemeSvix     WebhookScheme = "svix"
+	SchemeGitLab   WebhookScheme = "gitlab"
 )
 
 // EnumValues implements Enum.
 func (WebhookScheme) EnumValues() []string {
-	return []string{"github", "stripe", "slack", "standard", "shopify", "hmac"}
+	return []string{"github", "stripe", "slack", "standard", "shopify", "hmac", "twilio", "svix", "gitlab"}
 }
 
 // EnumNoun implements Enum.
@@ -259,13 +262,16 @@ type ReplayKey string
 
 // Replay keys.
 const (
+	// ReplayAuto is the scheme's own choice: off for twilio and gitlab,
+	// signature for the others (see WebhookSource.ReplayKey).
+	ReplayAuto      ReplayKey = "auto"
 	ReplaySignature ReplayKey = "signature"
 	ReplayID        ReplayKey = "id"
 	ReplayOff       ReplayKey = "off"
 )
 
 // EnumValues implements Enum.
-func (ReplayKey) EnumValues() []string { return []string{"signature", "id", "off"} }
+func (ReplayKey) EnumValues() []string { return []string{"auto", "signature", "id", "off"} }
 
 // EnumNoun implements Enum.
 func (ReplayKey) EnumNoun() string { return "a replay key" }
@@ -286,12 +292,15 @@ type WebhookSource struct {
 	// this much (with_request_body.max_request_bytes).
 	MaxBodySize ByteSize `yaml:"maxBodySize" default:"1MiB"`
 	// Replay names what identifies a delivery already seen: its
-	// signed content (signature, the default), its id header (id; only
-	// where the scheme signs the id: standard, or hmac with {id} in the
-	// template), or off.
-	Replay ReplayKey `yaml:"replay" default:"signature"`
-	// ReplayWindow is how long a delivery is remembered; 0 means
-	// Tolerance (schemes with timestamps) or 5m.
+	// signed content (signature), its id header (id; only where the
+	// scheme signs the id: standard, svix, or hmac with {id} in the
+	// template), or off. auto, the default, is signature, except off for
+	// twilio (it signs no timestamp or id, and identical deliveries are
+	// legitimate) and gitlab (a static token, not a signature).
+	Replay ReplayKey `yaml:"replay" default:"auto"`
+	// ReplayWindow is how long a delivery is remembered; 0 means twice
+	// Tolerance (a signed timestamp may be that far off either way), for
+	// schemes that sign no timestamp too.
 	ReplayWindow Duration `yaml:"replayWindow" default:"0s"`
 	// ReplayFailureMode decides when the replay store cannot be reached.
 	ReplayFailureMode FailureMode `yaml:"replayFailureMode" default:"closed"`
@@ -301,6 +310,8 @@ type WebhookSource struct {
 	Tier string `yaml:"tier,omitempty"`
 	// HMAC configures the generic scheme.
 	HMAC *GenericHMAC `yaml:"hmac,omitempty"`
+	// Twilio configures the twilio scheme.
+	Twilio *TwilioWebhook `yaml:"twilio,omitempty"`
 }
 
 // HMACAlgorithm is the hash of a generic HMAC signature.
@@ -330,8 +341,15 @@ type GenericHMAC struct {
 	Algorithm HMACAlgorithm `yaml:"algorithm" default:"sha256"`
 	// Encoding is how the signature is written in the header.
 	Encoding SignatureEncoding `yaml:"encoding" default:"hex"`
-	// Prefix precedes the encoded signature in the header ("sha256=").
+	// Prefix precedes the encoded signature in the header ("sha256="),
+	// in each element of the list when Separator is set.
 	Prefix string `yaml:"prefix,omitempty"`
+	// Separator, when set, makes the header a list of signatures (one per
+	// active secret during a rotation), split at each occurrence of it;
+	// spaces around an element are ignored, as are elements that lack
+	// Prefix, and one verifying element suffices. Empty: the header holds
+	// exactly one signature.
+	Separator string `yaml:"separator,omitempty"`
 	// TimestampHeader holds a unix timestamp (seconds) when set; it is
 	// then checked against the tolerance.
 	TimestampHeader string `yaml:"timestampHeader,omitempty"`
@@ -460,7 +478,8 @@ var keyIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 
 // AuthzNeeds says how Envoy's ext_authz filter treats route r: off for
 // public routes (and when authz is not configured), and with the raw body
-// (whole, never truncated) for webhook routes, whose signature covers it.
+// (whole, never truncated) for webhook routes whose signature covers it
+// (every scheme but gitlab, whose token covers nothing).
 // A route without an authz: section keeps ext_authz on: it is denied
 // (fail closed) rather than silently public.
 func (r *Route) AuthzNeeds(c *Config) AuthzNeeds {
@@ -470,8 +489,12 @@ func (r *Route) AuthzNeeds(c *Config) AuthzNeeds {
 	if r.Authz == nil || r.Authz.Webhook == "" {
 		return AuthzNeeds{}
 	}
+	w := c.Authz.WebhookByName(r.Authz.Webhook)
+	if w != nil && !w.Scheme.SignsBody() {
+		return AuthzNeeds{}
+	}
 	n := AuthzNeeds{RequestBody: true, MaxRequestBytes: 1 << 20}
-	if w := c.Authz.WebhookByName(r.Authz.Webhook); w != nil && w.MaxBodySize > 0 && int64(w.MaxBodySize) <= math.MaxUint32 {
+	if w != nil && w.MaxBodySize > 0 && int64(w.MaxBodySize) <= math.MaxUint32 {
 		n.MaxRequestBytes = uint32(w.MaxBodySize)
 	}
 	return n

@@ -47,6 +47,26 @@ routes:
 			[]string{"authz.webhooks[0].replay: hmac.template does not sign {id}"}},
 		{"policy without an authz section", `routes:
   - {id: r, authz: {jwt: {}}}`, []string{"routes[0].authz: the config has no authz: section, so nothing would enforce this policy"}},
+		{"replay by an unsigned gitlab id", `authz: {webhooks: [{name: gl, scheme: gitlab, secrets: [env:X], replay: id}]}`,
+			[]string{"authz.webhooks[0].replay: the gitlab token is a static secret that signs nothing"}},
+		{"replay guard on a static gitlab token", `authz: {webhooks: [{name: gl, scheme: gitlab, secrets: [env:X], replay: signature}]}`,
+			[]string{"authz.webhooks[0].replay: the gitlab token is a static secret that signs nothing"}},
+		{"replay by an unsigned twilio id", `authz: {webhooks: [{name: tw, scheme: twilio, secrets: [env:X], replay: id}]}`,
+			[]string{"authz.webhooks[0].replay: the twilio scheme does not sign its delivery id"}},
+		{"twilio settings on another scheme", `authz: {webhooks: [{name: gh, scheme: github, secrets: [env:X], twilio: {publicBaseURL: "https://a.example"}}]}`,
+			[]string{"authz.webhooks[0].twilio: only used with scheme: twilio"}},
+		{"twilio public base URL with a query", `authz: {webhooks: [{name: tw, scheme: twilio, secrets: [env:X], twilio: {publicBaseURL: "https://a.example/hook?x=1"}}]}`,
+			[]string{`authz.webhooks[0].twilio.publicBaseURL: "https://a.example/hook?x=1" has a query or fragment`}},
+		{"twilio public base URL with credentials", `authz: {webhooks: [{name: tw, scheme: twilio, secrets: [env:X], twilio: {publicBaseURL: "https://u:p@a.example"}}]}`,
+			[]string{`authz.webhooks[0].twilio.publicBaseURL: "https://u:p@a.example" holds user information`}},
+		{"twilio public base URL without a host", `authz: {webhooks: [{name: tw, scheme: twilio, secrets: [env:X], twilio: {publicBaseURL: "hooks.example.com"}}]}`,
+			[]string{`authz.webhooks[0].twilio.publicBaseURL: "hooks.example.com" is not an absolute http(s) URL`}},
+		{"separator inside a base64 signature", `authz: {webhooks: [{name: g, scheme: hmac, secrets: [env:X], hmac: {header: x-sig, encoding: base64, separator: "="}}]}`,
+			[]string{`authz.webhooks[0].hmac.separator: "=" holds a character a base64 signature is written with`}},
+		{"separator inside the prefix", `authz: {webhooks: [{name: g, scheme: hmac, secrets: [env:X], hmac: {header: x-sig, prefix: "v1,", separator: ","}}]}`,
+			[]string{`authz.webhooks[0].hmac.separator: "," occurs in the prefix`}},
+		{"separator that is a control character", `authz: {webhooks: [{name: g, scheme: hmac, secrets: [env:X], hmac: {header: x-sig, separator: "\t"}}]}`,
+			[]string{`authz.webhooks[0].hmac.separator: "\t" must be printable ASCII`}},
 		{"claims without jwt", `authz: {mtls: {}}
 routes:
   - {id: r, authz: {mtls: {}, require: {claims: [{claim: a, equals: b}]}}}`, []string{"routes[0].authz.require.claims: claims come from JWTs"}},
@@ -113,17 +133,21 @@ func TestAuthzNeeds(t *testing.T) {
 	cfg, err := LoadBytes("<t>", []byte(`apiVersion: gatehouse/v1
 authz:
   apiKeys: {keys: [{id: k, hash: "sha256:`+strings.Repeat("a", 64)+`", subject: s}]}
-  webhooks: [{name: gh, scheme: github, secrets: [env:X], maxBodySize: 256KiB}]
+  webhooks:
+    - {name: gh, scheme: github, secrets: [env:X], maxBodySize: 256KiB}
+    - {name: gl, scheme: gitlab, secrets: [env:X]}
 routes:
   - {id: open, authz: {public: true}}
   - {id: keyed, authz: {apiKey: {}}}
   - {id: hook, authz: {webhook: gh}}
   - {id: bare}
+  - {id: gitlab, authz: {webhook: gl}}
 `), LoadOptions{LookupEnv: func(string) (string, bool) { return "v", true }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []AuthzNeeds{{Disabled: true}, {}, {RequestBody: true, MaxRequestBytes: 256 << 10}, {}}
+	// GitLab's token covers no body: Envoy is not asked to buffer one.
+	want := []AuthzNeeds{{Disabled: true}, {}, {RequestBody: true, MaxRequestBytes: 256 << 10}, {}, {}}
 	for i := range cfg.Routes {
 		if diff := cmp.Diff(want[i], cfg.Routes[i].AuthzNeeds(cfg)); diff != "" {
 			t.Errorf("AuthzNeeds(%s) (-want +got):\n%s", cfg.Routes[i].ID, diff)
@@ -135,5 +159,52 @@ routes:
 	cfg.Authz = nil
 	if n := cfg.Routes[1].AuthzNeeds(cfg); !n.Disabled {
 		t.Errorf("AuthzNeeds without authz: = %+v; want disabled", n)
+	}
+}
+
+// TestWebhookReplayKey: auto resolves to what each scheme can guard
+// soundly, and an explicit choice the scheme supports is kept.
+func TestWebhookReplayKey(t *testing.T) {
+	for _, tt := range []struct {
+		source string
+		want   ReplayKey
+	}{
+		{"{name: s, scheme: github, secrets: [env:X]}", ReplaySignature},
+		{"{name: s, scheme: svix, secrets: [env:X]}", ReplaySignature},
+		{"{name: s, scheme: svix, secrets: [env:X], replay: id}", ReplayID},
+		{"{name: s, scheme: twilio, secrets: [env:X]}", ReplayOff},
+		{"{name: s, scheme: twilio, secrets: [env:X], replay: signature}", ReplaySignature},
+		{"{name: s, scheme: gitlab, secrets: [env:X]}", ReplayOff},
+		{"{name: s, scheme: stripe, secrets: [env:X], replay: off}", ReplayOff},
+	} {
+		cfg, err := LoadBytes("<t>", []byte("apiVersion: gatehouse/v1\nauthz: {webhooks: ["+tt.source+"]}\n"), LoadOptions{LookupEnv: func(string) (string, bool) { return "v", true }})
+		if err != nil {
+			t.Errorf("LoadBytes(%s) = %v", tt.source, err)
+			continue
+		}
+		if got := cfg.Authz.Webhooks[0].ReplayKey(); got != tt.want {
+			t.Errorf("ReplayKey(%s) = %s; want %s", tt.source, got, tt.want)
+		}
+	}
+}
+
+// TestWebhookProviderSettings: settings of the new providers that are
+// valid load without error or warning.
+func TestWebhookProviderSettings(t *testing.T) {
+	for _, src := range []string{
+		`{name: s, scheme: twilio, secrets: [env:X], twilio: {publicBaseURL: "https://hooks.example.com"}}`,
+		`{name: s, scheme: twilio, secrets: [env:X, env:Y], twilio: {publicBaseURL: "http://hooks.example.com:8080/twilio/"}}`,
+		`{name: s, scheme: hmac, secrets: [env:X], hmac: {header: webhook-signature, prefix: "v1,", encoding: base64, separator: " ", idHeader: webhook-id, timestampHeader: webhook-timestamp, template: "{id}.{timestamp}.{body}"}, replay: id}`,
+		`{name: s, scheme: hmac, secrets: [env:X], hmac: {header: x-sig, prefix: "sha256=", separator: ","}}`,
+		`{name: s, scheme: gitlab, secrets: [env:X], replay: off}`,
+	} {
+		cfg, err := LoadBytes("<t>", []byte("apiVersion: gatehouse/v1\nauthz: {webhooks: ["+src+"]}\n"), LoadOptions{LookupEnv: func(string) (string, bool) { return "v", true }})
+		if err != nil {
+			t.Errorf("LoadBytes(%s) = %v; want it valid", src, err)
+			continue
+		}
+		if len(cfg.Warnings) > 0 {
+			t.Errorf("LoadBytes(%s) warnings = %v; want none", src, cfg.Warnings)
+		}
 	}
 }

@@ -360,8 +360,9 @@ func (w *WebhookSource) validate(p Path, errs *Errors) {
 	// replay: id is sound only where the id is signed: otherwise a
 	// captured delivery resent under a fresh id passes the guard.
 	switch {
-	case w.Replay != ReplayID || w.Scheme == SchemeStandard:
-	case w.Scheme == SchemeGitHub || w.Scheme == SchemeShopify:
+	case w.Replay != ReplayID || w.Scheme == SchemeStandard || w.Scheme == SchemeSvix || w.Scheme == SchemeGitLab:
+		// (gitlab refuses every guard: validateProvider)
+	case w.Scheme == SchemeGitHub || w.Scheme == SchemeShopify || w.Scheme == SchemeTwilio:
 		errs.Add(p.Field("replay"), "the %s scheme does not sign its delivery id, so a captured delivery resent under a fresh id would pass; use signature", w.Scheme)
 	case w.Scheme != SchemeHMAC:
 		errs.Add(p.Field("replay"), "the %s scheme has no delivery id header; use signature", w.Scheme)
@@ -370,6 +371,7 @@ func (w *WebhookSource) validate(p Path, errs *Errors) {
 	case !strings.Contains(w.HMAC.Template, "{id}"):
 		errs.Add(p.Field("replay"), "hmac.template does not sign {id}, so a captured delivery resent under a fresh id would pass; add {id} to the template or use signature")
 	}
+	w.validateProvider(p, errs)
 	if w.Subject != "" && !keyIDPattern.MatchString(w.Subject) {
 		errs.Add(p.Field("subject"), "%q is not a subject; use letters, digits, '.', '_', ':' or '-'", w.Subject)
 	}

@@ -13,10 +13,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -370,5 +372,85 @@ func TestReplayGuardAcrossReplicas(t *testing.T) {
 	_ = json.Unmarshal([]byte(resp.GetDeniedResponse().GetBody()), &body)
 	if body["reason"] != "replayed" || body["request_id"] != "5c1b4a5e-0d52-4c65-9e0a-2f4f1f6b1c11" {
 		t.Errorf("deny body = %v", body)
+	}
+}
+
+// TestWebhookProvidersOverGRPC: Twilio and GitLab deliveries, shaped as
+// Envoy sends them, through the real serve runtime: Twilio's published
+// example verifies against the URL Envoy saw, and not under another host;
+// GitLab's token is checked without a body and stripped before the
+// upstream; both are audited as webhook verifications.
+func TestWebhookProvidersOverGRPC(t *testing.T) {
+	in := start(t, `apiVersion: gatehouse/v1
+server:
+  admin: {address: 127.0.0.1:0}
+  shutdownTimeout: 5s
+audit: {stdout: true}
+authz:
+  address: 127.0.0.1:0
+  webhooks:
+    - {name: twilio, scheme: twilio, secrets: [env:TWILIO_AUTH_TOKEN], maxBodySize: 64KiB, subject: twilio}
+    - {name: gitlab, scheme: gitlab, secrets: [env:GITLAB_TOKEN], subject: gitlab}
+routes:
+  - id: twilio
+    match: {prefix: /myapp.php}
+    authz: {webhook: twilio}
+  - id: gitlab
+    match: {prefix: /gitlab}
+    authz: {webhook: gitlab, stripCredentials: true}
+`, map[string]string{"TWILIO_AUTH_TOKEN": "12345", "GITLAB_TOKEN": "gl-hook-secret"})
+	waitReady(t, in.admin)
+
+	resp := in.check(t, fixture(t, "envoy_check_twilio.json", "{{HOST}}", "mycompany.com"))
+	if statusOf(resp) != 200 || headerOf(resp, contract.HeaderSubject) != "twilio" {
+		t.Errorf("Check(Twilio's example) = %v; want allowed as twilio", resp)
+	}
+	// Twilio signs no timestamp or id: the same request again is allowed
+	// (replay: auto is off for twilio).
+	if resp := in.check(t, fixture(t, "envoy_check_twilio.json", "{{HOST}}", "mycompany.com")); statusOf(resp) != 200 {
+		t.Errorf("Check(Twilio's example again) = %d; want 200", statusOf(resp))
+	}
+	if resp := in.check(t, fixture(t, "envoy_check_twilio.json", "{{HOST}}", "other.example")); statusOf(resp) != 401 {
+		t.Errorf("Check(Twilio's example under another host) = %d; want 401", statusOf(resp))
+	}
+
+	resp = in.check(t, fixture(t, "envoy_check_gitlab.json", "{{TOKEN}}", "gl-hook-secret"))
+	if statusOf(resp) != 200 || headerOf(resp, contract.HeaderSubject) != "gitlab" {
+		t.Fatalf("Check(GitLab hook) = %v; want allowed as gitlab", resp)
+	}
+	if removed := resp.GetOkResponse().GetHeadersToRemove(); !slices.Contains(removed, "x-gitlab-token") {
+		t.Errorf("headers_to_remove = %q; want x-gitlab-token (stripCredentials)", removed)
+	}
+	if resp := in.check(t, fixture(t, "envoy_check_gitlab.json", "{{TOKEN}}", "gl-hook-secreT")); statusOf(resp) != 401 {
+		t.Errorf("Check(GitLab hook, wrong token) = %d; want 401", statusOf(resp))
+	}
+
+	deadline := time.Now().Add(5 * time.Second)
+	var hooks []audit.Event
+	for time.Now().Before(deadline) {
+		hooks = hooks[:0]
+		for _, e := range in.stdout.events(t) {
+			if e.Kind == audit.KindWebhook {
+				hooks = append(hooks, e)
+			}
+		}
+		if len(hooks) >= 5 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	reasons := map[string]int{}
+	for _, e := range hooks {
+		reasons[e.Subject+" "+e.Reason]++
+	}
+	want := map[string]int{"twilio allowed": 2, "twilio webhook_signature_invalid": 1, "gitlab allowed": 1, "gitlab webhook_signature_invalid": 1}
+	if !maps.Equal(reasons, want) {
+		t.Errorf("webhook audit lines = %v; want %v", reasons, want)
+	}
+	in.stdout.mu.Lock()
+	raw := in.stdout.b.String()
+	in.stdout.mu.Unlock()
+	if strings.Contains(raw, "gl-hook-secret") || strings.Contains(raw, "GvWf1cFY") || strings.Contains(raw, "foo=1") {
+		t.Error("audit lines hold a token, a signature or a query string")
 	}
 }

@@ -29,3 +29,27 @@ func TestEveryExampleValidates(t *testing.T) {
 		})
 	}
 }
+
+// TestWebhookExampleChecks runs the gatehouse check that
+// examples/webhooks.yaml shows: Twilio's worked example is allowed, and
+// refused once a byte of its form changes.
+func TestWebhookExampleChecks(t *testing.T) {
+	t.Setenv("GITHUB_WEBHOOK_SECRET", "x")
+	t.Setenv("GITLAB_WEBHOOK_TOKEN", "x")
+	t.Setenv("TWILIO_AUTH_TOKEN", "12345")
+	t.Setenv("SVIX_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	form := "Digits=1234&CallSid=CA1234567890ABCDE&To=%2B18005551212&Caller=%2B14158675310&From=%2B14158675310"
+	for _, tt := range []struct {
+		body  string
+		allow bool
+	}{{form, true}, {strings.Replace(form, "1234&", "1235&", 1), false}} {
+		var out bytes.Buffer
+		err := app.Main(context.Background(), []string{"check", "--config", "../../examples/webhooks.yaml", "--route", "twilio-voice",
+			"--method", "POST", "--host", "mycompany.com", "--path", "/myapp.php?foo=1&bar=2",
+			"-H", "content-type: application/x-www-form-urlencoded", "-H", "x-twilio-signature: GvWf1cFY/Q7PnoempGyD5oXAezc=",
+			"--body", tt.body}, &out, io.Discard)
+		if got := err == nil && strings.Contains(out.String(), "decision: allow"); got != tt.allow {
+			t.Errorf("gatehouse check (body %q) = %v, allowed %t; want allowed %t:\n%s", tt.body, err, got, tt.allow, out.String())
+		}
+	}
+}

@@ -46,6 +46,10 @@ type routeNeeds struct {
 	authz                           config.AuthzNeeds
 	extproc                         config.ExtProcNeeds
 	ratelimit                       config.RateLimitNeeds
+	// authzFilterBody is set on every route when some route needs the
+	// body: the ext_authz filter then buffers bodies by default (see
+	// authzFilterBodySettings), and the other routes turn that off.
+	authzFilterBody bool
 }
 
 func needsOf(cfg *config.Config, r *config.Route) routeNeeds {
@@ -65,6 +69,16 @@ func needsOf(cfg *config.Config, r *config.Route) routeNeeds {
 // authzRuns reports whether ext_authz checks the route's requests, and so
 // overwrites the identity headers.
 func (n *routeNeeds) authzRuns() bool { return n.authzOn && !n.authz.Disabled }
+
+// authzFilterBodySettings are the ext_authz filter's own body settings
+// when some route needs the raw body. Envoy (1.40, envoyproxy/envoy#35623)
+// reads pack_as_bytes only from the filter's settings and ignores it in a
+// route's: without these, a route's with_request_body sends the body as a
+// UTF-8 string (body, not raw_body), which a non-UTF-8 body cannot be.
+// The route's settings still decide how much is buffered; routes that need
+// no body disable buffering, and a request that matches no route sends at
+// most one byte, flagged partial.
+var authzFilterBodySettings = &extauthzv3.BufferSettings{MaxRequestBytes: 1, AllowPartialMessage: true, PackAsBytes: true}
 
 // defaultServices is xds.services as the loader fills it for `xds: {}`
 // (the default tags of internal/config/xds.go; a test keeps the two
@@ -161,7 +175,7 @@ func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 		out[len(out)-1].Disabled = true
 	}
 	if cfg.Authz != nil {
-		if err := add(filterExtAuthz, &extauthzv3.ExtAuthz{
+		f := &extauthzv3.ExtAuthz{
 			Services: &extauthzv3.ExtAuthz_GrpcService{
 				GrpcService: grpcService(config.ComponentAuthz, svc.AuthzTimeout),
 			},
@@ -169,7 +183,11 @@ func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 			FailureModeAllow:    svc.AuthzFailureMode == config.FailOpen,
 			// mTLS/SPIFFE identity needs the client certificate.
 			IncludePeerCertificate: true,
-		}); err != nil {
+		}
+		if t.authzBody {
+			f.WithRequestBody = authzFilterBodySettings
+		}
+		if err := add(filterExtAuthz, f); err != nil {
 			return nil, err
 		}
 	}
@@ -224,12 +242,15 @@ func perFilterConfig(id string, n *routeNeeds) (map[string]*anypb.Any, error) {
 			m = &extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_Disabled{Disabled: true}}
 		} else {
 			cs := &extauthzv3.CheckSettings{ContextExtensions: map[string]string{contract.ContextExtensionRoute: id}}
-			if n.authz.RequestBody {
+			switch {
+			case n.authz.RequestBody:
 				cs.WithRequestBody = &extauthzv3.BufferSettings{
 					MaxRequestBytes:     n.authz.MaxRequestBytes,
 					AllowPartialMessage: n.authz.AllowPartialMessage,
 					PackAsBytes:         true,
 				}
+			case n.authzFilterBody:
+				cs.DisableRequestBodyBuffering = true
 			}
 			m = &extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{CheckSettings: cs}}
 		}

@@ -123,6 +123,8 @@ type translator struct {
 	needs []routeNeeds
 	// filters is the HTTP filter chain, the same on every HTTP listener.
 	filters []*hcmv3.HttpFilter
+	// authzBody is set when some route needs ext_authz to send the body.
+	authzBody bool
 }
 
 // addOrigin records that the resource (or route, or virtual host) called
@@ -145,6 +147,12 @@ func (t *translator) run() error {
 	t.needs = make([]routeNeeds, len(cfg.Routes))
 	for i := range cfg.Routes {
 		t.needs[i] = needsOf(cfg, &cfg.Routes[i])
+		if n := &t.needs[i]; n.authzRuns() && n.authz.RequestBody {
+			t.authzBody = true
+		}
+	}
+	for i := range t.needs {
+		t.needs[i].authzFilterBody = t.authzBody
 	}
 	services, err := t.serviceClusters()
 	if err != nil {

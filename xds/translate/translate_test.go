@@ -477,3 +477,91 @@ func TestAuthzFailOpenStripsIdentityFirst(t *testing.T) {
 		})
 	}
 }
+
+// TestWebhookBodyPackedAsBytes: Envoy reads pack_as_bytes only from the
+// ext_authz filter's own settings (envoyproxy/envoy#35623), so when a route
+// needs the raw body the filter carries it, and the routes that need no
+// body turn buffering off; without a webhook route nothing changes.
+func TestWebhookBodyPackedAsBytes(t *testing.T) {
+	const hooks = `apiVersion: gatehouse/v1
+authz:
+  jwt: {issuers: [{name: a, issuer: x, algorithms: [RS256], jwks: "{\"keys\":[]}", audiences: [x]}]}
+  webhooks:
+    - {name: gh, scheme: github, secrets: [env:X], maxBodySize: 64KiB}
+    - {name: gl, scheme: gitlab, secrets: [env:X]}
+xds: {}
+listeners: [{name: l, address: "127.0.0.1:10000"}]
+clusters: [{name: c, endpoints: [{address: "127.0.0.1:8080"}]}]
+routes:
+  - {id: hook, match: {prefix: /hook}, cluster: c, authz: {webhook: gh}}
+  - {id: gitlab, match: {prefix: /gitlab}, cluster: c, authz: {webhook: gl}}
+  - {id: api, match: {prefix: /api}, cluster: c, authz: {jwt: {}}}
+  - {id: open, match: {prefix: /}, cluster: c, authz: {public: true}}
+`
+	filterBody := func(t *testing.T, res *translate.Resources) *extauthzv3.BufferSettings {
+		t.Helper()
+		hcm := &hcmv3.HttpConnectionManager{}
+		if err := res.Listeners[0].GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range hcm.GetHttpFilters() {
+			if f.GetName() == contract.AuthzFilterName {
+				az := &extauthzv3.ExtAuthz{}
+				if err := f.GetTypedConfig().UnmarshalTo(az); err != nil {
+					t.Fatal(err)
+				}
+				if err := az.ValidateAll(); err != nil {
+					t.Fatal(err)
+				}
+				return az.GetWithRequestBody()
+			}
+		}
+		t.Fatal("no ext_authz filter")
+		return nil
+	}
+	perRoute := func(t *testing.T, res *translate.Resources, id string) *extauthzv3.ExtAuthzPerRoute {
+		t.Helper()
+		az := &extauthzv3.ExtAuthzPerRoute{}
+		if err := findRoute(t, res, id).GetTypedPerFilterConfig()[contract.AuthzFilterName].UnmarshalTo(az); err != nil {
+			t.Fatal(err)
+		}
+		if err := az.ValidateAll(); err != nil {
+			t.Fatal(err)
+		}
+		return az
+	}
+	cfg, err := config.LoadBytes("hooks.yaml", []byte(hooks), config.LoadOptions{LookupEnv: func(string) (string, bool) { return "s", true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := translate.Translate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &extauthzv3.BufferSettings{MaxRequestBytes: 1, AllowPartialMessage: true, PackAsBytes: true}
+	if diff := cmp.Diff(want, filterBody(t, res), protocmp.Transform()); diff != "" {
+		t.Errorf("ext_authz filter with_request_body (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(&extauthzv3.BufferSettings{MaxRequestBytes: 64 << 10, PackAsBytes: true}, perRoute(t, res, "hook").GetCheckSettings().GetWithRequestBody(), protocmp.Transform()); diff != "" {
+		t.Errorf("hook route with_request_body (-want +got):\n%s", diff)
+	}
+	for _, id := range []string{"gitlab", "api"} {
+		if cs := perRoute(t, res, id).GetCheckSettings(); !cs.GetDisableRequestBodyBuffering() || cs.GetWithRequestBody() != nil {
+			t.Errorf("route %s check_settings = %v; want body buffering disabled", id, cs)
+		}
+	}
+	if !perRoute(t, res, "open").GetDisabled() {
+		t.Error("public route: ext_authz not disabled")
+	}
+
+	res, err = translate.Translate(loadString(t, contractConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := filterBody(t, res); b != nil {
+		t.Errorf("ext_authz filter with_request_body = %v without a webhook route; want unset", b)
+	}
+	if cs := perRoute(t, res, "orders.read").GetCheckSettings(); cs.GetDisableRequestBodyBuffering() {
+		t.Error("disable_request_body_buffering set without a webhook route")
+	}
+}
