@@ -137,6 +137,13 @@ func TestVerifyBadTokens(t *testing.T) {
 		{"not yet valid", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"nbf": now.Add(time.Hour).Unix()})), core.TokenNotYetValid},
 		{"issued in the future", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"iat": now.Add(time.Hour).Unix()})), core.TokenNotYetValid},
 		{"wrong audience", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"aud": "other"})), core.TokenAudienceMismatch},
+		// An issuer with audiences requires aud: a token naming none of
+		// them, by leaving aud out or empty, is an audience mismatch.
+		{"no audience", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"aud": nil})), core.TokenAudienceMismatch},
+		{"empty audience", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"aud": ""})), core.TokenAudienceMismatch},
+		{"empty audience list", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"aud": []string{}})), core.TokenAudienceMismatch},
+		{"audience list of an empty string", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"aud": []string{""}})), core.TokenAudienceMismatch},
+		{"audience of the wrong type", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"aud": 7})), core.TokenClaimsInvalid},
 		{"unknown issuer", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"iss": "https://evil"})), core.TokenIssuerUnknown},
 		{"no subject", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"sub": nil})), core.TokenClaimsInvalid},
 		{"subject with a newline", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"sub": "a\nx-admin: 1"})), core.TokenClaimsInvalid},

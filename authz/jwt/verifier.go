@@ -63,12 +63,14 @@ type issuer struct {
 	iss       string
 	algs      map[string]bool
 	validator *gjwt.Validator
-	keys      *KeySet
-	kf        keyfunc.Keyfunc
-	subject   string
-	scope     string
-	tierClaim string
-	tiers     []string
+	// audRequired: the issuer has audiences, so a token must name one.
+	audRequired bool
+	keys        *KeySet
+	kf          keyfunc.Keyfunc
+	subject     string
+	scope       string
+	tierClaim   string
+	tiers       []string
 }
 
 // Options build a Verifier.
@@ -141,16 +143,17 @@ func New(cfg *config.AuthzJWT, opts Options) (*Verifier, error) {
 			vopts = append(vopts, gjwt.WithAudience(ic.Audiences...))
 		}
 		is := &issuer{
-			name:      ic.Name,
-			iss:       ic.Issuer,
-			algs:      map[string]bool{},
-			validator: gjwt.NewValidator(vopts...),
-			keys:      ks,
-			kf:        ks.kf,
-			subject:   ic.SubjectClaim,
-			scope:     ic.ScopeClaim,
-			tierClaim: ic.TierClaim,
-			tiers:     ic.Tiers,
+			name:        ic.Name,
+			iss:         ic.Issuer,
+			algs:        map[string]bool{},
+			validator:   gjwt.NewValidator(vopts...),
+			audRequired: len(ic.Audiences) > 0,
+			keys:        ks,
+			kf:          ks.kf,
+			subject:     ic.SubjectClaim,
+			scope:       ic.ScopeClaim,
+			tierClaim:   ic.TierClaim,
+			tiers:       ic.Tiers,
 		}
 		for _, a := range ic.Algorithms {
 			is.algs[string(a)] = true
@@ -314,6 +317,13 @@ func (v *Verifier) verify(ctx context.Context, token string, ex core.Explainer) 
 	}
 	if err := is.validator.Validate(claims); err != nil {
 		code := claimsErrorCode(err)
+		if code == core.TokenClaimsInvalid && is.audRequired && audienceAbsent(claims) {
+			// golang-jwt reports a missing aud as a missing required
+			// claim, like a missing exp; a token that names none of the
+			// issuer's audiences is an audience mismatch however it
+			// does so.
+			code = core.TokenAudienceMismatch
+		}
 		if ex != nil {
 			ex.Step("claims refused: %s (%v)", code, err)
 		}
@@ -370,6 +380,21 @@ func parseErrorCode(err error) core.Code {
 	// A bad signature, a key of the wrong type for the alg (key
 	// confusion) or a JWK whose alg is not the token's.
 	return core.TokenSignatureInvalid
+}
+
+// audienceAbsent reports whether aud is missing or empty ("", [] or
+// [""]). An aud of the wrong type (a number, say) is not absent but
+// malformed, though golang-jwt reads it as missing.
+func audienceAbsent(c gjwt.MapClaims) bool {
+	switch v := c["aud"].(type) {
+	case nil:
+		return true
+	case string:
+		return v == ""
+	case []any:
+		return len(v) == 0 || len(v) == 1 && v[0] == ""
+	}
+	return false
 }
 
 func claimsErrorCode(err error) core.Code {
