@@ -12,7 +12,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -27,6 +26,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/gatehouse/gatehouse/authz/internal/core"
+	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/contract"
 )
@@ -37,7 +37,16 @@ type Verified struct {
 	Identity core.Identity
 	// IssuerName is the configured name of the issuer (routes refer to it).
 	IssuerName string
+
+	// keys and rev are the issuer's remote key set and its revision when
+	// the verification began: once a fetch removes a key (the revision
+	// moves), the cache no longer vouches for the token.
+	keys *KeySet
+	rev  uint64
 }
+
+// stale reports whether the key set moved on since vt was verified.
+func (vt *Verified) stale() bool { return vt.keys != nil && vt.keys.rev.Load() != vt.rev }
 
 // Verifier verifies tokens of the configured issuers.
 type Verifier struct {
@@ -65,7 +74,8 @@ type issuer struct {
 	validator *gjwt.Validator
 	// audRequired: the issuer has audiences, so a token must name one.
 	audRequired bool
-	keys        *KeySet
+	static      *staticKeys
+	keys        *KeySet // nil: static keys only
 	kf          keyfunc.Keyfunc
 	subject     string
 	scope       string
@@ -75,23 +85,16 @@ type issuer struct {
 
 // Options build a Verifier.
 type Options struct {
-	// KeySets are reused by issuer name when their config did not change
-	// (so a reload neither refetches nor drops cached keys); see KeySetKey.
+	// KeySets are reused when their issuer's remote settings did not
+	// change (so a reload neither refetches nor drops cached keys); see
+	// KeySetKey. Static keys are always read anew.
 	KeySets map[string]*KeySet
 	Client  *http.Client
 	Logger  *slog.Logger
+	// Audit records key set changes (nil: none).
+	Audit audit.Recorder
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
-}
-
-// KeySetKey identifies an issuer's key configuration: two configs with
-// the same key can share a KeySet.
-func KeySetKey(is *config.JWTIssuer) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s\x00%s\x00%s\x00%t\x00%s\x00%s\x00%v\x00%v\x00%v\x00%v", is.Name, is.Issuer, is.JWKSURL, is.Discovery,
-		is.JWKSFile, is.JWKS, is.PublicKeys, is.RefreshInterval, is.UnknownKidInterval, is.FetchTimeout)
-	sum := sha256.Sum256([]byte(b.String()))
-	return string(sum[:])
 }
 
 // New builds a Verifier. Key sets not found in opts.KeySets are created
@@ -118,19 +121,27 @@ func New(cfg *config.AuthzJWT, opts Options) (*Verifier, error) {
 	for i := range cfg.Issuers {
 		ic := &cfg.Issuers[i]
 		p := config.Path("authz.jwt.issuers").Index(i)
-		ks := opts.KeySets[KeySetKey(ic)]
-		if ks == nil {
-			var err error
-			ks, err = NewKeySet(ic, opts.Client, opts.Logger)
-			if err != nil {
-				var fe *config.FieldError
-				if errors.As(err, &fe) {
-					errs.Add(p+"."+fe.Path, "%s", fe.Msg)
-				} else {
-					errs.Add(p, "%v", err)
-				}
-				continue
+		algs := algSet(ic.Algorithms)
+		static, err := loadStatic(ic, algs)
+		if err != nil {
+			var fe *config.FieldError
+			if errors.As(err, &fe) {
+				errs.Add(p+"."+fe.Path, "%s", fe.Msg)
+			} else {
+				errs.Add(p, "%v", err)
 			}
+			continue
+		}
+		var ks *KeySet
+		if hasRemote(ic) {
+			if ks = opts.KeySets[KeySetKey(ic)]; ks == nil {
+				ks = NewKeySet(ic, opts)
+			}
+		}
+		kf, err := keyfunc.New(keyfunc.Options{Storage: storage{static: static, ks: ks}})
+		if err != nil {
+			errs.Add(p, "%v", err)
+			continue
 		}
 		vopts := []gjwt.ParserOption{
 			gjwt.WithLeeway(ic.Leeway.D()),
@@ -145,19 +156,19 @@ func New(cfg *config.AuthzJWT, opts Options) (*Verifier, error) {
 		is := &issuer{
 			name:        ic.Name,
 			iss:         ic.Issuer,
-			algs:        map[string]bool{},
+			algs:        algs,
 			validator:   gjwt.NewValidator(vopts...),
 			audRequired: len(ic.Audiences) > 0,
+			static:      static,
 			keys:        ks,
-			kf:          ks.kf,
+			kf:          kf,
 			subject:     ic.SubjectClaim,
 			scope:       ic.ScopeClaim,
 			tierClaim:   ic.TierClaim,
 			tiers:       ic.Tiers,
 		}
-		for _, a := range ic.Algorithms {
-			is.algs[string(a)] = true
-			v.algs[string(a)] = true
+		for a := range algs {
+			v.algs[a] = true
 		}
 		v.issuers[ic.Issuer] = is
 		v.byName[ic.Name] = is
@@ -168,20 +179,27 @@ func New(cfg *config.AuthzJWT, opts Options) (*Verifier, error) {
 	return v, nil
 }
 
-// KeySets returns the verifier's key sets by KeySetKey.
+// KeySets returns the verifier's remote key sets by KeySetKey.
 func (v *Verifier) KeySets() map[string]*KeySet {
 	out := map[string]*KeySet{}
 	for _, is := range v.byName {
-		out[is.keys.key] = is.keys
+		if is.keys != nil {
+			out[is.keys.key] = is.keys
+		}
 	}
 	return out
 }
 
-// Health reports every issuer's key set.
+// Health reports every issuer's keys: static and remote.
 func (v *Verifier) Health() []Health {
 	out := make([]Health, 0, len(v.byName))
 	for _, is := range v.byName {
-		out = append(out, is.keys.Health())
+		h := Health{Issuer: is.name, Loaded: true}
+		if is.keys != nil {
+			h = is.keys.Health()
+		}
+		h.Keys += is.static.n
+		out = append(out, h)
 	}
 	slices.SortFunc(out, func(a, b Health) int { return strings.Compare(a.Issuer, b.Issuer) })
 	return out
@@ -294,6 +312,7 @@ func (v *Verifier) verify(ctx context.Context, token string, ex core.Explainer) 
 		return nil, core.TokenAlgNotAllowed
 	}
 	var is *issuer
+	var rev uint64
 	claims := gjwt.MapClaims{}
 	_, err = v.parser.ParseWithClaims(token, claims, func(t *gjwt.Token) (any, error) {
 		iss, _ := claims["iss"].(string)
@@ -302,6 +321,10 @@ func (v *Verifier) verify(ctx context.Context, token string, ex core.Explainer) 
 		}
 		if !is.algs[t.Method.Alg()] {
 			return nil, errAlgNotAllowed
+		}
+		if is.keys != nil {
+			// Before the key is read: see Verified.stale.
+			rev = is.keys.rev.Load()
 		}
 		return is.kf.KeyfuncCtx(ctx)(t)
 	})
@@ -337,7 +360,7 @@ func (v *Verifier) verify(ctx context.Context, token string, ex core.Explainer) 
 		return nil, core.TokenClaimsInvalid
 	}
 	exp, _ := claims.GetExpirationTime() // required by the validator
-	vt := &Verified{IssuerName: is.name, Identity: core.Identity{
+	vt := &Verified{IssuerName: is.name, keys: is.keys, rev: rev, Identity: core.Identity{
 		Method:  contract.AuthMethodJWT,
 		Subject: sub,
 		Issuer:  is.iss,
