@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -205,6 +207,10 @@ func TestNoUsableKeyKeepsLastGoodSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	privateJWK := jwkJSON(t, rsaB, "leaked", true, nil)
+	short, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		body []byte
@@ -219,6 +225,7 @@ func TestNoUsableKeyKeepsLastGoodSet(t *testing.T) {
 		{"a key whose alg does not fit it", keysDoc(jwkJSON(t, &rsaB.PublicKey, "mismatch", false, map[string]any{"alg": "ES256"}))},
 		{"a key agreement key", keysDoc(jwkJSON(t, x25519.PublicKey(), "x", false, nil))},
 		{"a private key", keysDoc(privateJWK)},
+		{"an RSA key under 2048 bits", keysDoc(jwkJSON(t, &short.PublicKey, "short", false, nil))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -546,4 +553,46 @@ func TestFailReasons(t *testing.T) {
 	if got := failReason(errors.New("something else")); got != FailMalformed {
 		t.Errorf("failReason(other) = %s; want %s", got, FailMalformed)
 	}
+}
+
+// bodyTransport answers every request with body: jwkset's own fetch and
+// parse, without a network.
+type bodyTransport []byte
+
+func (b bodyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: 200, Body: io.NopCloser(bytes.NewReader(b)), ContentLength: -1, Request: r, Header: http.Header{}}, nil
+}
+
+// FuzzFetchedJWKS: whatever a JWKS endpoint answers, the fetch neither
+// panics nor keeps a key that cannot verify, and a refused answer keeps
+// nothing.
+func FuzzFetchedJWKS(f *testing.F) {
+	keys()
+	f.Add(jwks(f, &rsaA.PublicKey, "a", &ecKey.PublicKey, "ec", edKey.Public(), "ed"))
+	f.Add([]byte(`{"keys":[]}`))
+	f.Add([]byte(`{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"s"}]}`))
+	f.Add(keysDoc(jwkJSON(f, &rsaB.PublicKey, "enc", false, map[string]any{"use": "enc"}), jwkJSON(f, &rsaA.PublicKey, "a", false, map[string]any{"alg": "RS256"})))
+	f.Add(keysDoc(jwkJSON(f, rsaB, "leaked", true, nil)))
+	f.Add([]byte(`{"keys":[{"kty":"EC","crv":"P-256","x":"AA","y":"AA","kid":"bad"}]}`))
+	is := remoteIssuer("http://jwks.gatehouse.invalid/keys")
+	is.MaxJWKSSize = 64 << 10
+	f.Fuzz(func(t *testing.T, body []byte) {
+		ks := NewKeySet(&is, Options{Client: &http.Client{Transport: bodyTransport(body)}})
+		s, err := ks.newStorage(context.Background(), is.JWKSURL, 0)
+		if err != nil {
+			if h := ks.Health(); h.Keys != 0 {
+				t.Fatalf("a refused answer (%v) left %d keys", err, h.Keys)
+			}
+			return
+		}
+		got, err := s.KeyReadAll(context.Background())
+		if err != nil || len(got) == 0 {
+			t.Fatalf("an accepted answer holds %d keys (%v); want at least one", len(got), err)
+		}
+		for _, k := range got {
+			if why := unusable(k, ks.algs); why != "" {
+				t.Fatalf("kept key %q: %s", k.Marshal().KID, why)
+			}
+		}
+	})
 }

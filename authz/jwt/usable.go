@@ -15,13 +15,16 @@ import (
 	"github.com/MicahParks/jwkset"
 )
 
+// minRSABits is the shortest RSA key accepted (RFC 7518, section 3.3).
+const minRSABits = 2048
+
 // rsaAlgs are the algorithms an RSA key verifies.
 var rsaAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 
 // unusable says why jwk cannot verify tokens of an issuer that allows
 // algs, or "" when it can. A key set is judged by its usable keys only:
 // encryption keys, symmetric keys, keys for an algorithm the issuer does
-// not allow, and private keys (which a JWKS must never publish: whoever
+// not allow, RSA keys under 2048 bits, and private keys (which a JWKS must never publish: whoever
 // read it can mint tokens) verify nothing here.
 func unusable(jwk jwkset.JWK, algs map[string]bool) string {
 	m := jwk.Marshal()
@@ -34,6 +37,9 @@ func unusable(jwk jwkset.JWK, algs map[string]bool) string {
 	var fits []string
 	switch k := jwk.Key().(type) {
 	case *rsa.PublicKey:
+		if n := k.N.BitLen(); n < minRSABits {
+			return fmt.Sprintf("an RSA key of %d bits is too short; RFC 7518 asks for at least %d", n, minRSABits)
+		}
 		fits = rsaAlgs
 	case *ecdsa.PublicKey:
 		switch k.Curve {
