@@ -24,8 +24,9 @@ var rsaAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 // unusable says why jwk cannot verify tokens of an issuer that allows
 // algs, or "" when it can. A key set is judged by its usable keys only:
 // encryption keys, symmetric keys, keys for an algorithm the issuer does
-// not allow, RSA keys under 2048 bits, and private keys (which a JWKS must never publish: whoever
-// read it can mint tokens) verify nothing here.
+// not allow, RSA keys under 2048 bits, and private keys (which a JWKS
+// must never publish: whoever read it can mint tokens) verify nothing
+// here.
 func unusable(jwk jwkset.JWK, algs map[string]bool) string {
 	m := jwk.Marshal()
 	if m.USE != "" && m.USE != jwkset.UseSig {
