@@ -50,9 +50,7 @@ func New(cfg *config.Config, deps component.Deps) (*Server, error) {
 	s := &Server{
 		deps:    deps,
 		metrics: newMetrics(),
-		// JWKS and discovery fetches: bounded in time, and in the
-		// redirects they follow (checkRedirect).
-		client: &http.Client{Timeout: time.Minute, CheckRedirect: checkRedirect},
+		client:  newFetchClient(),
 	}
 	s.ids.init()
 	commit, err := s.Prepare(cfg)
@@ -64,6 +62,13 @@ func New(cfg *config.Config, deps component.Deps) (*Server, error) {
 	}
 	commit()
 	return s, nil
+}
+
+// newFetchClient is the client of JWKS and discovery fetches: bounded in
+// time, and in the redirects it follows (checkRedirect). Each key set caps
+// the size of what it reads on top of it.
+func newFetchClient() *http.Client {
+	return &http.Client{Timeout: time.Minute, CheckRedirect: checkRedirect}
 }
 
 // maxRedirects bounds the redirects a JWKS or discovery fetch follows.
@@ -112,6 +117,7 @@ func (s *Server) Prepare(cfg *config.Config) (func(), error) {
 		store:   s.deps.KV,
 		client:  s.client,
 		log:     s.deps.Logger,
+		audit:   s.deps.Audit,
 	})
 	if err != nil {
 		return nil, err

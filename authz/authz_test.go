@@ -516,29 +516,6 @@ func TestWebhookAuditAndMetrics(t *testing.T) {
 	}
 }
 
-func TestReloadKeepsKeySets(t *testing.T) {
-	s, _, _ := newServer(t, testConfig(t), nil)
-	before := s.engine.Load().keySets
-	cfg, err := config.LoadBytes("<test>", []byte(testConfig(t)), config.LoadOptions{LookupEnv: func(string) (string, bool) { return "gh-secret", true }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	commit, err := s.Prepare(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	commit()
-	for k, ks := range s.engine.Load().keySets {
-		if before[k] != ks {
-			t.Errorf("key set %x was rebuilt on an unchanged reload", k[:4])
-		}
-	}
-	bad := strings.Replace(testConfig(t), "algorithms: [RS256]", "algorithms: [HS256]", 1)
-	if _, err := config.LoadBytes("<test>", []byte(bad), config.LoadOptions{LookupEnv: func(string) (string, bool) { return "x", true }}); err == nil || !strings.Contains(err.Error(), "asymmetric only") {
-		t.Errorf("config with HS256 = %v; want it refused", err)
-	}
-}
-
 func TestExplain(t *testing.T) {
 	s, rec, _ := newServer(t, testConfig(t), nil)
 	x := s.Explain(context.Background(), check{route: "orders", path: "/orders", headers: map[string]string{"authorization": "Bearer " + token(t, map[string]any{"scope": "x"})}}.request())

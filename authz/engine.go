@@ -14,6 +14,7 @@ import (
 	"github.com/gatehouse/gatehouse/authz/jwt"
 	"github.com/gatehouse/gatehouse/authz/mtls"
 	"github.com/gatehouse/gatehouse/authz/webhook"
+	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/contract"
 	"github.com/gatehouse/gatehouse/internal/kv"
@@ -47,6 +48,7 @@ type compileOptions struct {
 	store   kv.Store
 	client  *http.Client
 	log     *slog.Logger
+	audit   audit.Recorder
 	now     func() time.Time
 	// allowUnresolved accepts unresolved secrets (validate --skip-secrets).
 	allowUnresolved bool
@@ -87,7 +89,7 @@ func compile(cfg *config.Config, o compileOptions) (*engine, error) {
 		}
 	}
 	if az.JWT != nil {
-		v, err := jwt.New(az.JWT, jwt.Options{KeySets: o.keySets, Client: o.client, Logger: o.log, Now: o.now})
+		v, err := jwt.New(az.JWT, jwt.Options{KeySets: o.keySets, Client: o.client, Logger: o.log, Audit: o.audit, Now: o.now})
 		if err != nil {
 			addErr("authz.jwt", err)
 		} else {

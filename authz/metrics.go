@@ -118,7 +118,7 @@ var (
 	descJWKSLastOK = prometheus.NewDesc("gatehouse_authz_jwks_last_success_timestamp_seconds",
 		"When the issuer's JWKS was last fetched successfully.", []string{"issuer"}, nil)
 	descJWKSErrors = prometheus.NewDesc("gatehouse_authz_jwks_fetch_errors_total",
-		"Failed JWKS and discovery fetches of the issuer's key set.", []string{"issuer"}, nil)
+		"Failed JWKS and discovery fetches of the issuer's key set, by reason: discovery, insecure_jwks_uri, unreachable, http_status, too_large, malformed, no_usable_key.", []string{"issuer", "reason"}, nil)
 	descCache = prometheus.NewDesc("gatehouse_authz_token_cache_total",
 		"Verified-token cache lookups by result (hit, miss).", []string{"result"}, nil)
 	descCacheEntries = prometheus.NewDesc("gatehouse_authz_token_cache_entries",
@@ -157,7 +157,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descJWKSUp, prometheus.GaugeValue, up, h.Issuer)
 			ch <- prometheus.MustNewConstMetric(descJWKSLoaded, prometheus.GaugeValue, loaded, h.Issuer)
 			ch <- prometheus.MustNewConstMetric(descJWKSKeys, prometheus.GaugeValue, float64(h.Keys), h.Issuer)
-			ch <- prometheus.MustNewConstMetric(descJWKSErrors, prometheus.CounterValue, float64(h.Errors), h.Issuer)
+			for reason, n := range h.Errors {
+				ch <- prometheus.MustNewConstMetric(descJWKSErrors, prometheus.CounterValue, float64(n), h.Issuer, reason)
+			}
 			if !h.LastSuccess.IsZero() {
 				ch <- prometheus.MustNewConstMetric(descJWKSLastOK, prometheus.GaugeValue, float64(h.LastSuccess.UnixNano())/1e9, h.Issuer)
 			}

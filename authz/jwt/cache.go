@@ -9,7 +9,8 @@ import (
 // a hot token costs a hash and a map read instead of a signature check.
 // Tokens themselves are never stored. It is bounded (random eviction when
 // a shard is full: cheap, and fair enough for a working set that fits)
-// and an entry never outlives the token's exp.
+// and an entry never outlives the token's exp, nor a fetch of its
+// issuer's keys that removed or replaced a key (Verified.stale).
 type cache struct {
 	shards   [cacheShards]cacheShard
 	perShard int
@@ -56,7 +57,7 @@ func (c *cache) peek(k *[32]byte, now int64) *Verified {
 	s.mu.RLock()
 	e, ok := s.m[*k]
 	s.mu.RUnlock()
-	if !ok || now >= e.until {
+	if !ok || now >= e.until || e.v.stale() {
 		return nil
 	}
 	return e.v

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -98,7 +99,7 @@ func issuerConfig(jwksDoc string) config.JWTIssuer {
 		Algorithms: []config.JWTAlgorithm{"RS256", "ES256", "EdDSA"},
 		JWKS:       jwksDoc, Leeway: config.Duration(30 * time.Second),
 		RefreshInterval: config.Duration(time.Hour), UnknownKidInterval: config.Duration(time.Minute),
-		FetchTimeout: config.Duration(10 * time.Second), SubjectClaim: "sub", ScopeClaim: "scope",
+		FetchTimeout: config.Duration(10 * time.Second), MaxJWKSSize: 1 << 20, SubjectClaim: "sub", ScopeClaim: "scope",
 		TierClaim: "plan", Tiers: []string{"free", "pro"},
 	}
 }
@@ -137,6 +138,13 @@ func TestVerifyBadTokens(t *testing.T) {
 		{"not yet valid", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"nbf": now.Add(time.Hour).Unix()})), core.TokenNotYetValid},
 		{"issued in the future", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"iat": now.Add(time.Hour).Unix()})), core.TokenNotYetValid},
 		{"wrong audience", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"aud": "other"})), core.TokenAudienceMismatch},
+		// An issuer with audiences requires aud: a token naming none of
+		// them, by leaving aud out or empty, is an audience mismatch.
+		{"no audience", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"aud": nil})), core.TokenAudienceMismatch},
+		{"empty audience", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"aud": ""})), core.TokenAudienceMismatch},
+		{"empty audience list", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"aud": []string{}})), core.TokenAudienceMismatch},
+		{"audience list of an empty string", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"aud": []string{""}})), core.TokenAudienceMismatch},
+		{"audience of the wrong type", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"aud": 7})), core.TokenClaimsInvalid},
 		{"unknown issuer", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"iss": "https://evil"})), core.TokenIssuerUnknown},
 		{"no subject", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"sub": nil})), core.TokenClaimsInvalid},
 		{"subject with a newline", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"sub": "a\nx-admin: 1"})), core.TokenClaimsInvalid},
@@ -221,7 +229,8 @@ func TestCacheNeverOutlivesExp(t *testing.T) {
 	}
 }
 
-// jwksServer serves a JWKS that the test can change, break or block.
+// jwksServer serves a JWKS that the test can change, break, block or
+// grow.
 type jwksServer struct {
 	*httptest.Server
 	mu    sync.Mutex
@@ -230,27 +239,58 @@ type jwksServer struct {
 	hits  atomic.Int64
 	block chan struct{} // when set, requests wait for it to close
 	seen  chan struct{} // receives once per request (non-blocking)
+	// pad, when set, streams that many spaces before the body's last
+	// byte (still one JSON document), declaring the length when declare.
+	pad     int64
+	declare bool
+	// written counts the bytes the handler managed to send.
+	written atomic.Int64
 }
 
 func newJWKSServer(t testing.TB, body []byte) *jwksServer {
 	s := &jwksServer{body: body, code: 200, seen: make(chan struct{}, 100)}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.hits.Add(1)
-		select {
-		case s.seen <- struct{}{}:
-		default:
-		}
-		s.mu.Lock()
-		body, code, block := s.body, s.code, s.block
-		s.mu.Unlock()
-		if block != nil {
-			<-block
-		}
-		w.WriteHeader(code)
-		_, _ = w.Write(body)
-	}))
+	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
 	return s
+}
+
+func (s *jwksServer) serve(w http.ResponseWriter, r *http.Request) {
+	s.hits.Add(1)
+	select {
+	case s.seen <- struct{}{}:
+	default:
+	}
+	s.mu.Lock()
+	body, code, block, pad, declare := s.body, s.code, s.block, s.pad, s.declare
+	s.mu.Unlock()
+	if block != nil {
+		<-block
+	}
+	if pad == 0 || len(body) == 0 {
+		w.WriteHeader(code)
+		n, _ := w.Write(body)
+		s.written.Add(int64(n))
+		return
+	}
+	if declare {
+		w.Header().Set("Content-Length", strconv.FormatInt(int64(len(body))+pad, 10))
+	}
+	w.WriteHeader(code)
+	write := func(b []byte) bool {
+		n, err := w.Write(b)
+		s.written.Add(int64(n))
+		return err == nil
+	}
+	if !write(body[:len(body)-1]) {
+		return
+	}
+	chunk := []byte(strings.Repeat(" ", 64<<10))
+	for left := pad; left > 0; left -= int64(len(chunk)) {
+		if !write(chunk[:min(int64(len(chunk)), left)]) {
+			return // the client hung up
+		}
+	}
+	write(body[len(body)-1:])
 }
 
 func (s *jwksServer) set(code int, body []byte) {
@@ -437,6 +477,7 @@ func TestExtract(t *testing.T) {
 }
 
 func TestStaticKeyErrors(t *testing.T) {
+	keys()
 	tests := []struct {
 		name string
 		is   func(*config.JWTIssuer)
@@ -450,6 +491,14 @@ func TestStaticKeyErrors(t *testing.T) {
 			is.PublicKeys = []config.PublicKey{{PEM: "-----BEGIN PUBLIC KEY-----\nxx\n-----END PUBLIC KEY-----"}}
 		}, "publicKeys[0].pem"},
 		{"missing file", func(is *config.JWTIssuer) { is.JWKS = ""; is.JWKSFile = "/nonexistent/jwks.json" }, "jwksFile: cannot read"},
+		{"only an encryption key", func(is *config.JWTIssuer) {
+			is.JWKS = string(keysDoc(jwkJSON(t, &rsaA.PublicKey, "e", false, map[string]any{"use": "enc"})))
+		}, `jwks: none of its keys can verify tokens of this issuer: key 0 (kid "e"): use "enc" is not sig`},
+		{"PEM key of an algorithm not allowed", func(is *config.JWTIssuer) {
+			is.JWKS, is.Algorithms = "", []config.JWTAlgorithm{"RS256"}
+			der, _ := x509.MarshalPKIXPublicKey(&ecKey.PublicKey)
+			is.PublicKeys = []config.PublicKey{{PEM: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))}}
+		}, "publicKeys[0].pem: cannot verify tokens of this issuer: an EC key verifies none of the issuer's algorithms (it fits ES256)"},
 	}
 	for _, tt := range tests {
 		is := issuerConfig("")
@@ -518,7 +567,10 @@ var base64Std = base64pkg.StdEncoding
 func TestJWKSFile(t *testing.T) {
 	keys()
 	file := t.TempDir() + "/jwks.json"
-	if err := os.WriteFile(file, jwks(t, &rsaA.PublicKey, "a"), 0o600); err != nil {
+	// As an identity provider publishes it: a signing key and an
+	// encryption key, which is left out.
+	doc := keysDoc(jwkJSON(t, &rsaA.PublicKey, "a", false, nil), jwkJSON(t, &rsaB.PublicKey, "enc", false, map[string]any{"use": "enc"}))
+	if err := os.WriteFile(file, doc, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	is := issuerConfig("")

@@ -2,27 +2,21 @@ package jwt
 
 import (
 	"context"
-	"crypto"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/MicahParks/jwkset"
-	"github.com/MicahParks/keyfunc/v3"
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
-	"crypto/x509"
-
+	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/config"
 )
 
@@ -31,39 +25,54 @@ import (
 // as a token naming a key the issuer does not have (token_unknown_kid).
 var errNotLoaded = errors.New("jwt: key set not loaded yet")
 
-// KeySet holds one issuer's verification keys: static keys (inline JWKS,
-// JWKS file, PEM) and, when configured, a remote JWKS kept by jwkset —
-// fetched in the background every refresh interval, fetched again (rate
-// limited) when a token names an unknown kid, and served from cache while
-// the endpoint is down or answers junk.
+// KeySet is one issuer's remote key set (jwksURL, or OIDC discovery),
+// kept by jwkset: fetched in the background every refresh interval,
+// fetched again (rate limited) when a token names an unknown kid, on
+// demand (Refresh, Kick), and served from cache while the endpoint is
+// down or answers junk. A KeySet outlives config reloads that leave its
+// issuer's remote settings alone (see KeySetKey); static keys are not part
+// of it.
+//
+// What jwkset does not do, KeySet adds around it: a response size cap
+// (cappedClient), a refusal of a fetched set with no usable key (it would
+// otherwise replace the cached keys with nothing), a refusal of a plain
+// http:// jwks_uri from an https issuer's discovery document, and a
+// revision that moves when a fetch removes or replaces a key, so that the
+// verified-token cache drops what those keys verified.
 type KeySet struct {
-	key     string // KeySetKey of its config
-	name    string
-	static  *jwkset.MemoryJWKSet
-	nStatic int
+	key  string // KeySetKey of its config
+	name string
+	iss  string
+	algs map[string]bool
 
-	// Remote part; nil fields when the issuer has no JWKS URL.
-	url       string // configured, or found by discovery
-	discovery string // issuer URL to discover from ("" = none)
-	timeout   time.Duration
-	interval  time.Duration
-	client    *http.Client
-	log       *slog.Logger
-	limiter   *rate.Limiter
-	sf        singleflight.Group
-	fetching  atomic.Bool // an unknown-kid fetch is in flight
-	remote    atomic.Pointer[remoteSet]
-	cancel    context.CancelFunc
-	done      chan struct{}
-	loaded    chan struct{}
-	loadOnce  sync.Once
-	lastOK    atomic.Int64 // unix nanos of the last good fetch
-	nKeys     atomic.Int64
-	fetchErrs atomic.Uint64
-	errMu     sync.Mutex
-	lastErr   string
+	url               string // configured jwksURL ("" with discovery)
+	discovery         string // issuer URL to discover from ("" = none)
+	allowLoopbackHTTP bool
+	timeout           time.Duration
+	interval          time.Duration
+	client            *http.Client // JWKS fetches, capped at maxJWKSSize
+	discClient        *http.Client // discovery (capped by discover itself)
+	log               *slog.Logger
+	audit             audit.Recorder
+	limiter           *rate.Limiter
+	sf                singleflight.Group
+	fetching          atomic.Bool // an unknown-kid fetch is in flight
+	refreshMu         sync.Mutex  // one forced refresh at a time
+	remote            atomic.Pointer[remoteSet]
+	kick              chan struct{}
+	cancel            context.CancelFunc
+	done              chan struct{}
+	loaded            chan struct{}
+	loadOnce          sync.Once
 
-	kf keyfunc.Keyfunc
+	// rev moves when a fetch removes or replaces a key: a verification
+	// made at another revision may rest on a key that is gone.
+	rev      atomic.Uint64
+	lastOK   atomic.Int64 // unix nanos of the last good fetch
+	nKeys    atomic.Int64
+	failures [len(failReasons)]atomic.Uint64
+	errMu    sync.Mutex
+	lastErr  string
 }
 
 type remoteSet struct {
@@ -83,121 +92,63 @@ type Health struct {
 	// LastError is the last fetch error ("" when the last fetch was good).
 	LastError string
 	Keys      int
-	Errors    uint64
+	// Errors counts failed fetches by reason (the Fail* constants).
+	Errors map[string]uint64
 }
 
-// NewKeySet builds the key set of an issuer. Remote fetching starts with
-// Start. A fingerprint of the returned set's config lets a reload keep it.
-func NewKeySet(is *config.JWTIssuer, client *http.Client, log *slog.Logger) (*KeySet, error) {
+// KeySetKey identifies an issuer's remote key configuration: two configs
+// with the same key can share a KeySet. Static keys are left out: they
+// are read again at every load.
+func KeySetKey(is *config.JWTIssuer) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\x00%s\x00%s\x00%t\x00%t\x00%v\x00%v\x00%v\x00%v\x00%d", is.Name, is.Issuer, is.JWKSURL, is.Discovery,
+		is.AllowLoopbackHTTPJWKS, is.Algorithms, is.RefreshInterval, is.UnknownKidInterval, is.FetchTimeout, is.MaxJWKSSize)
+	return b.String()
+}
+
+// hasRemote reports whether the issuer's keys are fetched.
+func hasRemote(is *config.JWTIssuer) bool { return is.JWKSURL != "" || is.Discovery }
+
+// NewKeySet builds the remote key set of an issuer (one with a jwksURL or
+// discovery). Fetching starts with Start.
+func NewKeySet(is *config.JWTIssuer, o Options) *KeySet {
 	ks := &KeySet{
-		key:      KeySetKey(is),
-		name:     is.Name,
-		static:   jwkset.NewMemoryStorage(),
-		url:      is.JWKSURL,
-		timeout:  is.FetchTimeout.D(),
-		interval: is.RefreshInterval.D(),
-		client:   client,
-		log:      log,
-		limiter:  rate.NewLimiter(rate.Every(is.UnknownKidInterval.D()), 1),
-		loaded:   make(chan struct{}),
-		done:     make(chan struct{}),
+		key:               KeySetKey(is),
+		name:              is.Name,
+		iss:               is.Issuer,
+		algs:              algSet(is.Algorithms),
+		url:               is.JWKSURL,
+		allowLoopbackHTTP: is.AllowLoopbackHTTPJWKS,
+		timeout:           is.FetchTimeout.D(),
+		interval:          is.RefreshInterval.D(),
+		client:            cappedClient(o.Client, int64(is.MaxJWKSSize)),
+		discClient:        o.Client,
+		log:               o.Logger,
+		audit:             o.Audit,
+		limiter:           rate.NewLimiter(rate.Every(is.UnknownKidInterval.D()), 1),
+		kick:              make(chan struct{}, 1),
+		loaded:            make(chan struct{}),
+		done:              make(chan struct{}),
 	}
 	if is.Discovery {
 		ks.discovery = is.Issuer
 	}
-	ctx := context.Background()
-	if is.JWKS != "" {
-		if err := ks.addJWKS([]byte(is.JWKS)); err != nil {
-			return nil, &config.FieldError{Path: "jwks", Msg: err.Error()}
-		}
-	}
-	if is.JWKSFile != "" {
-		b, err := os.ReadFile(string(is.JWKSFile))
-		if err != nil {
-			return nil, &config.FieldError{Path: "jwksFile", Msg: fmt.Sprintf("cannot read: %v", err)}
-		}
-		if err := ks.addJWKS(b); err != nil {
-			return nil, &config.FieldError{Path: "jwksFile", Msg: err.Error()}
-		}
-	}
-	for i, pk := range is.PublicKeys {
-		key, err := parsePublicKey(pk.PEM)
-		if err != nil {
-			return nil, &config.FieldError{Path: config.Path("publicKeys").Index(i).Field("pem"), Msg: err.Error()}
-		}
-		jwk, err := jwkset.NewJWKFromKey(key, jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{KID: pk.KID}})
-		if err != nil {
-			return nil, &config.FieldError{Path: config.Path("publicKeys").Index(i).Field("pem"), Msg: fmt.Sprintf("unsupported key: %v", err)}
-		}
-		if err := ks.static.KeyWrite(ctx, jwk); err != nil {
-			return nil, err
-		}
-		ks.nStatic++
-	}
-	if ks.url == "" && ks.discovery == "" {
-		ks.loadOnce.Do(func() { close(ks.loaded) })
-	}
-	kf, err := keyfunc.New(keyfunc.Options{Storage: storage{ks}})
-	if err != nil {
-		return nil, err
-	}
-	ks.kf = kf
-	return ks, nil
+	return ks
 }
 
-func (ks *KeySet) addJWKS(b []byte) error {
-	var set jwkset.JWKSMarshal
-	if err := json.Unmarshal(b, &set); err != nil {
-		return fmt.Errorf("not a JWKS document: %v", err)
+func algSet(algs []config.JWTAlgorithm) map[string]bool {
+	m := make(map[string]bool, len(algs))
+	for _, a := range algs {
+		m[string(a)] = true
 	}
-	if len(set.Keys) == 0 {
-		return errors.New("the JWKS holds no keys")
-	}
-	for i, m := range set.Keys {
-		jwk, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
-		if err != nil {
-			return fmt.Errorf("key %d: %v", i, err)
-		}
-		if _, ok := jwk.Key().(crypto.PublicKey); !ok || m.KTY == jwkset.KtyOct {
-			return fmt.Errorf("key %d: only public keys verify tokens", i)
-		}
-		if err := ks.static.KeyWrite(context.Background(), jwk); err != nil {
-			return err
-		}
-		ks.nStatic++
-	}
-	return nil
+	return m
 }
 
-func parsePublicKey(s string) (any, error) {
-	block, _ := pem.Decode([]byte(strings.TrimSpace(s)))
-	if block == nil {
-		return nil, errors.New("is not a PEM block")
-	}
-	switch block.Type {
-	case "PUBLIC KEY":
-		return x509.ParsePKIXPublicKey(block.Bytes)
-	case "RSA PUBLIC KEY":
-		return x509.ParsePKCS1PublicKey(block.Bytes)
-	case "CERTIFICATE":
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		return c.PublicKey, nil
-	}
-	return nil, fmt.Errorf("a %q PEM block is not a public key; use PUBLIC KEY", block.Type)
-}
-
-// Start begins fetching the remote key set in the background (discovery
-// first when configured); it returns at once. Stop ends it.
+// Start begins fetching the key set in the background (discovery first
+// when configured); it returns at once. Stop ends it.
 func (ks *KeySet) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	ks.cancel = cancel
-	if ks.url == "" && ks.discovery == "" {
-		close(ks.done)
-		return
-	}
 	go func() {
 		defer close(ks.done)
 		ks.run(ctx)
@@ -212,8 +163,8 @@ func (ks *KeySet) Stop() {
 	}
 }
 
-// WaitLoaded waits until the key set can verify tokens (its remote part
-// fetched once), or ctx ends.
+// WaitLoaded waits until the key set can verify tokens (fetched once, with
+// at least one usable key), or ctx ends.
 func (ks *KeySet) WaitLoaded(ctx context.Context) error {
 	select {
 	case <-ks.loaded:
@@ -223,82 +174,189 @@ func (ks *KeySet) WaitLoaded(ctx context.Context) error {
 	}
 }
 
+// Kick asks the background loop to fetch the key set now; it does not
+// wait. It is what SIGHUP does.
+func (ks *KeySet) Kick() {
+	select {
+	case ks.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Refresh fetches the key set now and returns the fetch's error, if any
+// (the cached keys then keep serving). It is the admin endpoint's forced
+// refresh: a key the issuer removed stops verifying, and the tokens it
+// verified leave the verified-token cache, without waiting for the
+// refresh interval. Before the first fetch (discovery still failing, say)
+// it only kicks the background loop.
+func (ks *KeySet) Refresh(ctx context.Context) error {
+	if ks.remote.Load() == nil {
+		ks.Kick()
+		msg := ks.Health().LastError
+		if msg == "" {
+			msg = "first fetch still in progress"
+		}
+		return fmt.Errorf("%w: %s", errNotLoaded, msg)
+	}
+	ks.refreshMu.Lock()
+	defer ks.refreshMu.Unlock()
+	return ks.fetchNow(ctx)
+}
+
 func (ks *KeySet) run(ctx context.Context) {
 	backoff := func(i int) time.Duration {
 		d := time.Second << min(i, 5)
 		return min(d, 30*time.Second)
 	}
+	wait := func(d time.Duration) bool {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		case <-ks.kick:
+		}
+		return true
+	}
 	url := ks.url
 	for i := 0; url == ""; i++ {
-		u, err := discover(ctx, ks.client, ks.discovery, ks.timeout)
+		u, err := discover(ctx, ks.discClient, ks.discovery, ks.timeout, ks.allowLoopbackHTTP)
 		if err == nil {
 			url = u
 			break
 		}
-		ks.recordErr(fmt.Errorf("discovery: %w", err))
-		select {
-		case <-ctx.Done():
+		ks.recordErr(ctx, err)
+		if !wait(backoff(i)) {
 			return
-		case <-time.After(backoff(i)):
 		}
 	}
-	mem := &trackedStorage{MemoryJWKSet: jwkset.NewMemoryStorage(), ks: ks}
-	hs, err := jwkset.NewStorageFromHTTP(url, jwkset.HTTPClientStorageOptions{
-		Client:                    ks.client,
-		Ctx:                       ctx,
-		HTTPTimeout:               ks.timeout,
-		NoErrorReturnFirstHTTPReq: true,
-		RefreshErrorHandler:       func(_ context.Context, err error) { ks.recordErr(err) },
-		RefreshInterval:           ks.interval,
-		Storage:                   mem,
-	})
+	hs, err := ks.newStorage(ctx, url, ks.interval)
 	if err != nil {
-		ks.recordErr(err)
+		ks.recordErr(ctx, err)
 		return
 	}
-	// The gate in storage.KeyRead rate-limits unknown-kid fetches without
+	// The gate in KeySet.keyRead rate-limits unknown-kid fetches without
 	// ever blocking a Check; this client's own limiter only lets it through.
 	refreshing, err := jwkset.NewHTTPClient(jwkset.HTTPClientOptions{
 		HTTPURLs:          map[string]jwkset.Storage{url: hs},
 		RefreshUnknownKID: rate.NewLimiter(rate.Inf, 1),
 	})
 	if err != nil {
-		ks.recordErr(err)
+		ks.recordErr(ctx, err)
 		return
 	}
 	ks.remote.Store(&remoteSet{plain: hs, refreshing: refreshing})
-	// The first fetch ran inside NewStorageFromHTTP, before the set could
-	// be read through ks.remote: only now may a Check rely on it.
+	// The first fetch ran inside newStorage, before the set could be read
+	// through ks.remote: only now may a Check rely on it.
 	if ks.lastOK.Load() != 0 {
 		ks.loadOnce.Do(func() { close(ks.loaded) })
 	}
 	// Until the first fetch succeeds, retry with backoff rather than wait a
 	// whole refresh interval; afterwards jwkset's own ticker refreshes.
+	// These fetches run under ctx, so that Stop does not wait for one.
 	for i := 0; ks.lastOK.Load() == 0; i++ {
+		if !wait(backoff(i)) {
+			return
+		}
+		_ = ks.fetchNow(ctx)
+	}
+	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff(i)):
+		case <-ks.kick:
+			_ = ks.fetchNow(ctx)
 		}
-		ks.fetchNow(ctx)
 	}
-	<-ctx.Done()
 }
 
-// fetchNow makes jwkset fetch the set again: reading a key id that cannot
-// exist through the refreshing client is its public way to do that.
-func (ks *KeySet) fetchNow(ctx context.Context) {
+// newStorage is jwkset's HTTP storage of url over the capped client,
+// refreshed every interval (0: never), its first fetch done.
+func (ks *KeySet) newStorage(ctx context.Context, url string, interval time.Duration) (jwkset.Storage, error) {
+	return jwkset.NewStorageFromHTTP(url, jwkset.HTTPClientStorageOptions{
+		Client:                    ks.client,
+		Ctx:                       ctx,
+		HTTPTimeout:               ks.timeout,
+		NoErrorReturnFirstHTTPReq: interval > 0,
+		RefreshErrorHandler:       ks.recordErr,
+		RefreshInterval:           interval,
+		Storage:                   &trackedStorage{MemoryJWKSet: jwkset.NewMemoryStorage(), ks: ks},
+	})
+}
+
+// Probe fetches the key set once, discovery included, as the first fetch
+// of serve would, and returns why serve would refuse it. Nothing runs in
+// the background; it is for `gatehouse validate --fetch-keys`.
+func (ks *KeySet) Probe(ctx context.Context) error {
+	url := ks.url
+	if url == "" {
+		u, err := discover(ctx, ks.discClient, ks.discovery, ks.timeout, ks.allowLoopbackHTTP)
+		if err != nil {
+			return err
+		}
+		url = u
+	}
+	_, err := ks.newStorage(ctx, url, 0)
+	if err != nil {
+		return plainErr(err)
+	}
+	return nil
+}
+
+// fetchShared fetches the set once for every caller asking at the same
+// time (a flood of tokens naming a new kid makes one request).
+func (ks *KeySet) fetchShared() {
+	_, _, _ = ks.sf.Do("fetch", func() (any, error) {
+		ks.fetching.Store(true)
+		defer ks.fetching.Store(false)
+		// Not a caller's context: other Checks wait on this fetch.
+		return nil, ks.fetchNow(context.Background())
+	})
+}
+
+// outcomeKey carries a *fetchOutcome in the context of one fetch, so that
+// the caller that asked for it learns its result: jwkset reports both
+// (through the error handler and the storage) with the context it was
+// given, while its own ticker's fetches carry none.
+type outcomeKey struct{}
+
+type fetchOutcome struct {
+	done bool
+	err  error
+}
+
+// fetchNow makes jwkset fetch the set again and returns the result:
+// reading a key id that cannot exist through the refreshing client is its
+// public way to do that.
+func (ks *KeySet) fetchNow(ctx context.Context) error {
 	r := ks.remote.Load()
 	if r == nil {
-		return
+		return errNotLoaded
 	}
-	fctx, cancel := context.WithTimeout(ctx, ks.timeout)
+	out := &fetchOutcome{}
+	fctx, cancel := context.WithTimeout(context.WithValue(ctx, outcomeKey{}, out), ks.timeout)
 	defer cancel()
 	_, _ = r.refreshing.KeyRead(fctx, "\x00gatehouse-refresh")
+	if !out.done {
+		return errors.New("jwt: the fetch did not complete")
+	}
+	return out.err
 }
 
-func (ks *KeySet) recordErr(err error) {
-	ks.fetchErrs.Add(1)
+func setOutcome(ctx context.Context, err error) {
+	if out, ok := ctx.Value(outcomeKey{}).(*fetchOutcome); ok {
+		out.done, out.err = true, err
+	}
+}
+
+// recordErr counts, logs and remembers a failed fetch. It is jwkset's
+// refresh error handler, and reports ks's own discovery failures.
+func (ks *KeySet) recordErr(ctx context.Context, err error) {
+	err = plainErr(err)
+	setOutcome(ctx, err)
+	reason := failReason(err)
+	ks.failures[slices.Index(failReasons[:], reason)].Add(1)
 	msg := err.Error()
 	if len(msg) > 300 {
 		msg = msg[:300]
@@ -306,12 +364,19 @@ func (ks *KeySet) recordErr(err error) {
 	ks.errMu.Lock()
 	ks.lastErr = msg
 	ks.errMu.Unlock()
-	if ks.log != nil {
-		ks.log.Warn("jwks fetch failed; serving the cached keys", "issuer", ks.name, "err", msg)
+	if ks.log == nil {
+		return
+	}
+	if ks.lastOK.Load() != 0 {
+		ks.log.Warn("jwks fetch failed; the last good keys keep serving", "issuer", ks.name, "reason", reason, "err", msg)
+	} else {
+		ks.log.Warn("jwks fetch failed; the issuer has no keys yet and its tokens are refused as jwks_unavailable", "issuer", ks.name, "reason", reason, "err", msg)
 	}
 }
 
-func (ks *KeySet) recordOK(n int) {
+// recordOK notes a good fetch of n usable keys, and what it changed.
+func (ks *KeySet) recordOK(ctx context.Context, n int, added, removed, skipped []string) {
+	setOutcome(ctx, nil)
 	ks.lastOK.Store(time.Now().UnixNano())
 	ks.nKeys.Store(int64(n))
 	ks.errMu.Lock()
@@ -320,57 +385,150 @@ func (ks *KeySet) recordOK(n int) {
 	if ks.remote.Load() != nil {
 		ks.loadOnce.Do(func() { close(ks.loaded) })
 	}
+	if len(added) == 0 && len(removed) == 0 {
+		return
+	}
+	detail := fmt.Sprintf("issuer %s: %d keys", ks.name, n)
+	if len(added) > 0 {
+		detail += "; added " + kidList(added)
+	}
+	if len(removed) > 0 {
+		detail += "; removed " + kidList(removed) + " (tokens they verified leave the cache)"
+	}
+	if len(skipped) > 0 {
+		detail += "; ignored " + kidList(skipped) + " (unusable)"
+	}
+	if ks.log != nil {
+		ks.log.Info("jwks keys changed", "issuer", ks.name, "detail", detail)
+	}
+	if ks.audit != nil {
+		ks.audit.Record(audit.Event{Kind: audit.KindJWKSChange, Issuer: ks.iss, Detail: detail})
+	}
 }
 
 // Health reports the key set's state.
 func (ks *KeySet) Health() Health {
-	h := Health{Issuer: ks.name, Remote: ks.url != "" || ks.discovery != "", Keys: ks.nStatic, Errors: ks.fetchErrs.Load()}
+	h := Health{Issuer: ks.name, Remote: true, Errors: make(map[string]uint64, len(failReasons))}
+	for i, r := range failReasons {
+		h.Errors[r] = ks.failures[i].Load()
+	}
 	ks.errMu.Lock()
 	h.LastError = ks.lastErr
 	ks.errMu.Unlock()
-	if !h.Remote {
-		h.Loaded = true
-		return h
-	}
 	if t := ks.lastOK.Load(); t != 0 && ks.remote.Load() != nil {
 		h.Loaded = true
 		h.LastSuccess = time.Unix(0, t)
-		h.Keys += int(ks.nKeys.Load())
+		h.Keys = int(ks.nKeys.Load())
 	}
 	return h
 }
 
-// trackedStorage is jwkset's in-memory storage, noting each good fetch:
-// jwkset replaces the whole set only after fetching and parsing it.
+// plainErr unwraps the refusals KeySet makes itself (a set without a
+// usable key, a body over the cap) from jwkset's wording around them,
+// which would call a refused set "failed to delete all keys from
+// storage"; their own message says it all.
+func plainErr(err error) error {
+	var nu *noUsableKeyError
+	if errors.As(err, &nu) {
+		return nu
+	}
+	var tl *tooLargeError
+	if errors.As(err, &tl) {
+		return tl
+	}
+	return err
+}
+
+// noUsableKeyError is a fetched JWKS without one key that can verify a
+// token of the issuer: answered as a failed fetch, so that the last good
+// keys keep serving (and, at start-up, the issuer stays not ready).
+type noUsableKeyError struct {
+	n       int
+	reasons []string
+}
+
+func (e *noUsableKeyError) Error() string {
+	if e.n == 0 {
+		return "jwt: the JWKS holds no keys"
+	}
+	return fmt.Sprintf("jwt: none of the JWKS's %d keys can verify tokens of the issuer: %s", e.n, strings.Join(e.reasons, "; "))
+}
+
+// trackedStorage is jwkset's in-memory storage of the fetched keys. jwkset
+// hands it each fetched set (after fetching and parsing it whole); it
+// keeps the usable keys, refuses a set without one, and tells the KeySet
+// what changed.
 type trackedStorage struct {
 	*jwkset.MemoryJWKSet
 	ks *KeySet
+	mu sync.Mutex
 }
 
 func (t *trackedStorage) KeyReplaceAll(ctx context.Context, given []jwkset.JWK) error {
-	if err := t.MemoryJWKSet.KeyReplaceAll(ctx, given); err != nil {
+	keys := make([]jwkset.JWK, 0, len(given))
+	var reasons, skipped []string
+	for _, k := range given {
+		if why := unusable(k, t.ks.algs); why != "" {
+			kid := k.Marshal().KID
+			skipped = append(skipped, kid)
+			reasons = append(reasons, kidList([]string{kid})+": "+why)
+			continue
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return &noUsableKeyError{n: len(given), reasons: reasons}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old, _ := t.MemoryJWKSet.KeyReadAll(ctx)
+	if err := t.MemoryJWKSet.KeyReplaceAll(ctx, keys); err != nil {
 		return err
 	}
-	t.ks.recordOK(len(given))
+	added, removed := diffKeys(old, keys)
+	if len(removed) > 0 {
+		// After the new set is in place: a verification that read the old
+		// revision may have used a removed key, and is dropped; one that
+		// reads the new revision used the new set.
+		t.ks.rev.Add(1)
+	}
+	t.ks.recordOK(ctx, len(keys), added, removed, skipped)
 	return nil
 }
 
-// storage is the jwkset.Storage keyfunc reads: static keys first, then
-// the cached remote set, then — for an unknown kid, at most once per
-// unknownKidInterval and coalesced across concurrent Checks — a fetch.
-type storage struct{ ks *KeySet }
-
-func (s storage) KeyRead(ctx context.Context, kid string) (jwkset.JWK, error) {
-	ks := s.ks
-	if k, err := ks.static.KeyRead(ctx, kid); err == nil {
-		return k, nil
+// diffKeys returns the kids of the keys in cur and not in old (added) and
+// in old and not in cur (removed), by keyIdentity.
+func diffKeys(old, cur []jwkset.JWK) (added, removed []string) {
+	in := func(set []jwkset.JWK) map[string]string {
+		m := make(map[string]string, len(set))
+		for _, k := range set {
+			m[keyIdentity(k)] = k.Marshal().KID
+		}
+		return m
 	}
+	o, c := in(old), in(cur)
+	for id, kid := range c {
+		if _, ok := o[id]; !ok {
+			added = append(added, kid)
+		}
+	}
+	for id, kid := range o {
+		if _, ok := c[id]; !ok {
+			removed = append(removed, kid)
+		}
+	}
+	slices.Sort(added)
+	slices.Sort(removed)
+	return added, removed
+}
+
+// keyRead reads kid from the cached set, fetching the set again — at most
+// once per unknownKidInterval and coalesced across concurrent Checks —
+// when it is not there.
+func (ks *KeySet) keyRead(ctx context.Context, kid string) (jwkset.JWK, error) {
 	r := ks.remote.Load()
 	if r == nil {
-		if ks.url != "" || ks.discovery != "" {
-			return jwkset.JWK{}, errNotLoaded
-		}
-		return jwkset.JWK{}, fmt.Errorf("%w: kid %q", jwkset.ErrKeyNotFound, kid)
+		return jwkset.JWK{}, errNotLoaded
 	}
 	if k, err := r.plain.KeyRead(ctx, kid); err == nil {
 		return k, nil
@@ -379,13 +537,7 @@ func (s storage) KeyRead(ctx context.Context, kid string) (jwkset.JWK, error) {
 	// rotation every token naming the new kid waits for the one fetch
 	// instead of failing while it runs.
 	if ks.fetching.Load() || ks.limiter.Allow() {
-		_, _, _ = ks.sf.Do("fetch", func() (any, error) {
-			ks.fetching.Store(true)
-			defer ks.fetching.Store(false)
-			// Not the caller's context: other Checks wait on this fetch.
-			ks.fetchNow(context.Background())
-			return nil, nil
-		})
+		ks.fetchShared()
 		if k, err := r.plain.KeyRead(ctx, kid); err == nil {
 			return k, nil
 		}
@@ -396,93 +548,11 @@ func (s storage) KeyRead(ctx context.Context, kid string) (jwkset.JWK, error) {
 	return jwkset.JWK{}, fmt.Errorf("%w: kid %q", jwkset.ErrKeyNotFound, kid)
 }
 
-func (s storage) KeyReadAll(ctx context.Context) ([]jwkset.JWK, error) {
-	out, _ := s.ks.static.KeyReadAll(ctx)
-	if r := s.ks.remote.Load(); r != nil {
-		more, err := r.plain.KeyReadAll(ctx)
-		if err == nil {
-			out = append(out, more...)
-		}
-	} else if s.ks.url != "" || s.ks.discovery != "" {
+// keyReadAll returns the cached keys.
+func (ks *KeySet) keyReadAll(ctx context.Context) ([]jwkset.JWK, error) {
+	r := ks.remote.Load()
+	if r == nil {
 		return nil, errNotLoaded
 	}
-	// Keys with a kid verify only tokens naming it.
-	keep := out[:0]
-	for _, k := range out {
-		if k.Marshal().KID == "" {
-			keep = append(keep, k)
-		}
-	}
-	return keep, nil
-}
-
-var errReadOnly = errors.New("jwt: key set is read-only")
-
-func (s storage) KeyDelete(context.Context, string) (bool, error) { return false, errReadOnly }
-func (s storage) KeyReplaceAll(context.Context, []jwkset.JWK) error {
-	return errReadOnly
-}
-func (s storage) KeyWrite(context.Context, jwkset.JWK) error { return errReadOnly }
-func (s storage) JSON(ctx context.Context) (json.RawMessage, error) {
-	return s.JSONPublic(ctx)
-}
-func (s storage) JSONPublic(ctx context.Context) (json.RawMessage, error) {
-	m, err := s.Marshal(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(m)
-}
-func (s storage) JSONPrivate(context.Context) (json.RawMessage, error) { return nil, errReadOnly }
-func (s storage) JSONWithOptions(ctx context.Context, _ jwkset.JWKMarshalOptions, _ jwkset.JWKValidateOptions) (json.RawMessage, error) {
-	return s.JSONPublic(ctx)
-}
-func (s storage) Marshal(ctx context.Context) (jwkset.JWKSMarshal, error) {
-	keys, err := s.KeyReadAll(ctx)
-	if err != nil {
-		return jwkset.JWKSMarshal{}, err
-	}
-	var m jwkset.JWKSMarshal
-	for _, k := range keys {
-		m.Keys = append(m.Keys, k.Marshal())
-	}
-	return m, nil
-}
-func (s storage) MarshalWithOptions(ctx context.Context, _ jwkset.JWKMarshalOptions, _ jwkset.JWKValidateOptions) (jwkset.JWKSMarshal, error) {
-	return s.Marshal(ctx)
-}
-
-// discover reads the jwks_uri of an OpenID Provider from its
-// /.well-known/openid-configuration, checking that the document is the
-// issuer's own (OpenID Connect Discovery 1.0, section 4.3).
-func discover(ctx context.Context, c *http.Client, issuer string, timeout time.Duration) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	u := strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("%s: HTTP %d", u, resp.StatusCode)
-	}
-	var doc struct {
-		Issuer  string `json:"issuer"`
-		JWKSURI string `json:"jwks_uri"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&doc); err != nil {
-		return "", fmt.Errorf("%s: not a discovery document: %v", u, err)
-	}
-	if doc.Issuer != issuer {
-		return "", fmt.Errorf("%s: names issuer %q, not %q", u, doc.Issuer, issuer)
-	}
-	if !strings.HasPrefix(doc.JWKSURI, "https://") && !strings.HasPrefix(doc.JWKSURI, "http://") {
-		return "", fmt.Errorf("%s: jwks_uri %q is not an http(s) URL", u, doc.JWKSURI)
-	}
-	return doc.JWKSURI, nil
+	return r.plain.KeyReadAll(ctx)
 }

@@ -12,7 +12,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -27,6 +26,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/gatehouse/gatehouse/authz/internal/core"
+	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/contract"
 )
@@ -37,7 +37,16 @@ type Verified struct {
 	Identity core.Identity
 	// IssuerName is the configured name of the issuer (routes refer to it).
 	IssuerName string
+
+	// keys and rev are the issuer's remote key set and its revision when
+	// the verification began: once a fetch removes a key (the revision
+	// moves), the cache no longer vouches for the token.
+	keys *KeySet
+	rev  uint64
 }
+
+// stale reports whether the key set moved on since vt was verified.
+func (vt *Verified) stale() bool { return vt.keys != nil && vt.keys.rev.Load() != vt.rev }
 
 // Verifier verifies tokens of the configured issuers.
 type Verifier struct {
@@ -63,33 +72,29 @@ type issuer struct {
 	iss       string
 	algs      map[string]bool
 	validator *gjwt.Validator
-	keys      *KeySet
-	kf        keyfunc.Keyfunc
-	subject   string
-	scope     string
-	tierClaim string
-	tiers     []string
+	// audRequired: the issuer has audiences, so a token must name one.
+	audRequired bool
+	static      *staticKeys
+	keys        *KeySet // nil: static keys only
+	kf          keyfunc.Keyfunc
+	subject     string
+	scope       string
+	tierClaim   string
+	tiers       []string
 }
 
 // Options build a Verifier.
 type Options struct {
-	// KeySets are reused by issuer name when their config did not change
-	// (so a reload neither refetches nor drops cached keys); see KeySetKey.
+	// KeySets are reused when their issuer's remote settings did not
+	// change (so a reload neither refetches nor drops cached keys); see
+	// KeySetKey. Static keys are always read anew.
 	KeySets map[string]*KeySet
 	Client  *http.Client
 	Logger  *slog.Logger
+	// Audit records key set changes (nil: none).
+	Audit audit.Recorder
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
-}
-
-// KeySetKey identifies an issuer's key configuration: two configs with
-// the same key can share a KeySet.
-func KeySetKey(is *config.JWTIssuer) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s\x00%s\x00%s\x00%t\x00%s\x00%s\x00%v\x00%v\x00%v\x00%v", is.Name, is.Issuer, is.JWKSURL, is.Discovery,
-		is.JWKSFile, is.JWKS, is.PublicKeys, is.RefreshInterval, is.UnknownKidInterval, is.FetchTimeout)
-	sum := sha256.Sum256([]byte(b.String()))
-	return string(sum[:])
 }
 
 // New builds a Verifier. Key sets not found in opts.KeySets are created
@@ -116,19 +121,27 @@ func New(cfg *config.AuthzJWT, opts Options) (*Verifier, error) {
 	for i := range cfg.Issuers {
 		ic := &cfg.Issuers[i]
 		p := config.Path("authz.jwt.issuers").Index(i)
-		ks := opts.KeySets[KeySetKey(ic)]
-		if ks == nil {
-			var err error
-			ks, err = NewKeySet(ic, opts.Client, opts.Logger)
-			if err != nil {
-				var fe *config.FieldError
-				if errors.As(err, &fe) {
-					errs.Add(p+"."+fe.Path, "%s", fe.Msg)
-				} else {
-					errs.Add(p, "%v", err)
-				}
-				continue
+		algs := algSet(ic.Algorithms)
+		static, err := loadStatic(ic, algs)
+		if err != nil {
+			var fe *config.FieldError
+			if errors.As(err, &fe) {
+				errs.Add(p+"."+fe.Path, "%s", fe.Msg)
+			} else {
+				errs.Add(p, "%v", err)
 			}
+			continue
+		}
+		var ks *KeySet
+		if hasRemote(ic) {
+			if ks = opts.KeySets[KeySetKey(ic)]; ks == nil {
+				ks = NewKeySet(ic, opts)
+			}
+		}
+		kf, err := keyfunc.New(keyfunc.Options{Storage: storage{static: static, ks: ks}})
+		if err != nil {
+			errs.Add(p, "%v", err)
+			continue
 		}
 		vopts := []gjwt.ParserOption{
 			gjwt.WithLeeway(ic.Leeway.D()),
@@ -141,20 +154,21 @@ func New(cfg *config.AuthzJWT, opts Options) (*Verifier, error) {
 			vopts = append(vopts, gjwt.WithAudience(ic.Audiences...))
 		}
 		is := &issuer{
-			name:      ic.Name,
-			iss:       ic.Issuer,
-			algs:      map[string]bool{},
-			validator: gjwt.NewValidator(vopts...),
-			keys:      ks,
-			kf:        ks.kf,
-			subject:   ic.SubjectClaim,
-			scope:     ic.ScopeClaim,
-			tierClaim: ic.TierClaim,
-			tiers:     ic.Tiers,
+			name:        ic.Name,
+			iss:         ic.Issuer,
+			algs:        algs,
+			validator:   gjwt.NewValidator(vopts...),
+			audRequired: len(ic.Audiences) > 0,
+			static:      static,
+			keys:        ks,
+			kf:          kf,
+			subject:     ic.SubjectClaim,
+			scope:       ic.ScopeClaim,
+			tierClaim:   ic.TierClaim,
+			tiers:       ic.Tiers,
 		}
-		for _, a := range ic.Algorithms {
-			is.algs[string(a)] = true
-			v.algs[string(a)] = true
+		for a := range algs {
+			v.algs[a] = true
 		}
 		v.issuers[ic.Issuer] = is
 		v.byName[ic.Name] = is
@@ -165,20 +179,27 @@ func New(cfg *config.AuthzJWT, opts Options) (*Verifier, error) {
 	return v, nil
 }
 
-// KeySets returns the verifier's key sets by KeySetKey.
+// KeySets returns the verifier's remote key sets by KeySetKey.
 func (v *Verifier) KeySets() map[string]*KeySet {
 	out := map[string]*KeySet{}
 	for _, is := range v.byName {
-		out[is.keys.key] = is.keys
+		if is.keys != nil {
+			out[is.keys.key] = is.keys
+		}
 	}
 	return out
 }
 
-// Health reports every issuer's key set.
+// Health reports every issuer's keys: static and remote.
 func (v *Verifier) Health() []Health {
 	out := make([]Health, 0, len(v.byName))
 	for _, is := range v.byName {
-		out = append(out, is.keys.Health())
+		h := Health{Issuer: is.name, Loaded: true}
+		if is.keys != nil {
+			h = is.keys.Health()
+		}
+		h.Keys += is.static.n
+		out = append(out, h)
 	}
 	slices.SortFunc(out, func(a, b Health) int { return strings.Compare(a.Issuer, b.Issuer) })
 	return out
@@ -291,6 +312,7 @@ func (v *Verifier) verify(ctx context.Context, token string, ex core.Explainer) 
 		return nil, core.TokenAlgNotAllowed
 	}
 	var is *issuer
+	var rev uint64
 	claims := gjwt.MapClaims{}
 	_, err = v.parser.ParseWithClaims(token, claims, func(t *gjwt.Token) (any, error) {
 		iss, _ := claims["iss"].(string)
@@ -299,6 +321,10 @@ func (v *Verifier) verify(ctx context.Context, token string, ex core.Explainer) 
 		}
 		if !is.algs[t.Method.Alg()] {
 			return nil, errAlgNotAllowed
+		}
+		if is.keys != nil {
+			// Before the key is read: see Verified.stale.
+			rev = is.keys.rev.Load()
 		}
 		return is.kf.KeyfuncCtx(ctx)(t)
 	})
@@ -314,6 +340,13 @@ func (v *Verifier) verify(ctx context.Context, token string, ex core.Explainer) 
 	}
 	if err := is.validator.Validate(claims); err != nil {
 		code := claimsErrorCode(err)
+		if code == core.TokenClaimsInvalid && is.audRequired && audienceAbsent(claims) {
+			// golang-jwt reports a missing aud as a missing required
+			// claim, like a missing exp; a token that names none of the
+			// issuer's audiences is an audience mismatch however it
+			// does so.
+			code = core.TokenAudienceMismatch
+		}
 		if ex != nil {
 			ex.Step("claims refused: %s (%v)", code, err)
 		}
@@ -327,7 +360,7 @@ func (v *Verifier) verify(ctx context.Context, token string, ex core.Explainer) 
 		return nil, core.TokenClaimsInvalid
 	}
 	exp, _ := claims.GetExpirationTime() // required by the validator
-	vt := &Verified{IssuerName: is.name, Identity: core.Identity{
+	vt := &Verified{IssuerName: is.name, keys: is.keys, rev: rev, Identity: core.Identity{
 		Method:  contract.AuthMethodJWT,
 		Subject: sub,
 		Issuer:  is.iss,
@@ -370,6 +403,21 @@ func parseErrorCode(err error) core.Code {
 	// A bad signature, a key of the wrong type for the alg (key
 	// confusion) or a JWK whose alg is not the token's.
 	return core.TokenSignatureInvalid
+}
+
+// audienceAbsent reports whether aud is missing or empty ("", [] or
+// [""]). An aud of the wrong type (a number, say) is not absent but
+// malformed, though golang-jwt reads it as missing.
+func audienceAbsent(c gjwt.MapClaims) bool {
+	switch v := c["aud"].(type) {
+	case nil:
+		return true
+	case string:
+		return v == ""
+	case []any:
+		return len(v) == 0 || len(v) == 1 && v[0] == ""
+	}
+	return false
 }
 
 func claimsErrorCode(err error) core.Code {

@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/component"
 	"github.com/gatehouse/gatehouse/internal/config"
 )
 
@@ -172,6 +173,7 @@ func (r *Runtime) watch(ctx context.Context) {
 			return
 		case <-hup:
 			reload("SIGHUP")
+			r.kickKeys()
 		case ev := <-events:
 			if fw.relevant(ev.Name) {
 				// Read per event: a reload may change the debounce.
@@ -181,6 +183,17 @@ func (r *Runtime) watch(ctx context.Context) {
 			r.log.Warn("config watcher", "err", err)
 		case <-timer.C:
 			reload("file change")
+		}
+	}
+}
+
+// kickKeys asks the components that fetch keys (authz's JWKS) to fetch
+// them again now: SIGHUP is the operator's way to make a key the issuer
+// removed stop verifying without waiting for its refresh interval.
+func (r *Runtime) kickKeys() {
+	for _, s := range r.served {
+		if kr, ok := s.comp.(component.KeyRefresher); ok {
+			kr.KickKeys()
 		}
 	}
 }

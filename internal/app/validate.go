@@ -8,11 +8,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gatehouse/gatehouse/authz"
 	"github.com/gatehouse/gatehouse/internal/config"
 )
 
 func newValidateCmd(stdout io.Writer) *cobra.Command {
-	var skipSecrets bool
+	var skipSecrets, fetchKeys bool
 	cmd := &cobra.Command{
 		Use:   "validate [PATH]",
 		Short: "Check a config file or directory and print every problem with file:line",
@@ -20,14 +21,24 @@ func newValidateCmd(stdout io.Writer) *cobra.Command {
 the way serve would (schema, references, each component's own rules) and
 prints every problem at once as file:line: field.path: message. It exits 1
 when there is any error, and 0 with a one-line summary otherwise. Without
-PATH it checks the embedded default config.`,
+PATH it checks the embedded default config.
+
+With --fetch-keys it also fetches each JWT issuer's discovery document and
+JWKS once, as serve would, and reports what serve would refuse: a plain
+http:// jwks_uri named by an https issuer, a JWKS over maxJWKSSize or
+without a usable key, an endpoint that does not answer.`,
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			path := ""
 			if len(args) == 1 {
 				path = args[0]
 			}
 			cfg, err := checkConfig(path, config.LoadOptions{SkipSecrets: skipSecrets})
+			if err == nil && fetchKeys {
+				if errs := asErrors(config.ComponentAuthz, authz.ProbeKeys(cmd.Context(), cfg)); len(errs) > 0 {
+					err = errs.Located(cfg.Source)
+				}
+			}
 			var errs config.Errors
 			if errors.As(err, &errs) {
 				for _, e := range errs.Sorted() {
@@ -48,6 +59,7 @@ PATH it checks the embedded default config.`,
 		},
 	}
 	cmd.Flags().BoolVar(&skipSecrets, "skip-secrets", false, "check the form of env:/file: secret references without reading them (for CI without secrets)")
+	cmd.Flags().BoolVar(&fetchKeys, "fetch-keys", false, "also fetch each JWT issuer's discovery document and JWKS once, and report what serve would refuse")
 	return cmd
 }
 

@@ -21,6 +21,9 @@ const (
 	KindConfigChange Kind = "config.change"
 	KindConfigReject Kind = "config.reject"
 	KindXDSNack      Kind = "xds.nack"
+	// KindJWKSChange is a fetch that changed an issuer's remote key set:
+	// keys added or removed, by kid (never key material).
+	KindJWKSChange Kind = "jwks.change"
 	// KindStart is the first line a writer writes to a sink: it continues
 	// the chain found there or begins a new one, and says which.
 	KindStart Kind = "audit.start"

@@ -78,3 +78,11 @@ type Drainer interface {
 type AdminRoutes interface {
 	AdminRoutes() map[string]http.Handler
 }
+
+// KeyRefresher is implemented by components that hold keys fetched from
+// elsewhere (authz's JWKS). On SIGHUP the app asks them to fetch those
+// keys again now instead of at their next refresh, so that an operator
+// can make a revoked key stop verifying. KickKeys must not block.
+type KeyRefresher interface {
+	KickKeys()
+}

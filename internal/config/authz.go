@@ -120,6 +120,12 @@ type JWTIssuer struct {
 	// Discovery finds the JWKS URL in the issuer's
 	// /.well-known/openid-configuration.
 	Discovery bool `yaml:"discovery,omitempty"`
+	// AllowLoopbackHTTPJWKS lets the discovery document of an https
+	// issuer name a plain http:// jwks_uri on this host (localhost,
+	// 127.0.0.0/8, ::1), such as a local key cache. Any other http://
+	// jwks_uri of an https issuer is refused: keys fetched in the clear
+	// could be swapped by anyone on the path.
+	AllowLoopbackHTTPJWKS bool `yaml:"allowLoopbackHTTPJWKS,omitempty"`
 	// JWKSFile is a local JWKS document, read at each config load.
 	JWKSFile FilePath `yaml:"jwksFile,omitempty"`
 	// JWKS is an inline JWKS document (JSON).
@@ -135,6 +141,9 @@ type JWTIssuer struct {
 	UnknownKidInterval Duration `yaml:"unknownKidInterval" default:"1m"`
 	// FetchTimeout bounds one JWKS or discovery request.
 	FetchTimeout Duration `yaml:"fetchTimeout" default:"5s"`
+	// MaxJWKSSize refuses a JWKS response larger than this (the fetch
+	// fails and the last good keys keep serving).
+	MaxJWKSSize ByteSize `yaml:"maxJWKSSize" default:"1MiB"`
 	// SubjectClaim holds the caller's subject.
 	SubjectClaim string `yaml:"subjectClaim" default:"sub"`
 	// ScopeClaim holds the scopes: a space-separated string or a list

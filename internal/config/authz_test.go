@@ -67,6 +67,10 @@ routes:
 			[]string{`authz.webhooks[0].hmac.separator: "," occurs in the prefix`}},
 		{"separator that is a control character", `authz: {webhooks: [{name: g, scheme: hmac, secrets: [env:X], hmac: {header: x-sig, separator: "\t"}}]}`,
 			[]string{`authz.webhooks[0].hmac.separator: "\t" must be printable ASCII`}},
+		{"loopback http jwks_uri without discovery", `authz: {jwt: {issuers: [{name: a, issuer: x, algorithms: [RS256], jwksURL: "https://x/k", allowLoopbackHTTPJWKS: true}]}}`,
+			[]string{"authz.jwt.issuers[0].allowLoopbackHTTPJWKS: only used with discovery: true"}},
+		{"jwks size cap out of range", `authz: {jwt: {issuers: [{name: a, issuer: x, algorithms: [RS256], jwksURL: "https://x/k", maxJWKSSize: 100}, {name: b, issuer: y, algorithms: [RS256], jwksURL: "https://y/k", maxJWKSSize: 1GiB}]}}`,
+			[]string{"authz.jwt.issuers[0].maxJWKSSize: 100 is out of range; use 1KiB to 16MiB", "authz.jwt.issuers[1].maxJWKSSize: 1GiB is out of range"}},
 		{"claims without jwt", `authz: {mtls: {}}
 routes:
   - {id: r, authz: {mtls: {}, require: {claims: [{claim: a, equals: b}]}}}`, []string{"routes[0].authz.require.claims: claims come from JWTs"}},

@@ -103,6 +103,13 @@ func (j *AuthzJWT) validate(p Path, errs *Errors) {
 	}
 }
 
+// Bounds of an issuer's maxJWKSSize: a JWKS of one RSA key is about half
+// a KiB, and 16MiB holds thousands of keys.
+const (
+	minJWKSSize ByteSize = 1 << 10
+	maxJWKSSize ByteSize = 16 << 20
+)
+
 func (is *JWTIssuer) validate(p Path, errs *Errors) {
 	if !keyIDPattern.MatchString(is.Name) {
 		errs.Add(p.Field("name"), "%q is not a name; use letters, digits, '.', '_', ':' or '-'", is.Name)
@@ -129,10 +136,13 @@ func (is *JWTIssuer) validate(p Path, errs *Errors) {
 			errs.Add(p.Field("discovery"), "set either jwksURL or discovery, not both")
 		}
 	}
-	if is.JWKSURL != "" && !loopbackHTTP(is.JWKSURL) && strings.HasPrefix(is.JWKSURL, "http://") {
+	if is.AllowLoopbackHTTPJWKS && !is.Discovery {
+		errs.Add(p.Field("allowLoopbackHTTPJWKS"), "only used with discovery: true (a jwksURL is fetched as written)")
+	}
+	if is.JWKSURL != "" && !LoopbackHTTP(is.JWKSURL) && strings.HasPrefix(is.JWKSURL, "http://") {
 		errs.Warn(p.Field("jwksURL"), "%q is fetched over plain HTTP: anyone on the path can replace the keys and mint tokens; use https", is.JWKSURL)
 	}
-	if is.Discovery && !loopbackHTTP(is.Issuer) && strings.HasPrefix(is.Issuer, "http://") {
+	if is.Discovery && !LoopbackHTTP(is.Issuer) && strings.HasPrefix(is.Issuer, "http://") {
 		errs.Warn(p.Field("discovery"), "the discovery document of %q is fetched over plain HTTP: anyone on the path can replace the keys and mint tokens; use https", is.Issuer)
 	}
 	if is.JWKSFile != "" || is.JWKS != "" || len(is.PublicKeys) > 0 {
@@ -157,6 +167,9 @@ func (is *JWTIssuer) validate(p Path, errs *Errors) {
 	}
 	if is.FetchTimeout.D() < 100*time.Millisecond || is.FetchTimeout.D() > time.Minute {
 		errs.Add(p.Field("fetchTimeout"), "%s is out of range; use 100ms to 1m", is.FetchTimeout)
+	}
+	if is.MaxJWKSSize < minJWKSSize || is.MaxJWKSSize > maxJWKSSize {
+		errs.Add(p.Field("maxJWKSSize"), "%s is out of range; use %s to %s", is.MaxJWKSSize, minJWKSSize, maxJWKSSize)
 	}
 	if is.Leeway.D() > 5*time.Minute {
 		errs.Add(p.Field("leeway"), "%s is too long; use at most 5m", is.Leeway)
@@ -568,9 +581,11 @@ func issuerNames(is []JWTIssuer) string {
 	return strings.Join(names, ", ")
 }
 
-// loopbackHTTP reports whether u is an http:// URL of this host (a local
+// LoopbackHTTP reports whether u is an http:// URL of this host (a local
 // identity provider in development), where plain HTTP does not travel.
-func loopbackHTTP(u string) bool {
+// It is strict: a host that is not plainly localhost or a loopback
+// address (user info, a longer name) is not loopback.
+func LoopbackHTTP(u string) bool {
 	rest, ok := strings.CutPrefix(u, "http://")
 	if !ok {
 		return false

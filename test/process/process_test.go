@@ -50,6 +50,64 @@ type proc struct {
 	lines []map[string]any
 	seen  chan struct{}
 	done  chan error
+	// audit is what the process wrote on stdout, once it exited.
+	audit strings.Builder
+}
+
+// serve starts `gatehouse serve` on the config at path with JSON logs,
+// with env added to the test's environment; the process is killed when
+// the test ends.
+func serve(t *testing.T, path string, env ...string) *proc {
+	t.Helper()
+	bin, err := build()
+	if err != nil {
+		t.Fatalf("go build: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	p := &proc{seen: make(chan struct{}, 1), done: make(chan error, 1)}
+	p.cmd = exec.CommandContext(ctx, bin, "serve", "--config", path, "--log-format", "json")
+	p.cmd.Env = append(os.Environ(), env...)
+	stderr, _ := p.cmd.StderrPipe()
+	stdout, _ := p.cmd.StdoutPipe()
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait closes the pipes once the process exits, so both readers must
+	// reach EOF before it is called.
+	var readers sync.WaitGroup
+	readers.Add(2)
+	go func() {
+		defer readers.Done()
+		p.watchLogs(stderr)
+	}()
+	go func() {
+		defer readers.Done()
+		b, _ := io.ReadAll(stdout)
+		p.audit.Write(b)
+	}()
+	go func() {
+		readers.Wait()
+		p.done <- p.cmd.Wait()
+	}()
+	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
+	return p
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("gatehouse exited with %v after SIGTERM; want 0", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("gatehouse did not exit 30s after SIGTERM")
+	}
 }
 
 func (p *proc) watchLogs(r io.Reader) {
@@ -97,43 +155,12 @@ func msgIs(msg string) func(map[string]any) bool {
 }
 
 func TestSignals(t *testing.T) {
-	bin, err := build()
-	if err != nil {
-		t.Fatalf("go build: %v", err)
-	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "gatehouse.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	p := &proc{seen: make(chan struct{}, 1), done: make(chan error, 1)}
-	p.cmd = exec.CommandContext(ctx, bin, "serve", "--config", path, "--log-format", "json")
-	stderr, _ := p.cmd.StderrPipe()
-	stdout, _ := p.cmd.StdoutPipe()
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Wait closes the pipes once the process exits, so both readers must
-	// reach EOF before it is called.
-	var readers sync.WaitGroup
-	readers.Add(2)
-	go func() {
-		defer readers.Done()
-		p.watchLogs(stderr)
-	}()
-	var audit strings.Builder
-	go func() {
-		defer readers.Done()
-		b, _ := io.ReadAll(stdout)
-		audit.Write(b)
-	}()
-	go func() {
-		readers.Wait()
-		p.done <- p.cmd.Wait()
-	}()
-	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
+	p := serve(t, path)
 
 	adminLine := p.waitLog(t, "admin serving", func(m map[string]any) bool { return m["msg"] == "serving" && m["component"] == "admin" })
 	admin := "http://" + adminLine["address"].(string)
@@ -163,22 +190,12 @@ func TestSignals(t *testing.T) {
 	p.waitLog(t, "applied reload", msgIs("config reloaded"))
 
 	// SIGTERM drains and exits 0.
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-p.done:
-		if err != nil {
-			t.Fatalf("gatehouse exited with %v after SIGTERM; want 0", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("gatehouse did not exit 30s after SIGTERM")
-	}
+	p.stop(t)
 	p.waitLog(t, "draining", msgIs("draining"))
 	p.waitLog(t, "stopped", msgIs("stopped"))
 	for _, kind := range []string{`"kind":"audit.start"`, `"kind":"config.reject"`, `"kind":"config.change"`} {
-		if !strings.Contains(audit.String(), kind) {
-			t.Errorf("audit stream lacks %s:\n%s", kind, audit.String())
+		if !strings.Contains(p.audit.String(), kind) {
+			t.Errorf("audit stream lacks %s:\n%s", kind, p.audit.String())
 		}
 	}
 }
