@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -222,25 +223,47 @@ listeners:
 	}
 }
 
-func TestServiceAddress(t *testing.T) {
+func TestServiceAddresses(t *testing.T) {
 	cfg, err := LoadBytes("s.yaml", []byte(`apiVersion: gatehouse/v1
 authz: {address: 0.0.0.0:9191}
 ratelimit: {}
-xds: {services: {authz: "gatehouse:9191"}}
+extproc: {}
+xds: {services: {authz: "gatehouse:9191", ratelimit: ["10.0.0.1:9193", "10.0.0.2:9193"]}}
 `), LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
-		comp, want string
-		ok         bool
+		comp string
+		want []string
+		ok   bool
 	}{
-		{ComponentAuthz, "gatehouse:9191", true},
-		{ComponentRateLimit, "127.0.0.1:9193", true},
-		{ComponentExtProc, "", false},
+		{ComponentAuthz, []string{"gatehouse:9191"}, true},
+		{ComponentRateLimit, []string{"10.0.0.1:9193", "10.0.0.2:9193"}, true},
+		{ComponentExtProc, []string{"127.0.0.1:9192"}, true},
 	} {
-		if got, ok := cfg.ServiceAddress(tt.comp); got != tt.want || ok != tt.ok {
-			t.Errorf("ServiceAddress(%q) = %q, %v; want %q, %v", tt.comp, got, ok, tt.want, tt.ok)
+		if got, ok := cfg.ServiceAddresses(tt.comp); !slices.Equal(got, tt.want) || ok != tt.ok {
+			t.Errorf("ServiceAddresses(%q) = %q, %v; want %q, %v", tt.comp, got, ok, tt.want, tt.ok)
+		}
+	}
+	cfg, err = LoadBytes("s.yaml", []byte("apiVersion: gatehouse/v1\nratelimit: {}\n"), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := cfg.ServiceAddresses(ComponentAuthz); got != nil || ok {
+		t.Errorf("ServiceAddresses(authz) without authz = %q, %v; want nil, false", got, ok)
+	}
+	_, err = LoadBytes("s.yaml", []byte(`apiVersion: gatehouse/v1
+ratelimit: {}
+xds: {services: {ratelimit: ["10.0.0.1:9193", "nope", "10.0.0.1:9193"], authz: {a: b}}}
+`), LoadOptions{})
+	for _, want := range []string{
+		`s.yaml:3: xds.services.ratelimit[1]: "nope"`,
+		`s.yaml:3: xds.services.ratelimit[2]: "10.0.0.1:9193" is listed twice`,
+		`xds.services.authz: expected host:port or a list of host:port`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("LoadBytes() = %v; want an error containing %q", err, want)
 		}
 	}
 }
