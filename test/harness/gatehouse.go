@@ -48,6 +48,7 @@ type Gatehouse struct {
 	bin, dir   string
 	ConfigPath string
 	Admin      string // admin address
+	components string
 
 	mu    sync.Mutex
 	cmd   *exec.Cmd
@@ -57,12 +58,12 @@ type Gatehouse struct {
 	grew  chan struct{}
 }
 
-func startGatehouse(t testing.TB, bin, dir, config, admin string) *Gatehouse {
+func startGatehouse(t testing.TB, bin, dir, config, admin, components string) *Gatehouse {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	g := &Gatehouse{t: t, bin: bin, dir: dir, ConfigPath: filepath.Join(dir, "gatehouse.yaml"), Admin: admin, grew: make(chan struct{}, 1)}
+	g := &Gatehouse{t: t, bin: bin, dir: dir, ConfigPath: filepath.Join(dir, "gatehouse.yaml"), Admin: admin, components: components, grew: make(chan struct{}, 1)}
 	if err := writeFileAtomic(g.ConfigPath, config); err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +81,11 @@ func (g *Gatehouse) Start() {
 		g.mu.Unlock()
 		return
 	}
-	cmd := exec.Command(g.bin, "serve", "--config", g.ConfigPath, "--log-format", "json")
+	args := []string{"serve", "--config", g.ConfigPath, "--log-format", "json"}
+	if g.components != "" {
+		args = append(args, "--components", g.components)
+	}
+	cmd := exec.Command(g.bin, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		g.t.Fatal(err)

@@ -60,6 +60,10 @@ type Options struct {
 	// Files are written beside the config before anything starts
 	// ({{.File "name"}} is the path of one).
 	Files map[string]string
+	// Components, when set, is each replica's --components (e.g.
+	// "xds,extproc,ratelimit" and "authz": the authz of replica 1 can
+	// then be stopped alone). Replica 0 must serve xds.
+	Components []string
 }
 
 // Mesh is one running mesh.
@@ -174,7 +178,11 @@ func Start(t testing.TB, opts Options) *Mesh {
 		if err != nil {
 			t.Fatalf("harness: config template: %v", err)
 		}
-		g := startGatehouse(t, bin, filepath.Join(m.dir, "gatehouse-"+strconv.Itoa(i)), cfg, m.addrs[i].Admin)
+		var components string
+		if i < len(opts.Components) {
+			components = opts.Components[i]
+		}
+		g := startGatehouse(t, bin, filepath.Join(m.dir, "gatehouse-"+strconv.Itoa(i)), cfg, m.addrs[i].Admin, components)
 		m.Gatehouse = append(m.Gatehouse, g)
 	}
 	m.Envoy = startEnvoy(t, envoyBin, filepath.Join(m.dir, "envoy"), envoyOptions{
