@@ -5,7 +5,6 @@ import (
 	"net"
 	"path/filepath"
 	"regexp"
-	"regexp/syntax"
 	"slices"
 	"strconv"
 	"strings"
@@ -697,19 +696,15 @@ func validateMatchForEnvoy(p Path, m *Match, errs *Errors) {
 // RE2 program (runtime re2.max_program_size.error_level).
 const envoyRegexProgramSize = 100
 
-// checkEnvoyRegex warns about regexes Envoy may reject as too large. Go's
-// program size is close to, not equal to, RE2's, hence a warning.
+// checkEnvoyRegex refuses regexes Envoy rejects as too large: their RE2
+// program, as estimated by RE2ProgramSize, exceeds Envoy's default limit.
 func checkEnvoyRegex(p Path, re string, errs *Errors) {
-	parsed, err := syntax.Parse(re, syntax.Perl)
-	if err != nil {
+	n, ok := RE2ProgramSize(re)
+	if !ok {
 		return // Match.validate reports it
 	}
-	prog, err := syntax.Compile(parsed.Simplify())
-	if err != nil {
-		return
-	}
-	if n := len(prog.Inst); n > envoyRegexProgramSize {
-		errs.Warn(p, "%q compiles to about %d instructions; Envoy rejects regexes larger than %d by default (runtime re2.max_program_size.error_level)", re, n, envoyRegexProgramSize)
+	if n > envoyRegexProgramSize {
+		errs.Add(p, "%q compiles to about %d RE2 instructions; Envoy refuses regexes over %d (runtime re2.max_program_size.error_level): shorten it, e.g. [0-9]+ for [0-9]{1,40}", re, n, envoyRegexProgramSize)
 	}
 }
 
@@ -742,8 +737,8 @@ func (h *HeaderEdits) validate(p Path, request bool, errs *Errors) {
 // value format: a lone '%', which Envoy rejects (NACKs the whole route
 // configuration).
 func checkHeaderFormat(p Path, v string, errs *Errors) {
-	if strings.Count(v, "%")%2 != 0 {
-		errs.Add(p, "%q has an unpaired '%%': values are Envoy format strings (%%VARIABLE%%); write %%%% for a literal percent sign", v)
+	if msg := checkEnvoyFormat(v); msg != "" {
+		errs.Add(p, "%q %s", v, msg)
 	}
 	if strings.ContainsAny(v, "\r\n\x00") {
 		errs.Add(p, "header values cannot hold CR, LF or NUL")

@@ -76,6 +76,8 @@ type Mesh struct {
 	Upstreams map[string]*Upstream
 	Gatehouse []*Gatehouse
 	Envoy     *Envoy
+	// static: addresses only, nothing started (RenderStatic).
+	static bool
 }
 
 // Addrs are the addresses a config template can use. Fields are those of
@@ -101,6 +103,9 @@ func (a *Addrs) Upstream(name string) (string, error) {
 
 // Redis returns the private redis-server's address.
 func (a *Addrs) Redis() (string, error) {
+	if a.m.static {
+		return "127.0.0.1:6379", nil
+	}
 	if a.m.Redis == nil {
 		return "", fmt.Errorf("harness: the config uses {{.Redis}} but Options.Redis is false")
 	}
@@ -148,12 +153,41 @@ func Start(t testing.TB, opts Options) *Mesh {
 	if opts.NodeID == "" {
 		opts.NodeID = "envoy-e2e-1"
 	}
-	m := &Mesh{t: t, opts: opts, dir: t.TempDir(), Upstreams: map[string]*Upstream{}}
-	if opts.Redis {
+	m := newMesh(t, opts, false)
+	bin := Binary(t)
+	for i := range m.addrs {
+		cfg, err := m.Render(opts.Config, i)
+		if err != nil {
+			t.Fatalf("harness: config template: %v", err)
+		}
+		var components string
+		if i < len(opts.Components) {
+			components = opts.Components[i]
+		}
+		g := startGatehouse(t, bin, filepath.Join(m.dir, "gatehouse-"+strconv.Itoa(i)), cfg, m.addrs[i].Admin, components)
+		m.Gatehouse = append(m.Gatehouse, g)
+	}
+	m.Envoy = startEnvoy(t, envoyBin, filepath.Join(m.dir, "envoy"), envoyOptions{
+		nodeID: opts.NodeID, nodeCluster: opts.NodeCluster, xds: m.addrs[0].XDS, admin: m.addrs[0].EnvoyAdmin, delta: opts.Delta,
+	})
+	m.WaitSynced(opts.Listeners)
+	return m
+}
+
+// newMesh starts Redis and the upstreams (or, static, only allocates their
+// addresses), writes the files and allocates every address.
+func newMesh(t testing.TB, opts Options, static bool) *Mesh {
+	t.Helper()
+	m := &Mesh{t: t, opts: opts, dir: t.TempDir(), Upstreams: map[string]*Upstream{}, static: static}
+	if opts.Redis && !static {
 		m.Redis = testenv.StartRedis(t)
 	}
 	for _, name := range opts.Upstreams {
-		m.Upstreams[name] = StartUpstream(t, name, name == "broken")
+		if static {
+			m.Upstreams[name] = &Upstream{Name: name, Addr: freeAddr(t)}
+		} else {
+			m.Upstreams[name] = StartUpstream(t, name, name == "broken")
+		}
 	}
 	if len(opts.Files) > 0 {
 		if err := os.MkdirAll(filepath.Join(m.dir, "files"), 0o755); err != nil {
@@ -172,24 +206,27 @@ func Start(t testing.TB, opts Options) *Mesh {
 			Listener: listener, Listener2: listener2, EnvoyAdmin: envoyAdmin, m: m, index: i,
 		})
 	}
-	bin := Binary(t)
+	return m
+}
+
+// RenderStatic fills a config template as Start would, without starting
+// anything: for checking the configs the tests use (envoy --mode validate).
+// Files are written to a temporary directory.
+func RenderStatic(t testing.TB, opts Options) []string {
+	t.Helper()
+	if opts.Replicas == 0 {
+		opts.Replicas = 1
+	}
+	m := newMesh(t, opts, true)
+	var out []string
 	for i := range m.addrs {
 		cfg, err := m.Render(opts.Config, i)
 		if err != nil {
 			t.Fatalf("harness: config template: %v", err)
 		}
-		var components string
-		if i < len(opts.Components) {
-			components = opts.Components[i]
-		}
-		g := startGatehouse(t, bin, filepath.Join(m.dir, "gatehouse-"+strconv.Itoa(i)), cfg, m.addrs[i].Admin, components)
-		m.Gatehouse = append(m.Gatehouse, g)
+		out = append(out, cfg)
 	}
-	m.Envoy = startEnvoy(t, envoyBin, filepath.Join(m.dir, "envoy"), envoyOptions{
-		nodeID: opts.NodeID, nodeCluster: opts.NodeCluster, xds: m.addrs[0].XDS, admin: envoyAdmin, delta: opts.Delta,
-	})
-	m.WaitSynced(opts.Listeners)
-	return m
+	return out
 }
 
 // Render fills a config template with replica i's addresses.
