@@ -63,6 +63,7 @@ func TestMesh(t *testing.T) {
 		{"cluster/timeout", testClusterTimeout},
 		{"cluster/circuit-breaker", testClusterCircuitBreaker},
 		{"cluster/outlier-detection", testClusterOutlierDetection},
+		{"envoy/no-warnings", testEnvoyNoWarnings},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, m) })
 	}

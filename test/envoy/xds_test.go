@@ -1,6 +1,7 @@
 package envoy_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/gatehouse/gatehouse/test/harness"
@@ -32,5 +33,15 @@ func testXDSAcked(t *testing.T, m *harness.Mesh) {
 	}
 	if n := m.Envoy.Stat("cluster_manager.cds.update_rejected"); n != 0 {
 		t.Errorf("cluster_manager.cds.update_rejected = %d; want 0", n)
+	}
+}
+
+// testEnvoyNoWarnings: Envoy logged no warning about the bootstrap or the
+// resources gatehouse pushed (deprecated fields, ignored settings).
+func testEnvoyNoWarnings(t *testing.T, m *harness.Mesh) {
+	for _, l := range strings.Split(m.Envoy.Log(), "\n") {
+		if strings.Contains(l, "][warning][") || strings.Contains(l, "][error][") || strings.Contains(l, "][critical][") {
+			t.Errorf("Envoy: %s", l)
+		}
 	}
 }
