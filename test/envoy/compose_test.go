@@ -88,7 +88,7 @@ func TestComposeQuickStart(t *testing.T) {
 	if i < 0 {
 		t.Fatal("README has no docker compose quick start")
 	}
-	block = block[i:strings.Index(block[i:], "```")+i]
+	block = block[i : strings.Index(block[i:], "```")+i]
 	type cmd struct{ line, status string }
 	var cmds []cmd
 	lines := strings.Split(block, "\n")

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -20,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	envoyboot "github.com/gatehouse/gatehouse/envoy"
 )
 
 // EnvEnvoyLog sets the log level of Envoy's gatehouse-facing components
@@ -62,7 +61,7 @@ func startEnvoy(t testing.TB, bin, dir string, o envoyOptions) *Envoy {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	bs, err := BootstrapFor(o.nodeID, o.nodeCluster, o.xds, o.admin, o.delta)
+	bs, err := envoyboot.Render(envoyboot.Options{NodeID: o.nodeID, NodeCluster: o.nodeCluster, XDS: o.xds, Admin: o.admin, Delta: o.delta})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,76 +72,6 @@ func startEnvoy(t testing.TB, bin, dir string, o envoyOptions) *Envoy {
 	e.Start()
 	t.Cleanup(e.Stop)
 	return e
-}
-
-// BootstrapFor is envoy/bootstrap.yaml with the node id (and cluster, when
-// not empty), the xDS server's address and the admin address substituted
-// (and api_type DELTA_GRPC when delta), nothing else changed.
-func BootstrapFor(nodeID, nodeCluster, xds, admin string, delta bool) ([]byte, error) {
-	src, err := os.ReadFile(filepath.Join(RepoRoot(), "envoy", "bootstrap.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	var doc map[string]any
-	if err := yaml.Unmarshal(src, &doc); err != nil {
-		return nil, fmt.Errorf("envoy/bootstrap.yaml: %w", err)
-	}
-	node := dig(doc, "node").(map[string]any)
-	node["id"] = nodeID
-	if nodeCluster != "" {
-		node["cluster"] = nodeCluster
-	}
-	if err := setSocket(dig(doc, "admin", "address", "socket_address"), admin); err != nil {
-		return nil, err
-	}
-	found := false
-	for _, c := range dig(doc, "static_resources", "clusters").([]any) {
-		c := c.(map[string]any)
-		if c["name"] != "gatehouse.xds" {
-			continue
-		}
-		found = true
-		eps := dig(c, "load_assignment", "endpoints").([]any)
-		lb := dig(eps[0], "lb_endpoints").([]any)
-		if err := setSocket(dig(lb[0], "endpoint", "address", "socket_address"), xds); err != nil {
-			return nil, err
-		}
-	}
-	if !found {
-		return nil, fmt.Errorf("envoy/bootstrap.yaml: no static cluster gatehouse.xds")
-	}
-	if delta {
-		dig(doc, "dynamic_resources", "ads_config").(map[string]any)["api_type"] = "DELTA_GRPC"
-	}
-	return yaml.Marshal(doc)
-}
-
-func dig(v any, path ...string) any {
-	for _, k := range path {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil
-		}
-		v = m[k]
-	}
-	return v
-}
-
-func setSocket(v any, addr string) error {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return fmt.Errorf("bootstrap: no socket_address to set to %s", addr)
-	}
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return err
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil {
-		return err
-	}
-	m["address"], m["port_value"] = host, p
-	return nil
 }
 
 // Start (re)starts Envoy and waits for its admin API.
