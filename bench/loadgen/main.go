@@ -4,8 +4,11 @@
 //	loadgen rls      [flags]   envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit
 //	loadgen authz    [flags]   envoy.service.auth.v3.Authorization/Check
 //	loadgen extproc  [flags]   envoy.service.ext_proc.v3.ExternalProcessor/Process
-//	loadgen null     -api rls|authz|extproc -addr host:port
-//	                           a server answering OK / CONTINUE at once
+//	loadgen http     [flags]   HTTP/1.1 GETs through Envoy's listener (-rate: open loop)
+//	loadgen null     -api rls|authz|extproc|http -addr host:port
+//	                           a server answering OK / CONTINUE / 200 at once
+//	loadgen envoy-bootstrap -xds A -admin A [-direct A -upstream A]
+//	                           envoy/bootstrap.yaml filled in, with a static baseline listener
 //	loadgen mint-jwt -n N -jwks-out F -tokens-out F [-iss X -aud Y]
 //	                           an RS256 key's JWKS and N valid tokens for authz runs
 //
@@ -33,8 +36,12 @@ func main() {
 		err = runAuthz(args)
 	case "extproc":
 		err = runExtProc(args)
+	case "http":
+		err = runHTTP(args)
 	case "null":
 		err = runNull(args)
+	case "envoy-bootstrap":
+		err = runBootstrap(args)
 	case "mint-jwt":
 		err = runMint(args)
 	default:
@@ -47,6 +54,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: loadgen rls|authz|extproc|null|mint-jwt [flags] (-h for the flags of each)")
+	fmt.Fprintln(os.Stderr, "usage: loadgen rls|authz|extproc|http|null|envoy-bootstrap|mint-jwt [flags] (-h for the flags of each)")
 	os.Exit(2)
 }

@@ -22,12 +22,18 @@ import (
 // gRPC on this machine, measured in the same run as the real server.
 func runNull(args []string) error {
 	fs := flag.NewFlagSet("null", flag.ExitOnError)
-	api := fs.String("api", "", "rls, authz or extproc")
+	api := fs.String("api", "", "rls, authz, extproc or http (an HTTP upstream answering 200)")
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
 	_ = fs.Parse(args)
 	lis, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
+	}
+	if *api == "http" {
+		fmt.Printf("null http serving on %s\n", lis.Addr())
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return serveHTTPNull(ctx, lis)
 	}
 	s := grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20))
 	switch *api {
@@ -38,7 +44,7 @@ func runNull(args []string) error {
 	case "extproc":
 		extprocv3.RegisterExternalProcessorServer(s, nullExtProc{})
 	default:
-		return fmt.Errorf("-api must be rls, authz or extproc")
+		return fmt.Errorf("-api must be rls, authz, extproc or http")
 	}
 	fmt.Printf("null %s serving on %s\n", *api, lis.Addr())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

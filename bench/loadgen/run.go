@@ -148,7 +148,6 @@ func (c *common) run(desc string, extra []string, req request) error {
 	wg.Wait()
 	secs := time.Since(start).Seconds()
 	cpu := 100 * (cpuSeconds() - cpu0) / secs
-
 	var all []int64
 	labels := map[string]int64{}
 	errs := map[string]int64{}
@@ -161,6 +160,12 @@ func (c *common) run(desc string, extra []string, req request) error {
 			errs[k] += v
 		}
 	}
+	return c.report(desc, extra, all, labels, errs, secs, cpu)
+}
+
+// report prints the figures of a run: latencies in ns, answers by label,
+// errors by code.
+func (c *common) report(desc string, extra []string, all []int64, labels, errs map[string]int64, secs, cpu float64) error {
 	slices.Sort(all)
 	n := int64(len(all))
 	pct := func(p float64) float64 {

@@ -28,11 +28,13 @@ const (
 	TracestateHeader  = "tracestate"
 )
 
-// ServerHeaders identify upstream software (or leak its timing) and are
-// stripped when stripServerHeaders is on.
+// ServerHeaders identify upstream software and are stripped when
+// stripServerHeaders is on. Envoy's own x-envoy-upstream-service-time
+// (which leaks timing) is not among them: Envoy refuses its removal by
+// ext_proc, so the route removes it (config.EnvoyServerHeaders).
 var ServerHeaders = []string{
 	"server", "x-powered-by", "x-aspnet-version", "x-aspnetmvc-version",
-	"x-generator", "x-runtime", "x-envoy-upstream-service-time",
+	"x-generator", "x-runtime",
 }
 
 // Policy is a route's compiled header policy. It is immutable.
@@ -95,10 +97,15 @@ func New(h config.Hygiene, r *config.RouteHygiene) *Policy {
 	return p
 }
 
-// IsInternal reports whether a client may not send header name.
+// IsInternal reports whether a client may not send header name. Envoy's
+// own headers never are: Envoy refuses their removal by ext_proc (and
+// strips the ones it trusts from external clients itself).
 func (p *Policy) IsInternal(name string) bool {
 	if p.internal[name] {
 		return true
+	}
+	if config.EnvoyOwnedHeader(name) {
+		return false
 	}
 	for _, pre := range p.prefixes {
 		if strings.HasPrefix(name, pre) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/gatehouse/gatehouse/internal/config"
@@ -16,12 +17,14 @@ import (
 
 func newRenderCmd(stdout, stderr io.Writer) *cobra.Command {
 	var (
-		output string
-		diff   bool
-		group  string
+		output    string
+		diff      bool
+		group     string
+		bootstrap bool
+		nodeID    string
 	)
 	cmd := &cobra.Command{
-		Use:   "render CONFIG | render --diff OLD NEW",
+		Use:   "render CONFIG | render --diff OLD NEW | render --bootstrap CONFIG",
 		Short: "Print the Envoy resources a config pushes, or what a change does to them",
 		Long: `render translates a config (file or directory) into the exact Envoy
 resources the xDS control plane would push — clusters, endpoints,
@@ -32,7 +35,13 @@ render --diff OLD NEW prints what changing OLD into NEW does to those
 resources, one cluster, listener or route at a time, for review in a pull
 request. It exits 0 whether or not anything changes; an invalid config
 prints its errors (file:line) and exits 1. Secret references are not
-read: rendering needs none.`,
+read: rendering needs none.
+
+render --bootstrap CONFIG prints a static Envoy bootstrap holding exactly
+the resources an Envoy of the group receives over ADS (routes inlined in
+their listeners, endpoints in their clusters), for Envoy's own judgement:
+
+  gatehouse render --bootstrap gatehouse.yaml > bs.yaml && envoy --mode validate -c bs.yaml`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if diff {
 				return cobra.ExactArgs(2)(cmd, args)
@@ -42,6 +51,9 @@ read: rendering needs none.`,
 		RunE: func(_ *cobra.Command, args []string) error {
 			if output != string(render.YAML) && output != string(render.JSON) {
 				return fmt.Errorf("-o %q: use yaml or json", output)
+			}
+			if bootstrap && diff {
+				return fmt.Errorf("--bootstrap and --diff: use one")
 			}
 			if diff {
 				old, err := renderLoad(args[0], group, stdout, stderr)
@@ -66,7 +78,20 @@ read: rendering needs none.`,
 			if err != nil {
 				return err
 			}
-			b, err := render.Resources(res, render.Format(output))
+			var b []byte
+			if bootstrap {
+				bs, err := render.Bootstrap(res.Subset(nil, config.ListenerHTTP), &corev3.Node{Id: nodeID, Cluster: group})
+				if err != nil {
+					return err
+				}
+				b, err = render.Message(bs, render.Format(output))
+				if err != nil {
+					return err
+				}
+				_, err = stdout.Write(b)
+				return err
+			}
+			b, err = render.Resources(res, render.Format(output))
 			if err != nil {
 				return err
 			}
@@ -78,6 +103,8 @@ read: rendering needs none.`,
 	f.StringVarP(&output, "output", "o", "yaml", "yaml or json")
 	f.BoolVar(&diff, "diff", false, "compare two configs: render --diff OLD NEW")
 	f.StringVar(&group, "group", "", "only what the named node group's Envoy proxies receive (default: every resource)")
+	f.BoolVar(&bootstrap, "bootstrap", false, "print a static Envoy bootstrap of the resources, for envoy --mode validate")
+	f.StringVar(&nodeID, "node-id", "gatehouse-render", "the node id of the --bootstrap")
 	return cmd
 }
 

@@ -40,7 +40,9 @@ type Hygiene struct {
 	SecurityHeaders SecurityHeaders `yaml:"securityHeaders"`
 	// StripServerHeaders removes the headers that identify upstream
 	// software: server, x-powered-by, x-aspnet-version,
-	// x-aspnetmvc-version, x-generator, x-runtime, x-envoy-upstream-service-time.
+	// x-aspnetmvc-version, x-generator, x-runtime (by ext_proc) and
+	// x-envoy-upstream-service-time (by Envoy's route, as Envoy does not
+	// let ext_proc remove its own headers).
 	StripServerHeaders bool `yaml:"stripServerHeaders" default:"true"`
 	// StripResponseHeaders are further response headers to remove.
 	StripResponseHeaders []string `yaml:"stripResponseHeaders,omitempty"`
@@ -231,11 +233,27 @@ func checkHeaderNames(p Path, names []string, wildcard bool, errs *Errors) {
 		if wildcard {
 			n = strings.TrimSuffix(n, "*")
 		}
-		if !headerNamePattern.MatchString(n) {
+		switch {
+		case !headerNamePattern.MatchString(n):
 			errs.Add(p.Index(i), "%q is not a lower-case header name", h)
+		case EnvoyOwnedHeader(n):
+			errs.Add(p.Index(i), "%q is a header Envoy does not let ext_proc change (x-envoy-* and host); remove it with routes[].requestHeaders.remove or responseHeaders.remove", h)
 		}
 	}
 }
+
+// EnvoyOwnedHeader reports whether Envoy refuses ext_proc mutations of a
+// header (or of every header of a prefix): its own x-envoy-* headers and
+// the host. Envoy counts such a mutation in
+// ext_proc.rejected_header_mutations and drops it.
+func EnvoyOwnedHeader(n string) bool {
+	return n == "host" || strings.HasPrefix(n, "x-envoy-")
+}
+
+// EnvoyServerHeaders are the server headers stripServerHeaders removes
+// that ext_proc may not touch: Envoy adds them itself, and the route
+// removes them (response_headers_to_remove) on hygiene routes.
+var EnvoyServerHeaders = []string{"x-envoy-upstream-service-time"}
 
 func (e *ExtProc) validate(p Path, c *Config, errs *Errors) {
 	if e.MessageTimeout.D() < time.Millisecond {
@@ -252,8 +270,11 @@ func (e *ExtProc) validate(p Path, c *Config, errs *Errors) {
 	checkHeaderNames(h.Field("stripResponseHeaders"), e.Hygiene.StripResponseHeaders, false, errs)
 	for k, v := range e.Hygiene.SecurityHeaders.Extra {
 		kp := h.Field("securityHeaders").Field("extra").Key(k)
-		if !headerNamePattern.MatchString(k) {
+		switch {
+		case !headerNamePattern.MatchString(k):
 			errs.Add(kp, "%q is not a lower-case header name", k)
+		case EnvoyOwnedHeader(k):
+			errs.Add(kp, "%q is a header Envoy does not let ext_proc change (x-envoy-* and host)", k)
 		}
 		if strings.ContainsAny(v, "\r\n\x00") {
 			errs.Add(kp, "value holds a line break or NUL")
@@ -354,6 +375,9 @@ func (r *Route) ExtProcNeeds(c *Config) ExtProcNeeds {
 	n := ExtProcNeeds{RequestHeaders: true, RequestBody: BodyNone, ResponseBody: BodyNone}
 	if e.Hygiene != nil {
 		n.ResponseHeaders = true // security headers, echoed correlation ids
+		if c.ExtProc.Hygiene.StripServerHeaders {
+			n.ResponseHeadersToRemove = EnvoyServerHeaders
+		}
 	}
 	if (e.OpenAPI != nil && e.OpenAPI.RequestBody) || e.Idempotency != nil {
 		n.RequestBody = buffered

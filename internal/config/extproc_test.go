@@ -23,7 +23,8 @@ func TestExtProcNeeds(t *testing.T) {
 		{name: "no processors", route: "{extproc: {}}", want: off},
 		{name: "component off", route: "{extproc: {hygiene: {}}}", noSection: true, want: off},
 		{name: "hygiene: headers only", route: "{extproc: {hygiene: {}}}",
-			want: ExtProcNeeds{RequestHeaders: true, ResponseHeaders: true, RequestBody: BodyNone, ResponseBody: BodyNone}},
+			want: ExtProcNeeds{RequestHeaders: true, ResponseHeaders: true, RequestBody: BodyNone, ResponseBody: BodyNone,
+				ResponseHeadersToRemove: []string{"x-envoy-upstream-service-time"}}},
 		{name: "openapi without bodies: request headers only", route: "{extproc: {openapi: {spec: x, requestBody: false}}}",
 			want: ExtProcNeeds{RequestHeaders: true, RequestBody: BodyNone, ResponseBody: BodyNone}},
 		{name: "openapi with bodies", route: "{extproc: {openapi: {spec: x}}}",
@@ -108,6 +109,19 @@ func TestExtProcValidation(t *testing.T) {
 				`gh.yaml:6: extproc.hygiene.internalHeaders[0]: "X-Upper" is not a lower-case header name`,
 				`extproc.hygiene.securityHeaders.extra["bad header"]: "bad header" is not a lower-case header name`,
 				"gh.yaml:8: extproc.idempotency.memoryMaxKeys: must be at least 1",
+			},
+		},
+		{
+			// Envoy drops (and counts in ext_proc.rejected_header_mutations)
+			// an ext_proc mutation of its own headers: found by the real
+			// Envoy end-to-end tests.
+			name: "headers Envoy does not let ext_proc change",
+			body: "extproc:\n  hygiene:\n    internalHeaders: [x-envoy-*]\n    stripResponseHeaders: [x-envoy-upstream-service-time, host]\n    securityHeaders: {extra: {x-envoy-decorator-operation: v}}\n",
+			want: []string{
+				`gh.yaml:4: extproc.hygiene.internalHeaders[0]: "x-envoy-*" is a header Envoy does not let ext_proc change`,
+				`gh.yaml:5: extproc.hygiene.stripResponseHeaders[0]: "x-envoy-upstream-service-time" is a header Envoy does not let ext_proc change`,
+				`gh.yaml:5: extproc.hygiene.stripResponseHeaders[1]: "host" is a header Envoy does not let ext_proc change`,
+				`gh.yaml:6: extproc.hygiene.securityHeaders.extra.x-envoy-decorator-operation: "x-envoy-decorator-operation" is a header Envoy does not let ext_proc change`,
 			},
 		},
 		{

@@ -56,6 +56,10 @@ type ExtProcNeeds struct {
 	// MaxBodyBytes is the largest body the route's processors buffer;
 	// Envoy's connection buffer must hold at least this much.
 	MaxBodyBytes uint32
+	// ResponseHeadersToRemove are response headers the route's processors
+	// want gone that Envoy does not let ext_proc remove: the route
+	// removes them itself.
+	ResponseHeadersToRemove []string
 }
 
 // HeaderDescriptor adds a descriptor entry built from a request header.

@@ -136,6 +136,8 @@ func typeName(t reflect.Type) string {
 		return "duration" + opt
 	case t == reflect.TypeFor[ByteSize]():
 		return "size" + opt
+	case t == reflect.TypeFor[Addresses]():
+		return "host:port, or a list of host:port" + opt
 	case t == secretType:
 		return "secret ref (`env:NAME`, `file:PATH`)" + opt
 	case t == filePathType:

@@ -103,3 +103,35 @@ func ParseByteSize(s string) (int64, error) {
 	}
 	return n * mult, nil
 }
+
+// Addresses is one host:port or a list of them. Written as one string, it
+// is a list of one.
+type Addresses []string
+
+// UnmarshalYAML accepts a string or a list of strings.
+func (a *Addresses) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		*a = Addresses{n.Value}
+		return nil
+	case yaml.SequenceNode:
+		out := make(Addresses, 0, len(n.Content))
+		for _, c := range n.Content {
+			if c.Kind != yaml.ScalarNode {
+				return fmt.Errorf("expected host:port strings")
+			}
+			out = append(out, c.Value)
+		}
+		*a = out
+		return nil
+	}
+	return fmt.Errorf("expected host:port or a list of host:port")
+}
+
+// MarshalYAML writes one address as a string, several as a list.
+func (a Addresses) MarshalYAML() (any, error) {
+	if len(a) == 1 {
+		return a[0], nil
+	}
+	return []string(a), nil
+}

@@ -23,12 +23,16 @@ type XDS struct {
 
 // XDSServices is how Envoy's filters reach gatehouse's gRPC services.
 type XDSServices struct {
-	// Authz is host:port of the ext_authz server as Envoy dials it.
-	Authz string `yaml:"authz,omitempty"`
-	// ExtProc is host:port of the ext_proc server as Envoy dials it.
-	ExtProc string `yaml:"extproc,omitempty"`
-	// RateLimit is host:port of the rate limit server as Envoy dials it.
-	RateLimit string `yaml:"ratelimit,omitempty"`
+	// Authz is host:port of the ext_authz server as Envoy dials it, or a
+	// list of them (one per replica, when no DNS name resolves to all).
+	Authz Addresses `yaml:"authz,omitempty"`
+	// ExtProc is host:port of the ext_proc server as Envoy dials it, or a
+	// list of them.
+	ExtProc Addresses `yaml:"extproc,omitempty"`
+	// RateLimit is host:port of the rate limit server as Envoy dials it,
+	// or a list of them: Envoy balances the calls, and the replicas share
+	// their counters in Redis.
+	RateLimit Addresses `yaml:"ratelimit,omitempty"`
 	// ConnectTimeout bounds Envoy's connection attempts to gatehouse.
 	ConnectTimeout Duration `yaml:"connectTimeout" default:"1s"`
 	// AuthzTimeout bounds one ext_authz Check as Envoy waits for it.

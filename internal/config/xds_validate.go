@@ -5,7 +5,6 @@ import (
 	"net"
 	"path/filepath"
 	"regexp"
-	"regexp/syntax"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,51 +48,58 @@ func (c *Config) ClusterByName(name string) *Cluster {
 	return nil
 }
 
-// ServiceAddress is the address at which Envoy reaches one of gatehouse's
-// services: the configured xds.services address, or else the service's
-// listen address. The second result is false when the component is not
-// configured.
-func (c *Config) ServiceAddress(component string) (string, bool) {
+// ServiceAddresses are the addresses at which Envoy reaches one of
+// gatehouse's services: the configured xds.services addresses, or else the
+// service's listen address. The second result is false when the component
+// is not configured.
+func (c *Config) ServiceAddresses(component string) ([]string, bool) {
 	var svc XDSServices
 	if c.XDS != nil {
 		svc = c.XDS.Services
 	}
+	pick := func(set Addresses, listen string) ([]string, bool) {
+		if len(set) > 0 {
+			return set, true
+		}
+		return []string{listen}, true
+	}
 	switch component {
 	case ComponentAuthz:
-		if c.Authz == nil {
-			return "", false
+		if c.Authz != nil {
+			return pick(svc.Authz, c.Authz.Address)
 		}
-		return firstNonEmpty(svc.Authz, c.Authz.Address), true
 	case ComponentExtProc:
-		if c.ExtProc == nil {
-			return "", false
+		if c.ExtProc != nil {
+			return pick(svc.ExtProc, c.ExtProc.Address)
 		}
-		return firstNonEmpty(svc.ExtProc, c.ExtProc.Address), true
 	case ComponentRateLimit:
-		if c.RateLimit == nil {
-			return "", false
+		if c.RateLimit != nil {
+			return pick(svc.RateLimit, c.RateLimit.Address)
 		}
-		return firstNonEmpty(svc.RateLimit, c.RateLimit.Address), true
 	}
-	return "", false
-}
-
-func firstNonEmpty(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
+	return nil, false
 }
 
 func (x *XDS) validate(p Path, c *Config, errs *Errors) {
 	sp := p.Field("services")
-	for _, s := range []struct{ field, addr string }{
+	for _, s := range []struct {
+		field string
+		addrs Addresses
+	}{
 		{"authz", x.Services.Authz}, {"extproc", x.Services.ExtProc}, {"ratelimit", x.Services.RateLimit},
 	} {
-		if s.addr != "" {
-			if msg := checkHostPort(s.addr, false); msg != "" {
-				errs.Add(sp.Field(s.field), "%q %s", s.addr, msg)
+		seen := map[string]bool{}
+		for i, addr := range s.addrs {
+			ap := sp.Field(s.field)
+			if len(s.addrs) > 1 {
+				ap = ap.Index(i)
 			}
+			if msg := checkHostPort(addr, false); msg != "" {
+				errs.Add(ap, "%q %s", addr, msg)
+			} else if seen[addr] {
+				errs.Add(ap, "%q is listed twice", addr)
+			}
+			seen[addr] = true
 		}
 	}
 	for _, d := range []struct {
@@ -172,8 +178,11 @@ func (x *XDS) validate(p Path, c *Config, errs *Errors) {
 		errs.Warn("listeners", "xds is enabled but no listener is configured: nodes will receive no listeners")
 	}
 	for _, comp := range []string{ComponentAuthz, ComponentExtProc, ComponentRateLimit} {
-		if addr, ok := c.ServiceAddress(comp); ok && strings.HasSuffix(addr, ":0") {
-			errs.Warn(sp.Field(comp), "%s listens on an ephemeral port (%s), which Envoy cannot be told; set xds.services.%s to the address Envoy dials", comp, addr, comp)
+		addrs, _ := c.ServiceAddresses(comp)
+		for _, addr := range addrs {
+			if strings.HasSuffix(addr, ":0") {
+				errs.Warn(sp.Field(comp), "%s listens on an ephemeral port (%s), which Envoy cannot be told; set xds.services.%s to the address Envoy dials", comp, addr, comp)
+			}
 		}
 	}
 	for i := range c.Routes {
@@ -687,19 +696,15 @@ func validateMatchForEnvoy(p Path, m *Match, errs *Errors) {
 // RE2 program (runtime re2.max_program_size.error_level).
 const envoyRegexProgramSize = 100
 
-// checkEnvoyRegex warns about regexes Envoy may reject as too large. Go's
-// program size is close to, not equal to, RE2's, hence a warning.
+// checkEnvoyRegex refuses regexes Envoy rejects as too large: their RE2
+// program, as estimated by RE2ProgramSize, exceeds Envoy's default limit.
 func checkEnvoyRegex(p Path, re string, errs *Errors) {
-	parsed, err := syntax.Parse(re, syntax.Perl)
-	if err != nil {
+	n, ok := RE2ProgramSize(re)
+	if !ok {
 		return // Match.validate reports it
 	}
-	prog, err := syntax.Compile(parsed.Simplify())
-	if err != nil {
-		return
-	}
-	if n := len(prog.Inst); n > envoyRegexProgramSize {
-		errs.Warn(p, "%q compiles to about %d instructions; Envoy rejects regexes larger than %d by default (runtime re2.max_program_size.error_level)", re, n, envoyRegexProgramSize)
+	if n > envoyRegexProgramSize {
+		errs.Add(p, "%q compiles to about %d RE2 instructions; Envoy refuses regexes over %d (runtime re2.max_program_size.error_level): shorten it, e.g. [0-9]+ for [0-9]{1,40}", re, n, envoyRegexProgramSize)
 	}
 }
 
@@ -732,8 +737,8 @@ func (h *HeaderEdits) validate(p Path, request bool, errs *Errors) {
 // value format: a lone '%', which Envoy rejects (NACKs the whole route
 // configuration).
 func checkHeaderFormat(p Path, v string, errs *Errors) {
-	if strings.Count(v, "%")%2 != 0 {
-		errs.Add(p, "%q has an unpaired '%%': values are Envoy format strings (%%VARIABLE%%); write %%%% for a literal percent sign", v)
+	if msg := checkEnvoyFormat(v); msg != "" {
+		errs.Add(p, "%q %s", v, msg)
 	}
 	if strings.ContainsAny(v, "\r\n\x00") {
 		errs.Add(p, "header values cannot hold CR, LF or NUL")

@@ -62,7 +62,7 @@ func (s *Server) closed(id int64) {
 		return
 	}
 	s.cacheFor(n.flavour).ClearSnapshot(n.node.GetId())
-	n.snap = nil
+	n.snap, n.set, n.acc = nil, nil, snapshot.Accepted{}
 	s.m.nodeAcked.DeletePartialMatch(map[string]string{"node": n.node.GetId()})
 	s.m.nodeNacked.DeletePartialMatch(map[string]string{"node": n.node.GetId()})
 }
@@ -162,6 +162,7 @@ func (s *Server) acked(n *nodeState, typeURL, version string) {
 		s.m.nodeAcked.WithLabelValues(id, group, typ, version).Set(1)
 	}
 	s.m.nodeNacked.WithLabelValues(id, typ).Set(0)
+	s.accepted(n, typeURL, version)
 }
 
 // nacked logs, counts and audits a rejection, with the config elements

@@ -51,8 +51,13 @@ type nodeState struct {
 	lastSeen    time.Time
 	types       map[string]*TypeStatus
 
-	// snap is the snapshot the cache holds for the node (s.mu).
+	// snap is the snapshot the cache holds for the node, set the set it
+	// was built from (s.mu).
 	snap *cachev3.Snapshot
+	set  *snapshot.Set
+	// acc is what the node accepted last of each type (s.mu): a change
+	// reaches it make before break (snapshot.Stage).
+	acc snapshot.Accepted
 }
 
 // TypeStatus is what one node was sent and accepted of one resource type.

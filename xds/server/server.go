@@ -26,6 +26,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -124,7 +125,8 @@ func (s *Server) assignLocked(n *nodeState) {
 		return
 	}
 	g := s.set.GroupOf(n.node)
-	snap := g.Snapshot(n.flavour)
+	next := g.Snapshot(n.flavour)
+	snap := snapshot.Stage(next, s.set.Resources.ClustersOf(snapshot.Names(next, resourcev3.RouteType)), n.acc)
 	if n.snap == snap {
 		return
 	}
@@ -133,7 +135,7 @@ func (s *Server) assignLocked(n *nodeState) {
 	// nothing for the others: their versions are the same).
 	changed := n.snap == nil || !sameVersions(n.snap, snap)
 	n.group = g.Name
-	n.snap = snap
+	n.snap, n.set = snap, s.set
 	if err := s.cacheFor(n.flavour).SetSnapshot(s.ctx, n.node.GetId(), snap); err != nil {
 		s.log.Error("xds: set snapshot", "node", n.node.GetId(), "err", err)
 		return
@@ -141,6 +143,34 @@ func (s *Server) assignLocked(n *nodeState) {
 	if changed {
 		s.m.pushes.Inc()
 	}
+}
+
+// accepted records that a node accepted version of a resource type, and
+// moves it on to the next stage of a change when that was what it
+// waited for (snapshot.Stage).
+func (s *Server) accepted(n *nodeState, typeURL, version string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n.snap == nil || n.set == nil || n.snap.GetVersion(typeURL) != version {
+		// An ACK of an older version: a newer push is on its way.
+		return
+	}
+	switch typeURL {
+	case resourcev3.ClusterType:
+		n.acc.Clusters = n.snap
+	case resourcev3.EndpointType:
+		n.acc.Endpoints = n.snap
+	case resourcev3.ListenerType:
+		n.acc.Listeners = n.snap
+	case resourcev3.RouteType:
+		if n.acc.Routes == nil || n.acc.Routes.GetVersion(typeURL) != version {
+			n.acc.InUse = n.set.Resources.ClustersOf(snapshot.Names(n.snap, resourcev3.RouteType))
+		}
+		n.acc.Routes = n.snap
+	default:
+		return
+	}
+	s.assignLocked(n)
 }
 
 // sameVersions reports whether two snapshots hold the same content: the

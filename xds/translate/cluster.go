@@ -226,31 +226,39 @@ func (t *translator) serviceClusters() ([]*clusterv3.Cluster, error) {
 	svc := servicesOf(t.cfg)
 	var out []*clusterv3.Cluster
 	for _, comp := range []string{config.ComponentAuthz, config.ComponentExtProc, config.ComponentRateLimit} {
-		addr, ok := t.cfg.ServiceAddress(comp)
+		addrs, ok := t.cfg.ServiceAddresses(comp)
 		if !ok {
 			continue
 		}
-		host, portStr, err := net.SplitHostPort(addr)
-		if err != nil {
-			return nil, fmt.Errorf("xds.services.%s: %q is not host:port", comp, addr)
-		}
-		// Port 0 (an ephemeral listen port, in tests) is translated as
-		// is: config validation warns that Envoy cannot reach it.
-		port, err := strconv.ParseUint(portStr, 10, 16)
-		if err != nil {
-			return nil, fmt.Errorf("xds.services.%s: %q has no valid port; set xds.services.%s to the address Envoy dials", comp, addr, comp)
-		}
-		// A wildcard listen address means "this host" to a client on the
-		// same host; dialling 0.0.0.0 is not portable.
-		switch host {
-		case "", "0.0.0.0":
-			host = "127.0.0.1"
-		case "::":
-			host = "::1"
-		}
-		typ := clusterv3.Cluster_STRICT_DNS
-		if net.ParseIP(host) != nil {
-			typ = clusterv3.Cluster_STATIC
+		typ := clusterv3.Cluster_STATIC
+		var eps []*endpointv3.LbEndpoint
+		for _, addr := range addrs {
+			host, portStr, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, fmt.Errorf("xds.services.%s: %q is not host:port", comp, addr)
+			}
+			// Port 0 (an ephemeral listen port, in tests) is translated as
+			// is: config validation warns that Envoy cannot reach it.
+			port, err := strconv.ParseUint(portStr, 10, 16)
+			if err != nil {
+				return nil, fmt.Errorf("xds.services.%s: %q has no valid port; set xds.services.%s to the address Envoy dials", comp, addr, comp)
+			}
+			// A wildcard listen address means "this host" to a client on
+			// the same host; dialling 0.0.0.0 is not portable.
+			switch host {
+			case "", "0.0.0.0":
+				host = "127.0.0.1"
+			case "::":
+				host = "::1"
+			}
+			// One DNS name makes the whole cluster resolve its endpoints
+			// (a headless Service's name resolves to every replica).
+			if net.ParseIP(host) == nil {
+				typ = clusterv3.Cluster_STRICT_DNS
+			}
+			eps = append(eps, &endpointv3.LbEndpoint{
+				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(host, uint32(port))}},
+			})
 		}
 		opts, err := toAny(&httpv3.HttpProtocolOptions{UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{
 			ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
@@ -285,9 +293,7 @@ func (t *translator) serviceClusters() ([]*clusterv3.Cluster, error) {
 			TypedExtensionProtocolOptions: map[string]*anypb.Any{httpProtocolOptionsKey: opts},
 			LoadAssignment: &endpointv3.ClusterLoadAssignment{
 				ClusterName: name,
-				Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
-					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(host, uint32(port))}},
-				}}}},
+				Endpoints:   []*endpointv3.LocalityLbEndpoints{{LbEndpoints: eps}},
 			},
 		}
 		if typ == clusterv3.Cluster_STRICT_DNS {

@@ -180,6 +180,9 @@ func (t *translator) route(i int, grpc bool) (*routev3.Route, error) {
 	}
 	er.ResponseHeadersToAdd = headerOptions(r.ResponseHeaders)
 	er.ResponseHeadersToRemove = append([]string(nil), r.ResponseHeaders.Remove...)
+	if n.extprocOn && !n.extproc.Disabled {
+		er.ResponseHeadersToRemove = append(er.ResponseHeadersToRemove, n.extproc.ResponseHeadersToRemove...)
+	}
 	return er, nil
 }
 

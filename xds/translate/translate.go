@@ -248,3 +248,27 @@ func nameOf(r *Resources, envoyName string) string {
 func (r *Resources) Count() int {
 	return len(r.Listeners) + len(r.Routes) + len(r.Clusters) + len(r.Endpoints)
 }
+
+// ClustersOf returns the clusters that the named route configurations (and
+// the filters of their listeners) send requests to, sorted.
+func (r *Resources) ClustersOf(routeConfigs []string) []string {
+	want := map[string]bool{}
+	for _, n := range routeConfigs {
+		want[n] = true
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, d := range r.deps {
+		if !want[d.routes] {
+			continue
+		}
+		for _, c := range d.clusters {
+			if !seen[c] {
+				seen[c] = true
+				out = append(out, c)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,153 @@
+package envoy_test
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/test/harness"
+)
+
+func failureMesh(t *testing.T, authzMode string) *harness.Mesh {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "failure.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return harness.Start(t, harness.Options{
+		Config:     strings.Replace(string(b), "AUTHZ_MODE", authzMode, 1),
+		Replicas:   2,
+		Components: []string{"xds,ratelimit", "authz"},
+		Redis:      true,
+		Upstreams:  []string{"echo"},
+	})
+}
+
+// status sends GET path (with a demo token when tok is set) and returns the
+// answer's status.
+func status(t *testing.T, m *harness.Mesh, path, tok string, extra ...string) (int, harness.Echo) {
+	t.Helper()
+	h := extra
+	if tok != "" {
+		h = append(h, "authorization: Bearer "+tok)
+	}
+	r := harness.Send(t, harness.HTTP1(), harness.Request{URL: m.URL() + path, Headers: h})
+	e, _ := r.Echo()
+	return r.Status, e
+}
+
+// eventually retries check for up to 10 s (a dead service is noticed by
+// Envoy at the next request's connect, or after its connections drop).
+func eventually(t *testing.T, what string, check func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !check() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestFailureAuthzDown: with gatehouse's ext_authz stopped, Envoy refuses
+// the routes that need it (fail closed, the default) and still serves the
+// public ones; the route answers again once ext_authz is back.
+func TestFailureAuthzDown(t *testing.T) {
+	m := failureMesh(t, "closed")
+	tok := harness.DemoToken(t, "ada", "pro", "", nil)
+	if s, _ := status(t, m, "/api/x", tok); s != http.StatusOK {
+		t.Fatalf("before: /api/x = %d; want 200", s)
+	}
+	m.Gatehouse[1].Kill()
+	eventually(t, "a refusal with ext_authz down", func() bool { s, _ := status(t, m, "/api/x", tok); return s == http.StatusForbidden })
+	if s, _ := status(t, m, "/public/x", ""); s != http.StatusOK {
+		t.Errorf("public route with ext_authz down: %d; want 200", s)
+	}
+	if n := m.Envoy.Stat("http.public.ext_authz.error"); n < 1 {
+		t.Errorf("Envoy's http.public.ext_authz.error = %d; want the failed checks counted", n)
+	}
+	m.Gatehouse[1].Start()
+	eventually(t, "recovery once ext_authz is back", func() bool { s, _ := status(t, m, "/api/x", tok); return s == http.StatusOK })
+}
+
+// TestFailureAuthzDownOpen: with xds.services.authzFailureMode open, a
+// request goes through while ext_authz is down — without any identity
+// header, including the ones the client sent.
+func TestFailureAuthzDownOpen(t *testing.T) {
+	m := failureMesh(t, "open")
+	m.Gatehouse[1].Kill()
+	tok := harness.DemoToken(t, "ada", "pro", "", nil)
+	var e harness.Echo
+	eventually(t, "a request let through with ext_authz down", func() bool {
+		var s int
+		s, e = status(t, m, "/api/x", tok, "x-gatehouse-tier: enterprise", "x-gatehouse-subject: root")
+		return s == http.StatusOK && m.Envoy.Stat("http.public.ext_authz.failure_mode_allowed") > 0
+	})
+	for _, h := range []string{"x-gatehouse-tier", "x-gatehouse-subject"} {
+		if v, ok := e.Headers[h]; ok {
+			t.Errorf("fail-open request reached the upstream with %s %q", h, v)
+		}
+	}
+}
+
+// TestFailureRedisDown: with Redis killed, each rate-limited route answers
+// in its own failure mode (closed: 429; open: allowed), and counting
+// resumes when Redis is back, without a restart.
+func TestFailureRedisDown(t *testing.T) {
+	m := failureMesh(t, "closed")
+	tok := harness.DemoToken(t, "rita", "pro", "", nil)
+	for _, p := range []string{"/rl-closed", "/rl-open"} {
+		if s, _ := status(t, m, p, tok); s != http.StatusOK {
+			t.Fatalf("before: %s = %d; want 200", p, s)
+		}
+	}
+	m.Redis.Stop()
+	if s, _ := status(t, m, "/rl-closed", tok); s != http.StatusTooManyRequests {
+		t.Errorf("Redis down, failureMode closed: %d; want 429", s)
+	}
+	if s, _ := status(t, m, "/rl-open", tok); s != http.StatusOK {
+		t.Errorf("Redis down, failureMode open: %d; want 200", s)
+	}
+	m.Redis.Start()
+	eventually(t, "recovery once Redis is back", func() bool { s, _ := status(t, m, "/rl-closed", tok); return s == http.StatusOK })
+}
+
+// TestFailureGatehouseRestart: while gatehouse is down Envoy keeps its
+// config and serves what needs no gatehouse; when it is back, Envoy
+// reconnects and ends up in sync on the same versions.
+func TestFailureGatehouseRestart(t *testing.T) {
+	m := failureMesh(t, "closed")
+	before, err := m.Gatehouse[0].Node("envoy-e2e-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Gatehouse[0].Kill()
+	m.Gatehouse[1].Kill()
+	for i := 0; i < 5; i++ {
+		if s, _ := status(t, m, "/public/x", ""); s != http.StatusOK {
+			t.Fatalf("gatehouse down: public route %d; want 200 (Envoy keeps its config)", s)
+		}
+		if s, _ := status(t, m, "/healthz", ""); s != http.StatusOK {
+			t.Fatalf("gatehouse down: /healthz %d; want 200", s)
+		}
+	}
+	m.Gatehouse[0].Start()
+	m.Gatehouse[1].Start()
+	m.WaitSynced(1)
+	after, err := m.Gatehouse[0].Node("envoy-e2e-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for typ, st := range before.Types {
+		if after.Types[typ].Acked != st.Acked {
+			t.Errorf("%s: acked %q after the restart, %q before; want the same content version", typ, after.Types[typ].Acked, st.Acked)
+		}
+	}
+	tok := harness.DemoToken(t, "ada", "pro", "", nil)
+	if s, _ := status(t, m, "/api/x", tok); s != http.StatusOK {
+		t.Errorf("after the restart: /api/x = %d; want 200", s)
+	}
+}

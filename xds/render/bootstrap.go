@@ -1,0 +1,97 @@
+package render
+
+import (
+	"fmt"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/gatehouse/gatehouse/xds/translate"
+)
+
+// Bootstrap returns a static Envoy bootstrap that holds exactly the
+// resources res pushes over ADS, for `envoy --mode validate`: Envoy's own
+// judgement of everything gatehouse renders. Only what ties them to ADS
+// is rewritten: each listener's route configuration is inlined in place of
+// its RDS reference, and each EDS cluster holds its load assignment
+// (STATIC) in place of its EDS reference. Nothing else changes.
+//
+// API listeners (for proxyless gRPC clients) are not Envoy's and are left
+// out: render the Envoy flavour (translate.Resources.Subset) first.
+func Bootstrap(res *translate.Resources, node *corev3.Node) (*bootstrapv3.Bootstrap, error) {
+	routes := map[string]*routev3.RouteConfiguration{}
+	for _, rc := range res.Routes {
+		routes[rc.GetName()] = rc
+	}
+	loads := map[string]*endpointv3.ClusterLoadAssignment{}
+	for _, e := range res.Endpoints {
+		loads[e.GetClusterName()] = e
+	}
+	sr := &bootstrapv3.Bootstrap_StaticResources{}
+	for _, c := range res.Clusters {
+		c = proto.Clone(c).(*clusterv3.Cluster)
+		if c.GetType() == clusterv3.Cluster_EDS {
+			la, ok := loads[c.GetName()]
+			if !ok {
+				return nil, fmt.Errorf("render: EDS cluster %q has no load assignment", c.GetName())
+			}
+			c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
+			c.EdsClusterConfig = nil
+			c.LoadAssignment = la
+		}
+		sr.Clusters = append(sr.Clusters, c)
+	}
+	for _, l := range res.Listeners {
+		if l.GetApiListener() != nil {
+			continue
+		}
+		l = proto.Clone(l).(*listenerv3.Listener)
+		for _, fc := range l.GetFilterChains() {
+			for _, f := range fc.GetFilters() {
+				if err := inlineRoutes(f, routes); err != nil {
+					return nil, fmt.Errorf("render: listener %q: %w", l.GetName(), err)
+				}
+			}
+		}
+		sr.Listeners = append(sr.Listeners, l)
+	}
+	return &bootstrapv3.Bootstrap{Node: node, StaticResources: sr}, nil
+}
+
+// inlineRoutes replaces an HTTP connection manager's RDS reference by the
+// route configuration it names.
+func inlineRoutes(f *listenerv3.Filter, routes map[string]*routev3.RouteConfiguration) error {
+	tc := f.GetTypedConfig()
+	if tc == nil {
+		return nil
+	}
+	var hcm hcmv3.HttpConnectionManager
+	if !tc.MessageIs(&hcm) {
+		return nil
+	}
+	if err := tc.UnmarshalTo(&hcm); err != nil {
+		return err
+	}
+	rds := hcm.GetRds()
+	if rds == nil {
+		return nil
+	}
+	rc, ok := routes[rds.GetRouteConfigName()]
+	if !ok {
+		return fmt.Errorf("no route configuration %q", rds.GetRouteConfigName())
+	}
+	hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc}
+	a, err := anypb.New(&hcm)
+	if err != nil {
+		return err
+	}
+	f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: a}
+	return nil
+}
