@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"helm.sh/helm/v4/pkg/chart/common"
 	"helm.sh/helm/v4/pkg/chart/common/util"
@@ -178,11 +179,12 @@ func golden(t *testing.T, name string, files map[string]string) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (run go test -update to write it)", err)
+		t.Errorf("%v (run go test -update to write it)", err)
+		return
 	}
 	if !bytes.Equal(want, b.Bytes()) {
 		t.Errorf("rendered chart differs from %s; review the change and run `go test -update` in deploy/helm/chartcheck:\n%s",
-			path, lineDiff(string(want), b.String()))
+			path, cmp.Diff(string(want), b.String()))
 	}
 }
 
@@ -197,24 +199,6 @@ func removeStaleGolden(t *testing.T, keep map[string]bool) {
 			}
 		}
 	}
-}
-
-// lineDiff shows the first differing lines, enough to find the change.
-func lineDiff(a, b string) string {
-	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
-	for i := 0; i < len(al) || i < len(bl); i++ {
-		var x, y string
-		if i < len(al) {
-			x = al[i]
-		}
-		if i < len(bl) {
-			y = bl[i]
-		}
-		if x != y {
-			return fmt.Sprintf("line %d:\n  golden:   %q\n  rendered: %q", i+1, x, y)
-		}
-	}
-	return ""
 }
 
 func sortedKeys[V any](m map[string]V) []string {
