@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,20 +28,37 @@ import (
 //   - a change gatehouse reads only at start is refused by the running
 //     process, and changes the restart checksum, so the pods are rolled.
 func TestConfigMapReload(t *testing.T) {
-	ports := freePorts(t, 5)
-	base := map[string]any{
-		"listenHost": "127.0.0.1",
-		"ports": map[string]any{
-			"admin": ports[0], "authz": ports[1], "extproc": ports[2], "ratelimit": ports[3], "xds": ports[4],
-		},
-	}
 	defaults := loadChart(t).Values["config"].(string)
-
-	first := renderPod(t, base, defaults)
-	mount := t.TempDir()
-	writeConfigMap(t, mount, first.configMap.Data)
+	var (
+		base  map[string]any
+		ports []int
+		first pod
+		mount string
+		logs  *syncBuffer
+		err   error
+	)
+	// Ports are picked free and then bound by gatehouse: another process
+	// on this shared machine may take one in between, so try again then.
+	for attempt := 1; ; attempt++ {
+		ports = freePorts(t, 5)
+		base = map[string]any{
+			"listenHost": "127.0.0.1",
+			"ports": map[string]any{
+				"admin": ports[0], "authz": ports[1], "extproc": ports[2], "ratelimit": ports[3], "xds": ports[4],
+			},
+		}
+		first = renderPod(t, base, defaults)
+		mount = t.TempDir()
+		writeConfigMap(t, mount, first.configMap.Data)
+		logs, err = startPod(t, first.deployment, mount, ports[0])
+		if err == nil {
+			break
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+	}
 	admin := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
-	logs := startPod(t, first.deployment, mount)
 	eventually(t, "/readyz to answer 200", func() bool {
 		code, _ := get(admin + "/readyz")
 		return code == http.StatusOK
@@ -164,30 +182,46 @@ func checksum(d *appsv1.Deployment) string {
 }
 
 // startPod starts gatehouse with the container's arguments, the config
-// directory moved from its mount path to dir, and stops it (SIGTERM, then
-// the grace period) at the end of the test.
-func startPod(t *testing.T, d *appsv1.Deployment, dir string) *syncBuffer {
+// directory moved from its mount path to dir, and waits until its admin
+// server on adminPort answers. At the end of the test it stops gatehouse
+// with SIGTERM and expects it gone within the pod's grace period.
+func startPod(t *testing.T, d *appsv1.Deployment, dir string, adminPort int) (*syncBuffer, error) {
 	t.Helper()
 	c := d.Spec.Template.Spec.Containers[0]
-	configDir := ""
-	args := append([]string(nil), c.Args...)
+	args := slices.Clone(c.Args)
+	moved := false
 	for i, a := range args {
-		if p, ok := strings.CutPrefix(a, "--config="); ok {
-			configDir = p
-			args[i] = "--config=" + dir
+		if strings.HasPrefix(a, "--config=") {
+			args[i], moved = "--config="+dir, true
 		}
 	}
-	if configDir == "" {
+	if !moved {
 		t.Fatalf("container args %q name no --config", c.Args)
 	}
 	cmd := exec.Command(binary(t), args...)
-	var logs syncBuffer
-	cmd.Stdout, cmd.Stderr = io.Discard, &logs
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = io.Discard, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	healthz := fmt.Sprintf("http://127.0.0.1:%d/healthz", adminPort)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		select {
+		case err := <-done:
+			return nil, fmt.Errorf("gatehouse exited at start: %v\n%s", err, logs.String())
+		default:
+		}
+		if code, _ := get(healthz); code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			<-done
+			return nil, fmt.Errorf("gatehouse's admin server did not answer within 20s\n%s", logs.String())
+		}
+	}
 	grace := time.Duration(*d.Spec.Template.Spec.TerminationGracePeriodSeconds) * time.Second
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -205,12 +239,7 @@ func startPod(t *testing.T, d *appsv1.Deployment, dir string) *syncBuffer {
 			t.Logf("gatehouse log:\n%s", logs.String())
 		}
 	})
-	select {
-	case err := <-done:
-		t.Fatalf("gatehouse exited at start: %v\n%s", err, logs.String())
-	case <-time.After(100 * time.Millisecond):
-	}
-	return &logs
+	return logs, nil
 }
 
 // countLines counts the lines holding every one of words.
