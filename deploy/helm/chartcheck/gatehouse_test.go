@@ -16,6 +16,17 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+// binDir holds the binary gatehouseBin built; TestMain removes it.
+var binDir string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
 // gatehouseBin builds the gatehouse binary of this checkout once per test
 // run (or uses $GATEHOUSE_BIN), so that the chart's config is judged by the
 // real loader and validator rather than by a copy of their rules.
@@ -35,6 +46,7 @@ var gatehouseBin = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	binDir = dir
 	bin := filepath.Join(dir, "gatehouse")
 	cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "./cmd/gatehouse")
 	cmd.Dir = root
