@@ -27,3 +27,13 @@ if [ -n "$unformatted" ]; then
 fi
 echo "== go test -race"
 go test -race -count=1 -timeout "${TEST_TIMEOUT:-15m}" ${TEST_FLAGS:-} "${@:-./...}"
+
+# The Helm chart is checked by its own Go module (deploy/helm/chartcheck),
+# which keeps Helm and the Kubernetes API modules out of gatehouse's go.mod.
+# It renders the chart, decodes every object strictly, compares golden files
+# and runs the gatehouse binary it builds on the rendered config. Skipped
+# when test.sh is given packages to test.
+if [ $# -eq 0 ]; then
+	echo "== helm chart (deploy/helm/chartcheck)"
+	(cd deploy/helm/chartcheck && go vet ./... && go test -count=1 -timeout 10m ./...)
+fi
