@@ -244,13 +244,17 @@ func (n *envoyNode) load(d *Domain, parentKey string, descs []refconfig.YamlDesc
 	return nil
 }
 
+// newEnvoyLimit compiles an envoy config rule's limit. current_limit.name
+// is the rule's name, empty when it has none, as the reference sends it
+// (Envoy copies it into response headers); the unit names an unnamed
+// limit only in gatehouse's own RateLimit-Policy header and metrics.
 func newEnvoyLimit(name string, rpu uint32, u algo.Unit) *Limit {
 	w := algo.Window{Count: 1, Unit: u}
 	policy := name
 	if policy == "" {
 		policy = u.String()
 	}
-	return newLimit(policy, algo.Spec{Kind: algo.Fixed, Limit: uint64(rpu)}, w, protoUnit(u))
+	return newLimit(policy, name, algo.Spec{Kind: algo.Fixed, Limit: uint64(rpu)}, w, protoUnit(u))
 }
 
 // envoyUnit reads a unit as the reference does (any case).

@@ -1,0 +1,59 @@
+package limiter
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+)
+
+// envoyFixture serves one envoyproxy/ratelimit config file; extra is
+// added to the ratelimit section.
+func envoyFixture(t *testing.T, file, extra string) *fixture {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "rl.yaml")
+	if err := os.WriteFile(path, []byte(file), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return newFixture(t, "apiVersion: gatehouse/v1\nratelimit:\n  envoyConfigs: ["+path+"]\n"+extra)
+}
+
+const namesFile = `domain: shop
+descriptors:
+  - key: plain
+    rate_limit: {unit: minute, requests_per_unit: 5}
+  - key: named
+    rate_limit: {unit: hour, requests_per_unit: 5, name: per_named}
+`
+
+// TestCurrentLimitNameIsTheRuleName: current_limit.name is the rule's
+// name, empty for an unnamed rule and for Envoy's limit override, as the
+// reference sends it (Envoy copies it into response headers); the unit
+// names an unnamed limit only in gatehouse's RateLimit-Policy header.
+func TestCurrentLimitNameIsTheRuleName(t *testing.T) {
+	f := envoyFixture(t, namesFile, "")
+	ov := d("plain", "x")
+	ov.Limit = &ratelimitv3.RateLimitDescriptor_RateLimitOverride{RequestsPerUnit: 3, Unit: typev3.RateLimitUnit_DAY}
+	r := f.call(t, rlReq("shop", d("plain", "a"), d("named", "b"), ov))
+	for i, want := range []string{"", "per_named", ""} {
+		if got := r.Statuses[i].GetCurrentLimit().GetName(); got != want {
+			t.Errorf("statuses[%d].current_limit.name = %q; want %q", i, got, want)
+		}
+	}
+	r = f.call(t, rlReq("shop", d("plain", "a")))
+	policy := ""
+	for _, h := range r.ResponseHeadersToAdd {
+		if h.Key == HeaderRateLimitPolicy {
+			policy = h.Value
+		}
+	}
+	if policy != `"minute";q=5;w=60` {
+		t.Errorf("RateLimit-Policy = %q; want the unit naming the unnamed limit", policy)
+	}
+	if r.OverallCode != rlsv3.RateLimitResponse_OK {
+		t.Errorf("overall = %v", r.OverallCode)
+	}
+}
