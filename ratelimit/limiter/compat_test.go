@@ -57,3 +57,45 @@ func TestCurrentLimitNameIsTheRuleName(t *testing.T) {
 		t.Errorf("overall = %v", r.OverallCode)
 	}
 }
+
+const quotaFile = `domain: q
+descriptors:
+  - key: k
+    quota_mode: true
+    rate_limit: {unit: minute, requests_per_unit: 1}
+`
+
+// TestDurationUntilResetWholeSeconds: duration_until_reset is in whole
+// seconds rounded up, as the reference's unit − now % unit.
+func TestDurationUntilResetWholeSeconds(t *testing.T) {
+	f := envoyFixture(t, namesFile, "")
+	f.now = t0 + 1_000_000 // 10:00:01.25: 58.75 s to the minute's end
+	r := f.call(t, rlReq("shop", d("plain", "a")))
+	if got := r.Statuses[0].GetDurationUntilReset(); got.GetSeconds() != 59 || got.GetNanos() != 0 {
+		t.Errorf("duration_until_reset = %v; want 59s (58.75s rounded up)", got)
+	}
+	gh := newFixture(t, gatehouseYAML) // 10:00:00.25, 2/second
+	r = gh.call(t, rlReq("gatehouse", gold("zed")))
+	if got := r.Statuses[0].GetDurationUntilReset(); got.GetSeconds() != 1 || got.GetNanos() != 0 {
+		t.Errorf("gatehouse domain: duration_until_reset = %v; want 1s (0.75s rounded up)", got)
+	}
+}
+
+// TestQuotaModeOverHasNoDuration: a quota_mode descriptor past its limit
+// answers OK with its limit and remaining, but no duration_until_reset,
+// as the reference's status does.
+func TestQuotaModeOverHasNoDuration(t *testing.T) {
+	f := envoyFixture(t, quotaFile, "")
+	r := f.call(t, rlReq("q", d("k", "v")))
+	if r.Statuses[0].GetDurationUntilReset() == nil {
+		t.Fatalf("within the quota: no duration_until_reset; want one")
+	}
+	r = f.call(t, rlReq("q", d("k", "v")))
+	s := r.Statuses[0]
+	if s.Code != rlsv3.RateLimitResponse_OK || s.GetCurrentLimit().GetRequestsPerUnit() != 1 || s.LimitRemaining != 0 {
+		t.Fatalf("quota mode past the limit = %v; want OK with the limit and 0 remaining", s)
+	}
+	if s.DurationUntilReset != nil {
+		t.Errorf("quota mode past the limit has duration_until_reset %v; the reference sends none", s.DurationUntilReset)
+	}
+}

@@ -389,7 +389,11 @@ func (l *Limiter) answer(st *state, dom *quota.Domain, r *request, now int64, st
 		if pick.lim != nil {
 			s.CurrentLimit = pick.lim.Proto
 			s.LimitRemaining = clampU32(pick.d.Remaining)
-			s.DurationUntilReset = ab.duration(i, pick.d.Reset)
+			// As the reference: a quota-mode status past its limit has
+			// no duration_until_reset.
+			if dec != DecisionQuotaMode {
+				s.DurationUntilReset = ab.duration(i, pick.d.Reset)
+			}
 			hdr.consider(rule, pick, over)
 		}
 		if over {

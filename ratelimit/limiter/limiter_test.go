@@ -132,7 +132,7 @@ func TestFirstAnswerHasStatusAndHeaders(t *testing.T) {
 			Code:               rlsv3.RateLimitResponse_OK,
 			CurrentLimit:       &rlsv3.RateLimitResponse_RateLimit{Name: "gold-1s", RequestsPerUnit: 2, Unit: rlsv3.RateLimitResponse_RateLimit_SECOND},
 			LimitRemaining:     1,
-			DurationUntilReset: &durationpb.Duration{Nanos: 750_000_000},
+			DurationUntilReset: &durationpb.Duration{Seconds: 1}, // 0.75s, rounded up
 		}},
 		ResponseHeadersToAdd: []*corev3.HeaderValue{
 			{Key: "ratelimit-policy", Value: `"gold-1s";q=2;w=1, "gold-1m";q=3;w=60`},
