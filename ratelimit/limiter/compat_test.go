@@ -1,6 +1,8 @@
 package limiter
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -8,6 +10,9 @@ import (
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/protobuf/testing/protocmp"
 )
 
 // envoyFixture serves one envoyproxy/ratelimit config file; extra is
@@ -97,5 +102,39 @@ func TestQuotaModeOverHasNoDuration(t *testing.T) {
 	}
 	if s.DurationUntilReset != nil {
 		t.Errorf("quota mode past the limit has duration_until_reset %v; the reference sends none", s.DurationUntilReset)
+	}
+}
+
+// TestUnknownDomainAnswersOK: a domain no file declares is not limited:
+// OK for every descriptor, as the reference answers (an error would make
+// Envoy with failure_mode_deny refuse the whole domain), in gatehouse's
+// own config too; it is counted per domain, with the label bounded.
+func TestUnknownDomainAnswersOK(t *testing.T) {
+	for name, f := range map[string]*fixture{
+		"envoy config": envoyFixture(t, namesFile, ""),
+		"gatehouse":    newFixture(t, gatehouseYAML),
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := f.lim.ShouldRateLimit(context.Background(), rlReq("shopp", d("plain", "a"), d("named", "b")))
+			if err != nil {
+				t.Fatalf("ShouldRateLimit(unknown domain) = %v; want OK", err)
+			}
+			want := &rlsv3.RateLimitResponse{
+				OverallCode: rlsv3.RateLimitResponse_OK,
+				Statuses:    []*rlsv3.RateLimitResponse_DescriptorStatus{{Code: rlsv3.RateLimitResponse_OK}, {Code: rlsv3.RateLimitResponse_OK}},
+			}
+			if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
+				t.Errorf("unknown domain answer (-want +got):\n%s", diff)
+			}
+			if n := testutil.ToFloat64(f.lim.m.unknown.WithLabelValues("shopp")); n != 1 {
+				t.Errorf("unknown_domain_requests_total{domain=shopp} = %v; want 1", n)
+			}
+			for i := 0; i < 2*maxUnknownDomains; i++ {
+				f.call(t, rlReq(fmt.Sprintf("d%d", i), d("k", "v")))
+			}
+			if n := testutil.CollectAndCount(f.lim.m.unknown); n > maxUnknownDomains+1 {
+				t.Errorf("%d unknown-domain series; want at most %d", n, maxUnknownDomains+1)
+			}
+		})
 	}
 }

@@ -65,9 +65,10 @@ type Limiter struct {
 	// Now is the clock (Unix µs); tests replace it.
 	Now func() int64
 
-	degradedLog throttle
-	shadowLog   throttle
-	unknownLog  throttle
+	degradedLog   throttle
+	shadowLog     throttle
+	unknownLog    throttle
+	unknownDomLog throttle
 }
 
 type state struct {
@@ -176,8 +177,7 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	}
 	dom, ok := st.snap.Domain(req.GetDomain())
 	if !ok {
-		l.m.invalid.WithLabelValues("unknown_domain").Inc()
-		return nil, status.Errorf(codes.InvalidArgument, "ratelimit: unknown domain %q", truncate(req.GetDomain(), 128))
+		return l.unknownDomain(req), nil
 	}
 	dm := st.domains[dom.Name]
 	now := l.Now()
@@ -201,6 +201,22 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 		dm.requests[1].Inc()
 	}
 	return resp, nil
+}
+
+// unknownDomain answers a request for a domain no config declares as the
+// reference does: OK, nothing limits it. With Envoy's failure_mode_deny an
+// error would refuse every request of the domain; a typo in Envoy's domain
+// is made visible instead by a warning (at most one a second), a metric,
+// and `gatehouse validate`, which checks the domains xDS renders.
+func (l *Limiter) unknownDomain(req *rlsv3.RateLimitRequest) *rlsv3.RateLimitResponse {
+	l.m.unknownDomain(req.GetDomain()).Inc()
+	l.unknownDomLog.log(l.log, slog.LevelWarn, "rate limit request for a domain no config declares; answering OK, nothing limits it", "domain", truncate(req.GetDomain(), 128))
+	ab := newAnswer(len(req.GetDescriptors()))
+	ab.resp.OverallCode = rlsv3.RateLimitResponse_OK
+	for _, s := range ab.resp.Statuses {
+		s.Code = rlsv3.RateLimitResponse_OK
+	}
+	return &ab.resp
 }
 
 // match finds each descriptor's rule and identity (1st phase).

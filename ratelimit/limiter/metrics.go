@@ -52,6 +52,34 @@ type Metrics struct {
 	requests  *prometheus.CounterVec
 	invalid   *prometheus.CounterVec
 	hits      *prometheus.CounterVec
+	unknown   *prometheus.CounterVec
+
+	unknownMu   sync.Mutex
+	unknownSeen map[string]prometheus.Counter
+}
+
+// maxUnknownDomains bounds the domain label of unknown-domain requests:
+// Envoy sends the domains of its own config, a handful, but a client of
+// the RLS port could send any.
+const maxUnknownDomains = 100
+
+// unknownDomain is the counter of requests for an undeclared domain: one
+// series per domain for the first maxUnknownDomains, then "other".
+func (m *Metrics) unknownDomain(domain string) prometheus.Counter {
+	m.unknownMu.Lock()
+	defer m.unknownMu.Unlock()
+	if c, ok := m.unknownSeen[domain]; ok {
+		return c
+	}
+	label := truncate(domain, 128)
+	if len(m.unknownSeen) >= maxUnknownDomains {
+		label = "other"
+	}
+	c := m.unknown.WithLabelValues(label)
+	if label != "other" {
+		m.unknownSeen[domain] = c
+	}
+	return c
 }
 
 // NewMetrics registers the limiter metrics on reg.
@@ -77,8 +105,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "gatehouse_ratelimit_invalid_requests_total",
 			Help: "Requests refused with InvalidArgument, by reason.",
 		}, []string{"reason"}),
+		unknown: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_ratelimit_unknown_domain_requests_total",
+			Help: "Requests for a domain no config declares, answered OK as the reference does, by domain (at most 100 domains, then \"other\").",
+		}, []string{"domain"}),
+		unknownSeen: map[string]prometheus.Counter{},
 	}
-	for _, c := range []prometheus.Collector{m.decisions, m.hits, m.unmatched, m.requests, m.invalid} {
+	for _, c := range []prometheus.Collector{m.decisions, m.hits, m.unmatched, m.requests, m.invalid, m.unknown} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
