@@ -92,6 +92,13 @@ type Rule struct {
 	Replaces []string
 	// DetailedMetric asks for per-value metrics (bounded by the limiter).
 	DetailedMetric bool
+	// PerValueStats: the reference's stats key depends on the request's
+	// values (detailed_metric, or value_to_metric on the rule's path);
+	// Domain.StatsKey computes it.
+	PerValueStats bool
+	// RefKeys keeps the rule's counters under the reference's own Redis
+	// keys (reference mode; see ReferenceIdentity).
+	RefKeys bool
 	// Policy is the RateLimit-Policy header value of all limits.
 	Policy string
 }
