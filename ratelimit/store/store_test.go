@@ -278,26 +278,32 @@ func TestMemoryFull(t *testing.T) {
 
 func TestOverLimitCache(t *testing.T) {
 	c := NewOverLimitCache(64)
-	if c.Until("a", 10) != 0 {
-		t.Fatal("empty cache refuses")
+	if c.Get("a", 10) != nil {
+		t.Fatal("empty cache answers")
 	}
-	c.Add("a", 100, 10)
-	if got := c.Until("a", 50); got != 100 {
-		t.Errorf("Until(a, 50) = %d; want 100", got)
+	e := &CacheEntry{Until: 100, Rule: 3, States: []algo.State{{A: 7}}}
+	c.Add("a", e, 10)
+	if got := c.Get("a", 50); got != e {
+		t.Errorf("Get(a, 50) = %v; want the entry", got)
 	}
-	if got := c.Until("a", 100); got != 0 {
-		t.Errorf("Until(a, 100) = %d; want 0 (expired)", got)
+	if got := c.Get("a", 100); got != nil {
+		t.Errorf("Get(a, 100) = %v; want nil (expired)", got)
+	}
+	c.Remove("a")
+	if c.Get("a", 50) != nil || c.Len() != 0 {
+		t.Errorf("after Remove: Get = %v, Len = %d", c.Get("a", 50), c.Len())
 	}
 	for i := 0; i < 1000; i++ {
-		c.Add(fmt.Sprint(i), 1000, 10)
+		c.Add(fmt.Sprint(i), &CacheEntry{Until: 1000}, 10)
 	}
 	if c.Len() > 64 {
 		t.Errorf("cache of 64 holds %d", c.Len())
 	}
 	var nilCache *OverLimitCache
-	nilCache.Add("a", 100, 1)
-	if nilCache.Until("a", 2) != 0 {
-		t.Error("nil cache refuses")
+	nilCache.Add("a", e, 1)
+	nilCache.Remove("a")
+	if nilCache.Get("a", 2) != nil {
+		t.Error("nil cache answers")
 	}
 }
 
