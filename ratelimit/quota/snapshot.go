@@ -192,5 +192,24 @@ func fileOf(domain string, files []EnvoyFile) string {
 	return "an envoy config file"
 }
 
+// DumpEnvoy lists the rules of the envoy config domains as the
+// reference's /rlconfig prints them ("<key>: unit=… requests_per_unit=…,
+// shadow_mode: …, quota_mode: …"), sorted.
+func (s *Snapshot) DumpEnvoy() []string {
+	var out []string
+	for _, r := range s.Rules {
+		if d := s.domains[r.Domain]; d == nil || d.envoy == nil {
+			continue
+		}
+		unit, rpu := "UNKNOWN", uint32(0)
+		if len(r.Limits) == 1 {
+			unit, rpu = r.Limits[0].Proto.Unit.String(), r.Limits[0].Proto.RequestsPerUnit
+		}
+		out = append(out, fmt.Sprintf("%s: unit=%s requests_per_unit=%d, shadow_mode: %t, quota_mode: %t\n", r.ID, unit, rpu, r.Shadow, r.QuotaMode))
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Describe renders a rule for logs.
 func (r *Rule) String() string { return fmt.Sprintf("rule %s", r.ID) }
