@@ -16,6 +16,7 @@ import (
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
@@ -97,12 +98,15 @@ func startService(t *testing.T, name, bin string, args []string, env map[string]
 	}
 	t.Cleanup(func() { cc.Close() })
 	s.client = rlsv3.NewRateLimitServiceClient(cc)
+	// Both serve the standard gRPC health service as "ratelimit", once the
+	// first config was read.
+	health := healthpb.NewHealthClient(cc)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := s.client.ShouldRateLimit(ctx, request("probe", "probe", "x"))
+		resp, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: "ratelimit"})
 		cancel()
-		if err == nil {
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
 			return s
 		}
 		select {
