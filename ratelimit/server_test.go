@@ -232,3 +232,17 @@ func TestValidate(t *testing.T) {
 		t.Errorf("Validate(missing file) = %v", err)
 	}
 }
+
+// TestCheckDomains: a domain Envoy is rendered to send descriptors in
+// that the config does not declare is an error naming the routes (its
+// descriptors would be answered OK, limited by nothing).
+func TestCheckDomains(t *testing.T) {
+	cfg := load(t, "apiVersion: gatehouse/v1\nratelimit: {default: [{requests: 1, per: second}]}\nroutes: [{id: r, match: {prefix: /}}]\n")
+	if err := CheckDomains(cfg, map[string][]string{"gatehouse": {"r"}}); err != nil {
+		t.Errorf("CheckDomains(gatehouse) = %v; want nil", err)
+	}
+	err := CheckDomains(cfg, map[string][]string{"gatehouse": {"r"}, "typo": {"a", "b"}})
+	if err == nil || !strings.Contains(err.Error(), `routes a, b send rate limit descriptors in domain "typo"`) || !strings.Contains(err.Error(), "declares gatehouse") {
+		t.Errorf("CheckDomains(typo) = %v; want the routes and the domain named", err)
+	}
+}
