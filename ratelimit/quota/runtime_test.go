@@ -7,48 +7,8 @@ import (
 	"testing"
 
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 )
-
-// configMap lays out dir as the kubelet mounts a ConfigMap: the files in a
-// timestamped directory, ..data a symlink to it, and each key a symlink
-// through ..data. It returns a function that swaps in new contents the way
-// the kubelet does (new directory, ..data replaced by a rename).
-func configMap(t *testing.T, dir string, files map[string]string) func(map[string]string) {
-	t.Helper()
-	gen := 0
-	write := func(files map[string]string) {
-		gen++
-		ts := filepath.Join(dir, "..2026_01_0"+string(rune('0'+gen)))
-		if err := os.MkdirAll(ts, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for name, body := range files {
-			if err := os.WriteFile(filepath.Join(ts, name), []byte(body), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		tmp := filepath.Join(dir, "..data_tmp")
-		if err := os.Symlink(filepath.Base(ts), tmp); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
-			t.Fatal(err)
-		}
-		for name := range files {
-			link := filepath.Join(dir, name)
-			if _, err := os.Lstat(link); err != nil {
-				if err := os.Symlink(filepath.Join("..data", name), link); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	write(files)
-	return write
-}
 
 func fileNames(files []EnvoyFile, root string) string {
 	var out []string
@@ -66,7 +26,8 @@ func fileNames(files []EnvoyFile, root string) string {
 func TestReadRuntimeFiles(t *testing.T) {
 	root := t.TempDir()
 	dir := filepath.Join(root, "ratelimit", "config")
-	swap := configMap(t, dir, map[string]string{"shop.yaml": "v1", "rules": "r1"})
+	swap := testenv.ConfigMap(t, dir)
+	swap(map[string]string{"shop.yaml": "v1", "rules": "r1"})
 	if err := os.MkdirAll(filepath.Join(dir, "team"), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -32,17 +32,10 @@ import (
 // /rlconfig, report healthy on /healthcheck, follow a ConfigMap ..data
 // swap alike, and count the same hits under the same Prometheus names.
 func TestCompatServesReferenceDeployment(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the reference and gatehouse binaries")
-	}
-	refBin := referenceBinary(t)
-	ghBin, err := gatehouseBinary()
-	if err != nil {
-		t.Fatalf("build gatehouse: %v", err)
-	}
+	refBin, ghBin := binaries(t)
 	root := t.TempDir()
 	dir := filepath.Join(root, "ratelimit", "config")
-	swap := configMapDir(t, dir)
+	swap := testenv.ConfigMap(t, dir)
 	swap(map[string]string{"shop.yaml": readFile(t, "testdata/envoy/shop.yaml"), "mongo.yaml": readFile(t, "testdata/envoy/mongo.yaml")})
 
 	refRedis, ghRedis := testenv.StartRedis(t), testenv.StartRedis(t)
@@ -127,16 +120,9 @@ func TestCompatServesReferenceDeployment(t *testing.T) {
 // file a second time; the reference then fails to load its config and
 // answers every request with an error, gatehouse serves it.
 func TestCompatConfigMapWithDotFiles(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the reference and gatehouse binaries")
-	}
-	refBin := referenceBinary(t)
-	ghBin, err := gatehouseBinary()
-	if err != nil {
-		t.Fatalf("build gatehouse: %v", err)
-	}
+	refBin, ghBin := binaries(t)
 	root := t.TempDir()
-	swap := configMapDir(t, filepath.Join(root, "ratelimit", "config"))
+	swap := testenv.ConfigMap(t, filepath.Join(root, "ratelimit", "config"))
 	swap(map[string]string{"mongo.yaml": readFile(t, "testdata/envoy/mongo.yaml")})
 	srv := testenv.StartRedis(t)
 	env := refEnv(t, srv.Addr(), root, "ratelimit")
@@ -155,10 +141,23 @@ func TestCompatConfigMapWithDotFiles(t *testing.T) {
 	refEnv := refEnv(t, srv.Addr(), root, "ratelimit")
 	refEnv["RUNTIME_IGNOREDOTFILES"] = "false"
 	ref := startService(t, "reference", refBin, nil, refEnv)
-	_, err = ask(context.Background(), ref.client, req)
+	_, err := ask(context.Background(), ref.client, req)
 	if err == nil || !strings.Contains(err.Error(), "no rate limit configuration loaded") {
 		t.Errorf("the reference with dot files read = %v; want its error \"no rate limit configuration loaded\" (this test documents why gatehouse skips ..data)", err)
 	}
+}
+
+// binaries returns the reference's binary and gatehouse's.
+func binaries(t *testing.T) (ref, gatehouse string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs the reference and gatehouse binaries")
+	}
+	gh, err := gatehouseBinary()
+	if err != nil {
+		t.Fatalf("build gatehouse: %v", err)
+	}
+	return referenceBinary(t), gh
 }
 
 func readFile(t *testing.T, name string) string {

@@ -4,9 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -19,17 +17,13 @@ import (
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/google/go-cmp/cmp"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.yaml.in/yaml/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/gatehouse/gatehouse/internal/component"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/redisx"
 	"github.com/gatehouse/gatehouse/internal/testenv"
@@ -111,11 +105,12 @@ func TestDifferencesAreDocumented(t *testing.T) {
 type variant struct {
 	name string
 	env  map[string]string
-	// separateOverrides puts limit overrides only on descriptors no
-	// config rule matches: the difference `cache-override` (the
-	// reference's local cache refuses a config rule's requests once an
-	// override of the same unit on the same descriptor is past its own
-	// limit) is listed, and would otherwise show in the counters.
+	// separateOverrides puts each limit override (each limit and unit) on
+	// descriptors of its own, which no config rule and no other override
+	// matches: the difference `cache-override` (the reference's local
+	// cache, keyed by counter, refuses a descriptor once another limit
+	// sharing its counter is past its own) is listed, and would otherwise
+	// show.
 	separateOverrides bool
 }
 
@@ -165,7 +160,7 @@ func TestDifferentialWithReference(t *testing.T) {
 func runVariant(t *testing.T, bin string, v variant, seed uint64) int {
 	root := t.TempDir()
 	dir := filepath.Join(root, "rl", "config")
-	swap := configMapDir(t, dir)
+	swap := testenv.ConfigMap(t, dir)
 	gen := &generator{r: rand.New(rand.NewPCG(seed, 7)), separateOverrides: v.separateOverrides}
 	cfgFile, marker := gen.config(0)
 	swap(map[string]string{"gen.yaml": cfgFile})
@@ -203,7 +198,7 @@ func runVariant(t *testing.T, bin string, v variant, seed uint64) int {
 }
 
 // inProcess is gatehouse's rate limiter built from a reference
-// environment, as ratelimit-compat builds it, serving gRPC on GRPC_PORT.
+// environment, as ratelimit-compat builds it.
 type inProcess struct {
 	srv    *ratelimit.Server
 	client rlsv3.RateLimitServiceClient
@@ -224,32 +219,8 @@ func startInProcess(t *testing.T, env map[string]string) *inProcess {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rdb.Close() })
-	s, err := ratelimit.New(cfg, component.Deps{Logger: slog.New(slog.DiscardHandler), Metrics: prometheus.NewRegistry(), Redis: rdb, KeyPrefix: cfg.Redis.KeyPrefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	commit, err := s.Prepare(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	commit()
-	lis, err := net.Listen("tcp", cfg.RateLimit.Address)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	s.Register(g)
-	go g.Serve(lis)
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cc.Close()
-		g.Stop()
-		s.Close(context.Background())
-	})
-	return &inProcess{srv: s, client: rlsv3.NewRateLimitServiceClient(cc)}
+	r := startReplica(t, cfg, rdb, cfg.Redis.KeyPrefix)
+	return &inProcess{srv: r.srv, client: r.client}
 }
 
 // rlconfig is the server's /rlconfig page.
@@ -349,49 +320,6 @@ func counters(t *testing.T, c *redis.Client) map[string]string {
 		t.Fatal(err)
 	}
 	return out
-}
-
-// configMapDir makes dir a Kubernetes ConfigMap mount and returns the
-// function that swaps its contents as the kubelet does: a new timestamped
-// directory, then ..data renamed over to point at it.
-func configMapDir(t *testing.T, dir string) func(map[string]string) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	gen := 0
-	var last string
-	return func(files map[string]string) {
-		gen++
-		ts := fmt.Sprintf("..2026_01_01_00_00_%02d.%d", gen%60, gen)
-		if err := os.MkdirAll(filepath.Join(dir, ts), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for name, body := range files {
-			if err := os.WriteFile(filepath.Join(dir, ts, name), []byte(body), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		tmp := filepath.Join(dir, "..data_tmp")
-		if err := os.Symlink(ts, tmp); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
-			t.Fatal(err)
-		}
-		for name := range files {
-			link := filepath.Join(dir, name)
-			if _, err := os.Lstat(link); err != nil {
-				if err := os.Symlink(filepath.Join("..data", name), link); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		if last != "" {
-			_ = os.RemoveAll(filepath.Join(dir, last))
-		}
-		last = ts
-	}
 }
 
 // generator makes envoyproxy/ratelimit configs and requests for them.
@@ -525,12 +453,14 @@ func (g *generator) descriptor() *ratelimitv3.RateLimitDescriptor {
 		d.HitsAddend = wrapperspb.UInt64(uint64(1 + g.r.IntN(3)))
 	}
 	if g.r.IntN(10) == 0 {
-		if g.separateOverrides {
-			d.Entries = []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "ov", Value: d.Entries[0].GetValue()}}
-		}
 		d.Limit = &ratelimitv3.RateLimitDescriptor_RateLimitOverride{
 			RequestsPerUnit: uint32(g.r.IntN(4)),
 			Unit:            typev3.RateLimitUnit(1 + g.r.IntN(7)), // SECOND … YEAR
+		}
+		if g.separateOverrides {
+			// A key of its own per limit: no other limit shares its counter.
+			key := fmt.Sprintf("ov%d%d", d.Limit.RequestsPerUnit, d.Limit.Unit)
+			d.Entries = []*ratelimitv3.RateLimitDescriptor_Entry{{Key: key, Value: d.Entries[0].GetValue()}}
 		}
 	}
 	return d

@@ -192,30 +192,7 @@ func TestReplicasNeverOverAdmit(t *testing.T) {
 // were admitted.
 func hammer(t *testing.T, reps []*replica, route string, n int64, d time.Duration) int64 {
 	t.Helper()
-	var sent, admitted atomic.Int64
-	deadline := time.Now().Add(d)
-	var wg sync.WaitGroup
-	for _, r := range reps {
-		for w := 0; w < 4; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				req := request("gatehouse", "route", route, "tier", "gold", "subject", "same-subject")
-				for sent.Add(1) <= n && (d == 0 || time.Now().Before(deadline)) {
-					resp, err := ask(context.Background(), r.client, req)
-					if err != nil {
-						t.Errorf("ShouldRateLimit: %v", err)
-						return
-					}
-					if resp.GetOverallCode() == rlsv3.RateLimitResponse_OK {
-						admitted.Add(1)
-					}
-				}
-			}()
-		}
-	}
-	wg.Wait()
-	return admitted.Load()
+	return hammerReq(t, reps, request("gatehouse", "route", route, "tier", "gold", "subject", "same-subject"), n, d)
 }
 
 // checkCounts checks the counters of route's windows: each holds at most
@@ -283,7 +260,7 @@ func TestReplicasWithCacheAnswerAlike(t *testing.T) {
 						}
 					} else {
 						for _, req := range []*rlsv3.RateLimitRequest{envoyReq, nativeReq} {
-							if admitted := hammerReq(t, reps, req, n); admitted != 5 {
+							if admitted := hammerReq(t, reps, req, n, 0); admitted != 5 {
 								t.Errorf("%s: 3 replicas admitted %d of %d against 5/hour; want exactly 5", req.Domain, admitted, n)
 							}
 						}
@@ -332,18 +309,19 @@ func checkAlike(t *testing.T, reps []*replica, envoyReq, nativeReq *rlsv3.RateLi
 	}
 }
 
-// hammerReq sends req n times through every replica at once (4 workers
-// each) and returns how many were admitted.
-func hammerReq(t *testing.T, reps []*replica, req *rlsv3.RateLimitRequest, n int64) int64 {
+// hammerReq sends req through every replica (4 workers each) until n
+// requests or d (when d > 0) and returns how many were admitted.
+func hammerReq(t *testing.T, reps []*replica, req *rlsv3.RateLimitRequest, n int64, d time.Duration) int64 {
 	t.Helper()
 	var sent, admitted atomic.Int64
+	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
 	for _, r := range reps {
 		for w := 0; w < 4; w++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for sent.Add(1) <= n {
+				for sent.Add(1) <= n && (d == 0 || time.Now().Before(deadline)) {
 					resp, err := ask(context.Background(), r.client, req)
 					if err != nil {
 						t.Errorf("ShouldRateLimit: %v", err)
