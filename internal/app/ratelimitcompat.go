@@ -85,7 +85,12 @@ func runRateLimitCompat(ctx context.Context, env *compat.Env, stdout, stderr io.
 	for _, n := range env.Notes {
 		rt.log.Info("ratelimit-compat", "note", n)
 	}
-	rl, _ := rt.Component(config.ComponentRateLimit).(*ratelimit.Server)
+	rl, ok := rt.Component(config.ComponentRateLimit).(*ratelimit.Server)
+	if !ok {
+		closeAll()
+		rt.closeAll()
+		return errors.New("ratelimit-compat: the rate limit component did not start")
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/healthcheck", compatHealth(rt, rl, env))
 	mux.Handle("/json", rl.JSONHandler())

@@ -236,7 +236,7 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	if err := l.match(st, dom, dm, req, r); err != nil {
 		return nil, err
 	}
-	l.prepare(st, dom, r, now)
+	l.prepare(st, r, now)
 	var storeErr error
 	if len(r.ops) > 0 {
 		storeErr = st.store.Eval(ctx, r.ops)
@@ -371,7 +371,7 @@ func (l *Limiter) match(st *state, dom *quota.Domain, dm *domainMetrics, req *rl
 
 // prepare builds the store ops of the limited descriptors; the local cache
 // answers those its entries refuse (2nd phase).
-func (l *Limiter) prepare(st *state, dom *quota.Domain, r *request, now int64) {
+func (l *Limiter) prepare(st *state, r *request, now int64) {
 	nLimits := 0
 	for i := range r.descs {
 		if ds := &r.descs[i]; ds.rule != nil && !ds.skip && !ds.rule.Unlimited {
