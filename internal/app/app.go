@@ -48,6 +48,7 @@ declarative config (apiVersion: gatehouse/v1).`,
 		newRenderCmd(stdout, stderr),
 		newCheckCmd(stdout, stderr),
 		newAuditCmd(stdout, stderr),
+		newRateLimitCompatCmd(stdout, stderr),
 	)
 	return root.ExecuteContext(ctx)
 }

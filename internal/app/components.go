@@ -12,6 +12,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/ratelimit"
 	"github.com/gatehouse/gatehouse/xds"
+	"github.com/gatehouse/gatehouse/xds/translate"
 )
 
 // builder is how the app knows a component: the explicit table below, in
@@ -141,7 +142,22 @@ func validateComponents(cfg *config.Config) config.Errors {
 		}
 		all = append(all, asErrors(b.name, b.validate(cfg))...)
 	}
+	all = append(all, checkRateLimitDomains(cfg)...)
 	return all.Located(cfg.Source)
+}
+
+// checkRateLimitDomains holds the rate limit domains the rendered Envoy
+// routes send descriptors in to those the ratelimit config declares: an
+// undeclared domain is answered OK, so a mismatch limits nothing.
+func checkRateLimitDomains(cfg *config.Config) config.Errors {
+	if cfg.XDS == nil || cfg.RateLimit == nil {
+		return nil
+	}
+	res, err := translate.Translate(cfg)
+	if err != nil {
+		return nil // xds' own validation reports it
+	}
+	return asErrors(config.ComponentRateLimit, ratelimit.CheckDomains(cfg, res.RateLimitDomains()))
 }
 
 // asErrors turns a component's error into config.Errors, keeping field

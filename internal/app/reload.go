@@ -59,7 +59,7 @@ func (r *Runtime) Reload(trigger string) (ReloadResult, error) {
 }
 
 func (r *Runtime) reload(old *config.Config) (ReloadResult, error) {
-	cfg, err := checkConfig(r.opts.ConfigPath, config.LoadOptions{LookupEnv: r.opts.LookupEnv})
+	cfg, err := r.opts.check()
 	if err != nil {
 		return ReloadRejected, err
 	}
@@ -148,7 +148,7 @@ func (r *Runtime) watch(ctx context.Context) {
 	var fw *fileWatcher
 	var events <-chan fsnotify.Event
 	var errs <-chan error
-	if r.opts.ConfigPath != "" {
+	if r.opts.ConfigPath != "" && r.opts.ConfigYAML == nil {
 		var err error
 		if fw, err = newFileWatcher(r.opts.ConfigPath); err != nil {
 			r.log.Warn("cannot watch config files; reload with SIGHUP", "err", err)

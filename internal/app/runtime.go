@@ -34,6 +34,10 @@ type Options struct {
 	// ConfigPath is a config file or directory; empty serves the embedded
 	// default.
 	ConfigPath string
+	// ConfigYAML, when set, is the config itself (built in memory, as by
+	// ratelimit-compat), named ConfigName; ConfigPath is then unused.
+	ConfigYAML []byte
+	ConfigName string
 	// Components narrows the served components (default: all configured).
 	Components []string
 	// LogFormat and LogLevel override the config's server.log when set.
@@ -90,7 +94,7 @@ func Start(ctx context.Context, o Options) (_ *Runtime, err error) {
 	if o.Stderr == nil {
 		o.Stderr = os.Stderr
 	}
-	cfg, err := checkConfig(o.ConfigPath, config.LoadOptions{LookupEnv: o.LookupEnv})
+	cfg, err := o.check()
 	if err != nil {
 		var errs config.Errors
 		if errors.As(err, &errs) {
@@ -348,10 +352,39 @@ func (r *Runtime) Run(ctx context.Context) error {
 }
 
 func (r *Runtime) configName() string {
-	if r.opts.ConfigPath == "" {
+	switch {
+	case r.opts.ConfigYAML != nil:
+		return r.opts.ConfigName
+	case r.opts.ConfigPath == "":
 		return "embedded default"
 	}
 	return r.opts.ConfigPath
+}
+
+// check loads the served config and runs every component's checks.
+func (o *Options) check() (*config.Config, error) {
+	opts := config.LoadOptions{LookupEnv: o.LookupEnv}
+	if o.ConfigYAML == nil {
+		return checkConfig(o.ConfigPath, opts)
+	}
+	cfg, err := config.LoadBytes(o.ConfigName, o.ConfigYAML, opts)
+	if err != nil {
+		return nil, err
+	}
+	return validated(cfg)
+}
+
+// Draining reports whether the runtime is shutting down.
+func (r *Runtime) Draining() bool { return r.draining.Load() }
+
+// Component returns the served component of that name, or nil.
+func (r *Runtime) Component(name string) component.Component {
+	for _, s := range r.served {
+		if s.comp.Name() == name {
+			return s.comp
+		}
+	}
+	return nil
 }
 
 // shutdown stops every server within server.shutdownTimeout.

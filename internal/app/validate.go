@@ -70,6 +70,11 @@ func checkConfig(path string, opts config.LoadOptions) (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	return validated(cfg)
+}
+
+// validated runs every enabled component's checks on a loaded config.
+func validated(cfg *config.Config) (*config.Config, error) {
 	errs := validateComponents(cfg)
 	if errs.HasErrors() {
 		return nil, errs

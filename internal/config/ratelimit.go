@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"math"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -71,6 +73,75 @@ type RateLimit struct {
 	// Requests bounds what one RLS request may hold; larger requests are
 	// refused with InvalidArgument.
 	Requests RateLimitRequests `yaml:"requests"`
+
+	// Reference, when present, makes the envoy config domains answer
+	// exactly as envoyproxy/ratelimit at the version gatehouse pins, down
+	// to its response headers, dynamic metadata, Redis keys and metrics
+	// (docs/ratelimit.md lists the few differences kept on purpose).
+	// `gatehouse ratelimit-compat` builds it from the reference's
+	// environment variables.
+	Reference *RateLimitReference `yaml:"reference,omitempty"`
+}
+
+// RateLimitReference is envoyproxy/ratelimit's behaviour, setting by
+// setting; each field names the reference's environment variable.
+type RateLimitReference struct {
+	// Runtime reads config files from the reference's runtime directory
+	// (RUNTIME_ROOT and the variables beside it) as the reference does.
+	Runtime *RateLimitRuntime `yaml:"runtime,omitempty"`
+	// ResponseHeaders are the reference's RateLimit-Limit/-Remaining/
+	// -Reset headers (LIMIT_RESPONSE_HEADERS_ENABLED and the header name
+	// variables); they replace ratelimit.responseHeaders.
+	ResponseHeaders RateLimitReferenceHeaders `yaml:"responseHeaders"`
+	// DynamicMetadata returns the request's domain, descriptors and
+	// quota-mode violations as dynamic metadata
+	// (RESPONSE_DYNAMIC_METADATA).
+	DynamicMetadata bool `yaml:"dynamicMetadata" default:"false"`
+	// ShadowMode answers OK overall while the descriptors' statuses still
+	// say OVER_LIMIT (SHADOW_MODE).
+	ShadowMode bool `yaml:"shadowMode" default:"false"`
+	// QuotaMode treats every limit as quota_mode: true (QUOTA_MODE).
+	QuotaMode bool `yaml:"quotaMode" default:"false"`
+	// NearLimitRatio is the share of a limit past which hits count as
+	// near_limit in the reference's metrics (NEAR_LIMIT_RATIO).
+	NearLimitRatio float64 `yaml:"nearLimitRatio" default:"0.8"`
+}
+
+// RateLimitReferenceHeaders are the reference's response headers.
+type RateLimitReferenceHeaders struct {
+	// Enabled sends them (LIMIT_RESPONSE_HEADERS_ENABLED).
+	Enabled bool `yaml:"enabled" default:"false"`
+	// Limit is the header with the limit (LIMIT_LIMIT_HEADER).
+	Limit string `yaml:"limit" default:"RateLimit-Limit"`
+	// Remaining is the header with what remains (LIMIT_REMAINING_HEADER).
+	Remaining string `yaml:"remaining" default:"RateLimit-Remaining"`
+	// Reset is the header with the seconds to the window's end
+	// (LIMIT_RESET_HEADER).
+	Reset string `yaml:"reset" default:"RateLimit-Reset"`
+}
+
+// RateLimitRuntime is the reference's runtime directory: config files are
+// every file under Root/Subdirectory/AppDirectory (recursively), whatever
+// its name. Kubernetes' ConfigMap internals (entries starting with "..")
+// are skipped; other dot files only with IgnoreDotFiles.
+type RateLimitRuntime struct {
+	// Root is RUNTIME_ROOT.
+	Root string `yaml:"root"`
+	// Subdirectory is RUNTIME_SUBDIRECTORY.
+	Subdirectory string `yaml:"subdirectory"`
+	// AppDirectory is RUNTIME_APPDIRECTORY.
+	AppDirectory string `yaml:"appDirectory" default:"config"`
+	// IgnoreDotFiles skips files and directories whose names start with a
+	// dot (RUNTIME_IGNOREDOTFILES).
+	IgnoreDotFiles bool `yaml:"ignoreDotFiles" default:"false"`
+	// WatchRoot also watches Root's parent, for a Root that is a symlink
+	// swapped to a new directory (RUNTIME_WATCH_ROOT).
+	WatchRoot bool `yaml:"watchRoot" default:"true"`
+}
+
+// Dir is the directory holding the config files.
+func (r *RateLimitRuntime) Dir() string {
+	return filepath.Join(r.Root, r.Subdirectory, r.AppDirectory)
 }
 
 // Limit is one quota: Requests per window, counted by Algorithm.
@@ -165,6 +236,12 @@ type RateLimitBreaker struct {
 type RateLimitLocalCache struct {
 	// MaxEntries bounds the cache; 0 turns it off.
 	MaxEntries int `yaml:"maxEntries" default:"100000"`
+	// MaxAge bounds how long a replica answers a key from its cache. A
+	// refund (is_negative_hits) on another replica can free a key this one
+	// still refuses; past MaxAge the store is asked again. In reference
+	// mode, where refunds are charged as the reference does, keys are
+	// cached to their window's end.
+	MaxAge Duration `yaml:"maxAge" default:"1s"`
 }
 
 // RateLimitRequests bounds one RLS request.
@@ -325,6 +402,7 @@ const (
 var (
 	limitNamePattern       = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 	rateLimitHeaderPattern = regexp.MustCompile("^[a-z0-9!#$%&'*+.^_`|~-]+$")
+	httpTokenPattern       = regexp.MustCompile("^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
 )
 
 func (r *RateLimit) validate(p Path, c *Config, errs *Errors) {
@@ -371,6 +449,12 @@ func (r *RateLimit) validate(p Path, c *Config, errs *Errors) {
 	if r.LocalCache.MaxEntries < 0 {
 		errs.Add(p.Field("localCache").Field("maxEntries"), "must be 0 (off) or more")
 	}
+	if r.LocalCache.MaxAge.D() <= 0 {
+		errs.Add(p.Field("localCache").Field("maxAge"), "must be more than 0s")
+	}
+	if r.Reference != nil {
+		r.Reference.validate(p.Field("reference"), errs)
+	}
 	q := p.Field("requests")
 	if r.Requests.MaxDescriptors < 1 {
 		errs.Add(q.Field("maxDescriptors"), "must be at least 1")
@@ -383,6 +467,27 @@ func (r *RateLimit) validate(p Path, c *Config, errs *Errors) {
 	}
 	if r.Requests.MaxHits < 1 || r.Requests.MaxHits > MaxLimitRequests {
 		errs.Add(q.Field("maxHits"), "%d is out of range; use 1 to %d", r.Requests.MaxHits, uint64(MaxLimitRequests))
+	}
+}
+
+func (r *RateLimitReference) validate(p Path, errs *Errors) {
+	h := p.Field("responseHeaders")
+	for _, f := range []struct{ name, v string }{{"limit", r.ResponseHeaders.Limit}, {"remaining", r.ResponseHeaders.Remaining}, {"reset", r.ResponseHeaders.Reset}} {
+		if !httpTokenPattern.MatchString(f.v) {
+			errs.Add(h.Field(f.name), "%q is not a header name; use letters, digits and !#$%%&'*+-.^_`|~", f.v)
+		}
+	}
+	if r.NearLimitRatio < 0 || r.NearLimitRatio > 1 || math.IsNaN(r.NearLimitRatio) {
+		errs.Add(p.Field("nearLimitRatio"), "%v is out of range; use 0 to 1", r.NearLimitRatio)
+	}
+	if rt := r.Runtime; rt != nil {
+		rp := p.Field("runtime")
+		if rt.Root == "" {
+			errs.Add(rp.Field("root"), "is required: the runtime root directory (RUNTIME_ROOT)")
+		}
+		if rt.AppDirectory == "" {
+			errs.Add(rp.Field("appDirectory"), "is required: the directory of config files under root/subdirectory (RUNTIME_APPDIRECTORY)")
+		}
 	}
 }
 

@@ -107,9 +107,18 @@ func (r *Redis) validate(p Path, errs *Errors) {
 		errs.Add(p.Field("addresses"), "at least one host:port is required")
 	}
 	for i, a := range r.Addresses {
+		if r.Network == RedisUnix {
+			if a == "" {
+				errs.Add(p.Field("addresses").Index(i), "is empty; with network unix, write the path of the server's socket")
+			}
+			continue
+		}
 		if err := checkHostPort(a, false); err != "" {
 			errs.Add(p.Field("addresses").Index(i), "%q %s", a, err)
 		}
+	}
+	if r.Network == RedisUnix && (r.Mode != RedisSingle || len(r.Addresses) > 1) {
+		errs.Add(p.Field("network"), "unix reaches one server on its socket: use mode single and one address (mode is %s)", r.Mode)
 	}
 	switch r.Mode {
 	case RedisSentinel:

@@ -105,7 +105,7 @@ func compileLimit(l config.Limit, namePrefix string, defAlg config.RateLimitAlgo
 	if w.Count == 1 {
 		unit = protoUnit(w.Unit)
 	}
-	return newLimit(name, spec, w, unit)
+	return newLimit(name, name, spec, w, unit)
 }
 
 func unitOf(u config.RateLimitUnit) algo.Unit {
