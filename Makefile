@@ -3,7 +3,7 @@ SHELL := /usr/bin/env bash
 GO ?= go
 BIN := bin/gatehouse
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X github.com/gatehouse/gatehouse/internal/app.Version=$(VERSION)
+LDFLAGS := -X github.com/gatehouse/gatehouse/cmd/gatehouse/app.Version=$(VERSION)
 
 .PHONY: run test build bench fuzz fmt vet clean testenv-install
 

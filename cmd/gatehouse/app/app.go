@@ -16,7 +16,7 @@ import (
 )
 
 // Version is the build's version, set with
-// -ldflags "-X github.com/gatehouse/gatehouse/internal/app.Version=v1.2.3".
+// -ldflags "-X github.com/gatehouse/gatehouse/cmd/gatehouse/app.Version=v1.2.3".
 var Version = ""
 
 // ExitError ends the process with Code after the command has already

@@ -452,10 +452,10 @@ func TestBadInputMessages(t *testing.T) {
 
 func TestValidateCommand(t *testing.T) {
 	var out bytes.Buffer
-	if err := Main(context.Background(), []string{"validate", "../../examples/gatehouse.yaml"}, &out, io.Discard); err != nil {
+	if err := Main(context.Background(), []string{"validate", "../../../examples/gatehouse.yaml"}, &out, io.Discard); err != nil {
 		t.Fatalf("validate examples/gatehouse.yaml = %v\n%s", err, out.String())
 	}
-	if !strings.HasPrefix(out.String(), "ok: ../../examples/gatehouse.yaml: 1 file,") {
+	if !strings.HasPrefix(out.String(), "ok: ../../../examples/gatehouse.yaml: 1 file,") {
 		t.Errorf("validate printed %q; want a one-line ok summary", out.String())
 	}
 	out.Reset()
@@ -464,13 +464,13 @@ func TestValidateCommand(t *testing.T) {
 		t.Fatalf("validate (embedded) = %v\n%s", err, out.String())
 	}
 	out.Reset()
-	err := Main(context.Background(), []string{"validate", "../config/testdata/golden/broken.yaml"}, &out, io.Discard)
+	err := Main(context.Background(), []string{"validate", "../../../internal/config/testdata/golden/broken.yaml"}, &out, io.Discard)
 	var exit *ExitError
 	if !errors.As(err, &exit) || exit.Code != 1 {
 		t.Fatalf("validate broken.yaml = %v; want exit status 1", err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) < 10 || !strings.HasPrefix(lines[0], "../config/testdata/golden/broken.yaml:3: ") || !strings.HasSuffix(lines[len(lines)-1], " errors") {
+	if len(lines) < 10 || !strings.HasPrefix(lines[0], "../../../internal/config/testdata/golden/broken.yaml:3: ") || !strings.HasSuffix(lines[len(lines)-1], " errors") {
 		t.Errorf("validate broken.yaml printed:\n%s\nwant every error with file:line, then a count", out.String())
 	}
 }

@@ -12,7 +12,7 @@ import (
 // TestCheckCommand runs `gatehouse check` on the embedded example config
 // with its demo credentials.
 func TestCheckCommand(t *testing.T) {
-	tok, err := os.ReadFile("../../examples/demo/demo-token.jwt")
+	tok, err := os.ReadFile("../../../examples/demo/demo-token.jwt")
 	if err != nil {
 		t.Fatal(err)
 	}
