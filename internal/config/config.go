@@ -86,3 +86,19 @@ const (
 	ComponentRateLimit = "ratelimit"
 	ComponentXDS       = "xds"
 )
+
+// ComponentAddress returns the listen address of the named component, and
+// whether the config enables it (its section is present).
+func (c *Config) ComponentAddress(name string) (string, bool) {
+	switch {
+	case name == ComponentAuthz && c.Authz != nil:
+		return c.Authz.Address, true
+	case name == ComponentExtProc && c.ExtProc != nil:
+		return c.ExtProc.Address, true
+	case name == ComponentRateLimit && c.RateLimit != nil:
+		return c.RateLimit.Address, true
+	case name == ComponentXDS && c.XDS != nil:
+		return c.XDS.Address, true
+	}
+	return "", false
+}

@@ -17,85 +17,39 @@ import (
 // builder is how the app knows a component: the explicit table below, in
 // serving order, instead of an init() registry.
 type builder struct {
-	name string
-	// address returns the listen address, and whether the config enables
-	// the component (its section is present).
-	address func(*config.Config) (string, bool)
-	build   func(*config.Config, component.Deps) (component.Component, error)
+	name  string
+	build func(*config.Config, component.Deps) (component.Component, error)
 	// validate compiles the component's part of the config without
 	// starting anything, for `gatehouse validate`.
 	validate func(*config.Config) error
 }
 
+// address returns the component's listen address, and whether the config
+// enables it (its section is present).
+func (b builder) address(cfg *config.Config) (string, bool) { return cfg.ComponentAddress(b.name) }
+
+// newBuilder makes the builder of a component from its package's New and
+// Validate, which every component declares with the same shape.
+func newBuilder[C component.Component](name string, build func(*config.Config, component.Deps) (C, error), validate func(*config.Config) error) builder {
+	return builder{
+		name: name,
+		build: func(cfg *config.Config, deps component.Deps) (component.Component, error) {
+			c, err := build(cfg, deps)
+			if err != nil {
+				// Not c: a nil *Server in a Component is not a nil Component.
+				return nil, err
+			}
+			return c, nil
+		},
+		validate: validate,
+	}
+}
+
 var builders = []builder{
-	{
-		name: config.ComponentAuthz,
-		address: func(c *config.Config) (string, bool) {
-			if c.Authz == nil {
-				return "", false
-			}
-			return c.Authz.Address, true
-		},
-		build: func(c *config.Config, d component.Deps) (component.Component, error) {
-			s, err := authz.New(c, d)
-			if err != nil {
-				return nil, err
-			}
-			return s, nil
-		},
-		validate: authz.Validate,
-	},
-	{
-		name: config.ComponentExtProc,
-		address: func(c *config.Config) (string, bool) {
-			if c.ExtProc == nil {
-				return "", false
-			}
-			return c.ExtProc.Address, true
-		},
-		build: func(c *config.Config, d component.Deps) (component.Component, error) {
-			s, err := extproc.New(c, d)
-			if err != nil {
-				return nil, err
-			}
-			return s, nil
-		},
-		validate: extproc.Validate,
-	},
-	{
-		name: config.ComponentRateLimit,
-		address: func(c *config.Config) (string, bool) {
-			if c.RateLimit == nil {
-				return "", false
-			}
-			return c.RateLimit.Address, true
-		},
-		build: func(c *config.Config, d component.Deps) (component.Component, error) {
-			s, err := ratelimit.New(c, d)
-			if err != nil {
-				return nil, err
-			}
-			return s, nil
-		},
-		validate: ratelimit.Validate,
-	},
-	{
-		name: config.ComponentXDS,
-		address: func(c *config.Config) (string, bool) {
-			if c.XDS == nil {
-				return "", false
-			}
-			return c.XDS.Address, true
-		},
-		build: func(c *config.Config, d component.Deps) (component.Component, error) {
-			s, err := xds.New(c, d)
-			if err != nil {
-				return nil, err
-			}
-			return s, nil
-		},
-		validate: xds.Validate,
-	},
+	newBuilder(config.ComponentAuthz, authz.New, authz.Validate),
+	newBuilder(config.ComponentExtProc, extproc.New, extproc.Validate),
+	newBuilder(config.ComponentRateLimit, ratelimit.New, ratelimit.Validate),
+	newBuilder(config.ComponentXDS, xds.New, xds.Validate),
 }
 
 // selectBuilders returns the builders of the components to serve: those

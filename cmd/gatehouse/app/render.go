@@ -9,9 +9,6 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/xds"
-	"github.com/gatehouse/gatehouse/xds/render"
-	"github.com/gatehouse/gatehouse/xds/snapshot"
-	"github.com/gatehouse/gatehouse/xds/translate"
 )
 
 func newRenderCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -40,7 +37,7 @@ read: rendering needs none.`,
 			return cobra.ExactArgs(1)(cmd, args)
 		},
 		RunE: func(_ *cobra.Command, args []string) error {
-			if output != string(render.YAML) && output != string(render.JSON) {
+			if output != string(xds.YAML) && output != string(xds.JSON) {
 				return fmt.Errorf("-o %q: use yaml or json", output)
 			}
 			if diff {
@@ -52,7 +49,7 @@ read: rendering needs none.`,
 				if err != nil {
 					return err
 				}
-				text, err := render.Diff(old, cur)
+				text, err := xds.Diff(old, cur)
 				if err != nil {
 					return err
 				}
@@ -66,7 +63,7 @@ read: rendering needs none.`,
 			if err != nil {
 				return err
 			}
-			b, err := render.Resources(res, render.Format(output))
+			b, err := xds.Marshal(res, xds.Format(output))
 			if err != nil {
 				return err
 			}
@@ -84,22 +81,15 @@ read: rendering needs none.`,
 // renderLoad loads and validates a config as serve would (every
 // component's checks, not only xds') and returns its resources (or one
 // group's). Config errors are printed like `validate` prints them.
-func renderLoad(path, group string, stdout, stderr io.Writer) (*translate.Resources, error) {
+func renderLoad(path, group string, stdout, stderr io.Writer) (*xds.Resources, error) {
 	cfg, err := checkConfig(path, config.LoadOptions{SkipSecrets: true})
 	if err == nil {
-		var set *snapshot.Set
-		if set, err = xds.Build(cfg); err == nil {
+		var res *xds.Resources
+		if res, err = xds.Render(cfg, group); err == nil {
 			for _, w := range cfg.Warnings {
 				fmt.Fprintln(stderr, w)
 			}
-			if group == "" {
-				return set.Resources, nil
-			}
-			g := set.Group(group)
-			if g == nil {
-				return nil, fmt.Errorf("%s: no node group is named %q (groups: %v)", path, group, set.Groups())
-			}
-			return set.Resources.Subset(g.Listeners, config.ListenerHTTP), nil
+			return res, nil
 		}
 	}
 	var errs config.Errors
@@ -113,6 +103,9 @@ func renderLoad(path, group string, stdout, stderr io.Writer) (*translate.Resour
 		n := len(errs) - len(errs.Warnings())
 		fmt.Fprintf(stdout, "%s: %d %s\n", path, n, plural(n, "error", "errors"))
 		return nil, &ExitError{Code: 1}
+	}
+	if cfg != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return nil, err
 }
