@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse/gatehouse/extproc/openapi"
 	"github.com/gatehouse/gatehouse/extproc/redact"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/contract"
 	"github.com/gatehouse/gatehouse/internal/routematch"
 )
 
@@ -24,7 +25,7 @@ import (
 // whole on reload so that a stream keeps the config it started with.
 type runtime struct {
 	routes  map[string]*route
-	table   *routematch.Table
+	resolve *routematch.Resolver[*route]
 	timeout time.Duration
 	// none is the route of streams that matched nothing: no processors.
 	none *route
@@ -75,11 +76,6 @@ func compile(ctx context.Context, cfg *config.Config, m *metrics) (*runtime, err
 	if cfg.ExtProc != nil {
 		rt.timeout = cfg.ExtProc.MessageTimeout.D()
 	}
-	table, err := routematch.New(cfg.Routes)
-	if err != nil {
-		return nil, config.Errors{{Path: "routes", Msg: "extproc: cannot build the route table: " + err.Error()}}
-	}
-	rt.table = table
 	rt.none = &route{id: noRoute}
 	if m != nil {
 		rt.none.m = m.forRoute(noRoute)
@@ -135,6 +131,11 @@ func compile(ctx context.Context, cfg *config.Config, m *metrics) (*runtime, err
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	resolve, err := routematch.NewResolver(cfg.Routes, rt.routes, contract.ExtProcUnknownRoute)
+	if err != nil {
+		return nil, config.Errors{{Path: "routes", Msg: "extproc: cannot build the route table: " + err.Error()}}
+	}
+	rt.resolve = resolve
 	return rt, nil
 }
 
@@ -229,33 +230,26 @@ func contractError(cfg *config.Config, p config.Path, o *config.RouteOpenAPI, er
 // lookup finds the route of a stream: the route name Envoy sends as a
 // request attribute (xds sets it to the route id), else a route id in the
 // metadata Envoy forwards, else host/path/method matching on the request
-// headers. source labels the metric.
+// headers (also for an id not configured here: contract.ExtProcUnknownRoute).
+// source labels the metric.
 func (rt *runtime) lookup(attrID, metaID string, hs []hygiene.Header) (*route, string) {
-	unknown := false
-	for i, id := range []string{attrID, metaID} {
-		if id == "" {
-			continue
-		}
-		if r, ok := rt.routes[id]; ok {
-			if i == 0 {
-				return r, "attribute"
-			}
-			return r, "metadata"
-		}
-		unknown = true
-	}
+	var req *routematch.Request
 	if hs != nil {
-		req := routematch.Request{Header: func(name string) (string, bool) { return headerValue(hs, name) }}
+		req = &routematch.Request{Header: func(name string) (string, bool) { return headerValue(hs, name) }}
 		req.Host, _ = headerValue(hs, ":authority")
 		req.Path, _ = headerValue(hs, ":path")
 		req.Method, _ = headerValue(hs, ":method")
-		if id, ok := rt.table.Match(req); ok {
-			if r, ok := rt.routes[id]; ok {
-				return r, "match"
-			}
-		}
 	}
-	if unknown {
+	r, by, _, idx := rt.resolve.Resolve(req, attrID, metaID)
+	switch by {
+	case routematch.ByID:
+		if idx == 0 {
+			return r, "attribute"
+		}
+		return r, "metadata"
+	case routematch.ByMatch:
+		return r, "match"
+	case routematch.UnknownID:
 		return rt.none, "unknown_id"
 	}
 	return rt.none, "none"
@@ -283,7 +277,7 @@ func bodyMode(m config.BodyMode) extprocfilterv3.ProcessingMode_BodySendMode {
 	return extprocfilterv3.ProcessingMode_NONE
 }
 
-func emptyTable() *routematch.Table {
-	t, _ := routematch.New(nil) // no routes: cannot fail
-	return t
+func emptyResolver() *routematch.Resolver[*route] {
+	r, _ := routematch.NewResolver(nil, map[string]*route{}, contract.ExtProcUnknownRoute) // no routes: cannot fail
+	return r
 }

@@ -10,13 +10,14 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/contract"
+	"github.com/gatehouse/gatehouse/internal/routematch"
 	"github.com/gatehouse/gatehouse/ratelimit/algo"
 )
 
 // nativeDomain is gatehouse's own domain: descriptors of entries route,
 // tier and subject (internal/contract), then a route's header entries.
 type nativeDomain struct {
-	routes map[string]*nativeRoute
+	routes *routematch.Resolver[*nativeRoute]
 }
 
 type nativeRoute struct {
@@ -28,8 +29,8 @@ type nativeRoute struct {
 }
 
 // compileNative builds gatehouse's domain, or nil when no route is limited.
-func compileNative(cfg *config.Config, loc *time.Location, add func(*Rule) *Rule) *nativeDomain {
-	nd := &nativeDomain{routes: map[string]*nativeRoute{}}
+func compileNative(cfg *config.Config, loc *time.Location, add func(*Rule) *Rule) (*nativeDomain, error) {
+	byID := make(map[string]*nativeRoute, len(cfg.Routes))
 	limited := false
 	for i := range cfg.Routes {
 		r := &cfg.Routes[i]
@@ -37,7 +38,7 @@ func compileNative(cfg *config.Config, loc *time.Location, add func(*Rule) *Rule
 		if e == nil {
 			// Known but not limited: Envoy should not ask, and when a
 			// hand-written config does, the answer is OK.
-			nd.routes[r.ID] = &nativeRoute{id: r.ID}
+			byID[r.ID] = &nativeRoute{id: r.ID}
 			continue
 		}
 		limited = true
@@ -53,12 +54,16 @@ func compileNative(cfg *config.Config, loc *time.Location, add func(*Rule) *Rule
 		if len(e.Default) > 0 {
 			nr.def = add(nativeRule(r.ID, "*", "default", e.Default, e, loc))
 		}
-		nd.routes[r.ID] = nr
+		byID[r.ID] = nr
 	}
 	if !limited {
-		return nil
+		return nil, nil
 	}
-	return nd
+	res, err := routematch.NewResolver(cfg.Routes, byID, contract.RateLimitUnknownRoute)
+	if err != nil {
+		return nil, err
+	}
+	return &nativeDomain{routes: res}, nil
 }
 
 func nativeRule(route, tierLabel, namePrefix string, limits []config.Limit, e *config.EffectiveRateLimit, loc *time.Location) *Rule {
@@ -174,7 +179,9 @@ func (nd *nativeDomain) match(entries []*ratelimitv3.RateLimitDescriptor_Entry, 
 	if route == nil {
 		return nil, key, NoRouteEntry, nil
 	}
-	nr := nd.routes[route.GetValue()]
+	// No request to match here: an unknown id is ignored (answered OK),
+	// as contract.RateLimitUnknownRoute says.
+	nr, _, _, _ := nd.routes.Resolve(nil, route.GetValue())
 	if nr == nil {
 		return nil, key, UnknownRoute, nil
 	}

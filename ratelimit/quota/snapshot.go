@@ -90,7 +90,11 @@ func Compile(cfg *config.Config) (*Snapshot, error) {
 		return r
 	}
 
-	nd := compileNative(cfg, loc, add)
+	nd, err := compileNative(cfg, loc, add)
+	if err != nil {
+		errs.Add("routes", "%v", err)
+		return nil, errs
+	}
 	if nd != nil {
 		s.domains[contract.RateLimitDomain] = &Domain{Name: contract.RateLimitDomain, native: nd, FailOpen: rl.FailureMode == config.FailOpen, Shadow: rl.Shadow}
 	}
