@@ -20,6 +20,8 @@ import (
 	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/gatehouse/gatehouse/internal/jsonx"
 )
 
 // ErrNotJSON is returned (with the body unchanged) for a body that is not
@@ -68,7 +70,7 @@ func New(o Options) (*Redactor, error) {
 	if mask == "" {
 		mask = "[REDACTED]"
 	}
-	r.mask = appendString(nil, []byte(mask))
+	r.mask = jsonx.AppendString(nil, mask)
 	r.scratch.New = func() any { return new(scanner) }
 	return r, nil
 }
@@ -471,7 +473,7 @@ func (s *scanner) detect(start, end int, val []byte, f uint8) {
 			break
 		}
 	}
-	s.enc = appendString(s.enc[:0], cur)
+	s.enc = jsonx.AppendBytes(s.enc[:0], cur)
 	s.replace(start, end, s.enc)
 }
 
@@ -662,48 +664,4 @@ func (s *scanner) skipString() error {
 		}
 	}
 	return errSyntax
-}
-
-// appendString appends v as a JSON string: quotes, escapes for '"', '\\'
-// and control characters, and U+FFFD for invalid UTF-8.
-func appendString(dst, v []byte) []byte {
-	const hexd = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(v); {
-		c := v[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, v[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexd[c>>4], hexd[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRune(v[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, v[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, v[start:]...)
-	return append(dst, '"')
 }
