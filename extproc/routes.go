@@ -11,7 +11,6 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 
 	"github.com/gatehouse/gatehouse/extproc/hygiene"
 	"github.com/gatehouse/gatehouse/extproc/openapi"
@@ -262,19 +261,6 @@ func headerValue(hs []hygiene.Header, name string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// bodyMode converts a config body mode to Envoy's.
-func bodyMode(m config.BodyMode) extprocfilterv3.ProcessingMode_BodySendMode {
-	switch m {
-	case config.BodyBuffered:
-		return extprocfilterv3.ProcessingMode_BUFFERED
-	case config.BodyBufferedPartial:
-		return extprocfilterv3.ProcessingMode_BUFFERED_PARTIAL
-	case config.BodyStreamed:
-		return extprocfilterv3.ProcessingMode_STREAMED
-	}
-	return extprocfilterv3.ProcessingMode_NONE
 }
 
 func emptyResolver() *routematch.Resolver[*route] {

@@ -344,10 +344,10 @@ func (s *stream) modeOverride(reqBody, respHeaders, respBody bool) *extprocfilte
 		mo.ResponseHeaderMode = extprocfilterv3.ProcessingMode_SEND
 	}
 	if reqBody {
-		mo.RequestBodyMode = bodyMode(r.needs.RequestBody)
+		mo.RequestBodyMode = r.needs.RequestBody.Envoy()
 	}
 	if respBody {
-		mo.ResponseBodyMode = bodyMode(r.needs.ResponseBody)
+		mo.ResponseBodyMode = r.needs.ResponseBody.Envoy()
 	}
 	for i, m := range []*extprocfilterv3.ProcessingMode_BodySendMode{&mo.RequestBodyMode, &mo.ResponseBodyMode} {
 		if s.announced[i] == extprocfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED {

@@ -250,24 +250,12 @@ func headerMode(on bool) extprocv3.ProcessingMode_HeaderSendMode {
 	return extprocv3.ProcessingMode_SKIP
 }
 
-func bodyMode(m config.BodyMode) extprocv3.ProcessingMode_BodySendMode {
-	switch m {
-	case config.BodyBuffered:
-		return extprocv3.ProcessingMode_BUFFERED
-	case config.BodyBufferedPartial:
-		return extprocv3.ProcessingMode_BUFFERED_PARTIAL
-	case config.BodyStreamed:
-		return extprocv3.ProcessingMode_STREAMED
-	}
-	return extprocv3.ProcessingMode_NONE
-}
-
 func processingMode(n *config.ExtProcNeeds) *extprocv3.ProcessingMode {
 	return &extprocv3.ProcessingMode{
 		RequestHeaderMode:   headerMode(n.RequestHeaders),
 		ResponseHeaderMode:  headerMode(n.ResponseHeaders),
-		RequestBodyMode:     bodyMode(n.RequestBody),
-		ResponseBodyMode:    bodyMode(n.ResponseBody),
+		RequestBodyMode:     n.RequestBody.Envoy(),
+		ResponseBodyMode:    n.ResponseBody.Envoy(),
 		RequestTrailerMode:  headerMode(n.RequestTrailers),
 		ResponseTrailerMode: headerMode(n.ResponseTrailers),
 	}
