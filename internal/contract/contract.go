@@ -147,12 +147,17 @@ const (
 	AuthMethodNone    = "none"
 )
 
+// MaxHeaderValue bounds every value gatehouse copies into an upstream
+// header: a verified subject, claim, certificate subject or configured API
+// key subject. It equals ratelimit.requests.maxValueBytes' default, since
+// the subject also becomes a rate limit descriptor value.
+const MaxHeaderValue = 1024
+
 // HeaderSafe reports whether s may be copied into an HTTP header that goes
-// upstream: printable ASCII only and at most 1 KiB, so that no value (a
-// verified claim, a certificate subject, a configured API key subject) can
-// split or bloat headers.
+// upstream: printable ASCII only and at most MaxHeaderValue bytes, so that
+// no value can split or bloat headers.
 func HeaderSafe(s string) bool {
-	if len(s) > 1024 {
+	if len(s) > MaxHeaderValue {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
