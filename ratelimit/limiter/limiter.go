@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/ratelimit/algo"
 	"github.com/gatehouse/gatehouse/ratelimit/quota"
 	"github.com/gatehouse/gatehouse/ratelimit/store"
@@ -86,7 +87,7 @@ func New(log *slog.Logger, m *Metrics, cache *store.OverLimitCache, keyPrefix st
 		cache:     cache,
 		m:         m,
 		log:       log,
-		keyPrefix: keyPrefix + "rl:",
+		keyPrefix: keyPrefix + kv.NamespaceRateLimit,
 		Now:       func() int64 { return time.Now().UnixMicro() },
 	}
 }
