@@ -20,8 +20,6 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
@@ -140,16 +138,6 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func dial(t *testing.T, addr string) *grpc.ClientConn {
-	t.Helper()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	return cc
-}
-
 func TestServeAllComponents(t *testing.T) {
 	path := writeConfig(t, t.TempDir(), testConfig)
 	r := start(t, Options{ConfigPath: path})
@@ -182,7 +170,7 @@ func TestServeAllComponents(t *testing.T) {
 		config.ComponentXDS:       "envoy.service.discovery.v3.AggregatedDiscoveryService",
 	}
 	for comp, svc := range wantServices {
-		cc := dial(t, r.rt.Addr(comp))
+		cc := testenv.Dial(t, r.rt.Addr(comp))
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
 		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
@@ -220,7 +208,7 @@ func TestServeAllComponents(t *testing.T) {
 func TestDrainClosesReadinessAndStops(t *testing.T) {
 	path := writeConfig(t, t.TempDir(), strings.Replace(testConfig, "shutdownTimeout: 2s", "shutdownTimeout: 500ms", 1))
 	r := start(t, Options{ConfigPath: path})
-	cc := dial(t, r.rt.Addr(config.ComponentAuthz))
+	cc := testenv.Dial(t, r.rt.Addr(config.ComponentAuthz))
 	// A watch stream stays open: the drain must not wait for it beyond
 	// shutdownTimeout.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -251,7 +239,7 @@ func TestDrainClosesReadinessAndStops(t *testing.T) {
 func TestDrainEndsADSStreams(t *testing.T) {
 	path := writeConfig(t, t.TempDir(), strings.Replace(testConfig, "shutdownTimeout: 2s", "shutdownTimeout: 15s", 1))
 	r := start(t, Options{ConfigPath: path})
-	cc := dial(t, r.rt.Addr(config.ComponentXDS))
+	cc := testenv.Dial(t, r.rt.Addr(config.ComponentXDS))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ads, err := discoveryv3.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
