@@ -12,6 +12,8 @@ import (
 	_ "time/tzdata"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/gatehouse/gatehouse/internal/timeunit"
 )
 
 // RateLimit configures the rate limit service
@@ -217,42 +219,22 @@ func (RateLimitHeaders) EnumValues() []string { return []string{"all", "ietf", "
 // EnumNoun implements Enum.
 func (RateLimitHeaders) EnumNoun() string { return "a header style" }
 
-// RateLimitUnit is the unit of a window.
-type RateLimitUnit string
-
-// Window units. A month is 30 days unless the limit is calendar-aligned.
-const (
-	UnitSecond RateLimitUnit = "second"
-	UnitMinute RateLimitUnit = "minute"
-	UnitHour   RateLimitUnit = "hour"
-	UnitDay    RateLimitUnit = "day"
-	UnitWeek   RateLimitUnit = "week"
-	UnitMonth  RateLimitUnit = "month"
-)
-
-// EnumValues implements Enum.
-func (RateLimitUnit) EnumValues() []string {
-	return []string{"second", "minute", "hour", "day", "week", "month"}
-}
-
-// EnumNoun implements Enum.
-func (RateLimitUnit) EnumNoun() string { return "a unit" }
-
 // MaxWindowCount bounds the count of a window ("5 minutes").
 const MaxWindowCount = 1000
 
-// Window is a count of a unit, written "minute" or "5 minutes".
+// Window is a count of a unit, written "minute" or "5 minutes". The
+// units of gatehouse's config are second to month (internal/timeunit).
 type Window struct {
 	Count uint32
-	Unit  RateLimitUnit
+	Unit  timeunit.Unit
 }
 
 // String renders the window as it is written in config.
 func (w Window) String() string {
 	if w.Count <= 1 {
-		return string(w.Unit)
+		return w.Unit.String()
 	}
-	return strconv.FormatUint(uint64(w.Count), 10) + " " + string(w.Unit) + "s"
+	return strconv.FormatUint(uint64(w.Count), 10) + " " + w.Unit.String() + "s"
 }
 
 // ParseWindow reads "minute", "5 minutes" or "5 minute".
@@ -270,12 +252,13 @@ func ParseWindow(s string) (Window, error) {
 		}
 		w.Count, unit = uint32(n), strings.TrimSuffix(f[1], "s")
 	default:
-		return Window{}, fmt.Errorf("%q is not a window; write a unit (second|minute|hour|day|week|month) or a count and a unit, as in \"5 minutes\"", s)
+		return Window{}, fmt.Errorf("%q is not a window; write a unit (%s) or a count and a unit, as in \"5 minutes\"", s, strings.Join(timeunit.Names(timeunit.Second, timeunit.Month), "|"))
 	}
-	if err := CheckEnum(RateLimitUnit(""), unit); err != nil {
-		return Window{}, err
+	u, ok := timeunit.Parse(unit, false)
+	if !ok || u > timeunit.Month {
+		return Window{}, fmt.Errorf("%q is not a unit; use %s", unit, strings.Join(timeunit.Names(timeunit.Second, timeunit.Month), "|"))
 	}
-	w.Unit = RateLimitUnit(unit)
+	w.Unit = u
 	return w, nil
 }
 
@@ -296,24 +279,7 @@ func (w *Window) UnmarshalYAML(n *yaml.Node) error {
 func (w Window) MarshalYAML() (any, error) { return w.String(), nil }
 
 // Seconds is the nominal length of the window (a month is 30 days).
-func (w Window) Seconds() int64 {
-	var s int64
-	switch w.Unit {
-	case UnitSecond:
-		s = 1
-	case UnitMinute:
-		s = 60
-	case UnitHour:
-		s = 3600
-	case UnitDay:
-		s = 86400
-	case UnitWeek:
-		s = 7 * 86400
-	case UnitMonth:
-		s = 30 * 86400
-	}
-	return s * int64(w.Count)
-}
+func (w Window) Seconds() int64 { return w.Unit.Seconds() * int64(w.Count) }
 
 // Bounds of a limit, chosen so that every count and time the algorithms
 // handle stays exact in Redis Lua's double-precision numbers.
@@ -460,7 +426,7 @@ func validateLimits(p Path, limits []Limit, alg RateLimitAlgorithm, errs *Errors
 		} else if l.Requests > MaxLimitRequests {
 			errs.Add(lp.Field("requests"), "%d is too large; use at most %d", l.Requests, uint64(MaxLimitRequests))
 		}
-		if l.Per.Unit == "" {
+		if l.Per.Unit == 0 {
 			errs.Add(lp.Field("per"), "is required: the window, such as second, minute or \"5 minutes\"")
 			continue
 		}
@@ -469,7 +435,7 @@ func validateLimits(p Path, limits []Limit, alg RateLimitAlgorithm, errs *Errors
 		}
 		if l.Calendar {
 			switch {
-			case l.Per.Unit != UnitDay && l.Per.Unit != UnitWeek && l.Per.Unit != UnitMonth:
+			case l.Per.Unit != timeunit.Day && l.Per.Unit != timeunit.Week && l.Per.Unit != timeunit.Month:
 				errs.Add(lp.Field("calendar"), "applies to day, week and month windows, not %s", l.Per.Unit)
 			case a == AlgorithmGCRA:
 				errs.Add(lp.Field("calendar"), "applies to fixed and sliding windows; a gcra bucket has no window edges")

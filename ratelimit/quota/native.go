@@ -86,7 +86,7 @@ func compileLimit(l config.Limit, namePrefix string, defAlg config.RateLimitAlgo
 	if alg == "" {
 		alg = defAlg
 	}
-	w := algo.Window{Count: int64(l.Per.Count), Unit: unitOf(l.Per.Unit), Calendar: l.Calendar, Loc: loc}
+	w := algo.Window{Count: int64(l.Per.Count), Unit: l.Per.Unit, Calendar: l.Calendar, Loc: loc}
 	var spec algo.Spec
 	switch alg {
 	case config.AlgorithmGCRA:
@@ -98,7 +98,7 @@ func compileLimit(l config.Limit, namePrefix string, defAlg config.RateLimitAlgo
 	}
 	name := l.Name
 	if name == "" {
-		name = namePrefix + "-" + strconv.FormatInt(w.Count, 10) + unitAbbrev(w.Unit)
+		name = namePrefix + "-" + strconv.FormatInt(w.Count, 10) + w.Unit.Abbrev()
 		if w.Calendar {
 			name += "-calendar"
 		}
@@ -113,42 +113,23 @@ func compileLimit(l config.Limit, namePrefix string, defAlg config.RateLimitAlgo
 	return newLimit(name, spec, w, unit)
 }
 
-func unitOf(u config.RateLimitUnit) algo.Unit {
-	switch u {
-	case config.UnitSecond:
-		return algo.Second
-	case config.UnitMinute:
-		return algo.Minute
-	case config.UnitHour:
-		return algo.Hour
-	case config.UnitDay:
-		return algo.Day
-	case config.UnitWeek:
-		return algo.Week
-	case config.UnitMonth:
-		return algo.Month
-	}
-	panic(fmt.Sprintf("ratelimit: unit %q passed validation", u))
+// protoUnits are the RLS response's units, by unit.
+var protoUnits = [...]rlsv3.RateLimitResponse_RateLimit_Unit{
+	algo.Second: rlsv3.RateLimitResponse_RateLimit_SECOND,
+	algo.Minute: rlsv3.RateLimitResponse_RateLimit_MINUTE,
+	algo.Hour:   rlsv3.RateLimitResponse_RateLimit_HOUR,
+	algo.Day:    rlsv3.RateLimitResponse_RateLimit_DAY,
+	algo.Week:   rlsv3.RateLimitResponse_RateLimit_WEEK,
+	algo.Month:  rlsv3.RateLimitResponse_RateLimit_MONTH,
+	algo.Year:   rlsv3.RateLimitResponse_RateLimit_YEAR,
 }
 
+// protoUnit is u as the RLS response names it (UNKNOWN for no unit).
 func protoUnit(u algo.Unit) rlsv3.RateLimitResponse_RateLimit_Unit {
-	switch u {
-	case algo.Second:
-		return rlsv3.RateLimitResponse_RateLimit_SECOND
-	case algo.Minute:
-		return rlsv3.RateLimitResponse_RateLimit_MINUTE
-	case algo.Hour:
-		return rlsv3.RateLimitResponse_RateLimit_HOUR
-	case algo.Day:
-		return rlsv3.RateLimitResponse_RateLimit_DAY
-	case algo.Week:
-		return rlsv3.RateLimitResponse_RateLimit_WEEK
-	case algo.Month:
-		return rlsv3.RateLimitResponse_RateLimit_MONTH
-	case algo.Year:
-		return rlsv3.RateLimitResponse_RateLimit_YEAR
+	if !u.Valid() {
+		return rlsv3.RateLimitResponse_RateLimit_UNKNOWN
 	}
-	return rlsv3.RateLimitResponse_RateLimit_UNKNOWN
+	return protoUnits[u]
 }
 
 // match reads a gatehouse descriptor. A missing tier entry is the

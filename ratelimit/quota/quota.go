@@ -131,7 +131,7 @@ func newLimit(name string, spec algo.Spec, w algo.Window, unit rlsv3.RateLimitRe
 	var tag strings.Builder
 	tag.WriteString(spec.Kind.String()[:1])
 	tag.WriteString(strconv.FormatInt(w.Count, 10))
-	tag.WriteString(unitAbbrev(w.Unit))
+	tag.WriteString(w.Unit.Abbrev())
 	if w.Calendar {
 		tag.WriteByte('c')
 	}
@@ -144,26 +144,6 @@ func newLimit(name string, spec algo.Spec, w algo.Window, unit rlsv3.RateLimitRe
 	l.SFName = sfString(name)
 	l.Policy = l.SFName + ";q=" + strconv.FormatUint(spec.Limit, 10) + ";w=" + strconv.FormatInt(w.Nominal()/1e6, 10)
 	return l
-}
-
-func unitAbbrev(u algo.Unit) string {
-	switch u {
-	case algo.Second:
-		return "s"
-	case algo.Minute:
-		return "m"
-	case algo.Hour:
-		return "h"
-	case algo.Day:
-		return "d"
-	case algo.Week:
-		return "w"
-	case algo.Month:
-		return "mo"
-	case algo.Year:
-		return "y"
-	}
-	return "?"
 }
 
 // sfString renders s as a structured-field string (RFC 8941): printable
