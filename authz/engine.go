@@ -128,11 +128,7 @@ func compile(cfg *config.Config, o compileOptions) (*engine, error) {
 		}
 		byID[rt.id] = rt
 	}
-	res, err := routematch.NewResolver(cfg.Routes, byID, contract.AuthzUnknownRoute)
-	if err != nil {
-		errs.Add("routes", "%v", err)
-	}
-	e.routes = res
+	e.routes = routematch.NewResolver(cfg.Routes, byID, contract.AuthzUnknownRoute)
 	if len(errs) > 0 {
 		return nil, errs
 	}

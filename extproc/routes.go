@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -71,7 +72,7 @@ func (r *route) processors() bool {
 // compile turns cfg into a runtime. m may be nil (validation only). The
 // problems found are config.Errors with field paths.
 func compile(ctx context.Context, cfg *config.Config, m *metrics) (*runtime, error) {
-	rt := &runtime{routes: map[string]*route{}, timeout: 150 * time.Millisecond}
+	rt := &runtime{routes: map[string]*route{}, timeout: config.Defaults[config.ExtProc]().MessageTimeout.D()}
 	if cfg.ExtProc != nil {
 		rt.timeout = cfg.ExtProc.MessageTimeout.D()
 	}
@@ -110,8 +111,12 @@ func compile(ctx context.Context, cfg *config.Config, m *metrics) (*runtime, err
 			}
 		}
 		if rd := e.Redact; rd != nil {
+			patterns := make([]*regexp.Regexp, len(rd.NationalIDPatterns))
+			for i, p := range rd.NationalIDPatterns {
+				patterns[i] = p.Regexp()
+			}
 			red, rerr := redact.New(redact.Options{
-				Paths: rd.Paths, Mask: rd.Mask, NationalIDPatterns: rd.NationalIDPatterns,
+				Paths: rd.Paths, Mask: rd.Mask, NationalIDPatterns: patterns,
 				Email: rd.Detectors.Email, Cards: rd.Detectors.Cards, NationalIDs: rd.Detectors.NationalIDs, BearerTokens: rd.Detectors.BearerTokens,
 			})
 			if rerr != nil {
@@ -130,11 +135,7 @@ func compile(ctx context.Context, cfg *config.Config, m *metrics) (*runtime, err
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	resolve, err := routematch.NewResolver(cfg.Routes, rt.routes, contract.ExtProcUnknownRoute)
-	if err != nil {
-		return nil, config.Errors{{Path: "routes", Msg: "extproc: cannot build the route table: " + err.Error()}}
-	}
-	rt.resolve = resolve
+	rt.resolve = routematch.NewResolver(cfg.Routes, rt.routes, contract.ExtProcUnknownRoute)
 	return rt, nil
 }
 
@@ -264,6 +265,5 @@ func headerValue(hs []hygiene.Header, name string) (string, bool) {
 }
 
 func emptyResolver() *routematch.Resolver[*route] {
-	r, _ := routematch.NewResolver(nil, map[string]*route{}, contract.ExtProcUnknownRoute) // no routes: cannot fail
-	return r
+	return routematch.NewResolver(nil, map[string]*route{}, contract.ExtProcUnknownRoute)
 }

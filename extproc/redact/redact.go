@@ -14,7 +14,6 @@ package redact
 
 import (
 	"errors"
-	"fmt"
 	"regexp"
 	"strconv"
 	"sync"
@@ -37,8 +36,9 @@ type Options struct {
 	// Built-in detectors, applied to every string (and to numbers, for
 	// cards).
 	Email, Cards, NationalIDs, BearerTokens bool
-	// NationalIDPatterns are further RE2 patterns masked in strings.
-	NationalIDPatterns []string
+	// NationalIDPatterns are further patterns masked in strings
+	// (compiled by config, unanchored).
+	NationalIDPatterns []*regexp.Regexp
 }
 
 // Redactor masks bodies. It is immutable and safe for concurrent use.
@@ -59,13 +59,7 @@ func New(o Options) (*Redactor, error) {
 		}
 		r.m.paths = append(r.m.paths, segs)
 	}
-	for _, p := range o.NationalIDPatterns {
-		re, err := regexp.Compile(p)
-		if err != nil {
-			return nil, fmt.Errorf("redact: pattern %q: %v", p, err)
-		}
-		r.det.patterns = append(r.det.patterns, re)
-	}
+	r.det.patterns = append(r.det.patterns, o.NationalIDPatterns...)
 	mask := o.Mask
 	if mask == "" {
 		mask = "[REDACTED]"

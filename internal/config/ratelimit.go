@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
+
 	// Calendar windows need the IANA time zone database, which a minimal
 	// container image may not have: embed it.
 	_ "time/tzdata"
@@ -37,7 +37,7 @@ type RateLimit struct {
 	// KeyBy is what one counter is kept for: subject (each caller),
 	// or route / tier (one counter shared by all callers of the tier on
 	// the route). Routes may also key by one of their header entries.
-	KeyBy string `yaml:"keyBy" default:"subject"`
+	KeyBy KeyBy `yaml:"keyBy" default:"subject"`
 	// Algorithm is the default algorithm of a limit.
 	Algorithm RateLimitAlgorithm `yaml:"algorithm" default:"fixed"`
 	// FailureMode is the answer when the store cannot be reached: open
@@ -48,7 +48,7 @@ type RateLimit struct {
 	Shadow bool `yaml:"shadow" default:"false"`
 	// TimeZone aligns calendar windows (calendar: true): days start at
 	// midnight, weeks on Monday, months on the 1st in this zone.
-	TimeZone string `yaml:"timeZone" default:"UTC"`
+	TimeZone TimeZone `yaml:"timeZone" default:"UTC"`
 	// ResponseHeaders selects the headers returned to the client:
 	// all, ietf (RateLimit, RateLimit-Policy), legacy
 	// (X-RateLimit-Limit/Remaining/Reset) or none. Retry-After is sent on
@@ -106,7 +106,7 @@ type RouteRateLimit struct {
 	// Default replaces the component's default limits on this route.
 	Default []Limit `yaml:"default,omitempty"`
 	// KeyBy: subject, route, tier or the key of one of Headers.
-	KeyBy string `yaml:"keyBy,omitempty"`
+	KeyBy KeyBy `yaml:"keyBy,omitempty"`
 	// Algorithm is the default algorithm of this route's limits.
 	Algorithm RateLimitAlgorithm `yaml:"algorithm,omitempty"`
 	// Shadow answers OK on this route but counts and logs refusals.
@@ -294,14 +294,9 @@ var (
 )
 
 func (r *RateLimit) validate(p Path, c *Config, errs *Errors) {
-	if _, err := time.LoadLocation(r.TimeZone); err != nil || r.TimeZone == "" || strings.EqualFold(r.TimeZone, "local") {
-		errs.Add(p.Field("timeZone"), "%q is not a time zone; use an IANA name such as UTC or Europe/Berlin", r.TimeZone)
-	}
 	validateTiers(p.Field("tiers"), r.Tiers, r.Algorithm, errs)
 	validateLimits(p.Field("default"), r.Default, r.Algorithm, errs)
-	switch r.KeyBy {
-	case "subject", "route", "tier":
-	default:
+	if !r.KeyBy.Builtin() {
 		errs.Add(p.Field("keyBy"), "%q is not a key; use subject, route or tier (a route may also key by one of its header entries)", r.KeyBy)
 	}
 	for i, f := range r.EnvoyConfigs {
@@ -368,7 +363,7 @@ func (r *RouteRateLimit) validate(p Path, c *Config, errs *Errors) {
 		switch {
 		case h.Key == "":
 			errs.Add(hp.Field("key"), "is required: the descriptor key of the entry")
-		case h.Key == "route" || h.Key == "tier" || h.Key == "subject":
+		case KeyBy(h.Key).Builtin():
 			errs.Add(hp.Field("key"), "%q is a key gatehouse sets itself; choose another", h.Key)
 		default:
 			if first, dup := keys[h.Key]; dup {
@@ -378,8 +373,8 @@ func (r *RouteRateLimit) validate(p Path, c *Config, errs *Errors) {
 		}
 	}
 	if r.KeyBy != "" {
-		_, isHeader := keys[r.KeyBy]
-		if r.KeyBy != "subject" && r.KeyBy != "route" && r.KeyBy != "tier" && !isHeader {
+		_, isHeader := keys[string(r.KeyBy)]
+		if !r.KeyBy.Builtin() && !isHeader {
 			errs.Add(p.Field("keyBy"), "%q is not a key of this route; use subject, route, tier or the key of one of its headers", r.KeyBy)
 		}
 	}
@@ -490,7 +485,7 @@ type EffectiveRateLimit struct {
 	Tiers map[string][]Limit
 	// Default applies to tiers not in Tiers; nil means unlimited.
 	Default     []Limit
-	KeyBy       string
+	KeyBy       KeyBy
 	Algorithm   RateLimitAlgorithm
 	Shadow      bool
 	FailureMode FailureMode

@@ -584,7 +584,7 @@ func (a *RouteAction) validate(p Path, c *Config, errs *Errors) {
 			}
 		}
 	}
-	if a.PrefixRewrite != "" && r != nil && r.Match.Regex != "" {
+	if a.PrefixRewrite != "" && r != nil && !r.Match.Regex.IsZero() {
 		errs.Add(p.Field("prefixRewrite"), "does not apply to regex routes")
 	}
 	for i, h := range a.HashPolicy {
@@ -664,18 +664,18 @@ func (a *RouteAction) validateGRPC(p Path, r *Route, c *Config, errs *Errors) {
 // validateMatchForEnvoy adds the checks of a route match that concern
 // Envoy's dialect rather than the match itself (Match.validate).
 func validateMatchForEnvoy(p Path, m *Match, errs *Errors) {
-	if m.Regex != "" {
-		checkEnvoyRegex(p.Field("regex"), m.Regex, errs)
+	if !m.Regex.IsZero() {
+		checkEnvoyRegex(p.Field("regex"), m.Regex.String(), errs)
 	}
 	for i, h := range m.Headers {
-		if h.Regex != "" {
-			checkEnvoyRegex(p.Field("headers").Index(i).Field("regex"), h.Regex, errs)
+		if !h.Regex.IsZero() {
+			checkEnvoyRegex(p.Field("headers").Index(i).Field("regex"), h.Regex.String(), errs)
 		}
 	}
 	for i, q := range m.Query {
 		qp := p.Field("query").Index(i)
-		if q.Regex != "" {
-			checkEnvoyRegex(qp.Field("regex"), q.Regex, errs)
+		if !q.Regex.IsZero() {
+			checkEnvoyRegex(qp.Field("regex"), q.Regex.String(), errs)
 		}
 		if q.Present != nil && !*q.Present {
 			errs.Add(qp.Field("present"), "Envoy cannot match an absent query parameter; use present: true or another matcher")

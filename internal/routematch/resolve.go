@@ -35,12 +35,8 @@ type Resolver[R any] struct {
 // holding each route's compiled form under its id and policy saying what
 // an unknown id gets (one of contract's per-component policies). The
 // routes must have passed config validation.
-func NewResolver[R any](routes []config.Route, byID map[string]R, policy contract.UnknownRoutePolicy) (*Resolver[R], error) {
-	t, err := New(routes)
-	if err != nil {
-		return nil, err
-	}
-	return &Resolver[R]{byID: byID, table: t, unknown: policy}, nil
+func NewResolver[R any](routes []config.Route, byID map[string]R, policy contract.UnknownRoutePolicy) *Resolver[R] {
+	return &Resolver[R]{byID: byID, table: New(routes), unknown: policy}
 }
 
 // Resolve returns the route of a request. ids are the route ids Envoy

@@ -46,10 +46,7 @@ func TestResolve(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := NewResolver(routes, byID, tt.policy)
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := NewResolver(routes, byID, tt.policy)
 			got, by, id, idx := r.Resolve(tt.req, tt.ids...)
 			if got != tt.want || by != tt.wantBy || id != tt.wantID || idx != tt.wantIdx {
 				t.Errorf("Resolve(%v, %q) = %q, %d, %q, %d; want %q, %d, %q, %d", tt.req, tt.ids, got, by, id, idx, tt.want, tt.wantBy, tt.wantID, tt.wantIdx)

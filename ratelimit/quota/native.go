@@ -25,11 +25,11 @@ type nativeRoute struct {
 	tiers map[string]*Rule // a nil rule: the tier is unlimited here
 	// def is the rule of any other tier; nil when they are unlimited.
 	def   *Rule
-	keyBy string
+	keyBy config.KeyBy
 }
 
 // compileNative builds gatehouse's domain, or nil when no route is limited.
-func compileNative(cfg *config.Config, loc *time.Location, add func(*Rule) *Rule) (*nativeDomain, error) {
+func compileNative(cfg *config.Config, loc *time.Location, add func(*Rule) *Rule) *nativeDomain {
 	byID := make(map[string]*nativeRoute, len(cfg.Routes))
 	limited := false
 	for i := range cfg.Routes {
@@ -57,13 +57,9 @@ func compileNative(cfg *config.Config, loc *time.Location, add func(*Rule) *Rule
 		byID[r.ID] = nr
 	}
 	if !limited {
-		return nil, nil
+		return nil
 	}
-	res, err := routematch.NewResolver(cfg.Routes, byID, contract.RateLimitUnknownRoute)
-	if err != nil {
-		return nil, err
-	}
-	return &nativeDomain{routes: res}, nil
+	return &nativeDomain{routes: routematch.NewResolver(cfg.Routes, byID, contract.RateLimitUnknownRoute)}
 }
 
 func nativeRule(route, tierLabel, namePrefix string, limits []config.Limit, e *config.EffectiveRateLimit, loc *time.Location) *Rule {
@@ -182,12 +178,12 @@ func (nd *nativeDomain) match(entries []*ratelimitv3.RateLimitDescriptor_Entry, 
 	key = AppendIdentityPart(key, nr.id)
 	key = append(key, '|')
 	key = AppendIdentityPart(key, tierName)
-	if nr.keyBy != contract.DescriptorRoute && nr.keyBy != contract.DescriptorTier {
+	if nr.keyBy.PerCaller() {
 		key = append(key, '|')
-		key = AppendIdentityPart(key, nr.keyBy)
+		key = AppendIdentityPart(key, string(nr.keyBy))
 		key = append(key, '=')
 		for _, e := range entries {
-			if e.GetKey() == nr.keyBy {
+			if e.GetKey() == string(nr.keyBy) {
 				key = AppendIdentityPart(key, e.GetValue())
 				break
 			}

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 
@@ -78,11 +77,7 @@ func Compile(cfg *config.Config) (*Snapshot, error) {
 		return nil, errors.New("ratelimit: the config has no ratelimit section")
 	}
 	var errs config.Errors
-	loc, err := time.LoadLocation(rl.TimeZone)
-	if err != nil {
-		errs.Add("ratelimit.timeZone", "%q is not a time zone: %v", rl.TimeZone, err)
-		return nil, errs
-	}
+	loc := rl.TimeZone.Location()
 	s := &Snapshot{domains: map[string]*Domain{}}
 	add := func(r *Rule) *Rule {
 		r.Index = len(s.Rules)
@@ -90,11 +85,7 @@ func Compile(cfg *config.Config) (*Snapshot, error) {
 		return r
 	}
 
-	nd, err := compileNative(cfg, loc, add)
-	if err != nil {
-		errs.Add("routes", "%v", err)
-		return nil, errs
-	}
+	nd := compileNative(cfg, loc, add)
 	if nd != nil {
 		s.domains[contract.RateLimitDomain] = &Domain{Name: contract.RateLimitDomain, native: nd, FailOpen: rl.FailureMode == config.FailOpen, Shadow: rl.Shadow}
 	}

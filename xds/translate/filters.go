@@ -1,9 +1,10 @@
 package translate
 
 import (
+	"time"
+
 	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
-	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	ratelimitconfv3 "github.com/envoyproxy/go-control-plane/envoy/config/ratelimit/v3"
@@ -66,28 +67,16 @@ func needsOf(cfg *config.Config, r *config.Route) routeNeeds {
 // overwrites the identity headers.
 func (n *routeNeeds) authzRuns() bool { return n.authzOn && !n.authz.Disabled }
 
-// defaultServices is xds.services as the loader fills it for `xds: {}`
-// (the default tags of internal/config/xds.go; a test keeps the two
-// equal). A config without an xds section is still rendered, and its
-// filters must keep gatehouse's fail-closed modes and timeouts rather
-// than zero values: an empty ratelimitFailureMode would render the rate
-// limit filter fail-open, and zero timeouts as no timeout.
-var defaultServices = config.XDSServices{
-	ConnectTimeout:        config.Duration(time.Second),
-	AuthzTimeout:          config.Duration(500 * time.Millisecond),
-	AuthzFailureMode:      config.FailClosed,
-	ExtProcMessageTimeout: config.Duration(500 * time.Millisecond),
-	ExtProcFailureMode:    config.FailClosed,
-	RateLimitTimeout:      config.Duration(250 * time.Millisecond),
-	RateLimitFailureMode:  config.FailClosed,
-}
-
-// servicesOf is the config's xds.services, or the defaults.
+// servicesOf is the config's xds.services, or, without an xds section
+// (`gatehouse render` still renders such a config), the section's
+// defaults: its filters must keep gatehouse's fail-closed modes and
+// timeouts rather than zero values (an empty ratelimitFailureMode would
+// render the rate limit filter fail-open, and zero timeouts as none).
 func servicesOf(cfg *config.Config) config.XDSServices {
 	if cfg.XDS != nil {
 		return cfg.XDS.Services
 	}
-	return defaultServices
+	return config.Defaults[config.XDSServices]()
 }
 
 func grpcService(component string, timeout config.Duration) *corev3.GrpcService {
