@@ -4,12 +4,37 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
+	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
 	"github.com/gatehouse/gatehouse/extproc/hygiene"
 	"github.com/gatehouse/gatehouse/extproc/idempotency"
 )
+
+// idemPolicy is a route's idempotency settings.
+type idemPolicy struct {
+	header   string
+	methods  []string
+	required bool
+	ttl      time.Duration
+	lock     time.Duration
+	scope    []string
+	failOpen bool
+}
+
+func (p *idemPolicy) applies(method string) bool { return slices.Contains(p.methods, method) }
+
+// idemState is a request's idempotency: the key it carries and, once
+// claimed, what it holds in the store.
+type idemState struct {
+	key   string // store key; "" when the request carries none
+	fp    idempotency.Fingerprint
+	owner idempotency.Owner
+	held  bool // this request holds the key (in flight)
+	rec   *idempotency.Record
+}
 
 // idempotencyKey reads and checks the request's key, for a method the
 // route applies keys to.
@@ -32,25 +57,25 @@ func (s *stream) idempotencyKey(hs []hygiene.Header) *extprocv3.ProcessingRespon
 	for i, n := range p.scope {
 		scope[i], _ = headerValue(hs, n)
 	}
-	s.idemKey = idempotency.StoreKey(r.id, scope, key)
+	s.idem.key = idempotency.StoreKey(r.id, scope, key)
 	return nil
 }
 
 // claim asks the store for the request's key.
 func (s *stream) claim(ctx context.Context, body []byte) *extprocv3.ProcessingResponse {
 	r, p := s.route, s.route.idem
-	s.idemFP = idempotency.NewFingerprint(s.method, s.path, body)
-	s.idemOwner = idempotency.NewOwner()
+	s.idem.fp = idempotency.NewFingerprint(s.method, s.path, body)
+	s.idem.owner = idempotency.NewOwner()
 	ctx, cancel := context.WithDeadline(ctx, s.deadline)
 	defer cancel()
-	out, rec, err := s.srv.store.Begin(ctx, s.idemKey, s.idemFP, s.idemOwner, p.lock)
+	out, rec, err := s.srv.store.Begin(ctx, s.idem.key, s.idem.fp, s.idem.owner, p.lock)
 	if err != nil {
 		return s.storeFailed(err)
 	}
 	r.m.idempotency(out.String())
 	switch out {
 	case idempotency.Acquired:
-		s.idemHeld = true
+		s.idem.held = true
 		return nil
 	case idempotency.Replay:
 		return s.replay(rec)
@@ -66,7 +91,7 @@ func (s *stream) claim(ctx context.Context, body []byte) *extprocv3.ProcessingRe
 // storeFailed applies the route's failure mode to a store error.
 func (s *stream) storeFailed(err error) *extprocv3.ProcessingResponse {
 	r := s.route
-	s.idemKey = ""
+	s.idem.key = ""
 	if r.idem.failOpen {
 		r.m.idempotency("store_error_open")
 		s.srv.log.Warn("idempotency store unavailable; request goes on without idempotency (failureMode open)", "route", r.id, "err", err)
@@ -101,11 +126,11 @@ func (s *stream) replay(rec *idempotency.Record) *extprocv3.ProcessingResponse {
 // store completes the request's key with its response.
 func (s *stream) store(ctx context.Context, body []byte) {
 	r := s.route
-	s.idemHeld = false
-	s.idemRec.Body = body
+	s.idem.held = false
+	s.idem.rec.Body = body
 	ctx, cancel := context.WithDeadline(ctx, s.deadline)
 	defer cancel()
-	ok, err := s.srv.store.Complete(ctx, s.idemKey, s.idemFP, s.idemOwner, s.idemRec, r.idem.ttl)
+	ok, err := s.srv.store.Complete(ctx, s.idem.key, s.idem.fp, s.idem.owner, s.idem.rec, r.idem.ttl)
 	switch {
 	case err != nil:
 		r.m.idempotency("store_error")
@@ -121,15 +146,15 @@ func (s *stream) store(ctx context.Context, body []byte) {
 
 // release frees the key the request holds so that a retry runs.
 func (s *stream) release(ctx context.Context, reason string) {
-	if !s.idemHeld {
+	if !s.idem.held {
 		return
 	}
-	s.idemHeld = false
+	s.idem.held = false
 	r := s.route
 	r.m.idempotency(reason)
 	ctx, cancel := context.WithDeadline(ctx, s.deadline)
 	defer cancel()
-	if err := s.srv.store.Release(ctx, s.idemKey, s.idemFP, s.idemOwner); err != nil {
+	if err := s.srv.store.Release(ctx, s.idem.key, s.idem.fp, s.idem.owner); err != nil {
 		s.srv.log.Warn("idempotency key not released; retries get 409 until lockTimeout", "route", r.id, "err", err)
 	}
 }

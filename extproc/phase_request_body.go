@@ -10,7 +10,13 @@ import (
 	"github.com/gatehouse/gatehouse/extproc/openapi"
 )
 
-func (s *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) (*extprocv3.ProcessingResponse, error) {
+// requestBodyPhase collects the request body (echoing or withholding
+// chunks as the mode requires) and, once whole or over the route's limit,
+// runs the request processors that need it.
+type requestBodyPhase struct{}
+
+func (requestBodyPhase) answer(ctx context.Context, s *stream, req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
+	b := req.GetRequestBody()
 	if b.GetEndOfStream() {
 		s.req.ended = true
 	}
@@ -86,14 +92,14 @@ func (s *stream) requestComplete(ctx context.Context, body []byte, checked bool)
 			return resp
 		}
 	}
-	if s.idemKey == "" {
+	if s.idem.key == "" {
 		return nil
 	}
 	if !checked {
 		// Without the whole body there is no fingerprint: the request
 		// goes on without idempotency, counted.
 		r.m.idempotency("too_large")
-		s.idemKey = ""
+		s.idem.key = ""
 		return nil
 	}
 	var resp *extprocv3.ProcessingResponse

@@ -10,7 +10,13 @@ import (
 	"github.com/gatehouse/gatehouse/extproc/hygiene"
 )
 
-func (s *stream) requestHeaders(ctx context.Context, req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
+// requestHeadersPhase reads the request line and headers: it finds what
+// the route's processors need (hygiene runs now; contract validation and
+// the idempotency claim now or once the body is in) and asks Envoy, in
+// the mode override, for exactly the bodies they need.
+type requestHeadersPhase struct{}
+
+func (requestHeadersPhase) answer(ctx context.Context, s *stream, req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
 	h := req.GetRequestHeaders()
 	r := s.route
 	eos := h.GetEndOfStream()
@@ -55,8 +61,8 @@ func (s *stream) requestHeaders(ctx context.Context, req *extprocv3.ProcessingRe
 			return resp, nil
 		}
 	}
-	s.req.want = !eos && (r.contract != nil && r.oaBody || s.idemKey != "")
-	respWant := r.redactor != nil || s.idemKey != "" || (r.contract != nil && r.oaResp)
+	s.req.want = !eos && (r.contract != nil && r.oaBody || s.idem.key != "")
+	respWant := r.redactor != nil || s.idem.key != "" || (r.contract != nil && r.oaResp)
 	respHeaders := r.hygiene != nil || respWant
 	mo := s.modeOverride(s.req.want, respHeaders, respWant)
 	if !s.req.want {

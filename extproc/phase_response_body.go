@@ -11,7 +11,12 @@ import (
 	"github.com/gatehouse/gatehouse/extproc/redact"
 )
 
-func (s *stream) responseBody(ctx context.Context, b *extprocv3.HttpBody) (*extprocv3.ProcessingResponse, error) {
+// responseBodyPhase collects the response body and, once whole (or over
+// the limit), validates, redacts and stores it.
+type responseBodyPhase struct{}
+
+func (responseBodyPhase) answer(ctx context.Context, s *stream, req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
+	b := req.GetResponseBody()
 	if b.GetEndOfStream() {
 		s.resp.ended = true
 	}
@@ -132,7 +137,7 @@ func (s *stream) responseComplete(ctx context.Context, body []byte, checked bool
 			out = []byte{}
 		}
 	}
-	if s.idemHeld {
+	if s.idem.held {
 		if !checked {
 			s.release(ctx, "too_large")
 		} else {

@@ -10,7 +10,13 @@ import (
 	"github.com/gatehouse/gatehouse/extproc/idempotency"
 )
 
-func (s *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders) (*extprocv3.ProcessingResponse, error) {
+// responseHeadersPhase reads the upstream's status and headers: hygiene
+// strips and correlates, it decides whether the body will be redacted,
+// validated or stored, and tells Envoy to stream a body nothing needs.
+type responseHeadersPhase struct{}
+
+func (responseHeadersPhase) answer(ctx context.Context, s *stream, req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
+	h := req.GetResponseHeaders()
 	r := s.route
 	if s.req.want && !s.req.complete {
 		// Envoy never sent the body gatehouse asked for (mode_override
@@ -60,20 +66,20 @@ func (s *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders) 
 		}
 	}
 	s.validateResp = r.contract != nil && r.oaResp && s.oaMatch != nil
-	if s.idemHeld {
+	if s.idem.held {
 		if !idempotency.Storable(s.status) {
 			s.release(ctx, "released")
 		} else {
-			s.idemRec = &idempotency.Record{Status: s.status}
+			s.idem.rec = &idempotency.Record{Status: s.status}
 			for _, h := range hs {
 				if idempotency.Replayable(h.Name) && h.Name != hygiene.RequestIDHeader && h.Name != hygiene.TraceparentHeader &&
 					(r.hygiene == nil || !r.hygiene.Strips(h.Name)) && !(s.gzipResp && h.Name == "content-encoding") {
-					s.idemRec.Header = append(s.idemRec.Header, [2]string{h.Name, h.Value})
+					s.idem.rec.Header = append(s.idem.rec.Header, [2]string{h.Name, h.Value})
 				}
 			}
 		}
 	}
-	s.resp.want = !eos && (s.redactResp || s.validateResp || s.idemHeld)
+	s.resp.want = !eos && (s.redactResp || s.validateResp || s.idem.held)
 	if eos {
 		if resp, _, _ := s.responseComplete(ctx, nil, true); resp != nil {
 			return resp, nil

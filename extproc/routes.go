@@ -51,19 +51,6 @@ type route struct {
 	lastLog atomic.Int64
 }
 
-// idemPolicy is a route's idempotency settings.
-type idemPolicy struct {
-	header   string
-	methods  []string
-	required bool
-	ttl      time.Duration
-	lock     time.Duration
-	scope    []string
-	failOpen bool
-}
-
-func (p *idemPolicy) applies(method string) bool { return slices.Contains(p.methods, method) }
-
 // processors reports whether the route runs any processor.
 func (r *route) processors() bool {
 	return r.hygiene != nil || r.contract != nil || r.redactor != nil || r.idem != nil

@@ -13,7 +13,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/gatehouse/gatehouse/extproc/hygiene"
-	"github.com/gatehouse/gatehouse/extproc/idempotency"
 	"github.com/gatehouse/gatehouse/extproc/openapi"
 	"github.com/gatehouse/gatehouse/internal/contract"
 )
@@ -86,11 +85,7 @@ type stream struct {
 
 	oaMatch *openapi.Match
 
-	idemKey   string // store key; "" when the request carries none
-	idemFP    idempotency.Fingerprint
-	idemOwner idempotency.Owner
-	idemHeld  bool // this request holds the key (in flight)
-	idemRec   *idempotency.Record
+	idem idemState
 
 	// deadline is when the answer to the current message is due.
 	deadline time.Time
@@ -143,29 +138,42 @@ func (s *stream) handle(ctx context.Context, req *extprocv3.ProcessingRequest) (
 	// Only store calls can block; they take their deadline from when the
 	// message arrived (deadline), so nothing waits past messageTimeout.
 	s.deadline = time.Now().Add(s.rt.timeout)
-	mctx := ctx
-	switch kind {
-	case kindRequestHeaders:
-		return s.requestHeaders(mctx, req)
-	case kindRequestBody:
-		return s.requestBody(mctx, req.GetRequestBody())
-	case kindRequestTrailers:
-		if s.req.held > 0 {
-			return nil, s.protocolError("trailers_after_held_body", "request trailers ended a STREAMED body whose chunks were withheld")
-		}
-		s.req.ended = true
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}, nil
-	case kindResponseHeaders:
-		return s.responseHeaders(mctx, req.GetResponseHeaders())
-	case kindResponseBody:
-		return s.responseBody(mctx, req.GetResponseBody())
-	default:
+	return phases[kind].answer(ctx, s, req)
+}
+
+// phase answers the messages of one kind. A phase holds no state: what
+// one message leaves for the next (the route, the body so far, the
+// idempotency key) is the stream's.
+type phase interface {
+	answer(ctx context.Context, s *stream, req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error)
+}
+
+// phases answers each kind of message, in the order Envoy sends them.
+var phases = [numMsgKinds]phase{
+	kindRequestHeaders:   requestHeadersPhase{},
+	kindRequestBody:      requestBodyPhase{},
+	kindRequestTrailers:  trailersPhase{request: true},
+	kindResponseHeaders:  responseHeadersPhase{},
+	kindResponseBody:     responseBodyPhase{},
+	kindResponseTrailers: trailersPhase{},
+}
+
+// trailersPhase ends a direction: nothing gatehouse does reads trailers.
+type trailersPhase struct{ request bool }
+
+func (p trailersPhase) answer(_ context.Context, s *stream, _ *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
+	if !p.request {
 		if s.resp.held > 0 {
 			return nil, s.protocolError("trailers_after_held_body", "response trailers ended a STREAMED body whose chunks were withheld")
 		}
 		s.resp.ended = true
 		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocv3.TrailersResponse{}}}, nil
 	}
+	if s.req.held > 0 {
+		return nil, s.protocolError("trailers_after_held_body", "request trailers ended a STREAMED body whose chunks were withheld")
+	}
+	s.req.ended = true
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}, nil
 }
 
 // start reads what only the first message carries: the body modes Envoy
@@ -229,7 +237,7 @@ func (s *stream) timed(proc string, f func()) {
 // response: cancelled, reset, failed upstream) is released, the span ends
 // and the outcome is counted.
 func (s *stream) finish(err error) {
-	if s.idemHeld {
+	if s.idem.held {
 		// The stream's context is gone; release on a fresh one, bounded.
 		s.deadline = time.Now().Add(s.rt.timeout)
 		s.release(context.Background(), "released")
