@@ -20,7 +20,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	rlcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	ratelimitfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
@@ -252,13 +252,13 @@ func TestEnvoyContractAcrossComponents(t *testing.T) {
 	// 4. The rate limit descriptor, built as Envoy builds it from the
 	// route's actions and the metadata ext_authz emitted under its name.
 	meta := map[string]*structpb.Struct{"envoy.filters.http.ext_authz": allowed.GetDynamicMetadata()}
-	var descs []*rlcommonv3.RateLimitDescriptor
+	var descs []*ratelimitv3.RateLimitDescriptor
 	for _, rl := range orders.GetRoute().GetRateLimits() {
-		d := &rlcommonv3.RateLimitDescriptor{}
+		d := &ratelimitv3.RateLimitDescriptor{}
 		for _, a := range rl.GetActions() {
 			switch {
 			case a.GetGenericKey() != nil:
-				d.Entries = append(d.Entries, &rlcommonv3.RateLimitDescriptor_Entry{Key: a.GetGenericKey().GetDescriptorKey(), Value: a.GetGenericKey().GetDescriptorValue()})
+				d.Entries = append(d.Entries, &ratelimitv3.RateLimitDescriptor_Entry{Key: a.GetGenericKey().GetDescriptorKey(), Value: a.GetGenericKey().GetDescriptorValue()})
 			case a.GetMetadata() != nil:
 				m := a.GetMetadata()
 				v := m.GetDefaultValue()
@@ -266,7 +266,7 @@ func TestEnvoyContractAcrossComponents(t *testing.T) {
 				if f, ok := ns.GetFields()[m.GetMetadataKey().GetPath()[0].GetKey()]; ok {
 					v = f.GetStringValue()
 				}
-				d.Entries = append(d.Entries, &rlcommonv3.RateLimitDescriptor_Entry{Key: m.GetDescriptorKey(), Value: v})
+				d.Entries = append(d.Entries, &ratelimitv3.RateLimitDescriptor_Entry{Key: m.GetDescriptorKey(), Value: v})
 			default:
 				t.Fatalf("unexpected rate limit action %v", a)
 			}

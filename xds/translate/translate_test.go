@@ -13,7 +13,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
-	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
 	"github.com/google/go-cmp/cmp"
@@ -224,7 +224,7 @@ func TestContract(t *testing.T) {
 	if !hcm.GetStripAnyHostPort() {
 		t.Error("strip_any_host_port = false; want true (routematch strips ports)")
 	}
-	proc := &extprocv3.ExternalProcessor{}
+	proc := &extprocfilterv3.ExternalProcessor{}
 	if err := hcm.GetHttpFilters()[0].GetTypedConfig().UnmarshalTo(proc); err != nil {
 		t.Fatal(err)
 	}
@@ -317,13 +317,13 @@ func TestPerRouteNeeds(t *testing.T) {
 				t.Errorf("ext_proc per-route config present = %v; want %v", has, !tt.extproc.Disabled)
 			}
 			if !tt.extproc.Disabled {
-				ep := &extprocv3.ExtProcPerRoute{}
+				ep := &extprocfilterv3.ExtProcPerRoute{}
 				if err := epAny.UnmarshalTo(ep); err != nil {
 					t.Fatal(err)
 				}
 				m := ep.GetOverrides().GetProcessingMode()
-				if m.GetRequestHeaderMode() != extprocv3.ProcessingMode_SEND || m.GetResponseHeaderMode() != extprocv3.ProcessingMode_SKIP ||
-					m.GetRequestBodyMode() != extprocv3.ProcessingMode_BUFFERED || m.GetResponseBodyMode() != extprocv3.ProcessingMode_NONE {
+				if m.GetRequestHeaderMode() != extprocfilterv3.ProcessingMode_SEND || m.GetResponseHeaderMode() != extprocfilterv3.ProcessingMode_SKIP ||
+					m.GetRequestBodyMode() != extprocfilterv3.ProcessingMode_BUFFERED || m.GetResponseBodyMode() != extprocfilterv3.ProcessingMode_NONE {
 					t.Errorf("processing mode = %v; want request headers SEND + BUFFERED body, nothing else", m)
 				}
 			}
