@@ -121,11 +121,7 @@ func compile(cfg *config.Config, o compileOptions) (*engine, error) {
 	}
 	byID := make(map[string]*route, len(cfg.Routes))
 	for i := range cfg.Routes {
-		rt, err := e.compileRoute(&cfg.Routes[i])
-		if err != nil {
-			errs.Add(config.Path("routes").Index(i).Field("authz"), "%v", err)
-			continue
-		}
+		rt := e.compileRoute(&cfg.Routes[i])
 		byID[rt.id] = rt
 	}
 	e.routes = routematch.NewResolver(cfg.Routes, byID, contract.AuthzUnknownRoute)

@@ -42,16 +42,16 @@ type route struct {
 	anon atomic.Pointer[upstream]
 }
 
-func (e *engine) compileRoute(cr *config.Route) (*route, error) {
+func (e *engine) compileRoute(cr *config.Route) *route {
 	rt := &route{id: cr.ID, counters: counters{route: cr.ID}, defaultTier: e.defaultTier}
 	a := cr.Authz
 	if a == nil {
-		return rt, nil
+		return rt
 	}
 	rt.hasAuthz = true
 	rt.public = a.Public
 	if a.Public {
-		return rt, nil
+		return rt
 	}
 	rt.all = a.Mode == config.ModeAll
 	rt.optional = a.Optional
@@ -89,7 +89,7 @@ func (e *engine) compileRoute(cr *config.Route) (*route, error) {
 			}
 		}
 	}
-	return rt, nil
+	return rt
 }
 
 // claimMatcher is one required claim condition.

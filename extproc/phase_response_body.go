@@ -37,7 +37,7 @@ func (responseBodyPhase) answer(ctx context.Context, s *stream, req *extprocv3.P
 		} else {
 			r.m.body("response", "over_limit", "skipped")
 		}
-		if resp, _, _ := s.responseComplete(ctx, nil, false); resp != nil {
+		if resp, _ := s.responseComplete(ctx, nil, false); resp != nil {
 			return resp, nil
 		}
 		if data != nil {
@@ -45,7 +45,7 @@ func (responseBodyPhase) answer(ctx context.Context, s *stream, req *extprocv3.P
 		}
 		return bodyResponse(false, nil), nil
 	case stepReady:
-		resp, out, m := s.responseComplete(ctx, data, true)
+		resp, out := s.responseComplete(ctx, data, true)
 		if resp != nil {
 			return resp, nil
 		}
@@ -57,6 +57,7 @@ func (responseBodyPhase) answer(ctx context.Context, s *stream, req *extprocv3.P
 			return bodyResponse(false, nil), nil
 		}
 		c := replaceBody(out)
+		var m mutation
 		if changed && s.respLength {
 			// BUFFERED with response headers sent: Envoy kept the
 			// content-length and it must match the new body.
@@ -71,12 +72,10 @@ func (responseBodyPhase) answer(ctx context.Context, s *stream, req *extprocv3.P
 // responseComplete runs the response processors on the whole body (nil
 // and checked false when it was too large): report-only validation,
 // redaction, then storing it for idempotency replays. It returns an
-// immediate answer, or the new body (nil when unchanged) and header
-// changes for the body answer.
-func (s *stream) responseComplete(ctx context.Context, body []byte, checked bool) (*extprocv3.ProcessingResponse, []byte, mutation) {
+// immediate answer, or the new body (nil when unchanged).
+func (s *stream) responseComplete(ctx context.Context, body []byte, checked bool) (*extprocv3.ProcessingResponse, []byte) {
 	s.resp.complete = true
 	r := s.route
-	var m mutation
 	plain := body
 	if s.gzipResp && checked && len(body) > 0 {
 		dec, err := gunzip(body, r.limit)
@@ -86,7 +85,7 @@ func (s *stream) responseComplete(ctx context.Context, body []byte, checked bool
 			// The content-encoding header is already gone: a body that
 			// cannot be decoded cannot be sent on as it is.
 			return s.problem(problem{Type: problemUninspected, Title: "Response cannot be inspected", Status: 502,
-				Detail: "The upstream's gzip response could not be decoded within this API's inspection limit."}), nil, m
+				Detail: "The upstream's gzip response could not be decoded within this API's inspection limit."}), nil
 		}
 		plain = dec
 	}
@@ -148,5 +147,5 @@ func (s *stream) responseComplete(ctx context.Context, body []byte, checked bool
 			s.timed(procIdempotency, func() { s.store(ctx, final) })
 		}
 	}
-	return nil, out, m
+	return nil, out
 }

@@ -81,7 +81,7 @@ func (responseHeadersPhase) answer(ctx context.Context, s *stream, req *extprocv
 	}
 	s.resp.want = !eos && (s.redactResp || s.validateResp || s.idem.held)
 	if eos {
-		if resp, _, _ := s.responseComplete(ctx, nil, true); resp != nil {
+		if resp, _ := s.responseComplete(ctx, nil, true); resp != nil {
 			return resp, nil
 		}
 	}

@@ -3,6 +3,7 @@ package extproc
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -178,7 +179,8 @@ func loadContract(ctx context.Context, o *config.RouteOpenAPI, cache map[[32]byt
 }
 
 func unwrapPath(err error) error {
-	if pe, ok := err.(*os.PathError); ok {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
 		return pe.Err
 	}
 	return err
@@ -188,8 +190,8 @@ func unwrapPath(err error) error {
 // and line) when it came from one, else at the line of the inline spec
 // that holds it.
 func contractError(cfg *config.Config, p config.Path, o *config.RouteOpenAPI, err error) *config.FieldError {
-	le, _ := err.(*openapi.LoadError)
-	if le == nil {
+	var le *openapi.LoadError
+	if !errors.As(err, &le) {
 		le = &openapi.LoadError{Msg: err.Error()}
 	}
 	if o.File != "" {

@@ -127,7 +127,7 @@ func (s *stream) handle(ctx context.Context, req *extprocv3.ProcessingRequest) (
 	if !s.started {
 		s.start(req)
 	}
-	if err := s.order(kind, req); err != nil {
+	if err := s.order(kind); err != nil {
 		return nil, err
 	}
 	if req.GetObservabilityMode() {
@@ -199,7 +199,7 @@ func (s *stream) start(req *extprocv3.ProcessingRequest) {
 
 // order enforces the message order of an HTTP request; a message out of
 // order (or after its direction ended) is a protocol error.
-func (s *stream) order(k msgKind, req *extprocv3.ProcessingRequest) error {
+func (s *stream) order(k msgKind) error {
 	ok := false
 	switch k {
 	case kindRequestHeaders:

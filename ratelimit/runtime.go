@@ -110,7 +110,7 @@ func (rt *runtime) commit(cfg *config.Config, snap *quota.Snapshot) {
 	}
 	rt.cfg = cfg
 	rt.swap(snap)
-	rt.watch(snap)
+	rt.watch()
 }
 
 // swap serves snap, with a new Redis store when the store settings
@@ -195,7 +195,7 @@ func (rt *runtime) close() error {
 // swapped in if valid; an invalid change is logged and counted, and the
 // last good config keeps serving. (The gatehouse config's own reload does
 // not see these files change.)
-func (rt *runtime) watch(snap *quota.Snapshot) {
+func (rt *runtime) watch() {
 	paths := envoyWatchPaths(rt.cfg)
 	if equalStrings(paths, rt.watched) {
 		return

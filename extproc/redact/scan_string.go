@@ -41,7 +41,8 @@ func (s *scanner) stringValue(isKey bool) error {
 		return errSyntax // a control character
 	}
 	// Escapes: decode, then detect on what a client would read.
-	dec := append(s.str[:0], in[start+1:i]...)
+	s.str = append(s.str[:0], in[start+1:i]...)
+	dec := s.str
 	var err error
 	dec, i, err = unescape(dec, in, i)
 	s.str = dec

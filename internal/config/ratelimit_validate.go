@@ -20,7 +20,7 @@ var (
 	rateLimitHeaderPattern = regexp.MustCompile("^[a-z0-9!#$%&'*+.^_`|~-]+$")
 )
 
-func (r *RateLimit) validate(p Path, c *Config, errs *Errors) {
+func (r *RateLimit) validate(p Path, errs *Errors) {
 	validateTiers(p.Field("tiers"), r.Tiers, r.Algorithm, errs)
 	validateLimits(p.Field("default"), r.Default, r.Algorithm, errs)
 	if !r.KeyBy.Builtin() {

@@ -31,7 +31,7 @@ func (c *Config) Validate() Errors {
 	}
 	if c.RateLimit != nil {
 		addrs.check("ratelimit.address", c.RateLimit.Address, &errs)
-		c.RateLimit.validate("ratelimit", c, &errs)
+		c.RateLimit.validate("ratelimit", &errs)
 	}
 	if c.XDS != nil {
 		addrs.check("xds.address", c.XDS.Address, &errs)

@@ -1,6 +1,7 @@
 package quota
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -108,7 +109,8 @@ func readLimited(name string) ([]byte, error) {
 }
 
 func unwrapPathError(err error) error {
-	if pe, ok := err.(*fs.PathError); ok {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
 		return fmt.Errorf("%s: %v", pe.Path, pe.Err)
 	}
 	return err
