@@ -24,13 +24,26 @@ import (
 // hashes their text, since their parsed form is unexported.
 type sourced interface{ source() string }
 
-// scalar returns the text of a scalar node, or an error naming what was
-// expected.
-func scalar(n *yaml.Node, what string) (string, error) {
+// decodeScalar parses the text of a scalar node into *dst with parse, or
+// says what was expected.
+func decodeScalar[T any](n *yaml.Node, dst *T, what string, parse func(string) (T, error)) error {
 	if n.Kind != yaml.ScalarNode {
-		return "", fmt.Errorf("expected %s", what)
+		return fmt.Errorf("expected %s", what)
 	}
-	return n.Value, nil
+	v, err := parse(n.Value)
+	if err != nil {
+		return err
+	}
+	*dst = v
+	return nil
+}
+
+// must is for values known to parse (tests, code): it panics otherwise.
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
 
 // Regex is an RE2 expression that must match a whole value, as Envoy's
@@ -59,13 +72,7 @@ func NewRegex(src string) (Regex, error) {
 }
 
 // MustRegex is NewRegex for expressions known to compile (tests, code).
-func MustRegex(src string) Regex {
-	r, err := NewRegex(src)
-	if err != nil {
-		panic(err)
-	}
-	return r
-}
+func MustRegex(src string) Regex { return must(NewRegex(src)) }
 
 // String returns the expression as written (what Envoy is given: its
 // matchers anchor by themselves).
@@ -82,16 +89,7 @@ func (r Regex) source() string { return r.src }
 
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (r *Regex) UnmarshalYAML(n *yaml.Node) error {
-	s, err := scalar(n, "an RE2 expression")
-	if err != nil {
-		return err
-	}
-	v, err := NewRegex(s)
-	if err != nil {
-		return err
-	}
-	*r = v
-	return nil
+	return decodeScalar(n, r, "an RE2 expression", NewRegex)
 }
 
 // MarshalYAML implements yaml.Marshaler.
@@ -114,13 +112,7 @@ func NewPattern(src string) (Pattern, error) {
 }
 
 // MustPattern is NewPattern for expressions known to compile.
-func MustPattern(src string) Pattern {
-	p, err := NewPattern(src)
-	if err != nil {
-		panic(err)
-	}
-	return p
-}
+func MustPattern(src string) Pattern { return must(NewPattern(src)) }
 
 // String returns the expression as written.
 func (p Pattern) String() string { return p.src }
@@ -132,16 +124,7 @@ func (p Pattern) source() string { return p.src }
 
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (p *Pattern) UnmarshalYAML(n *yaml.Node) error {
-	s, err := scalar(n, "an RE2 expression")
-	if err != nil {
-		return err
-	}
-	v, err := NewPattern(s)
-	if err != nil {
-		return err
-	}
-	*p = v
-	return nil
+	return decodeScalar(n, p, "an RE2 expression", NewPattern)
 }
 
 // MarshalYAML implements yaml.Marshaler.
@@ -164,13 +147,7 @@ func ParseCIDR(s string) (CIDR, error) {
 }
 
 // MustCIDR is ParseCIDR for prefixes known to parse.
-func MustCIDR(s string) CIDR {
-	c, err := ParseCIDR(s)
-	if err != nil {
-		panic(err)
-	}
-	return c
-}
+func MustCIDR(s string) CIDR { return must(ParseCIDR(s)) }
 
 // Prefix returns the masked prefix.
 func (c CIDR) Prefix() netip.Prefix { return c.p }
@@ -182,16 +159,7 @@ func (c CIDR) source() string { return c.src }
 
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (c *CIDR) UnmarshalYAML(n *yaml.Node) error {
-	s, err := scalar(n, "a CIDR such as 10.0.0.0/8")
-	if err != nil {
-		return err
-	}
-	v, err := ParseCIDR(s)
-	if err != nil {
-		return err
-	}
-	*c = v
-	return nil
+	return decodeScalar(n, c, "a CIDR such as 10.0.0.0/8", ParseCIDR)
 }
 
 // MarshalYAML implements yaml.Marshaler.
@@ -214,13 +182,7 @@ func ParseTime(s string) (Time, error) {
 }
 
 // MustTime is ParseTime for times known to parse.
-func MustTime(s string) Time {
-	t, err := ParseTime(s)
-	if err != nil {
-		panic(err)
-	}
-	return t
-}
+func MustTime(s string) Time { return must(ParseTime(s)) }
 
 // Time returns the instant (the zero time.Time when not set).
 func (t Time) Time() time.Time { return t.t }
@@ -235,16 +197,7 @@ func (t Time) source() string { return t.src }
 
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (t *Time) UnmarshalYAML(n *yaml.Node) error {
-	s, err := scalar(n, "an RFC 3339 time such as 2027-01-31T00:00:00Z")
-	if err != nil {
-		return err
-	}
-	v, err := ParseTime(s)
-	if err != nil {
-		return err
-	}
-	*t = v
-	return nil
+	return decodeScalar(n, t, "an RFC 3339 time such as 2027-01-31T00:00:00Z", ParseTime)
 }
 
 // MarshalYAML implements yaml.Marshaler.
@@ -281,16 +234,7 @@ func (z TimeZone) source() string { return z.name }
 
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (z *TimeZone) UnmarshalYAML(n *yaml.Node) error {
-	s, err := scalar(n, "a time zone such as UTC or Europe/Berlin")
-	if err != nil {
-		return err
-	}
-	v, err := LoadTimeZone(s)
-	if err != nil {
-		return err
-	}
-	*z = v
-	return nil
+	return decodeScalar(n, z, "a time zone such as UTC or Europe/Berlin", LoadTimeZone)
 }
 
 // MarshalYAML implements yaml.Marshaler.
@@ -314,16 +258,7 @@ func (id SPIFFEID) String() string { return string(id) }
 
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (id *SPIFFEID) UnmarshalYAML(n *yaml.Node) error {
-	s, err := scalar(n, "a SPIFFE id (spiffe://trust.domain/path)")
-	if err != nil {
-		return err
-	}
-	v, err := ParseSPIFFEID(s)
-	if err != nil {
-		return err
-	}
-	*id = v
-	return nil
+	return decodeScalar(n, id, "a SPIFFE id (spiffe://trust.domain/path)", ParseSPIFFEID)
 }
 
 // KeyBy is what one rate limit counter is kept for: a caller (subject),
@@ -364,13 +299,7 @@ func ParseSPIFFETrustDomain(s string) (SPIFFETrustDomain, error) {
 }
 
 // MustSPIFFETrustDomain is ParseSPIFFETrustDomain for names known to parse.
-func MustSPIFFETrustDomain(s string) SPIFFETrustDomain {
-	td, err := ParseSPIFFETrustDomain(s)
-	if err != nil {
-		panic(err)
-	}
-	return td
-}
+func MustSPIFFETrustDomain(s string) SPIFFETrustDomain { return must(ParseSPIFFETrustDomain(s)) }
 
 // TrustDomain returns the parsed trust domain.
 func (d SPIFFETrustDomain) TrustDomain() spiffeid.TrustDomain { return d.td }
@@ -385,16 +314,7 @@ func (d SPIFFETrustDomain) source() string { return d.td.Name() }
 
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (d *SPIFFETrustDomain) UnmarshalYAML(n *yaml.Node) error {
-	s, err := scalar(n, "a SPIFFE trust domain such as example.org")
-	if err != nil {
-		return err
-	}
-	v, err := ParseSPIFFETrustDomain(s)
-	if err != nil {
-		return err
-	}
-	*d = v
-	return nil
+	return decodeScalar(n, d, "a SPIFFE trust domain such as example.org", ParseSPIFFETrustDomain)
 }
 
 // MarshalYAML implements yaml.Marshaler.
