@@ -224,7 +224,7 @@ func contractError(cfg *config.Config, p config.Path, o *config.RouteOpenAPI, er
 func (rt *runtime) lookup(attrID, metaID string, hs []hygiene.Header) (*route, string) {
 	var req *routematch.Request
 	if hs != nil {
-		req = &routematch.Request{Header: func(name string) (string, bool) { return headerValue(hs, name) }}
+		req = &routematch.Request{Headers: routematch.HeaderFunc(func(name string) (string, bool) { return headerValue(hs, name) })}
 		req.Host, _ = headerValue(hs, ":authority")
 		req.Path, _ = headerValue(hs, ":path")
 		req.Method, _ = headerValue(hs, ":method")

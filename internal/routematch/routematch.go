@@ -26,9 +26,22 @@ type Request struct {
 	Host   string
 	Path   string // the :path, with query string
 	Method string
-	// Header returns the value of a header, and whether it is present.
-	Header func(name string) (string, bool)
+	// Headers gives the request's headers (nil: none).
+	Headers Headers
 }
+
+// Headers looks a request header up by its lower-case name. An interface
+// rather than a func, so that a request type with a Header method (authz's)
+// is passed without allocating a closure per request.
+type Headers interface {
+	Header(name string) (value string, ok bool)
+}
+
+// HeaderFunc adapts a function to Headers.
+type HeaderFunc func(name string) (string, bool)
+
+// Header implements Headers.
+func (f HeaderFunc) Header(name string) (string, bool) { return f(name) }
 
 // Table matches requests to route ids. It is immutable and safe for
 // concurrent use.
@@ -251,8 +264,8 @@ func (r *route) matches(req Request, path string, query url.Values) bool {
 	for _, h := range r.headers {
 		var v string
 		var ok bool
-		if req.Header != nil {
-			v, ok = req.Header(h.name)
+		if req.Headers != nil {
+			v, ok = req.Headers.Header(h.name)
 		}
 		// As Envoy's HeaderUtility::matchHeaders: an absent header fails a
 		// value matcher (exact, prefix, regex) even when it is inverted;

@@ -57,10 +57,10 @@ func TestMatch(t *testing.T) {
 		{host: "[::1]:8080", path: "/", method: "GET", want: "any", ok: true},
 	}
 	for _, tt := range tests {
-		req := Request{Host: tt.host, Path: tt.path, Method: tt.method, Header: func(n string) (string, bool) {
+		req := Request{Host: tt.host, Path: tt.path, Method: tt.method, Headers: HeaderFunc(func(n string) (string, bool) {
 			v, ok := tt.headers[n]
 			return v, ok
-		}}
+		})}
 		got, ok := tbl.Match(req)
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("Match(%s %s%s %v) = %q, %v; want %q, %v", tt.method, tt.host, tt.path, tt.headers, got, ok, tt.want, tt.ok)
@@ -117,10 +117,10 @@ func TestInvertedValueMatchOnAbsentHeader(t *testing.T) {
 		{map[string]string{"x-num": "x"}, "not-regex"},
 	}
 	for _, tt := range tests {
-		req := Request{Host: "h", Path: "/", Method: "GET", Header: func(n string) (string, bool) {
+		req := Request{Host: "h", Path: "/", Method: "GET", Headers: HeaderFunc(func(n string) (string, bool) {
 			v, ok := tt.headers[n]
 			return v, ok
-		}}
+		})}
 		if got, _ := tbl.Match(req); got != tt.want {
 			t.Errorf("Match(headers %v) = %q; want %q", tt.headers, got, tt.want)
 		}
