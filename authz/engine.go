@@ -196,7 +196,9 @@ type decision struct {
 // else by matching host, path, method and headers as Envoy would. An id
 // not configured here is denied (contract.AuthzUnknownRoute).
 func (e *engine) lookup(r *core.Request, ex core.Explainer) (*route, bool) {
-	rt, by, id, _ := e.routes.Resolve(&routematch.Request{Host: r.Host, Path: r.Path, Method: r.Method, Headers: r}, r.RouteID)
+	rt, by, id, _ := e.routes.Resolve(func() *routematch.Request {
+		return &routematch.Request{Host: r.Host, Path: r.Path, Method: r.Method, Headers: r}
+	}, r.RouteID)
 	switch by {
 	case routematch.ByID:
 		if ex != nil {

@@ -222,12 +222,15 @@ func contractError(cfg *config.Config, p config.Path, o *config.RouteOpenAPI, er
 // headers (also for an id not configured here: contract.ExtProcUnknownRoute).
 // source labels the metric.
 func (rt *runtime) lookup(attrID, metaID string, hs []hygiene.Header) (*route, string) {
-	var req *routematch.Request
-	if hs != nil {
-		req = &routematch.Request{Headers: routematch.HeaderFunc(func(name string) (string, bool) { return headerValue(hs, name) })}
+	req := func() *routematch.Request {
+		if hs == nil {
+			return nil
+		}
+		req := &routematch.Request{Headers: routematch.HeaderFunc(func(name string) (string, bool) { return headerValue(hs, name) })}
 		req.Host, _ = headerValue(hs, ":authority")
 		req.Path, _ = headerValue(hs, ":path")
 		req.Method, _ = headerValue(hs, ":method")
+		return req
 	}
 	r, by, _, idx := rt.resolve.Resolve(req, attrID, metaID)
 	switch by {

@@ -41,12 +41,13 @@ func NewResolver[R any](routes []config.Route, byID map[string]R, policy contrac
 
 // Resolve returns the route of a request. ids are the route ids Envoy
 // carried, in order of trust ("" for one not sent): the first that names
-// a configured route wins, and idx is its index. Without one, req (nil
-// when the component has no request to match, as the rate limit service)
-// is matched, unless an id was sent and the policy refuses or ignores
-// unknown ids. id is the route id found, or the first unknown id sent
-// (UnknownID), or "".
-func (r *Resolver[R]) Resolve(req *Request, ids ...string) (route R, res Resolution, id string, idx int) {
+// a configured route wins, and idx is its index. Without one, the request
+// req returns is matched, unless an id was sent and the policy refuses or
+// ignores unknown ids. req is called only then, so that a request with a
+// known id costs no request to match; it is nil, or returns nil, when the
+// component has no request to match (the rate limit service). id is the
+// route id found, or the first unknown id sent (UnknownID), or "".
+func (r *Resolver[R]) Resolve(req func() *Request, ids ...string) (route R, res Resolution, id string, idx int) {
 	unknown := ""
 	for i, id := range ids {
 		if id == "" {
@@ -63,8 +64,14 @@ func (r *Resolver[R]) Resolve(req *Request, ids ...string) (route R, res Resolut
 	if unknown != "" && r.unknown != contract.UnknownRouteMatch {
 		return zero, UnknownID, unknown, -1
 	}
-	if req != nil {
-		if id, ok := r.table.Match(*req); ok {
+	if req == nil {
+		if unknown != "" {
+			return zero, UnknownID, unknown, -1
+		}
+		return zero, NoMatch, "", -1
+	}
+	if m := req(); m != nil {
+		if id, ok := r.table.Match(*m); ok {
 			if rt, ok := r.byID[id]; ok {
 				return rt, ByMatch, id, -1
 			}

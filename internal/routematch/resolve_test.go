@@ -47,7 +47,11 @@ func TestResolve(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := NewResolver(routes, byID, tt.policy)
-			got, by, id, idx := r.Resolve(tt.req, tt.ids...)
+			var req func() *Request
+			if tt.req != nil {
+				req = func() *Request { return tt.req }
+			}
+			got, by, id, idx := r.Resolve(req, tt.ids...)
 			if got != tt.want || by != tt.wantBy || id != tt.wantID || idx != tt.wantIdx {
 				t.Errorf("Resolve(%v, %q) = %q, %d, %q, %d; want %q, %d, %q, %d", tt.req, tt.ids, got, by, id, idx, tt.want, tt.wantBy, tt.wantID, tt.wantIdx)
 			}
