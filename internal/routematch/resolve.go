@@ -64,13 +64,11 @@ func (r *Resolver[R]) Resolve(req func() *Request, ids ...string) (route R, res 
 	if unknown != "" && r.unknown != contract.UnknownRouteMatch {
 		return zero, UnknownID, unknown, -1
 	}
-	if req == nil {
-		if unknown != "" {
-			return zero, UnknownID, unknown, -1
-		}
-		return zero, NoMatch, "", -1
+	var m *Request
+	if req != nil {
+		m = req()
 	}
-	if m := req(); m != nil {
+	if m != nil {
 		if id, ok := r.table.Match(*m); ok {
 			if rt, ok := r.byID[id]; ok {
 				return rt, ByMatch, id, -1
@@ -81,10 +79,4 @@ func (r *Resolver[R]) Resolve(req func() *Request, ids ...string) (route R, res 
 		return zero, UnknownID, unknown, -1
 	}
 	return zero, NoMatch, "", -1
-}
-
-// Route returns the route of a configured id.
-func (r *Resolver[R]) Route(id string) (R, bool) {
-	rt, ok := r.byID[id]
-	return rt, ok
 }
