@@ -114,7 +114,7 @@ func (rt *runtime) commit(cfg *config.Config, snap *quota.Snapshot) {
 	}
 	rt.cfg = cfg
 	rt.swap(snap)
-	rt.watch(snap)
+	rt.watch()
 }
 
 // swap serves snap, with a new Redis store when the store settings
@@ -200,7 +200,7 @@ func (rt *runtime) close() error {
 // swapped in if valid; an invalid change is logged and counted, and the
 // last good config keeps serving. (The gatehouse config's own reload does
 // not see these files change.)
-func (rt *runtime) watch(snap *quota.Snapshot) {
+func (rt *runtime) watch() {
 	paths := envoyWatchPaths(rt.cfg)
 	// A watch follows the directory a path named when it was added: a
 	// path whose symlink now leads elsewhere (a swapped runtime root)
@@ -278,7 +278,7 @@ func (rt *runtime) reloadEnvoy() {
 	}
 	rt.envoyRe.WithLabelValues("applied").Inc()
 	rt.swap(snap)
-	rt.watch(snap)
+	rt.watch()
 }
 
 // resolved returns each path with its symlinks resolved ("" when it

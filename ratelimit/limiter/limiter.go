@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/ratelimit/algo"
 	"github.com/gatehouse/gatehouse/ratelimit/quota"
 	"github.com/gatehouse/gatehouse/ratelimit/store"
@@ -117,7 +118,7 @@ func New(log *slog.Logger, m *Metrics, cache *store.OverLimitCache, keyPrefix st
 		cache:     cache,
 		m:         m,
 		log:       log,
-		keyPrefix: keyPrefix + "rl:",
+		keyPrefix: keyPrefix + kv.NamespaceRateLimit,
 		refPrefix: keyPrefix,
 		Now:       func() int64 { return time.Now().UnixMicro() },
 	}
@@ -242,7 +243,7 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 		storeErr = st.store.Eval(ctx, r.ops)
 	}
 	if storeErr != nil && st.settings.Reference != nil {
-		return nil, l.referenceStoreError(st, dom, req, r, storeErr)
+		return nil, l.referenceStoreError(dom, req, r, storeErr)
 	}
 	resp := l.answer(st, dom, req, r, now, storeErr)
 	if resp.OverallCode == rlsv3.RateLimitResponse_OK {
@@ -275,7 +276,7 @@ func (l *Limiter) unknownDomain(st *state, req *rlsv3.RateLimitRequest) *rlsv3.R
 // referenceStoreError is the reference mode's answer when the store
 // fails: an error, as the reference's (Envoy's failure_mode_deny then
 // decides), with the reference's counters.
-func (l *Limiter) referenceStoreError(st *state, dom *quota.Domain, req *rlsv3.RateLimitRequest, r *request, err error) error {
+func (l *Limiter) referenceStoreError(dom *quota.Domain, req *rlsv3.RateLimitRequest, r *request, err error) error {
 	l.m.ref.redisError.Add(1)
 	for i := range r.descs {
 		ds := &r.descs[i]

@@ -1,6 +1,7 @@
 package quota
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -17,6 +18,7 @@ import (
 	gostats "github.com/lyft/gostats"
 
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/timeunit"
 	"github.com/gatehouse/gatehouse/ratelimit/algo"
 )
 
@@ -172,7 +174,8 @@ func readLimited(name string) ([]byte, error) {
 }
 
 func unwrapPathError(err error) error {
-	if pe, ok := err.(*fs.PathError); ok {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
 		return fmt.Errorf("%s: %v", pe.Path, pe.Err)
 	}
 	return err
@@ -332,47 +335,20 @@ func newEnvoyLimit(name string, rpu uint32, u algo.Unit) *Limit {
 }
 
 // envoyUnit reads a unit as the reference does (any case).
-func envoyUnit(s string) (algo.Unit, bool) {
-	switch strings.ToUpper(s) {
-	case "SECOND":
-		return algo.Second, true
-	case "MINUTE":
-		return algo.Minute, true
-	case "HOUR":
-		return algo.Hour, true
-	case "DAY":
-		return algo.Day, true
-	case "WEEK":
-		return algo.Week, true
-	case "MONTH":
-		return algo.Month, true
-	case "YEAR":
-		return algo.Year, true
-	}
-	return 0, false
-}
+func envoyUnit(s string) (algo.Unit, bool) { return timeunit.Parse(s, true) }
 
 // OverrideLimit is the limit of a descriptor that carries Envoy's limit
 // override (RateLimitDescriptor.limit): the reference applies it whatever
 // the tree says. ok is false for an override without a valid unit.
 func OverrideLimit(o *ratelimitv3.RateLimitDescriptor_RateLimitOverride) (*Limit, bool) {
+	want := rlsv3.RateLimitResponse_RateLimit_Unit(o.GetUnit())
 	u := algo.Unit(0)
-	switch rlsv3.RateLimitResponse_RateLimit_Unit(o.GetUnit()) {
-	case rlsv3.RateLimitResponse_RateLimit_SECOND:
-		u = algo.Second
-	case rlsv3.RateLimitResponse_RateLimit_MINUTE:
-		u = algo.Minute
-	case rlsv3.RateLimitResponse_RateLimit_HOUR:
-		u = algo.Hour
-	case rlsv3.RateLimitResponse_RateLimit_DAY:
-		u = algo.Day
-	case rlsv3.RateLimitResponse_RateLimit_WEEK:
-		u = algo.Week
-	case rlsv3.RateLimitResponse_RateLimit_MONTH:
-		u = algo.Month
-	case rlsv3.RateLimitResponse_RateLimit_YEAR:
-		u = algo.Year
-	default:
+	for c := algo.Second; c <= algo.Year; c++ {
+		if protoUnits[c] == want {
+			u = c
+		}
+	}
+	if u == 0 {
 		return nil, false
 	}
 	return newEnvoyLimit("", o.GetRequestsPerUnit(), u), true

@@ -142,7 +142,7 @@ func newLimit(name, protoName string, spec algo.Spec, w algo.Window, unit rlsv3.
 	var tag strings.Builder
 	tag.WriteString(spec.Kind.String()[:1])
 	tag.WriteString(strconv.FormatInt(w.Count, 10))
-	tag.WriteString(unitAbbrev(w.Unit))
+	tag.WriteString(w.Unit.Abbrev())
 	if w.Calendar {
 		tag.WriteByte('c')
 	}
@@ -155,26 +155,6 @@ func newLimit(name, protoName string, spec algo.Spec, w algo.Window, unit rlsv3.
 	l.SFName = sfString(name)
 	l.Policy = l.SFName + ";q=" + strconv.FormatUint(spec.Limit, 10) + ";w=" + strconv.FormatInt(w.Nominal()/1e6, 10)
 	return l
-}
-
-func unitAbbrev(u algo.Unit) string {
-	switch u {
-	case algo.Second:
-		return "s"
-	case algo.Minute:
-		return "m"
-	case algo.Hour:
-		return "h"
-	case algo.Day:
-		return "d"
-	case algo.Week:
-		return "w"
-	case algo.Month:
-		return "mo"
-	case algo.Year:
-		return "y"
-	}
-	return "?"
 }
 
 // sfString renders s as a structured-field string (RFC 8941): printable

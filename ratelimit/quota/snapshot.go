@@ -6,7 +6,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 
@@ -84,11 +83,7 @@ func Compile(cfg *config.Config) (*Snapshot, error) {
 		return nil, errors.New("ratelimit: the config has no ratelimit section")
 	}
 	var errs config.Errors
-	loc, err := time.LoadLocation(rl.TimeZone)
-	if err != nil {
-		errs.Add("ratelimit.timeZone", "%q is not a time zone: %v", rl.TimeZone, err)
-		return nil, errs
-	}
+	loc := rl.TimeZone.Location()
 	s := &Snapshot{domains: map[string]*Domain{}}
 	add := func(r *Rule) *Rule {
 		r.Index = len(s.Rules)

@@ -3,7 +3,7 @@ package translate
 import (
 	"sort"
 
-	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
+	ratelimitfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 )
 
@@ -25,7 +25,7 @@ func (r *Resources) RateLimitDomains() map[string][]string {
 				}
 				rc := hcm.GetRds().GetRouteConfigName()
 				for _, hf := range hcm.GetHttpFilters() {
-					var rl ratelimitv3.RateLimit
+					var rl ratelimitfilterv3.RateLimit
 					if hf.GetTypedConfig() != nil && hf.GetTypedConfig().UnmarshalTo(&rl) == nil && !hf.GetDisabled() {
 						domainOf[rc] = rl.GetDomain()
 					}
@@ -45,7 +45,7 @@ func (r *Resources) RateLimitDomains() map[string][]string {
 					continue
 				}
 				d := domain
-				var per ratelimitv3.RateLimitPerRoute
+				var per ratelimitfilterv3.RateLimitPerRoute
 				if a := rt.GetTypedPerFilterConfig()[filterRateLimit]; a != nil && a.UnmarshalTo(&per) == nil && per.GetDomain() != "" {
 					d = per.GetDomain()
 				}

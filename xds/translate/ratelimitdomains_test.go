@@ -3,7 +3,7 @@ package translate_test
 import (
 	"testing"
 
-	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
+	ratelimitfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -46,7 +46,7 @@ func TestRateLimitDomains(t *testing.T) {
 	}
 	// A hand-edited per-route domain (RateLimitPerRoute) moves a route.
 	rt := res.Routes[0].VirtualHosts[0].Routes[0]
-	per, err := anypb.New(&ratelimitv3.RateLimitPerRoute{Domain: "other"})
+	per, err := anypb.New(&ratelimitfilterv3.RateLimitPerRoute{Domain: "other"})
 	if err != nil {
 		t.Fatal(err)
 	}
