@@ -262,6 +262,10 @@ func (rt *runtime) reloadEnvoy() {
 	if rt.closed || rt.cfg == nil {
 		return
 	}
+	// Follow a swapped runtime root before reading it: a file changed
+	// after the read then still triggers the next reload (watching after
+	// the swap lost a change made in between).
+	rt.watch()
 	snap, err := quota.Compile(rt.cfg)
 	if err != nil {
 		var es config.Errors
@@ -278,7 +282,6 @@ func (rt *runtime) reloadEnvoy() {
 	}
 	rt.envoyRe.WithLabelValues("applied").Inc()
 	rt.swap(snap)
-	rt.watch()
 }
 
 // resolved returns each path with its symlinks resolved ("" when it
