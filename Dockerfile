@@ -11,7 +11,7 @@ RUN go mod download
 COPY . .
 ARG VERSION=dev
 RUN CGO_ENABLED=0 go build -trimpath \
-      -ldflags "-s -w -X github.com/gatehouse/gatehouse/internal/app.Version=${VERSION}" \
+      -ldflags "-s -w -X github.com/gatehouse/gatehouse/cmd/gatehouse/app.Version=${VERSION}" \
       -o /out/gatehouse ./cmd/gatehouse
 
 FROM gcr.io/distroless/static-debian12:nonroot

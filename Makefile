@@ -3,15 +3,15 @@ SHELL := /usr/bin/env bash
 GO ?= go
 BIN := bin/gatehouse
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X github.com/gatehouse/gatehouse/internal/app.Version=$(VERSION)
+LDFLAGS := -X github.com/gatehouse/gatehouse/cmd/gatehouse/app.Version=$(VERSION)
 
-.PHONY: run test build bench fuzz fmt vet clean testenv-install
+.PHONY: run test build bench fuzz fmt vet lint clean testenv-install
 
 ## run: serve every component on the default config (examples/gatehouse.yaml), no Redis needed
 run:
 	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/gatehouse serve --config examples/gatehouse.yaml --log-format text
 
-## test: install/start what the tests need (redis-server, a local Redis Cluster), vet, gofmt, go test -race
+## test: install/start what the tests need (redis-server, a local Redis Cluster), vet, gofmt, lint, go test -race
 test:
 	scripts/test.sh
 
@@ -32,6 +32,10 @@ fmt:
 
 vet:
 	$(GO) vet ./...
+
+## lint: golangci-lint at the pinned version (installed into .cache/bin on first use)
+lint:
+	scripts/lint.sh
 
 clean:
 	rm -rf bin

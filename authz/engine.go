@@ -27,8 +27,7 @@ type engine struct {
 	version     string
 	realm       string
 	defaultTier string
-	routes      map[string]*route
-	table       *routematch.Table
+	routes      *routematch.Resolver[*route]
 	unmatched   unmatchedPolicy
 	unknown     *route // route ids Envoy sent that are not configured
 	nomatch     *route // no route id and no route matched
@@ -66,7 +65,6 @@ func compile(cfg *config.Config, o compileOptions) (*engine, error) {
 		version:     cfg.Version,
 		realm:       az.Realm,
 		defaultTier: az.DefaultTier,
-		routes:      map[string]*route{},
 		webhooks:    map[string]*webhook.Verifier{},
 		keySets:     map[string]*jwt.KeySet{},
 		now:         o.now,
@@ -123,19 +121,12 @@ func compile(cfg *config.Config, o compileOptions) (*engine, error) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	byID := make(map[string]*route, len(cfg.Routes))
 	for i := range cfg.Routes {
-		rt, err := e.compileRoute(&cfg.Routes[i])
-		if err != nil {
-			errs.Add(config.Path("routes").Index(i).Field("authz"), "%v", err)
-			continue
-		}
-		e.routes[rt.id] = rt
+		rt := e.compileRoute(&cfg.Routes[i])
+		byID[rt.id] = rt
 	}
-	t, err := routematch.New(cfg.Routes)
-	if err != nil {
-		errs.Add("routes", "%v", err)
-	}
-	e.table = t
+	e.routes = routematch.NewResolver(cfg.Routes, byID, contract.AuthzUnknownRoute)
 	if len(errs) > 0 {
 		return nil, errs
 	}
@@ -204,22 +195,24 @@ type decision struct {
 }
 
 // lookup finds the route of a request: by the route id Envoy carries,
-// else by matching host, path, method and headers as Envoy would.
+// else by matching host, path, method and headers as Envoy would. An id
+// not configured here is denied (contract.AuthzUnknownRoute).
 func (e *engine) lookup(r *core.Request, ex core.Explainer) (*route, bool) {
-	if r.RouteID != "" {
-		if rt := e.routes[r.RouteID]; rt != nil {
-			if ex != nil {
-				ex.Step("route %q from context_extensions[%q]", r.RouteID, contract.ContextExtensionRoute)
-			}
-			return rt, true
-		}
+	rt, by, id, _ := e.routes.Resolve(func() *routematch.Request {
+		return &routematch.Request{Host: r.Host, Path: r.Path, Method: r.Method, Headers: r}
+	}, r.RouteID)
+	switch by {
+	case routematch.ByID:
 		if ex != nil {
-			ex.Step("route id %q from Envoy is not configured here", r.RouteID)
+			ex.Step("route %q from context_extensions[%q]", id, contract.ContextExtensionRoute)
+		}
+		return rt, true
+	case routematch.UnknownID:
+		if ex != nil {
+			ex.Step("route id %q from Envoy is not configured here", id)
 		}
 		return e.unknown, false
-	}
-	id, ok := e.table.Match(routematch.Request{Host: r.Host, Path: r.Path, Method: r.Method, Header: r.Header})
-	if !ok {
+	case routematch.NoMatch:
 		if ex != nil {
 			ex.Step("no route id from Envoy, and no route matches %s %s (host %q)", r.Method, r.PathOnly(), r.Host)
 		}
@@ -228,7 +221,7 @@ func (e *engine) lookup(r *core.Request, ex core.Explainer) (*route, bool) {
 	if ex != nil {
 		ex.Step("no route id from Envoy; route %q matches %s %s (host %q)", id, r.Method, r.PathOnly(), r.Host)
 	}
-	return e.routes[id], true
+	return rt, true
 }
 
 // decide runs the policy for r. ex, when not nil, is told every step.

@@ -43,7 +43,7 @@ func (s *Server) Explain(ctx context.Context, cr *authv3.CheckRequest) Explanati
 		d = e.decide(ctx, &r, st)
 	}
 	id := s.ids.next()
-	resp := e.respond(&d, &r, id, requestID(&r), false)
+	resp := e.respond(&d, id, requestID(&r), false)
 	x := Explanation{Steps: st.list, Route: d.route.id, Decision: d.outcome.String(), Reason: d.code.String(), Tier: d.tier, Response: resp, Status: 200}
 	if d.outcome == deny {
 		x.Status = d.code.Info().Status

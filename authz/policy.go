@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,16 +42,16 @@ type route struct {
 	anon atomic.Pointer[upstream]
 }
 
-func (e *engine) compileRoute(cr *config.Route) (*route, error) {
+func (e *engine) compileRoute(cr *config.Route) *route {
 	rt := &route{id: cr.ID, counters: counters{route: cr.ID}, defaultTier: e.defaultTier}
 	a := cr.Authz
 	if a == nil {
-		return rt, nil
+		return rt
 	}
 	rt.hasAuthz = true
 	rt.public = a.Public
 	if a.Public {
-		return rt, nil
+		return rt
 	}
 	rt.all = a.Mode == config.ModeAll
 	rt.optional = a.Optional
@@ -64,25 +63,13 @@ func (e *engine) compileRoute(cr *config.Route) (*route, error) {
 	rt.scopes = a.Require.Scopes
 	rt.scopesJoined = strings.Join(a.Require.Scopes, " ")
 	for _, m := range a.Require.Claims {
-		cm := claimMatcher{path: strings.Split(m.Claim, "."), m: m}
-		if m.Regex != "" {
-			re, err := regexp.Compile("^(?:" + m.Regex + ")$")
-			if err != nil {
-				return nil, err
-			}
-			cm.re = re
-		}
-		rt.claims = append(rt.claims, cm)
+		rt.claims = append(rt.claims, claimMatcher{path: strings.Split(m.Claim, "."), m: m})
 	}
 	if s := a.Require.SPIFFE; s != nil {
-		rt.spiffe = &spiffeMatcher{ids: s.IDs, td: s.TrustDomain, paths: s.Paths}
+		rt.spiffe = &spiffeMatcher{ids: s.IDs, td: s.TrustDomain.String(), paths: s.Paths}
 	}
 	for _, c := range a.Require.SourceCIDRs {
-		p, err := netip.ParsePrefix(c)
-		if err != nil {
-			return nil, err
-		}
-		rt.cidrs = append(rt.cidrs, p.Masked())
+		rt.cidrs = append(rt.cidrs, c.Prefix())
 	}
 	rt.claimHeaders = a.ClaimHeaders
 	for _, m := range rt.methods {
@@ -102,14 +89,13 @@ func (e *engine) compileRoute(cr *config.Route) (*route, error) {
 			}
 		}
 	}
-	return rt, nil
+	return rt
 }
 
 // claimMatcher is one required claim condition.
 type claimMatcher struct {
 	path []string
 	m    config.ClaimMatch
-	re   *regexp.Regexp
 }
 
 func (c *claimMatcher) String() string { return strings.Join(c.path, ".") }
@@ -174,8 +160,8 @@ func (c *claimMatcher) matchOne(s string, element bool) bool {
 			return s == m.Contains
 		}
 		return slices.Contains(strings.Fields(s), m.Contains)
-	case c.re != nil:
-		return c.re.MatchString(s)
+	case !m.Regex.IsZero():
+		return m.Regex.MatchString(s)
 	}
 	return false
 }
@@ -183,7 +169,7 @@ func (c *claimMatcher) matchOne(s string, element bool) bool {
 // spiffeMatcher allows SPIFFE ids by exact id, or by trust domain and
 // path pattern.
 type spiffeMatcher struct {
-	ids   []string
+	ids   []config.SPIFFEID
 	td    string
 	paths []string
 }
@@ -192,7 +178,7 @@ func (s *spiffeMatcher) match(id string) bool {
 	if id == "" {
 		return false
 	}
-	if slices.Contains(s.ids, id) {
+	if slices.Contains(s.ids, config.SPIFFEID(id)) {
 		return true
 	}
 	if s.td == "" {
@@ -255,7 +241,7 @@ func describeClaim(m *config.ClaimMatch) string {
 	case m.Contains != "":
 		return fmt.Sprintf("contains %q", m.Contains)
 	}
-	return fmt.Sprintf("regex %q", m.Regex)
+	return fmt.Sprintf("regex %q", m.Regex.String())
 }
 
 func (rt *route) sourceAllowed(r *core.Request) bool {

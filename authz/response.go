@@ -34,7 +34,7 @@ func set(k, v string) *corev3.HeaderValueOption {
 // respond turns a decision into Envoy's CheckResponse.
 // wire selects allowedWire for an allowed response: Check serves it;
 // Explain, which shows the metadata, does not.
-func (e *engine) respond(d *decision, r *core.Request, decisionID, reqID string, wire bool) *authv3.CheckResponse {
+func (e *engine) respond(d *decision, decisionID, reqID string, wire bool) *authv3.CheckResponse {
 	if d.outcome == deny {
 		return e.denied(d, decisionID, reqID)
 	}

@@ -47,7 +47,7 @@ func (s *Server) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.Ch
 	}
 	id := s.ids.next()
 	reqID := requestID(&r)
-	resp := e.respond(&d, &r, id, reqID, true)
+	resp := e.respond(&d, id, reqID, true)
 	s.record(e, &d, &r, id, reqID, start)
 	return resp, nil
 }

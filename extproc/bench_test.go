@@ -4,16 +4,15 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"strings"
 	"syscall"
 	"testing"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/gatehouse/gatehouse/internal/component"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 // benchExchanges are the streams the benchmarks replay: a header-only
@@ -129,19 +128,7 @@ func BenchmarkProcessGRPC(b *testing.B) {
 }
 
 func startGRPC(b *testing.B, srv extprocv3.ExternalProcessorServer) extprocv3.ExternalProcessorClient {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	g := grpc.NewServer()
-	extprocv3.RegisterExternalProcessorServer(g, srv)
-	go g.Serve(lis)
-	b.Cleanup(g.Stop)
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cc.Close() })
+	cc := testenv.GRPC(b, func(g *grpc.Server) { extprocv3.RegisterExternalProcessorServer(g, srv) })
 	return extprocv3.NewExternalProcessorClient(cc)
 }
 

@@ -84,7 +84,9 @@ func (st *bodyState) add(b *extprocv3.HttpBody, limit int64) (step, []byte) {
 		if st.held == 0 {
 			return stepOver, nil
 		}
-		out := append(st.buf, chunk...)
+		// The held chunks and this one, handed over with buf's array.
+		st.buf = append(st.buf, chunk...)
+		out := st.buf
 		st.buf, st.held = nil, 0
 		return stepOver, out
 	}
@@ -97,7 +99,8 @@ func (st *bodyState) add(b *extprocv3.HttpBody, limit int64) (step, []byte) {
 	if st.held == 0 {
 		return stepReady, chunk
 	}
-	whole := append(st.buf, chunk...)
+	st.buf = append(st.buf, chunk...)
+	whole := st.buf
 	st.buf, st.held, st.withheld = nil, 0, true
 	return stepReady, whole
 }

@@ -3,20 +3,22 @@ package extproc
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 
 	"github.com/gatehouse/gatehouse/extproc/hygiene"
 	"github.com/gatehouse/gatehouse/extproc/openapi"
 	"github.com/gatehouse/gatehouse/extproc/redact"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/contract"
 	"github.com/gatehouse/gatehouse/internal/routematch"
 )
 
@@ -24,7 +26,7 @@ import (
 // whole on reload so that a stream keeps the config it started with.
 type runtime struct {
 	routes  map[string]*route
-	table   *routematch.Table
+	resolve *routematch.Resolver[*route]
 	timeout time.Duration
 	// none is the route of streams that matched nothing: no processors.
 	none *route
@@ -50,19 +52,6 @@ type route struct {
 	lastLog atomic.Int64
 }
 
-// idemPolicy is a route's idempotency settings.
-type idemPolicy struct {
-	header   string
-	methods  []string
-	required bool
-	ttl      time.Duration
-	lock     time.Duration
-	scope    []string
-	failOpen bool
-}
-
-func (p *idemPolicy) applies(method string) bool { return slices.Contains(p.methods, method) }
-
 // processors reports whether the route runs any processor.
 func (r *route) processors() bool {
 	return r.hygiene != nil || r.contract != nil || r.redactor != nil || r.idem != nil
@@ -71,15 +60,10 @@ func (r *route) processors() bool {
 // compile turns cfg into a runtime. m may be nil (validation only). The
 // problems found are config.Errors with field paths.
 func compile(ctx context.Context, cfg *config.Config, m *metrics) (*runtime, error) {
-	rt := &runtime{routes: map[string]*route{}, timeout: 150 * time.Millisecond}
+	rt := &runtime{routes: map[string]*route{}, timeout: config.Defaults[config.ExtProc]().MessageTimeout.D()}
 	if cfg.ExtProc != nil {
 		rt.timeout = cfg.ExtProc.MessageTimeout.D()
 	}
-	table, err := routematch.New(cfg.Routes)
-	if err != nil {
-		return nil, config.Errors{{Path: "routes", Msg: "extproc: cannot build the route table: " + err.Error()}}
-	}
-	rt.table = table
 	rt.none = &route{id: noRoute}
 	if m != nil {
 		rt.none.m = m.forRoute(noRoute)
@@ -115,8 +99,12 @@ func compile(ctx context.Context, cfg *config.Config, m *metrics) (*runtime, err
 			}
 		}
 		if rd := e.Redact; rd != nil {
+			patterns := make([]*regexp.Regexp, len(rd.NationalIDPatterns))
+			for i, p := range rd.NationalIDPatterns {
+				patterns[i] = p.Regexp()
+			}
 			red, rerr := redact.New(redact.Options{
-				Paths: rd.Paths, Mask: rd.Mask, NationalIDPatterns: rd.NationalIDPatterns,
+				Paths: rd.Paths, Mask: rd.Mask, NationalIDPatterns: patterns,
 				Email: rd.Detectors.Email, Cards: rd.Detectors.Cards, NationalIDs: rd.Detectors.NationalIDs, BearerTokens: rd.Detectors.BearerTokens,
 			})
 			if rerr != nil {
@@ -135,6 +123,7 @@ func compile(ctx context.Context, cfg *config.Config, m *metrics) (*runtime, err
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	rt.resolve = routematch.NewResolver(cfg.Routes, rt.routes, contract.ExtProcUnknownRoute)
 	return rt, nil
 }
 
@@ -190,7 +179,8 @@ func loadContract(ctx context.Context, o *config.RouteOpenAPI, cache map[[32]byt
 }
 
 func unwrapPath(err error) error {
-	if pe, ok := err.(*os.PathError); ok {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
 		return pe.Err
 	}
 	return err
@@ -200,8 +190,8 @@ func unwrapPath(err error) error {
 // and line) when it came from one, else at the line of the inline spec
 // that holds it.
 func contractError(cfg *config.Config, p config.Path, o *config.RouteOpenAPI, err error) *config.FieldError {
-	le, _ := err.(*openapi.LoadError)
-	if le == nil {
+	var le *openapi.LoadError
+	if !errors.As(err, &le) {
 		le = &openapi.LoadError{Msg: err.Error()}
 	}
 	if o.File != "" {
@@ -229,33 +219,29 @@ func contractError(cfg *config.Config, p config.Path, o *config.RouteOpenAPI, er
 // lookup finds the route of a stream: the route name Envoy sends as a
 // request attribute (xds sets it to the route id), else a route id in the
 // metadata Envoy forwards, else host/path/method matching on the request
-// headers. source labels the metric.
+// headers (also for an id not configured here: contract.ExtProcUnknownRoute).
+// source labels the metric.
 func (rt *runtime) lookup(attrID, metaID string, hs []hygiene.Header) (*route, string) {
-	unknown := false
-	for i, id := range []string{attrID, metaID} {
-		if id == "" {
-			continue
+	req := func() *routematch.Request {
+		if hs == nil {
+			return nil
 		}
-		if r, ok := rt.routes[id]; ok {
-			if i == 0 {
-				return r, "attribute"
-			}
-			return r, "metadata"
-		}
-		unknown = true
-	}
-	if hs != nil {
-		req := routematch.Request{Header: func(name string) (string, bool) { return headerValue(hs, name) }}
+		req := &routematch.Request{Headers: routematch.HeaderFunc(func(name string) (string, bool) { return headerValue(hs, name) })}
 		req.Host, _ = headerValue(hs, ":authority")
 		req.Path, _ = headerValue(hs, ":path")
 		req.Method, _ = headerValue(hs, ":method")
-		if id, ok := rt.table.Match(req); ok {
-			if r, ok := rt.routes[id]; ok {
-				return r, "match"
-			}
-		}
+		return req
 	}
-	if unknown {
+	r, by, _, idx := rt.resolve.Resolve(req, attrID, metaID)
+	switch by {
+	case routematch.ByID:
+		if idx == 0 {
+			return r, "attribute"
+		}
+		return r, "metadata"
+	case routematch.ByMatch:
+		return r, "match"
+	case routematch.UnknownID:
 		return rt.none, "unknown_id"
 	}
 	return rt.none, "none"
@@ -270,20 +256,6 @@ func headerValue(hs []hygiene.Header, name string) (string, bool) {
 	return "", false
 }
 
-// bodyMode converts a config body mode to Envoy's.
-func bodyMode(m config.BodyMode) extprocfilterv3.ProcessingMode_BodySendMode {
-	switch m {
-	case config.BodyBuffered:
-		return extprocfilterv3.ProcessingMode_BUFFERED
-	case config.BodyBufferedPartial:
-		return extprocfilterv3.ProcessingMode_BUFFERED_PARTIAL
-	case config.BodyStreamed:
-		return extprocfilterv3.ProcessingMode_STREAMED
-	}
-	return extprocfilterv3.ProcessingMode_NONE
-}
-
-func emptyTable() *routematch.Table {
-	t, _ := routematch.New(nil) // no routes: cannot fail
-	return t
+func emptyResolver() *routematch.Resolver[*route] {
+	return routematch.NewResolver(nil, map[string]*route{}, contract.ExtProcUnknownRoute)
 }

@@ -62,7 +62,7 @@ func New(cfg *config.Config, deps component.Deps) (*Server, error) {
 	}
 	// Serve nothing until the first Prepare/commit, but never a nil
 	// runtime.
-	s.rt.Store(&runtime{routes: map[string]*route{}, table: emptyTable(), timeout: 150 * time.Millisecond, none: &route{id: noRoute, m: m.forRoute(noRoute)}})
+	s.rt.Store(&runtime{routes: map[string]*route{}, resolve: emptyResolver(), timeout: config.Defaults[config.ExtProc]().MessageTimeout.D(), none: &route{id: noRoute, m: m.forRoute(noRoute)}})
 	return s, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,9 +36,11 @@ type runtime struct {
 	storeOpts store.RedisOptions
 	watcher   *fsnotify.Watcher
 	watched   []string
-	stop      chan struct{}
-	wg        sync.WaitGroup
-	closed    bool
+	// watchedReal are the watched paths with symlinks resolved.
+	watchedReal []string
+	stop        chan struct{}
+	wg          sync.WaitGroup
+	closed      bool
 }
 
 func newRuntime(cfg *config.Config, deps component.Deps) (*runtime, error) {
@@ -97,6 +100,7 @@ func (rt *runtime) prepare(cfg *config.Config) (func(), error) {
 	}
 	snap, err := quota.Compile(cfg)
 	if err != nil {
+		rt.lim.ConfigLoaded(false)
 		return nil, err
 	}
 	return func() { rt.commit(cfg, snap) }, nil
@@ -110,7 +114,7 @@ func (rt *runtime) commit(cfg *config.Config, snap *quota.Snapshot) {
 	}
 	rt.cfg = cfg
 	rt.swap(snap)
-	rt.watch(snap)
+	rt.watch()
 }
 
 // swap serves snap, with a new Redis store when the store settings
@@ -134,6 +138,7 @@ func (rt *runtime) swap(snap *quota.Snapshot) {
 		}
 	}
 	old := rt.lim.Swap(snap, st, settings)
+	rt.lim.ConfigLoaded(true)
 	if old != nil && old != st {
 		// Calls still queued on the old store are bounded by its own
 		// timeout, which may have been longer than the new one.
@@ -195,11 +200,16 @@ func (rt *runtime) close() error {
 // swapped in if valid; an invalid change is logged and counted, and the
 // last good config keeps serving. (The gatehouse config's own reload does
 // not see these files change.)
-func (rt *runtime) watch(snap *quota.Snapshot) {
+func (rt *runtime) watch() {
 	paths := envoyWatchPaths(rt.cfg)
-	if equalStrings(paths, rt.watched) {
+	// A watch follows the directory a path named when it was added: a
+	// path whose symlink now leads elsewhere (a swapped runtime root)
+	// needs a new one.
+	real := resolved(paths)
+	if equalStrings(paths, rt.watched) && equalStrings(real, rt.watchedReal) {
 		return
 	}
+	rt.watchedReal = real
 	if rt.watcher != nil {
 		_ = rt.watcher.Close()
 		rt.watcher = nil
@@ -259,6 +269,7 @@ func (rt *runtime) reloadEnvoy() {
 			err = es.Located(rt.cfg.Source)
 		}
 		rt.envoyRe.WithLabelValues("rejected").Inc()
+		rt.lim.ConfigLoaded(false)
 		rt.log.Error("envoy config change rejected; the last good config keeps serving", "errors", err.Error())
 		return
 	}
@@ -267,10 +278,25 @@ func (rt *runtime) reloadEnvoy() {
 	}
 	rt.envoyRe.WithLabelValues("applied").Inc()
 	rt.swap(snap)
+	rt.watch()
+}
+
+// resolved returns each path with its symlinks resolved ("" when it
+// cannot be).
+func resolved(paths []string) []string {
+	out := make([]string, len(paths))
+	for i, p := range paths {
+		out[i], _ = filepath.EvalSymlinks(p)
+	}
+	return out
 }
 
 // envoyWatchPaths are the envoy config files and directories, and each
-// file's directory (editors and Kubernetes replace files by renaming).
+// file's directory (editors and Kubernetes replace files by renaming), and
+// the reference's runtime directory: its directories, and with watchRoot
+// the root's parent, where a root that is a symlink is swapped. Hidden
+// directories are not watched (a ConfigMap's timestamped directories come
+// and go; its ..data swap is an event in the directory itself).
 func envoyWatchPaths(cfg *config.Config) []string {
 	seen := map[string]bool{}
 	var out []string
@@ -280,19 +306,32 @@ func envoyWatchPaths(cfg *config.Config) []string {
 			out = append(out, p)
 		}
 	}
+	addTree := func(root string) {
+		add(root)
+		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if err != nil || !d.IsDir() || path == root {
+				return nil
+			}
+			if strings.HasPrefix(d.Name(), ".") {
+				return filepath.SkipDir
+			}
+			add(path)
+			return nil
+		})
+	}
 	for _, p := range cfg.RateLimit.EnvoyConfigs {
 		s := string(p)
 		if st, err := os.Stat(s); err == nil && st.IsDir() {
-			add(s)
-			_ = filepath.WalkDir(s, func(path string, d os.DirEntry, err error) error {
-				if err == nil && d.IsDir() {
-					add(path)
-				}
-				return nil
-			})
+			addTree(s)
 			continue
 		}
 		add(filepath.Dir(s))
+	}
+	if ref := cfg.RateLimit.Reference; ref != nil && ref.Runtime != nil {
+		addTree(ref.Runtime.Dir())
+		if ref.Runtime.WatchRoot {
+			add(filepath.Dir(filepath.Clean(ref.Runtime.Root)))
+		}
 	}
 	return out
 }

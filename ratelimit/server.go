@@ -11,6 +11,8 @@ package ratelimit
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc"
@@ -48,6 +50,44 @@ func Validate(cfg *config.Config) error {
 	}
 	_, err := quota.Compile(cfg)
 	return err
+}
+
+// CheckDomains reports each domain in used (the rate limit domains Envoy
+// will send descriptors in, with the routes that do, as xDS renders them)
+// that the ratelimit config does not declare: such descriptors are
+// answered OK, as the reference answers an undeclared domain, so a
+// mismatch would leave those routes limited by nothing.
+func CheckDomains(cfg *config.Config, used map[string][]string) error {
+	if cfg.RateLimit == nil || len(used) == 0 {
+		return nil
+	}
+	snap, err := quota.Compile(cfg)
+	if err != nil {
+		return nil // Validate reports it
+	}
+	names := make([]string, 0, len(used))
+	for d := range used {
+		names = append(names, d)
+	}
+	sort.Strings(names)
+	var errs config.Errors
+	for _, d := range names {
+		if _, ok := snap.Domain(d); !ok {
+			errs.Add("ratelimit", "routes %s send rate limit descriptors in domain %q (as xds renders them), which this config does not declare (it declares %s): Envoy would be answered OK, nothing would limit them",
+				strings.Join(used[d], ", "), d, strings.Join(declared(snap), ", "))
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+func declared(snap *quota.Snapshot) []string {
+	if names := snap.DomainNames(); len(names) > 0 {
+		return names
+	}
+	return []string{"none"}
 }
 
 // Name implements component.Component.

@@ -2,8 +2,8 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,8 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/gatehouse/gatehouse/internal/component"
 	"github.com/gatehouse/gatehouse/internal/config"
@@ -44,22 +42,8 @@ func serve(t testing.TB, cfg *config.Config, rdb redis.UniversalClient, prefix s
 		t.Fatal(err)
 	}
 	commit()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	s.Register(g)
-	go g.Serve(lis)
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cc.Close()
-		g.Stop()
-		s.Close(context.Background())
-	})
+	t.Cleanup(func() { s.Close(context.Background()) })
+	cc := testenv.GRPC(t, s.Register)
 	return s, rlsv3.NewRateLimitServiceClient(cc)
 }
 
@@ -231,4 +215,59 @@ func TestValidate(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "ratelimit.envoyConfigs[0]") {
 		t.Errorf("Validate(missing file) = %v", err)
 	}
+}
+
+// TestCheckDomains: a domain Envoy is rendered to send descriptors in
+// that the config does not declare is an error naming the routes (its
+// descriptors would be answered OK, limited by nothing).
+func TestCheckDomains(t *testing.T) {
+	cfg := load(t, "apiVersion: gatehouse/v1\nratelimit: {default: [{requests: 1, per: second}]}\nroutes: [{id: r, match: {prefix: /}}]\n")
+	if err := CheckDomains(cfg, map[string][]string{"gatehouse": {"r"}}); err != nil {
+		t.Errorf("CheckDomains(gatehouse) = %v; want nil", err)
+	}
+	err := CheckDomains(cfg, map[string][]string{"gatehouse": {"r"}, "typo": {"a", "b"}})
+	if err == nil || !strings.Contains(err.Error(), `routes a, b send rate limit descriptors in domain "typo"`) || !strings.Contains(err.Error(), "declares gatehouse") {
+		t.Errorf("CheckDomains(typo) = %v; want the routes and the domain named", err)
+	}
+}
+
+// TestRuntimeRootSymlinkSwap: with reference.runtime.watchRoot (the
+// reference's RUNTIME_WATCH_ROOT, its default) the runtime root may be a
+// symlink swapped to a new directory; the new directory's config applies,
+// and so do later changes inside it.
+func TestRuntimeRootSymlinkSwap(t *testing.T) {
+	base := t.TempDir()
+	version := func(name string, rpu int) {
+		dir := filepath.Join(base, name, "rl", "config")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		y := fmt.Sprintf("domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: hour, requests_per_unit: %d}\n", rpu)
+		if err := os.WriteFile(filepath.Join(dir, "d.yaml"), []byte(y), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	point := func(name string) {
+		tmp := filepath.Join(base, "current.tmp")
+		if err := os.Symlink(name, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(base, "current")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	version("v1", 1)
+	point("v1")
+	cfg := load(t, "apiVersion: gatehouse/v1\nserver: {reloadDebounce: 20ms}\nratelimit:\n  reference:\n    runtime: {root: "+filepath.Join(base, "current")+", subdirectory: rl}\n")
+	s, _ := serve(t, cfg, nil, "gh:")
+	limit := func() uint64 { return s.lim.Snapshot().Rules[0].Limits[0].Spec.Limit }
+	if limit() != 1 {
+		t.Fatalf("limit %d; want 1", limit())
+	}
+	version("v2", 2)
+	point("v2")
+	waitFor(t, func() bool { return limit() == 2 })
+	// A change inside the directory the root now points to applies too.
+	version("v2", 3)
+	waitFor(t, func() bool { return limit() == 3 })
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: what `make test` runs. Installs and starts the services the tests
-# need (scripts/testenv.sh), runs go vet, the gofmt check and the race-enabled
-# tests, and always stops what it started, even when a test fails.
+# need (scripts/testenv.sh), runs go vet, the gofmt check, golangci-lint
+# (scripts/lint.sh) and the race-enabled tests, and always stops what it
+# started, even when a test fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,8 @@ if [ -n "$unformatted" ]; then
 	echo "$unformatted" >&2
 	exit 1
 fi
+echo "== golangci-lint"
+scripts/lint.sh
 echo "== go test -race"
 go test -race -count=1 -timeout "${TEST_TIMEOUT:-15m}" ${TEST_FLAGS:-} "${@:-./...}"
 

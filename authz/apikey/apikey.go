@@ -74,10 +74,7 @@ func New(cfg *config.AuthzAPIKeys) (*Store, error) {
 	s := &Store{header: cfg.Header, by256: map[[32]byte]*Key{}, by512: map[[64]byte]*Key{}}
 	for _, k := range all {
 		alg, digest, _ := config.ParseKeyHash(k.Hash)
-		key := &Key{ID: k.ID, Subject: k.Subject, Tier: k.Tier, Scopes: k.Scopes, Revoked: k.Revoked, digest: digest}
-		if k.ExpiresAt != "" {
-			key.Expires, _ = time.Parse(time.RFC3339, k.ExpiresAt)
-		}
+		key := &Key{ID: k.ID, Subject: k.Subject, Tier: k.Tier, Scopes: k.Scopes, Expires: k.ExpiresAt.Time(), Revoked: k.Revoked, digest: digest}
 		key.id = &core.Identity{
 			Method:  contract.AuthMethodAPIKey,
 			Subject: key.Subject,

@@ -30,10 +30,10 @@ func TestLookup(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, err := New(&config.AuthzAPIKeys{Header: "x-api-key", File: config.FilePath(file), Keys: []config.APIKey{
-		{ID: "new", Hash: h256("new-key"), Subject: "acme", Tier: "pro", Scopes: []string{"read"}, ExpiresAt: "2999-01-01T00:00:00Z"},
-		{ID: "old", Hash: h512("old-key"), Subject: "acme", ExpiresAt: "2999-01-01T00:00:00Z"}, // rotation overlap
+		{ID: "new", Hash: h256("new-key"), Subject: "acme", Tier: "pro", Scopes: []string{"read"}, ExpiresAt: config.MustTime("2999-01-01T00:00:00Z")},
+		{ID: "old", Hash: h512("old-key"), Subject: "acme", ExpiresAt: config.MustTime("2999-01-01T00:00:00Z")}, // rotation overlap
 		{ID: "gone", Hash: h256("revoked-key"), Subject: "acme", Revoked: true},
-		{ID: "past", Hash: h256("expired-key"), Subject: "acme", ExpiresAt: "2001-01-01T00:00:00Z"},
+		{ID: "past", Hash: h256("expired-key"), Subject: "acme", ExpiresAt: config.MustTime("2001-01-01T00:00:00Z")},
 	}})
 	if err != nil {
 		t.Fatal(err)

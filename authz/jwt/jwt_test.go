@@ -30,6 +30,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/authz/internal/core"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/contract"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -147,6 +148,7 @@ func TestVerifyBadTokens(t *testing.T) {
 		{"audience of the wrong type", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"aud": 7})), core.TokenClaimsInvalid},
 		{"unknown issuer", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"iss": "https://evil"})), core.TokenIssuerUnknown},
 		{"no subject", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"sub": nil})), core.TokenClaimsInvalid},
+		{"subject longer than a header value may be", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"sub": strings.Repeat("a", contract.MaxHeaderValue+1)})), core.TokenClaimsInvalid},
 		{"subject with a newline", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"sub": "a\nx-admin: 1"})), core.TokenClaimsInvalid},
 		{"exp not a number", mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"exp": "tomorrow"})), core.TokenClaimsInvalid},
 		{"signed by another key", mint(t, gjwt.SigningMethodRS256, rsaB, "a", claims(now, nil)), core.TokenSignatureInvalid},
@@ -175,6 +177,20 @@ func TestVerifyBadTokens(t *testing.T) {
 				t.Errorf("Verify(%s) identity = %+v", tt.name, &vt.Identity)
 			}
 		})
+	}
+}
+
+// TestVerifySubjectLength: a subject goes upstream as a header, and the
+// one bound on such values is contract.MaxHeaderValue (the verifier once
+// had a bound of its own, 256 bytes).
+func TestVerifySubjectLength(t *testing.T) {
+	keys()
+	now := time.Now()
+	v := newVerifier(t, nil, issuerConfig(string(jwks(t, &rsaA.PublicKey, "a"))))
+	sub := strings.Repeat("s", contract.MaxHeaderValue)
+	vt, code := v.Verify(context.Background(), mint(t, gjwt.SigningMethodRS256, rsaA, "a", claims(now, map[string]any{"sub": sub})), nil)
+	if code != core.OK || vt.Identity.Subject != sub {
+		t.Fatalf("Verify(subject of %d bytes) = %v; want OK", len(sub), code)
 	}
 }
 

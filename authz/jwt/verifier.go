@@ -353,7 +353,7 @@ func (v *Verifier) verify(ctx context.Context, token string, ex core.Explainer) 
 		return nil, code
 	}
 	sub, ok := claims[is.subject].(string)
-	if !ok || !headerSafe(sub, 256) {
+	if !ok || sub == "" || !contract.HeaderSafe(sub) {
 		if ex != nil {
 			ex.Step("claim %q is missing, not a string, or not safe in a header", is.subject)
 		}
@@ -454,18 +454,4 @@ func scopes(c gjwt.MapClaims, claim string) []string {
 		return out
 	}
 	return nil
-}
-
-// headerSafe reports whether s may be sent as a header value: printable
-// ASCII only, bounded.
-func headerSafe(s string, maxLen int) bool {
-	if s == "" || len(s) > maxLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/gatehouse/gatehouse/internal/config"
 )
@@ -64,13 +63,10 @@ func LoadBundles(tds []config.TrustDomain) (*x509bundle.Set, error) {
 	var errs config.Errors
 	for i, tdc := range tds {
 		p := config.Path("authz.mtls.trustDomains").Index(i)
-		td, err := spiffeid.TrustDomainFromString(tdc.Name)
-		if err != nil {
-			errs.Add(p.Field("name"), "%v", err)
-			continue
-		}
+		td := tdc.Name.TrustDomain()
 		data := []byte(tdc.Bundle)
 		field := "bundle"
+		var err error
 		if tdc.BundleFile != "" {
 			field = "bundleFile"
 			if data, err = os.ReadFile(string(tdc.BundleFile)); err != nil {

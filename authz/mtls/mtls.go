@@ -31,7 +31,7 @@ type Authenticator struct {
 	bundles      *x509bundle.Set
 	xfcc         bool
 	proxies      []netip.Prefix
-	proxyIDs     []string
+	proxyIDs     []config.SPIFFEID
 	hop          int
 	tiers        []config.SPIFFETier
 	untrustedHop atomic.Uint64
@@ -59,9 +59,7 @@ func New(cfg *config.AuthzMTLS) (*Authenticator, error) {
 		a.hop = x.Hop
 		a.proxyIDs = x.TrustedProxyIDs
 		for _, c := range x.TrustedProxies {
-			if p, err := netip.ParsePrefix(c); err == nil {
-				a.proxies = append(a.proxies, p.Masked())
-			}
+			a.proxies = append(a.proxies, c.Prefix())
 		}
 	}
 	return a, nil
@@ -92,7 +90,7 @@ func (a *Authenticator) Identify(r *core.Request, ex core.Explainer) (*core.Iden
 }
 
 func (a *Authenticator) trustedHop(r *core.Request) bool {
-	if r.SourcePrincipal != "" && slices.Contains(a.proxyIDs, r.SourcePrincipal) {
+	if r.SourcePrincipal != "" && slices.Contains(a.proxyIDs, config.SPIFFEID(r.SourcePrincipal)) {
 		return true
 	}
 	if len(a.proxies) == 0 {

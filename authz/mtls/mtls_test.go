@@ -133,9 +133,9 @@ func TestIdentify(t *testing.T) {
 	rogue := newCA(t, "rogue CA")
 	good := ca.leaf(t, "spiffe://example.org/ns/prod/sa/web")
 	cfg := &config.AuthzMTLS{
-		TrustDomains:      []config.TrustDomain{{Name: "example.org", Bundle: ca.pem}},
+		TrustDomains:      []config.TrustDomain{{Name: config.MustSPIFFETrustDomain("example.org"), Bundle: ca.pem}},
 		VerifyCertificate: true,
-		XFCC:              &config.XFCC{TrustedProxies: []string{"10.0.0.0/8"}, TrustedProxyIDs: []string{"spiffe://example.org/edge"}, Hop: 1},
+		XFCC:              &config.XFCC{TrustedProxies: []config.CIDR{config.MustCIDR("10.0.0.0/8")}, TrustedProxyIDs: []config.SPIFFEID{"spiffe://example.org/edge"}, Hop: 1},
 		Tiers:             []config.SPIFFETier{{ID: "spiffe://example.org/ns/prod/*/*", Tier: "internal"}},
 	}
 	a, err := New(cfg)
@@ -201,7 +201,7 @@ func TestIdentifyWithoutVerification(t *testing.T) {
 }
 
 func TestLoadBundlesErrors(t *testing.T) {
-	_, err := LoadBundles([]config.TrustDomain{{Name: "example.org", Bundle: "not pem"}, {Name: "b.org", Bundle: "{}"}})
+	_, err := LoadBundles([]config.TrustDomain{{Name: config.MustSPIFFETrustDomain("example.org"), Bundle: "not pem"}, {Name: config.MustSPIFFETrustDomain("b.org"), Bundle: "{}"}})
 	var errs config.Errors
 	if err == nil || !strings.Contains(err.Error(), "trustDomains[0].bundle") || !strings.Contains(err.Error(), "trustDomains[1].bundle") {
 		t.Errorf("LoadBundles(bad) = %v (%T %v); want both entries named", err, err, errs)

@@ -317,7 +317,7 @@ func (v *Verifier) checkReplay(ctx context.Context, d *delivery, signed []byte, 
 		h.Write(signed)
 	}
 	sum := h.Sum(nil)
-	key := "authz:webhook:replay:" + v.name + ":" + hex.EncodeToString(sum[:16])
+	key := kv.NamespaceWebhookReplay + v.name + ":" + hex.EncodeToString(sum[:16])
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	fresh, err := v.store.SetNX(ctx, key, []byte{1}, v.window)

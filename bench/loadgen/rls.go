@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 
-	rlcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 )
 
@@ -39,24 +39,24 @@ func runRLS(args []string) error {
 	n := max(*keys, 1)
 	reqs := make([]*rlsv3.RateLimitRequest, n)
 	for i := range reqs {
-		var entries []*rlcommonv3.RateLimitDescriptor_Entry
+		var entries []*ratelimitv3.RateLimitDescriptor_Entry
 		if *route != "" {
-			entries = append(entries, &rlcommonv3.RateLimitDescriptor_Entry{Key: "route", Value: *route})
+			entries = append(entries, &ratelimitv3.RateLimitDescriptor_Entry{Key: "route", Value: *route})
 		}
-		entries = append(entries, &rlcommonv3.RateLimitDescriptor_Entry{Key: *tierKey, Value: *tier})
+		entries = append(entries, &ratelimitv3.RateLimitDescriptor_Entry{Key: *tierKey, Value: *tier})
 		if *keys > 0 {
-			entries = append(entries, &rlcommonv3.RateLimitDescriptor_Entry{Key: *subjectKey, Value: fmt.Sprintf("%s%d", *subjectPrefix, i)})
+			entries = append(entries, &ratelimitv3.RateLimitDescriptor_Entry{Key: *subjectKey, Value: fmt.Sprintf("%s%d", *subjectPrefix, i)})
 		}
-		descs := []*rlcommonv3.RateLimitDescriptor{{Entries: entries}}
+		descs := []*ratelimitv3.RateLimitDescriptor{{Entries: entries}}
 		if *second != "" {
-			entries2 := make([]*rlcommonv3.RateLimitDescriptor_Entry, len(entries))
+			entries2 := make([]*ratelimitv3.RateLimitDescriptor_Entry, len(entries))
 			for j, e := range entries {
 				entries2[j] = e
 				if e.Key == *tierKey {
-					entries2[j] = &rlcommonv3.RateLimitDescriptor_Entry{Key: *second, Value: e.Value}
+					entries2[j] = &ratelimitv3.RateLimitDescriptor_Entry{Key: *second, Value: e.Value}
 				}
 			}
-			descs = append(descs, &rlcommonv3.RateLimitDescriptor{Entries: entries2})
+			descs = append(descs, &ratelimitv3.RateLimitDescriptor{Entries: entries2})
 		}
 		reqs[i] = &rlsv3.RateLimitRequest{
 			Domain:      *domain,

@@ -211,10 +211,11 @@ func (c *ceiling) round(ctx context.Context) (time.Duration, error) {
 	return d, nil
 }
 
-func percentile(ds []time.Duration, p int) time.Duration {
+// median is the middle duration of ds (the lower of the two middle ones).
+func median(ds []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[(len(s)-1)*p/100]
+	return s[(len(s)-1)/2]
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", msf(d)) }

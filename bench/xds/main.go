@@ -140,15 +140,15 @@ func run() error {
 		if err != nil {
 			return fmt.Errorf("%s cluster change: %w", mode, err)
 		}
-		p50, maxSeen := percentile(seen, 50), slices.Max(seen)
-		ceiling := percentile(null, 50)
+		p50, maxSeen := median(seen), slices.Max(seen)
+		ceiling := median(null)
 		fmt.Printf("%s: ceiling (no-op ADS server fanning the same route table out to %d streams, interleaved): p50 %s\n", mode, *clients, ms(ceiling))
 		fmt.Printf("%s: one route changed → all %d clients have it: p50 %s, max %s (build %s p50); ratio to ceiling %.2f; resources sent per client: %s\n",
-			mode, *clients, ms(p50), ms(maxSeen), ms(percentile(prep, 50)), float64(p50)/float64(ceiling), perClient(routeRes, *clients))
+			mode, *clients, ms(p50), ms(maxSeen), ms(median(prep)), float64(p50)/float64(ceiling), perClient(routeRes, *clients))
 		fmt.Printf("%s: one cluster's endpoints changed → all have it in %s; resources sent per client: %s\n",
 			mode, ms(cs), perClient(clusterRes, *clients))
 		fmt.Printf("RESULT mode=%s clients=%d routes=%d clusters=%d route_change_p50_ms=%.1f route_change_max_ms=%.1f build_p50_ms=%.1f ceiling_ms=%.1f ratio=%.2f route_change_resources_per_client=%s cluster_change_resources_per_client=%s\n",
-			mode, *clients, *routes, *clusters, msf(p50), msf(maxSeen), msf(percentile(prep, 50)), msf(ceiling), float64(p50)/float64(ceiling),
+			mode, *clients, *routes, *clusters, msf(p50), msf(maxSeen), msf(median(prep)), msf(ceiling), float64(p50)/float64(ceiling),
 			compact(perClient(routeRes, *clients)), compact(perClient(clusterRes, *clients)))
 	}
 	return nil

@@ -1,5 +1,5 @@
 // Command gatehouse serves Envoy's ext_authz, ext_proc, rate limit and xDS
-// APIs from one declarative config. See internal/app for the commands.
+// APIs from one declarative config. See cmd/gatehouse/app for the commands.
 package main
 
 import (
@@ -10,7 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/gatehouse/gatehouse/internal/app"
+	"github.com/gatehouse/gatehouse/cmd/gatehouse/app"
 )
 
 func main() {

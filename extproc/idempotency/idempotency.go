@@ -20,9 +20,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"strings"
 	"time"
+
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+
+	"github.com/gatehouse/gatehouse/internal/kv"
 )
 
 // ErrUnavailable wraps store failures (unreachable, timed out, full), so
@@ -112,7 +115,7 @@ func StoreKey(route string, scope []string, key string) string {
 	}
 	h.Write([]byte{0xff})
 	h.Write([]byte(key))
-	return "idem:" + route + ":" + hex.EncodeToString(h.Sum(nil)[:20])
+	return kv.NamespaceIdempotency + route + ":" + hex.EncodeToString(h.Sum(nil)[:20])
 }
 
 // Record is a stored response.

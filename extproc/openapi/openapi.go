@@ -264,7 +264,9 @@ func violations(err error, out []Violation) []Violation {
 	if len(out) >= MaxViolations {
 		return out
 	}
-	if me, ok := err.(openapi3.MultiError); ok {
+	// Only a list at the top is flattened here: a list wrapped in a
+	// RequestError is that error's cause, expanded at its location (leaf).
+	if me, ok := err.(openapi3.MultiError); ok { //nolint:errorlint // see above
 		for _, e := range me {
 			out = violations(e, out)
 		}
@@ -302,7 +304,7 @@ func violations(err error, out []Violation) []Violation {
 // leaf turns the cause of a request/response error into violations at v's
 // location.
 func leaf(err error, v Violation, reason string, out []Violation) []Violation {
-	if me, ok := err.(openapi3.MultiError); ok {
+	if me, ok := err.(openapi3.MultiError); ok { //nolint:errorlint // a list where it stands, as in violations
 		for _, e := range me {
 			if len(out) >= MaxViolations {
 				break

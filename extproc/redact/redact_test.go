@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -170,16 +171,13 @@ func TestCompilePath(t *testing.T) {
 }
 
 func TestNationalIDPatterns(t *testing.T) {
-	r, err := New(Options{NationalIDPatterns: []string{`\b[A-Z]{2}\d{6}[A-D]\b`}}) // UK NINO
+	r, err := New(Options{NationalIDPatterns: []*regexp.Regexp{regexp.MustCompile(`\b[A-Z]{2}\d{6}[A-D]\b`)}}) // UK NINO
 	if err != nil {
 		t.Fatal(err)
 	}
 	got, counts, err := r.Redact([]byte(`{"nino":"QQ123456C","x":"QQ12"}`))
 	if err != nil || string(got) != `{"nino":"[REDACTED:national-id]","x":"QQ12"}` || counts[KindNationalID] != 1 {
 		t.Errorf("Redact = %s, %v, %v", got, counts, err)
-	}
-	if _, err := New(Options{NationalIDPatterns: []string{"("}}); err == nil {
-		t.Errorf("New with a bad pattern = nil error")
 	}
 }
 

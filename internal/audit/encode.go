@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/gatehouse/gatehouse/internal/jsonx"
 )
 
 // Field size caps keep every line far below maxLine (a reader's bound),
@@ -57,7 +59,7 @@ func appendEvent(b []byte, e *Event) []byte {
 	b = appendField(b, "version", e.Version, false)
 	if e.Detail != "" {
 		b = append(b, `,"detail":`...)
-		b = appendString(b, truncate(e.Detail, maxDetail))
+		b = jsonx.AppendString(b, truncate(e.Detail, maxDetail))
 	}
 	return b
 }
@@ -69,7 +71,7 @@ func appendField(b []byte, name, v string, always bool) []byte {
 	b = append(b, ',', '"')
 	b = append(b, name...)
 	b = append(b, '"', ':')
-	return appendString(b, truncate(v, maxField))
+	return jsonx.AppendString(b, truncate(v, maxField))
 }
 
 // truncate cuts s to at most n bytes at a rune boundary and marks the cut
@@ -83,60 +85,4 @@ func truncate(s string, n int) string {
 		cut--
 	}
 	return s[:cut] + "…"
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string. It escapes what JSON requires
-// (quote, backslash, control characters), U+2028 and U+2029 (which break
-// JavaScript readers) and replaces invalid UTF-8 with U+FFFD, as
-// encoding/json does; it leaves <, > and & alone (no HTML here). It also
-// escapes DEL and the C1 controls U+0080-U+009F: subjects and claims come
-// from callers, and an operator reads this file with cat or tail.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' || (r >= 0x80 && r <= 0x9f) {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', hexDigits[r>>12&0xf], hexDigits[r>>8&0xf], hexDigits[r>>4&0xf], hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

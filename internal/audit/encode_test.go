@@ -12,36 +12,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-func TestAppendString(t *testing.T) {
-	tests := []struct {
-		in, want string
-	}{
-		{"", `""`},
-		{"plain /orders/42", `"plain /orders/42"`},
-		{`quote " and \ backslash`, `"quote \" and \\ backslash"`},
-		{"new\nline\r\ttab", `"new\nline\r\ttab"`},
-		{"\x00\x1f", `"\u0000\u001f"`},
-		{"<html> & co", `"<html> & co"`},
-		{"é ünï 日本", `"é ünï 日本"`},
-		{"bad \xff utf8", `"bad \ufffd utf8"`},
-		{"js \u2028\u2029", `"js \u2028\u2029"`},
-		{"del \x7f c1 \u009b[31m", `"del \u007f c1 \u009b[31m"`},
-	}
-	for _, tt := range tests {
-		got := string(appendString(nil, tt.in))
-		if got != tt.want {
-			t.Errorf("appendString(%q) = %s; want %s", tt.in, got, tt.want)
-		}
-		var back string
-		if err := json.Unmarshal([]byte(got), &back); err != nil {
-			t.Errorf("appendString(%q) = %s, not JSON: %v", tt.in, got, err)
-		}
-		if want := strings.ToValidUTF8(tt.in, "\ufffd"); back != want {
-			t.Errorf("decode(appendString(%q)) = %q; want %q", tt.in, back, want)
-		}
-	}
-}
-
 // The hand-written encoder must say exactly what encoding/json would
 // decode into the same Event.
 func TestAppendEventRoundTrip(t *testing.T) {

@@ -142,26 +142,3 @@ func FuzzWriterLine(f *testing.F) {
 		}
 	})
 }
-
-// FuzzAppendString: the hand-written JSON string encoder says what
-// encoding/json reads back.
-func FuzzAppendString(f *testing.F) {
-	for _, s := range []string{"", "plain", "quote\"back\\slash", "\x00\x1f\n", "\xff\xfe", "\u2028", "日本"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		b := appendString(nil, s)
-		var got string
-		if err := json.Unmarshal(b, &got); err != nil {
-			t.Fatalf("appendString(%q) = %s, not JSON: %v", s, b, err)
-		}
-		std, _ := json.Marshal(s)
-		var want string
-		if err := json.Unmarshal(std, &want); err != nil {
-			t.Fatal(err)
-		}
-		if got != want {
-			t.Fatalf("decode(appendString(%q)) = %q; encoding/json says %q", s, got, want)
-		}
-	})
-}

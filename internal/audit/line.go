@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -150,10 +151,7 @@ func (h *Hasher) sumHex(parts ...[]byte) []byte {
 		h.h.Write(p)
 	}
 	sum := h.h.Sum(h.sum[:0])
-	for i, c := range sum {
-		h.hex[2*i] = hexDigits[c>>4]
-		h.hex[2*i+1] = hexDigits[c&0xf]
-	}
+	hex.Encode(h.hex[:], sum)
 	return h.hex[:]
 }
 

@@ -13,9 +13,9 @@ import (
 func rehash(line []byte) []byte {
 	body := append(bytes.Clone(line[:len(line)-suffixLen]), '}')
 	sum := sha256.Sum256(body)
-	out := append(body[:len(body)-1], hashPrefix...)
-	out = append(out, hex.EncodeToString(sum[:])...)
-	return append(out, '"', '}')
+	body = append(body[:len(body)-1], hashPrefix...)
+	body = append(body, hex.EncodeToString(sum[:])...)
+	return append(body, '"', '}')
 }
 
 func hashOf(line []byte) string {

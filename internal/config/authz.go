@@ -192,7 +192,7 @@ type APIKey struct {
 	// ExpiresAt (RFC 3339) ends the key; an expired key is refused with
 	// its own reason code. Several keys per subject let a new key overlap
 	// the old one during rotation.
-	ExpiresAt string `yaml:"expiresAt,omitempty"`
+	ExpiresAt Time `yaml:"expiresAt,omitempty"`
 	// Revoked refuses the key with its own reason code.
 	Revoked bool `yaml:"revoked,omitempty"`
 }
@@ -216,7 +216,7 @@ type AuthzMTLS struct {
 // certificates as PEM, or a SPIFFE bundle JSON document).
 type TrustDomain struct {
 	// Name is the trust domain (example.org).
-	Name string `yaml:"name"`
+	Name SPIFFETrustDomain `yaml:"name"`
 	// BundleFile is a PEM or SPIFFE bundle file.
 	BundleFile FilePath `yaml:"bundleFile,omitempty"`
 	// Bundle is the same, inline.
@@ -226,9 +226,9 @@ type TrustDomain struct {
 // XFCC trusts x-forwarded-client-cert only from known hops.
 type XFCC struct {
 	// TrustedProxies are the CIDRs of direct peers allowed to send XFCC.
-	TrustedProxies []string `yaml:"trustedProxies,omitempty"`
+	TrustedProxies []CIDR `yaml:"trustedProxies,omitempty"`
 	// TrustedProxyIDs are SPIFFE ids of direct mTLS peers allowed to send it.
-	TrustedProxyIDs []string `yaml:"trustedProxyIDs,omitempty"`
+	TrustedProxyIDs []SPIFFEID `yaml:"trustedProxyIDs,omitempty"`
 	// Hop picks the element describing the client, counted from the end
 	// (1 = the last element, appended by the nearest proxy).
 	Hop int `yaml:"hop" default:"1"`
@@ -443,7 +443,7 @@ type Requirements struct {
 	// SPIFFE restricts mTLS callers' SPIFFE ids.
 	SPIFFE *SPIFFEMatch `yaml:"spiffe,omitempty"`
 	// SourceCIDRs restrict the client address.
-	SourceCIDRs []string `yaml:"sourceCIDRs,omitempty"`
+	SourceCIDRs []CIDR `yaml:"sourceCIDRs,omitempty"`
 }
 
 // ClaimMatch is a condition on one claim; the claim name may be a dotted
@@ -460,16 +460,16 @@ type ClaimMatch struct {
 	// space-separated string claim.
 	Contains string `yaml:"contains,omitempty"`
 	// Regex must match the whole value (or an element of a list).
-	Regex string `yaml:"regex,omitempty"`
+	Regex Regex `yaml:"regex,omitempty"`
 }
 
 // SPIFFEMatch allows SPIFFE ids: any of IDs, or any id in TrustDomain whose
 // path matches one of Paths (path.Match patterns: * is one segment).
 type SPIFFEMatch struct {
 	// IDs are allowed SPIFFE ids.
-	IDs []string `yaml:"ids,omitempty"`
+	IDs []SPIFFEID `yaml:"ids,omitempty"`
 	// TrustDomain allows its ids (those matching Paths, when set).
-	TrustDomain string `yaml:"trustDomain,omitempty"`
+	TrustDomain SPIFFETrustDomain `yaml:"trustDomain,omitempty"`
 	// Paths are path patterns within TrustDomain.
 	Paths []string `yaml:"paths,omitempty"`
 }
@@ -514,9 +514,9 @@ func (r *Route) AuthzNeeds(c *Config) AuthzNeeds {
 	if w != nil && !w.Scheme.SignsBody() {
 		return AuthzNeeds{FailureMode: mode}
 	}
-	n := AuthzNeeds{RequestBody: true, MaxRequestBytes: 1 << 20, FailureMode: mode}
+	size := Defaults[WebhookSource]().MaxBodySize
 	if w != nil && w.MaxBodySize > 0 && int64(w.MaxBodySize) <= math.MaxUint32 {
-		n.MaxRequestBytes = uint32(w.MaxBodySize)
+		size = w.MaxBodySize
 	}
-	return n
+	return AuthzNeeds{RequestBody: true, MaxRequestBytes: uint32(size), FailureMode: mode}
 }

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"path"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 
@@ -229,11 +228,6 @@ func ValidateAPIKeys(p Path, keys []APIKey, errs *Errors) {
 		if key.Tier != "" && !TierPattern.MatchString(key.Tier) {
 			errs.Add(kp.Field("tier"), "%q is not a tier; use 1-64 letters, digits, '.', '_' or '-'", key.Tier)
 		}
-		if key.ExpiresAt != "" {
-			if _, err := time.Parse(time.RFC3339, key.ExpiresAt); err != nil {
-				errs.Add(kp.Field("expiresAt"), "%q is not an RFC 3339 time such as 2027-01-31T00:00:00Z", key.ExpiresAt)
-			}
-		}
 	}
 }
 
@@ -265,13 +259,12 @@ func (m *AuthzMTLS) validate(p Path, errs *Errors) {
 	tds := map[string]int{}
 	for i, td := range m.TrustDomains {
 		tp := p.Field("trustDomains").Index(i)
-		if !validTrustDomain(td.Name) {
-			errs.Add(tp.Field("name"), "%q is not a SPIFFE trust domain; use lower-case letters, digits, '.', '_' and '-'", td.Name)
-		}
-		if first, dup := tds[td.Name]; dup {
+		if td.Name.IsZero() {
+			errs.Add(tp.Field("name"), "is required: the trust domain, such as example.org")
+		} else if first, dup := tds[td.Name.String()]; dup {
 			errs.Add(tp.Field("name"), "duplicate trust domain %q (also trustDomains[%d])", td.Name, first)
 		}
-		tds[td.Name] = i
+		tds[td.Name.String()] = i
 		if (td.BundleFile == "") == (td.Bundle == "") {
 			errs.Add(tp, "set exactly one of bundleFile and bundle")
 		}
@@ -285,17 +278,8 @@ func (m *AuthzMTLS) validate(p Path, errs *Errors) {
 			errs.Add(xp, "name the hops allowed to send x-forwarded-client-cert in trustedProxies or trustedProxyIDs")
 		}
 		for i, c := range x.TrustedProxies {
-			pfx, err := netip.ParsePrefix(c)
-			switch {
-			case err != nil:
-				errs.Add(xp.Field("trustedProxies").Index(i), "%q is not a CIDR such as 10.0.0.0/8", c)
-			case pfx.Bits() == 0:
+			if c.Prefix().Bits() == 0 {
 				errs.Warn(xp.Field("trustedProxies").Index(i), "%q trusts every peer: any client can send x-forwarded-client-cert and claim any certificate identity; list the proxies in front of gatehouse", c)
-			}
-		}
-		for i, id := range x.TrustedProxyIDs {
-			if !validSPIFFEID(id) {
-				errs.Add(xp.Field("trustedProxyIDs").Index(i), "%q is not a SPIFFE id (spiffe://trust.domain/path)", id)
 			}
 		}
 		if x.Hop < 1 || x.Hop > 16 {
@@ -432,148 +416,6 @@ func (a *Authz) WebhookByName(name string) *WebhookSource {
 		}
 	}
 	return nil
-}
-
-func (a *RouteAuthz) validate(p Path, c *Config, errs *Errors) {
-	if c.Authz == nil {
-		if !a.Public {
-			errs.Add(p, "the config has no authz: section, so nothing would enforce this policy (Envoy gets no ext_authz filter); add an authz: section, or write authz: {public: true} to serve the route without authentication")
-		}
-		return
-	}
-	az := c.Authz
-	methods := 0
-	if a.JWT != nil {
-		methods++
-		if az.JWT == nil {
-			errs.Add(p.Field("jwt"), "accepts JWTs but authz.jwt configures no issuer")
-		} else {
-			for i, n := range a.JWT.Issuers {
-				if !slices.ContainsFunc(az.JWT.Issuers, func(is JWTIssuer) bool { return is.Name == n }) {
-					errs.Add(p.Field("jwt").Field("issuers").Index(i), "unknown issuer %q; authz.jwt.issuers names %s", n, issuerNames(az.JWT.Issuers))
-				}
-			}
-		}
-	}
-	if a.APIKey != nil {
-		methods++
-		if az.APIKeys == nil {
-			errs.Add(p.Field("apiKey"), "accepts API keys but authz.apiKeys is not configured")
-		}
-	}
-	if a.MTLS != nil {
-		methods++
-	}
-	if a.Webhook != "" {
-		methods++
-		if az.WebhookByName(a.Webhook) == nil {
-			errs.Add(p.Field("webhook"), "unknown webhook source %q", a.Webhook)
-		}
-	}
-	if a.Public {
-		if methods > 0 || a.Optional || a.Shadow || !a.Require.empty() || len(a.ClaimHeaders) > 0 || a.StripCredentials || a.FailureMode != "" {
-			errs.Add(p.Field("public"), "a public route takes no other authz settings")
-		}
-		return
-	}
-	if methods == 0 {
-		errs.Add(p, "accepts no credential; set jwt, apiKey, mtls or webhook (or public: true)")
-	}
-	if a.Mode == ModeAll && a.Optional {
-		errs.Add(p.Field("optional"), "cannot be combined with mode: all")
-	}
-	if a.Webhook != "" && a.Optional {
-		errs.Add(p.Field("optional"), "a webhook route cannot accept unsigned requests")
-	}
-	if a.Webhook != "" && a.FailureMode == FailOpen {
-		errs.Add(p.Field("failureMode"), "a webhook route cannot let unverified deliveries through when ext_authz is down; leave it closed")
-	}
-	if a.DefaultTier != "" && !TierPattern.MatchString(a.DefaultTier) {
-		errs.Add(p.Field("defaultTier"), "%q is not a tier; use 1-64 letters, digits, '.', '_' or '-'", a.DefaultTier)
-	}
-	rp := p.Field("require")
-	for i, m := range a.Require.Claims {
-		mp := rp.Field("claims").Index(i)
-		if m.Claim == "" {
-			errs.Add(mp.Field("claim"), "is required")
-		}
-		n := 0
-		for _, set := range []bool{m.Equals != "", len(m.OneOf) > 0, m.Contains != "", m.Regex != ""} {
-			if set {
-				n++
-			}
-		}
-		if n != 1 {
-			errs.Add(mp, "set exactly one of equals, oneOf, contains and regex")
-		}
-		if m.Regex != "" {
-			if _, err := regexp.Compile(m.Regex); err != nil {
-				errs.Add(mp.Field("regex"), "%q is not a valid RE2 expression", m.Regex)
-			}
-		}
-	}
-	if len(a.Require.Claims) > 0 && a.JWT == nil {
-		errs.Add(rp.Field("claims"), "claims come from JWTs, but the route does not accept jwt")
-	}
-	if s := a.Require.SPIFFE; s != nil {
-		sp := rp.Field("spiffe")
-		if a.MTLS == nil {
-			errs.Add(sp, "SPIFFE ids come from mTLS, but the route does not accept mtls")
-		}
-		if len(s.IDs) == 0 && s.TrustDomain == "" {
-			errs.Add(sp, "set ids, or trustDomain (with optional paths)")
-		}
-		for i, id := range s.IDs {
-			if !validSPIFFEID(id) {
-				errs.Add(sp.Field("ids").Index(i), "%q is not a SPIFFE id (spiffe://trust.domain/path)", id)
-			}
-		}
-		if s.TrustDomain != "" && !validTrustDomain(s.TrustDomain) {
-			errs.Add(sp.Field("trustDomain"), "%q is not a SPIFFE trust domain", s.TrustDomain)
-		}
-		if len(s.Paths) > 0 && s.TrustDomain == "" {
-			errs.Add(sp.Field("paths"), "only used with trustDomain")
-		}
-		for i, pat := range s.Paths {
-			if _, err := path.Match(pat, ""); err != nil || !strings.HasPrefix(pat, "/") {
-				errs.Add(sp.Field("paths").Index(i), "%q is not a path pattern such as /ns/prod/sa/*", pat)
-			}
-		}
-	}
-	for i, c := range a.Require.SourceCIDRs {
-		if _, err := netip.ParsePrefix(c); err != nil {
-			errs.Add(rp.Field("sourceCIDRs").Index(i), "%q is not a CIDR such as 10.0.0.0/8", c)
-		}
-	}
-	headers := map[string]int{}
-	for i, h := range a.ClaimHeaders {
-		hp := p.Field("claimHeaders").Index(i)
-		if h.Claim == "" {
-			errs.Add(hp.Field("claim"), "is required")
-		}
-		switch {
-		case !headerNamePattern.MatchString(h.Header):
-			errs.Add(hp.Field("header"), "%q is not a lower-case header name", h.Header)
-		case strings.HasPrefix(h.Header, ":") || h.Header == "host" || h.Header == "authorization" || h.Header == "cookie":
-			errs.Add(hp.Field("header"), "%q cannot be set from a claim", h.Header)
-		case strings.HasPrefix(h.Header, "x-gatehouse-"):
-			// Copied after the identity headers, a claim would overwrite
-			// (or, when absent, remove) the verified x-gatehouse-tier,
-			// -subject, ... that upstreams trust.
-			errs.Add(hp.Field("header"), "%q is an identity header: only ext_authz sets it from the verified identity, so a claim cannot", h.Header)
-		}
-		if first, dup := headers[h.Header]; dup {
-			errs.Add(hp.Field("header"), "duplicate header %q (also claimHeaders[%d])", h.Header, first)
-		}
-		headers[h.Header] = i
-	}
-	if len(a.ClaimHeaders) > 0 && a.JWT == nil {
-		errs.Add(p.Field("claimHeaders"), "claims come from JWTs, but the route does not accept jwt")
-	}
-}
-
-func (r Requirements) empty() bool {
-	return len(r.Scopes) == 0 && len(r.Claims) == 0 && r.SPIFFE == nil && len(r.SourceCIDRs) == 0
 }
 
 func issuerNames(is []JWTIssuer) string {

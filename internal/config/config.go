@@ -10,9 +10,15 @@
 // runtime form and reports problems as FieldErrors with paths, which the
 // loader's Source turns into file:line.
 //
+// Values are parsed once, here: regular expressions (anchored as Envoy
+// anchors them), CIDRs, times, time zones, SPIFFE ids, windows and
+// durations reach the components as typed values (values.go), never as
+// strings to parse again.
+//
 // Defaults live in one place: the `default` tags on the fields below.
-// `gatehouse config defaults` prints them and docs/config-reference.md is generated
-// from them (a test keeps the two in step).
+// Defaults[T] returns a section filled from them, `gatehouse config
+// defaults` prints them and docs/config-reference.md is generated from
+// them (a test keeps the two in step).
 package config
 
 import (
@@ -86,3 +92,19 @@ const (
 	ComponentRateLimit = "ratelimit"
 	ComponentXDS       = "xds"
 )
+
+// ComponentAddress returns the listen address of the named component, and
+// whether the config enables it (its section is present).
+func (c *Config) ComponentAddress(name string) (string, bool) {
+	switch {
+	case name == ComponentAuthz && c.Authz != nil:
+		return c.Authz.Address, true
+	case name == ComponentExtProc && c.ExtProc != nil:
+		return c.ExtProc.Address, true
+	case name == ComponentRateLimit && c.RateLimit != nil:
+		return c.RateLimit.Address, true
+	case name == ComponentXDS && c.XDS != nil:
+		return c.XDS.Address, true
+	}
+	return "", false
+}

@@ -35,6 +35,7 @@ var (
 	unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 	enumType        = reflect.TypeFor[Enum]()
 	secretType      = reflect.TypeFor[Secret]()
+	sourcedType     = reflect.TypeFor[sourced]()
 	filePathType    = reflect.TypeFor[FilePath]()
 	outputPathType  = reflect.TypeFor[OutputPath]()
 )

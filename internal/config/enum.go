@@ -91,3 +91,18 @@ func (RedisMode) EnumValues() []string { return []string{"single", "sentinel", "
 
 // EnumNoun implements Enum.
 func (RedisMode) EnumNoun() string { return "a redis mode" }
+
+// RedisNetwork is how gatehouse connects to Redis.
+type RedisNetwork string
+
+// Redis networks.
+const (
+	RedisTCP  RedisNetwork = "tcp"
+	RedisUnix RedisNetwork = "unix"
+)
+
+// EnumValues implements Enum.
+func (RedisNetwork) EnumValues() []string { return []string{"tcp", "unix"} }
+
+// EnumNoun implements Enum.
+func (RedisNetwork) EnumNoun() string { return "a redis network" }

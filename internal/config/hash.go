@@ -30,6 +30,10 @@ func hashValue(h hash.Hash, v reflect.Value) {
 		str(v.Interface().(Secret).ref)
 		return
 	}
+	if t.Implements(sourcedType) {
+		str(v.Interface().(sourced).source())
+		return
+	}
 	switch v.Kind() {
 	case reflect.Pointer, reflect.Interface:
 		if v.IsNil() {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"gopkg.in/yaml.v2"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -528,4 +529,46 @@ func FuzzLoadBytes(f *testing.F) {
 			t.Fatal("LoadBytes() returned an empty error message")
 		}
 	})
+}
+
+// TestSectionDefaults: every section's defaults decode from their tags, and
+// Defaults gives what the loader fills in for a section written empty.
+func TestSectionDefaults(t *testing.T) {
+	cfg, err := LoadBytes("<test>", []byte("apiVersion: gatehouse/v1\nredis: {addresses: [\"127.0.0.1:6379\"]}\nauthz: {}\nextproc: {}\nratelimit: {}\nxds: {}\n"), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tt := range map[string]struct{ got, want any }{
+		"server":    {Defaults[Server](), cfg.Server},
+		"audit":     {Defaults[Audit](), cfg.Audit},
+		"authz":     {Defaults[Authz](), *cfg.Authz},
+		"extproc":   {Defaults[ExtProc](), *cfg.ExtProc},
+		"ratelimit": {Defaults[RateLimit](), *cfg.RateLimit},
+		"xds":       {Defaults[XDS](), *cfg.XDS},
+	} {
+		if !sameYAMLText(t, tt.got, tt.want) {
+			t.Errorf("Defaults of %s differ from the loaded empty section", name)
+		}
+	}
+	red := Defaults[Redis]()
+	red.Addresses = cfg.Redis.Addresses
+	if !sameYAMLText(t, red, *cfg.Redis) {
+		t.Errorf("Defaults of redis differ from the loaded section")
+	}
+}
+
+func sameYAMLText(t *testing.T, a, b any) bool {
+	t.Helper()
+	x, err := yaml.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := yaml.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(x) != string(y) {
+		t.Logf("%s\n---\n%s", x, y)
+	}
+	return string(x) == string(y)
 }

@@ -1,5 +1,7 @@
 package config
 
+import extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+
 // What the xds translator needs to know of a route's authz, extproc and
 // ratelimit parts to wire Envoy's filter chain for it. Each component's
 // config file implements its method on Route (authz.go, extproc.go,
@@ -44,6 +46,21 @@ func (BodyMode) EnumValues() []string {
 
 // EnumNoun implements Enum.
 func (BodyMode) EnumNoun() string { return "a body mode" }
+
+// Envoy is the mode as Envoy's ext_proc filter names it: what xds writes
+// into a route's processing mode and what extproc asks for in a
+// mode_override, so that the two always ask for the same mode.
+func (m BodyMode) Envoy() extprocfilterv3.ProcessingMode_BodySendMode {
+	switch m {
+	case BodyBuffered:
+		return extprocfilterv3.ProcessingMode_BUFFERED
+	case BodyBufferedPartial:
+		return extprocfilterv3.ProcessingMode_BUFFERED_PARTIAL
+	case BodyStreamed:
+		return extprocfilterv3.ProcessingMode_STREAMED
+	}
+	return extprocfilterv3.ProcessingMode_NONE
+}
 
 // ExtProcNeeds is the ext_proc processing mode a route needs: only what
 // its processors use, so a route with none costs Envoy nothing and a

@@ -2,16 +2,17 @@ package config
 
 import (
 	"fmt"
-	"regexp"
-	"slices"
+	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
+
 	// Calendar windows need the IANA time zone database, which a minimal
 	// container image may not have: embed it.
 	_ "time/tzdata"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/gatehouse/gatehouse/internal/timeunit"
 )
 
 // RateLimit configures the rate limit service
@@ -35,7 +36,7 @@ type RateLimit struct {
 	// KeyBy is what one counter is kept for: subject (each caller),
 	// or route / tier (one counter shared by all callers of the tier on
 	// the route). Routes may also key by one of their header entries.
-	KeyBy string `yaml:"keyBy" default:"subject"`
+	KeyBy KeyBy `yaml:"keyBy" default:"subject"`
 	// Algorithm is the default algorithm of a limit.
 	Algorithm RateLimitAlgorithm `yaml:"algorithm" default:"fixed"`
 	// FailureMode is the answer when the store cannot be reached: open
@@ -46,7 +47,7 @@ type RateLimit struct {
 	Shadow bool `yaml:"shadow" default:"false"`
 	// TimeZone aligns calendar windows (calendar: true): days start at
 	// midnight, weeks on Monday, months on the 1st in this zone.
-	TimeZone string `yaml:"timeZone" default:"UTC"`
+	TimeZone TimeZone `yaml:"timeZone" default:"UTC"`
 	// ResponseHeaders selects the headers returned to the client:
 	// all, ietf (RateLimit, RateLimit-Policy), legacy
 	// (X-RateLimit-Limit/Remaining/Reset) or none. Retry-After is sent on
@@ -71,6 +72,75 @@ type RateLimit struct {
 	// Requests bounds what one RLS request may hold; larger requests are
 	// refused with InvalidArgument.
 	Requests RateLimitRequests `yaml:"requests"`
+
+	// Reference, when present, makes the envoy config domains answer
+	// exactly as envoyproxy/ratelimit at the version gatehouse pins, down
+	// to its response headers, dynamic metadata, Redis keys and metrics
+	// (docs/ratelimit.md lists the few differences kept on purpose).
+	// `gatehouse ratelimit-compat` builds it from the reference's
+	// environment variables.
+	Reference *RateLimitReference `yaml:"reference,omitempty"`
+}
+
+// RateLimitReference is envoyproxy/ratelimit's behaviour, setting by
+// setting; each field names the reference's environment variable.
+type RateLimitReference struct {
+	// Runtime reads config files from the reference's runtime directory
+	// (RUNTIME_ROOT and the variables beside it) as the reference does.
+	Runtime *RateLimitRuntime `yaml:"runtime,omitempty"`
+	// ResponseHeaders are the reference's RateLimit-Limit/-Remaining/
+	// -Reset headers (LIMIT_RESPONSE_HEADERS_ENABLED and the header name
+	// variables); they replace ratelimit.responseHeaders.
+	ResponseHeaders RateLimitReferenceHeaders `yaml:"responseHeaders"`
+	// DynamicMetadata returns the request's domain, descriptors and
+	// quota-mode violations as dynamic metadata
+	// (RESPONSE_DYNAMIC_METADATA).
+	DynamicMetadata bool `yaml:"dynamicMetadata" default:"false"`
+	// ShadowMode answers OK overall while the descriptors' statuses still
+	// say OVER_LIMIT (SHADOW_MODE).
+	ShadowMode bool `yaml:"shadowMode" default:"false"`
+	// QuotaMode treats every limit as quota_mode: true (QUOTA_MODE).
+	QuotaMode bool `yaml:"quotaMode" default:"false"`
+	// NearLimitRatio is the share of a limit past which hits count as
+	// near_limit in the reference's metrics (NEAR_LIMIT_RATIO).
+	NearLimitRatio float64 `yaml:"nearLimitRatio" default:"0.8"`
+}
+
+// RateLimitReferenceHeaders are the reference's response headers.
+type RateLimitReferenceHeaders struct {
+	// Enabled sends them (LIMIT_RESPONSE_HEADERS_ENABLED).
+	Enabled bool `yaml:"enabled" default:"false"`
+	// Limit is the header with the limit (LIMIT_LIMIT_HEADER).
+	Limit string `yaml:"limit" default:"RateLimit-Limit"`
+	// Remaining is the header with what remains (LIMIT_REMAINING_HEADER).
+	Remaining string `yaml:"remaining" default:"RateLimit-Remaining"`
+	// Reset is the header with the seconds to the window's end
+	// (LIMIT_RESET_HEADER).
+	Reset string `yaml:"reset" default:"RateLimit-Reset"`
+}
+
+// RateLimitRuntime is the reference's runtime directory: config files are
+// every file under Root/Subdirectory/AppDirectory (recursively), whatever
+// its name. Kubernetes' ConfigMap internals (entries starting with "..")
+// are skipped; other dot files only with IgnoreDotFiles.
+type RateLimitRuntime struct {
+	// Root is RUNTIME_ROOT.
+	Root string `yaml:"root"`
+	// Subdirectory is RUNTIME_SUBDIRECTORY.
+	Subdirectory string `yaml:"subdirectory"`
+	// AppDirectory is RUNTIME_APPDIRECTORY.
+	AppDirectory string `yaml:"appDirectory" default:"config"`
+	// IgnoreDotFiles skips files and directories whose names start with a
+	// dot (RUNTIME_IGNOREDOTFILES).
+	IgnoreDotFiles bool `yaml:"ignoreDotFiles" default:"false"`
+	// WatchRoot also watches Root's parent, for a Root that is a symlink
+	// swapped to a new directory (RUNTIME_WATCH_ROOT).
+	WatchRoot bool `yaml:"watchRoot" default:"true"`
+}
+
+// Dir is the directory holding the config files.
+func (r *RateLimitRuntime) Dir() string {
+	return filepath.Join(r.Root, r.Subdirectory, r.AppDirectory)
 }
 
 // Limit is one quota: Requests per window, counted by Algorithm.
@@ -104,7 +174,7 @@ type RouteRateLimit struct {
 	// Default replaces the component's default limits on this route.
 	Default []Limit `yaml:"default,omitempty"`
 	// KeyBy: subject, route, tier or the key of one of Headers.
-	KeyBy string `yaml:"keyBy,omitempty"`
+	KeyBy KeyBy `yaml:"keyBy,omitempty"`
 	// Algorithm is the default algorithm of this route's limits.
 	Algorithm RateLimitAlgorithm `yaml:"algorithm,omitempty"`
 	// Shadow answers OK on this route but counts and logs refusals.
@@ -165,6 +235,12 @@ type RateLimitBreaker struct {
 type RateLimitLocalCache struct {
 	// MaxEntries bounds the cache; 0 turns it off.
 	MaxEntries int `yaml:"maxEntries" default:"100000"`
+	// MaxAge bounds how long a replica answers a key from its cache. A
+	// refund (is_negative_hits) on another replica can free a key this one
+	// still refuses; past MaxAge the store is asked again. In reference
+	// mode, where refunds are charged as the reference does, keys are
+	// cached to their window's end.
+	MaxAge Duration `yaml:"maxAge" default:"1s"`
 }
 
 // RateLimitRequests bounds one RLS request.
@@ -217,42 +293,22 @@ func (RateLimitHeaders) EnumValues() []string { return []string{"all", "ietf", "
 // EnumNoun implements Enum.
 func (RateLimitHeaders) EnumNoun() string { return "a header style" }
 
-// RateLimitUnit is the unit of a window.
-type RateLimitUnit string
-
-// Window units. A month is 30 days unless the limit is calendar-aligned.
-const (
-	UnitSecond RateLimitUnit = "second"
-	UnitMinute RateLimitUnit = "minute"
-	UnitHour   RateLimitUnit = "hour"
-	UnitDay    RateLimitUnit = "day"
-	UnitWeek   RateLimitUnit = "week"
-	UnitMonth  RateLimitUnit = "month"
-)
-
-// EnumValues implements Enum.
-func (RateLimitUnit) EnumValues() []string {
-	return []string{"second", "minute", "hour", "day", "week", "month"}
-}
-
-// EnumNoun implements Enum.
-func (RateLimitUnit) EnumNoun() string { return "a unit" }
-
 // MaxWindowCount bounds the count of a window ("5 minutes").
 const MaxWindowCount = 1000
 
-// Window is a count of a unit, written "minute" or "5 minutes".
+// Window is a count of a unit, written "minute" or "5 minutes". The
+// units of gatehouse's config are second to month (internal/timeunit).
 type Window struct {
 	Count uint32
-	Unit  RateLimitUnit
+	Unit  timeunit.Unit
 }
 
 // String renders the window as it is written in config.
 func (w Window) String() string {
 	if w.Count <= 1 {
-		return string(w.Unit)
+		return w.Unit.String()
 	}
-	return strconv.FormatUint(uint64(w.Count), 10) + " " + string(w.Unit) + "s"
+	return strconv.FormatUint(uint64(w.Count), 10) + " " + w.Unit.String() + "s"
 }
 
 // ParseWindow reads "minute", "5 minutes" or "5 minute".
@@ -270,12 +326,13 @@ func ParseWindow(s string) (Window, error) {
 		}
 		w.Count, unit = uint32(n), strings.TrimSuffix(f[1], "s")
 	default:
-		return Window{}, fmt.Errorf("%q is not a window; write a unit (second|minute|hour|day|week|month) or a count and a unit, as in \"5 minutes\"", s)
+		return Window{}, fmt.Errorf("%q is not a window; write a unit (%s) or a count and a unit, as in \"5 minutes\"", s, strings.Join(timeunit.Names(timeunit.Second, timeunit.Month), "|"))
 	}
-	if err := CheckEnum(RateLimitUnit(""), unit); err != nil {
-		return Window{}, err
+	u, ok := timeunit.Parse(unit, false)
+	if !ok || u > timeunit.Month {
+		return Window{}, fmt.Errorf("%q is not a unit; use %s", unit, strings.Join(timeunit.Names(timeunit.Second, timeunit.Month), "|"))
 	}
-	w.Unit = RateLimitUnit(unit)
+	w.Unit = u
 	return w, nil
 }
 
@@ -296,226 +353,7 @@ func (w *Window) UnmarshalYAML(n *yaml.Node) error {
 func (w Window) MarshalYAML() (any, error) { return w.String(), nil }
 
 // Seconds is the nominal length of the window (a month is 30 days).
-func (w Window) Seconds() int64 {
-	var s int64
-	switch w.Unit {
-	case UnitSecond:
-		s = 1
-	case UnitMinute:
-		s = 60
-	case UnitHour:
-		s = 3600
-	case UnitDay:
-		s = 86400
-	case UnitWeek:
-		s = 7 * 86400
-	case UnitMonth:
-		s = 30 * 86400
-	}
-	return s * int64(w.Count)
-}
-
-// Bounds of a limit, chosen so that every count and time the algorithms
-// handle stays exact in Redis Lua's double-precision numbers.
-const (
-	MaxLimitRequests = 1_000_000_000_000
-	maxWindowSeconds = 5 * 366 * 86400
-)
-
-var (
-	limitNamePattern       = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
-	rateLimitHeaderPattern = regexp.MustCompile("^[a-z0-9!#$%&'*+.^_`|~-]+$")
-)
-
-func (r *RateLimit) validate(p Path, c *Config, errs *Errors) {
-	if _, err := time.LoadLocation(r.TimeZone); err != nil || r.TimeZone == "" || strings.EqualFold(r.TimeZone, "local") {
-		errs.Add(p.Field("timeZone"), "%q is not a time zone; use an IANA name such as UTC or Europe/Berlin", r.TimeZone)
-	}
-	validateTiers(p.Field("tiers"), r.Tiers, r.Algorithm, errs)
-	validateLimits(p.Field("default"), r.Default, r.Algorithm, errs)
-	switch r.KeyBy {
-	case "subject", "route", "tier":
-	default:
-		errs.Add(p.Field("keyBy"), "%q is not a key; use subject, route or tier (a route may also key by one of its header entries)", r.KeyBy)
-	}
-	for i, f := range r.EnvoyConfigs {
-		if f == "" {
-			errs.Add(p.Field("envoyConfigs").Index(i), "is empty")
-		}
-	}
-	for _, name := range sortedKeys(r.Domains) {
-		if name == "" {
-			errs.Add(p.Field("domains"), "a domain name is empty")
-		}
-	}
-	s := p.Field("store")
-	if r.Store.Timeout.D() <= 0 {
-		errs.Add(s.Field("timeout"), "must be more than 0s: a Redis call must never wait forever")
-	}
-	if r.Store.BatchSize < 1 || r.Store.BatchSize > 4096 {
-		errs.Add(s.Field("batchSize"), "%d is out of range; use 1 (no batching) to 4096", r.Store.BatchSize)
-	}
-	if r.Store.Pipelines < 1 || r.Store.Pipelines > 256 {
-		errs.Add(s.Field("pipelines"), "%d is out of range; use 1 to 256", r.Store.Pipelines)
-	}
-	b := s.Field("breaker")
-	if r.Store.Breaker.Failures < 1 {
-		errs.Add(b.Field("failures"), "must be at least 1")
-	}
-	if r.Store.Breaker.OpenFor.D() <= 0 {
-		errs.Add(b.Field("openFor"), "must be more than 0s")
-	}
-	if r.Store.Breaker.Probes < 1 {
-		errs.Add(b.Field("probes"), "must be at least 1")
-	}
-	if r.LocalCache.MaxEntries < 0 {
-		errs.Add(p.Field("localCache").Field("maxEntries"), "must be 0 (off) or more")
-	}
-	q := p.Field("requests")
-	if r.Requests.MaxDescriptors < 1 {
-		errs.Add(q.Field("maxDescriptors"), "must be at least 1")
-	}
-	if r.Requests.MaxEntries < 1 {
-		errs.Add(q.Field("maxEntries"), "must be at least 1")
-	}
-	if r.Requests.MaxValueBytes < 16 || r.Requests.MaxValueBytes > 64<<10 {
-		errs.Add(q.Field("maxValueBytes"), "%s is out of range; use 16 to 64KiB", r.Requests.MaxValueBytes)
-	}
-	if r.Requests.MaxHits < 1 || r.Requests.MaxHits > MaxLimitRequests {
-		errs.Add(q.Field("maxHits"), "%d is out of range; use 1 to %d", r.Requests.MaxHits, uint64(MaxLimitRequests))
-	}
-}
-
-func (r *RouteRateLimit) validate(p Path, c *Config, errs *Errors) {
-	alg := r.Algorithm
-	if alg == "" && c.RateLimit != nil {
-		alg = c.RateLimit.Algorithm
-	}
-	validateTiers(p.Field("tiers"), r.Tiers, alg, errs)
-	validateLimits(p.Field("default"), r.Default, alg, errs)
-	keys := map[string]int{}
-	for i, h := range r.Headers {
-		hp := p.Field("headers").Index(i)
-		if !rateLimitHeaderPattern.MatchString(h.Header) {
-			errs.Add(hp.Field("header"), "%q is not a header name; write it in lower case", h.Header)
-		}
-		switch {
-		case h.Key == "":
-			errs.Add(hp.Field("key"), "is required: the descriptor key of the entry")
-		case h.Key == "route" || h.Key == "tier" || h.Key == "subject":
-			errs.Add(hp.Field("key"), "%q is a key gatehouse sets itself; choose another", h.Key)
-		default:
-			if first, dup := keys[h.Key]; dup {
-				errs.Add(hp.Field("key"), "duplicate key %q (also headers[%d])", h.Key, first)
-			}
-			keys[h.Key] = i
-		}
-	}
-	if r.KeyBy != "" {
-		_, isHeader := keys[r.KeyBy]
-		if r.KeyBy != "subject" && r.KeyBy != "route" && r.KeyBy != "tier" && !isHeader {
-			errs.Add(p.Field("keyBy"), "%q is not a key of this route; use subject, route, tier or the key of one of its headers", r.KeyBy)
-		}
-	}
-	if c.RateLimit == nil && !r.Disabled {
-		errs.Warn(p, "has no effect: the config has no ratelimit section, so no rate limit server runs")
-	}
-}
-
-func validateTiers(p Path, tiers map[string][]Limit, alg RateLimitAlgorithm, errs *Errors) {
-	for _, name := range sortedKeys(tiers) {
-		if strings.TrimSpace(name) == "" {
-			errs.Add(p, "a tier name is empty")
-			continue
-		}
-		// A tier arrives from ext_authz, which only ever hands out names
-		// of this form: any other key's limits could never apply.
-		if !TierPattern.MatchString(name) {
-			errs.Add(p.Key(name), "%q is not a tier; use 1-64 letters, digits, '.', '_' or '-'", name)
-		}
-		validateLimits(p.Key(name), tiers[name], alg, errs)
-	}
-}
-
-func validateLimits(p Path, limits []Limit, alg RateLimitAlgorithm, errs *Errors) {
-	type sig struct {
-		alg RateLimitAlgorithm
-		w   Window
-		cal bool
-	}
-	if alg == "" {
-		alg = AlgorithmFixed
-	}
-	seen := map[sig]int{}
-	names := map[string]int{}
-	for i := range limits {
-		l := &limits[i]
-		lp := p.Index(i)
-		a := l.Algorithm
-		if a == "" {
-			a = alg
-		}
-		if l.Requests < 1 {
-			errs.Add(lp.Field("requests"), "is required and must be at least 1 (refusing everyone is authz's job)")
-		} else if l.Requests > MaxLimitRequests {
-			errs.Add(lp.Field("requests"), "%d is too large; use at most %d", l.Requests, uint64(MaxLimitRequests))
-		}
-		if l.Per.Unit == "" {
-			errs.Add(lp.Field("per"), "is required: the window, such as second, minute or \"5 minutes\"")
-			continue
-		}
-		if l.Per.Seconds() > maxWindowSeconds {
-			errs.Add(lp.Field("per"), "%s is too long; use at most 5 years", l.Per)
-		}
-		if l.Calendar {
-			switch {
-			case l.Per.Unit != UnitDay && l.Per.Unit != UnitWeek && l.Per.Unit != UnitMonth:
-				errs.Add(lp.Field("calendar"), "applies to day, week and month windows, not %s", l.Per.Unit)
-			case a == AlgorithmGCRA:
-				errs.Add(lp.Field("calendar"), "applies to fixed and sliding windows; a gcra bucket has no window edges")
-			}
-		}
-		if l.Burst != 0 && a != AlgorithmGCRA {
-			errs.Add(lp.Field("burst"), "applies to gcra limits only (this one is %s)", a)
-		}
-		if l.Burst > MaxLimitRequests {
-			errs.Add(lp.Field("burst"), "%d is too large; use at most %d", l.Burst, uint64(MaxLimitRequests))
-		} else if a == AlgorithmGCRA && l.Burst > 0 && l.Requests >= 1 && l.Requests <= MaxLimitRequests && l.Per.Seconds() <= maxWindowSeconds {
-			// The bucket's depth in time (burst × per/requests) is kept in
-			// microseconds in an int64 and in Lua's doubles: bound it as
-			// windows are bounded, far inside both.
-			perUs := uint64(l.Per.Seconds()) * 1_000_000
-			emission := (perUs + l.Requests - 1) / l.Requests
-			if emission > 0 && l.Burst > uint64(maxWindowSeconds)*1_000_000/emission {
-				errs.Add(lp.Field("burst"), "%d at %d per %s takes more than 5 years to refill; use a smaller burst", l.Burst, l.Requests, l.Per)
-			}
-		}
-		if l.Name != "" {
-			if !limitNamePattern.MatchString(l.Name) {
-				errs.Add(lp.Field("name"), "%q is not a limit name; use 1-64 letters, digits, '_', '.' or '-'", l.Name)
-			} else if first, dup := names[l.Name]; dup {
-				errs.Add(lp.Field("name"), "duplicate name %q (also [%d])", l.Name, first)
-			} else {
-				names[l.Name] = i
-			}
-		}
-		s := sig{a, l.Per, l.Calendar}
-		if first, dup := seen[s]; dup {
-			errs.Add(lp, "same window and algorithm as [%d]; one counter cannot hold two limits", first)
-			continue
-		}
-		seen[s] = i
-	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
+func (w Window) Seconds() int64 { return w.Unit.Seconds() * int64(w.Count) }
 
 // EffectiveRateLimit is a route's quota once the ratelimit section's
 // defaults are merged in.
@@ -524,7 +362,7 @@ type EffectiveRateLimit struct {
 	Tiers map[string][]Limit
 	// Default applies to tiers not in Tiers; nil means unlimited.
 	Default     []Limit
-	KeyBy       string
+	KeyBy       KeyBy
 	Algorithm   RateLimitAlgorithm
 	Shadow      bool
 	FailureMode FailureMode

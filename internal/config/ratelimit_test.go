@@ -3,6 +3,8 @@ package config
 import (
 	"strings"
 	"testing"
+
+	"github.com/gatehouse/gatehouse/internal/timeunit"
 )
 
 func TestRateLimitValidation(t *testing.T) {
@@ -97,7 +99,7 @@ routes:
 	if rl.KeyBy != "subject" || rl.Algorithm != AlgorithmFixed || rl.FailureMode != FailClosed || rl.Store.BatchSize != 128 {
 		t.Errorf("defaults = %+v", rl)
 	}
-	if w := rl.Tiers["anonymous"][0].Per; w != (Window{Count: 5, Unit: UnitMinute}) || w.String() != "5 minutes" {
+	if w := rl.Tiers["anonymous"][0].Per; w != (Window{Count: 5, Unit: timeunit.Minute}) || w.String() != "5 minutes" {
 		t.Errorf("window = %+v (%s); want 5 minutes", w, w)
 	}
 	needs := map[string]RateLimitNeeds{}

@@ -144,6 +144,22 @@ func typeName(t reflect.Type) string {
 		return "file path" + opt
 	case t == outputPathType:
 		return "file path (written by gatehouse)" + opt
+	case t == reflect.TypeFor[Regex]():
+		return "RE2 regex (whole value)" + opt
+	case t == reflect.TypeFor[Pattern]():
+		return "RE2 regex (anywhere)" + opt
+	case t == reflect.TypeFor[CIDR]():
+		return "CIDR" + opt
+	case t == reflect.TypeFor[Time]():
+		return "RFC 3339 time" + opt
+	case t == reflect.TypeFor[TimeZone]():
+		return "IANA time zone" + opt
+	case t == reflect.TypeFor[SPIFFEID]():
+		return "SPIFFE id" + opt
+	case t == reflect.TypeFor[SPIFFETrustDomain]():
+		return "SPIFFE trust domain" + opt
+	case t == reflect.TypeFor[KeyBy]():
+		return "subject \\| route \\| tier (a route also: a header entry key)" + opt
 	case reflect.PointerTo(t).Implements(unmarshalerType):
 		return strings.ToLower(t.Name()) + opt
 	case t.Implements(enumType):

@@ -36,7 +36,7 @@ type Match struct {
 	Path string `yaml:"path,omitempty"`
 	// Regex is an RE2 expression that must match the whole path (without
 	// the query string).
-	Regex string `yaml:"regex,omitempty"`
+	Regex Regex `yaml:"regex,omitempty"`
 	// Methods restricts the HTTP methods; empty means any.
 	Methods []string `yaml:"methods,omitempty"`
 	// Headers must all match.
@@ -57,7 +57,7 @@ type HeaderMatch struct {
 	// Prefix is the start of the value.
 	Prefix string `yaml:"prefix,omitempty"`
 	// Regex is an RE2 expression matching the whole value.
-	Regex string `yaml:"regex,omitempty"`
+	Regex Regex `yaml:"regex,omitempty"`
 	// Present matches on presence (true) or absence (false) alone.
 	Present *bool `yaml:"present,omitempty"`
 	// Invert negates the match.
@@ -74,7 +74,7 @@ type QueryMatch struct {
 	// Prefix is the start of the value.
 	Prefix string `yaml:"prefix,omitempty"`
 	// Regex is an RE2 expression matching the whole value.
-	Regex string `yaml:"regex,omitempty"`
+	Regex Regex `yaml:"regex,omitempty"`
 	// Present matches on presence (true) or absence (false) alone.
 	Present *bool `yaml:"present,omitempty"`
 }

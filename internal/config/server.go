@@ -92,8 +92,11 @@ type Redis struct {
 	// sentinels) or cluster (Redis Cluster).
 	Mode RedisMode `yaml:"mode" default:"single"`
 	// Addresses are host:port of the server, the sentinels or the cluster
-	// seed nodes.
+	// seed nodes; with network unix, the path of the server's socket.
 	Addresses []string `yaml:"addresses"`
+	// Network is tcp, or unix for a single server on a Unix socket (a
+	// local twemproxy, envoyproxy/ratelimit's REDIS_SOCKET_TYPE=unix).
+	Network RedisNetwork `yaml:"network" default:"tcp"`
 	// MasterName is the Sentinel master set name (sentinel mode).
 	MasterName string `yaml:"masterName"`
 	// Username authenticates with Redis ACLs (Redis 6+).

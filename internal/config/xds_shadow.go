@@ -81,8 +81,8 @@ func shadowIn(c *Config, host string, routes []int, reported map[[2]int]bool, er
 
 func (ix *pathIndex) add(i int, m *Match) {
 	switch {
-	case m.Regex != "":
-		ix.regex[m.Regex] = append(ix.regex[m.Regex], i)
+	case !m.Regex.IsZero():
+		ix.regex[m.Regex.String()] = append(ix.regex[m.Regex.String()], i)
 	case m.Path != "":
 		if m.CaseInsensitive {
 			k := contract.ASCIILower(m.Path)
@@ -118,8 +118,8 @@ func (ix *pathIndex) candidates(m *Match) []int {
 		}
 	}
 	switch {
-	case m.Regex != "":
-		out = append(out, ix.regex[m.Regex]...)
+	case !m.Regex.IsZero():
+		out = append(out, ix.regex[m.Regex.String()]...)
 		// Only the catch-all prefix surely covers a regex.
 		out = append(out, ix.prefix["/"]...)
 		out = append(out, ix.ciPrefix["/"]...)

@@ -31,6 +31,47 @@ const (
 	RouteMetadataID = "route_id"
 )
 
+// UnknownRoutePolicy is what a component does with a route id Envoy sent
+// that the serving config does not have. That happens during a rollout:
+// Envoy still holds routes of an older (or newer) config than the
+// replica it asks. Each component's answer is decided here, once, and
+// applied by internal/routematch's Resolver, so that the three components
+// cannot drift into three unwritten answers.
+type UnknownRoutePolicy uint8
+
+// Policies for an unknown route id.
+const (
+	// UnknownRouteRefuse: the request is treated as matching no route,
+	// without matching host and path (a route id says Envoy already
+	// matched; a second opinion would pick a route Envoy did not).
+	UnknownRouteRefuse UnknownRoutePolicy = iota + 1
+	// UnknownRouteMatch: fall back to matching host, path and method as
+	// Envoy would, as if no id had been sent.
+	UnknownRouteMatch
+	// UnknownRouteIgnore: the component does nothing for the request:
+	// no route, so no rule applies.
+	UnknownRouteIgnore
+)
+
+// The policy of each component.
+const (
+	// AuthzUnknownRoute: ext_authz denies (reason no_route), whatever
+	// authz.unmatched says: a route unknown here has a policy unknown
+	// here, and access control fails closed.
+	AuthzUnknownRoute = UnknownRouteRefuse
+	// ExtProcUnknownRoute: ext_proc matches the request headers instead.
+	// Its processors protect the upstream (hygiene, contract, redaction),
+	// and the route the request matches in this config is the best
+	// guess of what it is; a request matching nothing passes untouched.
+	ExtProcUnknownRoute = UnknownRouteMatch
+	// RateLimitUnknownRoute: the rate limit service answers OK for the
+	// descriptor, counted (unknown_route) and logged. Its descriptors
+	// carry no host or path to match, and a quota is not access control:
+	// refusing every request of a route during a rollout would be an
+	// outage of the service's making.
+	RateLimitUnknownRoute = UnknownRouteIgnore
+)
+
 // Identity that ext_authz hands on as dynamic metadata. Envoy stores the
 // CheckResponse.dynamic_metadata of the ext_authz filter under the filter's
 // name, so the rate limit actions read metadata_key
@@ -114,12 +155,17 @@ const (
 	AuthMethodNone    = "none"
 )
 
+// MaxHeaderValue bounds every value gatehouse copies into an upstream
+// header: a verified subject, claim, certificate subject or configured API
+// key subject. It equals ratelimit.requests.maxValueBytes' default, since
+// the subject also becomes a rate limit descriptor value.
+const MaxHeaderValue = 1024
+
 // HeaderSafe reports whether s may be copied into an HTTP header that goes
-// upstream: printable ASCII only and at most 1 KiB, so that no value (a
-// verified claim, a certificate subject, a configured API key subject) can
-// split or bloat headers.
+// upstream: printable ASCII only and at most MaxHeaderValue bytes, so that
+// no value can split or bloat headers.
 func HeaderSafe(s string) bool {
-	if len(s) > 1024 {
+	if len(s) > MaxHeaderValue {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

@@ -95,11 +95,15 @@ func orInfinity(d time.Duration) time.Duration {
 // config asked for port 0).
 func (s *Server) Addr() string { return s.lis.Addr().String() }
 
-// Serve marks every registered service SERVING and serves until Stop.
+// Serve marks every registered service SERVING, and the server itself
+// under its component name ("ratelimit", the name envoyproxy/ratelimit's
+// health service answers to, which Envoy health checks may ask for), and
+// serves until Stop.
 func (s *Server) Serve() error {
 	for name := range s.GRPC.GetServiceInfo() {
 		s.Health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
+	s.Health.SetServingStatus(s.Name, healthpb.HealthCheckResponse_SERVING)
 	s.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	err := s.GRPC.Serve(s.lis)
 	if errors.Is(err, grpc.ErrServerStopped) {

@@ -15,7 +15,7 @@ import (
 var ErrUnavailable = errors.New("kv: store unavailable")
 
 // Store is a key/value store with expiring keys. Keys are namespaced by the
-// caller ("webhook:replay:<source>:<id>").
+// caller, with a namespace of keys.go.
 type Store interface {
 	// SetNX stores value under key for ttl if key is absent, and reports
 	// whether it did.

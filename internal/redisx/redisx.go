@@ -61,6 +61,9 @@ func New(cfg *config.Redis) (redis.UniversalClient, error) {
 	default:
 		o := opts.Simple()
 		o.Addr = cfg.Addresses[0]
+		if cfg.Network == config.RedisUnix {
+			o.Network = "unix"
+		}
 		return redis.NewClient(o), nil
 	}
 }

@@ -13,7 +13,6 @@ package routematch
 
 import (
 	"net/url"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -27,9 +26,22 @@ type Request struct {
 	Host   string
 	Path   string // the :path, with query string
 	Method string
-	// Header returns the value of a header, and whether it is present.
-	Header func(name string) (string, bool)
+	// Headers gives the request's headers (nil: none).
+	Headers Headers
 }
+
+// Headers looks a request header up by its lower-case name. An interface
+// rather than a func, so that a request type with a Header method (authz's)
+// is passed without allocating a closure per request.
+type Headers interface {
+	Header(name string) (value string, ok bool)
+}
+
+// HeaderFunc adapts a function to Headers.
+type HeaderFunc func(name string) (string, bool)
+
+// Header implements Headers.
+func (f HeaderFunc) Header(name string) (string, bool) { return f(name) }
 
 // Table matches requests to route ids. It is immutable and safe for
 // concurrent use.
@@ -49,7 +61,7 @@ type route struct {
 	id       string
 	prefix   string
 	path     string
-	re       *regexp.Regexp
+	re       config.Regex
 	ci       bool
 	methods  []string
 	headers  []headerMatch
@@ -59,7 +71,7 @@ type route struct {
 
 type valueMatch struct {
 	exact, prefix string
-	re            *regexp.Regexp
+	re            config.Regex
 	present       *bool
 }
 
@@ -69,7 +81,7 @@ func (m valueMatch) match(v string, ok bool) bool {
 		return ok == *m.present
 	case !ok:
 		return false
-	case m.re != nil:
+	case !m.re.IsZero():
 		return m.re.MatchString(v)
 	case m.prefix != "":
 		return strings.HasPrefix(v, m.prefix)
@@ -90,16 +102,13 @@ type queryMatch struct {
 }
 
 // New builds a table from the configured routes, which must have passed
-// config validation (regular expressions compile).
-func New(routes []config.Route) (*Table, error) {
+// config validation.
+func New(routes []config.Route) *Table {
 	t := &Table{exact: map[string][]*route{}}
 	suffix := map[string][]*route{}
 	prefix := map[string][]*route{}
 	for i := range routes {
-		r, err := compile(&routes[i])
-		if err != nil {
-			return nil, err
-		}
+		r := compile(&routes[i])
 		hosts := routes[i].Match.Hosts
 		if len(hosts) == 0 {
 			hosts = []string{"*"}
@@ -120,7 +129,7 @@ func New(routes []config.Route) (*Table, error) {
 	}
 	t.suffix = sortedWild(suffix)
 	t.prefix = sortedWild(prefix)
-	return t, nil
+	return t
 }
 
 func sortedWild(m map[string][]*route) []wild {
@@ -137,49 +146,26 @@ func sortedWild(m map[string][]*route) []wild {
 	return out
 }
 
-func compile(cr *config.Route) (*route, error) {
+// compile builds a route's matcher. Regular expressions come compiled
+// from config, anchored at both ends as Envoy's matchers are.
+func compile(cr *config.Route) *route {
 	m := &cr.Match
-	r := &route{id: cr.ID, prefix: m.Prefix, path: m.Path, ci: m.CaseInsensitive, methods: m.Methods}
+	r := &route{id: cr.ID, prefix: m.Prefix, path: m.Path, re: m.Regex, ci: m.CaseInsensitive, methods: m.Methods}
 	if r.ci {
 		r.prefix, r.path = contract.ASCIILower(r.prefix), contract.ASCIILower(r.path)
 	}
-	if m.Prefix == "" && m.Path == "" && m.Regex == "" {
+	if m.Prefix == "" && m.Path == "" && m.Regex.IsZero() {
 		r.prefix = "/"
 	}
-	var err error
-	if m.Regex != "" {
-		if r.re, err = regexp.Compile("^(?:" + m.Regex + ")$"); err != nil {
-			return nil, err
-		}
-	}
 	for _, h := range m.Headers {
-		vm, err := valueMatcher(h.Exact, h.Prefix, h.Regex, h.Present)
-		if err != nil {
-			return nil, err
-		}
+		vm := valueMatch{exact: h.Exact, prefix: h.Prefix, re: h.Regex, present: h.Present}
 		r.headers = append(r.headers, headerMatch{name: contract.ASCIILower(h.Name), invert: h.Invert, valueMatch: vm})
 	}
 	for _, q := range m.Query {
-		vm, err := valueMatcher(q.Exact, q.Prefix, q.Regex, q.Present)
-		if err != nil {
-			return nil, err
-		}
-		r.query = append(r.query, queryMatch{name: q.Name, valueMatch: vm})
+		r.query = append(r.query, queryMatch{name: q.Name, valueMatch: valueMatch{exact: q.Exact, prefix: q.Prefix, re: q.Regex, present: q.Present}})
 	}
 	r.hasQuery = len(r.query) > 0
-	return r, nil
-}
-
-func valueMatcher(exact, prefix, re string, present *bool) (valueMatch, error) {
-	vm := valueMatch{exact: exact, prefix: prefix, present: present}
-	if re != "" {
-		c, err := regexp.Compile("^(?:" + re + ")$")
-		if err != nil {
-			return vm, err
-		}
-		vm.re = c
-	}
-	return vm, nil
+	return r
 }
 
 // Match returns the id of the first route matching req, and whether one
@@ -241,7 +227,7 @@ func normalizeHost(h string) string {
 
 func (r *route) matches(req Request, path string, query url.Values) bool {
 	switch {
-	case r.re != nil:
+	case !r.re.IsZero():
 		if !r.re.MatchString(path) {
 			return false
 		}
@@ -278,8 +264,8 @@ func (r *route) matches(req Request, path string, query url.Values) bool {
 	for _, h := range r.headers {
 		var v string
 		var ok bool
-		if req.Header != nil {
-			v, ok = req.Header(h.name)
+		if req.Headers != nil {
+			v, ok = req.Headers.Header(h.name)
 		}
 		// As Envoy's HeaderUtility::matchHeaders: an absent header fails a
 		// value matcher (exact, prefix, regex) even when it is inverted;

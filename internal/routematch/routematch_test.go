@@ -15,7 +15,7 @@ func TestMatch(t *testing.T) {
 		{ID: "suffix-short", Match: config.Match{Hosts: []string{"*.example.com"}, Prefix: "/"}},
 		{ID: "suffix-long", Match: config.Match{Hosts: []string{"*.eu.example.com"}, Path: "/status"}},
 		{ID: "prefix-wild", Match: config.Match{Hosts: []string{"internal.*"}, Prefix: "/"}},
-		{ID: "regex", Match: config.Match{Regex: `/users/[0-9]+`}},
+		{ID: "regex", Match: config.Match{Regex: config.MustRegex(`/users/[0-9]+`)}},
 		{ID: "header", Match: config.Match{Prefix: "/canary", Headers: []config.HeaderMatch{{Name: "x-canary", Exact: "1"}}}},
 		{ID: "header-inverted", Match: config.Match{Prefix: "/canary", Headers: []config.HeaderMatch{{Name: "x-canary", Present: yes(), Invert: true}}}},
 		{ID: "query", Match: config.Match{Prefix: "/search", Query: []config.QueryMatch{{Name: "q", Present: yes()}}}},
@@ -23,10 +23,7 @@ func TestMatch(t *testing.T) {
 		{ID: "ci-path", Match: config.Match{Path: "/kelvin", CaseInsensitive: true}},
 		{ID: "any", Match: config.Match{Prefix: "/"}},
 	}
-	tbl, err := New(routes)
-	if err != nil {
-		t.Fatalf("New() = %v", err)
-	}
+	tbl := New(routes)
 	tests := []struct {
 		host, path, method string
 		headers            map[string]string
@@ -60,10 +57,10 @@ func TestMatch(t *testing.T) {
 		{host: "[::1]:8080", path: "/", method: "GET", want: "any", ok: true},
 	}
 	for _, tt := range tests {
-		req := Request{Host: tt.host, Path: tt.path, Method: tt.method, Header: func(n string) (string, bool) {
+		req := Request{Host: tt.host, Path: tt.path, Method: tt.method, Headers: HeaderFunc(func(n string) (string, bool) {
 			v, ok := tt.headers[n]
 			return v, ok
-		}}
+		})}
 		got, ok := tbl.Match(req)
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("Match(%s %s%s %v) = %q, %v; want %q, %v", tt.method, tt.host, tt.path, tt.headers, got, ok, tt.want, tt.ok)
@@ -72,10 +69,7 @@ func TestMatch(t *testing.T) {
 }
 
 func TestNoRoutes(t *testing.T) {
-	tbl, err := New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tbl := New(nil)
 	if id, ok := tbl.Match(Request{Host: "x", Path: "/"}); ok {
 		t.Errorf("Match() on an empty table = %q, true; want no match", id)
 	}
@@ -87,7 +81,7 @@ func BenchmarkMatch(b *testing.B) {
 		routes = append(routes, config.Route{ID: "r" + string(rune('a'+i%26)), Match: config.Match{Hosts: []string{"api.example.com"}, Prefix: "/p" + string(rune('a'+i%26)) + "/"}})
 	}
 	routes = append(routes, config.Route{ID: "last", Match: config.Match{Hosts: []string{"api.example.com"}, Prefix: "/"}})
-	tbl, _ := New(routes)
+	tbl := New(routes)
 	req := Request{Host: "api.example.com:443", Path: "/zzz?x=1", Method: "GET"}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -106,13 +100,10 @@ func TestInvertedValueMatchOnAbsentHeader(t *testing.T) {
 	routes := []config.Route{
 		{ID: "not-internal", Match: config.Match{Prefix: "/", Headers: []config.HeaderMatch{{Name: "x-env", Exact: "internal", Invert: true}}}},
 		{ID: "not-prefixed", Match: config.Match{Prefix: "/", Headers: []config.HeaderMatch{{Name: "x-tag", Prefix: "a", Invert: true}}}},
-		{ID: "not-regex", Match: config.Match{Prefix: "/", Headers: []config.HeaderMatch{{Name: "x-num", Regex: "[0-9]+", Invert: true}}}},
+		{ID: "not-regex", Match: config.Match{Prefix: "/", Headers: []config.HeaderMatch{{Name: "x-num", Regex: config.MustRegex("[0-9]+"), Invert: true}}}},
 		{ID: "any", Match: config.Match{Prefix: "/"}},
 	}
-	tbl, err := New(routes)
-	if err != nil {
-		t.Fatalf("New() = %v", err)
-	}
+	tbl := New(routes)
 	tests := []struct {
 		headers map[string]string
 		want    string
@@ -126,10 +117,10 @@ func TestInvertedValueMatchOnAbsentHeader(t *testing.T) {
 		{map[string]string{"x-num": "x"}, "not-regex"},
 	}
 	for _, tt := range tests {
-		req := Request{Host: "h", Path: "/", Method: "GET", Header: func(n string) (string, bool) {
+		req := Request{Host: "h", Path: "/", Method: "GET", Headers: HeaderFunc(func(n string) (string, bool) {
 			v, ok := tt.headers[n]
 			return v, ok
-		}}
+		})}
 		if got, _ := tbl.Match(req); got != tt.want {
 			t.Errorf("Match(headers %v) = %q; want %q", tt.headers, got, tt.want)
 		}

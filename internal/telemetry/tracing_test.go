@@ -2,7 +2,6 @@ package telemetry
 
 import (
 	"context"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 // collector is a minimal OTLP/gRPC trace receiver on loopback.
@@ -37,16 +37,9 @@ func (c *collector) Export(_ context.Context, req *collectortracepb.ExportTraceS
 
 func startCollector(t *testing.T) (*collector, string) {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	c := &collector{spans: map[string]string{}}
-	s := grpc.NewServer()
-	collectortracepb.RegisterTraceServiceServer(s, c)
-	go func() { _ = s.Serve(lis) }()
-	t.Cleanup(s.Stop)
-	return c, lis.Addr().String()
+	addr := testenv.ServeGRPC(t, func(s *grpc.Server) { collectortracepb.RegisterTraceServiceServer(s, c) })
+	return c, addr
 }
 
 func TestOffIsNoop(t *testing.T) {

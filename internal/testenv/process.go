@@ -41,6 +41,9 @@ func StartRedis(t testing.TB) *RedisProcess {
 // Addr is host:port of the server.
 func (p *RedisProcess) Addr() string { return "127.0.0.1:" + strconv.Itoa(p.port) }
 
+// Socket is the path of the server's Unix socket.
+func (p *RedisProcess) Socket() string { return filepath.Join(p.dir, "redis.sock") }
+
 // Start (re)starts the server on its port and waits until it answers.
 func (p *RedisProcess) Start() {
 	p.t.Helper()
@@ -50,7 +53,8 @@ func (p *RedisProcess) Start() {
 	cmd := exec.Command(p.bin,
 		"--port", strconv.Itoa(p.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", p.dir,
-		"--protected-mode", "yes", "--loglevel", "warning", "--logfile", filepath.Join(p.dir, "redis.log"))
+		"--protected-mode", "yes", "--loglevel", "warning", "--logfile", filepath.Join(p.dir, "redis.log"),
+		"--unixsocket", p.Socket(), "--unixsocketperm", "700")
 	if err := cmd.Start(); err != nil {
 		p.t.Fatalf("start redis-server: %v", err)
 	}

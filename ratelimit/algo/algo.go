@@ -124,6 +124,30 @@ func (s *Spec) Apply(st State, c Clock, hits uint64) State {
 	return st
 }
 
+// Refund returns the state after giving hits back (Envoy's
+// is_negative_hits). A counter never goes below zero: a fixed window's
+// count, and a sliding window's current count, then what remains from the
+// previous window's (the hits may have been charged before the window
+// turned); a GCRA bucket is never fuller than full (the arrival time never
+// goes below now). It is the refund the Lua script makes, operation for
+// operation.
+func (s *Spec) Refund(st State, c Clock, hits uint64) State {
+	h := int64(hits)
+	switch s.Kind {
+	case Sliding:
+		cur := min(max(st.B, 0), h)
+		st.B -= cur
+		st.A -= min(max(st.A, 0), h-cur)
+	case GCRA:
+		if st.A > c.Now {
+			st.A = max(st.A-h*s.Emission, c.Now)
+		}
+	default:
+		st.A -= min(max(st.A, 0), h)
+	}
+	return st
+}
+
 // Decide reports the outcome of a request of hits on state st. applied
 // says whether the store consumed the hits (for an all-or-nothing group
 // that is: every limit of the group allowed them).

@@ -265,3 +265,46 @@ func TestFixedNeverExceedsLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestRefund: giving hits back never takes a counter below zero, takes
+// from the current window first, and never fills a bucket beyond full.
+func TestRefund(t *testing.T) {
+	now := int64(1_000_000_000)
+	c := Clock{Now: now, Start: now - 250_000, End: now + 750_000}
+	gcra := NewGCRA(10, 5, 1_000_000) // a token every 100ms
+	tests := []struct {
+		name string
+		spec Spec
+		st   State
+		hits uint64
+		want State
+	}{
+		{"fixed", Spec{Kind: Fixed, Limit: 10}, State{A: 7}, 3, State{A: 4}},
+		{"fixed floors at 0", Spec{Kind: Fixed, Limit: 10}, State{A: 2}, 5, State{A: 0}},
+		{"fixed over the limit", Spec{Kind: Fixed, Limit: 10}, State{A: 14}, 3, State{A: 11}},
+		{"fixed empty", Spec{Kind: Fixed, Limit: 10}, State{}, 3, State{}},
+		{"sliding current first", Spec{Kind: Sliding, Limit: 10}, State{A: 6, B: 5}, 3, State{A: 6, B: 2}},
+		{"sliding then previous", Spec{Kind: Sliding, Limit: 10}, State{A: 6, B: 2}, 5, State{A: 3, B: 0}},
+		{"sliding floors at 0", Spec{Kind: Sliding, Limit: 10}, State{A: 1, B: 1}, 9, State{}},
+		{"gcra gives tokens back", gcra, State{A: now + 300_000}, 2, State{A: now + 100_000}},
+		{"gcra never beyond full", gcra, State{A: now + 300_000}, 9, State{A: now}},
+		{"gcra already full", gcra, State{A: now - 5}, 1, State{A: now - 5}},
+		{"zero hits", Spec{Kind: Fixed, Limit: 10}, State{A: 7}, 0, State{A: 7}},
+	}
+	for _, tt := range tests {
+		if got := tt.spec.Refund(tt.st, c, tt.hits); got != tt.want {
+			t.Errorf("%s: Refund(%+v, %d) = %+v; want %+v", tt.name, tt.st, tt.hits, got, tt.want)
+		}
+	}
+	// Refunding what was admitted restores the room exactly.
+	for _, s := range []Spec{{Kind: Fixed, Limit: 5}, {Kind: Sliding, Limit: 5}, gcra} {
+		st := State{}
+		for s.Allowed(st, c, 1) {
+			st = s.Apply(st, c, 1)
+		}
+		st = s.Refund(st, c, 2)
+		if !s.Allowed(st, c, 2) || s.Allowed(st, c, 3) {
+			t.Errorf("%v: after refunding 2 of a full limit, room for 2 and not 3 expected (state %+v)", s.Kind, st)
+		}
+	}
+}

@@ -9,42 +9,27 @@
 // below 2^53, exact in Lua's double-precision numbers.
 package algo
 
-import "time"
+import (
+	"time"
 
-// Unit is a window unit. Month (non-calendar) is 30 days and Year 365
-// days, as in envoyproxy/ratelimit.
-type Unit uint8
+	"github.com/gatehouse/gatehouse/internal/timeunit"
+)
+
+// Unit is a window unit, from the one table of units (internal/timeunit).
+// Month (non-calendar) is 30 days and Year 365 days, as in
+// envoyproxy/ratelimit.
+type Unit = timeunit.Unit
 
 // Window units.
 const (
-	Second Unit = iota + 1
-	Minute
-	Hour
-	Day
-	Week
-	Month
-	Year
+	Second = timeunit.Second
+	Minute = timeunit.Minute
+	Hour   = timeunit.Hour
+	Day    = timeunit.Day
+	Week   = timeunit.Week
+	Month  = timeunit.Month
+	Year   = timeunit.Year
 )
-
-var unitSeconds = [...]int64{Second: 1, Minute: 60, Hour: 3600, Day: 86400, Week: 7 * 86400, Month: 30 * 86400, Year: 365 * 86400}
-
-var unitNames = [...]string{Second: "second", Minute: "minute", Hour: "hour", Day: "day", Week: "week", Month: "month", Year: "year"}
-
-// String returns the unit's config name.
-func (u Unit) String() string {
-	if u < Second || u > Year {
-		return "unknown"
-	}
-	return unitNames[u]
-}
-
-// Seconds is the nominal length of one unit.
-func (u Unit) Seconds() int64 {
-	if u < Second || u > Year {
-		return 0
-	}
-	return unitSeconds[u]
-}
 
 // Window is Count units long. A calendar window (days, weeks starting on
 // Monday, months) starts at midnight in Loc; any other window starts at a

@@ -41,15 +41,17 @@ func newAnswer(n int) *answer {
 	return a
 }
 
-// duration sets status i's duration (µs, at least 0) and returns it.
+// duration sets status i's duration_until_reset to us microseconds
+// rounded up to whole seconds, and returns it. The reference sends whole
+// seconds (unit − now % unit, rounded up), and Envoy's reset header shows
+// the seconds: the exact remainder would read one second short.
 func (a *answer) duration(i int, us int64) *durationpb.Duration {
-	us = max(us, 0)
 	var d *durationpb.Duration
 	if a.durSlice != nil {
 		d = &a.durSlice[i]
 	} else {
 		d = &a.durs[i]
 	}
-	d.Seconds, d.Nanos = us/1e6, int32(us%1e6)*1000
+	d.Seconds, d.Nanos = (max(us, 0)+999_999)/1e6, 0
 	return d
 }

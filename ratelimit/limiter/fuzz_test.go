@@ -2,6 +2,7 @@ package limiter
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
@@ -42,6 +43,8 @@ func FuzzShouldRateLimit(f *testing.F) {
 		{Domain: "shop", Descriptors: []*ratelimitv3.RateLimitDescriptor{{Entries: entries("user", "u")}, {Entries: entries("vip", "1")}, {Entries: entries("path", "/api/x")}}},
 		{Domain: "shop", Descriptors: []*ratelimitv3.RateLimitDescriptor{{Entries: entries("tenant", "a", "user", "b"), HitsAddend: wrapperspb.UInt64(0)}, {Entries: entries("free", "x")}, {Entries: entries("q", "z")}}},
 		{Domain: "shop", Descriptors: []*ratelimitv3.RateLimitDescriptor{{Entries: entries("user", "u"), Limit: &ratelimitv3.RateLimitDescriptor_RateLimitOverride{RequestsPerUnit: 1, Unit: typev3.RateLimitUnit_SECOND}}}},
+		{Domain: "shop", Descriptors: []*ratelimitv3.RateLimitDescriptor{{Entries: entries("user", "u"), HitsAddend: wrapperspb.UInt64(2), IsNegativeHits: true}}},
+		{Domain: "gatehouse", Descriptors: []*ratelimitv3.RateLimitDescriptor{{Entries: entries("route", "orders", "tier", "gold", "subject", "a"), HitsAddend: wrapperspb.UInt64(9), IsNegativeHits: true}}},
 	}
 	for _, s := range seeds {
 		b, err := proto.Marshal(s)
@@ -50,12 +53,21 @@ func FuzzShouldRateLimit(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	fx := newFixture(f, fuzzYAML)
+	// gatehouse's own mode, and reference mode with everything on.
+	fxs := []*fixture{newFixture(f, fuzzYAML), newFixture(f, strings.Replace(fuzzYAML, "ratelimit:\n", "ratelimit:\n  reference: {responseHeaders: {enabled: true}, dynamicMetadata: true, quotaMode: true}\n", 1))}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		req := &rlsv3.RateLimitRequest{}
 		if proto.Unmarshal(data, req) != nil {
 			return
 		}
+		for _, fx := range fxs {
+			fuzzOne(t, fx, req)
+		}
+	})
+}
+
+func fuzzOne(t *testing.T, fx *fixture, req *rlsv3.RateLimitRequest) {
+	{
 		fx.now += 7_919 // time moves on, across windows now and then
 		resp, err := fx.lim.ShouldRateLimit(context.Background(), req)
 		if err != nil {
@@ -77,5 +89,5 @@ func FuzzShouldRateLimit(f *testing.F) {
 		if over != (resp.GetOverallCode() == rlsv3.RateLimitResponse_OVER_LIMIT) {
 			t.Fatalf("overall %v does not follow the statuses %v", resp.GetOverallCode(), resp.GetStatuses())
 		}
-	})
+	}
 }

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/ratelimit/algo"
 	"github.com/gatehouse/gatehouse/ratelimit/quota"
 	"github.com/gatehouse/gatehouse/ratelimit/store"
@@ -38,11 +39,20 @@ type Settings struct {
 	DegradedRetryAfter time.Duration
 	// LocalCacheEntries bounds the local over-limit cache (0: off).
 	LocalCacheEntries int
+	// CacheMaxAge bounds how long a key is answered from the local cache
+	// (µs); 0 caches a key as long as its entry stays exact (reference
+	// mode, where nothing but the key's own requests changes a counter).
+	CacheMaxAge int64
+	// NearLimitRatio splits within_limit from near_limit in the
+	// reference's per-rule counters (float32, as the reference's).
+	NearLimitRatio float32
+	// Reference is the reference-compatible mode; nil in gatehouse's own.
+	Reference *Reference
 }
 
 // SettingsFrom reads the settings of the ratelimit section.
 func SettingsFrom(rl *config.RateLimit) Settings {
-	return Settings{
+	s := Settings{
 		Headers:            rl.ResponseHeaders,
 		MaxDescriptors:     rl.Requests.MaxDescriptors,
 		MaxEntries:         rl.Requests.MaxEntries,
@@ -50,7 +60,18 @@ func SettingsFrom(rl *config.RateLimit) Settings {
 		MaxHits:            rl.Requests.MaxHits,
 		DegradedRetryAfter: rl.Store.Breaker.OpenFor.D(),
 		LocalCacheEntries:  rl.LocalCache.MaxEntries,
+		CacheMaxAge:        rl.LocalCache.MaxAge.D().Microseconds(),
+		NearLimitRatio:     0.8,
+		Reference:          referenceFrom(rl.Reference),
 	}
+	if rl.Reference != nil {
+		// Refunds are charged in reference mode (as the pinned reference,
+		// which does not know is_negative_hits): counters only grow, and an
+		// entry stays exact until its window ends.
+		s.CacheMaxAge = 0
+		s.NearLimitRatio = float32(rl.Reference.NearLimitRatio)
+	}
+	return s
 }
 
 // Limiter answers ShouldRateLimit. It is safe for concurrent use; Swap
@@ -62,12 +83,17 @@ type Limiter struct {
 	m         *Metrics
 	log       *slog.Logger
 	keyPrefix string
+	// refPrefix prefixes the reference's own keys (reference mode): the
+	// reference has no "rl:" part, only CACHE_KEY_PREFIX.
+	refPrefix string
 	// Now is the clock (Unix µs); tests replace it.
 	Now func() int64
 
-	degradedLog throttle
-	shadowLog   throttle
-	unknownLog  throttle
+	degradedLog   throttle
+	shadowLog     throttle
+	unknownLog    throttle
+	unknownDomLog throttle
+	negativeLog   throttle
 }
 
 type state struct {
@@ -78,15 +104,22 @@ type state struct {
 	domains  map[string]*domainMetrics
 	detailed []*detailed // by rule index; nil for rules without detailed_metric
 	cache    *store.OverLimitCache
+	// ref are the reference-named counters of envoy rules, by rule index
+	// (nil for gatehouse's own), refOverride those of each envoy domain's
+	// limit overrides.
+	ref         []*refRule
+	refOverride map[string]*refRule
 }
 
-// New returns a limiter; Swap gives it its first config.
+// New returns a limiter; Swap gives it its first config. keyPrefix is
+// redis.keyPrefix.
 func New(log *slog.Logger, m *Metrics, cache *store.OverLimitCache, keyPrefix string) *Limiter {
 	return &Limiter{
 		cache:     cache,
 		m:         m,
 		log:       log,
-		keyPrefix: keyPrefix + "rl:",
+		keyPrefix: keyPrefix + kv.NamespaceRateLimit,
+		refPrefix: keyPrefix,
 		Now:       func() int64 { return time.Now().UnixMicro() },
 	}
 }
@@ -98,19 +131,19 @@ func New(log *slog.Logger, m *Metrics, cache *store.OverLimitCache, keyPrefix st
 // config add to the old cache, not to this one.
 func (l *Limiter) Swap(snap *quota.Snapshot, st store.Store, s Settings) store.Store {
 	var prevSnap *quota.Snapshot
+	var prevDetailed []*detailed
+	var prevRef []*refRule
+	var prevOverride map[string]*refRule
 	prev := l.state.Load()
 	cache := l.cache
 	if prev != nil {
-		prevSnap = prev.snap
+		prevSnap, prevDetailed, prevRef, prevOverride = prev.snap, prev.detailed, prev.ref, prev.refOverride
 		cache = store.NewOverLimitCache(s.LocalCacheEntries)
 	}
 	rules, doms := l.m.bind(snap, prevSnap)
-	var prevDetailed []*detailed
-	if prev != nil {
-		prevDetailed = prev.detailed
-	}
 	dts := l.m.bindDetailed(snap, prevSnap, prevDetailed)
-	l.state.Store(&state{snap: snap, store: st, settings: s, rules: rules, domains: doms, detailed: dts, cache: cache})
+	ref, refOverride := l.m.ref.bind(snap, prevSnap, prevRef, prevOverride)
+	l.state.Store(&state{snap: snap, store: st, settings: s, rules: rules, domains: doms, detailed: dts, cache: cache, ref: ref, refOverride: refOverride})
 	if prev == nil {
 		return nil
 	}
@@ -133,6 +166,16 @@ func (l *Limiter) Store() store.Store {
 	return nil
 }
 
+// ConfigLoaded counts a rate limit config applied or rejected in the
+// reference's config_load_success / config_load_error counters.
+func (l *Limiter) ConfigLoaded(ok bool) {
+	if ok {
+		l.m.ref.configLoadSuccess.Add(1)
+	} else {
+		l.m.ref.configLoadError.Add(1)
+	}
+}
+
 // request is the scratch of one ShouldRateLimit, pooled.
 type request struct {
 	descs   []descState
@@ -149,23 +192,29 @@ type keyRef struct{ key, prev [2]int }
 
 // descState is what is known of one descriptor while deciding.
 type descState struct {
-	rule     *quota.Rule
-	rm       *ruleMetrics
-	hits     uint64
-	op       *store.Op
+	rule *quota.Rule
+	rm   *ruleMetrics
+	// rr are the reference-named counters of an envoy rule.
+	rr     *refRule
+	hits   uint64
+	refund bool
+	op     *store.Op
+	// limits are the rule's limits with their keys and clocks.
+	limits   []store.LimitOp
 	identity [2]int // identity bytes in keyBuf
-	// blockedUntil is set when the local cache refused the descriptor.
-	blockedUntil int64
-	blockedLimit *quota.Limit
-	skip         bool // replaced by another rule
-	override     bool
+	// cached is set when the local cache answers the descriptor.
+	cached   *store.CacheEntry
+	skip     bool // replaced by another rule
+	override bool
 }
 
 var requestPool = sync.Pool{New: func() any { return &request{replace: map[string]bool{}} }}
 
 // ShouldRateLimit decides one request. Bad input is a gRPC
 // InvalidArgument error with a message; the store's failures are answered
-// by each rule's failure mode and are never errors.
+// by each rule's failure mode and are never errors (in reference mode they
+// are Unavailable, as the reference's are errors, and Envoy's
+// failure_mode_deny decides).
 func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
 	st := l.state.Load()
 	if st == nil {
@@ -176,8 +225,7 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	}
 	dom, ok := st.snap.Domain(req.GetDomain())
 	if !ok {
-		l.m.invalid.WithLabelValues("unknown_domain").Inc()
-		return nil, status.Errorf(codes.InvalidArgument, "ratelimit: unknown domain %q", truncate(req.GetDomain(), 128))
+		return l.unknownDomain(st, req), nil
 	}
 	dm := st.domains[dom.Name]
 	now := l.Now()
@@ -194,7 +242,10 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	if len(r.ops) > 0 {
 		storeErr = st.store.Eval(ctx, r.ops)
 	}
-	resp := l.answer(st, dom, r, now, storeErr)
+	if storeErr != nil && st.settings.Reference != nil {
+		return nil, l.referenceStoreError(dom, req, r, storeErr)
+	}
+	resp := l.answer(st, dom, req, r, now, storeErr)
 	if resp.OverallCode == rlsv3.RateLimitResponse_OK {
 		dm.requests[0].Inc()
 	} else {
@@ -203,23 +254,81 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	return resp, nil
 }
 
+// unknownDomain answers a request for a domain no config declares as the
+// reference does: OK, nothing limits it. With Envoy's failure_mode_deny an
+// error would refuse every request of the domain; a typo in Envoy's domain
+// is made visible instead by a warning (at most one a second), a metric,
+// and `gatehouse validate`, which checks the domains xDS renders.
+func (l *Limiter) unknownDomain(st *state, req *rlsv3.RateLimitRequest) *rlsv3.RateLimitResponse {
+	l.m.unknownDomain(req.GetDomain()).Inc()
+	l.unknownDomLog.log(l.log, slog.LevelWarn, "rate limit request for a domain no config declares; answering OK, nothing limits it", "domain", truncate(req.GetDomain(), 128))
+	ab := newAnswer(len(req.GetDescriptors()))
+	ab.resp.OverallCode = rlsv3.RateLimitResponse_OK
+	for _, s := range ab.resp.Statuses {
+		s.Code = rlsv3.RateLimitResponse_OK
+	}
+	if ref := st.settings.Reference; ref != nil && ref.DynamicMetadata {
+		ab.resp.DynamicMetadata = refMetadata(req, nil, false)
+	}
+	return &ab.resp
+}
+
+// referenceStoreError is the reference mode's answer when the store
+// fails: an error, as the reference's (Envoy's failure_mode_deny then
+// decides), with the reference's counters.
+func (l *Limiter) referenceStoreError(dom *quota.Domain, req *rlsv3.RateLimitRequest, r *request, err error) error {
+	l.m.ref.redisError.Add(1)
+	for i := range r.descs {
+		ds := &r.descs[i]
+		if ds.rule == nil || ds.skip || ds.rule.Unlimited {
+			continue
+		}
+		ds.rm.decisions[DecisionDegradedError].Inc()
+		if ds.rr != nil {
+			l.refSeries(dom, ds, req.GetDescriptors()[i]).totalHits.Add(ds.hits)
+		}
+	}
+	l.degradedLog.log(l.log, slog.LevelWarn, "rate limit store unavailable; answering with an error, as the reference does (Envoy's failure_mode_deny decides)", "domain", dom.Name, "err", err.Error())
+	return status.Errorf(codes.Unavailable, "ratelimit: %v", err)
+}
+
 // match finds each descriptor's rule and identity (1st phase).
 func (l *Limiter) match(st *state, dom *quota.Domain, dm *domainMetrics, req *rlsv3.RateLimitRequest, r *request) error {
+	ref := st.settings.Reference
 	descs := req.GetDescriptors()
 	for i, d := range descs {
 		ds := &r.descs[i]
 		*ds = descState{hits: hitsOf(req, d)}
+		if d.GetIsNegativeHits() && ds.hits > 0 {
+			if ref == nil {
+				ds.refund = true
+			} else {
+				// The pinned reference predates is_negative_hits: the field
+				// is unknown to it and the hits are charged. A drop-in
+				// answers the same; say so.
+				l.m.negativeCharged.Inc()
+				l.negativeLog.log(l.log, slog.LevelWarn, "is_negative_hits is charged as ordinary hits in reference mode, as the pinned envoyproxy/ratelimit does", "domain", dom.Name)
+			}
+		}
 		if d.GetLimit() != nil && !dom.IsNative() {
 			lim, ok := quota.OverrideLimit(d.GetLimit())
 			if !ok {
 				l.m.invalid.WithLabelValues("bad_override").Inc()
 				return status.Errorf(codes.InvalidArgument, "ratelimit: descriptors[%d].limit has no valid unit (%v)", i, d.GetLimit().GetUnit())
 			}
-			ds.rule = &quota.Rule{ID: dom.Name + ":override", Domain: dom.Name, Limits: []*quota.Limit{lim}, FailOpen: dom.FailOpen, Shadow: dom.Shadow, CountRefused: true, Policy: lim.Policy}
+			// As the reference, an override is never in shadow mode in
+			// reference mode (its global shadow mode acts on the overall
+			// code only).
+			ds.rule = &quota.Rule{Index: -1, ID: dom.Name + ":override", Domain: dom.Name, Limits: []*quota.Limit{lim}, FailOpen: dom.FailOpen, Shadow: dom.Shadow && ref == nil, CountRefused: true, Policy: lim.Policy, RefKeys: dom.RefKeys()}
 			ds.rm = dm.override
+			ds.rr = st.refOverride[dom.Name]
 			ds.override = true
 			start := len(r.keyBuf)
-			r.keyBuf = quota.EnvoyIdentity(r.keyBuf, dom.Name, d.GetEntries(), nil)
+			if dom.RefKeys() {
+				r.keyBuf = quota.ReferenceIdentity(r.keyBuf, dom.Name, d.GetEntries(), nil)
+			} else {
+				r.keyBuf = quota.EnvoyIdentity(r.keyBuf, dom.Name, d.GetEntries(), nil)
+			}
 			ds.identity = [2]int{start, len(r.keyBuf)}
 			continue
 		}
@@ -239,6 +348,7 @@ func (l *Limiter) match(st *state, dom *quota.Domain, dm *domainMetrics, req *rl
 		}
 		ds.rule, ds.identity = rule, [2]int{start, len(r.keyBuf)}
 		ds.rm = st.rules[rule.Index]
+		ds.rr = st.ref[rule.Index]
 		if rule.DetailedMetric {
 			ds.rm = l.detailedMetrics(st, rule, d)
 		}
@@ -261,7 +371,7 @@ func (l *Limiter) match(st *state, dom *quota.Domain, dm *domainMetrics, req *rl
 }
 
 // prepare builds the store ops of the limited descriptors; the local cache
-// answers those it knows refuse (2nd phase).
+// answers those its entries refuse (2nd phase).
 func (l *Limiter) prepare(st *state, r *request, now int64) {
 	nLimits := 0
 	for i := range r.descs {
@@ -286,11 +396,11 @@ func (l *Limiter) prepare(st *state, r *request, now int64) {
 		for _, lim := range ds.rule.Limits {
 			c, prevStart, nextEnd := lim.Clock(now)
 			s := len(kb)
-			kb = l.appendKey(kb, ident, lim, c.Start, lim.Spec.Kind != algo.GCRA)
+			kb = l.appendKey(kb, ident, ds.rule, lim, c.Start)
 			refs[li] = keyRef{key: [2]int{s, len(kb)}}
 			if lim.Spec.Kind == algo.Sliding {
 				s := len(kb)
-				kb = l.appendKey(kb, ident, lim, prevStart, true)
+				kb = l.appendKey(kb, ident, ds.rule, lim, prevStart)
 				refs[li].prev = [2]int{s, len(kb)}
 			}
 			r.limits[li] = store.LimitOp{Spec: &lim.Spec, Clock: c, TTL: ttlOf(lim, c, nextEnd)}
@@ -313,30 +423,43 @@ func (l *Limiter) prepare(st *state, r *request, now int64) {
 			if ref.prev[1] > 0 {
 				lops[j].PrevKey = keys[ref.prev[0]:ref.prev[1]]
 			}
-			if ds.hits > 0 {
-				if u := st.cache.Until(lops[j].Key, now); u > 0 && (ds.blockedUntil == 0 || u > ds.blockedUntil) {
-					ds.blockedUntil, ds.blockedLimit = u, ds.rule.Limits[j]
-				}
-			}
 		}
 		li += n
-		if ds.blockedUntil > 0 {
-			continue
+		ds.limits = lops
+		if !ds.refund {
+			if e := st.cache.Get(lops[0].Key, now); e != nil && e.Rule == ds.rule.Index && len(e.States) == n && refusedBy(lops, e.States, ds.hits) {
+				ds.cached = e
+				continue
+			}
 		}
 		op := &r.opsBuf[i]
-		*op = store.Op{Hits: ds.hits, CountRefused: ds.rule.CountRefused, Limits: lops}
+		*op = store.Op{Hits: ds.hits, CountRefused: ds.rule.CountRefused, Refund: ds.refund, Limits: lops}
 		ds.op = op
 		r.ops = append(r.ops, op)
 	}
+}
 
+// refusedBy reports whether a request of hits is refused by the counters
+// in states.
+func refusedBy(lops []store.LimitOp, states []algo.State, hits uint64) bool {
+	for j := range lops {
+		if !lops[j].Spec.Allowed(states[j], lops[j].Clock, hits) {
+			return true
+		}
+	}
+	return false
 }
 
 // answer turns the outcomes into the response (3rd phase).
-func (l *Limiter) answer(st *state, dom *quota.Domain, r *request, now int64, storeErr error) *rlsv3.RateLimitResponse {
+func (l *Limiter) answer(st *state, dom *quota.Domain, req *rlsv3.RateLimitRequest, r *request, now int64, storeErr error) *rlsv3.RateLimitResponse {
+	ref := st.settings.Reference
 	ab := newAnswer(len(r.descs))
 	resp := &ab.resp
 	resp.OverallCode = rlsv3.RateLimitResponse_OK
 	var hdr headerPick
+	refHdr := newRefHeaderPick()
+	var quotaViolations []int
+	quotaEnabled := false
 	for i := range r.descs {
 		ds := &r.descs[i]
 		s := resp.Statuses[i]
@@ -345,18 +468,35 @@ func (l *Limiter) answer(st *state, dom *quota.Domain, r *request, now int64, st
 		if rule == nil || ds.skip {
 			continue
 		}
-		ds.rm.hits.Add(float64(ds.hits))
 		if rule.Unlimited {
+			ds.rm.hits.Add(float64(ds.hits))
 			s.LimitRemaining = math.MaxUint32
 			ds.rm.decisions[DecisionUnlimited].Inc()
 			continue
 		}
+		quotaEnabled = quotaEnabled || rule.QuotaMode
+		if ds.refund {
+			if storeErr != nil {
+				// Nothing was given back; a refund refuses nothing either.
+				ds.rm.decisions[DecisionDegradedOpen].Inc()
+				continue
+			}
+			l.refunded(st, ds, s, ab, i)
+			continue
+		}
+		ds.rm.hits.Add(float64(ds.hits))
 		var dec Decision
 		var pick limitOutcome
+		var ro refOutcome
 		switch {
-		case ds.blockedUntil > 0:
-			dec = DecisionOverLimitLocal
-			pick = limitOutcome{lim: ds.blockedLimit, d: algo.Decision{Reset: ds.blockedUntil - now, RetryAfter: ds.blockedUntil - now}}
+		case ds.cached != nil:
+			var over bool
+			over, pick = decide(ds, ds.cached.States, rule.CountRefused)
+			dec = DecisionOK
+			if over {
+				dec = DecisionOverLimitLocal
+			}
+			ro = refOutcome{hits: ds.hits, local: true}
 		case storeErr != nil:
 			if rule.FailOpen {
 				dec = DecisionDegradedOpen
@@ -364,12 +504,28 @@ func (l *Limiter) answer(st *state, dom *quota.Domain, r *request, now int64, st
 				dec = DecisionDegradedClosed
 			}
 		default:
-			dec, pick = l.outcome(st.cache, ds, now)
+			var over bool
+			over, pick = decide(ds, opStates(ds.op), ds.op.Applied)
+			dec = DecisionOK
+			if over {
+				dec = DecisionOverLimit
+			}
+			remember(st, ds, now)
+			if lo := &ds.op.Limits[0]; ds.rr != nil {
+				before := uint64(max(lo.State.A, 0))
+				ro = refOutcome{hits: ds.hits, before: before, after: before}
+				if ds.op.Applied {
+					ro.after += ds.hits
+				}
+			}
 		}
 		if dec == DecisionDegradedOpen || dec == DecisionDegradedClosed {
 			// Metered and logged as degraded whatever the rule's mode: a
 			// shadow or quota-mode rule answers OK, but nothing was decided.
 			ds.rm.decisions[dec].Inc()
+			if ds.rr != nil {
+				l.refSeries(dom, ds, req.GetDescriptors()[i]).totalHits.Add(ds.hits)
+			}
 			l.degradedLog.log(l.log, slog.LevelWarn, "rate limit store unavailable; answering by the failure mode", "domain", dom.Name, "rule", rule.ID, "decision", dec.String(), "err", storeErr.Error())
 			if dec == DecisionDegradedClosed && !rule.Shadow && !rule.QuotaMode {
 				s.Code = rlsv3.RateLimitResponse_OVER_LIMIT
@@ -379,26 +535,84 @@ func (l *Limiter) answer(st *state, dom *quota.Domain, r *request, now int64, st
 			continue
 		}
 		over := dec == DecisionOverLimit || dec == DecisionOverLimitLocal
-		if over && rule.QuotaMode {
-			dec, over = DecisionQuotaMode, false
-		} else if over && rule.Shadow {
+		// As the reference: shadow mode turns the refusal OK first; a
+		// refusal left is then a quota-mode violation (per rule, or every
+		// rule with the reference's global QUOTA_MODE).
+		if over && rule.Shadow {
 			l.shadowLog.log(l.log, slog.LevelInfo, "shadow rate limit would refuse; answered OK", "domain", dom.Name, "rule", rule.ID, "decision", dec.String())
-			dec, over = DecisionShadow, false
+			dec, over, ro.shadow = DecisionShadow, false, true
+		}
+		quotaMode := over && (rule.QuotaMode || (ref != nil && ref.QuotaMode))
+		if quotaMode {
+			dec, over = DecisionQuotaMode, false
+			quotaViolations = append(quotaViolations, i)
 		}
 		ds.rm.decisions[dec].Inc()
+		if ds.rr != nil {
+			ro.limit = rule.Limits[0].Spec.Limit
+			l.refSeries(dom, ds, req.GetDescriptors()[i]).count(ro, st.settings.NearLimitRatio)
+		}
 		if pick.lim != nil {
 			s.CurrentLimit = pick.lim.Proto
 			s.LimitRemaining = clampU32(pick.d.Remaining)
-			s.DurationUntilReset = ab.duration(i, pick.d.Reset)
+			// As the reference: a quota-mode status past its limit has
+			// no duration_until_reset.
+			if !quotaMode {
+				s.DurationUntilReset = ab.duration(i, pick.d.Reset)
+			}
 			hdr.consider(rule, pick, over)
+			refHdr.consider(s, s.LimitRemaining, over)
 		}
 		if over {
 			s.Code = rlsv3.RateLimitResponse_OVER_LIMIT
 			resp.OverallCode = rlsv3.RateLimitResponse_OVER_LIMIT
 		}
 	}
-	resp.ResponseHeadersToAdd = hdr.headers(st.settings, ab)
+	if ref == nil {
+		resp.ResponseHeadersToAdd = hdr.headers(st.settings, ab)
+		return resp
+	}
+	if refHdr.s != nil {
+		resp.ResponseHeadersToAdd = refHdr.headers(ref, refHdr.s.GetLimitRemaining(), now/1e6)
+	}
+	// The reference's global shadow mode changes the overall code only.
+	if ref.ShadowMode && resp.OverallCode == rlsv3.RateLimitResponse_OVER_LIMIT {
+		resp.OverallCode = rlsv3.RateLimitResponse_OK
+	}
+	if ref.DynamicMetadata {
+		resp.DynamicMetadata = refMetadata(req, quotaViolations, quotaEnabled)
+	}
 	return resp
+}
+
+// refunded answers a refund (is_negative_hits): OK, with the limit that
+// has least left once the hits are back; the local cache forgets the key.
+func (l *Limiter) refunded(st *state, ds *descState, s *rlsv3.RateLimitResponse_DescriptorStatus, ab *answer, i int) {
+	ds.rm.decisions[DecisionRefund].Inc()
+	st.cache.Remove(ds.limits[0].Key)
+	var pick limitOutcome
+	for j := range ds.op.Limits {
+		lo := &ds.op.Limits[j]
+		after := lo.Spec.Refund(lo.State, lo.Clock, ds.hits)
+		d := lo.Spec.Decide(after, lo.Clock, 0, false)
+		if pick.lim == nil || d.Remaining < pick.d.Remaining {
+			pick = limitOutcome{ds.rule.Limits[j], d}
+		}
+	}
+	s.CurrentLimit = pick.lim.Proto
+	s.LimitRemaining = clampU32(pick.d.Remaining)
+	s.DurationUntilReset = ab.duration(i, pick.d.Reset)
+}
+
+// refSeries is the reference-named series a descriptor counts in.
+func (l *Limiter) refSeries(dom *quota.Domain, ds *descState, d *ratelimitv3.RateLimitDescriptor) *refSeries {
+	switch {
+	case ds.override:
+		return ds.rr.of(l.m.ref, quota.OverrideStatsKey(dom.Name, d.GetEntries()))
+	case ds.rule.PerValueStats:
+		return ds.rr.of(l.m.ref, dom.StatsKey(ds.rule, d.GetEntries()))
+	}
+	return ds.rr.base
 }
 
 // limitOutcome is one limit's decision, to report.
@@ -407,20 +621,30 @@ type limitOutcome struct {
 	d   algo.Decision
 }
 
-// outcome decides a descriptor the store evaluated: over if the op was not
-// applied or a limit refuses (counted refusals). The limit reported is a
-// refusing one (the latest to free up), else the one with least remaining.
-// Limits that now refuse any hit are remembered in the local cache.
-func (l *Limiter) outcome(cache *store.OverLimitCache, ds *descState, now int64) (Decision, limitOutcome) {
-	op := ds.op
+func opStates(op *store.Op) []algo.State {
+	var buf [4]algo.State
+	out := buf[:0]
+	for j := range op.Limits {
+		out = append(out, op.Limits[j].State)
+	}
+	return out
+}
+
+// decide decides a descriptor from its counters' states (read by the
+// store before the op, or held by the local cache): over if the hits were
+// not applied or a limit refuses them (counted refusals). The limit
+// reported is a refusing one (the latest to free up), else the one with
+// least remaining. The cache's entries hold exactly the states the store
+// would read, so both paths answer alike.
+func decide(ds *descState, states []algo.State, applied bool) (bool, limitOutcome) {
 	var pick limitOutcome
 	pickRefused := false
-	over := !op.Applied
-	for j := range op.Limits {
-		lo := &op.Limits[j]
+	over := !applied
+	for j := range ds.limits {
+		lo := &ds.limits[j]
 		lim := ds.rule.Limits[j]
-		d := lo.Spec.Decide(lo.State, lo.Clock, ds.hits, op.Applied)
-		refused := !lo.Spec.Allowed(lo.State, lo.Clock, ds.hits)
+		d := lo.Spec.Decide(states[j], lo.Clock, ds.hits, applied)
+		refused := !lo.Spec.Allowed(states[j], lo.Clock, ds.hits)
 		over = over || refused
 		switch {
 		case pick.lim == nil, refused && !pickRefused:
@@ -430,41 +654,91 @@ func (l *Limiter) outcome(cache *store.OverLimitCache, ds *descState, now int64)
 		case !refused && !pickRefused && d.Remaining < pick.d.Remaining:
 			pick = limitOutcome{lim, d}
 		}
-		if refused || d.Remaining == 0 {
-			remember(cache, lo, ds.hits, op.Applied, now)
-		}
 	}
 	if over {
 		pick.d.Allowed = false
-		return DecisionOverLimit, pick
 	}
-	return DecisionOK, pick
+	return over, pick
 }
 
-// remember puts a key in the local cache when no request of even one hit
-// fits it until a known time.
-func remember(cache *store.OverLimitCache, lo *store.LimitOp, hits uint64, applied bool, now int64) {
-	if cache == nil {
+// remember puts a descriptor the store answered into the local cache when
+// its counters now refuse, with their states, until the answer from those
+// states could differ from the store's:
+//
+//   - a rule counting refused hits (the reference's) only once strictly
+//     past its limit, as the reference caches: at the limit a check-only
+//     request (hits_addend 0) is still OK, and a refused hit answered from
+//     the cache would not be counted. Past it, more hits keep it past, so
+//     the entry holds to the window's end;
+//   - an all-or-nothing rule (gatehouse's) once one hit is refused: no
+//     request of this descriptor counts anything while it refuses, so the
+//     states are frozen until one hit fits again or a window turns.
+//
+// Outside reference mode an entry lives at most settings.CacheMaxAge: a
+// refund on another replica is the one thing that changes frozen counters.
+func remember(st *state, ds *descState, now int64) {
+	if st.cache == nil {
 		return
 	}
-	st := lo.State
-	if applied {
-		st = lo.Spec.Apply(st, lo.Clock, hits)
+	op := ds.op
+	need := uint64(1)
+	if ds.rule.CountRefused {
+		need = 0
 	}
-	one := lo.Spec.Decide(st, lo.Clock, 1, false)
-	if lo.Spec.Allowed(st, lo.Clock, 1) || one.RetryAfter <= 0 {
+	until, free, refuses := int64(math.MaxInt64), int64(0), false
+	for j := range op.Limits {
+		lo := &op.Limits[j]
+		p := lo.State
+		if op.Applied {
+			p = lo.Spec.Apply(p, lo.Clock, ds.hits)
+		}
+		if lo.Spec.Kind != algo.GCRA {
+			until = min(until, lo.Clock.End)
+		}
+		if lo.Spec.Allowed(p, lo.Clock, need) {
+			continue
+		}
+		refuses = true
+		if ra := lo.Spec.Decide(p, lo.Clock, 1, false).RetryAfter; !ds.rule.CountRefused && ra > 0 {
+			free = max(free, now+ra)
+		} else {
+			free = math.MaxInt64
+		}
+	}
+	if !refuses {
 		return
 	}
-	cache.Add(lo.Key, now+one.RetryAfter, now)
+	until = min(until, free)
+	if m := st.settings.CacheMaxAge; m > 0 {
+		until = min(until, now+m)
+	}
+	states := make([]algo.State, len(op.Limits))
+	for j := range op.Limits {
+		lo := &op.Limits[j]
+		states[j] = lo.State
+		if op.Applied {
+			states[j] = lo.Spec.Apply(lo.State, lo.Clock, ds.hits)
+		}
+	}
+	st.cache.Add(op.Limits[0].Key, &store.CacheEntry{Until: until, Rule: ds.rule.Index, States: states}, now)
 }
 
-func (l *Limiter) appendKey(kb, ident []byte, lim *quota.Limit, start int64, windowed bool) []byte {
+// appendKey appends a limit's counter key: gatehouse's layout,
+// <prefix>rl:{<identity>}:<tag>[:<window start>], whose hash tag keeps a
+// rule's keys in one Redis Cluster slot; or, for a rule of the reference
+// mode, the reference's own key <prefix><identity><window start>.
+func (l *Limiter) appendKey(kb, ident []byte, rule *quota.Rule, lim *quota.Limit, start int64) []byte {
+	if rule.RefKeys {
+		kb = append(kb, l.refPrefix...)
+		kb = append(kb, ident...)
+		return strconv.AppendInt(kb, start/1e6, 10)
+	}
 	kb = append(kb, l.keyPrefix...)
 	kb = append(kb, '{')
 	kb = append(kb, ident...)
 	kb = append(kb, "}:"...)
 	kb = append(kb, lim.Tag...)
-	if windowed {
+	if lim.Spec.Kind != algo.GCRA {
 		kb = append(kb, ':')
 		kb = strconv.AppendInt(kb, start/1e6, 10)
 	}

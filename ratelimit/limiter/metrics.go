@@ -32,10 +32,15 @@ const (
 	// decide and the rule's failure mode answered.
 	DecisionDegradedOpen
 	DecisionDegradedClosed
+	// DecisionDegradedError: the store could not decide and, in reference
+	// mode, the request was answered with an error, as the reference does.
+	DecisionDegradedError
+	// DecisionRefund: hits given back (is_negative_hits).
+	DecisionRefund
 	numDecisions
 )
 
-var decisionNames = [numDecisions]string{"ok", "over_limit", "over_limit_local", "shadow_over_limit", "quota_over_limit", "unlimited", "degraded_open", "degraded_closed"}
+var decisionNames = [numDecisions]string{"ok", "over_limit", "over_limit_local", "shadow_over_limit", "quota_over_limit", "unlimited", "degraded_open", "degraded_closed", "degraded_error", "refund"}
 
 // String is the metric label.
 func (d Decision) String() string {
@@ -52,6 +57,39 @@ type Metrics struct {
 	requests  *prometheus.CounterVec
 	invalid   *prometheus.CounterVec
 	hits      *prometheus.CounterVec
+	unknown   *prometheus.CounterVec
+	// negativeCharged counts is_negative_hits descriptors charged as
+	// ordinary hits (reference mode).
+	negativeCharged prometheus.Counter
+	// ref are envoyproxy/ratelimit's own per-rule counters.
+	ref *refMetrics
+
+	unknownMu   sync.Mutex
+	unknownSeen map[string]prometheus.Counter
+}
+
+// maxUnknownDomains bounds the domain label of unknown-domain requests:
+// Envoy sends the domains of its own config, a handful, but a client of
+// the RLS port could send any.
+const maxUnknownDomains = 100
+
+// unknownDomain is the counter of requests for an undeclared domain: one
+// series per domain for the first maxUnknownDomains, then "other".
+func (m *Metrics) unknownDomain(domain string) prometheus.Counter {
+	m.unknownMu.Lock()
+	defer m.unknownMu.Unlock()
+	if c, ok := m.unknownSeen[domain]; ok {
+		return c
+	}
+	label := truncate(domain, 128)
+	if len(m.unknownSeen) >= maxUnknownDomains {
+		label = "other"
+	}
+	c := m.unknown.WithLabelValues(label)
+	if label != "other" {
+		m.unknownSeen[domain] = c
+	}
+	return c
 }
 
 // NewMetrics registers the limiter metrics on reg.
@@ -59,7 +97,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_ratelimit_decisions_total",
-			Help: "Descriptors decided, by domain, rule and decision (ok, over_limit, over_limit_local, shadow_over_limit, quota_over_limit, unlimited, degraded_open, degraded_closed).",
+			Help: "Descriptors decided, by domain, rule and decision (ok, over_limit, over_limit_local, shadow_over_limit, quota_over_limit, unlimited, degraded_open, degraded_closed, degraded_error, refund).",
 		}, []string{"domain", "rule", "decision"}),
 		hits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_ratelimit_hits_total",
@@ -77,8 +115,18 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "gatehouse_ratelimit_invalid_requests_total",
 			Help: "Requests refused with InvalidArgument, by reason.",
 		}, []string{"reason"}),
+		unknown: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_ratelimit_unknown_domain_requests_total",
+			Help: "Requests for a domain no config declares, answered OK as the reference does, by domain (at most 100 domains, then \"other\").",
+		}, []string{"domain"}),
+		negativeCharged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_ratelimit_negative_hits_charged_total",
+			Help: "Descriptors with is_negative_hits charged as ordinary hits, as the pinned reference does (reference mode only).",
+		}),
+		unknownSeen: map[string]prometheus.Counter{},
+		ref:         newRefMetrics(),
 	}
-	for _, c := range []prometheus.Collector{m.decisions, m.hits, m.unmatched, m.requests, m.invalid} {
+	for _, c := range []prometheus.Collector{m.decisions, m.hits, m.unmatched, m.requests, m.invalid, m.unknown, m.negativeCharged, m.ref} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -1,6 +1,7 @@
 package quota
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -17,6 +18,7 @@ import (
 	gostats "github.com/lyft/gostats"
 
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/timeunit"
 	"github.com/gatehouse/gatehouse/ratelimit/algo"
 )
 
@@ -25,7 +27,8 @@ type EnvoyFile struct {
 	// Name is the file's path.
 	Name string
 	// Entry is the index in ratelimit.envoyConfigs that named the file
-	// (or its directory).
+	// (or its directory), or -1 for a file of the reference's runtime
+	// directory (ratelimit.reference.runtime).
 	Entry int
 	// Data is the file's content.
 	Data []byte
@@ -90,6 +93,70 @@ func ReadEnvoyFiles(paths []string) ([]EnvoyFile, config.Errors) {
 	return out, errs
 }
 
+// ReadRuntimeFiles reads envoyproxy/ratelimit's runtime directory as the
+// reference does: every file under rt.Dir(), recursively and whatever its
+// name, following symlinks to files, in name order. Entries whose names
+// start with ".." are Kubernetes' ConfigMap internals (the ..data symlink
+// and the timestamped directory it points to) and are always skipped:
+// the reference read them too, so that a mounted ConfigMap loaded every
+// file twice and failed on a duplicate domain unless dot files were
+// ignored. Other dot files are skipped with rt.IgnoreDotFiles. An empty
+// directory holds no domain, as for the reference.
+func ReadRuntimeFiles(rt *config.RateLimitRuntime) ([]EnvoyFile, config.Errors) {
+	at := config.Path("ratelimit.reference.runtime")
+	var errs config.Errors
+	dir := rt.Dir()
+	st, err := os.Stat(dir)
+	if err != nil {
+		errs.Add(at, "%v", unwrapPathError(err))
+		return nil, errs
+	}
+	if !st.IsDir() {
+		errs.Add(at, "%s is not a directory", dir)
+		return nil, errs
+	}
+	var names []string
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if path == dir {
+			return nil
+		}
+		name := d.Name()
+		if strings.HasPrefix(name, "..") || (rt.IgnoreDotFiles && strings.HasPrefix(name, ".")) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			return nil
+		}
+		// A symlink counts as the file it points to (a ConfigMap's keys are
+		// symlinks into ..data); anything but a regular file is skipped.
+		if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
+			names = append(names, path)
+		}
+		return nil
+	})
+	if err != nil {
+		errs.Add(at, "%v", unwrapPathError(err))
+		return nil, errs
+	}
+	sort.Strings(names)
+	var out []EnvoyFile
+	for _, n := range names {
+		b, err := readLimited(n)
+		if err != nil {
+			errs.Add(at, "%v", err)
+			continue
+		}
+		out = append(out, EnvoyFile{Name: n, Entry: -1, Data: b})
+	}
+	return out, errs
+}
+
 func readLimited(name string) ([]byte, error) {
 	f, err := os.Open(name)
 	if err != nil {
@@ -107,7 +174,8 @@ func readLimited(name string) ([]byte, error) {
 }
 
 func unwrapPathError(err error) error {
-	if pe, ok := err.(*fs.PathError); ok {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
 		return fmt.Errorf("%s: %v", pe.Path, pe.Err)
 	}
 	return err
@@ -158,6 +226,8 @@ type envoyNode struct {
 	// shareThreshold: every value matching this wildcard shares one counter.
 	shareThreshold  bool
 	wildcardPattern string
+	// valueToMetric puts the request's value into the stats key.
+	valueToMetric bool
 }
 
 // compileEnvoy parses files with the reference loader and compiles each
@@ -179,10 +249,11 @@ func compileEnvoy(files []EnvoyFile, rl *config.RateLimit, add func(*Rule) *Rule
 				d.FailOpen = ds.FailureMode == config.FailOpen
 			}
 			d.Shadow = rl.Shadow || (ds.Shadow != nil && *ds.Shadow)
+			d.refKeys = rl.Reference != nil
 			doms[root.Domain] = d
 			order = append(order, root.Domain)
 		}
-		if err := d.envoy.load(d, root.Domain+".", root.Descriptors, add); err != nil {
+		if err := d.envoy.load(d, root.Domain+".", false, root.Descriptors, add); err != nil {
 			return nil, fmt.Errorf("%s: %w", f.Name, err)
 		}
 	}
@@ -193,7 +264,10 @@ func compileEnvoy(files []EnvoyFile, rl *config.RateLimit, add func(*Rule) *Rule
 	return out, nil
 }
 
-func (n *envoyNode) load(d *Domain, parentKey string, descs []refconfig.YamlDescriptor, add func(*Rule) *Rule) error {
+// load compiles one level of descriptors; valueToMetric says whether a
+// node above has value_to_metric (the rule's stats key then depends on the
+// request's values).
+func (n *envoyNode) load(d *Domain, parentKey string, valueToMetric bool, descs []refconfig.YamlDescriptor, add func(*Rule) *Rule) error {
 	for _, dc := range descs {
 		finalKey := dc.Key
 		if dc.Value != "" {
@@ -204,7 +278,8 @@ func (n *envoyNode) load(d *Domain, parentKey string, descs []refconfig.YamlDesc
 			// The reference loader refused this already; keep the guard.
 			return fmt.Errorf("duplicate descriptor composite key '%s'", fullKey)
 		}
-		child := &envoyNode{children: map[string]*envoyNode{}, shareThreshold: dc.ShareThreshold}
+		child := &envoyNode{children: map[string]*envoyNode{}, shareThreshold: dc.ShareThreshold, valueToMetric: dc.ValueToMetric}
+		vtm := valueToMetric || dc.ValueToMetric
 		if dc.ShareThreshold && strings.HasSuffix(finalKey, "*") {
 			child.wildcardPattern = finalKey
 		}
@@ -222,6 +297,8 @@ func (n *envoyNode) load(d *Domain, parentKey string, descs []refconfig.YamlDesc
 				CountRefused:   true,
 				Name:           rlc.Name,
 				DetailedMetric: dc.DetailedMetric,
+				RefKeys:        d.refKeys,
+				PerValueStats:  dc.DetailedMetric || vtm,
 			}
 			for _, rp := range rlc.Replaces {
 				r.Replaces = append(r.Replaces, rp.Name)
@@ -236,7 +313,7 @@ func (n *envoyNode) load(d *Domain, parentKey string, descs []refconfig.YamlDesc
 			}
 			child.rule = add(r)
 		}
-		if err := child.load(d, fullKey+".", dc.Descriptors, add); err != nil {
+		if err := child.load(d, fullKey+".", vtm, dc.Descriptors, add); err != nil {
 			return err
 		}
 		n.children[finalKey] = child
@@ -244,57 +321,34 @@ func (n *envoyNode) load(d *Domain, parentKey string, descs []refconfig.YamlDesc
 	return nil
 }
 
+// newEnvoyLimit compiles an envoy config rule's limit. current_limit.name
+// is the rule's name, empty when it has none, as the reference sends it
+// (Envoy copies it into response headers); the unit names an unnamed
+// limit only in gatehouse's own RateLimit-Policy header and metrics.
 func newEnvoyLimit(name string, rpu uint32, u algo.Unit) *Limit {
 	w := algo.Window{Count: 1, Unit: u}
 	policy := name
 	if policy == "" {
 		policy = u.String()
 	}
-	return newLimit(policy, algo.Spec{Kind: algo.Fixed, Limit: uint64(rpu)}, w, protoUnit(u))
+	return newLimit(policy, name, algo.Spec{Kind: algo.Fixed, Limit: uint64(rpu)}, w, protoUnit(u))
 }
 
 // envoyUnit reads a unit as the reference does (any case).
-func envoyUnit(s string) (algo.Unit, bool) {
-	switch strings.ToUpper(s) {
-	case "SECOND":
-		return algo.Second, true
-	case "MINUTE":
-		return algo.Minute, true
-	case "HOUR":
-		return algo.Hour, true
-	case "DAY":
-		return algo.Day, true
-	case "WEEK":
-		return algo.Week, true
-	case "MONTH":
-		return algo.Month, true
-	case "YEAR":
-		return algo.Year, true
-	}
-	return 0, false
-}
+func envoyUnit(s string) (algo.Unit, bool) { return timeunit.Parse(s, true) }
 
 // OverrideLimit is the limit of a descriptor that carries Envoy's limit
 // override (RateLimitDescriptor.limit): the reference applies it whatever
 // the tree says. ok is false for an override without a valid unit.
 func OverrideLimit(o *ratelimitv3.RateLimitDescriptor_RateLimitOverride) (*Limit, bool) {
+	want := rlsv3.RateLimitResponse_RateLimit_Unit(o.GetUnit())
 	u := algo.Unit(0)
-	switch rlsv3.RateLimitResponse_RateLimit_Unit(o.GetUnit()) {
-	case rlsv3.RateLimitResponse_RateLimit_SECOND:
-		u = algo.Second
-	case rlsv3.RateLimitResponse_RateLimit_MINUTE:
-		u = algo.Minute
-	case rlsv3.RateLimitResponse_RateLimit_HOUR:
-		u = algo.Hour
-	case rlsv3.RateLimitResponse_RateLimit_DAY:
-		u = algo.Day
-	case rlsv3.RateLimitResponse_RateLimit_WEEK:
-		u = algo.Week
-	case rlsv3.RateLimitResponse_RateLimit_MONTH:
-		u = algo.Month
-	case rlsv3.RateLimitResponse_RateLimit_YEAR:
-		u = algo.Year
-	default:
+	for c := algo.Second; c <= algo.Year; c++ {
+		if protoUnits[c] == want {
+			u = c
+		}
+	}
+	if u == 0 {
 		return nil, false
 	}
 	return newEnvoyLimit("", o.GetRequestsPerUnit(), u), true
@@ -346,7 +400,138 @@ func (root *envoyNode) match(domain string, entries []*ratelimitv3.RateLimitDesc
 	if rule == nil {
 		return nil, key, NoRule, nil
 	}
+	if rule.RefKeys {
+		return rule, ReferenceIdentity(key, domain, entries, share), Hit, nil
+	}
 	return rule, EnvoyIdentity(key, domain, entries, share), Hit, nil
+}
+
+// ReferenceIdentity appends the identity of an envoy-domain descriptor in
+// the reference's own cache key layout: domain_key_value_…_ (the window
+// start follows), with share holding the wildcard patterns that replace
+// values under share_threshold. In reference mode the counters are kept
+// under exactly the reference's keys, so that a fleet moving from the
+// reference to gatehouse (a rolling update: both at once) counts together.
+// Like the reference's, the layout does not escape: it is the reference's
+// key, collisions included.
+func ReferenceIdentity(key []byte, domain string, entries []*ratelimitv3.RateLimitDescriptor_Entry, share []string) []byte {
+	key = append(key, domain...)
+	key = append(key, '_')
+	for i, e := range entries {
+		key = append(key, e.GetKey()...)
+		key = append(key, '_')
+		if share != nil && share[i] != "" {
+			key = append(key, share[i]...)
+		} else {
+			key = append(key, e.GetValue()...)
+		}
+		key = append(key, '_')
+	}
+	return key
+}
+
+// StatsKey is the reference's stats key of a descriptor that matched rule
+// (its per-rule counters are kept under it): the rule's ID, except with
+// detailed_metric (every value) or value_to_metric (the values of the
+// levels that ask for it), walked as the reference's GetLimit builds it.
+func (dm *Domain) StatsKey(rule *Rule, entries []*ratelimitv3.RateLimitDescriptor_Entry) string {
+	if !rule.PerValueStats || dm.envoy == nil {
+		return rule.ID
+	}
+	var detailed, vtm strings.Builder
+	detailed.WriteString(dm.Name)
+	vtm.WriteString(dm.Name)
+	var share []string
+	children, prev := dm.envoy.children, dm.envoy
+	for i, e := range entries {
+		fk := e.GetKey() + "_" + e.GetValue()
+		detailed.WriteString(".")
+		detailed.WriteString(fk)
+		next := children[fk]
+		wildcard := ""
+		if next == nil {
+			for _, w := range prev.wildcards {
+				if strings.HasPrefix(fk, w[:len(w)-1]) {
+					next, wildcard = children[w], w
+					break
+				}
+			}
+		}
+		byValue := next != nil
+		if next == nil {
+			next = children[e.GetKey()]
+		}
+		if wildcard != "" && next != nil && next.shareThreshold && next.wildcardPattern != "" {
+			if share == nil {
+				share = make([]string, len(entries))
+			}
+			share[i] = strings.TrimPrefix(next.wildcardPattern, e.GetKey()+"_")
+		}
+		vtm.WriteString(".")
+		vtm.WriteString(e.GetKey())
+		if next != nil {
+			value := ""
+			switch {
+			case wildcard != "" && share != nil && share[i] != "":
+				value = share[i]
+			case wildcard != "" && next.valueToMetric:
+				value = e.GetValue()
+			case wildcard != "":
+				value = strings.TrimPrefix(wildcard, e.GetKey()+"_")
+			case byValue, next.valueToMetric:
+				value = e.GetValue()
+			}
+			if value != "" {
+				vtm.WriteString("_")
+				vtm.WriteString(value)
+			}
+		}
+		if next == nil || len(next.children) == 0 {
+			break
+		}
+		children, prev = next.children, next
+	}
+	if !rule.DetailedMetric {
+		return vtm.String()
+	}
+	if share == nil {
+		return detailed.String()
+	}
+	var b strings.Builder
+	b.WriteString(dm.Name)
+	for i, e := range entries {
+		b.WriteString(".")
+		b.WriteString(e.GetKey())
+		switch {
+		case i < len(share) && share[i] != "":
+			b.WriteString("_")
+			b.WriteString(share[i])
+		case e.GetValue() != "":
+			b.WriteString("_")
+			b.WriteString(e.GetValue())
+		}
+	}
+	return b.String()
+}
+
+// OverrideStatsKey is the reference's stats key of a descriptor carrying
+// Envoy's limit override: the domain and every key, with its value when
+// not empty.
+func OverrideStatsKey(domain string, entries []*ratelimitv3.RateLimitDescriptor_Entry) string {
+	var b strings.Builder
+	b.WriteString(domain)
+	b.WriteString(".")
+	for i, e := range entries {
+		if i > 0 {
+			b.WriteString(".")
+		}
+		b.WriteString(e.GetKey())
+		if e.GetValue() != "" {
+			b.WriteString("_")
+			b.WriteString(e.GetValue())
+		}
+	}
+	return b.String()
 }
 
 // EnvoyIdentity appends the identity of an envoy-domain descriptor: the

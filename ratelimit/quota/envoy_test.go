@@ -336,3 +336,70 @@ func TestEnvoyReferenceCases(t *testing.T) {
 		}
 	}
 }
+
+// TestReferenceKeysAndStats: in reference mode a descriptor's counter is
+// the reference's own Redis key, and its stats key (the key of its
+// per-rule counters) the reference's, detailed_metric, value_to_metric
+// and share_threshold included.
+func TestReferenceKeysAndStats(t *testing.T) {
+	dir := refTestdata(t)
+	for _, files := range [][]string{
+		{"testdata/stats.yaml"},
+		{filepath.Join(dir, "basic_config.yaml")},
+		{filepath.Join(dir, "wildcard.yaml")},
+		{filepath.Join(dir, "share_threshold.yaml")},
+	} {
+		t.Run(filepath.Base(files[0]), func(t *testing.T) {
+			var b strings.Builder
+			b.WriteString("apiVersion: gatehouse/v1\nratelimit:\n  reference: {}\n  envoyConfigs:\n")
+			for _, f := range files {
+				fmt.Fprintf(&b, "    - %q\n", f)
+			}
+			cfg, err := config.LoadBytes("<test>", []byte(b.String()), config.LoadOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			snap, err := Compile(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref := refConfig(t, false, files...)
+			dom, _ := snap.Domain("test-domain")
+			keys := reflimiter.NewCacheKeyGenerator("")
+			descs := generateDescriptors(t, snap, 4000)
+			checked, perValue := 0, 0
+			for _, d := range descs {
+				want := ref.GetLimit(context.Background(), "test-domain", d)
+				rule, ident, _, err := dom.Match(d, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want == nil || rule == nil || want.Unlimited {
+					continue
+				}
+				checked++
+				if got, wantKey := string(ident)+"0", keys.GenerateCacheKey("test-domain", d, want, 0).Key; got != wantKey {
+					t.Fatalf("Match(%s) key %q; reference %q", entriesString(d), got, wantKey)
+				}
+				if rule.PerValueStats {
+					perValue++
+				}
+				if got := dom.StatsKey(rule, d.Entries); got != want.FullKey {
+					t.Fatalf("StatsKey(%s) = %q; reference %q", entriesString(d), got, want.FullKey)
+				}
+			}
+			t.Logf("%d descriptors with a limit (%d with per-value stats) keyed as the reference", checked, perValue)
+			if checked < 100 {
+				t.Errorf("only %d descriptors had a limit", checked)
+			}
+		})
+	}
+}
+
+// TestOverrideStatsKey: the stats key of Envoy's limit override.
+func TestOverrideStatsKey(t *testing.T) {
+	d := &ratelimitv3.RateLimitDescriptor{Entries: []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "a", Value: "1"}, {Key: "b"}, {Key: "c", Value: "x.y"}}}
+	if got, want := OverrideStatsKey("dom", d.Entries), "dom.a_1.b.c_x.y"; got != want {
+		t.Errorf("OverrideStatsKey = %q; want %q", got, want)
+	}
+}

@@ -10,13 +10,14 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/contract"
+	"github.com/gatehouse/gatehouse/internal/routematch"
 	"github.com/gatehouse/gatehouse/ratelimit/algo"
 )
 
 // nativeDomain is gatehouse's own domain: descriptors of entries route,
 // tier and subject (internal/contract), then a route's header entries.
 type nativeDomain struct {
-	routes map[string]*nativeRoute
+	routes *routematch.Resolver[*nativeRoute]
 }
 
 type nativeRoute struct {
@@ -24,12 +25,12 @@ type nativeRoute struct {
 	tiers map[string]*Rule // a nil rule: the tier is unlimited here
 	// def is the rule of any other tier; nil when they are unlimited.
 	def   *Rule
-	keyBy string
+	keyBy config.KeyBy
 }
 
 // compileNative builds gatehouse's domain, or nil when no route is limited.
 func compileNative(cfg *config.Config, loc *time.Location, add func(*Rule) *Rule) *nativeDomain {
-	nd := &nativeDomain{routes: map[string]*nativeRoute{}}
+	byID := make(map[string]*nativeRoute, len(cfg.Routes))
 	limited := false
 	for i := range cfg.Routes {
 		r := &cfg.Routes[i]
@@ -37,7 +38,7 @@ func compileNative(cfg *config.Config, loc *time.Location, add func(*Rule) *Rule
 		if e == nil {
 			// Known but not limited: Envoy should not ask, and when a
 			// hand-written config does, the answer is OK.
-			nd.routes[r.ID] = &nativeRoute{id: r.ID}
+			byID[r.ID] = &nativeRoute{id: r.ID}
 			continue
 		}
 		limited = true
@@ -53,12 +54,12 @@ func compileNative(cfg *config.Config, loc *time.Location, add func(*Rule) *Rule
 		if len(e.Default) > 0 {
 			nr.def = add(nativeRule(r.ID, "*", "default", e.Default, e, loc))
 		}
-		nd.routes[r.ID] = nr
+		byID[r.ID] = nr
 	}
 	if !limited {
 		return nil
 	}
-	return nd
+	return &nativeDomain{routes: routematch.NewResolver(cfg.Routes, byID, contract.RateLimitUnknownRoute)}
 }
 
 func nativeRule(route, tierLabel, namePrefix string, limits []config.Limit, e *config.EffectiveRateLimit, loc *time.Location) *Rule {
@@ -81,7 +82,7 @@ func compileLimit(l config.Limit, namePrefix string, defAlg config.RateLimitAlgo
 	if alg == "" {
 		alg = defAlg
 	}
-	w := algo.Window{Count: int64(l.Per.Count), Unit: unitOf(l.Per.Unit), Calendar: l.Calendar, Loc: loc}
+	w := algo.Window{Count: int64(l.Per.Count), Unit: l.Per.Unit, Calendar: l.Calendar, Loc: loc}
 	var spec algo.Spec
 	switch alg {
 	case config.AlgorithmGCRA:
@@ -93,7 +94,7 @@ func compileLimit(l config.Limit, namePrefix string, defAlg config.RateLimitAlgo
 	}
 	name := l.Name
 	if name == "" {
-		name = namePrefix + "-" + strconv.FormatInt(w.Count, 10) + unitAbbrev(w.Unit)
+		name = namePrefix + "-" + strconv.FormatInt(w.Count, 10) + w.Unit.Abbrev()
 		if w.Calendar {
 			name += "-calendar"
 		}
@@ -105,45 +106,26 @@ func compileLimit(l config.Limit, namePrefix string, defAlg config.RateLimitAlgo
 	if w.Count == 1 {
 		unit = protoUnit(w.Unit)
 	}
-	return newLimit(name, spec, w, unit)
+	return newLimit(name, name, spec, w, unit)
 }
 
-func unitOf(u config.RateLimitUnit) algo.Unit {
-	switch u {
-	case config.UnitSecond:
-		return algo.Second
-	case config.UnitMinute:
-		return algo.Minute
-	case config.UnitHour:
-		return algo.Hour
-	case config.UnitDay:
-		return algo.Day
-	case config.UnitWeek:
-		return algo.Week
-	case config.UnitMonth:
-		return algo.Month
-	}
-	panic(fmt.Sprintf("ratelimit: unit %q passed validation", u))
+// protoUnits are the RLS response's units, by unit.
+var protoUnits = [...]rlsv3.RateLimitResponse_RateLimit_Unit{
+	algo.Second: rlsv3.RateLimitResponse_RateLimit_SECOND,
+	algo.Minute: rlsv3.RateLimitResponse_RateLimit_MINUTE,
+	algo.Hour:   rlsv3.RateLimitResponse_RateLimit_HOUR,
+	algo.Day:    rlsv3.RateLimitResponse_RateLimit_DAY,
+	algo.Week:   rlsv3.RateLimitResponse_RateLimit_WEEK,
+	algo.Month:  rlsv3.RateLimitResponse_RateLimit_MONTH,
+	algo.Year:   rlsv3.RateLimitResponse_RateLimit_YEAR,
 }
 
+// protoUnit is u as the RLS response names it (UNKNOWN for no unit).
 func protoUnit(u algo.Unit) rlsv3.RateLimitResponse_RateLimit_Unit {
-	switch u {
-	case algo.Second:
-		return rlsv3.RateLimitResponse_RateLimit_SECOND
-	case algo.Minute:
-		return rlsv3.RateLimitResponse_RateLimit_MINUTE
-	case algo.Hour:
-		return rlsv3.RateLimitResponse_RateLimit_HOUR
-	case algo.Day:
-		return rlsv3.RateLimitResponse_RateLimit_DAY
-	case algo.Week:
-		return rlsv3.RateLimitResponse_RateLimit_WEEK
-	case algo.Month:
-		return rlsv3.RateLimitResponse_RateLimit_MONTH
-	case algo.Year:
-		return rlsv3.RateLimitResponse_RateLimit_YEAR
+	if !u.Valid() {
+		return rlsv3.RateLimitResponse_RateLimit_UNKNOWN
 	}
-	return rlsv3.RateLimitResponse_RateLimit_UNKNOWN
+	return protoUnits[u]
 }
 
 // match reads a gatehouse descriptor. A missing tier entry is the
@@ -174,7 +156,9 @@ func (nd *nativeDomain) match(entries []*ratelimitv3.RateLimitDescriptor_Entry, 
 	if route == nil {
 		return nil, key, NoRouteEntry, nil
 	}
-	nr := nd.routes[route.GetValue()]
+	// No request to match here: an unknown id is ignored (answered OK),
+	// as contract.RateLimitUnknownRoute says.
+	nr, _, _, _ := nd.routes.Resolve(nil, route.GetValue())
 	if nr == nil {
 		return nil, key, UnknownRoute, nil
 	}
@@ -194,12 +178,12 @@ func (nd *nativeDomain) match(entries []*ratelimitv3.RateLimitDescriptor_Entry, 
 	key = AppendIdentityPart(key, nr.id)
 	key = append(key, '|')
 	key = AppendIdentityPart(key, tierName)
-	if nr.keyBy != contract.DescriptorRoute && nr.keyBy != contract.DescriptorTier {
+	if nr.keyBy.PerCaller() {
 		key = append(key, '|')
-		key = AppendIdentityPart(key, nr.keyBy)
+		key = AppendIdentityPart(key, string(nr.keyBy))
 		key = append(key, '=')
 		for _, e := range entries {
-			if e.GetKey() == nr.keyBy {
+			if e.GetKey() == string(nr.keyBy) {
 				key = AppendIdentityPart(key, e.GetValue())
 				break
 			}

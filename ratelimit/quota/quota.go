@@ -16,7 +16,9 @@ import (
 
 // Limit is one compiled limit of a rule.
 type Limit struct {
-	// Name names the limit in RateLimit-Policy and metrics.
+	// Name names the limit in RateLimit-Policy and metrics. For an
+	// unnamed envoy config rule it is the unit; current_limit.name (in
+	// Proto) stays the rule's own name, empty as the reference sends it.
 	Name   string
 	Spec   algo.Spec
 	Window algo.Window
@@ -90,6 +92,13 @@ type Rule struct {
 	Replaces []string
 	// DetailedMetric asks for per-value metrics (bounded by the limiter).
 	DetailedMetric bool
+	// PerValueStats: the reference's stats key depends on the request's
+	// values (detailed_metric, or value_to_metric on the rule's path);
+	// Domain.StatsKey computes it.
+	PerValueStats bool
+	// RefKeys keeps the rule's counters under the reference's own Redis
+	// keys (reference mode; see ReferenceIdentity).
+	RefKeys bool
 	// Policy is the RateLimit-Policy header value of all limits.
 	Policy string
 }
@@ -125,13 +134,15 @@ func (m MissReason) String() string {
 	return "unknown"
 }
 
-// newLimit compiles one limit.
-func newLimit(name string, spec algo.Spec, w algo.Window, unit rlsv3.RateLimitResponse_RateLimit_Unit) *Limit {
+// newLimit compiles one limit. name is the limit's name in
+// RateLimit-Policy and metrics; protoName the current_limit.name Envoy
+// receives (and copies into its response headers).
+func newLimit(name, protoName string, spec algo.Spec, w algo.Window, unit rlsv3.RateLimitResponse_RateLimit_Unit) *Limit {
 	l := &Limit{Name: name, Spec: spec, Window: w}
 	var tag strings.Builder
 	tag.WriteString(spec.Kind.String()[:1])
 	tag.WriteString(strconv.FormatInt(w.Count, 10))
-	tag.WriteString(unitAbbrev(w.Unit))
+	tag.WriteString(w.Unit.Abbrev())
 	if w.Calendar {
 		tag.WriteByte('c')
 	}
@@ -140,30 +151,10 @@ func newLimit(name string, spec algo.Spec, w algo.Window, unit rlsv3.RateLimitRe
 	if rpu > 1<<32-1 {
 		rpu = 1<<32 - 1
 	}
-	l.Proto = &rlsv3.RateLimitResponse_RateLimit{Name: name, RequestsPerUnit: uint32(rpu), Unit: unit}
+	l.Proto = &rlsv3.RateLimitResponse_RateLimit{Name: protoName, RequestsPerUnit: uint32(rpu), Unit: unit}
 	l.SFName = sfString(name)
 	l.Policy = l.SFName + ";q=" + strconv.FormatUint(spec.Limit, 10) + ";w=" + strconv.FormatInt(w.Nominal()/1e6, 10)
 	return l
-}
-
-func unitAbbrev(u algo.Unit) string {
-	switch u {
-	case algo.Second:
-		return "s"
-	case algo.Minute:
-		return "m"
-	case algo.Hour:
-		return "h"
-	case algo.Day:
-		return "d"
-	case algo.Week:
-		return "w"
-	case algo.Month:
-		return "mo"
-	case algo.Year:
-		return "y"
-	}
-	return "?"
 }
 
 // sfString renders s as a structured-field string (RFC 8941): printable

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 
@@ -32,7 +31,13 @@ type Domain struct {
 	// limit comes from Envoy's limit override).
 	FailOpen bool
 	Shadow   bool
+	// refKeys: the domain's counters use the reference's key layout.
+	refKeys bool
 }
+
+// RefKeys reports whether the domain keeps its counters under the
+// reference's own Redis keys (reference mode).
+func (dm *Domain) RefKeys() bool { return dm.refKeys }
 
 // IsNative reports whether this is gatehouse's own domain of route quotas.
 func (dm *Domain) IsNative() bool { return dm.native != nil }
@@ -78,11 +83,7 @@ func Compile(cfg *config.Config) (*Snapshot, error) {
 		return nil, errors.New("ratelimit: the config has no ratelimit section")
 	}
 	var errs config.Errors
-	loc, err := time.LoadLocation(rl.TimeZone)
-	if err != nil {
-		errs.Add("ratelimit.timeZone", "%q is not a time zone: %v", rl.TimeZone, err)
-		return nil, errs
-	}
+	loc := rl.TimeZone.Location()
 	s := &Snapshot{domains: map[string]*Domain{}}
 	add := func(r *Rule) *Rule {
 		r.Index = len(s.Rules)
@@ -95,12 +96,16 @@ func Compile(cfg *config.Config) (*Snapshot, error) {
 		s.domains[contract.RateLimitDomain] = &Domain{Name: contract.RateLimitDomain, native: nd, FailOpen: rl.FailureMode == config.FailOpen, Shadow: rl.Shadow}
 	}
 
-	if len(rl.EnvoyConfigs) > 0 {
+	if rt := runtimeOf(rl); len(rl.EnvoyConfigs) > 0 || rt != nil {
 		paths := make([]string, len(rl.EnvoyConfigs))
 		for i, p := range rl.EnvoyConfigs {
 			paths[i] = string(p)
 		}
 		files, ferrs := ReadEnvoyFiles(paths)
+		if rt != nil {
+			more, rerrs := ReadRuntimeFiles(rt)
+			files, ferrs = append(files, more...), append(ferrs, rerrs...)
+		}
 		errs = append(errs, ferrs...)
 		if len(ferrs) == 0 {
 			s.Envoy = files
@@ -127,6 +132,13 @@ func Compile(cfg *config.Config) (*Snapshot, error) {
 		return nil, errs
 	}
 	return s, nil
+}
+
+func runtimeOf(rl *config.RateLimit) *config.RateLimitRuntime {
+	if rl.Reference == nil {
+		return nil
+	}
+	return rl.Reference.Runtime
 }
 
 func sortedNames[V any](m map[string]V) []string {
@@ -157,6 +169,9 @@ func envoyError(err error, files []EnvoyFile) *config.FieldError {
 	msg := err.Error()
 	for _, f := range files {
 		if strings.HasPrefix(msg, f.Name+":") {
+			if f.Entry < 0 {
+				return &config.FieldError{Path: "ratelimit.reference.runtime", Msg: msg}
+			}
 			return &config.FieldError{Path: config.Path("ratelimit.envoyConfigs").Index(f.Entry), Msg: msg}
 		}
 	}
@@ -170,6 +185,25 @@ func fileOf(domain string, files []EnvoyFile) string {
 		}
 	}
 	return "an envoy config file"
+}
+
+// DumpEnvoy lists the rules of the envoy config domains as the
+// reference's /rlconfig prints them ("<key>: unit=… requests_per_unit=…,
+// shadow_mode: …, quota_mode: …"), sorted.
+func (s *Snapshot) DumpEnvoy() []string {
+	var out []string
+	for _, r := range s.Rules {
+		if d := s.domains[r.Domain]; d == nil || d.envoy == nil {
+			continue
+		}
+		unit, rpu := "UNKNOWN", uint32(0)
+		if len(r.Limits) == 1 {
+			unit, rpu = r.Limits[0].Proto.Unit.String(), r.Limits[0].Proto.RequestsPerUnit
+		}
+		out = append(out, fmt.Sprintf("%s: unit=%s requests_per_unit=%d, shadow_mode: %t, quota_mode: %t\n", r.ID, unit, rpu, r.Shadow, r.QuotaMode))
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Describe renders a rule for logs.

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"sync/atomic"
 	"time"
 
@@ -69,7 +70,7 @@ func (b *breaker) allow() bool {
 // do runs one round trip through the breaker.
 func (b *breaker) do(f func() error) error {
 	_, err := b.cb.Execute(func() (struct{}, error) { return struct{}{}, f() })
-	if err == gobreaker.ErrOpenState || err == gobreaker.ErrTooManyRequests {
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 		return ErrUnavailable
 	}
 	return err

@@ -123,6 +123,8 @@ func (s *shardKV) incr(key string, by, ttl, now int64) int64 {
 	return e.v
 }
 
+func (s *shardKV) del(key string) { delete(s.sh.m, key) }
+
 func (s *shardKV) set(key string, v, ttl, now int64) {
 	if _, ok := s.sh.m[key]; !ok && !s.room(now) {
 		return

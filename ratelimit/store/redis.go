@@ -345,9 +345,12 @@ func appendOp(keys []string, args []byte, op *Op) ([]string, []byte) {
 	args = strconv.AppendInt(args, opNow(op), 10)
 	args = append(args, ' ')
 	args = strconv.AppendUint(args, op.Hits, 10)
-	if op.CountRefused {
+	switch {
+	case op.Refund:
+		args = append(args, " 2 "...)
+	case op.CountRefused:
 		args = append(args, " 1 "...)
-	} else {
+	default:
 		args = append(args, " 0 "...)
 	}
 	args = strconv.AppendInt(args, int64(len(op.Limits)), 10)

@@ -23,7 +23,11 @@ type Op struct {
 	Hits uint64
 	// CountRefused adds the hits even when a limit refuses them.
 	CountRefused bool
-	Limits       []LimitOp
+	// Refund gives the hits back (Envoy's is_negative_hits) instead of
+	// adding them: always applied, no counter goes below zero
+	// (algo.Spec.Refund).
+	Refund bool
+	Limits []LimitOp
 
 	// Applied is set by Eval: the hits were counted.
 	Applied bool
@@ -69,8 +73,11 @@ var (
 // the in-process store implements it, Redis runs the Lua twin of eval.
 type counters interface {
 	get(key string, now int64) int64
+	// incr adds by (which may be negative) and returns the new value; a
+	// new key lives ttlMillis, an existing one keeps its expiry.
 	incr(key string, by int64, ttlMillis int64, now int64) int64
 	set(key string, v int64, ttlMillis int64, now int64)
+	del(key string)
 }
 
 // eval runs op on kv exactly as script.lua does on Redis.
@@ -88,8 +95,12 @@ func eval(op *Op, kv counters) {
 			ok = false
 		}
 	}
-	op.Applied = ok || op.CountRefused
+	op.Applied = ok || op.CountRefused || op.Refund
 	if !op.Applied || op.Hits == 0 {
+		return
+	}
+	if op.Refund {
+		refund(op, kv)
 		return
 	}
 	for i := range op.Limits {
@@ -100,6 +111,40 @@ func eval(op *Op, kv counters) {
 			kv.set(l.Key, tat, max(1, ceilDiv(tat-l.Clock.Now, 1000)), l.Clock.Now)
 		default:
 			kv.incr(l.Key, int64(op.Hits), l.TTL, l.Clock.Now)
+		}
+	}
+}
+
+// refund gives an op's hits back, as the script's mode 2 and
+// algo.Spec.Refund: counters are decremented (never below zero, keeping
+// their expiry), a GCRA bucket's arrival time moves back (never before
+// now; at now the bucket is full and its key is deleted).
+func refund(op *Op, kv counters) {
+	h := int64(op.Hits)
+	for i := range op.Limits {
+		l := &op.Limits[i]
+		now := l.Clock.Now
+		switch l.Spec.Kind {
+		case algo.GCRA:
+			if l.State.A > now {
+				if tat := l.State.A - h*l.Spec.Emission; tat > now {
+					kv.set(l.Key, tat, ceilDiv(tat-now, 1000), now)
+				} else {
+					kv.del(l.Key)
+				}
+			}
+		case algo.Sliding:
+			c := min(max(l.State.B, 0), h)
+			if c > 0 {
+				kv.incr(l.Key, -c, l.TTL, now)
+			}
+			if p := min(max(l.State.A, 0), h-c); p > 0 {
+				kv.incr(l.PrevKey, -p, l.TTL, now)
+			}
+		default:
+			if c := min(max(l.State.A, 0), h); c > 0 {
+				kv.incr(l.Key, -c, l.TTL, now)
+			}
 		}
 	}
 }

@@ -54,6 +54,9 @@ func (s *scenario) op() *Op {
 	s.now += s.r.Int64N(150_000)
 	subj := s.r.IntN(4)
 	op := &Op{Hits: uint64(s.r.IntN(3)), CountRefused: s.r.IntN(5) == 0}
+	if s.r.IntN(6) == 0 {
+		op.Refund, op.CountRefused = true, false
+	}
 	for i := range s.specs {
 		if s.r.IntN(2) == 0 && !(i == len(s.specs)-1 && len(op.Limits) == 0) {
 			continue
@@ -83,9 +86,10 @@ func cloneOp(op *Op) *Op {
 	return &c
 }
 
-// TestRedisMatchesMemory feeds the same random ops to the in-process store
-// and to the Lua script on a real redis-server (and a Redis Cluster) and
-// requires the same outcome, op by op, and that both agree with algo.
+// TestRedisMatchesMemory feeds the same random ops (refunds among them) to
+// the in-process store and to the Lua script on a real redis-server (and a
+// Redis Cluster) and requires the same outcome, op by op, and that both
+// agree with algo.
 func TestRedisMatchesMemory(t *testing.T) {
 	clients := map[string]redis.UniversalClient{"single": testenv.Redis(t)}
 	if !testing.Short() {
@@ -129,7 +133,7 @@ func TestRedisMatchesMemory(t *testing.T) {
 							}
 							allowed = allowed && la.Spec.Allowed(la.State, la.Clock, a[j].Hits)
 						}
-						if want := allowed || a[j].CountRefused; a[j].Applied != want {
+						if want := allowed || a[j].CountRefused || a[j].Refund; a[j].Applied != want {
 							t.Fatalf("op %d.%d: applied=%v; algo says %v", i, j, a[j].Applied, want)
 						}
 					}
@@ -274,25 +278,101 @@ func TestMemoryFull(t *testing.T) {
 
 func TestOverLimitCache(t *testing.T) {
 	c := NewOverLimitCache(64)
-	if c.Until("a", 10) != 0 {
-		t.Fatal("empty cache refuses")
+	if c.Get("a", 10) != nil {
+		t.Fatal("empty cache answers")
 	}
-	c.Add("a", 100, 10)
-	if got := c.Until("a", 50); got != 100 {
-		t.Errorf("Until(a, 50) = %d; want 100", got)
+	e := &CacheEntry{Until: 100, Rule: 3, States: []algo.State{{A: 7}}}
+	c.Add("a", e, 10)
+	if got := c.Get("a", 50); got != e {
+		t.Errorf("Get(a, 50) = %v; want the entry", got)
 	}
-	if got := c.Until("a", 100); got != 0 {
-		t.Errorf("Until(a, 100) = %d; want 0 (expired)", got)
+	if got := c.Get("a", 100); got != nil {
+		t.Errorf("Get(a, 100) = %v; want nil (expired)", got)
+	}
+	c.Remove("a")
+	if c.Get("a", 50) != nil || c.Len() != 0 {
+		t.Errorf("after Remove: Get = %v, Len = %d", c.Get("a", 50), c.Len())
 	}
 	for i := 0; i < 1000; i++ {
-		c.Add(fmt.Sprint(i), 1000, 10)
+		c.Add(fmt.Sprint(i), &CacheEntry{Until: 1000}, 10)
 	}
 	if c.Len() > 64 {
 		t.Errorf("cache of 64 holds %d", c.Len())
 	}
 	var nilCache *OverLimitCache
-	nilCache.Add("a", 100, 1)
-	if nilCache.Until("a", 2) != 0 {
-		t.Error("nil cache refuses")
+	nilCache.Add("a", e, 1)
+	nilCache.Remove("a")
+	if nilCache.Get("a", 2) != nil {
+		t.Error("nil cache answers")
+	}
+}
+
+// TestRefundAgreesWithAlgo: after a refund, both stores hold exactly the
+// state algo.Spec.Refund computes, for every algorithm, never below zero.
+func TestRefundAgreesWithAlgo(t *testing.T) {
+	stores := map[string]Store{"memory": NewMemory(0)}
+	rs := NewRedis(testenv.Redis(t), RedisOptions{Timeout: 2 * time.Second, BatchSize: 4, Pipelines: 1})
+	defer rs.Close()
+	stores["redis"] = rs
+	for name, st := range stores {
+		t.Run(name, func(t *testing.T) {
+			prefix := testenv.KeyPrefix(t)
+			now := time.Now().UnixMicro()
+			w := algo.Window{Count: 1, Unit: algo.Hour}
+			start, end := w.Bounds(now)
+			gcra := algo.NewGCRA(10, 5, 3_600_000_000)
+			specs := []*algo.Spec{{Kind: algo.Fixed, Limit: 5}, {Kind: algo.Sliding, Limit: 5}, &gcra}
+			mk := func(hits uint64, refund bool) *Op {
+				op := &Op{Hits: hits, Refund: refund}
+				for i, sp := range specs {
+					l := LimitOp{Spec: sp, Clock: algo.Clock{Now: now, Start: start, End: end}, Key: fmt.Sprintf("%s{r}:l%d:%d", prefix, i, start), TTL: 60_000}
+					if sp.Kind == algo.Sliding {
+						l.PrevKey = fmt.Sprintf("%s{r}:l%d:%d", prefix, i, start-3_600_000_000)
+					}
+					op.Limits = append(op.Limits, l)
+				}
+				return op
+			}
+			read := func() []algo.State {
+				op := mk(0, false)
+				if err := st.Eval(context.Background(), []*Op{op}); err != nil {
+					t.Fatal(err)
+				}
+				var out []algo.State
+				for _, l := range op.Limits {
+					out = append(out, l.State)
+				}
+				return out
+			}
+			for _, step := range []struct {
+				hits   uint64
+				refund bool
+			}{{3, false}, {1, true}, {2, false}, {9, true}, {4, false}, {2, true}} {
+				before := read()
+				if err := st.Eval(context.Background(), []*Op{mk(step.hits, step.refund)}); err != nil {
+					t.Fatal(err)
+				}
+				after := read()
+				for i, sp := range specs {
+					want := before[i]
+					if step.refund {
+						want = sp.Refund(want, algo.Clock{Now: now, Start: start, End: end}, step.hits)
+					} else {
+						want = sp.Apply(want, algo.Clock{Now: now, Start: start, End: end}, step.hits)
+					}
+					got := after[i]
+					if sp.Kind == algo.GCRA {
+						// A deleted bucket (0) and one at now are both full.
+						want.A, got.A = max(want.A, now), max(got.A, now)
+					}
+					if got != want {
+						t.Fatalf("%v after %+v: state %+v; want %+v", sp.Kind, step, got, want)
+					}
+					if got.A < 0 || got.B < 0 {
+						t.Fatalf("%v after %+v: a counter below zero: %+v", sp.Kind, step, got)
+					}
+				}
+			}
+		})
 	}
 }

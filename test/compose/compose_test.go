@@ -14,7 +14,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 
-	"github.com/gatehouse/gatehouse/internal/app"
+	"github.com/gatehouse/gatehouse/cmd/gatehouse/app"
 )
 
 func TestComposeFile(t *testing.T) {

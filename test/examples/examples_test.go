@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gatehouse/gatehouse/internal/app"
+	"github.com/gatehouse/gatehouse/cmd/gatehouse/app"
 )
 
 func TestEveryExampleValidates(t *testing.T) {

@@ -20,7 +20,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	rlcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	ratelimitfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
@@ -30,13 +30,12 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/gatehouse/gatehouse/internal/app"
+	"github.com/gatehouse/gatehouse/cmd/gatehouse/app"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 	"github.com/gatehouse/gatehouse/xds/adsclient"
 )
 
@@ -97,16 +96,6 @@ func demoJWKS(t *testing.T) string {
 	return ""
 }
 
-func dial(t *testing.T, addr string) *grpc.ClientConn {
-	t.Helper()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	return cc
-}
-
 // fetch subscribes to typ (with names) and returns the first response,
 // acknowledged as Envoy would.
 func fetch(t *testing.T, s *adsclient.SotW, typ string, names ...string) *discoveryv3.DiscoveryResponse {
@@ -159,7 +148,7 @@ func TestEnvoyContractAcrossComponents(t *testing.T) {
 	}()
 
 	// 1. What Envoy receives.
-	ads, err := adsclient.NewSotW(ctx, dial(t, rt.Addr("xds")), &corev3.Node{Id: "envoy-1", Cluster: "edge", UserAgentName: "envoy"})
+	ads, err := adsclient.NewSotW(ctx, testenv.Dial(t, rt.Addr("xds")), &corev3.Node{Id: "envoy-1", Cluster: "edge", UserAgentName: "envoy"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +193,7 @@ func TestEnvoyContractAcrossComponents(t *testing.T) {
 	if !extprocOn {
 		t.Fatal("the orders route does not turn ext_proc on")
 	}
-	ep, err := extprocv3.NewExternalProcessorClient(dial(t, rt.Addr("extproc"))).Process(ctx)
+	ep, err := extprocv3.NewExternalProcessorClient(testenv.Dial(t, rt.Addr("extproc"))).Process(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +230,7 @@ func TestEnvoyContractAcrossComponents(t *testing.T) {
 	}
 	check := func(headers map[string]string) *authv3.CheckResponse {
 		t.Helper()
-		resp, err := authv3.NewAuthorizationClient(dial(t, rt.Addr("authz"))).Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		resp, err := authv3.NewAuthorizationClient(testenv.Dial(t, rt.Addr("authz"))).Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 			ContextExtensions: per.GetCheckSettings().GetContextExtensions(),
 			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
 				Method: "GET", Path: "/api/orders/1", Host: "shop.example", Headers: headers,
@@ -263,13 +252,13 @@ func TestEnvoyContractAcrossComponents(t *testing.T) {
 	// 4. The rate limit descriptor, built as Envoy builds it from the
 	// route's actions and the metadata ext_authz emitted under its name.
 	meta := map[string]*structpb.Struct{"envoy.filters.http.ext_authz": allowed.GetDynamicMetadata()}
-	var descs []*rlcommonv3.RateLimitDescriptor
+	var descs []*ratelimitv3.RateLimitDescriptor
 	for _, rl := range orders.GetRoute().GetRateLimits() {
-		d := &rlcommonv3.RateLimitDescriptor{}
+		d := &ratelimitv3.RateLimitDescriptor{}
 		for _, a := range rl.GetActions() {
 			switch {
 			case a.GetGenericKey() != nil:
-				d.Entries = append(d.Entries, &rlcommonv3.RateLimitDescriptor_Entry{Key: a.GetGenericKey().GetDescriptorKey(), Value: a.GetGenericKey().GetDescriptorValue()})
+				d.Entries = append(d.Entries, &ratelimitv3.RateLimitDescriptor_Entry{Key: a.GetGenericKey().GetDescriptorKey(), Value: a.GetGenericKey().GetDescriptorValue()})
 			case a.GetMetadata() != nil:
 				m := a.GetMetadata()
 				v := m.GetDefaultValue()
@@ -277,7 +266,7 @@ func TestEnvoyContractAcrossComponents(t *testing.T) {
 				if f, ok := ns.GetFields()[m.GetMetadataKey().GetPath()[0].GetKey()]; ok {
 					v = f.GetStringValue()
 				}
-				d.Entries = append(d.Entries, &rlcommonv3.RateLimitDescriptor_Entry{Key: m.GetDescriptorKey(), Value: v})
+				d.Entries = append(d.Entries, &ratelimitv3.RateLimitDescriptor_Entry{Key: m.GetDescriptorKey(), Value: v})
 			default:
 				t.Fatalf("unexpected rate limit action %v", a)
 			}
@@ -291,7 +280,7 @@ func TestEnvoyContractAcrossComponents(t *testing.T) {
 	if got["route"] != "orders" || got["tier"] != "pro" || got["subject"] != "demo-user" {
 		t.Fatalf("descriptor = %v; want route orders, the token's tier pro and subject demo-user", got)
 	}
-	rls := rlsv3.NewRateLimitServiceClient(dial(t, rt.Addr("ratelimit")))
+	rls := rlsv3.NewRateLimitServiceClient(testenv.Dial(t, rt.Addr("ratelimit")))
 	var codes []string
 	for range 4 {
 		resp, err := rls.ShouldRateLimit(ctx, &rlsv3.RateLimitRequest{Domain: domain, Descriptors: descs, HitsAddend: 1})

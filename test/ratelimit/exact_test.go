@@ -3,6 +3,9 @@ package ratelimit_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -10,7 +13,11 @@ import (
 	"time"
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
@@ -185,30 +192,7 @@ func TestReplicasNeverOverAdmit(t *testing.T) {
 // were admitted.
 func hammer(t *testing.T, reps []*replica, route string, n int64, d time.Duration) int64 {
 	t.Helper()
-	var sent, admitted atomic.Int64
-	deadline := time.Now().Add(d)
-	var wg sync.WaitGroup
-	for _, r := range reps {
-		for w := 0; w < 4; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				req := request("gatehouse", "route", route, "tier", "gold", "subject", "same-subject")
-				for sent.Add(1) <= n && (d == 0 || time.Now().Before(deadline)) {
-					resp, err := ask(context.Background(), r.client, req)
-					if err != nil {
-						t.Errorf("ShouldRateLimit: %v", err)
-						return
-					}
-					if resp.GetOverallCode() == rlsv3.RateLimitResponse_OK {
-						admitted.Add(1)
-					}
-				}
-			}()
-		}
-	}
-	wg.Wait()
-	return admitted.Load()
+	return hammerReq(t, reps, request("gatehouse", "route", route, "tier", "gold", "subject", "same-subject"), n, d)
 }
 
 // checkCounts checks the counters of route's windows: each holds at most
@@ -229,4 +213,127 @@ func checkCounts(t *testing.T, setup, route string, counts map[string]int64, lim
 		t.Errorf("%s: counters hold %d, replicas admitted %d; every admission must be counted once", route, sum, admitted)
 	}
 	t.Logf("%s/%s: %d admitted over %d windows (limit %d each)", setup, route, admitted, len(counts), limit)
+}
+
+// TestReplicasWithCacheAnswerAlike: three replicas with the local
+// over-limit cache on, against one Redis (a single server, then a
+// Cluster), in gatehouse's mode and in reference mode: an envoy rule
+// admits exactly its limit under concurrent load; once past it, a
+// check-only request (hits_addend 0) is OVER_LIMIT on every replica, as
+// the reference answers (it counts every hit), whichever replica's cache
+// holds the key; a gatehouse rule at its limit answers a check OK on every
+// replica. The answers of the three replicas to the same check are equal.
+func TestReplicasWithCacheAnswerAlike(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "exact.yaml")
+	if err := os.WriteFile(file, []byte("domain: exact\ndescriptors:\n  - key: user\n    rate_limit: {unit: hour, requests_per_unit: 5}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, mk := range []func(*testing.T) setup{singleSetup, clusterSetup} {
+		s := mk(t)
+		for _, mode := range []string{"gatehouse", "reference"} {
+			t.Run(s.name+"/"+mode, func(t *testing.T) {
+				y := "apiVersion: gatehouse/v1\nratelimit:\n  store: {timeout: 2s}\n  envoyConfigs: [" + file + "]\n  localCache: {maxEntries: 1000, maxAge: 1h}\n"
+				if mode == "reference" {
+					y += "  reference: {}\n"
+				}
+				y += "routes:\n  - id: r\n    match: {prefix: /}\n    ratelimit: {default: [{requests: 5, per: hour}, {requests: 50, per: day}]}\n"
+				cfg := loadConfig(t, y)
+				prefix := testenv.KeyPrefix(t)
+				var reps []*replica
+				for i := 0; i < 3; i++ {
+					rdb := s.newClient()
+					t.Cleanup(func() { rdb.Close() })
+					reps = append(reps, startReplica(t, cfg, rdb, prefix))
+				}
+				start := time.Now()
+				// First one replica takes every request, through the limit
+				// and past it (its cache then answers), then every replica
+				// checks; then all three take concurrent load, and check.
+				for phase, n := range []int64{0, 300} {
+					user := fmt.Sprintf("u%d-%d", phase, time.Now().UnixNano())
+					envoyReq := request("exact", "user", user)
+					nativeReq := request("gatehouse", "route", "r", "tier", "gold", "subject", user)
+					if n == 0 {
+						for i := 0; i < 25; i++ {
+							ask(context.Background(), reps[0].client, envoyReq)
+							ask(context.Background(), reps[0].client, nativeReq)
+						}
+					} else {
+						for _, req := range []*rlsv3.RateLimitRequest{envoyReq, nativeReq} {
+							if admitted := hammerReq(t, reps, req, n, 0); admitted != 5 {
+								t.Errorf("%s: 3 replicas admitted %d of %d against 5/hour; want exactly 5", req.Domain, admitted, n)
+							}
+						}
+					}
+					checkAlike(t, reps, envoyReq, nativeReq)
+				}
+				if time.Now().Truncate(time.Hour) != start.Truncate(time.Hour) {
+					t.Skip("the run crossed an hour boundary")
+				}
+			})
+		}
+	}
+}
+
+// checkAlike sends a check-only request (hits_addend 0) for the envoy rule
+// and the gatehouse rule to every replica: past the envoy rule's limit the
+// check is OVER_LIMIT (the reference counts every hit), at the gatehouse
+// rule's limit OK, and every replica answers the same.
+func checkAlike(t *testing.T, reps []*replica, envoyReq, nativeReq *rlsv3.RateLimitRequest) {
+	t.Helper()
+	for _, tc := range []struct {
+		req  *rlsv3.RateLimitRequest
+		want rlsv3.RateLimitResponse_Code
+	}{{envoyReq, rlsv3.RateLimitResponse_OVER_LIMIT}, {nativeReq, rlsv3.RateLimitResponse_OK}} {
+		check := proto.Clone(tc.req).(*rlsv3.RateLimitRequest)
+		check.Descriptors[0].HitsAddend = wrapperspb.UInt64(0)
+		var first *rlsv3.RateLimitResponse
+		for i, r := range reps {
+			got, err := ask(context.Background(), r.client, check)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.OverallCode != tc.want {
+				t.Errorf("%s check on replica %d = %v; want %v", check.Domain, i, got.OverallCode, tc.want)
+			}
+			for _, st := range got.Statuses {
+				st.DurationUntilReset = nil // the replicas may answer a second apart
+			}
+			got.ResponseHeadersToAdd = nil
+			if first == nil {
+				first = got
+			} else if diff := cmp.Diff(first, got, protocmp.Transform()); diff != "" {
+				t.Errorf("%s check: replica %d answers unlike replica 0 (-0 +%d):\n%s", check.Domain, i, i, diff)
+			}
+		}
+	}
+}
+
+// hammerReq sends req through every replica (4 workers each) until n
+// requests or d (when d > 0) and returns how many were admitted.
+func hammerReq(t *testing.T, reps []*replica, req *rlsv3.RateLimitRequest, n int64, d time.Duration) int64 {
+	t.Helper()
+	var sent, admitted atomic.Int64
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for _, r := range reps {
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for sent.Add(1) <= n && (d == 0 || time.Now().Before(deadline)) {
+					resp, err := ask(context.Background(), r.client, req)
+					if err != nil {
+						t.Errorf("ShouldRateLimit: %v", err)
+						return
+					}
+					if resp.GetOverallCode() == rlsv3.RateLimitResponse_OK {
+						admitted.Add(1)
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	return admitted.Load()
 }

@@ -8,7 +8,6 @@ package ratelimit_test
 import (
 	"context"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
@@ -17,11 +16,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/gatehouse/gatehouse/internal/component"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 	"github.com/gatehouse/gatehouse/ratelimit"
 )
 
@@ -61,22 +59,8 @@ func startReplica(t testing.TB, cfg *config.Config, rdb redis.UniversalClient, p
 		t.Fatal(err)
 	}
 	commit()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	s.Register(g)
-	go g.Serve(lis)
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cc.Close()
-		g.Stop()
-		s.Close(context.Background())
-	})
+	t.Cleanup(func() { s.Close(context.Background()) })
+	cc := testenv.GRPC(t, s.Register)
 	return &replica{srv: s, client: rlsv3.NewRateLimitServiceClient(cc), reg: reg}
 }
 

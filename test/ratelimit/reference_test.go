@@ -14,8 +14,6 @@ import (
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/redis/go-redis/v9"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/gatehouse/gatehouse/internal/testenv"
@@ -77,50 +75,11 @@ func startReference(t *testing.T, bin, redisAddr, dir string) rlsv3.RateLimitSer
 		if err != nil {
 			t.Fatal(err)
 		}
-		os.WriteFile(filepath.Join(cfgDir, filepath.Base(f)), b, 0o644)
-	}
-	grpcAddr := testenv.FreeAddr(t)
-	port := func(a string) string { return a[strings.LastIndex(a, ":")+1:] }
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(),
-		"USE_STATSD=false", "DISABLE_STATS=true", "LOG_LEVEL=warn", "BACKEND_TYPE=redis",
-		"REDIS_SOCKET_TYPE=tcp", "REDIS_TYPE=SINGLE", "REDIS_URL="+redisAddr,
-		"RUNTIME_ROOT="+root, "RUNTIME_SUBDIRECTORY=rls", "RUNTIME_APPDIRECTORY=config", "RUNTIME_WATCH_ROOT=false",
-		"HOST=127.0.0.1", "PORT="+port(testenv.FreeAddr(t)), "GRPC_HOST=127.0.0.1", "GRPC_PORT="+port(grpcAddr),
-		"DEBUG_HOST=127.0.0.1", "DEBUG_PORT="+port(testenv.FreeAddr(t)))
-	logf, err := os.Create(filepath.Join(root, "reference.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start reference: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		logf.Close()
-	})
-	cc, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	c := rlsv3.NewRateLimitServiceClient(cc)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := c.ShouldRateLimit(ctx, request("mongo_cps", "probe", "x"))
-		cancel()
-		if err == nil {
-			return c
+		if err := os.WriteFile(filepath.Join(cfgDir, filepath.Base(f)), b, 0o644); err != nil {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(filepath.Join(root, "reference.log"))
-			t.Fatalf("reference did not answer: %v\n%s", err, b)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
+	return startService(t, "reference", bin, nil, refEnv(t, redisAddr, root, "rls")).client
 }
 
 func desc(kv ...string) *ratelimitv3.RateLimitDescriptor {
@@ -237,6 +196,12 @@ func describe(r *rlsv3.RateLimitRequest) string {
 		var es []string
 		for _, e := range d.GetEntries() {
 			es = append(es, e.GetKey()+"="+e.GetValue())
+		}
+		if h := d.GetHitsAddend(); h != nil {
+			es = append(es, fmt.Sprintf("hits=%d", h.GetValue()))
+		}
+		if l := d.GetLimit(); l != nil {
+			es = append(es, fmt.Sprintf("limit=%d/%v", l.GetRequestsPerUnit(), l.GetUnit()))
 		}
 		parts = append(parts, "("+strings.Join(es, ",")+")")
 	}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,7 +23,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/xds"
 
-	"github.com/gatehouse/gatehouse/internal/app"
+	"github.com/gatehouse/gatehouse/cmd/gatehouse/app"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -44,7 +44,6 @@ type backend struct {
 	addr    string
 	failing atomic.Bool
 	calls   atomic.Int64
-	srv     *grpc.Server
 }
 
 func (b *backend) UnaryCall(context.Context, *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
@@ -57,14 +56,8 @@ func (b *backend) UnaryCall(context.Context, *testpb.SimpleRequest) (*testpb.Sim
 
 func startBackend(t *testing.T, name string) *backend {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &backend{name: name, addr: lis.Addr().String(), srv: grpc.NewServer()}
-	testgrpc.RegisterTestServiceServer(b.srv, b)
-	go func() { _ = b.srv.Serve(lis) }()
-	t.Cleanup(b.srv.Stop)
+	b := &backend{name: name}
+	b.addr = testenv.ServeGRPC(t, func(s *grpc.Server) { testgrpc.RegisterTestServiceServer(s, b) })
 	return b
 }
 

@@ -69,27 +69,27 @@ func (s *Server) closed(id int64) {
 
 // signIn binds a stream to its node on its first request and gives the
 // node its snapshot before the cache sees the request.
-func (s *Server) signIn(id int64, n *corev3.Node) (*nodeState, error) {
+func (s *Server) signIn(id int64, n *corev3.Node) error {
 	if n.GetId() == "" {
-		return nil, status.Error(codes.InvalidArgument, "xds: node.id is required (Envoy: --service-node or node.id in the bootstrap)")
+		return status.Error(codes.InvalidArgument, "xds: node.id is required (Envoy: --service-node or node.id in the bootstrap)")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ns, first := s.nodes.bind(id, n)
 	if ns == nil {
-		return nil, status.Error(codes.Internal, "xds: unknown stream")
+		return status.Error(codes.Internal, "xds: unknown stream")
 	}
 	if first {
 		s.log.Info("xds node connected", "node", n.GetId(), "cluster", n.GetCluster(), "user_agent", n.GetUserAgentName(), "flavour", ns.flavour)
 	}
 	s.assignLocked(ns)
-	return ns, nil
+	return nil
 }
 
 func (c *callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
 	st, version, answered := c.s.nodes.answer(id, req.GetTypeUrl(), req.GetResponseNonce())
 	if st != nil && st.node == nil {
-		if _, err := c.s.signIn(id, req.GetNode()); err != nil {
+		if err := c.s.signIn(id, req.GetNode()); err != nil {
 			return err
 		}
 		return nil
@@ -113,7 +113,7 @@ func (c *callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest)
 func (c *callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
 	st, version, answered := c.s.nodes.answer(id, req.GetTypeUrl(), req.GetResponseNonce())
 	if st != nil && st.node == nil {
-		_, err := c.s.signIn(id, req.GetNode())
+		err := c.s.signIn(id, req.GetNode())
 		return err
 	}
 	if !answered || st == nil || st.node == nil {
@@ -175,7 +175,7 @@ func (s *Server) nacked(n *nodeState, typeURL, version, detail string) {
 	set := s.set
 	s.mu.Unlock()
 	origins := mapDetail(set, detail)
-	ns := &NackStatus{Version: version, Detail: truncate(detail, maxDetail), At: nowUTC(), Origins: origins}
+	ns := &NackStatus{Version: version, Detail: truncate(detail), At: nowUTC(), Origins: origins}
 	if !s.nodes.nack(n, typeURL, ns) {
 		return
 	}

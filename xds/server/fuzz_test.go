@@ -32,7 +32,7 @@ routes: [{id: orders, match: {prefix: /}, cluster: orders}]
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, detail string) {
-		for _, o := range mapDetail(set, truncate(detail, maxDetail)) {
+		for _, o := range mapDetail(set, truncate(detail)) {
 			if o.Name == "" || o.Path == "" {
 				t.Errorf("mapDetail(%q) gave an origin without name or path: %+v", detail, o)
 			}

@@ -13,10 +13,11 @@ import (
 // messages can quote whole resources.
 const maxDetail = 2048
 
-// truncate cuts s to at most n bytes at a rune boundary: a cut inside a
-// multi-byte character would leave invalid UTF-8 in the log line and in
-// /xds/nodes.
-func truncate(s string, n int) string {
+// truncate cuts a NACK's detail to at most maxDetail bytes at a rune
+// boundary: a cut inside a multi-byte character would leave invalid UTF-8
+// in the log line and in /xds/nodes.
+func truncate(s string) string {
+	n := maxDetail
 	if len(s) <= n {
 		return s
 	}

@@ -11,7 +11,7 @@ import (
 func TestTruncateKeepsUTF8(t *testing.T) {
 	for pad := range 4 {
 		s := strings.Repeat("a", pad) + strings.Repeat("é€😀", maxDetail)
-		got := truncate(s, maxDetail)
+		got := truncate(s)
 		if !utf8.ValidString(got) {
 			t.Errorf("truncate(%d-byte detail, %d) = invalid UTF-8 (pad %d)", len(s), maxDetail, pad)
 		}
@@ -19,7 +19,7 @@ func TestTruncateKeepsUTF8(t *testing.T) {
 			t.Errorf("truncate(...) = %d bytes ending %q; want at most %d bytes ending in …", len(got), got[len(got)-4:], maxDetail+len("…"))
 		}
 	}
-	if got := truncate("short", maxDetail); got != "short" {
+	if got := truncate("short"); got != "short" {
 		t.Errorf("truncate(%q) = %q; want it unchanged", "short", got)
 	}
 }

@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -20,11 +19,11 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 	"github.com/gatehouse/gatehouse/xds/adsclient"
 	"github.com/gatehouse/gatehouse/xds/server"
 	"github.com/gatehouse/gatehouse/xds/snapshot"
@@ -98,24 +97,12 @@ func start(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	srv.Register(g)
-	go func() { _ = g.Serve(lis) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(func() {
 		cancel()
-		_ = conn.Close()
 		srv.Close()
-		g.Stop()
 	})
+	conn := testenv.GRPC(t, srv.Register)
 	return &harness{srv: srv, conn: conn, audit: rec, reg: reg, ctx: ctx}
 }
 

@@ -1,16 +1,17 @@
 package translate
 
 import (
+	"time"
+
 	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
-	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	ratelimitconfv3 "github.com/envoyproxy/go-control-plane/envoy/config/ratelimit/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
-	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
-	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
+	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	ratelimitfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
@@ -94,28 +95,16 @@ func authzAltFilter(listener config.FailureMode) string {
 // most one byte, flagged partial.
 var authzFilterBodySettings = &extauthzv3.BufferSettings{MaxRequestBytes: 1, AllowPartialMessage: true, PackAsBytes: true}
 
-// defaultServices is xds.services as the loader fills it for `xds: {}`
-// (the default tags of internal/config/xds.go; a test keeps the two
-// equal). A config without an xds section is still rendered, and its
-// filters must keep gatehouse's fail-closed modes and timeouts rather
-// than zero values: an empty ratelimitFailureMode would render the rate
-// limit filter fail-open, and zero timeouts as no timeout.
-var defaultServices = config.XDSServices{
-	ConnectTimeout:        config.Duration(time.Second),
-	AuthzTimeout:          config.Duration(500 * time.Millisecond),
-	AuthzFailureMode:      config.FailClosed,
-	ExtProcMessageTimeout: config.Duration(500 * time.Millisecond),
-	ExtProcFailureMode:    config.FailClosed,
-	RateLimitTimeout:      config.Duration(250 * time.Millisecond),
-	RateLimitFailureMode:  config.FailClosed,
-}
-
-// servicesOf is the config's xds.services, or the defaults.
+// servicesOf is the config's xds.services, or, without an xds section
+// (`gatehouse render` still renders such a config), the section's
+// defaults: its filters must keep gatehouse's fail-closed modes and
+// timeouts rather than zero values (an empty ratelimitFailureMode would
+// render the rate limit filter fail-open, and zero timeouts as none).
 func servicesOf(cfg *config.Config) config.XDSServices {
 	if cfg.XDS != nil {
 		return cfg.XDS.Services
 	}
-	return defaultServices
+	return config.Defaults[config.XDSServices]()
 }
 
 func grpcService(component string, timeout config.Duration) *corev3.GrpcService {
@@ -164,16 +153,16 @@ func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 		}
 	}
 	if cfg.ExtProc != nil {
-		if err := add(filterExtProc, &extprocv3.ExternalProcessor{
+		if err := add(filterExtProc, &extprocfilterv3.ExternalProcessor{
 			GrpcService:      grpcService(config.ComponentExtProc, svc.ExtProcMessageTimeout),
 			FailureModeAllow: svc.ExtProcFailureMode == config.FailOpen,
 			// Nothing is sent unless a route's override asks for it, so
 			// a route without processors costs Envoy nothing.
-			ProcessingMode: &extprocv3.ProcessingMode{
-				RequestHeaderMode:   extprocv3.ProcessingMode_SKIP,
-				ResponseHeaderMode:  extprocv3.ProcessingMode_SKIP,
-				RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
-				ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
+			ProcessingMode: &extprocfilterv3.ProcessingMode{
+				RequestHeaderMode:   extprocfilterv3.ProcessingMode_SKIP,
+				ResponseHeaderMode:  extprocfilterv3.ProcessingMode_SKIP,
+				RequestTrailerMode:  extprocfilterv3.ProcessingMode_SKIP,
+				ResponseTrailerMode: extprocfilterv3.ProcessingMode_SKIP,
 			},
 			MessageTimeout:    durationpb.New(svc.ExtProcMessageTimeout.D()),
 			RequestAttributes: []string{contract.ExtProcRouteAttribute},
@@ -220,7 +209,7 @@ func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 		}
 	}
 	if cfg.RateLimit != nil {
-		if err := add(filterRateLimit, &ratelimitv3.RateLimit{
+		if err := add(filterRateLimit, &ratelimitfilterv3.RateLimit{
 			Domain:          contract.RateLimitDomain,
 			Timeout:         durationpb.New(svc.RateLimitTimeout.D()),
 			FailureModeDeny: svc.RateLimitFailureMode == config.FailClosed,
@@ -228,7 +217,7 @@ func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 				GrpcService:         grpcService(config.ComponentRateLimit, svc.RateLimitTimeout),
 				TransportApiVersion: corev3.ApiVersion_V3,
 			},
-			EnableXRatelimitHeaders: ratelimitv3.RateLimit_DRAFT_VERSION_03,
+			EnableXRatelimitHeaders: ratelimitfilterv3.RateLimit_DRAFT_VERSION_03,
 		}); err != nil {
 			return nil, err
 		}
@@ -256,7 +245,7 @@ func perFilterConfig(id string, n *routeNeeds) (map[string]*anypb.Any, error) {
 	// turns it on by carrying its overrides (Envoy enables a disabled
 	// filter for a route with a per-route config for it).
 	if n.extprocOn && !n.extproc.Disabled {
-		m := &extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Overrides{Overrides: &extprocv3.ExtProcOverrides{
+		m := &extprocfilterv3.ExtProcPerRoute{Override: &extprocfilterv3.ExtProcPerRoute_Overrides{Overrides: &extprocfilterv3.ExtProcOverrides{
 			ProcessingMode:    processingMode(&n.extproc),
 			RequestAttributes: []string{contract.ExtProcRouteAttribute},
 		}}}
@@ -302,31 +291,19 @@ func perFilterConfig(id string, n *routeNeeds) (map[string]*anypb.Any, error) {
 	return out, nil
 }
 
-func headerMode(on bool) extprocv3.ProcessingMode_HeaderSendMode {
+func headerMode(on bool) extprocfilterv3.ProcessingMode_HeaderSendMode {
 	if on {
-		return extprocv3.ProcessingMode_SEND
+		return extprocfilterv3.ProcessingMode_SEND
 	}
-	return extprocv3.ProcessingMode_SKIP
+	return extprocfilterv3.ProcessingMode_SKIP
 }
 
-func bodyMode(m config.BodyMode) extprocv3.ProcessingMode_BodySendMode {
-	switch m {
-	case config.BodyBuffered:
-		return extprocv3.ProcessingMode_BUFFERED
-	case config.BodyBufferedPartial:
-		return extprocv3.ProcessingMode_BUFFERED_PARTIAL
-	case config.BodyStreamed:
-		return extprocv3.ProcessingMode_STREAMED
-	}
-	return extprocv3.ProcessingMode_NONE
-}
-
-func processingMode(n *config.ExtProcNeeds) *extprocv3.ProcessingMode {
-	return &extprocv3.ProcessingMode{
+func processingMode(n *config.ExtProcNeeds) *extprocfilterv3.ProcessingMode {
+	return &extprocfilterv3.ProcessingMode{
 		RequestHeaderMode:   headerMode(n.RequestHeaders),
 		ResponseHeaderMode:  headerMode(n.ResponseHeaders),
-		RequestBodyMode:     bodyMode(n.RequestBody),
-		ResponseBodyMode:    bodyMode(n.ResponseBody),
+		RequestBodyMode:     n.RequestBody.Envoy(),
+		ResponseBodyMode:    n.ResponseBody.Envoy(),
 		RequestTrailerMode:  headerMode(n.RequestTrailers),
 		ResponseTrailerMode: headerMode(n.ResponseTrailers),
 	}

@@ -189,8 +189,8 @@ func (t *translator) route(i int, grpc bool) (*routev3.Route, error) {
 func routeMatch(m *config.Match) (*routev3.RouteMatch, error) {
 	rm := &routev3.RouteMatch{}
 	switch {
-	case m.Regex != "":
-		rm.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: m.Regex}}
+	case !m.Regex.IsZero():
+		rm.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: m.Regex.String()}}
 	case m.Path != "":
 		rm.PathSpecifier = &routev3.RouteMatch_Path{Path: m.Path}
 	default:
@@ -244,10 +244,10 @@ func routeMatch(m *config.Match) (*routev3.RouteMatch, error) {
 	return rm, nil
 }
 
-func stringMatcher(exact, prefix, re string) *matcherv3.StringMatcher {
+func stringMatcher(exact, prefix string, re config.Regex) *matcherv3.StringMatcher {
 	switch {
-	case re != "":
-		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: re}}}
+	case !re.IsZero():
+		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: re.String()}}}
 	case prefix != "":
 		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: prefix}}
 	}

@@ -3,17 +3,20 @@ package translate_test
 import (
 	"bytes"
 	"flag"
-	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
+	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
+
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
-	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
 	"github.com/google/go-cmp/cmp"
@@ -26,7 +29,7 @@ import (
 	"github.com/gatehouse/gatehouse/xds/translate"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/out from testdata/in (and delete stale outputs)")
+var update = flag.Bool("update", false, "rewrite the outputs of testdata/golden/* (and delete stale ones)")
 
 func load(t testing.TB, path string) *config.Config {
 	t.Helper()
@@ -46,57 +49,130 @@ func loadString(t testing.TB, yaml string) *config.Config {
 	return cfg
 }
 
-// TestGolden translates every testdata/in/*.yaml and compares each
-// resource type with testdata/out/<name>.<type>.yaml.
+// TestGolden translates each case of testdata/golden: a directory per
+// case, config.yaml in, and out the resources it renders, one file per
+// type (listeners.yaml, routes.yaml, clusters.yaml, endpoints.yaml; a type
+// with no resource has no file). go test -update rewrites the outputs and
+// deletes those no case renders any more.
 func TestGolden(t *testing.T) {
-	ins, _ := filepath.Glob("testdata/in/*.yaml")
-	if len(ins) == 0 {
-		t.Fatal("no testdata/in/*.yaml")
+	cases, _ := filepath.Glob("testdata/golden/*")
+	if len(cases) == 0 {
+		t.Fatal("no testdata/golden/* cases")
 	}
-	want := map[string]bool{}
-	for _, in := range ins {
-		name := strings.TrimSuffix(filepath.Base(in), ".yaml")
-		res, err := translate.Translate(load(t, in))
-		if err != nil {
-			t.Fatalf("Translate(%s) = %v", in, err)
-		}
-		for typ, msgs := range map[string][]proto.Message{
-			"listeners": msgs(res.Listeners), "routes": msgs(res.Routes),
-			"clusters": msgs(res.Clusters), "endpoints": msgs(res.Endpoints),
-		} {
-			out := filepath.Join("testdata", "out", name+"."+typ+".yaml")
-			want[out] = true
-			var got bytes.Buffer
-			for _, m := range msgs {
-				b, err := render.Message(m, render.YAML)
+	for _, dir := range cases {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			in := filepath.Join(dir, "config.yaml")
+			produced := map[string]bool{in: true}
+			if _, err := os.Stat(in); err != nil && !*update {
+				t.Fatalf("%s has no config.yaml (run go test -update to remove what is left of it)", dir)
+			} else if err == nil {
+				// Rendering reads no secret (as `gatehouse render`).
+				cfg, err := config.Load(in, config.LoadOptions{SkipSecrets: true})
 				if err != nil {
-					t.Fatal(err)
+					t.Fatalf("Load(%s) = %v", in, err)
 				}
-				got.WriteString("---\n")
-				got.Write(b)
+				res, err := translate.Translate(cfg)
+				if err != nil {
+					t.Fatalf("Translate(%s) = %v", in, err)
+				}
+				for typ, msgs := range map[string][]proto.Message{
+					"listeners": msgs(res.Listeners), "routes": msgs(res.Routes),
+					"clusters": msgs(res.Clusters), "endpoints": msgs(res.Endpoints),
+				} {
+					if len(msgs) > 0 {
+						out := filepath.Join(dir, typ+".yaml")
+						produced[out] = true
+						checkGolden(t, out, renderAll(t, msgs))
+					}
+				}
 			}
 			if *update {
-				if err := os.WriteFile(out, got.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
+				// Outputs no case renders any more: a type the config no
+				// longer has, or a case whose config.yaml was deleted.
+				stale, _ := filepath.Glob(filepath.Join(dir, "*"))
+				for _, f := range stale {
+					if !produced[f] {
+						if err := os.Remove(f); err != nil {
+							t.Error(err)
+						}
+					}
 				}
-				continue
+				_ = os.Remove(dir) // only when it is left empty
 			}
-			golden, err := os.ReadFile(out)
-			if err != nil {
-				t.Fatalf("%v (run go test -update)", err)
-			}
-			if diff := cmp.Diff(string(golden), got.String()); diff != "" {
-				t.Errorf("Translate(%s) %s differ from %s (-want +got):\n%s", in, typ, out, diff)
+		})
+	}
+}
+
+// TestGoldenCoversRoutes: every field a route can declare (its match, its
+// action, its authz, ratelimit and extproc sections) is written in at
+// least one golden case, so that a change to how any of them translates
+// shows in a golden diff.
+func TestGoldenCoversRoutes(t *testing.T) {
+	var all strings.Builder
+	cases, _ := filepath.Glob("testdata/golden/*/config.yaml")
+	for _, f := range cases {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all.Write(b)
+	}
+	text := all.String()
+	for _, typ := range []reflect.Type{reflect.TypeFor[config.Route](), reflect.TypeFor[config.Match]()} {
+		for _, name := range yamlFields(typ) {
+			if !regexp.MustCompile(`[{ ,\n]` + regexp.QuoteMeta(name) + `:`).MatchString(text) {
+				t.Errorf("no golden case declares %s.%s; add one under testdata/golden", typ.Name(), name)
 			}
 		}
 	}
-	if *update {
-		stale, _ := filepath.Glob("testdata/out/*.yaml")
-		for _, f := range stale {
-			if !want[f] {
-				_ = os.Remove(f)
-			}
+}
+
+// yamlFields lists the YAML field names of a struct, inline fields
+// included.
+func yamlFields(t reflect.Type) []string {
+	var out []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		switch {
+		case strings.Contains(opts, "inline"):
+			out = append(out, yamlFields(f.Type)...)
+		case name != "" && name != "-":
+			out = append(out, name)
 		}
+	}
+	return out
+}
+
+func renderAll(t *testing.T, msgs []proto.Message) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	for _, m := range msgs {
+		b, err := render.Message(m, render.YAML)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.WriteString("---\n")
+		out.Write(b)
+	}
+	return out.Bytes()
+}
+
+// checkGolden compares got with the file out, or writes it with -update.
+func checkGolden(t *testing.T, out string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(out, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	golden, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatalf("%v (run go test -update)", err)
+	}
+	if diff := cmp.Diff(string(golden), string(got)); diff != "" {
+		t.Errorf("%s differs (-want +got; run go test -update to accept):\n%s", out, diff)
 	}
 }
 
@@ -113,7 +189,7 @@ func msgs[T proto.Message](in []T) []proto.Message {
 func TestDeterministic(t *testing.T) {
 	var first []byte
 	for range 20 {
-		res, err := translate.Translate(load(t, "testdata/in/full.yaml"))
+		res, err := translate.Translate(load(t, "testdata/golden/full/config.yaml"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -224,7 +300,7 @@ func TestContract(t *testing.T) {
 	if !hcm.GetStripAnyHostPort() {
 		t.Error("strip_any_host_port = false; want true (routematch strips ports)")
 	}
-	proc := &extprocv3.ExternalProcessor{}
+	proc := &extprocfilterv3.ExternalProcessor{}
 	if err := hcm.GetHttpFilters()[0].GetTypedConfig().UnmarshalTo(proc); err != nil {
 		t.Fatal(err)
 	}
@@ -317,13 +393,13 @@ func TestPerRouteNeeds(t *testing.T) {
 				t.Errorf("ext_proc per-route config present = %v; want %v", has, !tt.extproc.Disabled)
 			}
 			if !tt.extproc.Disabled {
-				ep := &extprocv3.ExtProcPerRoute{}
+				ep := &extprocfilterv3.ExtProcPerRoute{}
 				if err := epAny.UnmarshalTo(ep); err != nil {
 					t.Fatal(err)
 				}
 				m := ep.GetOverrides().GetProcessingMode()
-				if m.GetRequestHeaderMode() != extprocv3.ProcessingMode_SEND || m.GetResponseHeaderMode() != extprocv3.ProcessingMode_SKIP ||
-					m.GetRequestBodyMode() != extprocv3.ProcessingMode_BUFFERED || m.GetResponseBodyMode() != extprocv3.ProcessingMode_NONE {
+				if m.GetRequestHeaderMode() != extprocfilterv3.ProcessingMode_SEND || m.GetResponseHeaderMode() != extprocfilterv3.ProcessingMode_SKIP ||
+					m.GetRequestBodyMode() != extprocfilterv3.ProcessingMode_BUFFERED || m.GetResponseBodyMode() != extprocfilterv3.ProcessingMode_NONE {
 					t.Errorf("processing mode = %v; want request headers SEND + BUFFERED body, nothing else", m)
 				}
 			}
@@ -335,7 +411,7 @@ func TestPerRouteNeeds(t *testing.T) {
 // wrong: outlier detectors not listed are off, DNS clusters carry their
 // endpoints inline, upstream TLS checks the SNI name.
 func TestClusters(t *testing.T) {
-	res, err := translate.Translate(load(t, "testdata/in/full.yaml"))
+	res, err := translate.Translate(load(t, "testdata/golden/full/config.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,455 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/gatehouse/gatehouse/internal/admin"
+	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/component"
+	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/grpcserver"
+	"github.com/gatehouse/gatehouse/internal/kv"
+	"github.com/gatehouse/gatehouse/internal/redisx"
+	"github.com/gatehouse/gatehouse/internal/telemetry"
+)
+
+// Options start a Runtime.
+type Options struct {
+	// ConfigPath is a config file or directory; empty serves the embedded
+	// default.
+	ConfigPath string
+	// ConfigYAML, when set, is the config itself (built in memory, as by
+	// ratelimit-compat), named ConfigName; ConfigPath is then unused.
+	ConfigYAML []byte
+	ConfigName string
+	// Components narrows the served components (default: all configured).
+	Components []string
+	// LogFormat and LogLevel override the config's server.log when set.
+	LogFormat config.LogFormat
+	LogLevel  config.LogLevel
+	// Stdout receives audit lines (audit.stdout); Stderr receives logs.
+	Stdout, Stderr io.Writer
+	// LookupEnv resolves env: secrets (nil: the process environment).
+	LookupEnv func(string) (string, bool)
+}
+
+// Runtime is a running `gatehouse serve`: one gRPC server per component,
+// the admin server, the shared stores, and the config they all serve.
+type Runtime struct {
+	opts    Options
+	log     *slog.Logger
+	level   *slog.LevelVar
+	reg     *prometheus.Registry
+	tracing *telemetry.Tracing
+	redis   redis.UniversalClient
+	audit   *audit.Logger
+	served  []*served
+	admin   *admin.Server
+	metrics *runtimeMetrics
+
+	cfg      atomic.Pointer[config.Config]
+	reloadMu sync.Mutex
+	draining atomic.Bool
+	// watching is closed once config file events are being watched.
+	watching chan struct{}
+}
+
+// served is one component with its gRPC server.
+type served struct {
+	comp    component.Component
+	srv     *grpcserver.Server
+	serving atomic.Bool
+}
+
+type runtimeMetrics struct {
+	reloads    *prometheus.CounterVec
+	lastReload prometheus.Gauge
+	info       *prometheus.GaugeVec
+	up         *prometheus.GaugeVec
+}
+
+// Start loads the config, builds every component and opens every listener.
+// It returns a clear error (and leaves nothing running) when the config is
+// invalid or a port is taken. Serving begins with Run.
+func Start(ctx context.Context, o Options) (_ *Runtime, err error) {
+	if o.Stdout == nil {
+		o.Stdout = os.Stdout
+	}
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+	cfg, err := o.check()
+	if err != nil {
+		var errs config.Errors
+		if errors.As(err, &errs) {
+			return nil, fmt.Errorf("invalid config (%d %s):\n%w", len(errs), plural(len(errs), "problem", "problems"), errs)
+		}
+		return nil, err
+	}
+	r := &Runtime{opts: o, level: new(slog.LevelVar), reg: prometheus.NewRegistry(), watching: make(chan struct{})}
+	r.level.Set(telemetry.Level(r.logLevel(cfg)))
+	format := cfg.Server.Log.Format
+	if o.LogFormat != "" {
+		format = o.LogFormat
+	}
+	r.log = telemetry.NewLogger(o.Stderr, format, r.level)
+	for _, w := range cfg.Warnings {
+		r.log.Warn("config", "warning", w.Error())
+	}
+
+	var cleanup []func()
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i]()
+			}
+		}
+	}()
+
+	r.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if r.metrics, err = newRuntimeMetrics(r.reg); err != nil {
+		return nil, err
+	}
+	grpcMetrics, err := grpcserver.NewMetrics(r.reg)
+	if err != nil {
+		return nil, err
+	}
+
+	if r.tracing, err = telemetry.NewTracing(ctx, cfg.Server.Tracing, buildVersion()); err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, func() { _ = r.tracing.Shutdown(context.Background()) })
+
+	if r.audit, err = audit.New(cfg.Audit, o.Stdout, r.reg, r.log.With("component", "audit")); err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, func() { _ = r.audit.Close(context.Background()) })
+
+	var store kv.Store
+	keyPrefix := ""
+	if cfg.Redis != nil {
+		redis.SetLogger(redisLogger{r.log.With("component", "redis")})
+		if r.redis, err = redisx.New(cfg.Redis); err != nil {
+			return nil, err
+		}
+		cleanup = append(cleanup, func() { _ = r.redis.Close() })
+		keyPrefix = cfg.Redis.KeyPrefix
+		store = kv.NewRedis(r.redis, keyPrefix)
+		pctx, cancel := context.WithTimeout(ctx, cfg.Redis.DialTimeout.D())
+		if perr := redisx.Ping(pctx, r.redis); perr != nil {
+			// Not a crash loop: serve, report not ready, and let each
+			// component answer by its failure mode until Redis is back.
+			r.log.Warn("redis is unreachable at start; serving by each component's failure mode and reporting not ready until it answers",
+				"mode", cfg.Redis.Mode, "addresses", strings.Join(cfg.Redis.Addresses, ","), "err", perr)
+		}
+		cancel()
+	} else {
+		store = kv.NewMemory(0)
+		r.log.Info("no redis configured: using the in-process store; rate-limit counters, webhook replay guards and idempotency records are local to this process, so run a single replica")
+	}
+
+	chosen, err := selectBuilders(cfg, o.Components)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range chosen {
+		addr, _ := b.address(cfg)
+		lis, err := grpcserver.Listen(b.name, addr)
+		if err != nil {
+			return nil, err
+		}
+		cleanup = append(cleanup, func() { _ = lis.Close() })
+		clog := r.log.With("component", b.name)
+		comp, err := b.build(cfg, component.Deps{
+			Logger:    clog,
+			Metrics:   r.reg,
+			Redis:     r.redis,
+			KeyPrefix: keyPrefix,
+			KV:        store,
+			Audit:     r.audit,
+			Tracing:   r.tracing,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", b.name, err)
+		}
+		cleanup = append(cleanup, func() { _ = comp.Close(context.Background()) })
+		srv := grpcserver.New(b.name, lis, cfg.Server.GRPC, r.tracing, grpcMetrics, clog)
+		comp.Register(srv.GRPC)
+		r.served = append(r.served, &served{comp: comp, srv: srv})
+	}
+	// First config: every component must accept it before anything serves.
+	if err := r.apply(cfg); err != nil {
+		return nil, fmt.Errorf("invalid config:\n%w", err)
+	}
+
+	adminLis, err := grpcserver.Listen("server.admin", cfg.Server.Admin.Address)
+	if err != nil {
+		return nil, err
+	}
+	routes := map[string]http.Handler{}
+	for _, s := range r.served {
+		if ar, ok := s.comp.(component.AdminRoutes); ok {
+			for p, h := range ar.AdminRoutes() {
+				routes[p] = h
+			}
+		}
+	}
+	r.admin = admin.New(adminLis, admin.Options{
+		Gatherer: r.reg,
+		Checks:   r.checks,
+		Config:   func() ([]byte, error) { return r.cfg.Load().Redacted() },
+		Routes:   routes,
+		Logger:   r.log,
+	})
+	r.metrics.info.WithLabelValues(buildVersion(), runtime.Version()).Set(1)
+	return r, nil
+}
+
+func (r *Runtime) logLevel(cfg *config.Config) config.LogLevel {
+	if r.opts.LogLevel != "" {
+		return r.opts.LogLevel
+	}
+	return cfg.Server.Log.Level
+}
+
+func newRuntimeMetrics(reg prometheus.Registerer) (*runtimeMetrics, error) {
+	m := &runtimeMetrics{
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_config_reloads_total",
+			Help: "Config reloads by result: applied, unchanged or rejected (the last good config kept serving).",
+		}, []string{"result"}),
+		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gatehouse_config_last_applied_timestamp_seconds",
+			Help: "When the serving config was applied.",
+		}),
+		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gatehouse_build_info",
+			Help: "Build information; the value is always 1.",
+		}, []string{"version", "goversion"}),
+		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gatehouse_component_serving",
+			Help: "1 while the component's gRPC server accepts RPCs.",
+		}, []string{"component"}),
+	}
+	for _, c := range []prometheus.Collector{m.reloads, m.lastReload, m.info, m.up} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	for _, res := range []string{"applied", "unchanged", "rejected"} {
+		m.reloads.WithLabelValues(res)
+	}
+	return m, nil
+}
+
+// redisLogger routes go-redis' own messages (dial failures and the like)
+// into the structured log instead of a bare line on stderr.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.Log(ctx, slog.LevelDebug, fmt.Sprintf(format, v...))
+}
+
+// Config returns the config being served.
+func (r *Runtime) Config() *config.Config { return r.cfg.Load() }
+
+// Addr returns the gRPC address a component listens on, or "".
+func (r *Runtime) Addr(component string) string {
+	for _, s := range r.served {
+		if s.comp.Name() == component {
+			return s.srv.Addr()
+		}
+	}
+	return ""
+}
+
+// AdminAddr returns the admin server's address.
+func (r *Runtime) AdminAddr() string { return r.admin.Addr() }
+
+// Registry is the runtime's metrics registry.
+func (r *Runtime) Registry() *prometheus.Registry { return r.reg }
+
+// checks are the readiness checks: every component serving and ready, and
+// Redis answering when configured.
+func (r *Runtime) checks() []admin.Check {
+	var out []admin.Check
+	for _, s := range r.served {
+		out = append(out, admin.Check{Name: s.comp.Name(), Fn: func(ctx context.Context) error {
+			if r.draining.Load() {
+				return errors.New("draining")
+			}
+			if !s.serving.Load() {
+				return errors.New("not serving")
+			}
+			return s.comp.Ready(ctx)
+		}})
+	}
+	if r.redis != nil {
+		out = append(out, admin.Check{Name: "redis", Fn: func(ctx context.Context) error {
+			return redisx.Ping(ctx, r.redis)
+		}})
+	}
+	return out
+}
+
+// Run serves until ctx is done, then drains: readiness turns false, the
+// gRPC servers stop accepting and let in-flight RPCs finish until
+// server.shutdownTimeout, then components, audit, Redis and tracing close.
+// Reloads come from SIGHUP and from changes to the config files.
+func (r *Runtime) Run(ctx context.Context) error {
+	cfg := r.cfg.Load()
+	g, gctx := errgroup.WithContext(ctx)
+	for _, s := range r.served {
+		g.Go(func() error {
+			s.serving.Store(true)
+			r.metrics.up.WithLabelValues(s.comp.Name()).Set(1)
+			r.log.Info("serving", "component", s.comp.Name(), "address", s.srv.Addr())
+			err := s.srv.Serve()
+			s.serving.Store(false)
+			r.metrics.up.WithLabelValues(s.comp.Name()).Set(0)
+			if err != nil {
+				return fmt.Errorf("%s: %w", s.comp.Name(), err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		r.log.Info("serving", "component", "admin", "address", r.admin.Addr())
+		if err := r.admin.Serve(); err != nil {
+			return fmt.Errorf("admin: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		r.watch(gctx)
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		r.shutdown()
+		return nil
+	})
+	r.log.Info("gatehouse started", "version", buildVersion(), "config_version", cfg.Version, "config", r.configName())
+	err := g.Wait()
+	r.closeAll()
+	return err
+}
+
+func (r *Runtime) configName() string {
+	switch {
+	case r.opts.ConfigYAML != nil:
+		return r.opts.ConfigName
+	case r.opts.ConfigPath == "":
+		return "embedded default"
+	}
+	return r.opts.ConfigPath
+}
+
+// check loads the served config and runs every component's checks.
+func (o *Options) check() (*config.Config, error) {
+	opts := config.LoadOptions{LookupEnv: o.LookupEnv}
+	if o.ConfigYAML == nil {
+		return checkConfig(o.ConfigPath, opts)
+	}
+	cfg, err := config.LoadBytes(o.ConfigName, o.ConfigYAML, opts)
+	if err != nil {
+		return nil, err
+	}
+	return validated(cfg)
+}
+
+// Draining reports whether the runtime is shutting down.
+func (r *Runtime) Draining() bool { return r.draining.Load() }
+
+// Component returns the served component of that name, or nil.
+func (r *Runtime) Component(name string) component.Component {
+	for _, s := range r.served {
+		if s.comp.Name() == name {
+			return s.comp
+		}
+	}
+	return nil
+}
+
+// shutdown stops every server within server.shutdownTimeout.
+func (r *Runtime) shutdown() {
+	r.draining.Store(true)
+	timeout := r.cfg.Load().Server.ShutdownTimeout.D()
+	r.log.Info("draining", "timeout", timeout.String())
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, s := range r.served {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var drain func()
+			if d, ok := s.comp.(component.Drainer); ok {
+				drain = d.Drain
+			}
+			s.srv.Stop(ctx, drain)
+		}()
+	}
+	wg.Wait()
+	_ = r.admin.Shutdown(ctx)
+}
+
+// closeAll releases what the servers used, after they stopped.
+func (r *Runtime) closeAll() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, s := range r.served {
+		if err := s.comp.Close(ctx); err != nil {
+			r.log.Warn("close", "component", s.comp.Name(), "err", err)
+		}
+	}
+	if err := r.audit.Close(ctx); err != nil {
+		r.log.Warn("close audit", "err", err)
+	}
+	if r.redis != nil {
+		_ = r.redis.Close()
+	}
+	_ = r.tracing.Shutdown(ctx)
+	r.log.Info("stopped")
+}
+
+// apply prepares cfg on every component and, only when all accept it,
+// commits it everywhere.
+func (r *Runtime) apply(cfg *config.Config) error {
+	commits := make([]func(), 0, len(r.served))
+	var errs config.Errors
+	for _, s := range r.served {
+		commit, err := s.comp.Prepare(cfg)
+		if err != nil {
+			errs = append(errs, asErrors(s.comp.Name(), err)...)
+			continue
+		}
+		commits = append(commits, commit)
+	}
+	if len(errs) > 0 {
+		return errs.Located(cfg.Source)
+	}
+	for _, c := range commits {
+		c()
+	}
+	r.cfg.Store(cfg)
+	r.level.Set(telemetry.Level(r.logLevel(cfg)))
+	r.metrics.lastReload.SetToCurrentTime()
+	return nil
+}
