@@ -400,6 +400,11 @@ type RouteAuthz struct {
 	// Shadow computes and audits the decision but always allows, counting
 	// a would-be denial as would_deny: for rolling out a policy safely.
 	Shadow bool `yaml:"shadow,omitempty"`
+	// FailureMode overrides xds.services.authzFailureMode for the route:
+	// what Envoy does when ext_authz cannot answer. open lets the request
+	// through as anonymous (client-sent identity headers removed, rate
+	// limited as the anonymous tier); closed refuses it (403).
+	FailureMode FailureMode `yaml:"failureMode,omitempty"`
 }
 
 // MethodMode combines a route's methods.
@@ -495,17 +500,23 @@ func (r *Route) AuthzNeeds(c *Config) AuthzNeeds {
 	if c.Authz == nil || (r.Authz != nil && r.Authz.Public) {
 		return AuthzNeeds{Disabled: true}
 	}
+	mode := FailClosed
+	if c.XDS != nil {
+		mode = c.XDS.Services.AuthzFailureMode
+	}
+	if r.Authz != nil && r.Authz.FailureMode != "" {
+		mode = r.Authz.FailureMode
+	}
 	if r.Authz == nil || r.Authz.Webhook == "" {
-		return AuthzNeeds{}
+		return AuthzNeeds{FailureMode: mode}
 	}
 	w := c.Authz.WebhookByName(r.Authz.Webhook)
 	if w != nil && !w.Scheme.SignsBody() {
-		return AuthzNeeds{}
+		return AuthzNeeds{FailureMode: mode}
 	}
 	size := Defaults[WebhookSource]().MaxBodySize
 	if w != nil && w.MaxBodySize > 0 && int64(w.MaxBodySize) <= math.MaxUint32 {
 		size = w.MaxBodySize
 	}
-	n := AuthzNeeds{RequestBody: true, MaxRequestBytes: uint32(size)}
-	return n
+	return AuthzNeeds{RequestBody: true, MaxRequestBytes: uint32(size), FailureMode: mode}
 }

@@ -43,7 +43,7 @@ func (a *RouteAuthz) validate(p Path, c *Config, errs *Errors) {
 		}
 	}
 	if a.Public {
-		if methods > 0 || a.Optional || a.Shadow || !a.Require.empty() || len(a.ClaimHeaders) > 0 || a.StripCredentials {
+		if methods > 0 || a.Optional || a.Shadow || !a.Require.empty() || len(a.ClaimHeaders) > 0 || a.StripCredentials || a.FailureMode != "" {
 			errs.Add(p.Field("public"), "a public route takes no other authz settings")
 		}
 		return
@@ -56,6 +56,9 @@ func (a *RouteAuthz) validate(p Path, c *Config, errs *Errors) {
 	}
 	if a.Webhook != "" && a.Optional {
 		errs.Add(p.Field("optional"), "a webhook route cannot accept unsigned requests")
+	}
+	if a.Webhook != "" && a.FailureMode == FailOpen {
+		errs.Add(p.Field("failureMode"), "a webhook route cannot let unverified deliveries through when ext_authz is down; leave it closed")
 	}
 	if a.DefaultTier != "" && !TierPattern.MatchString(a.DefaultTier) {
 		errs.Add(p.Field("defaultTier"), "%q is not a tier; use 1-64 letters, digits, '.', '_' or '-'", a.DefaultTier)

@@ -45,6 +45,15 @@ routes:
 			[]string{"authz.webhooks[0].replay: the github scheme does not sign its delivery id"}},
 		{"replay by an id the hmac template leaves out", `authz: {webhooks: [{name: g, scheme: hmac, secrets: [env:X], replay: id, hmac: {header: x-sig, idHeader: x-id}}]}`,
 			[]string{"authz.webhooks[0].replay: hmac.template does not sign {id}"}},
+		{"failure mode on a public route", `authz: {}
+routes:
+  - {id: r, authz: {public: true, failureMode: open}}`, []string{"routes[0].authz.public: a public route takes no other authz settings"}},
+		{"webhook route failing open", `authz: {webhooks: [{name: gh, scheme: github, secrets: [env:X]}]}
+routes:
+  - {id: r, authz: {webhook: gh, failureMode: open}}`, []string{"routes[0].authz.failureMode: a webhook route cannot let unverified deliveries through"}},
+		{"unknown failure mode", `authz: {apiKeys: {keys: [{id: k, hash: "sha256:` + strings.Repeat("a", 64) + `", subject: s}]}}
+routes:
+  - {id: r, authz: {apiKey: {}, failureMode: sometimes}}`, []string{`routes[0].authz.failureMode: "sometimes" is not a failure mode`}},
 		{"policy without an authz section", `routes:
   - {id: r, authz: {jwt: {}}}`, []string{"routes[0].authz: the config has no authz: section, so nothing would enforce this policy"}},
 		{"replay by an unsigned gitlab id", `authz: {webhooks: [{name: gl, scheme: gitlab, secrets: [env:X], replay: id}]}`,
@@ -146,12 +155,15 @@ routes:
   - {id: hook, authz: {webhook: gh}}
   - {id: bare}
   - {id: gitlab, authz: {webhook: gl}}
+  - {id: lenient, authz: {apiKey: {}, failureMode: open}}
 `), LoadOptions{LookupEnv: func(string) (string, bool) { return "v", true }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// GitLab's token covers no body: Envoy is not asked to buffer one.
-	want := []AuthzNeeds{{Disabled: true}, {}, {RequestBody: true, MaxRequestBytes: 256 << 10}, {}, {}}
+	// Without xds: the routes fail closed; one route opens itself.
+	want := []AuthzNeeds{{Disabled: true}, {FailureMode: FailClosed}, {RequestBody: true, MaxRequestBytes: 256 << 10, FailureMode: FailClosed},
+		{FailureMode: FailClosed}, {FailureMode: FailClosed}, {FailureMode: FailOpen}}
 	for i := range cfg.Routes {
 		if diff := cmp.Diff(want[i], cfg.Routes[i].AuthzNeeds(cfg)); diff != "" {
 			t.Errorf("AuthzNeeds(%s) (-want +got):\n%s", cfg.Routes[i].ID, diff)

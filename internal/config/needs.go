@@ -22,6 +22,10 @@ type AuthzNeeds struct {
 	// MaxRequestBytes truncated instead of answering 413. Signature
 	// checks need the whole body, so this is false for them.
 	AllowPartialMessage bool
+	// FailureMode is what Envoy does when ext_authz cannot answer for
+	// the route: the route's authz.failureMode, else
+	// xds.services.authzFailureMode.
+	FailureMode FailureMode
 }
 
 // BodyMode is how Envoy sends a body to ext_proc.

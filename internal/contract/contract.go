@@ -78,6 +78,14 @@ const (
 // {key: AuthzFilterName, path: [{key: MetaTier}]}.
 const (
 	AuthzFilterName = "envoy.filters.http.ext_authz"
+	// AuthzFailOpenFilterName and AuthzFailClosedFilterName name a second
+	// ext_authz filter, with the other failure mode than the listener's
+	// (xds.services.authzFailureMode), for routes whose authz.failureMode
+	// differs. Envoy stores its dynamic metadata under AuthzFilterName all
+	// the same (the extension's name, not the filter's; test/envoy proves
+	// it), so the rate limit actions read the same namespace everywhere.
+	AuthzFailOpenFilterName   = AuthzFilterName + ".fail_open"
+	AuthzFailClosedFilterName = AuthzFilterName + ".fail_closed"
 
 	MetaSubject    = "subject"
 	MetaTier       = "tier"

@@ -53,18 +53,38 @@ func eventually(t *testing.T, what string, check func() bool) {
 }
 
 // TestFailureAuthzDown: with gatehouse's ext_authz stopped, Envoy refuses
-// the routes that need it (fail closed, the default) and still serves the
-// public ones; the route answers again once ext_authz is back.
+// the routes that need it (fail closed, the default), lets through as
+// anonymous the one whose authz.failureMode is open, and still serves the
+// public ones; the routes answer again once ext_authz is back.
 func TestFailureAuthzDown(t *testing.T) {
 	m := failureMesh(t, "closed")
 	tok := harness.DemoToken(t, "ada", "pro", "", nil)
 	if s, _ := status(t, m, "/api/x", tok); s != http.StatusOK {
 		t.Fatalf("before: /api/x = %d; want 200", s)
 	}
+	// The route that fails open is checked by its own ext_authz filter
+	// while ext_authz is up: its tier reaches the rate limit from that
+	// filter's metadata (pro: 2 a minute, not the anonymous 1000).
+	for i, want := range []int{http.StatusOK, http.StatusOK, http.StatusTooManyRequests} {
+		if s, e := status(t, m, "/lenient/x", tok); s != want || (s == http.StatusOK && e.Header("x-gatehouse-tier") != "pro") {
+			t.Fatalf("ext_authz up: /lenient request %d = %d (tier %q); want %d as tier pro", i+1, s, e.Header("x-gatehouse-tier"), want)
+		}
+	}
 	m.Gatehouse[1].Kill()
 	eventually(t, "a refusal with ext_authz down", func() bool { s, _ := status(t, m, "/api/x", tok); return s == http.StatusForbidden })
 	if s, _ := status(t, m, "/public/x", ""); s != http.StatusOK {
 		t.Errorf("public route with ext_authz down: %d; want 200", s)
+	}
+	// ... and where the route says open, the request goes through as
+	// anonymous: no identity header, the client's own ones removed.
+	s, e := status(t, m, "/lenient/x", tok, "x-gatehouse-tier: enterprise", "x-gatehouse-subject: root")
+	if s != http.StatusOK {
+		t.Errorf("route with authz.failureMode open, ext_authz down: %d; want 200", s)
+	}
+	for _, h := range []string{"x-gatehouse-tier", "x-gatehouse-subject"} {
+		if v, ok := e.Headers[h]; ok {
+			t.Errorf("fail-open route: the upstream saw %s %q", h, v)
+		}
 	}
 	if n := m.Envoy.Stat("http.public.ext_authz.error"); n < 1 {
 		t.Errorf("Envoy's http.public.ext_authz.error = %d; want the failed checks counted", n)

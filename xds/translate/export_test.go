@@ -15,7 +15,7 @@ func RateLimitsForTest(id string, n config.RateLimitNeeds) []*routev3.RateLimit 
 // PerRouteForTest exposes perFilterConfig and whether the route strips
 // the identity headers.
 func PerRouteForTest(id string, a config.AuthzNeeds, e config.ExtProcNeeds) (map[string]*anypb.Any, bool, error) {
-	n := &routeNeeds{authzOn: true, extprocOn: true, authz: a, extproc: e}
+	n := &routeNeeds{authzOn: true, extprocOn: true, authz: a, extproc: e, authzFilter: filterExtAuthz}
 	m, err := perFilterConfig(id, n)
 	return m, !n.authzRuns(), err
 }

@@ -15,6 +15,7 @@ import (
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -51,6 +52,10 @@ type routeNeeds struct {
 	// body: the ext_authz filter then buffers bodies by default (see
 	// authzFilterBodySettings), and the other routes turn that off.
 	authzFilterBody bool
+	// authzFilter is the ext_authz filter that checks the route: the
+	// listener's, or the one with the other failure mode
+	// (authzAltFilter) when the route's authz.failureMode differs.
+	authzFilter string
 }
 
 func needsOf(cfg *config.Config, r *config.Route) routeNeeds {
@@ -70,6 +75,15 @@ func needsOf(cfg *config.Config, r *config.Route) routeNeeds {
 // authzRuns reports whether ext_authz checks the route's requests, and so
 // overwrites the identity headers.
 func (n *routeNeeds) authzRuns() bool { return n.authzOn && !n.authz.Disabled }
+
+// authzAltFilter names the second ext_authz filter, whose failure mode is
+// the opposite of the listener's mode.
+func authzAltFilter(listener config.FailureMode) string {
+	if listener == config.FailOpen {
+		return contract.AuthzFailClosedFilterName
+	}
+	return contract.AuthzFailOpenFilterName
+}
 
 // authzFilterBodySettings are the ext_authz filter's own body settings
 // when some route needs the raw body. Envoy (1.40, envoyproxy/envoy#35623)
@@ -119,13 +133,15 @@ func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 		out = append(out, &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}})
 		return nil
 	}
-	if cfg.Authz != nil && svc.AuthzFailureMode == config.FailOpen {
+	if cfg.Authz != nil && (svc.AuthzFailureMode == config.FailOpen || t.authzAlt) {
 		// When ext_authz cannot answer and fails open, it neither
 		// overwrites nor removes the identity headers, so a client's own
 		// x-gatehouse-subject would reach the upstream as if verified.
 		// Removing them first closes that; where ext_authz answers, it
 		// sets them afterwards. (With the default closed mode a failure
-		// refuses the request, and nothing needs removing.)
+		// refuses the request, and nothing needs removing; with closed
+		// and open routes side by side, the filter runs on all of them,
+		// which costs nothing where ext_authz overwrites them anyway.)
 		muts := make([]*mutationrulesv3.HeaderMutation, 0, len(contract.IdentityHeaders))
 		for _, h := range contract.IdentityHeaders {
 			muts = append(muts, &mutationrulesv3.HeaderMutation{Action: &mutationrulesv3.HeaderMutation_Remove{Remove: h}})
@@ -179,6 +195,18 @@ func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 		if err := add(filterExtAuthz, f); err != nil {
 			return nil, err
 		}
+		if t.authzAlt {
+			// Envoy has no per-route failure mode: routes that want the
+			// other one are checked by a second filter with that mode,
+			// off unless their per-route config turns it on (and the
+			// first filter off).
+			alt := proto.Clone(f).(*extauthzv3.ExtAuthz)
+			alt.FailureModeAllow = !f.FailureModeAllow
+			if err := add(authzAltFilter(svc.AuthzFailureMode), alt); err != nil {
+				return nil, err
+			}
+			out[len(out)-1].Disabled = true
+		}
 	}
 	if cfg.RateLimit != nil {
 		if err := add(filterRateLimit, &ratelimitfilterv3.RateLimit{
@@ -225,6 +253,12 @@ func perFilterConfig(id string, n *routeNeeds) (map[string]*anypb.Any, error) {
 			return nil, err
 		}
 	}
+	if n.authzOn && n.authzFilter != filterExtAuthz && !n.authz.Disabled {
+		// Checked by the second filter: the first one is off here.
+		if err := set(filterExtAuthz, &extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_Disabled{Disabled: true}}); err != nil {
+			return nil, err
+		}
+	}
 	if n.authzOn {
 		var m *extauthzv3.ExtAuthzPerRoute
 		if n.authz.Disabled {
@@ -243,7 +277,11 @@ func perFilterConfig(id string, n *routeNeeds) (map[string]*anypb.Any, error) {
 			}
 			m = &extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{CheckSettings: cs}}
 		}
-		if err := set(filterExtAuthz, m); err != nil {
+		name := n.authzFilter
+		if n.authz.Disabled {
+			name = filterExtAuthz // the second filter is off unless turned on
+		}
+		if err := set(name, m); err != nil {
 			return nil, err
 		}
 	}
@@ -282,6 +320,9 @@ func rateLimits(id string, n *routeNeeds) []*routev3.RateLimit {
 		return &routev3.RateLimit_Action{ActionSpecifier: &routev3.RateLimit_Action_Metadata{Metadata: &routev3.RateLimit_Action_MetaData{
 			DescriptorKey: key,
 			MetadataKey: &metadatav3.MetadataKey{
+				// Whichever ext_authz filter checked the route, Envoy
+				// (1.40) stores its dynamic metadata under the
+				// extension's name, not the filter's configured name.
 				Key:  contract.AuthzFilterName,
 				Path: []*metadatav3.MetadataKey_PathSegment{{Segment: &metadatav3.MetadataKey_PathSegment_Key{Key: field}}},
 			},

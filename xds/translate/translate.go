@@ -125,6 +125,9 @@ type translator struct {
 	filters []*hcmv3.HttpFilter
 	// authzBody is set when some route needs ext_authz to send the body.
 	authzBody bool
+	// authzAlt is set when some route's authz failure mode differs from
+	// the listener's: a second ext_authz filter then serves those routes.
+	authzAlt bool
 }
 
 // addOrigin records that the resource (or route, or virtual host) called
@@ -151,8 +154,15 @@ func (t *translator) run() error {
 			t.authzBody = true
 		}
 	}
+	mode := servicesOf(cfg).AuthzFailureMode
 	for i := range t.needs {
-		t.needs[i].authzFilterBody = t.authzBody
+		n := &t.needs[i]
+		n.authzFilterBody = t.authzBody
+		n.authzFilter = filterExtAuthz
+		if n.authzRuns() && n.authz.FailureMode != mode {
+			n.authzFilter = authzAltFilter(mode)
+			t.authzAlt = true
+		}
 	}
 	services, err := t.serviceClusters()
 	if err != nil {

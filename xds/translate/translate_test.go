@@ -641,3 +641,75 @@ routes:
 		t.Error("disable_request_body_buffering set without a webhook route")
 	}
 }
+
+// TestRouteAuthzFailureMode: Envoy has no per-route failure mode for
+// ext_authz, so a route whose authz.failureMode differs from the
+// listener's is checked by a second ext_authz filter of the other mode
+// (off by default, on for that route, the first one off there), its rate
+// limit reads the identity from the same metadata namespace (Envoy's
+// extension name, whichever filter wrote it), and client-sent identity
+// headers are stripped first.
+func TestRouteAuthzFailureMode(t *testing.T) {
+	yaml := strings.Replace(contractConfig, "  - {id: catch-all, match: {prefix: /}, cluster: c}\n",
+		"  - {id: lenient, match: {prefix: /status}, cluster: c, authz: {apiKey: {}, failureMode: open}}\n  - {id: catch-all, match: {prefix: /}, cluster: c}\n", 1)
+	yaml = strings.Replace(yaml, "authz: {}\n", "authz: {apiKeys: {keys: [{id: k, hash: \"sha256:"+strings.Repeat("a", 64)+"\", subject: s}]}}\n", 1)
+	yaml = strings.Replace(yaml, "ratelimit: {}\n", "ratelimit: {default: [{requests: 1, per: second}]}\n", 1)
+	res, err := translate.Translate(loadString(t, yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := res.Listeners[0].GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	authz := map[string]*extauthzv3.ExtAuthz{}
+	disabled := map[string]bool{}
+	for _, f := range hcm.GetHttpFilters() {
+		names = append(names, f.GetName())
+		disabled[f.GetName()] = f.GetDisabled()
+		a := &extauthzv3.ExtAuthz{}
+		if f.GetTypedConfig().UnmarshalTo(a) == nil {
+			authz[f.GetName()] = a
+		}
+	}
+	want := []string{"envoy.filters.http.header_mutation", contract.ExtProcFilterName, contract.AuthzFilterName, contract.AuthzFailOpenFilterName, "envoy.filters.http.ratelimit", "envoy.filters.http.router"}
+	if diff := cmp.Diff(want, names); diff != "" {
+		t.Fatalf("filters (-want +got):\n%s", diff)
+	}
+	if authz[contract.AuthzFilterName].GetFailureModeAllow() || !authz[contract.AuthzFailOpenFilterName].GetFailureModeAllow() {
+		t.Error("the listener's ext_authz must fail closed and the second one open")
+	}
+	if disabled[contract.AuthzFilterName] || !disabled[contract.AuthzFailOpenFilterName] {
+		t.Error("the second ext_authz filter must be off by default, the first on")
+	}
+	per := func(id, filter string) *extauthzv3.ExtAuthzPerRoute {
+		a, ok := findRoute(t, res, id).GetTypedPerFilterConfig()[filter]
+		if !ok {
+			return nil
+		}
+		m := &extauthzv3.ExtAuthzPerRoute{}
+		if err := a.UnmarshalTo(m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	if m := per("lenient", contract.AuthzFilterName); !m.GetDisabled() {
+		t.Errorf("lenient: listener's ext_authz per-route = %v; want disabled", m)
+	}
+	if m := per("lenient", contract.AuthzFailOpenFilterName); m.GetCheckSettings().GetContextExtensions()[contract.ContextExtensionRoute] != "lenient" {
+		t.Errorf("lenient: second ext_authz per-route = %v; want on, with the route id", m)
+	}
+	if m := per("catch-all", contract.AuthzFailOpenFilterName); m != nil {
+		t.Errorf("catch-all: second ext_authz per-route = %v; want none (off)", m)
+	}
+	for id, ns := range map[string]string{"lenient": contract.AuthzFilterName, "catch-all": contract.AuthzFilterName} {
+		rls := findRoute(t, res, id).GetRoute().GetRateLimits()
+		if len(rls) == 0 || len(rls[0].GetActions()) < 2 {
+			t.Fatalf("%s: rate limits %v; want the route/tier/subject descriptor", id, rls)
+		}
+		if got := rls[0].GetActions()[1].GetMetadata().GetMetadataKey().GetKey(); got != ns {
+			t.Errorf("%s: the tier is read from metadata namespace %q; want %q", id, got, ns)
+		}
+	}
+}
