@@ -15,4 +15,6 @@ if ! "$lint" version 2>/dev/null | grep -q "version ${GOLANGCI_LINT_VERSION#v} "
 	mkdir -p "$bin"
 	GOBIN="$bin" go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$GOLANGCI_LINT_VERSION"
 fi
-exec "$lint" run "${@:-./...}"
+# Several checkouts (or CI jobs) on one machine share golangci-lint's lock:
+# wait for it rather than fail.
+exec "$lint" run --allow-serial-runners "${@:-./...}"

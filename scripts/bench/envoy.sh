@@ -62,6 +62,7 @@ envoy_admin=$(free_port); direct_port=$(free_port); chain_port=$(free_port)
 
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --loglevel warning >"$work/redis.log" 2>&1 &
 pids+=($!)
+redis_pid=$!
 "$work/loadgen" null -api http -addr "127.0.0.1:$up_port" >"$work/upstream.log" 2>&1 &
 pids+=($!)
 wait_port "$redis_port" redis-server
@@ -100,6 +101,7 @@ routes:
 YAML
 "$work/gatehouse" serve --config "$work/gatehouse.yaml" >/dev/null 2>"$work/gatehouse.log" &
 pids+=($!)
+gatehouse_pid=$!
 wait_port "$xds_port" gatehouse
 
 "$work/loadgen" envoy-bootstrap -node envoy-bench-1 -xds "127.0.0.1:$xds_port" -admin "127.0.0.1:$envoy_admin" \
@@ -107,6 +109,7 @@ wait_port "$xds_port" gatehouse
 "$ENVOY" -c "$work/bootstrap.yaml" --disable-hot-restart --concurrency "$ENVOY_WORKERS" --log-level warning \
 	>"$work/envoy.log" 2>&1 &
 pids+=($!)
+envoy_pid=$!
 wait_port "$direct_port" "Envoy (direct listener)"
 wait_port "$chain_port" "Envoy (listener from gatehouse)"
 
@@ -117,6 +120,9 @@ load() { # port [extra loadgen flags]
 		-duration "$DURATION" -warmup 1s -wait 20s -timeout 5s "$@" | grep '^RESULT'
 }
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
+# cpu_ticks PID: user+system CPU time of a process, in clock ticks.
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+ticks=$(getconf CLK_TCK)
 check() { # result name
 	local errs non200
 	errs=$(echo "$1" | field err)
@@ -139,7 +145,12 @@ for round in $(seq "$ROUNDS"); do
 			if [ "$mode" = fixed ]; then
 				r=$(load "$port" -rate "$RATE" -concurrency 256)
 			else
+				e0=$(cpu_ticks "$envoy_pid"); g0=$(cpu_ticks "$gatehouse_pid"); r0=$(cpu_ticks "$redis_pid")
 				r=$(load "$port" -concurrency "$CONCURRENCY")
+				e1=$(cpu_ticks "$envoy_pid"); g1=$(cpu_ticks "$gatehouse_pid"); r1=$(cpu_ticks "$redis_pid")
+				# CPU per answered request, µs, over the run (warm-up included).
+				n=$(echo "$r" | field n)
+				r="$r envoy_cpu_us=$(((e1 - e0) * 1000000 / ticks / n)) gatehouse_cpu_us=$(((g1 - g0) * 1000000 / ticks / n)) redis_cpu_us=$(((r1 - r0) * 1000000 / ticks / n))"
 			fi
 			check "$r" "$target $mode"
 			echo "envoy round $round $mode $target: $r"
@@ -155,7 +166,7 @@ def parse(lines):
     out = {"direct": [], "chain": []}
     for l in lines:
         target, rest = l.split(" ", 1)
-        out[target].append({k: float(v) for k, v in re.findall(r"(rps|p50_ms|p90_ms|p99_ms)=([0-9.]+)", rest)})
+        out[target].append({k: float(v) for k, v in re.findall(r"(rps|p50_ms|p90_ms|p99_ms|envoy_cpu_us|gatehouse_cpu_us|redis_cpu_us)=([0-9.]+)", rest)})
     return out
 def med(rows, k):
     return statistics.median(r[k] for r in rows)
@@ -167,4 +178,6 @@ print(f"SUMMARY envoy fixed {rate} rps: added p50 {added(fixed,'p50_ms'):.2f} ms
       f"(direct p90 {med(fixed['direct'],'p90_ms'):.2f} ms, chain p90 {med(fixed['chain'],'p90_ms'):.2f} ms; Istio's sidecar anchor: +2.65 ms at p90, 1,000 rps)")
 print(f"SUMMARY envoy saturation c={conc}: chain {med(sat['chain'],'rps'):.0f} rps vs direct {med(sat['direct'],'rps'):.0f} rps, ratio {med(sat['chain'],'rps')/med(sat['direct'],'rps'):.2f}; "
       f"added p50 {added(sat,'p50_ms'):.2f} ms, p99 {added(sat,'p99_ms'):.2f} ms")
+print(f"SUMMARY envoy CPU per request at saturation (µs, incl. warm-up): direct: envoy {med(sat['direct'],'envoy_cpu_us'):.0f}; "
+      f"chain: envoy {med(sat['chain'],'envoy_cpu_us'):.0f}, gatehouse {med(sat['chain'],'gatehouse_cpu_us'):.0f}, redis {med(sat['chain'],'redis_cpu_us'):.0f}")
 PY

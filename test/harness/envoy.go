@@ -14,7 +14,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,9 +45,7 @@ type Envoy struct {
 	Admin   string
 	logPath string
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc process
 }
 
 type envoyOptions struct {
@@ -77,9 +74,7 @@ func startEnvoy(t testing.TB, bin, dir string, o envoyOptions) *Envoy {
 // Start (re)starts Envoy and waits for its admin API.
 func (e *Envoy) Start() {
 	e.t.Helper()
-	e.mu.Lock()
-	if e.cmd != nil {
-		e.mu.Unlock()
+	if e.proc.running() {
 		return
 	}
 	logFile, err := os.OpenFile(e.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -97,48 +92,19 @@ func (e *Envoy) Start() {
 		"--drain-time-s", "1", "--parent-shutdown-time-s", "2")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
+		logFile.Close()
 		e.t.Fatalf("start envoy: %v", err)
 	}
-	e.cmd, e.done = cmd, make(chan struct{})
-	done := e.done
-	go func() { _ = cmd.Wait(); logFile.Close(); close(done) }()
-	e.mu.Unlock()
+	e.proc.started(cmd, func() { _ = cmd.Wait(); logFile.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if !waitFor(ctx, 50*time.Millisecond, func() bool { _, err := e.get("/ready"); return err == nil || e.exited() }) || e.exited() {
+	if !waitFor(ctx, 50*time.Millisecond, func() bool { _, err := e.get("/ready"); return err == nil || e.proc.exited() }) || e.proc.exited() {
 		e.t.Fatalf("envoy's admin API did not answer:\n%s", e.LogTail(40))
 	}
 }
 
-func (e *Envoy) exited() bool {
-	e.mu.Lock()
-	done := e.done
-	e.mu.Unlock()
-	select {
-	case <-done:
-		return true
-	default:
-		return false
-	}
-}
-
 // Stop ends Envoy (SIGTERM, then SIGKILL after 10 s).
-func (e *Envoy) Stop() {
-	e.mu.Lock()
-	cmd, done := e.cmd, e.done
-	e.cmd = nil
-	e.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
-}
+func (e *Envoy) Stop() { e.proc.stop(syscall.SIGTERM, 10*time.Second) }
 
 func (e *Envoy) get(path string) ([]byte, error) {
 	resp, err := adminClient.Get("http://" + e.Admin + path)

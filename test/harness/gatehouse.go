@@ -50,9 +50,8 @@ type Gatehouse struct {
 	Admin      string // admin address
 	components string
 
-	mu    sync.Mutex
-	cmd   *exec.Cmd
-	done  chan struct{}
+	proc  process
+	mu    sync.Mutex       // logs and audit
 	logs  []map[string]any // stderr, JSON log lines
 	audit []map[string]any // stdout, audit lines
 	grew  chan struct{}
@@ -76,9 +75,7 @@ func startGatehouse(t testing.TB, bin, dir, config, admin, components string) *G
 // answers 200.
 func (g *Gatehouse) Start() {
 	g.t.Helper()
-	g.mu.Lock()
-	if g.cmd != nil {
-		g.mu.Unlock()
+	if g.proc.running() {
 		return
 	}
 	args := []string{"serve", "--config", g.ConfigPath, "--log-format", "json"}
@@ -94,42 +91,27 @@ func (g *Gatehouse) Start() {
 	if err != nil {
 		g.t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		g.t.Fatalf("start gatehouse: %v", err)
-	}
-	g.cmd, g.done = cmd, make(chan struct{})
-	g.mu.Unlock()
 	logFile, err := os.OpenFile(filepath.Join(g.dir, "gatehouse.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		g.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		g.t.Fatalf("start gatehouse: %v", err)
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); g.read(io.TeeReader(stderr, logFile), &g.logs) }()
 	go func() { defer wg.Done(); g.read(stdout, &g.audit) }()
-	done := g.done
-	go func() {
+	g.proc.started(cmd, func() {
 		wg.Wait()
 		_ = cmd.Wait()
 		logFile.Close()
-		close(done)
-	}()
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if !waitFor(ctx, 50*time.Millisecond, func() bool { return g.Ready() || g.exited() }) || g.exited() {
+	if !waitFor(ctx, 50*time.Millisecond, func() bool { return g.Ready() || g.proc.exited() }) || g.proc.exited() {
 		g.t.Fatalf("gatehouse did not become ready:\n%s", g.LogTail(40))
-	}
-}
-
-func (g *Gatehouse) exited() bool {
-	g.mu.Lock()
-	done := g.done
-	g.mu.Unlock()
-	select {
-	case <-done:
-		return true
-	default:
-		return false
 	}
 }
 
@@ -152,35 +134,10 @@ func (g *Gatehouse) read(r io.Reader, into *[]map[string]any) {
 }
 
 // Stop ends the process (SIGTERM, then SIGKILL after 10 s).
-func (g *Gatehouse) Stop() {
-	g.mu.Lock()
-	cmd, done := g.cmd, g.done
-	g.cmd = nil
-	g.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
-}
+func (g *Gatehouse) Stop() { g.proc.stop(syscall.SIGTERM, 10*time.Second) }
 
 // Kill ends the process at once (SIGKILL: a crash).
-func (g *Gatehouse) Kill() {
-	g.mu.Lock()
-	cmd, done := g.cmd, g.done
-	g.cmd = nil
-	g.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	<-done
-}
+func (g *Gatehouse) Kill() { g.proc.stop(syscall.SIGKILL, 0) }
 
 // Ready reports whether /readyz answers 200.
 func (g *Gatehouse) Ready() bool {
@@ -301,12 +258,7 @@ func (g *Gatehouse) Reload(config string) map[string]any {
 	if err := writeFileAtomic(g.ConfigPath, config); err != nil {
 		g.t.Fatal(err)
 	}
-	g.mu.Lock()
-	cmd := g.cmd
-	g.mu.Unlock()
-	if cmd != nil {
-		_ = cmd.Process.Signal(syscall.SIGHUP)
-	}
+	g.proc.signal(syscall.SIGHUP)
 	return g.WaitLog(from, "a reload", func(m map[string]any) bool {
 		msg, _ := m["msg"].(string)
 		return msg == "config reloaded" || strings.HasPrefix(msg, "config reload rejected")
