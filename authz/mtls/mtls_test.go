@@ -94,13 +94,36 @@ type pki struct {
 
 func newCA(t testing.TB, cn string) *pki {
 	t.Helper()
+	return newCAValid(t, cn, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+}
+
+// newCAValid makes a self-signed CA valid from notBefore to notAfter.
+func newCAValid(t testing.TB, cn string, notBefore, notAfter time.Time) *pki {
+	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		NotBefore: notBefore, NotAfter: notAfter,
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return &pki{cert: c, key: key, pem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))}
+}
+
+// intermediate issues a CA signed by p.
+func (p *pki) intermediate(t testing.TB, cn string) *pki {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,10 +161,11 @@ func TestIdentify(t *testing.T) {
 		XFCC:              &config.XFCC{TrustedProxies: []config.CIDR{config.MustCIDR("10.0.0.0/8")}, TrustedProxyIDs: []config.SPIFFEID{"spiffe://example.org/edge"}, Hop: 1},
 		Tiers:             []config.SPIFFETier{{ID: "spiffe://example.org/ns/prod/*/*", Tier: "internal"}},
 	}
-	a, err := New(cfg)
+	tr, err := NewTrust(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	a := tr.Authenticator(&config.RouteMTLS{})
 	tests := []struct {
 		name        string
 		r           core.Request
@@ -183,16 +207,17 @@ func TestIdentify(t *testing.T) {
 			}
 		})
 	}
-	if a.UntrustedXFCC() != 1 {
-		t.Errorf("UntrustedXFCC() = %d; want 1", a.UntrustedXFCC())
+	if tr.UntrustedXFCC() != 1 {
+		t.Errorf("UntrustedXFCC() = %d; want 1", tr.UntrustedXFCC())
 	}
 }
 
 func TestIdentifyWithoutVerification(t *testing.T) {
-	a, err := New(nil)
+	tr, err := NewTrust(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	a := tr.Authenticator(&config.RouteMTLS{})
 	r := &core.Request{SourcePrincipal: "spiffe://example.org/ns/a/sa/b", Headers: map[string]string{HeaderXFCC: "URI=spiffe://evil/x"}}
 	id, code := a.Identify(r, nil)
 	if code != core.OK || id.SPIFFEID != "spiffe://example.org/ns/a/sa/b" {
@@ -201,10 +226,15 @@ func TestIdentifyWithoutVerification(t *testing.T) {
 }
 
 func TestLoadBundlesErrors(t *testing.T) {
-	_, err := LoadBundles([]config.TrustDomain{{Name: config.MustSPIFFETrustDomain("example.org"), Bundle: "not pem"}, {Name: config.MustSPIFFETrustDomain("b.org"), Bundle: "{}"}})
-	var errs config.Errors
-	if err == nil || !strings.Contains(err.Error(), "trustDomains[0].bundle") || !strings.Contains(err.Error(), "trustDomains[1].bundle") {
-		t.Errorf("LoadBundles(bad) = %v (%T %v); want both entries named", err, err, errs)
+	_, err := NewTrust(&config.AuthzMTLS{TrustDomains: []config.TrustDomain{
+		{Name: config.MustSPIFFETrustDomain("example.org"), Bundle: "not pem"},
+		{Name: config.MustSPIFFETrustDomain("b.org"), Bundle: "{}"},
+		{Name: config.MustSPIFFETrustDomain("c.org"), BundleFile: "/nonexistent/c.org.pem"},
+	}})
+	for _, want := range []string{"trustDomains[0].bundle: not PEM", "trustDomains[1].bundle: ", "trustDomains[2].bundleFile: cannot read"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("NewTrust(bad bundles) = %v; want %q", err, want)
+		}
 	}
 }
 
