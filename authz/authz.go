@@ -17,6 +17,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/authz/internal/core"
 	"github.com/gatehouse/gatehouse/authz/jwt"
+	"github.com/gatehouse/gatehouse/internal/admin"
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/component"
 	"github.com/gatehouse/gatehouse/internal/config"
@@ -141,33 +142,60 @@ func (s *Server) Prepare(cfg *config.Config) (func(), error) {
 				}
 			}
 		}
+		s.logBundles(e)
 	}, nil
+}
+
+// logBundles says, when a config is committed, which trust bundles are
+// expiring or expired; /readyz and the metrics keep saying it after.
+func (s *Server) logBundles(e *engine) {
+	if s.deps.Logger == nil {
+		return
+	}
+	now := time.Now()
+	for _, b := range e.mtls.Bundles(now) {
+		if p := b.Problem(now); p != "" {
+			s.deps.Logger.Warn("trust bundle "+string(b.State), "trust_domain", b.TrustDomain, "source", b.Source,
+				"expires", b.Expires.UTC().Format(time.RFC3339), "detail", p)
+		}
+	}
 }
 
 // Ready implements component.Component: every issuer's key set must have
 // loaded once (afterwards a failing JWKS endpoint is served from cache and
 // shows in gatehouse_authz_jwks_up, not in readiness, so that an
-// identity provider's outage does not take every replica out).
+// identity provider's outage does not take every replica out). A trust
+// bundle that is expiring or has expired is reported as an
+// *admin.Warning: every replica holds the same bundle, so taking them out
+// of service would deny every route, not only those that need it.
 func (s *Server) Ready(ctx context.Context) error {
 	e := s.engine.Load()
 	if e == nil {
 		return errors.New("authz: no config")
 	}
-	if e.jwt == nil {
-		return nil
-	}
-	var bad []string
-	for _, h := range e.jwt.Health() {
-		if !h.Loaded {
-			msg := "jwt issuer " + h.Issuer + ": key set not loaded"
-			if h.LastError != "" {
-				msg += ": " + h.LastError
+	var bad, warn []string
+	if e.jwt != nil {
+		for _, h := range e.jwt.Health() {
+			if !h.Loaded {
+				msg := "jwt issuer " + h.Issuer + ": key set not loaded"
+				if h.LastError != "" {
+					msg += ": " + h.LastError
+				}
+				bad = append(bad, msg)
 			}
-			bad = append(bad, msg)
 		}
 	}
-	if len(bad) > 0 {
-		return errors.New(strings.Join(bad, "; "))
+	now := time.Now()
+	for _, b := range e.mtls.Bundles(now) {
+		if p := b.Problem(now); p != "" {
+			warn = append(warn, p)
+		}
+	}
+	switch {
+	case len(bad) > 0:
+		return errors.New(strings.Join(append(bad, warn...), "; "))
+	case len(warn) > 0:
+		return &admin.Warning{Msg: strings.Join(warn, "; ")}
 	}
 	return nil
 }

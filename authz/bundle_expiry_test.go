@@ -1,0 +1,79 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/gatehouse/gatehouse/internal/admin"
+)
+
+// TestMTLSBundleExpiryReported: an expiring and an expired bundle are
+// /readyz warnings (the component stays ready) and metric states; a
+// healthy one is neither.
+func TestMTLSBundleExpiryReported(t *testing.T) {
+	now := time.Now()
+	day := 24 * time.Hour
+	good := newTestCA(t, "good", now.Add(-day), now.Add(3650*day))
+	soon := newTestCA(t, "soon", now.Add(-365*day), now.Add(time.Hour))
+	gone := newTestCA(t, "gone", now.Add(-365*day), now.Add(-time.Hour))
+	s, _, reg := newServer(t, fmt.Sprintf(`apiVersion: gatehouse/v1
+authz:
+  mtls:
+    trustDomains:
+      - {name: good.example, bundle: %q}
+      - {name: soon.example, bundle: %q}
+      - {name: gone.example, bundle: %q, expiryWarning: 720h}
+routes:
+  - {id: r, match: {prefix: /}, authz: {mtls: {}}}
+`, good.pem, soon.pem, gone.pem), nil)
+	err := s.Ready(context.Background())
+	var w *admin.Warning
+	if !errors.As(err, &w) {
+		t.Fatalf("Ready() = %v (%T); want an *admin.Warning", err, err)
+	}
+	for _, want := range []string{"soon.example: bundle (inline) expiring", "gone.example: bundle (inline) expired"} {
+		if !strings.Contains(w.Msg, want) {
+			t.Errorf("Ready() = %q; want %q", w.Msg, want)
+		}
+	}
+	if strings.Contains(w.Msg, "good.example") {
+		t.Errorf("Ready() = %q; names the healthy bundle", w.Msg)
+	}
+	want := fmt.Sprintf(`
+# HELP gatehouse_authz_mtls_bundle_expiry_timestamp_seconds When the last authority of the trust domain's bundle expires: from then on no certificate of it verifies.
+# TYPE gatehouse_authz_mtls_bundle_expiry_timestamp_seconds gauge
+gatehouse_authz_mtls_bundle_expiry_timestamp_seconds{trust_domain="gone.example"} %d
+gatehouse_authz_mtls_bundle_expiry_timestamp_seconds{trust_domain="good.example"} %d
+gatehouse_authz_mtls_bundle_expiry_timestamp_seconds{trust_domain="soon.example"} %d
+# HELP gatehouse_authz_mtls_bundle_state 1 for the state the trust domain's bundle is in (ok, expiring: within its expiryWarning of the expiry, expired), 0 for the others.
+# TYPE gatehouse_authz_mtls_bundle_state gauge
+gatehouse_authz_mtls_bundle_state{state="expired",trust_domain="gone.example"} 1
+gatehouse_authz_mtls_bundle_state{state="expired",trust_domain="good.example"} 0
+gatehouse_authz_mtls_bundle_state{state="expired",trust_domain="soon.example"} 0
+gatehouse_authz_mtls_bundle_state{state="expiring",trust_domain="gone.example"} 0
+gatehouse_authz_mtls_bundle_state{state="expiring",trust_domain="good.example"} 0
+gatehouse_authz_mtls_bundle_state{state="expiring",trust_domain="soon.example"} 1
+gatehouse_authz_mtls_bundle_state{state="ok",trust_domain="gone.example"} 0
+gatehouse_authz_mtls_bundle_state{state="ok",trust_domain="good.example"} 1
+gatehouse_authz_mtls_bundle_state{state="ok",trust_domain="soon.example"} 0
+`, gone.cert.NotAfter.Unix(), good.cert.NotAfter.Unix(), soon.cert.NotAfter.Unix())
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "gatehouse_authz_mtls_bundle_expiry_timestamp_seconds", "gatehouse_authz_mtls_bundle_state"); err != nil {
+		t.Error(err)
+	}
+
+	healthy, _, _ := newServer(t, fmt.Sprintf(`apiVersion: gatehouse/v1
+authz:
+  mtls: {trustDomains: [{name: good.example, bundle: %q}]}
+routes:
+  - {id: r, match: {prefix: /}, authz: {mtls: {}}}
+`, good.pem), nil)
+	if err := healthy.Ready(context.Background()); err != nil {
+		t.Errorf("Ready() with a healthy bundle = %v; want nil", err)
+	}
+}
