@@ -90,13 +90,32 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 
 // Validate compiles the authz part of cfg (key files, JWKS documents, PEM
 // keys, trust bundles, API key files, webhook secrets) without starting
-// anything, and returns its problems with their config paths.
+// anything, and returns its problems with their config paths: errors, or
+// only warnings (config.Errors) for trust bundles that are expiring or
+// expired, which validate prints and serve logs at every load.
 func Validate(cfg *config.Config) error {
 	if cfg.Authz == nil {
 		return nil
 	}
-	_, err := compile(cfg, compileOptions{store: kv.NewMemory(1), allowUnresolved: true})
-	return err
+	e, err := compile(cfg, compileOptions{store: kv.NewMemory(1), allowUnresolved: true})
+	if err != nil {
+		return err
+	}
+	var warns config.Errors
+	now := time.Now()
+	for i, b := range e.mtls.Bundles(now) {
+		if p := b.Problem(now); p != "" {
+			field := "bundle"
+			if cfg.Authz.MTLS.TrustDomains[i].BundleFile != "" {
+				field = "bundleFile"
+			}
+			warns.Warn(config.Path("authz.mtls.trustDomains").Index(i).Field(field), "%s", p)
+		}
+	}
+	if len(warns) > 0 {
+		return warns
+	}
+	return nil
 }
 
 // Name implements component.Component.
@@ -142,23 +161,7 @@ func (s *Server) Prepare(cfg *config.Config) (func(), error) {
 				}
 			}
 		}
-		s.logBundles(e)
 	}, nil
-}
-
-// logBundles says, when a config is committed, which trust bundles are
-// expiring or expired; /readyz and the metrics keep saying it after.
-func (s *Server) logBundles(e *engine) {
-	if s.deps.Logger == nil {
-		return
-	}
-	now := time.Now()
-	for _, b := range e.mtls.Bundles(now) {
-		if p := b.Problem(now); p != "" {
-			s.deps.Logger.Warn("trust bundle "+string(b.State), "trust_domain", b.TrustDomain, "source", b.Source,
-				"expires", b.Expires.UTC().Format(time.RFC3339), "detail", p)
-		}
-	}
 }
 
 // Ready implements component.Component: every issuer's key set must have

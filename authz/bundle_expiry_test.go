@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/gatehouse/gatehouse/internal/admin"
+	"github.com/gatehouse/gatehouse/internal/config"
 )
 
 // TestMTLSBundleExpiryReported: an expiring and an expired bundle are
@@ -22,7 +23,7 @@ func TestMTLSBundleExpiryReported(t *testing.T) {
 	good := newTestCA(t, "good", now.Add(-day), now.Add(3650*day))
 	soon := newTestCA(t, "soon", now.Add(-365*day), now.Add(time.Hour))
 	gone := newTestCA(t, "gone", now.Add(-365*day), now.Add(-time.Hour))
-	s, _, reg := newServer(t, fmt.Sprintf(`apiVersion: gatehouse/v1
+	yaml := fmt.Sprintf(`apiVersion: gatehouse/v1
 authz:
   mtls:
     trustDomains:
@@ -31,8 +32,19 @@ authz:
       - {name: gone.example, bundle: %q, expiryWarning: 720h}
 routes:
   - {id: r, match: {prefix: /}, authz: {mtls: {}}}
-`, good.pem, soon.pem, gone.pem), nil)
-	err := s.Ready(context.Background())
+`, good.pem, soon.pem, gone.pem)
+	// validate (and serve, at every load) warns, at the bundles' paths.
+	cfg, err := config.LoadBytes("<test>", []byte(yaml), config.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var es config.Errors
+	if err := Validate(cfg); !errors.As(err, &es) || es.HasErrors() || len(es) != 2 ||
+		es[0].Path != "authz.mtls.trustDomains[1].bundle" || es[1].Path != "authz.mtls.trustDomains[2].bundle" {
+		t.Errorf("Validate() = %v; want two warnings, at trustDomains[1].bundle and [2].bundle", err)
+	}
+	s, _, reg := newServer(t, yaml, nil)
+	err = s.Ready(context.Background())
 	var w *admin.Warning
 	if !errors.As(err, &w) {
 		t.Fatalf("Ready() = %v (%T); want an *admin.Warning", err, err)
