@@ -142,3 +142,45 @@ func mustUnescape(t *testing.T, s string) string {
 	}
 	return u
 }
+
+// FuzzIdentify feeds a route that verifies prod's certificates only, and
+// one that believes XFCC from 10/8 without verifying, whatever a peer and
+// a header can carry: no panic, and the verifying route never lets in an
+// identity of another trust domain or one no certificate of prod proves.
+func FuzzIdentify(f *testing.F) {
+	prod, partner := newCA(f, "prod CA"), newCA(f, "partner CA")
+	tr, err := NewTrust(&config.AuthzMTLS{
+		TrustDomains: []config.TrustDomain{
+			{Name: config.MustSPIFFETrustDomain("prod.example"), Bundle: prod.pem},
+			{Name: config.MustSPIFFETrustDomain("partner.example"), Bundle: partner.pem},
+		},
+		XFCC: &config.XFCC{TrustedProxies: []config.CIDR{config.MustCIDR("10.0.0.0/8")}, Hop: 1},
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	strict := tr.Authenticator(&config.RouteMTLS{VerifyCertificate: ptr(true),
+		TrustDomains: []config.SPIFFETrustDomain{config.MustSPIFFETrustDomain("prod.example")}})
+	lax := tr.Authenticator(&config.RouteMTLS{})
+	web := prod.leaf(f, "spiffe://prod.example/ns/web/sa/web")
+	app := partner.leaf(f, "spiffe://partner.example/app")
+	f.Add("10.1.2.3", "", web, `By=spiffe://prod.example/edge;Cert="`+app+`";URI=spiffe://partner.example/app`)
+	f.Add("192.0.2.1", "spiffe://prod.example/ns/web/sa/web", web, "")
+	f.Add("10.0.0.1", "spiffe://prod.example/edge", "", `Cert="`+web+`",URI=spiffe://prod.example/edge`)
+	f.Add("::ffff:10.0.0.1", "", app, `URI=spiffe://prod.example/ns/web/sa/web;Subject="CN=x"`)
+	f.Fuzz(func(t *testing.T, source, principal, cert, xfcc string) {
+		r := core.Request{SourceAddress: source, SourcePrincipal: principal, SourceCertificate: cert, Headers: map[string]string{}}
+		if xfcc != "" {
+			r.Headers[HeaderXFCC] = xfcc
+		}
+		if id, code := strict.Identify(&r, nil); code == core.OK {
+			u, err := url.Parse(id.SPIFFEID)
+			if err != nil || u.Host != "prod.example" || id.Subject != id.SPIFFEID {
+				t.Fatalf("strict route let in %+v", id)
+			}
+		}
+		if id, code := lax.Identify(&r, nil); code == core.OK && id.Subject == "" {
+			t.Fatalf("lax route let in an empty identity %+v", id)
+		}
+	})
+}
