@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/admin"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 // TestMTLSBundleExpiryReported: an expiring and an expired bundle are
@@ -20,9 +21,9 @@ import (
 func TestMTLSBundleExpiryReported(t *testing.T) {
 	now := time.Now()
 	day := 24 * time.Hour
-	good := newTestCA(t, "good", now.Add(-day), now.Add(3650*day))
-	soon := newTestCA(t, "soon", now.Add(-365*day), now.Add(time.Hour))
-	gone := newTestCA(t, "gone", now.Add(-365*day), now.Add(-time.Hour))
+	good := testenv.NewCA(t, "good", now.Add(-day), now.Add(3650*day))
+	soon := testenv.NewCA(t, "soon", now.Add(-365*day), now.Add(time.Hour))
+	gone := testenv.NewCA(t, "gone", now.Add(-365*day), now.Add(-time.Hour))
 	yaml := fmt.Sprintf(`apiVersion: gatehouse/v1
 authz:
   mtls:
@@ -32,7 +33,7 @@ authz:
       - {name: gone.example, bundle: %q, expiryWarning: 720h}
 routes:
   - {id: r, match: {prefix: /}, authz: {mtls: {}}}
-`, good.pem, soon.pem, gone.pem)
+`, good.PEM, soon.PEM, gone.PEM)
 	// validate (and serve, at every load) warns, at the bundles' paths.
 	cfg, err := config.LoadBytes("<test>", []byte(yaml), config.LoadOptions{})
 	if err != nil {
@@ -74,7 +75,7 @@ gatehouse_authz_mtls_bundle_state{state="expiring",trust_domain="soon.example"} 
 gatehouse_authz_mtls_bundle_state{state="ok",trust_domain="gone.example"} 0
 gatehouse_authz_mtls_bundle_state{state="ok",trust_domain="good.example"} 1
 gatehouse_authz_mtls_bundle_state{state="ok",trust_domain="soon.example"} 0
-`, gone.cert.NotAfter.Unix(), good.cert.NotAfter.Unix(), soon.cert.NotAfter.Unix())
+`, gone.Cert.NotAfter.Unix(), good.Cert.NotAfter.Unix(), soon.Cert.NotAfter.Unix())
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "gatehouse_authz_mtls_bundle_expiry_timestamp_seconds", "gatehouse_authz_mtls_bundle_state"); err != nil {
 		t.Error(err)
 	}
@@ -84,7 +85,7 @@ authz:
   mtls: {trustDomains: [{name: good.example, bundle: %q}]}
 routes:
   - {id: r, match: {prefix: /}, authz: {mtls: {}}}
-`, good.pem), nil)
+`, good.PEM), nil)
 	if err := healthy.Ready(context.Background()); err != nil {
 		t.Errorf("Ready() with a healthy bundle = %v; want nil", err)
 	}

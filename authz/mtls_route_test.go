@@ -2,62 +2,20 @@ package authz
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net/url"
 	"testing"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/audit"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 )
-
-// testCA is a CA made for one test, valid from notBefore to notAfter.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  string
-}
-
-func newTestCA(t testing.TB, cn string, notBefore, notAfter time.Time) *testCA {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
-		NotBefore: notBefore, NotAfter: notAfter, IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return &testCA{cert: c, key: key, pem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))}
-}
-
-// leaf issues a client certificate for a SPIFFE id, as Envoy forwards it
-// (URL-encoded PEM).
-func (ca *testCA) leaf(t testing.TB, spiffeID string) string {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	u, _ := url.Parse(spiffeID)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		URIs: []*url.URL{u}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return url.PathEscape(string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
-}
 
 // TestMTLSPerRoute: two routes with different trust on one server; the
 // strict one refuses what the other accepts, with the reason audited.
 func TestMTLSPerRoute(t *testing.T) {
 	now := time.Now()
-	prod := newTestCA(t, "prod", now.Add(-time.Hour), now.Add(365*24*time.Hour))
-	partner := newTestCA(t, "partner", now.Add(-time.Hour), now.Add(365*24*time.Hour))
+	prod := testenv.NewCA(t, "prod", now.Add(-time.Hour), now.Add(365*24*time.Hour))
+	partner := testenv.NewCA(t, "partner", now.Add(-time.Hour), now.Add(365*24*time.Hour))
 	s, rec, _ := newServer(t, fmt.Sprintf(`apiVersion: gatehouse/v1
 authz:
   mtls:
@@ -69,10 +27,10 @@ routes:
   - {id: strict, match: {prefix: /strict}, authz: {mtls: {trustDomains: [prod.example]}}}
   - {id: partners, match: {prefix: /partners}, authz: {mtls: {}}}
   - {id: lax, match: {prefix: /lax}, authz: {mtls: {verifyCertificate: false}}}
-`, prod.pem, partner.pem), nil)
-	web := prod.leaf(t, "spiffe://prod.example/ns/web/sa/web")
-	app := partner.leaf(t, "spiffe://partner.example/app")
-	impostor := partner.leaf(t, "spiffe://prod.example/ns/web/sa/web")
+`, prod.PEM, partner.PEM), nil)
+	web := prod.Issue(t, testenv.Issue{URIs: []string{"spiffe://prod.example/ns/web/sa/web"}}).Forwarded()
+	app := partner.Issue(t, testenv.Issue{URIs: []string{"spiffe://partner.example/app"}}).Forwarded()
+	impostor := partner.Issue(t, testenv.Issue{URIs: []string{"spiffe://prod.example/ns/web/sa/web"}}).Forwarded()
 	tests := []struct {
 		route, cert, principal string
 		want                   int

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/authz/internal/core"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 // TestBundleStatus: a bundle is expiring within its expiryWarning of its
@@ -17,21 +18,21 @@ func TestBundleStatus(t *testing.T) {
 	day := 24 * time.Hour
 	tests := []struct {
 		name    string
-		cas     []*pki
+		cas     []*testenv.CA
 		warning time.Duration
 		want    BundleState
 		warnIs  time.Duration
 	}{
-		{"ten-year CA", []*pki{newCAValid(t, "a", now.Add(-day), now.Add(3650*day))}, 0, BundleOK, 7 * day},
-		{"ten-year CA with a day left", []*pki{newCAValid(t, "a", now.Add(-3650*day), now.Add(day))}, 0, BundleExpiring, 7 * day},
-		{"SPIRE-like 24h CA at half life", []*pki{newCAValid(t, "a", now.Add(-12*time.Hour), now.Add(12*time.Hour))}, 0, BundleOK, 8 * time.Hour},
-		{"SPIRE-like 24h CA with 6h left", []*pki{newCAValid(t, "a", now.Add(-18*time.Hour), now.Add(6*time.Hour))}, 0, BundleExpiring, 8 * time.Hour},
-		{"expired", []*pki{newCAValid(t, "a", now.Add(-30*day), now.Add(-time.Minute))}, 0, BundleExpired, 7 * day},
-		{"expiryWarning of 30 days, 10 left", []*pki{newCAValid(t, "a", now.Add(-day), now.Add(10*day))}, 30 * day, BundleExpiring, 30 * day},
-		{"expiryWarning of 1h, 10 days left", []*pki{newCAValid(t, "a", now.Add(-3650*day), now.Add(10*day))}, time.Hour, BundleOK, time.Hour},
-		{"old CA expired, its successor valid", []*pki{
-			newCAValid(t, "old", now.Add(-400*day), now.Add(-day)),
-			newCAValid(t, "new", now.Add(-day), now.Add(365*day)),
+		{"ten-year CA", []*testenv.CA{testenv.NewCA(t, "a", now.Add(-day), now.Add(3650*day))}, 0, BundleOK, 7 * day},
+		{"ten-year CA with a day left", []*testenv.CA{testenv.NewCA(t, "a", now.Add(-3650*day), now.Add(day))}, 0, BundleExpiring, 7 * day},
+		{"SPIRE-like 24h CA at half life", []*testenv.CA{testenv.NewCA(t, "a", now.Add(-12*time.Hour), now.Add(12*time.Hour))}, 0, BundleOK, 8 * time.Hour},
+		{"SPIRE-like 24h CA with 6h left", []*testenv.CA{testenv.NewCA(t, "a", now.Add(-18*time.Hour), now.Add(6*time.Hour))}, 0, BundleExpiring, 8 * time.Hour},
+		{"expired", []*testenv.CA{testenv.NewCA(t, "a", now.Add(-30*day), now.Add(-time.Minute))}, 0, BundleExpired, 7 * day},
+		{"expiryWarning of 30 days, 10 left", []*testenv.CA{testenv.NewCA(t, "a", now.Add(-day), now.Add(10*day))}, 30 * day, BundleExpiring, 30 * day},
+		{"expiryWarning of 1h, 10 days left", []*testenv.CA{testenv.NewCA(t, "a", now.Add(-3650*day), now.Add(10*day))}, time.Hour, BundleOK, time.Hour},
+		{"old CA expired, its successor valid", []*testenv.CA{
+			testenv.NewCA(t, "old", now.Add(-400*day), now.Add(-day)),
+			testenv.NewCA(t, "new", now.Add(-day), now.Add(365*day)),
 		}, 0, BundleOK, 7 * day},
 	}
 	for _, tt := range tests {
@@ -39,9 +40,9 @@ func TestBundleStatus(t *testing.T) {
 			var pemText string
 			latest := time.Time{}
 			for _, ca := range tt.cas {
-				pemText += ca.pem
-				if ca.cert.NotAfter.After(latest) {
-					latest = ca.cert.NotAfter
+				pemText += ca.PEM
+				if ca.Cert.NotAfter.After(latest) {
+					latest = ca.Cert.NotAfter
 				}
 			}
 			tr, err := NewTrust(&config.AuthzMTLS{TrustDomains: []config.TrustDomain{
@@ -70,9 +71,9 @@ func TestBundleStatus(t *testing.T) {
 // certificate of an expired CA no longer verifies.
 func TestExpiredBundleVerifiesNothing(t *testing.T) {
 	now := time.Now()
-	ca := newCAValid(t, "expired", now.Add(-2*time.Hour), now.Add(-time.Minute))
-	leaf := ca.leaf(t, "spiffe://example.org/ns/a/sa/b")
-	tr, err := NewTrust(&config.AuthzMTLS{TrustDomains: []config.TrustDomain{{Name: config.MustSPIFFETrustDomain("example.org"), Bundle: ca.pem}}})
+	ca := testenv.NewCA(t, "expired", now.Add(-2*time.Hour), now.Add(-time.Minute))
+	leaf := leaf(t, ca, "spiffe://example.org/ns/a/sa/b")
+	tr, err := NewTrust(&config.AuthzMTLS{TrustDomains: []config.TrustDomain{{Name: config.MustSPIFFETrustDomain("example.org"), Bundle: ca.PEM}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/authz/internal/core"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -22,10 +23,10 @@ func ptr[T any](v T) *T { return &v }
 // others, and each route believes XFCC from its own hops only.
 func TestRouteTrust(t *testing.T) {
 	prod, partner := newCA(t, "prod CA"), newCA(t, "partner CA")
-	inter := prod.intermediate(t, "prod issuing CA")
+	inter := prod.Intermediate(t, "prod issuing CA")
 	dir := t.TempDir()
 	// The partner's bundle is a SPIFFE bundle document, prod's plain PEM.
-	sb := spiffebundle.FromX509Authorities(spiffeid.RequireTrustDomainFromString("partner.example"), []*x509.Certificate{partner.cert})
+	sb := spiffebundle.FromX509Authorities(spiffeid.RequireTrustDomainFromString("partner.example"), []*x509.Certificate{partner.Cert})
 	doc, err := sb.Marshal()
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +37,7 @@ func TestRouteTrust(t *testing.T) {
 	}
 	cfg := &config.AuthzMTLS{
 		TrustDomains: []config.TrustDomain{
-			{Name: config.MustSPIFFETrustDomain("prod.example"), Bundle: prod.pem},
+			{Name: config.MustSPIFFETrustDomain("prod.example"), Bundle: prod.PEM},
 			{Name: config.MustSPIFFETrustDomain("partner.example"), BundleFile: config.FilePath(partnerFile)},
 		},
 		XFCC: &config.XFCC{TrustedProxies: []config.CIDR{config.MustCIDR("10.0.0.0/8")}, Hop: 1},
@@ -58,15 +59,16 @@ func TestRouteTrust(t *testing.T) {
 		"edge": tr.Authenticator(&config.RouteMTLS{XFCC: &config.RouteXFCC{XFCC: config.XFCC{
 			TrustedProxyIDs: []config.SPIFFEID{"spiffe://prod.example/edge"}, Hop: 2}}}),
 	}
-	web := prod.leaf(t, "spiffe://prod.example/ns/web/sa/web")
-	app := partner.leaf(t, "spiffe://partner.example/app")
+	web := leaf(t, prod, "spiffe://prod.example/ns/web/sa/web")
+	app := leaf(t, partner, "spiffe://partner.example/app")
 	// The partner's CA signs an id of prod's trust domain: Envoy's
 	// listener, trusting both CAs, lets it through; only verification
 	// against prod's own bundle catches it.
-	impostor := partner.leaf(t, "spiffe://prod.example/ns/web/sa/admin")
-	noID := prod.leaf(t)
-	chained := inter.leaf(t, "spiffe://prod.example/ns/batch/sa/job")
-	chain := url.PathEscape(mustUnescape(t, chained) + inter.pem)
+	impostor := leaf(t, partner, "spiffe://prod.example/ns/web/sa/admin")
+	noID := leaf(t, prod)
+	batch := inter.Issue(t, testenv.Issue{URIs: []string{"spiffe://prod.example/ns/batch/sa/job"}})
+	chained := batch.Forwarded()
+	chain := url.PathEscape(batch.PEM + inter.PEM)
 	xfcc := func(cert string) map[string]string {
 		return map[string]string{HeaderXFCC: `By=spiffe://prod.example/edge;Cert="` + cert + `";URI=spiffe://prod.example/ns/web/sa/web`}
 	}
@@ -134,15 +136,6 @@ func TestRoutePolicyWithoutServerSection(t *testing.T) {
 	}
 }
 
-func mustUnescape(t *testing.T, s string) string {
-	t.Helper()
-	u, err := url.PathUnescape(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
-}
-
 // FuzzIdentify feeds a route that verifies prod's certificates only, and
 // one that believes XFCC from 10/8 without verifying, whatever a peer and
 // a header can carry: no panic, and the verifying route never lets in an
@@ -151,8 +144,8 @@ func FuzzIdentify(f *testing.F) {
 	prod, partner := newCA(f, "prod CA"), newCA(f, "partner CA")
 	tr, err := NewTrust(&config.AuthzMTLS{
 		TrustDomains: []config.TrustDomain{
-			{Name: config.MustSPIFFETrustDomain("prod.example"), Bundle: prod.pem},
-			{Name: config.MustSPIFFETrustDomain("partner.example"), Bundle: partner.pem},
+			{Name: config.MustSPIFFETrustDomain("prod.example"), Bundle: prod.PEM},
+			{Name: config.MustSPIFFETrustDomain("partner.example"), Bundle: partner.PEM},
 		},
 		XFCC: &config.XFCC{TrustedProxies: []config.CIDR{config.MustCIDR("10.0.0.0/8")}, Hop: 1},
 	})
@@ -162,8 +155,8 @@ func FuzzIdentify(f *testing.F) {
 	strict := tr.Authenticator(&config.RouteMTLS{VerifyCertificate: ptr(true),
 		TrustDomains: []config.SPIFFETrustDomain{config.MustSPIFFETrustDomain("prod.example")}})
 	lax := tr.Authenticator(&config.RouteMTLS{})
-	web := prod.leaf(f, "spiffe://prod.example/ns/web/sa/web")
-	app := partner.leaf(f, "spiffe://partner.example/app")
+	web := leaf(f, prod, "spiffe://prod.example/ns/web/sa/web")
+	app := leaf(f, partner, "spiffe://partner.example/app")
 	f.Add("10.1.2.3", "", web, `By=spiffe://prod.example/edge;Cert="`+app+`";URI=spiffe://partner.example/app`)
 	f.Add("192.0.2.1", "spiffe://prod.example/ns/web/sa/web", web, "")
 	f.Add("10.0.0.1", "spiffe://prod.example/edge", "", `Cert="`+web+`",URI=spiffe://prod.example/edge`)

@@ -2,14 +2,8 @@ package envoy_test
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -27,73 +21,10 @@ import (
 	"github.com/gatehouse/gatehouse/test/harness"
 )
 
-// e2eCA is a CA made for one run of TestMTLS.
-type e2eCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  string
-}
-
-func newE2ECA(t testing.TB, cn string, notBefore, notAfter time.Time) *e2eCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: notBefore, NotAfter: notAfter, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &e2eCA{cert: c, key: key, pem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))}
-}
-
-// issue makes a certificate for a SPIFFE id (and, for a server, localhost):
-// its PEM, its key's PEM, and the pair for a Go client.
-func (ca *e2eCA) issue(t testing.TB, spiffeID string, server bool) (certPEM, keyPEM string, pair tls.Certificate) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := url.Parse(spiffeID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: spiffeID},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), URIs: []*url.URL{u},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	if server {
-		tmpl.DNSNames, tmpl.IPAddresses = []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}
-		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	keyPEM = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
-	pair, err = tls.X509KeyPair([]byte(certPEM), []byte(keyPEM))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return certPEM, keyPEM, pair
-}
-
 // spiffeBundle is a trust domain's SPIFFE bundle document holding ca.
-func spiffeBundle(t testing.TB, td string, ca *e2eCA) string {
+func spiffeBundle(t testing.TB, td string, ca *testenv.CA) string {
 	t.Helper()
-	doc, err := spiffebundle.FromX509Authorities(spiffeid.RequireTrustDomainFromString(td), []*x509.Certificate{ca.cert}).Marshal()
+	doc, err := spiffebundle.FromX509Authorities(spiffeid.RequireTrustDomainFromString(td), []*x509.Certificate{ca.Cert}).Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,39 +35,41 @@ func spiffeBundle(t testing.TB, td string, ca *e2eCA) string {
 // partner's next CA, and a legacy CA that ends within the hour), the
 // clients they issued, and the files testdata/mtls.yaml names.
 type mtlsPKI struct {
-	prod, partner, partner2        *e2eCA
-	web, app, impostor, app2, edge tls.Certificate
-	files                          map[string]string
+	prod, partner, partner2  *testenv.CA
+	web, app, impostor, app2 tls.Certificate
+	files                    map[string]string
 }
 
 func newMTLSPKI(t testing.TB) *mtlsPKI {
 	t.Helper()
 	now := time.Now()
 	p := &mtlsPKI{
-		prod:     newE2ECA(t, "prod CA", now.Add(-time.Hour), now.Add(365*24*time.Hour)),
-		partner:  newE2ECA(t, "partner CA", now.Add(-time.Hour), now.Add(365*24*time.Hour)),
-		partner2: newE2ECA(t, "partner CA 2", now.Add(-time.Hour), now.Add(2*365*24*time.Hour)),
+		prod:     testenv.NewCA(t, "prod CA", now.Add(-time.Hour), now.Add(365*24*time.Hour)),
+		partner:  testenv.NewCA(t, "partner CA", now.Add(-time.Hour), now.Add(365*24*time.Hour)),
+		partner2: testenv.NewCA(t, "partner CA 2", now.Add(-time.Hour), now.Add(2*365*24*time.Hour)),
 	}
-	legacy := newE2ECA(t, "legacy CA", now.Add(-365*24*time.Hour), now.Add(time.Hour))
-	serverPEM, serverKey, _ := p.prod.issue(t, "spiffe://prod.example/gateway", true)
-	edgePEM, edgeKey, edge := p.prod.issue(t, "spiffe://prod.example/edge", false)
-	_, _, p.web = p.prod.issue(t, "spiffe://prod.example/ns/web/sa/web", false)
-	_, _, p.app = p.partner.issue(t, "spiffe://partner.example/app", false)
+	legacy := testenv.NewCA(t, "legacy CA", now.Add(-365*24*time.Hour), now.Add(time.Hour))
+	server := p.prod.Issue(t, testenv.Issue{URIs: []string{"spiffe://prod.example/gateway"}, Server: true})
+	edge := p.prod.Issue(t, testenv.Issue{URIs: []string{"spiffe://prod.example/edge"}})
+	client := func(ca *testenv.CA, id string) tls.Certificate {
+		return ca.Issue(t, testenv.Issue{URIs: []string{id}}).TLS
+	}
+	p.web = client(p.prod, "spiffe://prod.example/ns/web/sa/web")
+	p.app = client(p.partner, "spiffe://partner.example/app")
 	// The partner's CA signs an id of prod's trust domain; Envoy's
 	// listener trusts both CAs and lets it through.
-	_, _, p.impostor = p.partner.issue(t, "spiffe://prod.example/ns/web/sa/admin", false)
-	_, _, p.app2 = p.partner2.issue(t, "spiffe://partner.example/app", false)
-	p.edge = edge
+	p.impostor = client(p.partner, "spiffe://prod.example/ns/web/sa/admin")
+	p.app2 = client(p.partner2, "spiffe://partner.example/app")
 	p.files = map[string]string{
-		"prod-bundle.pem":     p.prod.pem,
+		"prod-bundle.pem":     p.prod.PEM,
 		"partner-bundle.json": spiffeBundle(t, "partner.example", p.partner),
-		"legacy-bundle.pem":   legacy.pem,
-		"clients-ca.pem":      p.prod.pem + p.partner.pem + p.partner2.pem + legacy.pem,
-		"prod-ca.pem":         p.prod.pem,
-		"server.pem":          serverPEM,
-		"server.key":          serverKey,
-		"edge.pem":            edgePEM,
-		"edge.key":            edgeKey,
+		"legacy-bundle.pem":   legacy.PEM,
+		"clients-ca.pem":      p.prod.PEM + p.partner.PEM + p.partner2.PEM + legacy.PEM,
+		"prod-ca.pem":         p.prod.PEM,
+		"server.pem":          server.PEM,
+		"server.key":          server.KeyPEM,
+		"edge.pem":            edge.PEM,
+		"edge.key":            edge.KeyPEM,
 	}
 	return p
 }
@@ -145,7 +78,7 @@ func newMTLSPKI(t testing.TB) *mtlsPKI {
 // certificate, trusting the prod CA that issued Envoy's.
 func (p *mtlsPKI) client(cert tls.Certificate) *http.Client {
 	roots := x509.NewCertPool()
-	roots.AddCert(p.prod.cert)
+	roots.AddCert(p.prod.Cert)
 	tr := &http.Transport{DisableCompression: true, ForceAttemptHTTP2: true,
 		TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}, ServerName: "localhost", MinVersion: tls.VersionTLS12}}
 	return &http.Client{Transport: tr, Timeout: 15 * time.Second}
@@ -363,8 +296,8 @@ func testMTLSBundleReload(t *testing.T, m *harness.Mesh, p *mtlsPKI) {
 	if r, _ := sendMTLS(t, app, base); r.Status != http.StatusForbidden {
 		t.Errorf("the old CA's client after the rotation: %d; want 403", r.Status)
 	}
-	if v := g.Metric("gatehouse_authz_mtls_bundle_expiry_timestamp_seconds", `trust_domain="partner.example"`); v != float64(p.partner2.cert.NotAfter.Unix()) {
-		t.Errorf("partner.example's bundle expiry = %v; want the next CA's, %d", v, p.partner2.cert.NotAfter.Unix())
+	if v := g.Metric("gatehouse_authz_mtls_bundle_expiry_timestamp_seconds", `trust_domain="partner.example"`); v != float64(p.partner2.Cert.NotAfter.Unix()) {
+		t.Errorf("partner.example's bundle expiry = %v; want the next CA's, %d", v, p.partner2.Cert.NotAfter.Unix())
 	}
 
 	from = len(g.Logs())
