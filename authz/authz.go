@@ -196,7 +196,10 @@ func (s *Server) Ready(ctx context.Context) error {
 	}
 	switch {
 	case len(bad) > 0:
-		return errors.New(strings.Join(append(bad, warn...), "; "))
+		for _, w := range warn {
+			bad = append(bad, "warning: "+w)
+		}
+		return errors.New(strings.Join(bad, "; "))
 	case len(warn) > 0:
 		return &admin.Warning{Msg: strings.Join(warn, "; ")}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -88,5 +89,28 @@ routes:
 `, good.PEM), nil)
 	if err := healthy.Ready(context.Background()); err != nil {
 		t.Errorf("Ready() with a healthy bundle = %v; want nil", err)
+	}
+}
+
+// TestNotReadyKeepsBundleWarnings: when authz is not ready (a key set
+// not loaded), the bundle warnings are still said, beside the reason.
+func TestNotReadyKeepsBundleWarnings(t *testing.T) {
+	keys := newKeyServer(t, `{"keys":[]}`)
+	soon := testenv.NewCA(t, "soon", time.Now().Add(-365*24*time.Hour), time.Now().Add(time.Hour))
+	yaml := strings.Replace(remoteConfig(t, keys.URL), "trustDomains: [{name: example.org,",
+		"trustDomains: [{name: soon.example, bundle: "+strconv.Quote(soon.PEM)+"}, {name: example.org,", 1)
+	s, _, _ := newServer(t, yaml, nil)
+	deadline := time.Now().Add(30 * time.Second)
+	for s.remoteHealth().Errors["no_usable_key"] < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting for the first fetch")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	err := s.Ready(context.Background())
+	var w *admin.Warning
+	if err == nil || errors.As(err, &w) || !strings.Contains(err.Error(), "jwt issuer remote: key set not loaded") ||
+		!strings.Contains(err.Error(), "warning: mtls trust domain soon.example: bundle (inline) expiring") {
+		t.Errorf("Ready() = %v; want not ready (no *admin.Warning), naming the key set and warning of soon.example", err)
 	}
 }

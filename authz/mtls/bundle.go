@@ -12,9 +12,9 @@ import (
 	"github.com/gatehouse/gatehouse/internal/config"
 )
 
-// Bundle is one trust domain's X.509 bundle as loaded, with what its
+// bundle is one trust domain's X.509 bundle as loaded, with what its
 // expiry report needs.
-type Bundle struct {
+type bundle struct {
 	x509 *x509bundle.Bundle
 	// source is the bundle file, or "inline".
 	source string
@@ -68,7 +68,7 @@ func (s BundleStatus) Problem(now time.Time) string {
 }
 
 // status reports the bundle at now.
-func (b *Bundle) status(now time.Time) BundleStatus {
+func (b *bundle) status(now time.Time) BundleStatus {
 	s := BundleStatus{
 		TrustDomain: b.x509.TrustDomain().Name(),
 		Source:      b.source,
@@ -86,17 +86,17 @@ func (b *Bundle) status(now time.Time) BundleStatus {
 	return s
 }
 
-// autoWarning is the expiry warning of a bundle whose trust domain sets
-// none: the shorter of a week and a third of the lifetime of its
-// longest-lived authority, so that a short-lived CA (SPIRE's default is
-// 24 hours, renewed well before its end) is not always "expiring".
+// autoWarningMax bounds the expiry warning of a bundle whose trust domain
+// sets none: the shorter of a week and a third of the lifetime of the
+// authority that expires last, so that a short-lived CA (SPIRE's default
+// is 24 hours, renewed well before its end) is not always "expiring".
 const autoWarningMax = 7 * 24 * time.Hour
 
 // loadBundles reads the trust domains' X.509 bundles: PEM CA
 // certificates, or a SPIFFE bundle JSON document (starts with "{").
 // Errors name the trust domain's config path.
-func loadBundles(tds []config.TrustDomain) ([]*Bundle, error) {
-	var out []*Bundle
+func loadBundles(tds []config.TrustDomain) ([]*bundle, error) {
+	var out []*bundle
 	var errs config.Errors
 	for i, tdc := range tds {
 		p := config.Path("authz.mtls.trustDomains").Index(i)
@@ -128,7 +128,7 @@ func loadBundles(tds []config.TrustDomain) ([]*Bundle, error) {
 			errs.Add(p.Field(field), "holds no X.509 authority")
 			continue
 		}
-		nb := &Bundle{x509: b, source: source, warning: tdc.ExpiryWarning.D()}
+		nb := &bundle{x509: b, source: source, warning: tdc.ExpiryWarning.D()}
 		var life time.Duration
 		for _, c := range auths {
 			if c.NotAfter.After(nb.expires) {

@@ -35,7 +35,7 @@ const HeaderXFCC = "x-forwarded-client-cert"
 // tier map, and the count of XFCC headers ignored.
 type Trust struct {
 	cfg     *config.AuthzMTLS
-	bundles []*Bundle
+	bundles []*bundle
 	// all holds every bundle, for routes that accept every trust domain.
 	all          *x509bundle.Set
 	tiers        []config.SPIFFETier

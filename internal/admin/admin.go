@@ -1,7 +1,8 @@
 // Package admin is gatehouse's operations HTTP server: /healthz (the
 // process is alive), /readyz (every enabled component is serving and its
-// stores are reachable; warnings shown beside), /metrics (Prometheus) and /config (the effective
-// config, secrets shown only as references). Components may add routes.
+// stores are reachable; warnings shown beside), /metrics (Prometheus)
+// and /config (the effective config, secrets shown only as references).
+// Components may add routes.
 package admin
 
 import (
