@@ -224,7 +224,18 @@ func (a *Authenticator) fromPeer(r *core.Request, ex core.Explainer) (*core.Iden
 	if ex != nil {
 		ex.Step("peer principal %q, certificate forwarded: %t", r.SourcePrincipal, len(certs) > 0)
 	}
-	return a.identity(r.SourcePrincipal, "", certs, ex)
+	uri, subject := r.SourcePrincipal, ""
+	if len(certs) > 0 && len(certs[0].URIs) == 0 && !hasSPIFFEScheme(uri) {
+		// Envoy's principal of a certificate without URI SAN is its
+		// first DNS SAN or its subject, not a URI the certificate would
+		// have to hold: it names the caller.
+		uri, subject = "", uri
+	}
+	return a.identity(uri, subject, certs, ex)
+}
+
+func hasSPIFFEScheme(s string) bool {
+	return len(s) >= len("spiffe:") && strings.EqualFold(s[:len("spiffe:")], "spiffe:")
 }
 
 // identity builds the identity from a claimed URI SAN and, when present,

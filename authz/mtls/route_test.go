@@ -177,3 +177,37 @@ func FuzzIdentify(f *testing.F) {
 		}
 	})
 }
+
+// TestCertificateWithoutSPIFFEID: Envoy sends the principal of a
+// certificate without URI SAN as its DNS SAN or subject. A route that
+// verifies nothing takes it as the caller's subject; a route that
+// verifies refuses it (only SPIFFE certificates are verified); a claimed
+// URI that the certificate does not hold is refused everywhere.
+func TestCertificateWithoutSPIFFEID(t *testing.T) {
+	ca := newCA(t, "corp CA")
+	tr, err := NewTrust(&config.AuthzMTLS{TrustDomains: []config.TrustDomain{{Name: config.MustSPIFFETrustDomain("corp.example"), Bundle: ca.PEM}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lax := tr.Authenticator(&config.RouteMTLS{})
+	strict := tr.Authenticator(&config.RouteMTLS{VerifyCertificate: ptr(true)})
+	cert := ca.Issue(t, testenv.Issue{CN: "billing-batch"}).Forwarded()
+	for _, tt := range []struct {
+		name      string
+		a         *Authenticator
+		principal string
+		want      core.Code
+		subject   string
+	}{
+		{"lax, principal the subject", lax, "CN=billing-batch", core.OK, "CN=billing-batch"},
+		{"lax, principal a DNS SAN", lax, "billing.corp.example", core.OK, "billing.corp.example"},
+		{"lax, no principal", lax, "", core.OK, "CN=billing-batch"},
+		{"lax, a URI the certificate does not hold", lax, "spiffe://corp.example/admin", core.MTLSInvalid, ""},
+		{"strict", strict, "CN=billing-batch", core.MTLSUntrusted, ""},
+	} {
+		id, code := tt.a.Identify(&core.Request{SourcePrincipal: tt.principal, SourceCertificate: cert, Headers: map[string]string{}}, nil)
+		if code != tt.want || (code == core.OK && (id.Subject != tt.subject || id.SPIFFEID != "")) {
+			t.Errorf("%s: Identify = %+v, %v; want %v, subject %q", tt.name, id, code, tt.want, tt.subject)
+		}
+	}
+}

@@ -35,9 +35,9 @@ func spiffeBundle(t testing.TB, td string, ca *testenv.CA) string {
 // partner's next CA, and a legacy CA that ends within the hour), the
 // clients they issued, and the files testdata/mtls.yaml names.
 type mtlsPKI struct {
-	prod, partner, partner2  *testenv.CA
-	web, app, impostor, app2 tls.Certificate
-	files                    map[string]string
+	prod, partner, partner2        *testenv.CA
+	web, app, impostor, app2, corp tls.Certificate
+	files                          map[string]string
 }
 
 func newMTLSPKI(t testing.TB) *mtlsPKI {
@@ -60,6 +60,8 @@ func newMTLSPKI(t testing.TB) *mtlsPKI {
 	// listener trusts both CAs and lets it through.
 	p.impostor = client(p.partner, "spiffe://prod.example/ns/web/sa/admin")
 	p.app2 = client(p.partner2, "spiffe://partner.example/app")
+	// A certificate without SPIFFE id, of a PKI that predates SPIFFE.
+	p.corp = p.prod.Issue(t, testenv.Issue{CN: "billing-batch"}).TLS
 	p.files = map[string]string{
 		"prod-bundle.pem":     p.prod.PEM,
 		"partner-bundle.json": spiffeBundle(t, "partner.example", p.partner),
@@ -147,9 +149,19 @@ func testMTLSRoutes(t *testing.T, m *harness.Mesh, p *mtlsPKI) {
 			t.Errorf("%s: spoke %s; want HTTP/2 over TLS", tt.name, r.Proto)
 		}
 	}
+	// Without a SPIFFE id: the route that verifies nothing takes Envoy's
+	// principal (the subject) as the caller; the one that verifies cannot.
+	corp := p.client(p.corp)
+	r := harness.Send(t, corp, harness.Request{URL: base + "/lax"})
+	if e, ok := r.Echo(); r.Status != 200 || !ok || e.Header("x-gatehouse-subject") != "CN=billing-batch" || e.Header("x-gatehouse-spiffe-id") != "" {
+		t.Errorf("certificate without SPIFFE id, lax: %d %s; want 200, subject CN=billing-batch and no SPIFFE id", r.Status, r.Body)
+	}
+	if r := harness.Send(t, corp, harness.Request{URL: base + "/strict"}); r.Status != http.StatusForbidden {
+		t.Errorf("certificate without SPIFFE id, strict: %d; want 403", r.Status)
+	}
 	g := m.Gatehouse[0]
-	if n := g.Metric("gatehouse_authz_decisions_total", `route="strict"`, `decision="deny"`, `reason="mtls_untrusted"`); n != 2 {
-		t.Errorf("strict's mtls_untrusted denials = %v; want 2", n)
+	if n := g.Metric("gatehouse_authz_decisions_total", `route="strict"`, `decision="deny"`, `reason="mtls_untrusted"`); n != 3 {
+		t.Errorf("strict's mtls_untrusted denials = %v; want 3", n)
 	}
 	if n := g.Metric("gatehouse_authz_decisions_total", `route="partners"`, `decision="deny"`, `reason="mtls_untrusted"`); n != 1 {
 		t.Errorf("partners' mtls_untrusted denials = %v; want 1", n)
