@@ -17,6 +17,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/authz/internal/core"
 	"github.com/gatehouse/gatehouse/authz/jwt"
+	"github.com/gatehouse/gatehouse/internal/admin"
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/component"
 	"github.com/gatehouse/gatehouse/internal/config"
@@ -89,13 +90,32 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 
 // Validate compiles the authz part of cfg (key files, JWKS documents, PEM
 // keys, trust bundles, API key files, webhook secrets) without starting
-// anything, and returns its problems with their config paths.
+// anything, and returns its problems with their config paths: errors, or
+// only warnings (config.Errors) for trust bundles that are expiring or
+// expired, which validate prints and serve logs at every load.
 func Validate(cfg *config.Config) error {
 	if cfg.Authz == nil {
 		return nil
 	}
-	_, err := compile(cfg, compileOptions{store: kv.NewMemory(1), allowUnresolved: true})
-	return err
+	e, err := compile(cfg, compileOptions{store: kv.NewMemory(1), allowUnresolved: true})
+	if err != nil {
+		return err
+	}
+	var warns config.Errors
+	now := time.Now()
+	for i, b := range e.mtls.Bundles(now) {
+		if p := b.Problem(now); p != "" {
+			field := "bundle"
+			if cfg.Authz.MTLS.TrustDomains[i].BundleFile != "" {
+				field = "bundleFile"
+			}
+			warns.Warn(config.Path("authz.mtls.trustDomains").Index(i).Field(field), "%s", p)
+		}
+	}
+	if len(warns) > 0 {
+		return warns
+	}
+	return nil
 }
 
 // Name implements component.Component.
@@ -147,27 +167,41 @@ func (s *Server) Prepare(cfg *config.Config) (func(), error) {
 // Ready implements component.Component: every issuer's key set must have
 // loaded once (afterwards a failing JWKS endpoint is served from cache and
 // shows in gatehouse_authz_jwks_up, not in readiness, so that an
-// identity provider's outage does not take every replica out).
+// identity provider's outage does not take every replica out). A trust
+// bundle that is expiring or has expired is reported as an
+// *admin.Warning: every replica holds the same bundle, so taking them out
+// of service would deny every route, not only those that need it.
 func (s *Server) Ready(ctx context.Context) error {
 	e := s.engine.Load()
 	if e == nil {
 		return errors.New("authz: no config")
 	}
-	if e.jwt == nil {
-		return nil
-	}
-	var bad []string
-	for _, h := range e.jwt.Health() {
-		if !h.Loaded {
-			msg := "jwt issuer " + h.Issuer + ": key set not loaded"
-			if h.LastError != "" {
-				msg += ": " + h.LastError
+	var bad, warn []string
+	if e.jwt != nil {
+		for _, h := range e.jwt.Health() {
+			if !h.Loaded {
+				msg := "jwt issuer " + h.Issuer + ": key set not loaded"
+				if h.LastError != "" {
+					msg += ": " + h.LastError
+				}
+				bad = append(bad, msg)
 			}
-			bad = append(bad, msg)
 		}
 	}
-	if len(bad) > 0 {
+	now := time.Now()
+	for _, b := range e.mtls.Bundles(now) {
+		if p := b.Problem(now); p != "" {
+			warn = append(warn, p)
+		}
+	}
+	switch {
+	case len(bad) > 0:
+		for _, w := range warn {
+			bad = append(bad, "warning: "+w)
+		}
 		return errors.New(strings.Join(bad, "; "))
+	case len(warn) > 0:
+		return &admin.Warning{Msg: strings.Join(warn, "; ")}
 	}
 	return nil
 }

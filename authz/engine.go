@@ -34,7 +34,7 @@ type engine struct {
 
 	jwt      *jwt.Verifier
 	apiKeys  *apikey.Store
-	mtls     *mtls.Authenticator
+	mtls     *mtls.Trust
 	webhooks map[string]*webhook.Verifier
 	keySets  map[string]*jwt.KeySet
 	now      func() time.Time
@@ -102,10 +102,10 @@ func compile(cfg *config.Config, o compileOptions) (*engine, error) {
 		}
 		e.apiKeys = s
 	}
-	m, err := mtls.New(az.MTLS)
+	m, err := mtls.NewTrust(az.MTLS)
 	if err != nil {
 		addErr("authz.mtls", err)
-		m, _ = mtls.New(nil)
+		m, _ = mtls.NewTrust(nil)
 	}
 	e.mtls = m
 	for i := range az.Webhooks {

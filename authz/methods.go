@@ -112,7 +112,7 @@ func (e *engine) methodsFor(a *config.RouteAuthz) []method {
 		out = append(out, &apiKeyMethod{s: e.apiKeys, now: e.now})
 	}
 	if a.MTLS != nil {
-		out = append(out, &mtlsMethod{a: e.mtls})
+		out = append(out, &mtlsMethod{a: e.mtls.Authenticator(a.MTLS)})
 	}
 	if a.Webhook != "" && e.webhooks[a.Webhook] != nil {
 		out = append(out, &webhookMethod{v: e.webhooks[a.Webhook]})

@@ -2,10 +2,12 @@ package authz
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse/gatehouse/authz/internal/core"
+	"github.com/gatehouse/gatehouse/authz/mtls"
 )
 
 // metrics are the ext_authz server's collectors. Label values are bounded:
@@ -105,7 +107,9 @@ func (c *counters) inc(m *metrics, o outcome, code core.Code) {
 
 // stateCollector reports, at scrape time, what the serving engine knows:
 // key set health per issuer, token cache and verification counters,
-// replay store errors, untrusted XFCC headers.
+// replay store errors, untrusted XFCC headers, the trust bundles' expiry
+// (computed at each scrape, so that a bundle turns expiring with no
+// reload).
 type stateCollector struct{ s *Server }
 
 var (
@@ -130,12 +134,19 @@ var (
 	descReplayErrors = prometheus.NewDesc("gatehouse_authz_webhook_replay_store_errors_total",
 		"Replay-guard store failures, by webhook source (answered by its replayFailureMode).", []string{"source"}, nil)
 	descXFCC = prometheus.NewDesc("gatehouse_authz_xfcc_untrusted_total",
-		"x-forwarded-client-cert headers ignored because the peer was not a trusted hop.", nil, nil)
+		"x-forwarded-client-cert headers ignored because the peer was not a trusted hop of the route.", nil, nil)
+	descBundleExpiry = prometheus.NewDesc("gatehouse_authz_mtls_bundle_expiry_timestamp_seconds",
+		"When the last authority of the trust domain's bundle expires: from then on no certificate of it verifies.", []string{"trust_domain"}, nil)
+	descBundleAuthorities = prometheus.NewDesc("gatehouse_authz_mtls_bundle_authorities",
+		"CA certificates in the trust domain's bundle.", []string{"trust_domain"}, nil)
+	descBundleState = prometheus.NewDesc("gatehouse_authz_mtls_bundle_state",
+		"1 for the state the trust domain's bundle is in (ok, expiring: within its expiryWarning of the expiry, expired), 0 for the others.", []string{"trust_domain", "state"}, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descJWKSUp, descJWKSLoaded, descJWKSKeys, descJWKSLastOK, descJWKSErrors,
-		descCache, descCacheEntries, descVerifications, descCoalesced, descReplayErrors, descXFCC} {
+		descCache, descCacheEntries, descVerifications, descCoalesced, descReplayErrors, descXFCC,
+		descBundleExpiry, descBundleAuthorities, descBundleState} {
 		ch <- d
 	}
 }
@@ -175,4 +186,15 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descReplayErrors, prometheus.CounterValue, float64(w.StoreErrors()), name)
 	}
 	ch <- prometheus.MustNewConstMetric(descXFCC, prometheus.CounterValue, float64(e.mtls.UntrustedXFCC()))
+	for _, b := range e.mtls.Bundles(time.Now()) {
+		ch <- prometheus.MustNewConstMetric(descBundleExpiry, prometheus.GaugeValue, float64(b.Expires.Unix()), b.TrustDomain)
+		ch <- prometheus.MustNewConstMetric(descBundleAuthorities, prometheus.GaugeValue, float64(b.Authorities), b.TrustDomain)
+		for _, st := range mtls.BundleStates {
+			v := 0.0
+			if b.State == st {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descBundleState, prometheus.GaugeValue, v, b.TrustDomain, string(st))
+		}
+	}
 }

@@ -6,13 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
-
-	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
-	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
-
-	"github.com/gatehouse/gatehouse/internal/config"
 )
 
 // maxPEM bounds a forwarded certificate (or chain); real ones are a few KiB.
@@ -54,46 +48,4 @@ func ParseCertificates(urlEncoded string) ([]*x509.Certificate, error) {
 		return nil, errors.New("mtls: not a PEM certificate")
 	}
 	return certs, nil
-}
-
-// LoadBundles reads the trust domains' X.509 bundles: PEM CA
-// certificates, or a SPIFFE bundle JSON document (starts with "{").
-func LoadBundles(tds []config.TrustDomain) (*x509bundle.Set, error) {
-	set := x509bundle.NewSet()
-	var errs config.Errors
-	for i, tdc := range tds {
-		p := config.Path("authz.mtls.trustDomains").Index(i)
-		td := tdc.Name.TrustDomain()
-		data := []byte(tdc.Bundle)
-		field := "bundle"
-		var err error
-		if tdc.BundleFile != "" {
-			field = "bundleFile"
-			if data, err = os.ReadFile(string(tdc.BundleFile)); err != nil {
-				errs.Add(p.Field(field), "cannot read: %v", err)
-				continue
-			}
-		}
-		var b *x509bundle.Bundle
-		if strings.HasPrefix(strings.TrimSpace(string(data)), "{") {
-			sb, err := spiffebundle.Parse(td, data)
-			if err != nil {
-				errs.Add(p.Field(field), "not a SPIFFE bundle: %v", err)
-				continue
-			}
-			b = sb.X509Bundle()
-		} else if b, err = x509bundle.Parse(td, data); err != nil {
-			errs.Add(p.Field(field), "not PEM CA certificates: %v", err)
-			continue
-		}
-		if len(b.X509Authorities()) == 0 {
-			errs.Add(p.Field(field), "holds no X.509 authority")
-			continue
-		}
-		set.Add(b)
-	}
-	if len(errs) > 0 {
-		return nil, errs
-	}
-	return set, nil
 }

@@ -1,8 +1,11 @@
 // Package mtls turns what Envoy knows of a client certificate into a
 // verified identity: the peer's principal (URI SAN) and, with
 // include_peer_certificate, the certificate itself (URL-encoded PEM),
-// optionally verified against SPIFFE trust bundles; or the
-// x-forwarded-client-cert header, believed only from configured hops.
+// optionally verified against the bundle of its SPIFFE trust domain; or
+// the x-forwarded-client-cert header, believed only from trusted hops.
+// What is verified, which trust domains are accepted and which hops are
+// trusted is decided per route (Trust.Authenticator), the bundles are
+// loaded once per config (Trust) and reported as they near expiry.
 // SPIFFE ids are parsed and bundles verified with go-spiffe.
 package mtls
 
@@ -11,7 +14,9 @@ import (
 	"net/netip"
 	"path"
 	"slices"
+	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -25,36 +30,52 @@ import (
 // HeaderXFCC is the header Envoy forwards client certificate details in.
 const HeaderXFCC = "x-forwarded-client-cert"
 
-// Authenticator identifies mTLS callers.
-type Authenticator struct {
-	verify       bool
-	bundles      *x509bundle.Set
-	xfcc         bool
-	proxies      []netip.Prefix
-	proxyIDs     []config.SPIFFEID
-	hop          int
+// Trust is what the Authenticators of one config share: the trust
+// domains' bundles, the server-wide defaults of authz.mtls, the SPIFFE
+// tier map, and the count of XFCC headers ignored.
+type Trust struct {
+	cfg     *config.AuthzMTLS
+	bundles []*bundle
+	// all holds every bundle, for routes that accept every trust domain.
+	all          *x509bundle.Set
 	tiers        []config.SPIFFETier
 	untrustedHop atomic.Uint64
 }
 
-// New builds an Authenticator; cfg may be nil (principal and certificate
-// are then read, nothing is verified beyond what Envoy did, XFCC is
-// never believed).
-func New(cfg *config.AuthzMTLS) (*Authenticator, error) {
-	a := &Authenticator{}
+// NewTrust loads the bundles of cfg, which may be nil (no authz.mtls:
+// principals and certificates are then read, nothing is verified beyond
+// what Envoy did, XFCC is never believed). Its errors name config paths.
+func NewTrust(cfg *config.AuthzMTLS) (*Trust, error) {
+	t := &Trust{cfg: cfg, all: x509bundle.NewSet()}
 	if cfg == nil {
-		return a, nil
+		return t, nil
 	}
-	a.verify = cfg.VerifyCertificate
-	a.tiers = cfg.Tiers
-	if len(cfg.TrustDomains) > 0 {
-		set, err := LoadBundles(cfg.TrustDomains)
-		if err != nil {
-			return nil, err
+	t.tiers = cfg.Tiers
+	bundles, err := loadBundles(cfg.TrustDomains)
+	if err != nil {
+		return nil, err
+	}
+	t.bundles = bundles
+	for _, b := range bundles {
+		t.all.Add(b.x509)
+	}
+	return t, nil
+}
+
+// Authenticator returns the Authenticator of a route whose own mTLS
+// settings are r (nil: the server-wide defaults throughout).
+func (t *Trust) Authenticator(r *config.RouteMTLS) *Authenticator {
+	p := t.cfg.RoutePolicy(r)
+	a := &Authenticator{t: t, verify: p.VerifyCertificate, bundles: t.all}
+	if p.VerifyCertificate && len(p.TrustDomains) > 0 {
+		a.bundles = x509bundle.NewSet()
+		for _, td := range p.TrustDomains {
+			if b, ok := t.all.Get(td.TrustDomain()); ok {
+				a.bundles.Add(b)
+			}
 		}
-		a.bundles = set
 	}
-	if x := cfg.XFCC; x != nil {
+	if x := p.XFCC; x != nil {
 		a.xfcc = true
 		a.hop = x.Hop
 		a.proxyIDs = x.TrustedProxyIDs
@@ -62,12 +83,35 @@ func New(cfg *config.AuthzMTLS) (*Authenticator, error) {
 			a.proxies = append(a.proxies, c.Prefix())
 		}
 	}
-	return a, nil
+	return a
 }
 
 // UntrustedXFCC counts XFCC headers ignored because the peer that sent
-// them is not a trusted hop.
-func (a *Authenticator) UntrustedXFCC() uint64 { return a.untrustedHop.Load() }
+// them is not a trusted hop of the route.
+func (t *Trust) UntrustedXFCC() uint64 { return t.untrustedHop.Load() }
+
+// Bundles reports every trust domain's bundle at now, in config order.
+func (t *Trust) Bundles(now time.Time) []BundleStatus {
+	out := make([]BundleStatus, len(t.bundles))
+	for i, b := range t.bundles {
+		out[i] = b.status(now)
+	}
+	return out
+}
+
+// Authenticator identifies the mTLS callers of one route: what it
+// verifies, against which trust domains' bundles, and whom it believes
+// an x-forwarded-client-cert from.
+type Authenticator struct {
+	t      *Trust
+	verify bool
+	// bundles are the route's trust domains' bundles.
+	bundles  *x509bundle.Set
+	xfcc     bool
+	proxies  []netip.Prefix
+	proxyIDs []config.SPIFFEID
+	hop      int
+}
 
 // Identify returns the caller's certificate identity. CredentialsMissing
 // means no certificate identity at all; MTLSInvalid a certificate or XFCC
@@ -77,13 +121,13 @@ func (a *Authenticator) Identify(r *core.Request, ex core.Explainer) (*core.Iden
 		if a.trustedHop(r) {
 			return a.fromXFCC(x, ex)
 		}
-		a.untrustedHop.Add(1)
+		a.t.untrustedHop.Add(1)
 		if ex != nil {
 			ex.Step("x-forwarded-client-cert ignored: peer %s (principal %q) is not a trusted hop", r.SourceAddress, r.SourcePrincipal)
 		}
 	} else if ok {
 		if ex != nil {
-			ex.Step("x-forwarded-client-cert ignored: authz.mtls.xfcc names no trusted hop")
+			ex.Step("x-forwarded-client-cert ignored: the route believes it from no hop (xfcc)")
 		}
 	}
 	return a.fromPeer(r, ex)
@@ -180,7 +224,18 @@ func (a *Authenticator) fromPeer(r *core.Request, ex core.Explainer) (*core.Iden
 	if ex != nil {
 		ex.Step("peer principal %q, certificate forwarded: %t", r.SourcePrincipal, len(certs) > 0)
 	}
-	return a.identity(r.SourcePrincipal, "", certs, ex)
+	uri, subject := r.SourcePrincipal, ""
+	if len(certs) > 0 && len(certs[0].URIs) == 0 && !hasSPIFFEScheme(uri) {
+		// Envoy's principal of a certificate without URI SAN is its
+		// first DNS SAN or its subject, not a URI the certificate would
+		// have to hold: it names the caller.
+		uri, subject = "", uri
+	}
+	return a.identity(uri, subject, certs, ex)
+}
+
+func hasSPIFFEScheme(s string) bool {
+	return len(s) >= len("spiffe:") && strings.EqualFold(s[:len("spiffe:")], "spiffe:")
 }
 
 // identity builds the identity from a claimed URI SAN and, when present,
@@ -209,17 +264,8 @@ func (a *Authenticator) identity(uri, subject string, certs []*x509.Certificate,
 			subject = leaf.Subject.String()
 		}
 		if a.verify {
-			if a.bundles == nil {
-				return nil, core.MTLSUntrusted
-			}
-			if _, _, err := x509svid.Verify(certs, a.bundles); err != nil {
-				if ex != nil {
-					ex.Step("certificate does not verify against the trust bundles: %v", err)
-				}
-				return nil, core.MTLSUntrusted
-			}
-			if ex != nil {
-				ex.Step("certificate verifies against the bundle of trust domain %s", id.TrustDomain())
+			if code := a.verifyChain(id, certs, ex); code != core.OK {
+				return nil, code
 			}
 		}
 	} else {
@@ -263,7 +309,7 @@ func (a *Authenticator) identity(uri, subject string, certs []*x509.Certificate,
 }
 
 func (a *Authenticator) tierOf(id string) string {
-	for _, t := range a.tiers {
+	for _, t := range a.t.tiers {
 		if t.ID == id {
 			return t.Tier
 		}
@@ -272,4 +318,43 @@ func (a *Authenticator) tierOf(id string) string {
 		}
 	}
 	return ""
+}
+
+// verifyChain verifies a certificate chain (leaf first) whose leaf has
+// SPIFFE id id against the bundle of id's trust domain, when the route
+// trusts that trust domain.
+func (a *Authenticator) verifyChain(id spiffeid.ID, certs []*x509.Certificate, ex core.Explainer) core.Code {
+	if id.IsZero() {
+		if ex != nil {
+			ex.Step("certificate has no SPIFFE id: only SPIFFE certificates are verified against trust bundles")
+		}
+		return core.MTLSUntrusted
+	}
+	if !a.bundles.Has(id.TrustDomain()) {
+		if ex != nil {
+			ex.Step("trust domain %s is not one the route trusts (%s)", id.TrustDomain(), a.trustedNames())
+		}
+		return core.MTLSUntrusted
+	}
+	if _, _, err := x509svid.Verify(certs, a.bundles); err != nil {
+		if ex != nil {
+			ex.Step("certificate does not verify against the bundle of trust domain %s: %v", id.TrustDomain(), err)
+		}
+		return core.MTLSUntrusted
+	}
+	if ex != nil {
+		ex.Step("certificate verifies against the bundle of trust domain %s", id.TrustDomain())
+	}
+	return core.OK
+}
+
+func (a *Authenticator) trustedNames() string {
+	var names []string
+	for _, b := range a.bundles.Bundles() {
+		names = append(names, b.TrustDomain().Name())
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
 }

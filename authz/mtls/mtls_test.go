@@ -1,14 +1,6 @@
 package mtls
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +9,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/authz/internal/core"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 func TestParseXFCC(t *testing.T) {
@@ -85,63 +78,34 @@ func FuzzParseXFCC(f *testing.F) {
 	})
 }
 
-// pki is a test CA with a way to issue leaves.
-type pki struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  string
+// newCA makes a CA valid for an hour either side of now.
+func newCA(t testing.TB, cn string) *testenv.CA {
+	t.Helper()
+	return testenv.NewCA(t, cn, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 }
 
-func newCA(t testing.TB, cn string) *pki {
+// leaf issues a client certificate with the given URI SANs, as Envoy
+// forwards it (URL-encoded PEM).
+func leaf(t testing.TB, ca *testenv.CA, uris ...string) string {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return &pki{cert: c, key: key, pem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))}
-}
-
-// leaf issues a certificate with the given URI SANs; URL-encoded PEM.
-func (p *pki) leaf(t testing.TB, uris ...string) string {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "client"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	for _, u := range uris {
-		pu, _ := url.Parse(u)
-		tmpl.URIs = append(tmpl.URIs, pu)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.cert, &key.PublicKey, p.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return url.PathEscape(string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	return ca.Issue(t, testenv.Issue{URIs: uris}).Forwarded()
 }
 
 func TestIdentify(t *testing.T) {
 	ca := newCA(t, "example.org CA")
 	rogue := newCA(t, "rogue CA")
-	good := ca.leaf(t, "spiffe://example.org/ns/prod/sa/web")
+	good := leaf(t, ca, "spiffe://example.org/ns/prod/sa/web")
 	cfg := &config.AuthzMTLS{
-		TrustDomains:      []config.TrustDomain{{Name: config.MustSPIFFETrustDomain("example.org"), Bundle: ca.pem}},
+		TrustDomains:      []config.TrustDomain{{Name: config.MustSPIFFETrustDomain("example.org"), Bundle: ca.PEM}},
 		VerifyCertificate: true,
 		XFCC:              &config.XFCC{TrustedProxies: []config.CIDR{config.MustCIDR("10.0.0.0/8")}, TrustedProxyIDs: []config.SPIFFEID{"spiffe://example.org/edge"}, Hop: 1},
 		Tiers:             []config.SPIFFETier{{ID: "spiffe://example.org/ns/prod/*/*", Tier: "internal"}},
 	}
-	a, err := New(cfg)
+	tr, err := NewTrust(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	a := tr.Authenticator(&config.RouteMTLS{})
 	tests := []struct {
 		name        string
 		r           core.Request
@@ -153,11 +117,11 @@ func TestIdentify(t *testing.T) {
 			core.OK, "spiffe://example.org/ns/prod/sa/web", "spiffe://example.org/ns/prod/sa/web"},
 		{"no certificate at all", core.Request{}, core.CredentialsMissing, "", ""},
 		{"principal without certificate while verifying", core.Request{SourcePrincipal: "spiffe://example.org/x"}, core.MTLSUntrusted, "", ""},
-		{"certificate of another CA", core.Request{SourceCertificate: rogue.leaf(t, "spiffe://example.org/ns/prod/sa/web")}, core.MTLSUntrusted, "", ""},
+		{"certificate of another CA", core.Request{SourceCertificate: leaf(t, rogue, "spiffe://example.org/ns/prod/sa/web")}, core.MTLSUntrusted, "", ""},
 		{"malformed PEM", core.Request{SourceCertificate: "-----BEGIN%20CERTIFICATE-----%0Agarbage"}, core.MTLSInvalid, "", ""},
 		{"not URL-encoded", core.Request{SourceCertificate: "%zz"}, core.MTLSInvalid, "", ""},
 		{"principal disagrees with certificate", core.Request{SourcePrincipal: "spiffe://example.org/admin", SourceCertificate: good}, core.MTLSInvalid, "", ""},
-		{"two URI SANs", core.Request{SourceCertificate: ca.leaf(t, "spiffe://example.org/a", "spiffe://example.org/b")}, core.MTLSInvalid, "", ""},
+		{"two URI SANs", core.Request{SourceCertificate: leaf(t, ca, "spiffe://example.org/a", "spiffe://example.org/b")}, core.MTLSInvalid, "", ""},
 		{"XFCC from trusted CIDR", core.Request{SourceAddress: "10.1.2.3", Headers: map[string]string{HeaderXFCC: `By=spiffe://example.org/edge;Cert="` + good + `";URI=spiffe://example.org/ns/prod/sa/web`}},
 			core.OK, "spiffe://example.org/ns/prod/sa/web", "spiffe://example.org/ns/prod/sa/web"},
 		{"XFCC from trusted proxy id", core.Request{SourceAddress: "192.0.2.1", SourcePrincipal: "spiffe://example.org/edge", Headers: map[string]string{HeaderXFCC: `Cert="` + good + `"`}},
@@ -183,16 +147,17 @@ func TestIdentify(t *testing.T) {
 			}
 		})
 	}
-	if a.UntrustedXFCC() != 1 {
-		t.Errorf("UntrustedXFCC() = %d; want 1", a.UntrustedXFCC())
+	if tr.UntrustedXFCC() != 1 {
+		t.Errorf("UntrustedXFCC() = %d; want 1", tr.UntrustedXFCC())
 	}
 }
 
 func TestIdentifyWithoutVerification(t *testing.T) {
-	a, err := New(nil)
+	tr, err := NewTrust(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	a := tr.Authenticator(&config.RouteMTLS{})
 	r := &core.Request{SourcePrincipal: "spiffe://example.org/ns/a/sa/b", Headers: map[string]string{HeaderXFCC: "URI=spiffe://evil/x"}}
 	id, code := a.Identify(r, nil)
 	if code != core.OK || id.SPIFFEID != "spiffe://example.org/ns/a/sa/b" {
@@ -201,16 +166,21 @@ func TestIdentifyWithoutVerification(t *testing.T) {
 }
 
 func TestLoadBundlesErrors(t *testing.T) {
-	_, err := LoadBundles([]config.TrustDomain{{Name: config.MustSPIFFETrustDomain("example.org"), Bundle: "not pem"}, {Name: config.MustSPIFFETrustDomain("b.org"), Bundle: "{}"}})
-	var errs config.Errors
-	if err == nil || !strings.Contains(err.Error(), "trustDomains[0].bundle") || !strings.Contains(err.Error(), "trustDomains[1].bundle") {
-		t.Errorf("LoadBundles(bad) = %v (%T %v); want both entries named", err, err, errs)
+	_, err := NewTrust(&config.AuthzMTLS{TrustDomains: []config.TrustDomain{
+		{Name: config.MustSPIFFETrustDomain("example.org"), Bundle: "not pem"},
+		{Name: config.MustSPIFFETrustDomain("b.org"), Bundle: "{}"},
+		{Name: config.MustSPIFFETrustDomain("c.org"), BundleFile: "/nonexistent/c.org.pem"},
+	}})
+	for _, want := range []string{"trustDomains[0].bundle: not PEM", "trustDomains[1].bundle: ", "trustDomains[2].bundleFile: cannot read"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("NewTrust(bad bundles) = %v; want %q", err, want)
+		}
 	}
 }
 
 func FuzzParseCertificates(f *testing.F) {
 	ca := newCA(f, "fuzz")
-	f.Add(ca.leaf(f, "spiffe://fuzz/a"))
+	f.Add(leaf(f, ca, "spiffe://fuzz/a"))
 	f.Add("-----BEGIN%20CERTIFICATE-----%0AAAAA%0A-----END%20CERTIFICATE-----")
 	f.Add("%")
 	f.Fuzz(func(t *testing.T, s string) {

@@ -1,7 +1,8 @@
 // Package admin is gatehouse's operations HTTP server: /healthz (the
 // process is alive), /readyz (every enabled component is serving and its
-// stores are reachable), /metrics (Prometheus) and /config (the effective
-// config, secrets shown only as references). Components may add routes.
+// stores are reachable; warnings shown beside), /metrics (Prometheus)
+// and /config (the effective config, secrets shown only as references).
+// Components may add routes.
 package admin
 
 import (
@@ -19,11 +20,22 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Check is one readiness check. It returns nil when ready.
+// Check is one readiness check. It returns nil when ready, a *Warning
+// (possibly wrapped) for a problem to report that does not make the
+// process unready, any other error when not ready.
 type Check struct {
 	Name string
 	Fn   func(ctx context.Context) error
 }
+
+// Warning is a problem /readyz reports and still answers 200 for: the
+// component serves correctly now, but someone should act before it does
+// not (a trust bundle about to expire), or a problem that taking every
+// replica out of service would not mend (a trust bundle expired on all
+// of them alike). Its text is shown as "warning: <Msg>".
+type Warning struct{ Msg string }
+
+func (w *Warning) Error() string { return w.Msg }
 
 // Options are what the admin server shows.
 type Options struct {
@@ -133,7 +145,12 @@ func runChecks(ctx context.Context, checks []Check) Report {
 			err := c.Fn(ctx)
 			mu.Lock()
 			defer mu.Unlock()
-			if err != nil {
+			var w *Warning
+			switch {
+			case errors.As(err, &w):
+				rep.Checks[c.Name] = "warning: " + err.Error()
+				return
+			case err != nil:
 				rep.Ready = false
 				rep.Checks[c.Name] = err.Error()
 				return

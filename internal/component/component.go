@@ -57,8 +57,9 @@ type Component interface {
 	// fields, so that the app can report file:line.
 	Prepare(cfg *config.Config) (commit func(), err error)
 	// Ready reports whether the component can serve correctly now: its
-	// stores and key sets are reachable. It must return quickly (bounded
-	// by ctx).
+	// stores and key sets are reachable. A problem to report without
+	// making the component unready is an *admin.Warning. It must return
+	// quickly (bounded by ctx).
 	Ready(ctx context.Context) error
 	// Close stops background work; the gRPC server is already stopped.
 	Close(ctx context.Context) error

@@ -197,51 +197,6 @@ type APIKey struct {
 	Revoked bool `yaml:"revoked,omitempty"`
 }
 
-// AuthzMTLS configures identity from client certificates.
-type AuthzMTLS struct {
-	// TrustDomains hold the SPIFFE trust bundles certificates are verified
-	// against when VerifyCertificate is on.
-	TrustDomains []TrustDomain `yaml:"trustDomains,omitempty"`
-	// VerifyCertificate checks the peer certificate Envoy forwards
-	// (include_peer_certificate) against the bundle of its trust domain,
-	// and refuses a principal that comes without a certificate.
-	VerifyCertificate bool `yaml:"verifyCertificate,omitempty"`
-	// XFCC says when x-forwarded-client-cert is believed; absent = never.
-	XFCC *XFCC `yaml:"xfcc,omitempty"`
-	// Tiers map SPIFFE ids (exact, or a path pattern with *) to tiers.
-	Tiers []SPIFFETier `yaml:"tiers,omitempty"`
-}
-
-// TrustDomain is a SPIFFE trust domain and its X.509 bundle (CA
-// certificates as PEM, or a SPIFFE bundle JSON document).
-type TrustDomain struct {
-	// Name is the trust domain (example.org).
-	Name SPIFFETrustDomain `yaml:"name"`
-	// BundleFile is a PEM or SPIFFE bundle file.
-	BundleFile FilePath `yaml:"bundleFile,omitempty"`
-	// Bundle is the same, inline.
-	Bundle string `yaml:"bundle,omitempty"`
-}
-
-// XFCC trusts x-forwarded-client-cert only from known hops.
-type XFCC struct {
-	// TrustedProxies are the CIDRs of direct peers allowed to send XFCC.
-	TrustedProxies []CIDR `yaml:"trustedProxies,omitempty"`
-	// TrustedProxyIDs are SPIFFE ids of direct mTLS peers allowed to send it.
-	TrustedProxyIDs []SPIFFEID `yaml:"trustedProxyIDs,omitempty"`
-	// Hop picks the element describing the client, counted from the end
-	// (1 = the last element, appended by the nearest proxy).
-	Hop int `yaml:"hop" default:"1"`
-}
-
-// SPIFFETier maps SPIFFE ids to a tier.
-type SPIFFETier struct {
-	// ID is a SPIFFE id; its path may hold * for one segment.
-	ID string `yaml:"id"`
-	// Tier is the tier of matching ids.
-	Tier string `yaml:"tier"`
-}
-
 // WebhookScheme is a webhook signature scheme.
 type WebhookScheme string
 
@@ -380,7 +335,8 @@ type RouteAuthz struct {
 	JWT *RouteJWT `yaml:"jwt,omitempty"`
 	// APIKey accepts API keys.
 	APIKey *RouteAPIKey `yaml:"apiKey,omitempty"`
-	// MTLS accepts client certificate identities.
+	// MTLS accepts client certificate identities; what it verifies and
+	// believes is authz.mtls's unless it says otherwise.
 	MTLS *RouteMTLS `yaml:"mtls,omitempty"`
 	// Webhook names the webhook source whose signature the route needs.
 	Webhook string `yaml:"webhook,omitempty"`
@@ -430,9 +386,6 @@ type RouteJWT struct {
 
 // RouteAPIKey accepts API keys.
 type RouteAPIKey struct{}
-
-// RouteMTLS accepts client certificate identities.
-type RouteMTLS struct{}
 
 // Requirements must all hold for an authenticated caller.
 type Requirements struct {

@@ -35,6 +35,7 @@ func (a *RouteAuthz) validate(p Path, c *Config, errs *Errors) {
 	}
 	if a.MTLS != nil {
 		methods++
+		a.MTLS.validate(p.Field("mtls"), az.MTLS, a.Require.SPIFFE, errs)
 	}
 	if a.Webhook != "" {
 		methods++

@@ -255,48 +255,6 @@ func ParseKeyHash(s string) (alg string, digest []byte, problem string) {
 	return strings.ToLower(alg), d, ""
 }
 
-func (m *AuthzMTLS) validate(p Path, errs *Errors) {
-	tds := map[string]int{}
-	for i, td := range m.TrustDomains {
-		tp := p.Field("trustDomains").Index(i)
-		if td.Name.IsZero() {
-			errs.Add(tp.Field("name"), "is required: the trust domain, such as example.org")
-		} else if first, dup := tds[td.Name.String()]; dup {
-			errs.Add(tp.Field("name"), "duplicate trust domain %q (also trustDomains[%d])", td.Name, first)
-		}
-		tds[td.Name.String()] = i
-		if (td.BundleFile == "") == (td.Bundle == "") {
-			errs.Add(tp, "set exactly one of bundleFile and bundle")
-		}
-	}
-	if m.VerifyCertificate && len(m.TrustDomains) == 0 {
-		errs.Add(p.Field("verifyCertificate"), "needs at least one of trustDomains to verify against")
-	}
-	if x := m.XFCC; x != nil {
-		xp := p.Field("xfcc")
-		if len(x.TrustedProxies) == 0 && len(x.TrustedProxyIDs) == 0 {
-			errs.Add(xp, "name the hops allowed to send x-forwarded-client-cert in trustedProxies or trustedProxyIDs")
-		}
-		for i, c := range x.TrustedProxies {
-			if c.Prefix().Bits() == 0 {
-				errs.Warn(xp.Field("trustedProxies").Index(i), "%q trusts every peer: any client can send x-forwarded-client-cert and claim any certificate identity; list the proxies in front of gatehouse", c)
-			}
-		}
-		if x.Hop < 1 || x.Hop > 16 {
-			errs.Add(xp.Field("hop"), "%d is out of range; use 1 (the last element) to 16", x.Hop)
-		}
-	}
-	for i, t := range m.Tiers {
-		tp := p.Field("tiers").Index(i)
-		if !validSPIFFEPattern(t.ID) {
-			errs.Add(tp.Field("id"), "%q is not a SPIFFE id or pattern (spiffe://trust.domain/path, * for one segment)", t.ID)
-		}
-		if !TierPattern.MatchString(t.Tier) {
-			errs.Add(tp.Field("tier"), "%q is not a tier; use 1-64 letters, digits, '.', '_' or '-'", t.Tier)
-		}
-	}
-}
-
 var trustDomainPattern = regexp.MustCompile(`^[a-z0-9._-]{1,255}$`)
 
 func validTrustDomain(s string) bool { return trustDomainPattern.MatchString(s) }

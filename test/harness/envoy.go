@@ -19,6 +19,7 @@ import (
 	"time"
 
 	envoyboot "github.com/gatehouse/gatehouse/envoy"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 // EnvEnvoyLog sets the log level of Envoy's gatehouse-facing components
@@ -64,6 +65,23 @@ func startEnvoy(t testing.TB, bin, dir string, o envoyOptions) *Envoy {
 	}
 	e := &Envoy{t: t, bin: bin, dir: dir, Bootstrap: filepath.Join(dir, "bootstrap.yaml"), Admin: o.admin, logPath: filepath.Join(dir, "envoy.log")}
 	if err := os.WriteFile(e.Bootstrap, bs, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.Start()
+	t.Cleanup(e.Stop)
+	return e
+}
+
+// StartStaticEnvoy starts an Envoy of a hand-written bootstrap, beside the
+// mesh's: for what gatehouse does not render, such as a proxy in front
+// that passes client certificates on in x-forwarded-client-cert, or a
+// hand-written config that calls gatehouse's services. The bootstrap's
+// admin must listen on admin. Envoy is stopped when the test ends.
+func StartStaticEnvoy(t testing.TB, bootstrap, admin string) *Envoy {
+	t.Helper()
+	dir := t.TempDir()
+	e := &Envoy{t: t, bin: testenv.Envoy(t), dir: dir, Bootstrap: filepath.Join(dir, "bootstrap.yaml"), Admin: admin, logPath: filepath.Join(dir, "envoy.log")}
+	if err := os.WriteFile(e.Bootstrap, []byte(bootstrap), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	e.Start()
