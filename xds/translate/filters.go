@@ -212,7 +212,7 @@ func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 		if err := add(filterRateLimit, &ratelimitfilterv3.RateLimit{
 			Domain:          contract.RateLimitDomain,
 			Timeout:         durationpb.New(svc.RateLimitTimeout.D()),
-			FailureModeDeny: svc.RateLimitFailureMode == config.FailClosed,
+			FailureModeDeny: svc.RateLimitFailureMode != config.FailOpen,
 			RateLimitService: &ratelimitconfv3.RateLimitServiceConfig{
 				GrpcService:         grpcService(config.ComponentRateLimit, svc.RateLimitTimeout),
 				TransportApiVersion: corev3.ApiVersion_V3,
