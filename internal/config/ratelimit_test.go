@@ -43,6 +43,8 @@ func TestRateLimitValidation(t *testing.T) {
 			`routes[2].ratelimit.keyBy: "tenant" is not a key of this route`},
 		{"reserved header key", head + "      headers: [{header: x-sub, key: subject}]\n",
 			`routes[2].ratelimit.headers[0].key: "subject" is a key gatehouse sets itself`},
+		{"header key xds sets", head + "      headers: [{header: x-mode, key: failure_mode}]\n",
+			`routes[2].ratelimit.headers[0].key: "failure_mode" is a key gatehouse sets itself`},
 		{"upper-case header", head + "      headers: [{header: X-Tenant, key: tenant}]\n",
 			`routes[2].ratelimit.headers[0].header: "X-Tenant" is not a header name`},
 		{"bad time zone", "apiVersion: gatehouse/v1\nratelimit: {timeZone: Mars/Olympus}\n",

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/gatehouse/gatehouse/internal/contract"
 	"github.com/gatehouse/gatehouse/internal/timeunit"
 )
 
@@ -121,7 +122,7 @@ func (r *RouteRateLimit) validate(p Path, c *Config, errs *Errors) {
 		switch {
 		case h.Key == "":
 			errs.Add(hp.Field("key"), "is required: the descriptor key of the entry")
-		case KeyBy(h.Key).Builtin():
+		case KeyBy(h.Key).Builtin() || h.Key == contract.DescriptorFailureMode:
 			errs.Add(hp.Field("key"), "%q is a key gatehouse sets itself; choose another", h.Key)
 		default:
 			if first, dup := keys[h.Key]; dup {

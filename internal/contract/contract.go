@@ -151,6 +151,11 @@ const (
 	DescriptorTier = "tier"
 	// DescriptorSubject holds the caller's verified subject (MetaSubject).
 	DescriptorSubject = "subject"
+	// DescriptorFailureMode is appended (open or closed) by the action
+	// that gates a descriptor by the caller's tier, where a route's tiers
+	// are sent by two rate limit filters of different failure modes. The
+	// rate limiter ignores it: its own failure modes decide.
+	DescriptorFailureMode = "failure_mode"
 
 	// AnonymousTier is the tier of a request with no verified identity.
 	// ext_authz emits it explicitly so that the rate limit action's
