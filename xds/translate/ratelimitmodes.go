@@ -33,7 +33,8 @@ const (
 
 // rateLimitFilterName names the rate limit filter of mode when it is the
 // second one, and its stat prefix (Envoy's stats are then
-// cluster.<cluster>.<prefix>.ratelimit.*).
+// cluster.<cluster>.ratelimit.<prefix>.*, beside the first filter's
+// cluster.<cluster>.ratelimit.*).
 func rateLimitFilterName(mode config.FailureMode) (name, statPrefix string) {
 	if mode == config.FailOpen {
 		return filterRateLimitFailOpen, "fail_open"
