@@ -38,6 +38,7 @@ var (
 	sourcedType     = reflect.TypeFor[sourced]()
 	filePathType    = reflect.TypeFor[FilePath]()
 	outputPathType  = reflect.TypeFor[OutputPath]()
+	shorthandType   = reflect.TypeFor[scalarShorthand]()
 )
 
 // FilePath is a path to a file named in config. A relative path is
@@ -116,6 +117,13 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path Path) {
 	case reflect.PointerTo(t).Implements(unmarshalerType):
 		if err := v.Addr().Interface().(yaml.Unmarshaler).UnmarshalYAML(n); err != nil {
 			d.errAt(n, path, "%s", cleanYAMLErr(err))
+		}
+		return
+	case n.Kind == yaml.ScalarNode && reflect.PointerTo(t).Implements(shorthandType):
+		// A section written as one value (failureMode: closed); as a
+		// mapping it decodes field by field below.
+		if err := v.Addr().Interface().(scalarShorthand).fromScalar(n.Value); err != nil {
+			d.errAt(n, path, "%s", err)
 		}
 		return
 	}

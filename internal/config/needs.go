@@ -96,4 +96,13 @@ type HeaderDescriptor struct {
 type RateLimitNeeds struct {
 	Enabled       bool
 	HeaderEntries []HeaderDescriptor
+	// FailureMode is what Envoy should do with a request of the route
+	// when the rate limit service cannot answer, for every tier but
+	// those in Except, for which it should do the opposite (sorted;
+	// contract.AnonymousTier also stands for a request no ext_authz
+	// identified). They are the limiter's own failure modes, except that
+	// a tier the route does not limit, and every tier of a shadow route,
+	// fails open: refusing it would enforce nothing.
+	FailureMode FailureMode
+	Except      []string
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -39,9 +40,14 @@ type RateLimit struct {
 	KeyBy KeyBy `yaml:"keyBy" default:"subject"`
 	// Algorithm is the default algorithm of a limit.
 	Algorithm RateLimitAlgorithm `yaml:"algorithm" default:"fixed"`
-	// FailureMode is the answer when the store cannot be reached: open
-	// lets requests through (OK), closed refuses them (OVER_LIMIT).
-	FailureMode FailureMode `yaml:"failureMode" default:"closed"`
+	// FailureMode is the answer, per tier, when the store cannot decide:
+	// open lets requests through (OK, marked degraded-open to the
+	// upstream), closed refuses them (OVER_LIMIT). By default verified
+	// tiers fail open and the anonymous tier closed; `failureMode: closed`
+	// (or open) sets every tier. Envoy's own failure mode, when gatehouse
+	// cannot be reached, follows the same per-tier modes
+	// (xds.services.ratelimitFailureMode).
+	FailureMode RateLimitFailureModes `yaml:"failureMode"`
 	// Shadow counts and logs what would be refused but answers OK, for
 	// every route and domain (a global dry run).
 	Shadow bool `yaml:"shadow" default:"false"`
@@ -179,8 +185,10 @@ type RouteRateLimit struct {
 	Algorithm RateLimitAlgorithm `yaml:"algorithm,omitempty"`
 	// Shadow answers OK on this route but counts and logs refusals.
 	Shadow *bool `yaml:"shadow,omitempty"`
-	// FailureMode overrides the component's for this route.
-	FailureMode FailureMode `yaml:"failureMode,omitempty"`
+	// FailureMode overrides the component's failure modes on this route:
+	// one value (open, closed) for every tier, or default, anonymous and
+	// tiers, each over everything the component sets.
+	FailureMode RouteFailureModes `yaml:"failureMode,omitempty"`
 	// Headers add descriptor entries built from request headers (Envoy
 	// request_headers actions), after route, tier and subject, so that a
 	// route can key its quota by, say, a tenant header.
@@ -197,7 +205,10 @@ type RateLimitHeaderEntry struct {
 
 // RateLimitDomain overrides settings for one envoy config domain.
 type RateLimitDomain struct {
-	// FailureMode overrides ratelimit.failureMode for the domain.
+	// FailureMode is the domain's answer when the store cannot decide;
+	// absent, ratelimit.failureMode.default. (In reference mode a store
+	// failure is an error, as the reference answers, and Envoy's
+	// failure_mode_deny decides.)
 	FailureMode FailureMode `yaml:"failureMode,omitempty"`
 	// Shadow answers OK for the whole domain but counts and logs what it
 	// would refuse (envoyproxy/ratelimit's SHADOW_MODE, per domain).
@@ -361,11 +372,13 @@ type EffectiveRateLimit struct {
 	// Tiers are the limits of each named tier (an empty list: unlimited).
 	Tiers map[string][]Limit
 	// Default applies to tiers not in Tiers; nil means unlimited.
-	Default     []Limit
-	KeyBy       KeyBy
-	Algorithm   RateLimitAlgorithm
-	Shadow      bool
-	FailureMode FailureMode
+	Default   []Limit
+	KeyBy     KeyBy
+	Algorithm RateLimitAlgorithm
+	Shadow    bool
+	// FailureMode are the route's failure modes, the route's own merged
+	// over the component's.
+	FailureMode RateLimitFailureModes
 	Headers     []RateLimitHeaderEntry
 }
 
@@ -420,9 +433,7 @@ func (r *Route) EffectiveRateLimit(c *Config) *EffectiveRateLimit {
 		if rr.Shadow != nil {
 			e.Shadow = *rr.Shadow || rl.Shadow
 		}
-		if rr.FailureMode != "" {
-			e.FailureMode = rr.FailureMode
-		}
+		e.FailureMode = e.FailureMode.with(rr.FailureMode)
 		e.Headers = rr.Headers
 	}
 	if !e.Limited() {
@@ -442,5 +453,37 @@ func (r *Route) RateLimitNeeds(c *Config) RateLimitNeeds {
 	for _, h := range e.Headers {
 		n.HeaderEntries = append(n.HeaderEntries, HeaderDescriptor{Header: h.Header, Key: h.Key})
 	}
+	n.FailureMode, n.Except = e.envoyFailureModes()
 	return n
+}
+
+// envoyFailureModes are the failure modes Envoy applies when the rate
+// limit service cannot answer: the mode of the tiers that no limit or
+// failure mode names, and the named tiers whose mode is the other one.
+func (e *EffectiveRateLimit) envoyFailureModes() (FailureMode, []string) {
+	mode := func(tier string, limited bool) FailureMode {
+		if !limited || e.Shadow {
+			return FailOpen
+		}
+		return e.FailureMode.For(tier)
+	}
+	def := mode("", len(e.Default) > 0)
+	named := e.FailureMode.Named()
+	for t := range e.Tiers {
+		if !slices.Contains(named, t) {
+			named = append(named, t)
+		}
+	}
+	slices.Sort(named)
+	var except []string
+	for _, t := range named {
+		limits, listed := e.Tiers[t]
+		if !listed {
+			limits = e.Default
+		}
+		if mode(t, len(limits) > 0) != def {
+			except = append(except, t)
+		}
+	}
+	return def, except
 }

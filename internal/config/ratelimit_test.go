@@ -1,6 +1,7 @@
 package config
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -42,12 +43,24 @@ func TestRateLimitValidation(t *testing.T) {
 			`routes[2].ratelimit.keyBy: "tenant" is not a key of this route`},
 		{"reserved header key", head + "      headers: [{header: x-sub, key: subject}]\n",
 			`routes[2].ratelimit.headers[0].key: "subject" is a key gatehouse sets itself`},
+		{"header key xds sets", head + "      headers: [{header: x-mode, key: failure_mode}]\n",
+			`routes[2].ratelimit.headers[0].key: "failure_mode" is a key gatehouse sets itself`},
 		{"upper-case header", head + "      headers: [{header: X-Tenant, key: tenant}]\n",
 			`routes[2].ratelimit.headers[0].header: "X-Tenant" is not a header name`},
 		{"bad time zone", "apiVersion: gatehouse/v1\nratelimit: {timeZone: Mars/Olympus}\n",
 			`ratelimit.timeZone: "Mars/Olympus" is not a time zone`},
 		{"bad failure mode", "apiVersion: gatehouse/v1\nratelimit: {failureMode: maybe}\n",
 			`ratelimit.failureMode: "maybe" is not a failure mode; use open|closed`},
+		{"bad failure mode of a tier", "apiVersion: gatehouse/v1\nratelimit: {failureMode: {tiers: {gold: shut}}}\n",
+			`<test>:2: ratelimit.failureMode.tiers.gold: "shut" is not a failure mode; use open|closed`},
+		{"bad route failure mode", head + "      failureMode: maybe\n",
+			`<test>:11: routes[2].ratelimit.failureMode: "maybe" is not a failure mode; use open|closed`},
+		{"anonymous among the failure tiers", head + "      failureMode: {tiers: {anonymous: open}}\n",
+			`routes[2].ratelimit.failureMode.tiers.anonymous: the anonymous tier has a field of its own; write failureMode.anonymous`},
+		{"failure tier that authz never hands out", "apiVersion: gatehouse/v1\nratelimit: {failureMode: {tiers: {\"gold plan\": open}}}\n",
+			`ratelimit.failureMode.tiers["gold plan"]: "gold plan" is not a tier`},
+		{"unknown failure mode field", "apiVersion: gatehouse/v1\nratelimit: {failureMode: {verified: open}}\n",
+			`ratelimit.failureMode.verified: unknown field "verified"; valid fields: anonymous, default, tiers`},
 		{"zero timeout", "apiVersion: gatehouse/v1\nratelimit: {store: {timeout: 0s}}\n",
 			"ratelimit.store.timeout: must be more than 0s"},
 		{"requests too large", head + "      default:\n        - {requests: 2000000000000, per: second}\n",
@@ -96,7 +109,7 @@ routes:
 		t.Fatal(err)
 	}
 	rl := cfg.RateLimit
-	if rl.KeyBy != "subject" || rl.Algorithm != AlgorithmFixed || rl.FailureMode != FailClosed || rl.Store.BatchSize != 128 {
+	if rl.KeyBy != "subject" || rl.Algorithm != AlgorithmFixed || rl.FailureMode.Default != FailOpen || rl.FailureMode.Anonymous != FailClosed || rl.Store.BatchSize != 128 {
 		t.Errorf("defaults = %+v", rl)
 	}
 	if w := rl.Tiers["anonymous"][0].Per; w != (Window{Count: 5, Unit: timeunit.Minute}) || w.String() != "5 minutes" {
@@ -122,6 +135,94 @@ routes:
 	out, err := cfg.Redacted()
 	if err != nil || !strings.Contains(string(out), "per: 5 minutes") {
 		t.Errorf("Redacted renders the window as written: %v\n%s", err, out)
+	}
+}
+
+// TestRateLimitFailureModes: verified tiers fail open and anonymous
+// closed by default; one value sets every tier; a route's own modes win
+// over the component's; and Envoy's modes (RateLimitNeeds) are the same
+// but open wherever nothing would be enforced.
+func TestRateLimitFailureModes(t *testing.T) {
+	const base = `apiVersion: gatehouse/v1
+ratelimit:
+  tiers:
+    gold: [{requests: 5, per: second}]
+    free: [{requests: 1, per: second}]
+    anonymous: [{requests: 1, per: minute}]
+  default: [{requests: 2, per: second}]
+  FAILURE
+routes:
+  - {id: plain, match: {prefix: /plain}}
+  - {id: closed, match: {prefix: /closed}, ratelimit: {failureMode: closed}}
+  - {id: open, match: {prefix: /open}, ratelimit: {failureMode: open}}
+  - {id: verified-closed, match: {prefix: /vc}, ratelimit: {failureMode: {default: closed}}}
+  - {id: gold-closed, match: {prefix: /gc}, ratelimit: {failureMode: {tiers: {gold: closed}}}}
+  - {id: anon-unlimited, match: {prefix: /au}, ratelimit: {tiers: {anonymous: []}}}
+  - {id: shadow, match: {prefix: /sh}, ratelimit: {shadow: true}}
+  - id: no-default
+    match: {prefix: /nd}
+    ratelimit: {default: [], failureMode: {default: closed, anonymous: open}}
+`
+	type want struct {
+		modes       map[string]FailureMode // tier → the limiter's mode ("x": a tier named nowhere)
+		envoy       FailureMode
+		envoyExcept []string
+	}
+	open, closed := FailOpen, FailClosed
+	tests := []struct {
+		name, failure string
+		routes        map[string]want
+	}{
+		{"defaults", "", map[string]want{
+			"plain":           {map[string]FailureMode{"gold": open, "x": open, "anonymous": closed}, open, []string{"anonymous"}},
+			"closed":          {map[string]FailureMode{"gold": closed, "x": closed, "anonymous": closed}, closed, nil},
+			"open":            {map[string]FailureMode{"gold": open, "x": open, "anonymous": open}, open, nil},
+			"verified-closed": {map[string]FailureMode{"gold": closed, "x": closed, "anonymous": closed}, closed, nil},
+			"gold-closed":     {map[string]FailureMode{"gold": closed, "free": open, "x": open, "anonymous": closed}, open, []string{"anonymous", "gold"}},
+			// The limiter keeps its mode; Envoy has nothing to enforce for
+			// a tier without limits.
+			"anon-unlimited": {map[string]FailureMode{"gold": open, "anonymous": closed}, open, nil},
+			"shadow":         {map[string]FailureMode{"gold": open, "anonymous": closed}, open, nil},
+			// Tiers named nowhere are unlimited here: open for Envoy.
+			"no-default": {map[string]FailureMode{"gold": closed, "x": closed, "anonymous": open}, open, []string{"free", "gold"}},
+		}},
+		{"all closed in one line", "failureMode: closed", map[string]want{
+			"plain": {map[string]FailureMode{"gold": closed, "x": closed, "anonymous": closed}, closed, nil},
+			"open":  {map[string]FailureMode{"gold": open, "anonymous": open}, open, nil},
+		}},
+		{"all open in one line", "failureMode: open", map[string]want{
+			"plain":       {map[string]FailureMode{"gold": open, "anonymous": open}, open, nil},
+			"gold-closed": {map[string]FailureMode{"gold": closed, "free": open, "anonymous": open}, open, []string{"gold"}},
+		}},
+		{"per tier", "failureMode: {default: closed, tiers: {gold: open}}", map[string]want{
+			"plain":           {map[string]FailureMode{"gold": open, "free": closed, "x": closed, "anonymous": closed}, closed, []string{"gold"}},
+			"verified-closed": {map[string]FailureMode{"gold": closed, "free": closed, "anonymous": closed}, closed, nil},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := LoadBytes("<test>", []byte(strings.Replace(base, "FAILURE", tt.failure, 1)), LoadOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range cfg.Routes {
+				r := &cfg.Routes[i]
+				w, ok := tt.routes[r.ID]
+				if !ok {
+					continue
+				}
+				e := r.EffectiveRateLimit(cfg)
+				for tier, mode := range w.modes {
+					if got := e.FailureMode.For(tier); got != mode {
+						t.Errorf("%s: FailureMode.For(%q) = %q; want %q", r.ID, tier, got, mode)
+					}
+				}
+				n := r.RateLimitNeeds(cfg)
+				if n.FailureMode != w.envoy || !slices.Equal(n.Except, w.envoyExcept) {
+					t.Errorf("%s: Envoy's failure modes = %q except %q; want %q except %q", r.ID, n.FailureMode, n.Except, w.envoy, w.envoyExcept)
+				}
+			}
+		})
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/gatehouse/gatehouse/internal/contract"
 	"github.com/gatehouse/gatehouse/internal/timeunit"
 )
 
@@ -25,6 +26,7 @@ var (
 func (r *RateLimit) validate(p Path, errs *Errors) {
 	validateTiers(p.Field("tiers"), r.Tiers, r.Algorithm, errs)
 	validateLimits(p.Field("default"), r.Default, r.Algorithm, errs)
+	validateFailureTiers(p.Field("failureMode").Field("tiers"), r.FailureMode.Tiers, errs)
 	if !r.KeyBy.Builtin() {
 		errs.Add(p.Field("keyBy"), "%q is not a key; use subject, route or tier (a route may also key by one of its header entries)", r.KeyBy)
 	}
@@ -110,6 +112,7 @@ func (r *RouteRateLimit) validate(p Path, c *Config, errs *Errors) {
 	}
 	validateTiers(p.Field("tiers"), r.Tiers, alg, errs)
 	validateLimits(p.Field("default"), r.Default, alg, errs)
+	validateFailureTiers(p.Field("failureMode").Field("tiers"), r.FailureMode.Tiers, errs)
 	keys := map[string]int{}
 	for i, h := range r.Headers {
 		hp := p.Field("headers").Index(i)
@@ -119,7 +122,7 @@ func (r *RouteRateLimit) validate(p Path, c *Config, errs *Errors) {
 		switch {
 		case h.Key == "":
 			errs.Add(hp.Field("key"), "is required: the descriptor key of the entry")
-		case KeyBy(h.Key).Builtin():
+		case KeyBy(h.Key).Builtin() || h.Key == contract.DescriptorFailureMode:
 			errs.Add(hp.Field("key"), "%q is a key gatehouse sets itself; choose another", h.Key)
 		default:
 			if first, dup := keys[h.Key]; dup {

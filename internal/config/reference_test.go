@@ -162,6 +162,8 @@ func typeName(t reflect.Type) string {
 		return "subject \\| route \\| tier (a route also: a header entry key)" + opt
 	case reflect.PointerTo(t).Implements(unmarshalerType):
 		return strings.ToLower(t.Name()) + opt
+	case reflect.PointerTo(t).Implements(shorthandType):
+		return "open \\| closed, or a section" + opt
 	case t.Implements(enumType):
 		return strings.Join(reflect.Zero(t).Interface().(Enum).EnumValues(), " \\| ") + opt
 	}

@@ -50,11 +50,13 @@ type XDSServices struct {
 	// failure mode answers before Envoy gives up on its own.
 	RateLimitTimeout Duration `yaml:"ratelimitTimeout" default:"250ms"`
 	// RateLimitFailureMode is what Envoy does when the rate limit service
-	// itself cannot answer (a Redis outage is the service's own decision,
-	// ratelimit.failureMode). Closed by default like every gatehouse
-	// failure mode: an unenforced quota is a silent policy change. Set open
-	// where availability outranks quotas, and run several replicas either way.
-	RateLimitFailureMode FailureMode `yaml:"ratelimitFailureMode" default:"closed"`
+	// itself cannot answer in time (a Redis outage is the service's own
+	// decision, ratelimit.failureMode). Absent, Envoy follows the
+	// limiter's per-tier failure modes: requests of tiers that fail open
+	// go through, those that fail closed are refused (two rate limit
+	// filters, one per mode; docs/ratelimit.md). open or closed makes it
+	// one filter with that mode for every tier.
+	RateLimitFailureMode FailureMode `yaml:"ratelimitFailureMode,omitempty"`
 }
 
 // NodeGroup is a set of nodes that receive the same listeners.

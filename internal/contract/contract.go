@@ -127,6 +127,18 @@ var IdentityHeaders = []string{
 	HeaderSPIFFEID, HeaderScopes, HeaderRoute, HeaderDecisionID,
 }
 
+// The rate limiter's mark on a request it let through without deciding
+// (its store down or too slow, and the rule's failure mode open): Envoy
+// adds it to the upstream request (RLS request_headers_to_add), so that
+// the upstream can log or meter it. It is not an identity header (the
+// route must not remove it after the rate limit filter added it), but a
+// client must not send it either: xds strips it first in the filter
+// chain, and extproc's hygiene strips every x-gatehouse-* header.
+const (
+	HeaderRateLimit       = "x-gatehouse-ratelimit"
+	RateLimitDegradedOpen = "degraded-open"
+)
+
 // Rate limit service (RLS) request shape.
 const (
 	// RateLimitDomain is the RLS domain of gatehouse's own quotas.
@@ -139,6 +151,11 @@ const (
 	DescriptorTier = "tier"
 	// DescriptorSubject holds the caller's verified subject (MetaSubject).
 	DescriptorSubject = "subject"
+	// DescriptorFailureMode is appended (open or closed) by the action
+	// that gates a descriptor by the caller's tier, where a route's tiers
+	// are sent by two rate limit filters of different failure modes. The
+	// rate limiter ignores it: its own failure modes decide.
+	DescriptorFailureMode = "failure_mode"
 
 	// AnonymousTier is the tier of a request with no verified identity.
 	// ext_authz emits it explicitly so that the rate limit action's

@@ -449,6 +449,30 @@ func TestReferenceModeStoreErrorIsAnError(t *testing.T) {
 	if r := f.call(t, rlReq("shop", d("nothing", "x"))); r.OverallCode != rlsv3.RateLimitResponse_OK {
 		t.Errorf("a request needing no round trip = %v; want OK", r)
 	}
+	if n := testutil.ToFloat64(f.lim.m.degraded.WithLabelValues("shop", "", "error")); n != 1 {
+		t.Errorf("degraded{domain=shop, mode=error} = %v; want 1", n)
+	}
+}
+
+// TestReferenceModeKeepsGatehouseFailureModes: reference mode is the
+// envoy config domains'; gatehouse's own domain, served beside them,
+// answers a store failure by its tiers' failure modes, not with an error.
+func TestReferenceModeKeepsGatehouseFailureModes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rl.yaml")
+	if err := os.WriteFile(path, []byte(refFile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, "apiVersion: gatehouse/v1\nratelimit:\n  envoyConfigs: ["+path+"]\n  reference: {}\n  tiers: {gold: [{requests: 5, per: second}], anonymous: [{requests: 5, per: second}]}\nroutes:\n  - {id: r, match: {prefix: /}}\n")
+	f.store.fail.Store(true)
+	if _, err := f.lim.ShouldRateLimit(context.Background(), rlReq("shop", d("user", "a"))); status.Code(err) != codes.Unavailable {
+		t.Errorf("envoy config domain, store down, reference mode = %v; want Unavailable", err)
+	}
+	if r := f.call(t, rlReq("gatehouse", d("route", "r", "tier", "gold", "subject", "s"))); r.OverallCode != rlsv3.RateLimitResponse_OK || len(r.RequestHeadersToAdd) != 1 {
+		t.Errorf("gatehouse domain, verified tier = %v; want OK, marked degraded", r)
+	}
+	if r := f.call(t, rlReq("gatehouse", d("route", "r", "subject", "s"))); r.OverallCode != rlsv3.RateLimitResponse_OVER_LIMIT {
+		t.Errorf("gatehouse domain, anonymous = %v; want OVER_LIMIT", r.OverallCode)
+	}
 }
 
 // TestReferenceModeKeys: reference mode keeps counters under the

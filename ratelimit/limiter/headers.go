@@ -6,6 +6,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/contract"
 	"github.com/gatehouse/gatehouse/ratelimit/quota"
 )
 
@@ -19,6 +20,10 @@ const (
 	HeaderXReset          = "x-ratelimit-reset"
 	HeaderRetryAfter      = "retry-after"
 )
+
+// degradedOpenHeaders go to the upstream with a request admitted without
+// a decision (shared, read-only, as the limits' protos are).
+var degradedOpenHeaders = []*corev3.HeaderValue{{Key: contract.HeaderRateLimit, Value: contract.RateLimitDegradedOpen}}
 
 // headerPick keeps the limit the client should hear about: a refusing one
 // (the latest to free up), else the one closest to refusing.

@@ -212,9 +212,9 @@ var requestPool = sync.Pool{New: func() any { return &request{replace: map[strin
 
 // ShouldRateLimit decides one request. Bad input is a gRPC
 // InvalidArgument error with a message; the store's failures are answered
-// by each rule's failure mode and are never errors (in reference mode they
-// are Unavailable, as the reference's are errors, and Envoy's
-// failure_mode_deny decides).
+// by each rule's failure mode and are never errors (in reference mode the
+// envoy config domains answer them with Unavailable, as the reference
+// answers an error, and Envoy's failure_mode_deny decides).
 func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
 	st := l.state.Load()
 	if st == nil {
@@ -242,7 +242,7 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	if len(r.ops) > 0 {
 		storeErr = st.store.Eval(ctx, r.ops)
 	}
-	if storeErr != nil && st.settings.Reference != nil {
+	if storeErr != nil && st.settings.Reference != nil && !dom.IsNative() {
 		return nil, l.referenceStoreError(dom, req, r, storeErr)
 	}
 	resp := l.answer(st, dom, req, r, now, storeErr)
@@ -283,7 +283,7 @@ func (l *Limiter) referenceStoreError(dom *quota.Domain, req *rlsv3.RateLimitReq
 		if ds.rule == nil || ds.skip || ds.rule.Unlimited {
 			continue
 		}
-		ds.rm.decisions[DecisionDegradedError].Inc()
+		ds.rm.count(DecisionDegradedError)
 		if ds.rr != nil {
 			l.refSeries(dom, ds, req.GetDescriptors()[i]).totalHits.Add(ds.hits)
 		}
@@ -460,6 +460,8 @@ func (l *Limiter) answer(st *state, dom *quota.Domain, req *rlsv3.RateLimitReque
 	refHdr := newRefHeaderPick()
 	var quotaViolations []int
 	quotaEnabled := false
+	// degraded: some descriptor was answered without the store.
+	degraded := false
 	for i := range r.descs {
 		ds := &r.descs[i]
 		s := resp.Statuses[i]
@@ -478,7 +480,8 @@ func (l *Limiter) answer(st *state, dom *quota.Domain, req *rlsv3.RateLimitReque
 		if ds.refund {
 			if storeErr != nil {
 				// Nothing was given back; a refund refuses nothing either.
-				ds.rm.decisions[DecisionDegradedOpen].Inc()
+				ds.rm.count(DecisionDegradedOpen)
+				degraded = true
 				continue
 			}
 			l.refunded(st, ds, s, ab, i)
@@ -522,7 +525,8 @@ func (l *Limiter) answer(st *state, dom *quota.Domain, req *rlsv3.RateLimitReque
 		if dec == DecisionDegradedOpen || dec == DecisionDegradedClosed {
 			// Metered and logged as degraded whatever the rule's mode: a
 			// shadow or quota-mode rule answers OK, but nothing was decided.
-			ds.rm.decisions[dec].Inc()
+			ds.rm.count(dec)
+			degraded = true
 			if ds.rr != nil {
 				l.refSeries(dom, ds, req.GetDescriptors()[i]).totalHits.Add(ds.hits)
 			}
@@ -567,6 +571,10 @@ func (l *Limiter) answer(st *state, dom *quota.Domain, req *rlsv3.RateLimitReque
 			s.Code = rlsv3.RateLimitResponse_OVER_LIMIT
 			resp.OverallCode = rlsv3.RateLimitResponse_OVER_LIMIT
 		}
+	}
+	if degraded && resp.OverallCode == rlsv3.RateLimitResponse_OK {
+		// Let through without a decision: the upstream hears of it.
+		resp.RequestHeadersToAdd = degradedOpenHeaders
 	}
 	if ref == nil {
 		resp.ResponseHeadersToAdd = hdr.headers(st.settings, ab)
@@ -778,7 +786,7 @@ func (l *Limiter) detailedMetrics(st *state, rule *quota.Rule, d *ratelimitv3.Ra
 			return rm
 		}
 	}
-	rm := l.m.rule(rule.Domain, truncate(id, maxDetailedLabel))
+	rm := l.m.rule(rule.Domain, truncate(id, maxDetailedLabel), rule.Tier)
 	dt.seen[id] = rm
 	return rm
 }

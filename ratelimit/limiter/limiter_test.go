@@ -248,43 +248,126 @@ func TestShadow(t *testing.T) {
 	}
 }
 
+// failureModesYAML: the default failure modes (verified tiers open,
+// anonymous closed) on "orders", one mode for every tier on "open" and
+// "closed", per tier on "mixed", and a shadow route; ENVOY is the path of
+// a directory of envoy config files with the domains "shop" (the default
+// mode) and "strict" (closed).
+const failureModesYAML = `apiVersion: gatehouse/v1
+ratelimit:
+  tiers:
+    gold: [{requests: 2, per: second}]
+    anonymous: [{requests: 1, per: hour}]
+  default: [{requests: 5, per: second}]
+  envoyConfigs: [ENVOY]
+  domains: {strict: {failureMode: closed}}
+routes:
+  - {id: orders, match: {prefix: /orders}}
+  - {id: open, match: {prefix: /o}, ratelimit: {failureMode: open}}
+  - {id: closed, match: {prefix: /c}, ratelimit: {failureMode: closed}}
+  - {id: mixed, match: {prefix: /m}, ratelimit: {failureMode: {default: closed, anonymous: open, tiers: {gold: open}}}}
+  - {id: shadowed, match: {prefix: /s}, ratelimit: {shadow: true}}
+`
+
+// TestFailureModes: with the store down, each tier of each route answers
+// by its failure mode — OK with the degraded-open mark for the upstream,
+// or OVER_LIMIT with Retry-After and no mark — and the answer is counted
+// by rule and decision, and by tier and mode. Recovery needs nothing but
+// the store answering again.
 func TestFailureModes(t *testing.T) {
-	f := newFixture(t, gatehouseYAML)
+	dir := t.TempDir()
+	for _, dom := range []string{"shop", "strict"} {
+		if err := os.WriteFile(filepath.Join(dir, dom+".yaml"), []byte("domain: "+dom+"\ndescriptors:\n  - key: user\n    rate_limit: {unit: minute, requests_per_unit: 5}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := newFixture(t, strings.Replace(failureModesYAML, "ENVOY", dir, 1))
 	f.store.fail.Store(true)
-	r := f.call(t, rlReq("gatehouse", gold("x")))
-	if r.OverallCode != rlsv3.RateLimitResponse_OVER_LIMIT {
-		t.Errorf("fail-closed route with the store down = %v; want OVER_LIMIT", r.OverallCode)
+	tests := []struct {
+		name string
+		req  *rlsv3.RateLimitRequest
+		ok   bool
+		rule string // the rule's ID, metered with decision
+		dec  string
+		tier string // metered in gatehouse_ratelimit_degraded_total with mode
+		mode string
+	}{
+		{"verified tier, default modes", rlReq("gatehouse", gold("x")), true, "gatehouse/orders/gold", "degraded_open", "gold", "open"},
+		{"tier of the default limits", rlReq("gatehouse", d("route", "orders", "tier", "bronze", "subject", "x")), true, "gatehouse/orders/*", "degraded_open", "*", "open"},
+		{"anonymous, default modes", rlReq("gatehouse", d("route", "orders", "tier", "anonymous", "subject", "10.0.0.1")), false, "gatehouse/orders/anonymous", "degraded_closed", "anonymous", "closed"},
+		{"no tier entry is anonymous", rlReq("gatehouse", d("route", "orders", "subject", "10.0.0.1")), false, "gatehouse/orders/anonymous", "degraded_closed", "anonymous", "closed"},
+		{"anonymous on an open route", rlReq("gatehouse", d("route", "open", "tier", "anonymous", "subject", "x")), true, "gatehouse/open/anonymous", "degraded_open", "anonymous", "open"},
+		{"verified on a closed route", rlReq("gatehouse", d("route", "closed", "tier", "gold", "subject", "x")), false, "gatehouse/closed/gold", "degraded_closed", "gold", "closed"},
+		{"default-limit tier on a closed route", rlReq("gatehouse", d("route", "closed", "tier", "bronze", "subject", "x")), false, "gatehouse/closed/*", "degraded_closed", "*", "closed"},
+		{"route default closed", rlReq("gatehouse", d("route", "mixed", "tier", "bronze", "subject", "x")), false, "gatehouse/mixed/*", "degraded_closed", "*", "closed"},
+		{"route tier open", rlReq("gatehouse", d("route", "mixed", "tier", "gold", "subject", "x")), true, "gatehouse/mixed/gold", "degraded_open", "gold", "open"},
+		{"route anonymous open", rlReq("gatehouse", d("route", "mixed", "subject", "x")), true, "gatehouse/mixed/anonymous", "degraded_open", "anonymous", "open"},
+		// A shadow rule answers OK, but a degraded answer is metered as
+		// one, not as a refusal the shadow rule would have made.
+		{"anonymous on a shadow route", rlReq("gatehouse", d("route", "shadowed", "subject", "x")), true, "gatehouse/shadowed/anonymous", "degraded_closed", "anonymous", "closed"},
+		{"envoy config domain: failureMode.default", rlReq("shop", d("user", "x")), true, "shop.user", "degraded_open", "", "open"},
+		{"envoy config domain closed", rlReq("strict", d("user", "x")), false, "strict.user", "degraded_closed", "", "closed"},
 	}
-	if len(r.ResponseHeadersToAdd) != 1 || r.ResponseHeadersToAdd[0].Key != "retry-after" || r.ResponseHeadersToAdd[0].Value != "1" {
-		t.Errorf("fail-closed headers = %v; want retry-after: 1", r.ResponseHeadersToAdd)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dec := testutil.ToFloat64(f.lim.m.decisions.WithLabelValues(tt.req.Domain, tt.rule, tt.dec))
+			deg := testutil.ToFloat64(f.lim.m.degraded.WithLabelValues(tt.req.Domain, tt.tier, tt.mode))
+			r := f.call(t, tt.req)
+			hdr := map[string]string{}
+			for _, h := range r.ResponseHeadersToAdd {
+				hdr[h.Key] = h.Value
+			}
+			up := map[string]string{}
+			for _, h := range r.RequestHeadersToAdd {
+				up[h.Key] = h.Value
+			}
+			if tt.ok {
+				if r.OverallCode != rlsv3.RateLimitResponse_OK || len(up) != 1 || up["x-gatehouse-ratelimit"] != "degraded-open" || len(hdr) != 0 {
+					t.Errorf("answer = %v, upstream headers %v, client headers %v; want OK, x-gatehouse-ratelimit: degraded-open for the upstream, nothing for the client", r.OverallCode, up, hdr)
+				}
+			} else {
+				if r.OverallCode != rlsv3.RateLimitResponse_OVER_LIMIT || len(up) != 0 || len(hdr) != 1 || hdr["retry-after"] != "1" {
+					t.Errorf("answer = %v, upstream headers %v, client headers %v; want OVER_LIMIT with retry-after: 1 (breaker.openFor) only", r.OverallCode, up, hdr)
+				}
+			}
+			if n := testutil.ToFloat64(f.lim.m.decisions.WithLabelValues(tt.req.Domain, tt.rule, tt.dec)) - dec; n != 1 {
+				t.Errorf("decisions{rule=%q, decision=%q} grew by %v; want 1", tt.rule, tt.dec, n)
+			}
+			if n := testutil.ToFloat64(f.lim.m.degraded.WithLabelValues(tt.req.Domain, tt.tier, tt.mode)) - deg; n != 1 {
+				t.Errorf("degraded{tier=%q, mode=%q} grew by %v; want 1", tt.tier, tt.mode, n)
+			}
+		})
 	}
-	r = f.call(t, rlReq("gatehouse", d("route", "open", "tier", "gold", "subject", "x")))
-	if r.OverallCode != rlsv3.RateLimitResponse_OK {
-		t.Errorf("fail-open route with the store down = %v; want OK", r.OverallCode)
-	}
-	for dec, want := range map[string]float64{"degraded_closed": 1, "degraded_open": 0} {
-		if n := testutil.ToFloat64(f.lim.m.decisions.WithLabelValues("gatehouse", "gatehouse/orders/gold", dec)); n != want {
-			t.Errorf("%s on orders = %v; want %v", dec, n, want)
-		}
-	}
-	if n := testutil.ToFloat64(f.lim.m.decisions.WithLabelValues("gatehouse", "gatehouse/open/gold", "degraded_open")); n != 1 {
-		t.Errorf("degraded_open on open = %v; want 1", n)
-	}
-	// A shadow rule answers OK, but a degraded answer is metered as one,
-	// not as a refusal the shadow rule would have made.
-	r = f.call(t, rlReq("gatehouse", d("route", "shadowed", "tier", "gold", "subject", "x")))
-	if r.OverallCode != rlsv3.RateLimitResponse_OK {
-		t.Errorf("shadow route with the store down = %v; want OK", r.OverallCode)
-	}
-	for dec, want := range map[string]float64{"degraded_closed": 1, "shadow_over_limit": 0} {
-		if n := testutil.ToFloat64(f.lim.m.decisions.WithLabelValues("gatehouse", "gatehouse/shadowed/gold", dec)); n != want {
-			t.Errorf("%s on shadowed = %v; want %v", dec, n, want)
-		}
-	}
-	// Recovery needs nothing but the store answering again.
+	// Recovery needs nothing but the store answering again, and a decided
+	// answer carries no mark.
 	f.store.fail.Store(false)
-	if r := f.call(t, rlReq("gatehouse", gold("x"))); r.OverallCode != rlsv3.RateLimitResponse_OK {
-		t.Errorf("after recovery = %v; want OK", r.OverallCode)
+	for _, req := range []*rlsv3.RateLimitRequest{rlReq("gatehouse", gold("y")), rlReq("gatehouse", d("route", "orders", "subject", "10.0.0.2"))} {
+		if r := f.call(t, req); r.OverallCode != rlsv3.RateLimitResponse_OK || len(r.RequestHeadersToAdd) != 0 {
+			t.Errorf("after recovery: %v = %v, upstream headers %v; want OK without a mark", req.Descriptors, r.OverallCode, r.RequestHeadersToAdd)
+		}
+	}
+}
+
+// TestDegradedMarkOnlyWhenAdmitted: a request with a degraded-open
+// descriptor and another that refuses is refused, and so carries no mark
+// (nothing goes upstream); a refund answered without the store is marked.
+func TestDegradedMarkOnlyWhenAdmitted(t *testing.T) {
+	f := newFixture(t, gatehouseYAML)
+	anon := d("route", "orders", "subject", "10.0.0.9")
+	f.call(t, rlReq("gatehouse", anon)) // 1/hour used up: cached, refused without the store
+	f.store.fail.Store(true)
+	r := f.call(t, rlReq("gatehouse", gold("m"), anon))
+	if r.OverallCode != rlsv3.RateLimitResponse_OVER_LIMIT || len(r.RequestHeadersToAdd) != 0 {
+		t.Errorf("degraded-open and over limit = %v, upstream headers %v; want OVER_LIMIT without a mark", r.OverallCode, r.RequestHeadersToAdd)
+	}
+	refund := gold("m")
+	refund.IsNegativeHits = true
+	r = f.call(t, rlReq("gatehouse", refund))
+	if r.OverallCode != rlsv3.RateLimitResponse_OK || len(r.RequestHeadersToAdd) != 1 {
+		t.Errorf("refund with the store down = %v, upstream headers %v; want OK with the mark", r.OverallCode, r.RequestHeadersToAdd)
+	}
+	if n := testutil.ToFloat64(f.lim.m.degraded.WithLabelValues("gatehouse", "gold", "open")); n != 2 {
+		t.Errorf("degraded{tier=gold, mode=open} = %v; want 2", n)
 	}
 }
 
@@ -547,9 +630,9 @@ func TestFailClosedHeadersWithAnotherLimit(t *testing.T) {
 	f.call(t, rlReq("gatehouse", shadow))
 	f.call(t, rlReq("gatehouse", shadow)) // 2/second used up: the key is cached
 	f.store.fail.Store(true)
-	r := f.call(t, rlReq("gatehouse", shadow, gold("h")))
+	r := f.call(t, rlReq("gatehouse", shadow, d("route", "orders", "subject", "h")))
 	if r.OverallCode != rlsv3.RateLimitResponse_OVER_LIMIT {
-		t.Fatalf("overall = %v; want OVER_LIMIT (orders fails closed)", r.OverallCode)
+		t.Fatalf("overall = %v; want OVER_LIMIT (orders fails closed for anonymous)", r.OverallCode)
 	}
 	hdr := map[string]string{}
 	for _, h := range r.ResponseHeadersToAdd {

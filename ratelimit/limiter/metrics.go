@@ -53,6 +53,9 @@ func (d Decision) String() string {
 // Metrics of the limiter, registered once per process.
 type Metrics struct {
 	decisions *prometheus.CounterVec
+	// degraded counts the degraded decisions again by tier and mode, for
+	// a dashboard of who a store outage lets through or refuses.
+	degraded  *prometheus.CounterVec
 	unmatched *prometheus.CounterVec
 	requests  *prometheus.CounterVec
 	invalid   *prometheus.CounterVec
@@ -99,6 +102,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "gatehouse_ratelimit_decisions_total",
 			Help: "Descriptors decided, by domain, rule and decision (ok, over_limit, over_limit_local, shadow_over_limit, quota_over_limit, unlimited, degraded_open, degraded_closed, degraded_error, refund).",
 		}, []string{"domain", "rule", "decision"}),
+		degraded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_ratelimit_degraded_total",
+			Help: "Descriptors answered without the store (down, too slow, or its breaker open), by domain, tier (a tier of gatehouse's domain, \"*\" for one that takes a route's default limits, empty in envoy config domains) and mode (open: let through, closed: refused, error: answered with an error in reference mode).",
+		}, []string{"domain", "tier", "mode"}),
 		hits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_ratelimit_hits_total",
 			Help: "Hits (hits_addend) of descriptors with a limit, by domain and rule.",
@@ -126,7 +133,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		unknownSeen: map[string]prometheus.Counter{},
 		ref:         newRefMetrics(),
 	}
-	for _, c := range []prometheus.Collector{m.decisions, m.hits, m.unmatched, m.requests, m.invalid, m.unknown, m.negativeCharged, m.ref} {
+	for _, c := range []prometheus.Collector{m.decisions, m.degraded, m.hits, m.unmatched, m.requests, m.invalid, m.unknown, m.negativeCharged, m.ref} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -137,7 +144,21 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 // ruleMetrics are a rule's counters, resolved once per config.
 type ruleMetrics struct {
 	decisions [numDecisions]prometheus.Counter
-	hits      prometheus.Counter
+	// degraded are the rule's tier's degraded counters, by the decisions
+	// DecisionDegradedOpen, DecisionDegradedClosed, DecisionDegradedError.
+	degraded [3]prometheus.Counter
+	hits     prometheus.Counter
+}
+
+// degradedModes label the degraded decisions, in their order.
+var degradedModes = [3]string{"open", "closed", "error"}
+
+// count counts a decision, and a degraded one also by tier and mode.
+func (rm *ruleMetrics) count(d Decision) {
+	rm.decisions[d].Inc()
+	if d >= DecisionDegradedOpen && d <= DecisionDegradedError {
+		rm.degraded[d-DecisionDegradedOpen].Inc()
+	}
 }
 
 // domainMetrics are a domain's counters, resolved once per config.
@@ -153,11 +174,11 @@ type domainMetrics struct {
 func (m *Metrics) bind(snap, prev *quota.Snapshot) ([]*ruleMetrics, map[string]*domainMetrics) {
 	rules := make([]*ruleMetrics, len(snap.Rules))
 	for i, r := range snap.Rules {
-		rules[i] = m.rule(r.Domain, r.ID)
+		rules[i] = m.rule(r.Domain, r.ID, r.Tier)
 	}
 	doms := map[string]*domainMetrics{}
 	for _, name := range snap.DomainNames() {
-		dm := &domainMetrics{override: m.rule(name, name+":override")}
+		dm := &domainMetrics{override: m.rule(name, name+":override", "")}
 		dm.requests[0] = m.requests.WithLabelValues(name, "ok")
 		dm.requests[1] = m.requests.WithLabelValues(name, "over_limit")
 		for _, reason := range []quota.MissReason{quota.NoRule, quota.UnknownRoute, quota.NoRouteEntry} {
@@ -167,23 +188,31 @@ func (m *Metrics) bind(snap, prev *quota.Snapshot) ([]*ruleMetrics, map[string]*
 	}
 	if prev != nil {
 		keep := map[[2]string]bool{}
+		tiers := map[[2]string]bool{}
 		for _, r := range snap.Rules {
 			keep[[2]string{r.Domain, r.ID}] = true
+			tiers[[2]string{r.Domain, r.Tier}] = true
 		}
 		for _, r := range prev.Rules {
 			if !keep[[2]string{r.Domain, r.ID}] {
 				m.decisions.DeletePartialMatch(prometheus.Labels{"domain": r.Domain, "rule": r.ID})
 				m.hits.DeleteLabelValues(r.Domain, r.ID)
 			}
+			if !tiers[[2]string{r.Domain, r.Tier}] {
+				m.degraded.DeletePartialMatch(prometheus.Labels{"domain": r.Domain, "tier": r.Tier})
+			}
 		}
 	}
 	return rules, doms
 }
 
-func (m *Metrics) rule(domain, id string) *ruleMetrics {
+func (m *Metrics) rule(domain, id, tier string) *ruleMetrics {
 	rm := &ruleMetrics{hits: m.hits.WithLabelValues(domain, id)}
 	for d := Decision(0); d < numDecisions; d++ {
 		rm.decisions[d] = m.decisions.WithLabelValues(domain, id, d.String())
+	}
+	for i, mode := range degradedModes {
+		rm.degraded[i] = m.degraded.WithLabelValues(domain, tier, mode)
 	}
 	return rm
 }

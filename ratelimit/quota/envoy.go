@@ -244,7 +244,9 @@ func compileEnvoy(files []EnvoyFile, rl *config.RateLimit, add func(*Rule) *Rule
 		if d == nil {
 			ds := rl.Domains[root.Domain]
 			d = &Domain{Name: root.Domain, envoy: &envoyNode{children: map[string]*envoyNode{}}}
-			d.FailOpen = rl.FailureMode == config.FailOpen
+			// The envoy config domains know no tiers: they take the
+			// mode of the verified tiers.
+			d.FailOpen = rl.FailureMode.Default == config.FailOpen
 			if ds.FailureMode != "" {
 				d.FailOpen = ds.FailureMode == config.FailOpen
 			}

@@ -34,7 +34,7 @@ func FuzzEnvoyConfig(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte, k1, v1, k2, v2 string) {
 		// Reference mode: the keys and stats keys are the reference's too.
-		rl := &config.RateLimit{FailureMode: config.FailClosed, Reference: &config.RateLimitReference{}}
+		rl := &config.RateLimit{FailureMode: config.RateLimitFailureModes{Default: config.FailClosed, Anonymous: config.FailClosed}, Reference: &config.RateLimitReference{}}
 		var rules []*Rule
 		add := func(r *Rule) *Rule { r.Index = len(rules); rules = append(rules, r); return r }
 		files := []EnvoyFile{{Name: "f.yaml", Data: data}}

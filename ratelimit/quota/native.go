@@ -3,6 +3,7 @@ package quota
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
@@ -53,6 +54,15 @@ func compileNative(cfg *config.Config, loc *time.Location, add func(*Rule) *Rule
 		}
 		if len(e.Default) > 0 {
 			nr.def = add(nativeRule(r.ID, "*", "default", e.Default, e, loc))
+			// A tier whose failure mode is set by name (anonymous always)
+			// but whose limits are the default ones gets a rule of its
+			// own: the same limits and counters, its own mode, and its
+			// own series in the metrics.
+			for _, tier := range e.FailureMode.Named() {
+				if _, listed := nr.tiers[tier]; !listed {
+					nr.tiers[tier] = add(nr.def.forTier(tier, e.FailureMode.For(tier)))
+				}
+			}
 		}
 		byID[r.ID] = nr
 	}
@@ -66,14 +76,26 @@ func nativeRule(route, tierLabel, namePrefix string, limits []config.Limit, e *c
 	r := &Rule{
 		ID:       contract.RateLimitDomain + "/" + route + "/" + tierLabel,
 		Domain:   contract.RateLimitDomain,
+		Tier:     tierLabel,
 		Shadow:   e.Shadow,
-		FailOpen: e.FailureMode == config.FailOpen,
+		FailOpen: e.FailureMode.For(tierLabel) == config.FailOpen,
 	}
 	for _, l := range limits {
 		r.Limits = append(r.Limits, compileLimit(l, namePrefix, e.Algorithm, loc))
 	}
 	r.Policy = policyOf(r.Limits)
 	return r
+}
+
+// forTier is a copy of a route's default rule for one tier, with that
+// tier's failure mode. The limits are shared: a counter's key names the
+// tier, not the rule.
+func (r *Rule) forTier(tier string, mode config.FailureMode) *Rule {
+	c := *r
+	c.ID = strings.TrimSuffix(r.ID, "*") + tier
+	c.Tier = tier
+	c.FailOpen = mode == config.FailOpen
+	return &c
 }
 
 // compileLimit turns a config limit into a Limit.

@@ -124,6 +124,63 @@ func TestNativeMatch(t *testing.T) {
 	}
 }
 
+// TestNativeFailureModes: each tier's rule carries the tier's failure
+// mode on its route — open for verified tiers and closed for anonymous by
+// default, the route's own modes over the component's — and a tier that
+// takes the route's default limits but has a mode of its own (anonymous
+// always) has a rule of its own on the same counters.
+func TestNativeFailureModes(t *testing.T) {
+	snap, err := compileYAML(t, `apiVersion: gatehouse/v1
+ratelimit:
+  tiers:
+    gold: [{requests: 20, per: second}]
+  default: [{requests: 5, per: second}]
+  failureMode: {tiers: {bronze: closed}}
+routes:
+  - {id: plain, match: {prefix: /p}}
+  - {id: strict, match: {prefix: /s}, ratelimit: {failureMode: closed}}
+  - {id: lenient, match: {prefix: /l}, ratelimit: {failureMode: {anonymous: open, tiers: {gold: closed}}}}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dom, _ := snap.Domain("gatehouse")
+	tests := []struct {
+		route, tier string
+		rule        string
+		failOpen    bool
+		identity    string
+	}{
+		{"plain", "gold", "gatehouse/plain/gold", true, "gatehouse|plain|gold|subject=s"},
+		{"plain", "silver", "gatehouse/plain/*", true, "gatehouse|plain|silver|subject=s"},
+		{"plain", "bronze", "gatehouse/plain/bronze", false, "gatehouse|plain|bronze|subject=s"},
+		{"plain", "anonymous", "gatehouse/plain/anonymous", false, "gatehouse|plain|anonymous|subject=s"},
+		{"plain", "", "gatehouse/plain/anonymous", false, "gatehouse|plain|anonymous|subject=s"},
+		{"strict", "gold", "gatehouse/strict/gold", false, "gatehouse|strict|gold|subject=s"},
+		{"strict", "silver", "gatehouse/strict/*", false, "gatehouse|strict|silver|subject=s"},
+		{"strict", "anonymous", "gatehouse/strict/anonymous", false, "gatehouse|strict|anonymous|subject=s"},
+		{"lenient", "gold", "gatehouse/lenient/gold", false, "gatehouse|lenient|gold|subject=s"},
+		{"lenient", "bronze", "gatehouse/lenient/bronze", false, "gatehouse|lenient|bronze|subject=s"},
+		{"lenient", "anonymous", "gatehouse/lenient/anonymous", true, "gatehouse|lenient|anonymous|subject=s"},
+	}
+	for _, tt := range tests {
+		d := desc("route", tt.route, "subject", "s")
+		if tt.tier != "" {
+			d = desc("route", tt.route, "tier", tt.tier, "subject", "s")
+		}
+		rule, ident, _, err := dom.Match(d, nil)
+		if err != nil || rule == nil {
+			t.Fatalf("Match(%s) = %v, %v", entriesString(d), rule, err)
+		}
+		if rule.ID != tt.rule || rule.FailOpen != tt.failOpen || string(ident) != tt.identity {
+			t.Errorf("Match(%s) = %s, fail open %v, %q; want %s, %v, %q", entriesString(d), rule.ID, rule.FailOpen, ident, tt.rule, tt.failOpen, tt.identity)
+		}
+		if want := tt.rule[strings.LastIndexByte(tt.rule, '/')+1:]; rule.Tier != want {
+			t.Errorf("Match(%s).Tier = %q; want %q", entriesString(d), rule.Tier, want)
+		}
+	}
+}
+
 func TestNativePolicyAndProto(t *testing.T) {
 	snap, err := compileYAML(t, nativeConfig)
 	if err != nil {

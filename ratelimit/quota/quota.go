@@ -71,6 +71,10 @@ type Rule struct {
 	// (<domain>.<key>_<value>...).
 	ID     string
 	Domain string
+	// Tier is the tier a rule of gatehouse's own domain applies to ("*"
+	// for the route's default, which applies to every tier not named in
+	// its limits or failure modes); empty in envoy config domains.
+	Tier   string
 	Limits []*Limit
 	// Unlimited rules answer OK without counting (unlimited: true).
 	Unlimited bool
@@ -80,7 +84,8 @@ type Rule struct {
 	// quota_mode) while the overall code follows the other descriptors.
 	QuotaMode bool
 	// FailOpen answers OK when the store cannot decide; otherwise the
-	// answer is OVER_LIMIT.
+	// answer is OVER_LIMIT. In gatehouse's domain it is the rule's tier's
+	// mode on its route.
 	FailOpen bool
 	// CountRefused adds refused hits to the counters, as
 	// envoyproxy/ratelimit does; gatehouse's own quotas count only what

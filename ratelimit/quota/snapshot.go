@@ -93,7 +93,7 @@ func Compile(cfg *config.Config) (*Snapshot, error) {
 
 	nd := compileNative(cfg, loc, add)
 	if nd != nil {
-		s.domains[contract.RateLimitDomain] = &Domain{Name: contract.RateLimitDomain, native: nd, FailOpen: rl.FailureMode == config.FailOpen, Shadow: rl.Shadow}
+		s.domains[contract.RateLimitDomain] = &Domain{Name: contract.RateLimitDomain, native: nd, FailOpen: rl.FailureMode.Default == config.FailOpen, Shadow: rl.Shadow}
 	}
 
 	if rt := runtimeOf(rl); len(rl.EnvoyConfigs) > 0 || rt != nil {

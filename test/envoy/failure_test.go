@@ -1,12 +1,15 @@
 package envoy_test
 
 import (
+	"context"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/gatehouse/gatehouse/test/harness"
 )
@@ -113,26 +116,136 @@ func TestFailureAuthzDownOpen(t *testing.T) {
 	}
 }
 
-// TestFailureRedisDown: with Redis killed, each rate-limited route answers
-// in its own failure mode (closed: 429; open: allowed), and counting
-// resumes when Redis is back, without a restart.
+// TestFailureRedisDown: with Redis killed, each tier answers by its
+// failure mode. With the defaults an authenticated request passes — and
+// the upstream sees x-gatehouse-ratelimit: degraded-open, which no client
+// can send itself — while an anonymous one is refused with 429, whatever
+// tier header it claims; a route whose failure mode is closed (or open)
+// for every tier refuses (or admits) all of them; a route without a rate
+// limit never asks. The answers are counted by tier and mode, and
+// counting resumes when Redis is back, without a restart.
 func TestFailureRedisDown(t *testing.T) {
 	m := failureMesh(t, "closed")
 	tok := harness.DemoToken(t, "rita", "pro", "", nil)
-	for _, p := range []string{"/rl-closed", "/rl-open"} {
+	for _, p := range []string{"/rl-closed", "/rl-open", "/tiers"} {
 		if s, _ := status(t, m, p, tok); s != http.StatusOK {
 			t.Fatalf("before: %s = %d; want 200", p, s)
 		}
 	}
+	// Before: a decided answer carries no mark, and a client's own is gone.
+	if s, e := status(t, m, "/tiers/x", tok, "x-gatehouse-ratelimit: degraded-open"); s != http.StatusOK || e.Headers["x-gatehouse-ratelimit"] != nil {
+		t.Errorf("Redis up, a client sending the mark: %d, upstream saw x-gatehouse-ratelimit %q; want 200 without it", s, e.Headers["x-gatehouse-ratelimit"])
+	}
 	m.Redis.Stop()
+	checkTiers(t, m, tok, "Redis down", http.StatusTooManyRequests)
 	if s, _ := status(t, m, "/rl-closed", tok); s != http.StatusTooManyRequests {
 		t.Errorf("Redis down, failureMode closed: %d; want 429", s)
 	}
 	if s, _ := status(t, m, "/rl-open", tok); s != http.StatusOK {
 		t.Errorf("Redis down, failureMode open: %d; want 200", s)
 	}
+	for _, l := range [][]string{{`tier="pro"`, `mode="open"`}, {`tier="anonymous"`, `mode="closed"`}} {
+		if n := m.Gatehouse[0].Metric("gatehouse_ratelimit_degraded_total", append(l, `domain="gatehouse"`)...); n < 1 {
+			t.Errorf("gatehouse_ratelimit_degraded_total{%s} = %v; want the degraded answers counted", strings.Join(l, ","), n)
+		}
+	}
 	m.Redis.Start()
 	eventually(t, "recovery once Redis is back", func() bool { s, _ := status(t, m, "/rl-closed", tok); return s == http.StatusOK })
+	if s, e := status(t, m, "/tiers/x", tok); s != http.StatusOK || e.Headers["x-gatehouse-ratelimit"] != nil {
+		t.Errorf("Redis back: %d, upstream saw x-gatehouse-ratelimit %q; want 200 without it", s, e.Headers["x-gatehouse-ratelimit"])
+	}
+}
+
+// checkTiers checks the answers of /tiers (verified tiers open, anonymous
+// closed; closed is the status of a refusal) and of a route without a
+// rate limit while something of the rate limiting is down. An admitted
+// request carries the degraded mark to the upstream only when
+// gatehouse itself answered (marked).
+func checkTiers(t *testing.T, m *harness.Mesh, tok, what string, closed int, marked ...bool) {
+	t.Helper()
+	mark := len(marked) == 0 || marked[0]
+	s, e := status(t, m, "/tiers/x", tok, "x-gatehouse-ratelimit: made-up")
+	if s != http.StatusOK {
+		t.Errorf("%s: an authenticated request = %d; want 200", what, s)
+	} else if got := e.Headers["x-gatehouse-ratelimit"]; mark && (len(got) != 1 || got[0] != "degraded-open") || !mark && got != nil {
+		t.Errorf("%s: the upstream saw x-gatehouse-ratelimit %q; want %v", what, got, map[bool]string{true: "[degraded-open]", false: "none"}[mark])
+	}
+	for _, claim := range []string{"", "x-gatehouse-tier: pro"} {
+		var extra []string
+		if claim != "" {
+			extra = []string{claim}
+		}
+		if s, _ := status(t, m, "/tiers/x", "", extra...); s != closed {
+			t.Errorf("%s: an anonymous request (claiming %q) = %d; want %d", what, claim, s, closed)
+		}
+	}
+	if s, _ := status(t, m, "/public/x", ""); s != http.StatusOK {
+		t.Errorf("%s: a route without a rate limit = %d; want 200", what, s)
+	}
+}
+
+// TestFailureRedisSlow: a Redis that accepts but does not answer (paused)
+// is answered by the failure modes once ratelimit.store.timeout passes,
+// before Envoy's own timeout: the same answers as with Redis down.
+func TestFailureRedisSlow(t *testing.T) {
+	m := failureMesh(t, "closed")
+	tok := harness.DemoToken(t, "sam", "pro", "", nil)
+	if s, _ := status(t, m, "/tiers/x", tok); s != http.StatusOK {
+		t.Fatalf("before: /tiers = %d; want 200", s)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: m.Redis.Addr()})
+	defer rdb.Close()
+	ctx := context.Background()
+	// WRITE pauses every script (the limiter's round trips) but lets
+	// CLIENT UNPAUSE through.
+	if err := rdb.Do(ctx, "CLIENT", "PAUSE", "60000", "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Do(ctx, "CLIENT", "UNPAUSE")
+	checkTiers(t, m, tok, "Redis paused", http.StatusTooManyRequests)
+	if n := m.Gatehouse[0].Metric("gatehouse_ratelimit_store_errors_total", `reason="timeout"`); n < 1 {
+		t.Errorf("gatehouse_ratelimit_store_errors_total{reason=\"timeout\"} = %v; want the slow round trips counted as timeouts", n)
+	}
+	if err := rdb.Do(ctx, "CLIENT", "UNPAUSE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "recovery once Redis answers", func() bool { s, _ := status(t, m, "/tiers/x", ""); return s == http.StatusOK })
+}
+
+// TestFailureRateLimitServiceDown: with gatehouse's rate limit service
+// unreachable (ext_authz still up), Envoy decides by the tier's failure
+// mode: the fail-open filter lets an authenticated request through
+// (without a mark: no gatehouse answered), the fail-closed one refuses an
+// anonymous request (500, Envoy's answer when failure_mode_deny refuses),
+// and a route that is closed for every tier refuses its verified callers.
+func TestFailureRateLimitServiceDown(t *testing.T) {
+	m := failureMesh(t, "closed")
+	tok := harness.DemoToken(t, "tess", "pro", "", nil)
+	if s, _ := status(t, m, "/tiers/x", tok); s != http.StatusOK {
+		t.Fatalf("before: /tiers = %d; want 200", s)
+	}
+	m.Gatehouse[0].Kill() // xDS and the rate limit service; Envoy keeps its config
+	eventually(t, "Envoy noticing the rate limit service gone", func() bool {
+		s, _ := status(t, m, "/tiers/x", "")
+		return s == http.StatusInternalServerError
+	})
+	checkTiers(t, m, tok, "rate limit service down", http.StatusInternalServerError, false)
+	if s, _ := status(t, m, "/rl-closed", tok); s != http.StatusInternalServerError {
+		t.Errorf("rate limit service down, failureMode closed: %d; want 500", s)
+	}
+	if s, _ := status(t, m, "/rl-open", tok); s != http.StatusOK {
+		t.Errorf("rate limit service down, failureMode open: %d; want 200", s)
+	}
+	// Envoy's own witnesses, per filter (the second one has its prefix).
+	if n := m.Envoy.Stat("cluster.echo.ratelimit.failure_mode_allowed"); n < 1 {
+		t.Errorf("cluster.echo.ratelimit.failure_mode_allowed = %d; want the fail-open filter's admissions counted", n)
+	}
+	if n := m.Envoy.Stat("cluster.echo.ratelimit.fail_closed.error"); n < 1 {
+		t.Errorf("cluster.echo.ratelimit.fail_closed.error = %d; want the fail-closed filter's errors counted", n)
+	}
+	m.Gatehouse[0].Start()
+	m.WaitSynced(1)
+	eventually(t, "recovery once the rate limit service is back", func() bool { s, _ := status(t, m, "/tiers/x", ""); return s == http.StatusOK })
 }
 
 // TestFailureGatehouseRestart: while gatehouse is down Envoy keeps its

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -167,8 +168,11 @@ func TestEnvoyContractAcrossComponents(t *testing.T) {
 			domain = unpack(t, f.GetTypedConfig(), &ratelimitfilterv3.RateLimit{}).GetDomain()
 		}
 	}
-	if got := strings.Join(order, ","); got != "envoy.filters.http.ext_proc,envoy.filters.http.ext_authz,envoy.filters.http.ratelimit,envoy.filters.http.router" {
-		t.Fatalf("filter chain = %s; want ext_proc, ext_authz, ratelimit, router", got)
+	// header_mutation strips client-sent identity headers and the rate
+	// limiter's mark; the second rate limit filter fails closed, for the
+	// anonymous tier (verified tiers fail open by default).
+	if got := strings.Join(order, ","); got != "envoy.filters.http.header_mutation,envoy.filters.http.ext_proc,envoy.filters.http.ext_authz,envoy.filters.http.ratelimit,envoy.filters.http.ratelimit.fail_closed,envoy.filters.http.router" {
+		t.Fatalf("filter chain = %s; want header_mutation, ext_proc, ext_authz, ratelimit (and its fail_closed twin), router", got)
 	}
 	rds := fetch(t, ads, resourcev3.RouteType, hcm.GetRds().GetRouteConfigName())
 	rc := unpack(t, rds.GetResources()[0], &routev3.RouteConfiguration{})
@@ -250,13 +254,30 @@ func TestEnvoyContractAcrossComponents(t *testing.T) {
 	}
 
 	// 4. The rate limit descriptor, built as Envoy builds it from the
-	// route's actions and the metadata ext_authz emitted under its name.
+	// route's actions, the metadata ext_authz emitted under its name and
+	// the tier header it set: of the route's entries (one per failure
+	// mode), the one whose gate the tier passes makes the descriptor.
 	meta := map[string]*structpb.Struct{"envoy.filters.http.ext_authz": allowed.GetDynamicMetadata()}
+	upstream := map[string]string{}
+	for _, h := range allowed.GetOkResponse().GetHeaders() {
+		upstream[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+	}
 	var descs []*ratelimitv3.RateLimitDescriptor
+	var stages []uint32
+entries:
 	for _, rl := range orders.GetRoute().GetRateLimits() {
 		d := &ratelimitv3.RateLimitDescriptor{}
 		for _, a := range rl.GetActions() {
 			switch {
+			case a.GetHeaderValueMatch() != nil:
+				m := a.GetHeaderValueMatch()
+				h := m.GetHeaders()[0]
+				v, ok := upstream[h.GetName()]
+				matched := (ok || h.GetTreatMissingHeaderAsEmpty()) && regexp.MustCompile("^(?:"+h.GetStringMatch().GetSafeRegex().GetRegex()+")$").MatchString(v)
+				if matched != m.GetExpectMatch().GetValue() {
+					continue entries
+				}
+				d.Entries = append(d.Entries, &ratelimitv3.RateLimitDescriptor_Entry{Key: m.GetDescriptorKey(), Value: m.GetDescriptorValue()})
 			case a.GetGenericKey() != nil:
 				d.Entries = append(d.Entries, &ratelimitv3.RateLimitDescriptor_Entry{Key: a.GetGenericKey().GetDescriptorKey(), Value: a.GetGenericKey().GetDescriptorValue()})
 			case a.GetMetadata() != nil:
@@ -272,13 +293,17 @@ func TestEnvoyContractAcrossComponents(t *testing.T) {
 			}
 		}
 		descs = append(descs, d)
+		stages = append(stages, rl.GetStage().GetValue())
+	}
+	if len(descs) != 1 || stages[0] != 0 {
+		t.Fatalf("descriptors %v in stages %v; want one, for the first (fail-open) rate limit filter", descs, stages)
 	}
 	got := map[string]string{}
 	for _, e := range descs[0].GetEntries() {
 		got[e.GetKey()] = e.GetValue()
 	}
-	if got["route"] != "orders" || got["tier"] != "pro" || got["subject"] != "demo-user" {
-		t.Fatalf("descriptor = %v; want route orders, the token's tier pro and subject demo-user", got)
+	if got["route"] != "orders" || got["tier"] != "pro" || got["subject"] != "demo-user" || got["failure_mode"] != "open" {
+		t.Fatalf("descriptor = %v; want route orders, the token's tier pro, subject demo-user and failure_mode open", got)
 	}
 	rls := rlsv3.NewRateLimitServiceClient(testenv.Dial(t, rt.Addr("ratelimit")))
 	var codes []string

@@ -21,7 +21,7 @@ ratelimit:
 routes:
   - id: closed
     match: {prefix: /c}
-    ratelimit: {default: [{requests: 100000, per: second}]}
+    ratelimit: {default: [{requests: 100000, per: second}], failureMode: closed}
   - id: open
     match: {prefix: /o}
     ratelimit: {default: [{requests: 100000, per: second}], failureMode: open}

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"slices"
 	"time"
 
 	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/contract"
@@ -56,6 +58,9 @@ type routeNeeds struct {
 	// listener's, or the one with the other failure mode
 	// (authzAltFilter) when the route's authz.failureMode differs.
 	authzFilter string
+	// rateLimitFilterMode is the failure mode of the first rate limit
+	// filter; the route's entries of the other mode go to the second.
+	rateLimitFilterMode config.FailureMode
 }
 
 func needsOf(cfg *config.Config, r *config.Route) routeNeeds {
@@ -133,7 +138,7 @@ func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 		out = append(out, &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}})
 		return nil
 	}
-	if cfg.Authz != nil && (svc.AuthzFailureMode == config.FailOpen || t.authzAlt) {
+	if (cfg.Authz != nil && (svc.AuthzFailureMode == config.FailOpen || t.authzAlt)) || cfg.RateLimit != nil {
 		// When ext_authz cannot answer and fails open, it neither
 		// overwrites nor removes the identity headers, so a client's own
 		// x-gatehouse-subject would reach the upstream as if verified.
@@ -142,9 +147,16 @@ func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 		// refuses the request, and nothing needs removing; with closed
 		// and open routes side by side, the filter runs on all of them,
 		// which costs nothing where ext_authz overwrites them anyway.)
-		muts := make([]*mutationrulesv3.HeaderMutation, 0, len(contract.IdentityHeaders))
+		// The rate limit filters read the tier header, and the upstream
+		// the rate limiter's degraded mark: a client can send neither.
+		// The route's own removal of identity headers where ext_authz
+		// does not run comes too late for either (the router applies it).
+		muts := make([]*mutationrulesv3.HeaderMutation, 0, len(contract.IdentityHeaders)+1)
 		for _, h := range contract.IdentityHeaders {
 			muts = append(muts, &mutationrulesv3.HeaderMutation{Action: &mutationrulesv3.HeaderMutation_Remove{Remove: h}})
+		}
+		if cfg.RateLimit != nil {
+			muts = append(muts, &mutationrulesv3.HeaderMutation{Action: &mutationrulesv3.HeaderMutation_Remove{Remove: contract.HeaderRateLimit}})
 		}
 		if err := add(filterStripIdentity, &headermutationv3.HeaderMutation{
 			Mutations: &headermutationv3.Mutations{RequestMutations: muts},
@@ -209,17 +221,31 @@ func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 		}
 	}
 	if cfg.RateLimit != nil {
-		if err := add(filterRateLimit, &ratelimitfilterv3.RateLimit{
+		f := &ratelimitfilterv3.RateLimit{
 			Domain:          contract.RateLimitDomain,
 			Timeout:         durationpb.New(svc.RateLimitTimeout.D()),
-			FailureModeDeny: svc.RateLimitFailureMode == config.FailClosed,
+			FailureModeDeny: t.rlMode == config.FailClosed,
 			RateLimitService: &ratelimitconfv3.RateLimitServiceConfig{
 				GrpcService:         grpcService(config.ComponentRateLimit, svc.RateLimitTimeout),
 				TransportApiVersion: corev3.ApiVersion_V3,
 			},
 			EnableXRatelimitHeaders: ratelimitfilterv3.RateLimit_DRAFT_VERSION_03,
-		}); err != nil {
+		}
+		if err := add(filterRateLimit, f); err != nil {
 			return nil, err
+		}
+		if t.rlAlt {
+			// Envoy has one failure mode per rate limit filter: the
+			// routes' entries of the other mode go to a second filter of
+			// that mode, in a stage of its own.
+			alt := proto.Clone(f).(*ratelimitfilterv3.RateLimit)
+			alt.FailureModeDeny = !f.FailureModeDeny
+			alt.Stage = secondRateLimitStage
+			name, prefix := rateLimitFilterName(opposite(t.rlMode))
+			alt.StatPrefix = prefix
+			if err := add(name, alt); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if err := add(filterRouter, &routerv3.Router{}); err != nil {
@@ -311,7 +337,8 @@ func processingMode(n *config.ExtProcNeeds) *extprocfilterv3.ProcessingMode {
 
 // rateLimits builds the one descriptor gatehouse's rate limiter reads:
 // route (the id), tier and subject (from ext_authz's dynamic metadata),
-// then the route's header entries.
+// then the route's header entries; for the rate limit filter of the
+// tier's failure mode (see ratelimitmodes.go).
 func rateLimits(id string, n *routeNeeds) []*routev3.RateLimit {
 	if !n.ratelimitOn || !n.ratelimit.Enabled {
 		return nil
@@ -346,7 +373,23 @@ func rateLimits(id string, n *routeNeeds) []*routev3.RateLimit {
 			SkipIfAbsent: true,
 		}}})
 	}
-	return []*routev3.RateLimit{{Actions: actions}}
+	mode, except := n.ratelimit.FailureMode, n.ratelimit.Except
+	entry := func(m config.FailureMode, acts []*routev3.RateLimit_Action) *routev3.RateLimit {
+		rl := &routev3.RateLimit{Actions: acts}
+		if m != n.rateLimitFilterMode {
+			rl.Stage = wrapperspb.UInt32(secondRateLimitStage)
+		}
+		return rl
+	}
+	if len(except) == 0 {
+		return []*routev3.RateLimit{entry(mode, actions)}
+	}
+	// The tiers in except go to the filter of the other mode, every other
+	// tier to the filter of mode: each request makes one descriptor.
+	return []*routev3.RateLimit{
+		entry(opposite(mode), append(slices.Clip(actions), tierMatch(except, true, opposite(mode)))),
+		entry(mode, append(slices.Clip(actions), tierMatch(except, false, mode))),
+	}
 }
 
 func dur(d config.Duration) *durationpb.Duration { return durationpb.New(time.Duration(d)) }

@@ -128,6 +128,10 @@ type translator struct {
 	// authzAlt is set when some route's authz failure mode differs from
 	// the listener's: a second ext_authz filter then serves those routes.
 	authzAlt bool
+	// rlMode is the failure mode of the first rate limit filter; rlAlt is
+	// set when routes need the other mode too (ratelimitmodes.go).
+	rlMode config.FailureMode
+	rlAlt  bool
 }
 
 // addOrigin records that the resource (or route, or virtual host) called
@@ -163,6 +167,10 @@ func (t *translator) run() error {
 			n.authzFilter = authzAltFilter(mode)
 			t.authzAlt = true
 		}
+	}
+	t.rlMode, t.rlAlt = t.rateLimitModes()
+	for i := range t.needs {
+		t.needs[i].rateLimitFilterMode = t.rlMode
 	}
 	services, err := t.serviceClusters()
 	if err != nil {

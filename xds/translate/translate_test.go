@@ -17,6 +17,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	ratelimitfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
 	"github.com/google/go-cmp/cmp"
@@ -286,7 +287,10 @@ func TestContract(t *testing.T) {
 	for _, f := range hcm.GetHttpFilters() {
 		names = append(names, f.GetName())
 	}
-	wantNames := []string{contract.ExtProcFilterName, contract.AuthzFilterName, "envoy.filters.http.ratelimit", "envoy.filters.http.router"}
+	// header_mutation first: the rate limit filters read the tier header
+	// and the upstream the rate limiter's mark, which a client must not
+	// send (TestRateLimitFailureModes).
+	wantNames := []string{"envoy.filters.http.header_mutation", contract.ExtProcFilterName, contract.AuthzFilterName, "envoy.filters.http.ratelimit", "envoy.filters.http.router"}
 	if diff := cmp.Diff(wantNames, names); diff != "" {
 		t.Errorf("HTTP filters (-want +got):\n%s", diff)
 	}
@@ -301,7 +305,7 @@ func TestContract(t *testing.T) {
 		t.Error("strip_any_host_port = false; want true (routematch strips ports)")
 	}
 	proc := &extprocfilterv3.ExternalProcessor{}
-	if err := hcm.GetHttpFilters()[0].GetTypedConfig().UnmarshalTo(proc); err != nil {
+	if err := hcm.GetHttpFilters()[1].GetTypedConfig().UnmarshalTo(proc); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Contains(proc.GetRequestAttributes(), contract.ExtProcRouteAttribute) {
@@ -507,16 +511,24 @@ func TestIdentityHeadersStripped(t *testing.T) {
 // TestAuthzFailOpenStripsIdentityFirst: where ext_authz may fail open, a
 // header_mutation filter ahead of every other removes the identity headers
 // a client sent (a failed-open ext_authz would leave them for the
-// upstream); the default fail-closed chain has no such filter.
+// upstream); the default fail-closed chain without a rate limiter has no
+// such filter. With one, the filter also removes the rate limiter's mark.
 func TestAuthzFailOpenStripsIdentityFirst(t *testing.T) {
-	open := strings.Replace(contractConfig, "xds: {}\n", "xds: {services: {authzFailureMode: open}}\n", 1)
-	if open == contractConfig {
-		t.Fatal("contractConfig has no `xds: {}` line")
+	noRL := strings.Replace(contractConfig, "ratelimit: {}\n", "", 1)
+	open := strings.Replace(noRL, "xds: {}\n", "xds: {services: {authzFailureMode: open}}\n", 1)
+	if open == noRL || noRL == contractConfig {
+		t.Fatal("contractConfig has no `xds: {}` or `ratelimit: {}` line")
 	}
+	withRL := slices.Concat(contract.IdentityHeaders, []string{contract.HeaderRateLimit})
 	for _, tt := range []struct {
 		name, yaml string
-		strips     bool
-	}{{"closed", contractConfig, false}, {"open", open, true}} {
+		strips     []string
+	}{
+		{"closed", noRL, nil},
+		{"open", open, contract.IdentityHeaders},
+		{"closed with a rate limiter", contractConfig, withRL},
+		{"open with a rate limiter", strings.Replace(contractConfig, "xds: {}\n", "xds: {services: {authzFailureMode: open}}\n", 1), withRL},
+	} {
 		t.Run(tt.name, func(t *testing.T) {
 			res, err := translate.Translate(loadString(t, tt.yaml))
 			if err != nil {
@@ -530,10 +542,10 @@ func TestAuthzFailOpenStripsIdentityFirst(t *testing.T) {
 				t.Fatal(err)
 			}
 			first := hcm.GetHttpFilters()[0]
-			if got := first.GetName() == "envoy.filters.http.header_mutation"; got != tt.strips {
-				t.Fatalf("first filter = %s; want header_mutation first = %v", first.GetName(), tt.strips)
+			if got := first.GetName() == "envoy.filters.http.header_mutation"; got != (tt.strips != nil) {
+				t.Fatalf("first filter = %s; want header_mutation first = %v", first.GetName(), tt.strips != nil)
 			}
-			if !tt.strips {
+			if tt.strips == nil {
 				return
 			}
 			hm := &headermutationv3.HeaderMutation{}
@@ -547,7 +559,7 @@ func TestAuthzFailOpenStripsIdentityFirst(t *testing.T) {
 			for _, m := range hm.GetMutations().GetRequestMutations() {
 				removed = append(removed, m.GetRemove())
 			}
-			if diff := cmp.Diff(contract.IdentityHeaders, removed); diff != "" {
+			if diff := cmp.Diff(tt.strips, removed); diff != "" {
 				t.Errorf("removed headers (-want +got):\n%s", diff)
 			}
 		})
@@ -673,7 +685,7 @@ func TestRouteAuthzFailureMode(t *testing.T) {
 			authz[f.GetName()] = a
 		}
 	}
-	want := []string{"envoy.filters.http.header_mutation", contract.ExtProcFilterName, contract.AuthzFilterName, contract.AuthzFailOpenFilterName, "envoy.filters.http.ratelimit", "envoy.filters.http.router"}
+	want := []string{"envoy.filters.http.header_mutation", contract.ExtProcFilterName, contract.AuthzFilterName, contract.AuthzFailOpenFilterName, "envoy.filters.http.ratelimit", "envoy.filters.http.ratelimit.fail_closed", "envoy.filters.http.router"}
 	if diff := cmp.Diff(want, names); diff != "" {
 		t.Fatalf("filters (-want +got):\n%s", diff)
 	}
@@ -710,6 +722,192 @@ func TestRouteAuthzFailureMode(t *testing.T) {
 		}
 		if got := rls[0].GetActions()[1].GetMetadata().GetMetadataKey().GetKey(); got != ns {
 			t.Errorf("%s: the tier is read from metadata namespace %q; want %q", id, got, ns)
+		}
+	}
+}
+
+// rateLimitConfig limits gold and anonymous on "api", and sets its own
+// failure modes on "strict" (closed for every tier) and "public" (no
+// limit for the anonymous tier); FAILURE and SERVICES are replaced.
+const rateLimitConfig = `apiVersion: gatehouse/v1
+authz: {}
+ratelimit:
+  tiers:
+    gold: [{requests: 10, per: second}]
+    anonymous: [{requests: 1, per: second}]
+  FAILURE
+xds: {services: {SERVICES}}
+listeners:
+  - {name: public, address: 0.0.0.0:8080}
+clusters:
+  - {name: c, endpoints: [{address: 10.0.0.1:80}]}
+routes:
+  - {id: strict, match: {prefix: /strict}, cluster: c, ratelimit: {failureMode: closed}}
+  - {id: public, match: {prefix: /public}, cluster: c, ratelimit: {tiers: {anonymous: []}}}
+  - {id: api, match: {prefix: /}, cluster: c}
+`
+
+// rlFilter is one rate limit filter of a translation.
+type rlFilter struct {
+	Name       string
+	Deny       bool
+	Stage      uint32
+	StatPrefix string
+}
+
+// rlEntry is one rate limit entry of a route: its stage and, when it is
+// gated by tier, the gate.
+type rlEntry struct {
+	Stage              uint32
+	Gate               string // regex on x-gatehouse-tier
+	Expect             bool
+	MissingIsAnonymous bool
+	Mode               string
+}
+
+// TestRateLimitFailureModes: what Envoy does when gatehouse's rate limit
+// service cannot answer follows the tiers' failure modes. With verified
+// tiers open and anonymous closed (the defaults) there are two rate limit
+// filters, and a route sends each tier's descriptor through the filter of
+// its mode, gated by the tier header (a missing one is anonymous); with
+// one mode for everything there is one filter and no gate, and
+// xds.services.ratelimitFailureMode makes it one filter whatever the
+// tiers say. A tier the route does not limit fails open.
+func TestRateLimitFailureModes(t *testing.T) {
+	tests := []struct {
+		name, failure, services string
+		filters                 []rlFilter
+		routes                  map[string][]rlEntry
+	}{
+		{"defaults", "", "",
+			[]rlFilter{{"envoy.filters.http.ratelimit", false, 0, ""}, {"envoy.filters.http.ratelimit.fail_closed", true, 1, "fail_closed"}},
+			map[string][]rlEntry{
+				"api": {{1, "(?:anonymous)?", true, true, "closed"}, {0, "(?:anonymous)?", false, true, "open"}},
+				// Closed on this route, but a tier named nowhere has no
+				// limit here: open.
+				"strict": {{1, "(?:anonymous|gold)?", true, true, "closed"}, {0, "(?:anonymous|gold)?", false, true, "open"}},
+				"public": {{0, "", false, false, ""}},
+			}},
+		{"every tier open in one line, but for a closed route", "failureMode: open", "",
+			[]rlFilter{{"envoy.filters.http.ratelimit", false, 0, ""}, {"envoy.filters.http.ratelimit.fail_closed", true, 1, "fail_closed"}},
+			map[string][]rlEntry{
+				"api":    {{0, "", false, false, ""}},
+				"strict": {{1, "(?:anonymous|gold)?", true, true, "closed"}, {0, "(?:anonymous|gold)?", false, true, "open"}},
+				"public": {{0, "", false, false, ""}},
+			}},
+		{"everything closed in one line, every tier limited", "failureMode: closed\n  default: [{requests: 5, per: second}]", "",
+			[]rlFilter{{"envoy.filters.http.ratelimit", true, 0, ""}, {"envoy.filters.http.ratelimit.fail_open", false, 1, "fail_open"}},
+			map[string][]rlEntry{
+				"api":    {{0, "", false, false, ""}},
+				"strict": {{0, "", false, false, ""}},
+				// Nothing limits the anonymous tier here.
+				"public": {{1, "(?:anonymous)?", true, true, "open"}, {0, "(?:anonymous)?", false, true, "closed"}},
+			}},
+		{"per tier, default closed", "failureMode: {default: closed, tiers: {gold: open}}", "",
+			[]rlFilter{{"envoy.filters.http.ratelimit", true, 0, ""}, {"envoy.filters.http.ratelimit.fail_open", false, 1, "fail_open"}},
+			map[string][]rlEntry{
+				"api":    {{0, "(?:anonymous)?", true, true, "closed"}, {1, "(?:anonymous)?", false, true, "open"}},
+				"strict": {{0, "(?:anonymous|gold)?", true, true, "closed"}, {1, "(?:anonymous|gold)?", false, true, "open"}},
+				"public": {{1, "", false, false, ""}},
+			}},
+		{"default limits: the gate names the tiers of the other mode", "failureMode: {tiers: {gold.plus: closed}}\n  default: [{requests: 5, per: second}]", "",
+			[]rlFilter{{"envoy.filters.http.ratelimit", false, 0, ""}, {"envoy.filters.http.ratelimit.fail_closed", true, 1, "fail_closed"}},
+			map[string][]rlEntry{
+				"api":    {{1, `(?:anonymous|gold\.plus)?`, true, true, "closed"}, {0, `(?:anonymous|gold\.plus)?`, false, true, "open"}},
+				"strict": {{1, "", false, false, ""}},
+				"public": {{1, `(?:gold\.plus)`, true, false, "closed"}, {0, `(?:gold\.plus)`, false, false, "open"}},
+			}},
+		{"Envoy's mode set for every tier", "", "ratelimitFailureMode: open",
+			[]rlFilter{{"envoy.filters.http.ratelimit", false, 0, ""}},
+			map[string][]rlEntry{"api": {{0, "", false, false, ""}}, "strict": {{0, "", false, false, ""}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			y := strings.Replace(strings.Replace(rateLimitConfig, "FAILURE", tt.failure, 1), "SERVICES", tt.services, 1)
+			res, err := translate.Translate(loadString(t, y))
+			if err != nil {
+				t.Fatal(err)
+			}
+			hcm := &hcmv3.HttpConnectionManager{}
+			if err := res.Listeners[0].GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
+				t.Fatal(err)
+			}
+			var filters []rlFilter
+			for _, f := range hcm.GetHttpFilters() {
+				rl := &ratelimitfilterv3.RateLimit{}
+				if f.GetTypedConfig().UnmarshalTo(rl) != nil {
+					continue
+				}
+				if err := rl.ValidateAll(); err != nil {
+					t.Errorf("%s: %v", f.GetName(), err)
+				}
+				if f.GetDisabled() || rl.GetDomain() != contract.RateLimitDomain {
+					t.Errorf("%s: disabled %v, domain %q; want on, in domain %q", f.GetName(), f.GetDisabled(), rl.GetDomain(), contract.RateLimitDomain)
+				}
+				filters = append(filters, rlFilter{f.GetName(), rl.GetFailureModeDeny(), rl.GetStage(), rl.GetStatPrefix()})
+			}
+			if diff := cmp.Diff(tt.filters, filters); diff != "" {
+				t.Errorf("rate limit filters (-want +got):\n%s", diff)
+			}
+			for id, want := range tt.routes {
+				r := findRoute(t, res, id)
+				if err := r.ValidateAll(); err != nil {
+					t.Errorf("%s: %v", id, err)
+				}
+				var got []rlEntry
+				for _, rl := range r.GetRoute().GetRateLimits() {
+					e := rlEntry{Stage: rl.GetStage().GetValue()}
+					acts := rl.GetActions()
+					if want := []string{"route", "tier", "subject"}; len(acts) < 3 || acts[0].GetGenericKey().GetDescriptorKey() != want[0] ||
+						acts[1].GetMetadata().GetDescriptorKey() != want[1] || acts[2].GetMetadata().GetDescriptorKey() != want[2] {
+						t.Errorf("%s: actions %v; want route, tier, subject first", id, acts)
+					}
+					if m := acts[len(acts)-1].GetHeaderValueMatch(); m != nil {
+						h := m.GetHeaders()[0]
+						if h.GetName() != contract.HeaderTier || m.GetDescriptorKey() != contract.DescriptorFailureMode {
+							t.Errorf("%s: gate %v; want on %s, appending %s", id, m, contract.HeaderTier, contract.DescriptorFailureMode)
+						}
+						e.Gate, e.Expect, e.MissingIsAnonymous, e.Mode = h.GetStringMatch().GetSafeRegex().GetRegex(), m.GetExpectMatch().GetValue(), h.GetTreatMissingHeaderAsEmpty(), m.GetDescriptorValue()
+					}
+					got = append(got, e)
+				}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("%s: rate limit entries (-want +got):\n%s", id, diff)
+				}
+			}
+		})
+	}
+}
+
+// TestRateLimitGate: the gate's regex, as Envoy applies it (RE2, the
+// whole value), sends each tier to exactly one of a route's two entries,
+// and a request without the header as the anonymous tier.
+func TestRateLimitGate(t *testing.T) {
+	y := strings.Replace(strings.Replace(rateLimitConfig, "FAILURE", "failureMode: {tiers: {gold.plus: closed}}\n  default: [{requests: 5, per: second}]", 1), "SERVICES", "", 1)
+	res, err := translate.Translate(loadString(t, y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := findRoute(t, res, "api").GetRoute().GetRateLimits()
+	if len(entries) != 2 {
+		t.Fatalf("api has %d rate limit entries; want 2", len(entries))
+	}
+	for tier, want := range map[string]string{"": "closed", "anonymous": "closed", "gold.plus": "closed", "gold": "open", "goldXplus": "open", "anonymous2": "open", "xanonymous": "open"} {
+		var modes []string
+		for _, e := range entries {
+			m := e.GetActions()[len(e.GetActions())-1].GetHeaderValueMatch()
+			h := m.GetHeaders()[0]
+			v, present := tier, tier != ""
+			matched := false
+			if present || h.GetTreatMissingHeaderAsEmpty() {
+				matched = regexp.MustCompile("^(?:" + h.GetStringMatch().GetSafeRegex().GetRegex() + ")$").MatchString(v)
+			}
+			if matched == m.GetExpectMatch().GetValue() {
+				modes = append(modes, m.GetDescriptorValue())
+			}
+		}
+		if len(modes) != 1 || modes[0] != want {
+			t.Errorf("tier %q goes to the entries of modes %v; want exactly [%s]", tier, modes, want)
 		}
 	}
 }
