@@ -153,7 +153,7 @@ func FromEnv(lookup func(string) (string, bool)) (*Env, error) {
 		format = "text"
 	}
 	server := map[string]any{
-		"log":   map[string]any{"level": level, "format": format},
+		"log": map[string]any{"level": level, "format": format},
 		// The reference serves its debug port, /rlconfig included, to
 		// anyone who reaches it; so does this drop-in (DEBUG_HOST=127.0.0.1
 		// keeps it on loopback).
