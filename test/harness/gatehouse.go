@@ -49,6 +49,10 @@ type Gatehouse struct {
 	ConfigPath string
 	Admin      string // admin address
 	components string
+	// sensitive is the base URL of the sensitive admin pages when they
+	// have a listener of their own (over mTLS, with sensitiveClient).
+	sensitive       string
+	sensitiveClient *http.Client
 
 	mu    sync.Mutex
 	cmd   *exec.Cmd
@@ -58,7 +62,7 @@ type Gatehouse struct {
 	grew  chan struct{}
 }
 
-func startGatehouse(t testing.TB, bin, dir, config, admin, components string) *Gatehouse {
+func newGatehouse(t testing.TB, bin, dir, config, admin, components string) *Gatehouse {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -67,8 +71,6 @@ func startGatehouse(t testing.TB, bin, dir, config, admin, components string) *G
 	if err := writeFileAtomic(g.ConfigPath, config); err != nil {
 		t.Fatal(err)
 	}
-	g.Start()
-	t.Cleanup(g.Stop)
 	return g
 }
 
@@ -151,22 +153,61 @@ func (g *Gatehouse) read(r io.Reader, into *[]map[string]any) {
 	}
 }
 
-// Stop ends the process (SIGTERM, then SIGKILL after 10 s).
+// Stop ends the process: SIGTERM, and a second one as soon as it is in
+// its drain delay (which a second signal ends: the tests that are not
+// about the drain need not wait it out), then SIGKILL after 10 s.
 func (g *Gatehouse) Stop() {
+	g.stop(true)
+}
+
+// Terminate ends the process with one SIGTERM, as Kubernetes does: the
+// drain delay runs its course. It returns the exit code.
+func (g *Gatehouse) Terminate() int { return g.stop(false) }
+
+func (g *Gatehouse) stop(hurry bool) int {
 	g.mu.Lock()
 	cmd, done := g.cmd, g.done
 	g.cmd = nil
+	from := len(g.logs)
 	g.mu.Unlock()
 	if cmd == nil {
-		return
+		return -1
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
+	deadline := time.After(10 * time.Second)
+	if !hurry {
+		deadline = time.After(60 * time.Second)
 	}
+	poll := time.NewTicker(20 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		select {
+		case <-done:
+			return cmd.ProcessState.ExitCode()
+		case <-deadline:
+			_ = cmd.Process.Kill()
+			<-done
+			return cmd.ProcessState.ExitCode()
+		case <-poll.C:
+			if hurry && g.logSince(from, "draining: not ready, still serving for the drain delay") {
+				_ = cmd.Process.Signal(syscall.SIGTERM)
+				hurry = false
+			}
+		}
+	}
+}
+
+// logSince reports whether a log line with msg was written at index from
+// or later.
+func (g *Gatehouse) logSince(from int, msg string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, l := range g.logs[min(from, len(g.logs)):] {
+		if l["msg"] == msg {
+			return true
+		}
+	}
+	return false
 }
 
 // Kill ends the process at once (SIGKILL: a crash).
@@ -194,9 +235,14 @@ func (g *Gatehouse) Ready() bool {
 
 var adminClient = &http.Client{Timeout: 3 * time.Second}
 
-// Get fetches an admin path and decodes its JSON answer into v.
+// Get fetches an admin path and decodes its JSON answer into v: from the
+// sensitive pages' own listener when the config gives them one.
 func (g *Gatehouse) Get(path string, v any) error {
-	resp, err := adminClient.Get("http://" + g.Admin + path)
+	c, base := adminClient, "http://"+g.Admin
+	if g.sensitive != "" && path != "/readyz" && path != "/healthz" && path != "/metrics" {
+		c, base = g.sensitiveClient, g.sensitive
+	}
+	resp, err := c.Get(base + path)
 	if err != nil {
 		return err
 	}
