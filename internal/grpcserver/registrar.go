@@ -61,11 +61,14 @@ func (s *Server) unary(h grpc.MethodHandler) grpc.MethodHandler {
 	}
 }
 
-// stream keeps each received message's decoded size reserved until the
-// next one is asked for or the stream ends. The message being received is
-// bounded by the receive limit: a stream waits for its next message for
-// as long as its HTTP request lives, so reserving the limit for that wait
-// would cap concurrent streams, not bytes.
+// stream bounds a stream's messages: the first one, which a flood of new
+// streams sends at once, reserves the receive limit before it is read, as
+// a unary request does; every message keeps its decoded size reserved
+// until the next one is asked for or the stream ends. A later message is
+// reserved once it is read: a stream waits for its next message for as
+// long as its HTTP request lives, and reserving the limit for that wait
+// would cap concurrent streams, not bytes. What a later message can hold
+// is bounded by the receive limit times the streams of a connection.
 func (s *Server) stream(h grpc.StreamHandler) grpc.StreamHandler {
 	return func(srv any, ss grpc.ServerStream) error {
 		bs := &budgetStream{ServerStream: ss, s: s}
@@ -76,8 +79,9 @@ func (s *Server) stream(h grpc.StreamHandler) grpc.StreamHandler {
 
 type budgetStream struct {
 	grpc.ServerStream
-	s    *Server
-	held int64
+	s       *Server
+	held    int64
+	started bool
 }
 
 func (b *budgetStream) releaseHeld() {
@@ -87,6 +91,21 @@ func (b *budgetStream) releaseHeld() {
 
 func (b *budgetStream) RecvMsg(m any) error {
 	b.releaseHeld()
+	if !b.started {
+		b.started = true
+		if err := b.s.budget.acquire(b.Context(), b.s.limit); err != nil {
+			return err
+		}
+		b.held = b.s.limit
+		if err := decode(b.ServerStream.RecvMsg, m); err != nil {
+			return err
+		}
+		if n := sizeOf(m); n < b.held {
+			b.s.budget.release(b.held - n)
+			b.held = n
+		}
+		return nil
+	}
 	if err := decode(b.ServerStream.RecvMsg, m); err != nil {
 		return err
 	}
