@@ -187,7 +187,6 @@ func flood(t *testing.T, addr string, n int, call func(context.Context, *grpc.Cl
 	return out
 }
 
-
 // peakRSS is the process's resident set high-water mark (VmHWM).
 func peakRSS(t *testing.T, p *proc) int64 {
 	t.Helper()

@@ -106,4 +106,3 @@ func serviceHealthCheck(component string, interval time.Duration) []*corev3.Heal
 		}},
 	}}
 }
-
