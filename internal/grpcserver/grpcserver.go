@@ -55,6 +55,8 @@ type Server struct {
 	stats  *statsHandler
 	// cut is how many RPCs the drain ended by closing their connections.
 	cut atomic.Int64
+	// draining is set by NotServing, which may come before Serve runs.
+	draining atomic.Bool
 }
 
 // Options are what a server is built with.
@@ -170,7 +172,13 @@ func (s *Server) RecvLimit() int64 { return s.limit }
 // health service answers to, which Envoy health checks may ask for), and
 // serves until Stop.
 func (s *Server) Serve() error {
-	s.setHealth(healthpb.HealthCheckResponse_SERVING)
+	if !s.draining.Load() {
+		s.setHealth(healthpb.HealthCheckResponse_SERVING)
+	}
+	if s.draining.Load() {
+		// NotServing ran between the check and the set.
+		s.setHealth(healthpb.HealthCheckResponse_NOT_SERVING)
+	}
 	err := s.GRPC.Serve(s.lis)
 	if errors.Is(err, grpc.ErrServerStopped) {
 		return nil
@@ -189,7 +197,10 @@ func (s *Server) setHealth(st healthpb.HealthCheckResponse_ServingStatus) {
 // NotServing turns gRPC health NOT_SERVING while the server goes on
 // serving: the first phase of the drain, when clients that check health
 // (Envoy's active health checks) move away before anything is refused.
-func (s *Server) NotServing() { s.setHealth(healthpb.HealthCheckResponse_NOT_SERVING) }
+func (s *Server) NotServing() {
+	s.draining.Store(true)
+	s.setHealth(healthpb.HealthCheckResponse_NOT_SERVING)
+}
 
 // Stop drains: health turns NOT_SERVING (so probing clients move away), no
 // new RPCs are accepted, drain (when not nil) is called to end streams that
