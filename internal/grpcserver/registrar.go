@@ -2,6 +2,7 @@ package grpcserver
 
 import (
 	"context"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -79,31 +80,53 @@ func (s *Server) stream(h grpc.StreamHandler) grpc.StreamHandler {
 
 type budgetStream struct {
 	grpc.ServerStream
-	s       *Server
+	s *Server
+	// mu guards the fields below: a handler may receive on a goroutine of
+	// its own (go-control-plane does) and return before it stops.
+	mu      sync.Mutex
 	held    int64
 	started bool
+	closed  bool
 }
 
+// releaseHeld returns the last message's bytes when the handler ends;
+// what a receive still under way takes after that is returned at once.
 func (b *budgetStream) releaseHeld() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.s.budget.release(b.held)
-	b.held = 0
+	b.held, b.closed = 0, true
+}
+
+// keep records n bytes as the stream's, unless the handler has ended.
+func (b *budgetStream) keep(n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		b.s.budget.release(n)
+		return
+	}
+	b.held = n
 }
 
 func (b *budgetStream) RecvMsg(m any) error {
-	b.releaseHeld()
-	if !b.started {
-		b.started = true
+	b.mu.Lock()
+	b.s.budget.release(b.held)
+	b.held = 0
+	first := !b.started
+	b.started = true
+	b.mu.Unlock()
+	if first {
 		if err := b.s.budget.acquire(b.Context(), b.s.limit); err != nil {
 			return err
 		}
-		b.held = b.s.limit
 		if err := decode(b.ServerStream.RecvMsg, m); err != nil {
+			b.s.budget.release(b.s.limit)
 			return err
 		}
-		if n := sizeOf(m); n < b.held {
-			b.s.budget.release(b.held - n)
-			b.held = n
-		}
+		n := min(sizeOf(m), b.s.limit)
+		b.s.budget.release(b.s.limit - n)
+		b.keep(n)
 		return nil
 	}
 	if err := decode(b.ServerStream.RecvMsg, m); err != nil {
@@ -113,7 +136,7 @@ func (b *budgetStream) RecvMsg(m any) error {
 	if err := b.s.budget.acquire(b.Context(), n); err != nil {
 		return err
 	}
-	b.held = n
+	b.keep(n)
 	return nil
 }
 
