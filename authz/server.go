@@ -22,7 +22,7 @@ import (
 )
 
 // Register implements component.Component.
-func (s *Server) Register(g *grpc.Server) { authv3.RegisterAuthorizationServer(g, s) }
+func (s *Server) Register(g grpc.ServiceRegistrar) { authv3.RegisterAuthorizationServer(g, s) }
 
 // Check implements authv3.AuthorizationServer. It never returns a gRPC
 // error for a decided request: every outcome, malformed input included,

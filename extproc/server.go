@@ -81,7 +81,7 @@ func Validate(cfg *config.Config) error {
 func (s *Server) Name() string { return config.ComponentExtProc }
 
 // Register implements component.Component.
-func (s *Server) Register(g *grpc.Server) { extprocv3.RegisterExternalProcessorServer(g, s) }
+func (s *Server) Register(g grpc.ServiceRegistrar) { extprocv3.RegisterExternalProcessorServer(g, s) }
 
 // Prepare implements component.Component: it compiles every route's
 // processors (documents loaded and routers built once, here, not per

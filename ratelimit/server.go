@@ -94,7 +94,7 @@ func declared(snap *quota.Snapshot) []string {
 func (s *Server) Name() string { return config.ComponentRateLimit }
 
 // Register implements component.Component.
-func (s *Server) Register(g *grpc.Server) { rlsv3.RegisterRateLimitServiceServer(g, s) }
+func (s *Server) Register(g grpc.ServiceRegistrar) { rlsv3.RegisterRateLimitServiceServer(g, s) }
 
 // ShouldRateLimit implements the RLS method.
 func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {

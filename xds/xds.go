@@ -80,7 +80,7 @@ func (s *Server) Name() string { return config.ComponentXDS }
 
 // Register implements component.Component: ADS, State-of-the-World and
 // Delta, on the component's gRPC server.
-func (s *Server) Register(g *grpc.Server) { s.ads.Register(g) }
+func (s *Server) Register(g grpc.ServiceRegistrar) { s.ads.Register(g) }
 
 // Prepare implements component.Component: validate → translate → build
 // snapshots, without touching what is served. The commit pushes the new

@@ -1,12 +1,15 @@
 // Package admin is gatehouse's operations HTTP server: /healthz (the
 // process is alive), /readyz (every enabled component is serving and its
-// stores are reachable; warnings shown beside), /metrics (Prometheus)
-// and /config (the effective config, secrets shown only as references).
-// Components may add routes.
+// stores are reachable; warnings shown beside), /metrics (Prometheus),
+// and the sensitive pages: /config (the effective config, secrets shown
+// only as references) and the routes components add (/xds/resources,
+// POST /authz/jwks/refresh, ...). The sensitive pages may have a
+// listener of their own, over mTLS.
 package admin
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -50,12 +53,17 @@ type Options struct {
 	// CheckTimeout bounds /readyz.
 	CheckTimeout time.Duration
 	Logger       *slog.Logger
+	// Sensitive, when set, is the listener of the sensitive pages (/config
+	// and Routes), which lis then does not serve; with SensitiveTLS it
+	// serves HTTPS to the callers that config admits.
+	Sensitive    net.Listener
+	SensitiveTLS *tls.Config
 }
 
 // Server is the admin HTTP server.
 type Server struct {
-	srv *http.Server
-	lis net.Listener
+	srv, sensitive *http.Server
+	lis, slis      net.Listener
 }
 
 // New builds the server on lis.
@@ -79,7 +87,11 @@ func New(lis net.Listener, o Options) *Server {
 		writeJSON(w, code, rep)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelError)}))
-	mux.HandleFunc("GET /config", func(w http.ResponseWriter, r *http.Request) {
+	smux := mux
+	if o.Sensitive != nil {
+		smux = http.NewServeMux()
+	}
+	smux.HandleFunc("GET /config", func(w http.ResponseWriter, r *http.Request) {
 		b, err := o.Config()
 		if err != nil {
 			http.Error(w, "cannot render config", http.StatusInternalServerError)
@@ -98,35 +110,71 @@ func New(lis net.Listener, o Options) *Server {
 		_, _ = w.Write(b)
 	})
 	for pattern, h := range o.Routes {
-		mux.Handle(pattern, h)
+		smux.Handle(pattern, h)
 	}
-	return &Server{
-		lis: lis,
-		srv: &http.Server{
-			Handler:           mux,
-			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       10 * time.Second,
-			WriteTimeout:      30 * time.Second,
-			IdleTimeout:       60 * time.Second,
-			MaxHeaderBytes:    64 << 10,
-			ErrorLog:          slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn),
-		},
+	s := &Server{lis: lis, srv: httpServer(mux, o.Logger)}
+	if o.Sensitive != nil {
+		s.slis = o.Sensitive
+		if o.SensitiveTLS != nil {
+			s.slis = tls.NewListener(o.Sensitive, o.SensitiveTLS)
+		}
+		s.sensitive = httpServer(smux, o.Logger)
+	}
+	return s
+}
+
+func httpServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 }
 
 // Addr is the listening address.
 func (s *Server) Addr() string { return s.lis.Addr().String() }
 
+// SensitiveAddr is the sensitive pages' own address, or "".
+func (s *Server) SensitiveAddr() string {
+	if s.slis == nil {
+		return ""
+	}
+	return s.slis.Addr().String()
+}
+
 // Serve serves until Shutdown.
 func (s *Server) Serve() error {
-	if err := s.srv.Serve(s.lis); !errors.Is(err, http.ErrServerClosed) {
+	errc := make(chan error, 1)
+	if s.sensitive != nil {
+		go func() { errc <- s.sensitive.Serve(s.slis) }()
+	}
+	err := s.srv.Serve(s.lis)
+	if s.sensitive != nil {
+		if !errors.Is(err, http.ErrServerClosed) {
+			_ = s.sensitive.Close()
+		}
+		if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) {
+			err = serr
+		}
+	}
+	if !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
 }
 
 // Shutdown stops the server, letting requests finish until ctx is done.
-func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+func (s *Server) Shutdown(ctx context.Context) error {
+	var err error
+	if s.sensitive != nil {
+		err = s.sensitive.Shutdown(ctx)
+	}
+	return errors.Join(s.srv.Shutdown(ctx), err)
+}
 
 // Report is the /readyz body.
 type Report struct {

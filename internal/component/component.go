@@ -49,8 +49,10 @@ type Deps struct {
 type Component interface {
 	// Name is the component's config section name (authz, extproc, ...).
 	Name() string
-	// Register adds the component's gRPC services to s.
-	Register(s *grpc.Server)
+	// Register adds the component's gRPC services to s (the app's
+	// registrar, which bounds and counts every RPC before the component's
+	// handler sees it).
+	Register(s grpc.ServiceRegistrar)
 	// Prepare compiles cfg into the component's runtime form without
 	// touching what is being served, and returns the function that swaps
 	// it in. A returned error is config.Errors where it concerns config

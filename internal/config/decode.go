@@ -39,6 +39,7 @@ var (
 	filePathType    = reflect.TypeFor[FilePath]()
 	outputPathType  = reflect.TypeFor[OutputPath]()
 	shorthandType   = reflect.TypeFor[scalarShorthand]()
+	watchedFileType = reflect.TypeFor[WatchedFile]()
 )
 
 // FilePath is a path to a file named in config. A relative path is
@@ -55,6 +56,15 @@ type OutputPath string
 
 // String returns the resolved path.
 func (p OutputPath) String() string { return string(p) }
+
+// WatchedFile is a file gatehouse reads at start and reloads by itself
+// when it changes (certificates, keys, trust bundles). It is resolved like
+// FilePath, but its content is not part of the config: a rotated
+// certificate is not a config change.
+type WatchedFile string
+
+// String returns the resolved path.
+func (p WatchedFile) String() string { return string(p) }
 
 func (d *decoder) errAt(n *yaml.Node, path Path, format string, args ...any) {
 	d.errs = append(d.errs, &FieldError{Pos: d.src.nodePos(n), Path: path, Msg: fmt.Sprintf(format, args...)})
@@ -103,7 +113,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path Path) {
 	case t == secretType:
 		d.decodeSecret(n, v, path)
 		return
-	case t == filePathType || t == outputPathType:
+	case t == filePathType || t == outputPathType || t == watchedFileType:
 		if n.Kind != yaml.ScalarNode || n.Value == "" {
 			d.errAt(n, path, "expected a file path")
 			return

@@ -10,9 +10,27 @@ type Server struct {
 	GRPC GRPC `yaml:"grpc"`
 	// Tracing configures OpenTelemetry spans; off unless an endpoint is set.
 	Tracing Tracing `yaml:"tracing"`
+	// TLS, when set, serves every gRPC server and the admin server's
+	// sensitive pages over TLS and admits only callers with a client
+	// certificate the trust roots verify and the allow lists name.
+	TLS *ServerTLS `yaml:"tls,omitempty"`
+	// DrainDelay is the first phase of a SIGTERM: readiness and gRPC
+	// health turn NOT_SERVING while every listener keeps accepting and
+	// serving, so that Kubernetes, DNS and Envoy's health checks move
+	// traffic away before a connection is refused. Then the drain runs.
+	DrainDelay Duration `yaml:"drainDelay" default:"5s"`
 	// ShutdownTimeout bounds the drain on SIGTERM: in-flight RPCs get this
 	// long to finish before their connections are closed.
 	ShutdownTimeout Duration `yaml:"shutdownTimeout" default:"15s"`
+	// CloseTimeout bounds what runs after the drain (flushing the audit
+	// log, closing Redis and the tracing exporter): the process exits when
+	// it is up, finished or not.
+	CloseTimeout Duration `yaml:"closeTimeout" default:"5s"`
+	// MemoryLimit is the Go runtime's soft memory limit (GOMEMLIMIT).
+	// 0 derives it from the container's cgroup memory limit (90% of it),
+	// and leaves none when there is no such limit; the GOMEMLIMIT
+	// environment variable, when set, wins over both.
+	MemoryLimit ByteSize `yaml:"memoryLimit" default:"0"`
 	// ReloadDebounce coalesces the burst of file events an editor or a
 	// Kubernetes ConfigMap update makes into one reload.
 	ReloadDebounce Duration `yaml:"reloadDebounce" default:"250ms"`
@@ -26,11 +44,25 @@ type Log struct {
 	Format LogFormat `yaml:"format" default:"json"`
 }
 
-// Admin is the HTTP server for /healthz, /readyz, /metrics and /config.
+// Admin is the HTTP server for /healthz, /readyz, /metrics and the
+// sensitive pages: /config, /xds/*, /rlconfig and POST
+// /authz/jwks/refresh (they show the whole mesh config, or make gatehouse
+// call identity providers).
 type Admin struct {
 	// Address is host:port; loopback by default so that the effective
 	// config is not exposed beyond the host.
 	Address string `yaml:"address" default:"127.0.0.1:9190"`
+	// SensitiveAddress, when set, is a listener of its own for the
+	// sensitive pages, which Address then no longer serves: probes and
+	// Prometheus reach Address, people and tools reach this one. With
+	// server.tls it serves HTTPS to the callers of
+	// server.tls.servers.admin only; without, it must be loopback.
+	SensitiveAddress string `yaml:"sensitiveAddress,omitempty"`
+	// InsecureSensitive knowingly serves the sensitive pages in plaintext,
+	// to anyone, on an address beyond loopback: only for a network
+	// restricted otherwise (a NetworkPolicy), as envoyproxy/ratelimit's
+	// debug port is.
+	InsecureSensitive bool `yaml:"insecureSensitive" default:"false"`
 }
 
 // GRPC holds the settings shared by every gRPC server of the process.
@@ -38,16 +70,30 @@ type Admin struct {
 // many requests over each, so limits are set per stream and per connection
 // deliberately rather than left to grpc-go's defaults.
 type GRPC struct {
-	// MaxRecvMessageSize bounds one request message. ext_authz with
-	// with_request_body and ext_proc with buffered bodies carry whole
-	// bodies, so it must exceed the largest body a route buffers.
+	// MaxRecvMessageSize is the most any server accepts in one request
+	// message. Each server's own limit is what a valid request to it can
+	// be, derived from the config (an RLS request is small; ext_authz and
+	// ext_proc carry bodies up to the configured body limits), and never
+	// more than this; the ADS server takes this whole size.
 	MaxRecvMessageSize ByteSize `yaml:"maxRecvMessageSize" default:"4MiB"`
+	// RecvLimits is derived (each server gets what a valid request to it
+	// can be, see docs/operations.md) or max (every server gets
+	// MaxRecvMessageSize: for a hand-written Envoy config that sends
+	// ext_authz bodies no webhook verifies).
+	RecvLimits RecvLimits `yaml:"recvLimits" default:"derived"`
 	// MaxSendMessageSize bounds one response message.
 	MaxSendMessageSize ByteSize `yaml:"maxSendMessageSize" default:"4MiB"`
 	// MaxConcurrentStreams bounds streams per connection (HTTP/2
 	// SETTINGS_MAX_CONCURRENT_STREAMS). Envoy opens more connections when
 	// it needs more.
-	MaxConcurrentStreams uint32 `yaml:"maxConcurrentStreams" default:"4096"`
+	MaxConcurrentStreams uint32 `yaml:"maxConcurrentStreams" default:"256"`
+	// MaxInflightBytes bounds, per server, the request bytes being
+	// received and handled at once: a unary request reserves its server's
+	// receive limit before it is read and keeps its decoded size until it
+	// is answered; a stream's message keeps its decoded size until the
+	// next one. Requests wait for room until their deadline (those without
+	// a deadline are refused at once), answered RESOURCE_EXHAUSTED.
+	MaxInflightBytes ByteSize `yaml:"maxInflightBytes" default:"64MiB"`
 	// Keepalive controls HTTP/2 pings with Envoy and other clients.
 	Keepalive Keepalive `yaml:"keepalive"`
 }

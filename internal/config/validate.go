@@ -14,6 +14,7 @@ import (
 func (c *Config) Validate() Errors {
 	var errs Errors
 	c.Server.validate("server", &errs)
+	c.validateServing(&errs)
 	if c.Redis != nil {
 		c.Redis.validate("redis", &errs)
 	}

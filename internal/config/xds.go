@@ -57,6 +57,45 @@ type XDSServices struct {
 	// filters, one per mode; docs/ratelimit.md). open or closed makes it
 	// one filter with that mode for every tier.
 	RateLimitFailureMode FailureMode `yaml:"ratelimitFailureMode,omitempty"`
+	// TLS makes Envoy reach the services over mutual TLS: required when
+	// server.tls is set.
+	TLS *ServicesTLS `yaml:"tls,omitempty"`
+	// HealthCheckInterval is how often Envoy asks each gatehouse host for
+	// its gRPC health, so that a draining replica (NOT_SERVING during
+	// server.drainDelay) stops getting requests before it stops
+	// accepting; 0s turns the checks off.
+	HealthCheckInterval Duration `yaml:"healthCheckInterval" default:"1s"`
+}
+
+// ServicesTLS is the TLS Envoy speaks to gatehouse's services. Envoy's
+// own certificate and trust roots come from SDS secrets on Envoy's side
+// (a watched file, or an SDS server such as SPIRE's agent), so that Envoy
+// picks up a rotated certificate without a push from gatehouse.
+type ServicesTLS struct {
+	// SNI is the server name Envoy sends (the Service's DNS name).
+	SNI string `yaml:"sni,omitempty"`
+	// ServerIdentities are what gatehouse's certificate must carry, as
+	// caller patterns: spiffe://td/path, spiffe://td/path/*, dns:name,
+	// dns:*.suffix. Default: dns:<sni>.
+	ServerIdentities []Caller `yaml:"serverIdentities,omitempty"`
+	// Certificate is the SDS secret of Envoy's client certificate.
+	Certificate SDSSecret `yaml:"certificate"`
+	// Validation is the SDS secret of the roots that verify gatehouse.
+	Validation SDSSecret `yaml:"validation"`
+}
+
+// SDSSecret names a secret Envoy fetches itself: from a file it watches
+// (path), or from an SDS server that its bootstrap declares as a static
+// cluster (cluster; SPIRE's agent serves its SVID and bundles this way).
+type SDSSecret struct {
+	// Name is the secret's name (a SPIFFE id, or "ROOTCA", with SPIRE).
+	Name string `yaml:"name"`
+	// Path is the file on Envoy's host that holds the secret (an SDS
+	// DiscoveryResponse in YAML, as envoy/sds-*.yaml); Envoy watches it
+	// and its directory.
+	Path string `yaml:"path,omitempty"`
+	// Cluster is a static cluster of Envoy's bootstrap that serves SDS.
+	Cluster string `yaml:"cluster,omitempty"`
 }
 
 // NodeGroup is a set of nodes that receive the same listeners.

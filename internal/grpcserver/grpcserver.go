@@ -1,22 +1,29 @@
 // Package grpcserver builds the gRPC servers gatehouse runs, one per
-// component, all with the same deliberate settings: message size limits,
-// keepalive, stream limits, the standard health service, server
-// reflection (so grpcurl works), per-RPC metrics, tracing when on, and a
-// last-resort panic guard.
+// component, all with the same deliberate settings: TLS with client
+// certificates when configured, a receive limit of the server's own,
+// bounded streams per connection and bytes in flight, fixed flow-control
+// windows, keepalive, the standard health service, server reflection (so
+// grpcurl works), per-RPC metrics that count every RPC, tracing when on,
+// and a last-resort panic guard.
 package grpcserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/encoding"
+	protoenc "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -27,6 +34,15 @@ import (
 	"github.com/gatehouse/gatehouse/internal/telemetry"
 )
 
+// windowSize is the HTTP/2 flow-control window of every stream. Setting it
+// turns off gRPC's dynamic window (which grows to 16 MiB per stream), so
+// that a stream whose request waits for room in the in-flight budget can
+// have at most this much of it buffered.
+const windowSize = 64 << 10
+
+// connWindowSize is the window of a whole connection.
+const connWindowSize = 1 << 20
+
 // Server is one component's gRPC server with its listener and health.
 type Server struct {
 	Name   string
@@ -34,6 +50,27 @@ type Server struct {
 	Health *health.Server
 	lis    net.Listener
 	log    *slog.Logger
+	limit  int64
+	budget *budget
+	stats  *statsHandler
+	// cut is how many RPCs the drain ended by closing their connections.
+	cut atomic.Int64
+	// draining is set by NotServing, which may come before Serve runs.
+	draining atomic.Bool
+}
+
+// Options are what a server is built with.
+type Options struct {
+	// GRPC are the settings shared by every server.
+	GRPC config.GRPC
+	// RecvLimit is this server's largest request message
+	// (config.ReceiveLimit).
+	RecvLimit int64
+	// TLS, when set, serves TLS (tls.Config from servertls).
+	TLS     *tls.Config
+	Tracing *telemetry.Tracing
+	Metrics *Metrics
+	Logger  *slog.Logger
 }
 
 // Listen opens the listener for a component. A port in use or a bad
@@ -55,13 +92,23 @@ func Listen(name, addr string) (net.Listener, error) {
 }
 
 // New builds the gRPC server of a component on lis. The caller registers
-// its services on s.GRPC, then calls Serve.
-func New(name string, lis net.Listener, cfg config.GRPC, tr *telemetry.Tracing, m *Metrics, log *slog.Logger) *Server {
+// its services through s.Registrar(), then calls Serve.
+func New(name string, lis net.Listener, o Options) *Server {
+	cfg := o.GRPC
 	ka := cfg.Keepalive
+	limit := o.RecvLimit
+	if limit <= 0 || limit > int64(cfg.MaxRecvMessageSize) {
+		limit = int64(cfg.MaxRecvMessageSize)
+	}
+	s := &Server{Name: name, Health: health.NewServer(), lis: lis, log: o.Logger, limit: limit}
+	s.budget = newBudget(int64(cfg.MaxInflightBytes), o.Metrics.inflight.WithLabelValues(name))
+	s.stats = o.Metrics.handler(name)
 	opts := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(int(cfg.MaxRecvMessageSize)),
+		grpc.MaxRecvMsgSize(int(limit)),
 		grpc.MaxSendMsgSize(int(cfg.MaxSendMessageSize)),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
+		grpc.InitialWindowSize(windowSize),
+		grpc.InitialConnWindowSize(connWindowSize),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:                  ka.Time.D(),
 			Timeout:               ka.Timeout.D(),
@@ -72,16 +119,38 @@ func New(name string, lis net.Listener, cfg config.GRPC, tr *telemetry.Tracing, 
 			MinTime:             ka.MinClientPingInterval.D(),
 			PermitWithoutStream: ka.PermitWithoutStream,
 		}),
-		grpc.ChainUnaryInterceptor(m.unary(name), recoverUnary(log)),
-		grpc.ChainStreamInterceptor(m.stream(name), recoverStream(log)),
+		// Counting is a stats handler's: it sees every RPC with the status
+		// it ended with, those whose request never decoded included.
+		grpc.StatsHandler(s.stats),
+		// gRPC's proto codec, but a request that does not decode reaches
+		// the registrar's wrapper, which answers InvalidArgument
+		// (experimental API of grpc-go; TestBadInput holds it).
+		grpc.ForceServerCodecV2(codec{encoding.GetCodecV2(protoenc.Name)}),
+		grpc.ChainUnaryInterceptor(recoverUnary(o.Logger)),
+		grpc.ChainStreamInterceptor(recoverStream(o.Logger)),
 	}
-	if h := tr.StatsHandler(); h != nil {
+	if o.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(o.TLS)))
+	}
+	if h := o.Tracing.StatsHandler(); h != nil {
 		opts = append(opts, grpc.StatsHandler(h))
 	}
-	s := &Server{Name: name, GRPC: grpc.NewServer(opts...), Health: health.NewServer(), lis: lis, log: log}
-	healthpb.RegisterHealthServer(s.GRPC, s.Health)
-	reflection.Register(s.GRPC)
+	s.GRPC = grpc.NewServer(opts...)
+	reg := s.Registrar()
+	healthpb.RegisterHealthServer(reg, s.Health)
+	reflection.Register(reflectionServer{reg, s.GRPC})
 	return s
+}
+
+// reflectionServer registers reflection through the registrar, reading
+// the services from the server.
+type reflectionServer struct {
+	grpc.ServiceRegistrar
+	info reflection.ServiceInfoProvider
+}
+
+func (r reflectionServer) GetServiceInfo() map[string]grpc.ServiceInfo {
+	return r.info.GetServiceInfo()
 }
 
 func orInfinity(d time.Duration) time.Duration {
@@ -95,16 +164,21 @@ func orInfinity(d time.Duration) time.Duration {
 // config asked for port 0).
 func (s *Server) Addr() string { return s.lis.Addr().String() }
 
+// RecvLimit is the server's largest request message.
+func (s *Server) RecvLimit() int64 { return s.limit }
+
 // Serve marks every registered service SERVING, and the server itself
 // under its component name ("ratelimit", the name envoyproxy/ratelimit's
 // health service answers to, which Envoy health checks may ask for), and
 // serves until Stop.
 func (s *Server) Serve() error {
-	for name := range s.GRPC.GetServiceInfo() {
-		s.Health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	if !s.draining.Load() {
+		s.setHealth(healthpb.HealthCheckResponse_SERVING)
 	}
-	s.Health.SetServingStatus(s.Name, healthpb.HealthCheckResponse_SERVING)
-	s.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	if s.draining.Load() {
+		// NotServing ran between the check and the set.
+		s.setHealth(healthpb.HealthCheckResponse_NOT_SERVING)
+	}
 	err := s.GRPC.Serve(s.lis)
 	if errors.Is(err, grpc.ErrServerStopped) {
 		return nil
@@ -112,11 +186,28 @@ func (s *Server) Serve() error {
 	return err
 }
 
+func (s *Server) setHealth(st healthpb.HealthCheckResponse_ServingStatus) {
+	for name := range s.GRPC.GetServiceInfo() {
+		s.Health.SetServingStatus(name, st)
+	}
+	s.Health.SetServingStatus(s.Name, st)
+	s.Health.SetServingStatus("", st)
+}
+
+// NotServing turns gRPC health NOT_SERVING while the server goes on
+// serving: the first phase of the drain, when clients that check health
+// (Envoy's active health checks) move away before anything is refused.
+func (s *Server) NotServing() {
+	s.draining.Store(true)
+	s.setHealth(healthpb.HealthCheckResponse_NOT_SERVING)
+}
+
 // Stop drains: health turns NOT_SERVING (so probing clients move away), no
 // new RPCs are accepted, drain (when not nil) is called to end streams that
 // would otherwise never finish, and in-flight RPCs may finish until ctx is
-// done, when the remaining connections are closed.
-func (s *Server) Stop(ctx context.Context, drain func()) {
+// done, when the remaining connections are closed. It returns how many
+// RPCs were cut that way.
+func (s *Server) Stop(ctx context.Context, drain func()) int64 {
 	s.Health.Shutdown()
 	done := make(chan struct{})
 	go func() {
@@ -128,11 +219,15 @@ func (s *Server) Stop(ctx context.Context, drain func()) {
 	}
 	select {
 	case <-done:
+		return 0
 	case <-ctx.Done():
-		s.log.Warn("drain deadline reached; closing remaining streams", "component", s.Name)
-		s.GRPC.Stop()
-		<-done
 	}
+	n := s.stats.active.Load()
+	s.cut.Store(n)
+	s.log.Warn("drain deadline reached; closing remaining streams", "component", s.Name, "rpcs_cut", n)
+	s.GRPC.Stop()
+	<-done
+	return n
 }
 
 // recoverUnary turns a panic in a handler into an Internal error instead of

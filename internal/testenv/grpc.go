@@ -8,16 +8,27 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 )
 
+// Registerer adds services to a server: a component's Register, or a
+// function over the server itself.
+type Registerer interface {
+	func(*grpc.Server) | func(grpc.ServiceRegistrar)
+}
+
 // ServeGRPC serves a gRPC server on a free loopback port for the length
 // of the test, with the services register adds, and returns its address.
-func ServeGRPC(t testing.TB, register func(*grpc.Server)) string {
+func ServeGRPC[F Registerer](t testing.TB, register F) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := grpc.NewServer()
-	register(s)
+	switch r := any(register).(type) {
+	case func(*grpc.Server):
+		r(s)
+	case func(grpc.ServiceRegistrar):
+		r(s)
+	}
 	go func() { _ = s.Serve(lis) }()
 	t.Cleanup(s.Stop)
 	return lis.Addr().String()
@@ -38,7 +49,7 @@ func Dial(t testing.TB, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
 // GRPC is ServeGRPC and a Dial of it: a loopback server with the services
 // register adds and a client connection to it. The connection closes
 // before the server stops.
-func GRPC(t testing.TB, register func(*grpc.Server)) *grpc.ClientConn {
+func GRPC[F Registerer](t testing.TB, register F) *grpc.ClientConn {
 	t.Helper()
 	return Dial(t, ServeGRPC(t, register))
 }

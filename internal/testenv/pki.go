@@ -11,6 +11,8 @@ import (
 	"math/big"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -42,6 +44,12 @@ type Issue struct {
 	Server bool
 	// CN is the subject's common name (default: the first URI).
 	CN string
+	// DNS and IPs are further SANs; either makes the certificate a server
+	// certificate too.
+	DNS []string
+	IPs []net.IP
+	// NotAfter defaults to a day from now.
+	NotAfter time.Time
 }
 
 var serial atomic.Int64
@@ -58,6 +66,12 @@ func NewCA(t testing.TB, cn string, notBefore, notAfter time.Time) *CA {
 	return sign(t, tmpl, tmpl, key, key)
 }
 
+// NewRootCA makes a self-signed CA valid for a day from an hour ago.
+func NewRootCA(t testing.TB, cn string) *CA {
+	t.Helper()
+	return NewCA(t, cn, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+}
+
 // Intermediate makes a CA that ca signs, valid for an hour either side
 // of now.
 func (ca *CA) Intermediate(t testing.TB, cn string) *CA {
@@ -69,12 +83,17 @@ func (ca *CA) Intermediate(t testing.TB, cn string) *CA {
 	return sign(t, tmpl, ca.Cert, key, ca.Key)
 }
 
-// Issue makes a certificate ca signs, valid for a day from an hour ago.
+// Issue makes a certificate ca signs, valid from an hour ago until
+// o.NotAfter (default: a day from now).
 func (ca *CA) Issue(t testing.TB, o Issue) *Cert {
 	t.Helper()
 	key := newKey(t)
+	notAfter := o.NotAfter
+	if notAfter.IsZero() {
+		notAfter = time.Now().Add(24 * time.Hour)
+	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial.Add(1)), Subject: pkix.Name{CommonName: o.CN},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter, DNSNames: o.DNS, IPAddresses: o.IPs,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
 	for _, u := range o.URIs {
 		pu, err := url.Parse(u)
@@ -90,7 +109,10 @@ func (ca *CA) Issue(t testing.TB, o Issue) *Cert {
 		}
 	}
 	if o.Server {
-		tmpl.DNSNames, tmpl.IPAddresses = []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}
+		tmpl.DNSNames = append(tmpl.DNSNames, "localhost")
+		tmpl.IPAddresses = append(tmpl.IPAddresses, net.IPv4(127, 0, 0, 1))
+	}
+	if o.Server || len(o.DNS) > 0 || len(o.IPs) > 0 {
 		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
@@ -117,6 +139,20 @@ func (ca *CA) Issue(t testing.TB, o Issue) *Cert {
 // Forwarded is the certificate as Envoy forwards it to ext_authz
 // (include_peer_certificate) and in XFCC: URL-encoded PEM.
 func (c *Cert) Forwarded() string { return url.PathEscape(c.PEM) }
+
+// Write writes the certificate, its key and the CA as dir/tls.crt,
+// dir/tls.key and dir/ca.crt, the keys of a cert-manager Secret.
+func (c *Cert) Write(t testing.TB, dir string, ca *CA) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string]string{"tls.crt": c.PEM, "tls.key": c.KeyPEM, "ca.crt": ca.PEM} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
 
 func newKey(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()

@@ -153,8 +153,11 @@ func FromEnv(lookup func(string) (string, bool)) (*Env, error) {
 		format = "text"
 	}
 	server := map[string]any{
-		"log":   map[string]any{"level": level, "format": format},
-		"admin": map[string]any{"address": debugAddr},
+		"log": map[string]any{"level": level, "format": format},
+		// The reference serves its debug port, /rlconfig included, to
+		// anyone who reaches it; so does this drop-in (DEBUG_HOST=127.0.0.1
+		// keeps it on loopback).
+		"admin": map[string]any{"address": debugAddr, "insecureSensitive": true},
 		"grpc": map[string]any{"keepalive": map[string]any{
 			"maxConnectionAge":      r.duration("GRPC_MAX_CONNECTION_AGE", 24*time.Hour).String(),
 			"maxConnectionAgeGrace": r.duration("GRPC_MAX_CONNECTION_AGE_GRACE", time.Hour).String(),

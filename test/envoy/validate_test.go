@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	envoyboot "github.com/gatehouse/gatehouse/envoy"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 	"github.com/gatehouse/gatehouse/test/harness"
 )
@@ -42,10 +43,13 @@ func envoyValidate(t *testing.T, config string) bool {
 		t.Fatalf("gatehouse render --bootstrap %s: %v\n%s%s", config, err, out.String(), errOut.String())
 	}
 	bs := filepath.Join(t.TempDir(), "bootstrap.yaml")
-	if err := os.WriteFile(bs, envoyHostFiles(t, out.Bytes()), 0o600); err != nil {
+	if err := os.WriteFile(bs, envoySDSFiles(t, envoyHostFiles(t, out.Bytes())), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	v, err := exec.Command(envoy, "--mode", "validate", "-c", bs, "--disable-hot-restart", "--log-level", "error").CombinedOutput()
+	// A node, as every Envoy has one: SDS secrets (xds.services.tls)
+	// refuse to start without.
+	v, err := exec.Command(envoy, "--mode", "validate", "-c", bs, "--disable-hot-restart", "--log-level", "error",
+		"--service-node", "validate", "--service-cluster", "validate").CombinedOutput()
 	if err != nil {
 		t.Errorf("envoy --mode validate refuses what gatehouse renders of %s (gatehouse validate accepted it):\n%s", config, lastLines(string(v), 15))
 	}
@@ -85,6 +89,38 @@ func envoyHostFiles(t *testing.T, bootstrap []byte) []byte {
 			name = "ca.pem"
 		}
 		return append(sub[1], filepath.Join(dir, name)...)
+	})
+}
+
+var sdsPathRe = regexp.MustCompile(`(?m)^(\s*path: )(/\S+)$`)
+
+// envoySDSFiles points the SDS files a bootstrap names that do not exist
+// here (xds.services.tls: envoy/sds-*.yaml on the Envoy host) at the
+// repository's SDS files, filled in with certificates made for the test,
+// and their watched directories at where those are.
+func envoySDSFiles(t *testing.T, bootstrap []byte) []byte {
+	dir := ""
+	return sdsPathRe.ReplaceAllFunc(bootstrap, func(m []byte) []byte {
+		sub := sdsPathRe.FindSubmatch(m)
+		path := strings.Trim(string(sub[2]), `'"`)
+		if _, err := os.Stat(path); err == nil {
+			return m
+		}
+		if dir == "" {
+			dir = t.TempDir()
+			ca := testenv.NewRootCA(t, "sds")
+			ca.Issue(t, testenv.Issue{URIs: []string{"spiffe://example.org/envoy"}}).Write(t, filepath.Join(dir, "tls"), ca)
+			if err := envoyboot.WriteSDS(dir, filepath.Join(dir, "tls")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		switch {
+		case strings.Contains(path, "valid"):
+			return append(sub[1], filepath.Join(dir, "sds-validation.yaml")...)
+		case strings.HasSuffix(path, ".yaml"):
+			return append(sub[1], filepath.Join(dir, "sds-certificate.yaml")...)
+		}
+		return append(sub[1], dir...)
 	})
 }
 
@@ -163,7 +199,8 @@ func TestEnvoyValidatesTestConfigs(t *testing.T) {
 func TestEnvoyValidatesEndToEndConfigs(t *testing.T) {
 	certs := testCerts(t)
 	cases := map[string]harness.Options{
-		"mesh.yaml": meshOptions(t),
+		"mesh.yaml":         meshOptions(t),
+		"servers-mtls.yaml": serversMTLSOptions(t),
 		"failure.yaml": {Config: strings.Replace(readTestdata(t, "failure.yaml"), "AUTHZ_MODE", "open", 1), Replicas: 2,
 			Redis: true, Upstreams: []string{"echo"}},
 		"everything.yaml": {Config: readTestdata(t, "everything.yaml"), Redis: true, Upstreams: []string{"a", "b", "internal-listener"}, Files: certs},

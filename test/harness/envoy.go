@@ -52,6 +52,7 @@ type Envoy struct {
 type envoyOptions struct {
 	nodeID, nodeCluster, xds, admin string
 	delta                           bool
+	tls                             *envoyboot.TLS
 }
 
 func startEnvoy(t testing.TB, bin, dir string, o envoyOptions) *Envoy {
@@ -59,7 +60,7 @@ func startEnvoy(t testing.TB, bin, dir string, o envoyOptions) *Envoy {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	bs, err := envoyboot.Render(envoyboot.Options{NodeID: o.nodeID, NodeCluster: o.nodeCluster, XDS: o.xds, Admin: o.admin, Delta: o.delta})
+	bs, err := envoyboot.Render(envoyboot.Options{NodeID: o.nodeID, NodeCluster: o.nodeCluster, XDS: o.xds, Admin: o.admin, Delta: o.delta, TLS: o.tls})
 	if err != nil {
 		t.Fatal(err)
 	}

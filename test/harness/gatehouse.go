@@ -49,6 +49,10 @@ type Gatehouse struct {
 	ConfigPath string
 	Admin      string // admin address
 	components string
+	// sensitive is the base URL of the sensitive admin pages when they
+	// have a listener of their own (over mTLS, with sensitiveClient).
+	sensitive       string
+	sensitiveClient *http.Client
 
 	proc  process
 	mu    sync.Mutex       // logs and audit
@@ -57,7 +61,7 @@ type Gatehouse struct {
 	grew  chan struct{}
 }
 
-func startGatehouse(t testing.TB, bin, dir, config, admin, components string) *Gatehouse {
+func newGatehouse(t testing.TB, bin, dir, config, admin, components string) *Gatehouse {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -66,8 +70,6 @@ func startGatehouse(t testing.TB, bin, dir, config, admin, components string) *G
 	if err := writeFileAtomic(g.ConfigPath, config); err != nil {
 		t.Fatal(err)
 	}
-	g.Start()
-	t.Cleanup(g.Stop)
 	return g
 }
 
@@ -133,8 +135,33 @@ func (g *Gatehouse) read(r io.Reader, into *[]map[string]any) {
 	}
 }
 
-// Stop ends the process (SIGTERM, then SIGKILL after 10 s).
-func (g *Gatehouse) Stop() { g.proc.stop(syscall.SIGTERM, 10*time.Second) }
+// Stop ends the process: SIGTERM, and a second one as soon as it is in
+// its drain delay (which a second signal ends: the tests that are not
+// about the drain need not wait it out), then SIGKILL after 10 s.
+func (g *Gatehouse) Stop() {
+	from := g.logCount()
+	g.proc.stopAgain(syscall.SIGTERM, 10*time.Second, func() bool {
+		return g.logSince(from, "draining: not ready, still serving for the drain delay")
+	})
+}
+
+// Terminate ends the process with one SIGTERM, as Kubernetes does: the
+// drain delay runs its course (SIGKILL after 60 s). It returns the exit
+// code, -1 when the process was not running.
+func (g *Gatehouse) Terminate() int { return g.proc.stop(syscall.SIGTERM, 60*time.Second) }
+
+// logSince reports whether a log line with msg was written at index from
+// or later.
+func (g *Gatehouse) logSince(from int, msg string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, l := range g.logs[min(from, len(g.logs)):] {
+		if l["msg"] == msg {
+			return true
+		}
+	}
+	return false
+}
 
 // Kill ends the process at once (SIGKILL: a crash).
 func (g *Gatehouse) Kill() { g.proc.stop(syscall.SIGKILL, 0) }
@@ -151,9 +178,14 @@ func (g *Gatehouse) Ready() bool {
 
 var adminClient = &http.Client{Timeout: 3 * time.Second}
 
-// Get fetches an admin path and decodes its JSON answer into v.
+// Get fetches an admin path and decodes its JSON answer into v: from the
+// sensitive pages' own listener when the config gives them one.
 func (g *Gatehouse) Get(path string, v any) error {
-	resp, err := adminClient.Get("http://" + g.Admin + path)
+	c, base := adminClient, "http://"+g.Admin
+	if g.sensitive != "" && path != "/readyz" && path != "/healthz" && path != "/metrics" {
+		c, base = g.sensitiveClient, g.sensitive
+	}
+	resp, err := c.Get(base + path)
 	if err != nil {
 		return err
 	}

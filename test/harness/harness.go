@@ -64,10 +64,18 @@ type Options struct {
 	// "xds,extproc,ratelimit" and "authz": the authz of replica 1 can
 	// then be stopped alone). Replica 0 must serve xds.
 	Components []string
+	// TLS makes a PKI for the test (see PKI) and runs Envoy on
+	// envoy/bootstrap-tls.yaml. The config must then serve mTLS with the
+	// PKI's files ({{.PKI.Dir}}), admit the harness's admin client for
+	// the admin server and put the sensitive pages on
+	// {{.AdminSensitive}}, where the harness reads /xds/nodes.
+	TLS bool
 }
 
 // Mesh is one running mesh.
 type Mesh struct {
+	// PKI is the test's certificates when Options.TLS is set.
+	PKI       *PKI
 	t         testing.TB
 	opts      Options
 	dir       string
@@ -84,6 +92,8 @@ type Mesh struct {
 // the replica the config is written for; Replica(i) reaches the others.
 type Addrs struct {
 	Admin, Authz, ExtProc, RateLimit, XDS string
+	// AdminSensitive is a free port for server.admin.sensitiveAddress.
+	AdminSensitive string
 	// Listener and Listener2 are free ports for Envoy listeners.
 	Listener, Listener2 string
 	// EnvoyAdmin is Envoy's admin address.
@@ -131,6 +141,14 @@ func (a *Addrs) File(name string) (string, error) {
 	return filepath.Join(a.m.dir, "files", name), nil
 }
 
+// PKI is the test's certificates (Options.TLS).
+func (a *Addrs) PKI() (*PKI, error) {
+	if a.m.PKI == nil {
+		return nil, fmt.Errorf("harness: the config uses {{.PKI}} but Options.TLS is false")
+	}
+	return a.m.PKI, nil
+}
+
 // Repo is the repository's root (for examples and demo keys).
 func (a *Addrs) Repo() string { return RepoRoot() }
 
@@ -164,12 +182,21 @@ func Start(t testing.TB, opts Options) *Mesh {
 		if i < len(opts.Components) {
 			components = opts.Components[i]
 		}
-		g := startGatehouse(t, bin, filepath.Join(m.dir, "gatehouse-"+strconv.Itoa(i)), cfg, m.addrs[i].Admin, components)
+		g := newGatehouse(t, bin, filepath.Join(m.dir, "gatehouse-"+strconv.Itoa(i)), cfg, m.addrs[i].Admin, components)
+		if m.PKI != nil {
+			g.sensitive, g.sensitiveClient = "https://"+m.addrs[i].AdminSensitive, m.PKI.AdminClient()
+		}
+		g.Start()
+		t.Cleanup(g.Stop)
 		m.Gatehouse = append(m.Gatehouse, g)
 	}
-	m.Envoy = startEnvoy(t, envoyBin, filepath.Join(m.dir, "envoy"), envoyOptions{
+	eo := envoyOptions{
 		nodeID: opts.NodeID, nodeCluster: opts.NodeCluster, xds: m.addrs[0].XDS, admin: m.addrs[0].EnvoyAdmin, delta: opts.Delta,
-	})
+	}
+	if m.PKI != nil {
+		eo.tls = m.PKI.envoyTLS()
+	}
+	m.Envoy = startEnvoy(t, envoyBin, filepath.Join(m.dir, "envoy"), eo)
 	m.WaitSynced(opts.Listeners)
 	return m
 }
@@ -181,6 +208,9 @@ func newMesh(t testing.TB, opts Options, static bool) *Mesh {
 	m := &Mesh{t: t, opts: opts, dir: t.TempDir(), Upstreams: map[string]*Upstream{}, static: static}
 	if opts.Redis && !static {
 		m.Redis = testenv.StartRedis(t)
+	}
+	if opts.TLS {
+		m.PKI = newPKI(t, filepath.Join(m.dir, "pki"))
 	}
 	for _, name := range opts.Upstreams {
 		if static {
@@ -202,7 +232,7 @@ func newMesh(t testing.TB, opts Options, static bool) *Mesh {
 	listener, listener2, envoyAdmin := freeAddr(t), freeAddr(t), freeAddr(t)
 	for i := 0; i < opts.Replicas; i++ {
 		m.addrs = append(m.addrs, &Addrs{
-			Admin: freeAddr(t), Authz: freeAddr(t), ExtProc: freeAddr(t), RateLimit: freeAddr(t), XDS: freeAddr(t),
+			Admin: freeAddr(t), Authz: freeAddr(t), ExtProc: freeAddr(t), RateLimit: freeAddr(t), XDS: freeAddr(t), AdminSensitive: freeAddr(t),
 			Listener: listener, Listener2: listener2, EnvoyAdmin: envoyAdmin, m: m, index: i,
 		})
 	}

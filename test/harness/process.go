@@ -64,24 +64,45 @@ func (p *process) signal(sig os.Signal) {
 }
 
 // stop ends the process: sig, then SIGKILL if it is still there after
-// grace; it returns once the process has ended.
-func (p *process) stop(sig os.Signal, grace time.Duration) {
+// grace; it returns once the process has ended, with its exit code (-1
+// when it was not running).
+func (p *process) stop(sig os.Signal, grace time.Duration) int {
+	return p.stopAgain(sig, grace, nil)
+}
+
+// stopAgain is stop that sends sig a second time, once, as soon as again
+// reports true (polled every 20 ms): a process that answers the first
+// signal with a drain delay ends its delay on the second.
+func (p *process) stopAgain(sig os.Signal, grace time.Duration, again func() bool) int {
 	p.mu.Lock()
 	cmd, done := p.cmd, p.done
 	p.cmd = nil
 	p.mu.Unlock()
 	if cmd == nil {
-		return
+		return -1
 	}
 	_ = cmd.Process.Signal(sig)
 	if sig == syscall.SIGKILL {
 		<-done
-		return
+		return cmd.ProcessState.ExitCode()
 	}
-	select {
-	case <-done:
-	case <-time.After(grace):
-		_ = cmd.Process.Kill()
-		<-done
+	deadline := time.NewTimer(grace)
+	defer deadline.Stop()
+	poll := time.NewTicker(20 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		select {
+		case <-done:
+			return cmd.ProcessState.ExitCode()
+		case <-deadline.C:
+			_ = cmd.Process.Kill()
+			<-done
+			return cmd.ProcessState.ExitCode()
+		case <-poll.C:
+			if again != nil && again() {
+				_ = cmd.Process.Signal(sig)
+				again = nil
+			}
+		}
 	}
 }

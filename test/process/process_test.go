@@ -56,14 +56,17 @@ type proc struct {
 
 // serve starts `gatehouse serve` on the config at path with JSON logs,
 // with env added to the test's environment; the process is killed when
-// the test ends.
+// the test ends, or after five minutes at most (a bound on a hung test,
+// not a time the test must meet: a flood on a loaded 2-core machine
+// took over a minute, and the old one-minute bound killed the process
+// mid-test).
 func serve(t *testing.T, path string, env ...string) *proc {
 	t.Helper()
 	bin, err := build()
 	if err != nil {
 		t.Fatalf("go build: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
 	p := &proc{seen: make(chan struct{}, 1), done: make(chan error, 1)}
 	p.cmd = exec.CommandContext(ctx, bin, "serve", "--config", path, "--log-format", "json")

@@ -256,8 +256,8 @@ func runCase(t *testing.T, name, cfgFile string, seq []*rlsv3.RateLimitRequest, 
 	t.Helper()
 	ctx := context.Background()
 	for attempt := 0; ; attempt++ {
-		if attempt == 5 {
-			t.Fatalf("%s: could not run within one second in 5 attempts", name)
+		if attempt == 20 {
+			t.Fatalf("%s: could not run within one second in 20 attempts (a loaded machine)", name)
 		}
 		for _, c := range []*redis.Client{refRDB, ghRDB} {
 			if err := c.FlushAll(ctx).Err(); err != nil {

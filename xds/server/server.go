@@ -86,7 +86,7 @@ func New(o Options) (*Server, error) {
 }
 
 // Register adds the ADS service (State-of-the-World and Delta) to g.
-func (s *Server) Register(g *grpc.Server) {
+func (s *Server) Register(g grpc.ServiceRegistrar) {
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, keepOpen{s.xds})
 }
 

@@ -299,6 +299,12 @@ func (t *translator) serviceClusters() ([]*clusterv3.Cluster, error) {
 		if typ == clusterv3.Cluster_STRICT_DNS {
 			c.DnsLookupFamily = clusterv3.Cluster_V4_PREFERRED
 		}
+		c.HealthChecks = serviceHealthCheck(comp, svc.HealthCheckInterval.D())
+		if svc.TLS != nil {
+			if c.TransportSocket, err = servicesTLS(svc.TLS); err != nil {
+				return nil, err
+			}
+		}
 		out = append(out, c)
 		t.addOrigin(name, "service", comp, config.Path("xds").Field("services").Field(comp))
 	}

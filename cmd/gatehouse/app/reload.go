@@ -98,6 +98,10 @@ func restartOnly(old, cfg *config.Config, formatFlag bool) config.Errors {
 	check("server.admin", old.Server.Admin, cfg.Server.Admin)
 	check("server.grpc", old.Server.GRPC, cfg.Server.GRPC)
 	check("server.tracing", old.Server.Tracing, cfg.Server.Tracing)
+	// The files server.tls names reload by themselves; which files, and
+	// who may call, are fixed at start.
+	check("server.tls", old.Server.TLS, cfg.Server.TLS)
+	check("server.memoryLimit", old.Server.MemoryLimit, cfg.Server.MemoryLimit)
 	check("redis", old.Redis, cfg.Redis)
 	check("audit", old.Audit, cfg.Audit)
 	// The references above compare equal when only the value behind them
@@ -174,6 +178,9 @@ func (r *Runtime) watch(ctx context.Context) {
 		case <-hup:
 			reload("SIGHUP")
 			r.kickKeys()
+			if r.tls != nil {
+				r.tls.ReloadLogged("SIGHUP")
+			}
 		case ev := <-events:
 			if fw.relevant(ev.Name) {
 				// Read per event: a reload may change the debounce.

@@ -2,18 +2,24 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
@@ -26,6 +32,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/grpcserver"
 	"github.com/gatehouse/gatehouse/internal/kv"
 	"github.com/gatehouse/gatehouse/internal/redisx"
+	"github.com/gatehouse/gatehouse/internal/servertls"
 	"github.com/gatehouse/gatehouse/internal/telemetry"
 )
 
@@ -62,6 +69,8 @@ type Runtime struct {
 	served  []*served
 	admin   *admin.Server
 	metrics *runtimeMetrics
+	// tls is nil when server.tls is not set.
+	tls *servertls.Source
 
 	cfg      atomic.Pointer[config.Config]
 	reloadMu sync.Mutex
@@ -131,6 +140,13 @@ func Start(ctx context.Context, o Options) (_ *Runtime, err error) {
 		return nil, err
 	}
 
+	applyMemoryLimit(cfg, r.log)
+	if t := cfg.Server.TLS; t != nil {
+		if r.tls, err = servertls.New(t, r.reg, r.log.With("component", "tls")); err != nil {
+			return nil, err
+		}
+	}
+
 	if r.tracing, err = telemetry.NewTracing(ctx, cfg.Server.Tracing, buildVersion()); err != nil {
 		return nil, err
 	}
@@ -189,8 +205,16 @@ func Start(ctx context.Context, o Options) (_ *Runtime, err error) {
 			return nil, fmt.Errorf("%s: %w", b.name, err)
 		}
 		cleanup = append(cleanup, func() { _ = comp.Close(context.Background()) })
-		srv := grpcserver.New(b.name, lis, cfg.Server.GRPC, r.tracing, grpcMetrics, clog)
-		comp.Register(srv.GRPC)
+		srv := grpcserver.New(b.name, lis, grpcserver.Options{
+			GRPC:      cfg.Server.GRPC,
+			RecvLimit: cfg.ReceiveLimit(b.name),
+			TLS:       r.serverTLS(cfg, b.name),
+			Tracing:   r.tracing,
+			Metrics:   grpcMetrics,
+			Logger:    clog,
+		})
+		clog.Debug("grpc limits", "max_recv_message_bytes", srv.RecvLimit(), "max_inflight_bytes", int64(cfg.Server.GRPC.MaxInflightBytes), "tls", r.tls != nil)
+		comp.Register(srv.Registrar())
 		r.served = append(r.served, &served{comp: comp, srv: srv})
 	}
 	// First config: every component must accept it before anything serves.
@@ -210,15 +234,56 @@ func Start(ctx context.Context, o Options) (_ *Runtime, err error) {
 			}
 		}
 	}
+	var sensitiveLis net.Listener
+	if a := cfg.Server.Admin.SensitiveAddress; a != "" {
+		if sensitiveLis, err = grpcserver.Listen("server.admin.sensitive", a); err != nil {
+			_ = adminLis.Close()
+			return nil, err
+		}
+	}
 	r.admin = admin.New(adminLis, admin.Options{
-		Gatherer: r.reg,
-		Checks:   r.checks,
-		Config:   func() ([]byte, error) { return r.cfg.Load().Redacted() },
-		Routes:   routes,
-		Logger:   r.log,
+		Gatherer:     r.reg,
+		Checks:       r.checks,
+		Config:       func() ([]byte, error) { return r.cfg.Load().Redacted() },
+		Routes:       routes,
+		Logger:       r.log,
+		Sensitive:    sensitiveLis,
+		SensitiveTLS: r.serverTLS(cfg, config.ServerAdmin),
 	})
 	r.metrics.info.WithLabelValues(buildVersion(), runtime.Version()).Set(1)
 	return r, nil
+}
+
+// serverTLS is a server's tls.Config, or nil without server.tls.
+func (r *Runtime) serverTLS(cfg *config.Config, server string) *tls.Config {
+	if r.tls == nil {
+		return nil
+	}
+	alpn := []string{"h2"}
+	if server == config.ServerAdmin {
+		alpn = append(alpn, "http/1.1")
+	}
+	return r.tls.ServerConfig(server, cfg.Server.TLS.Callers(server), alpn...)
+}
+
+// applyMemoryLimit sets the Go runtime's soft memory limit: the
+// GOMEMLIMIT environment variable when set, else server.memoryLimit, else
+// 90% of the cgroup's memory limit (automemlimit reads cgroup v1 and v2).
+func applyMemoryLimit(cfg *config.Config, log *slog.Logger) {
+	opts := []memlimit.Option{memlimit.WithLogger(log.With("component", "memlimit"))}
+	if n := cfg.Server.MemoryLimit; n > 0 {
+		opts = append(opts, memlimit.WithRatio(1), memlimit.WithProvider(memlimit.Limit(uint64(n))))
+	} else {
+		opts = append(opts, memlimit.WithRatio(0.9), memlimit.WithProvider(memlimit.FromCgroup))
+	}
+	limit, err := memlimit.Set(opts...)
+	if err != nil {
+		log.Warn("cannot set the soft memory limit; set GOMEMLIMIT or server.memoryLimit", "err", err)
+		return
+	}
+	if limit < math.MaxInt64 {
+		log.Info("soft memory limit", "bytes", limit)
+	}
 }
 
 func (r *Runtime) logLevel(cfg *config.Config) config.LogLevel {
@@ -340,16 +405,32 @@ func (r *Runtime) Run(ctx context.Context) error {
 		r.watch(gctx)
 		return nil
 	})
+	if r.tls != nil {
+		g.Go(func() error {
+			r.tls.Run(gctx)
+			return nil
+		})
+	}
+	var cut int64
 	g.Go(func() error {
 		<-gctx.Done()
-		r.shutdown()
+		cut = r.shutdown()
 		return nil
 	})
 	r.log.Info("gatehouse started", "version", buildVersion(), "config_version", cfg.Version, "config", r.configName())
 	err := g.Wait()
 	r.closeAll()
+	if err == nil && cut > 0 {
+		r.log.Error("stopped with in-flight RPCs cut at server.shutdownTimeout", "rpcs_cut", cut)
+		return &ExitError{Code: ExitRPCsCut}
+	}
 	return err
 }
+
+// ExitRPCsCut is the exit status of a drain that ran out of
+// server.shutdownTimeout and closed connections with RPCs still in flight
+// (0: every RPC finished; 1: an error).
+const ExitRPCsCut = 3
 
 func (r *Runtime) configName() string {
 	switch {
@@ -387,14 +468,37 @@ func (r *Runtime) Component(name string) component.Component {
 	return nil
 }
 
-// shutdown stops every server within server.shutdownTimeout.
-func (r *Runtime) shutdown() {
+// shutdown drains in two phases and returns how many RPCs it cut. First
+// the drain delay: readiness and gRPC health say NOT_SERVING while every
+// listener keeps accepting and serving, so that Kubernetes takes the pod
+// out of its Services and Envoy's health checks move requests to other
+// replicas before anything is refused. Then the servers stop accepting,
+// ADS streams end, and in-flight RPCs get server.shutdownTimeout.
+func (r *Runtime) shutdown() int64 {
 	r.draining.Store(true)
-	timeout := r.cfg.Load().Server.ShutdownTimeout.D()
+	srv := r.cfg.Load().Server
+	for _, s := range r.served {
+		s.srv.NotServing()
+	}
+	if d := srv.DrainDelay.D(); d > 0 {
+		// A second SIGTERM or Ctrl-C ends the wait (an operator in a
+		// hurry); the drain itself still runs.
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+		r.log.Info("draining: not ready, still serving for the drain delay", "delay", d.String())
+		select {
+		case <-time.After(d):
+		case <-again:
+			r.log.Info("draining: second signal, the drain delay ends now")
+		}
+		signal.Stop(again)
+	}
+	timeout := srv.ShutdownTimeout.D()
 	r.log.Info("draining", "timeout", timeout.String())
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var wg sync.WaitGroup
+	var cut atomic.Int64
 	for _, s := range r.served {
 		wg.Add(1)
 		go func() {
@@ -403,22 +507,45 @@ func (r *Runtime) shutdown() {
 			if d, ok := s.comp.(component.Drainer); ok {
 				drain = d.Drain
 			}
-			s.srv.Stop(ctx, drain)
+			cut.Add(s.srv.Stop(ctx, drain))
 		}()
 	}
 	wg.Wait()
 	_ = r.admin.Shutdown(ctx)
+	return cut.Load()
 }
 
-// closeAll releases what the servers used, after they stopped.
+// closeAll releases what the servers used, after they stopped, within
+// server.closeTimeout: what has not closed by then is left to the exit.
 func (r *Runtime) closeAll() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	timeout := r.cfg.Load().Server.CloseTimeout.D()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	for _, s := range r.served {
-		if err := s.comp.Close(ctx); err != nil {
-			r.log.Warn("close", "component", s.comp.Name(), "err", err)
-		}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.close(ctx)
+	}()
+	select {
+	case <-done:
+		r.log.Info("stopped")
+	case <-ctx.Done():
+		r.log.Warn("stopped before everything closed: server.closeTimeout reached", "timeout", timeout.String())
 	}
+}
+
+func (r *Runtime) close(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, s := range r.served {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.comp.Close(ctx); err != nil {
+				r.log.Warn("close", "component", s.comp.Name(), "err", err)
+			}
+		}()
+	}
+	wg.Wait()
 	if err := r.audit.Close(ctx); err != nil {
 		r.log.Warn("close audit", "err", err)
 	}
@@ -426,7 +553,6 @@ func (r *Runtime) closeAll() {
 		_ = r.redis.Close()
 	}
 	_ = r.tracing.Shutdown(ctx)
-	r.log.Info("stopped")
 }
 
 // apply prepares cfg on every component and, only when all accept it,

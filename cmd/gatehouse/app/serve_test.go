@@ -32,6 +32,7 @@ const testConfig = `apiVersion: gatehouse/v1
 server:
   admin: {address: "127.0.0.1:0"}
   shutdownTimeout: 2s
+  drainDelay: 0s
   reloadDebounce: 50ms
 audit: {stdout: true}
 authz: {address: "127.0.0.1:0"}
@@ -282,7 +283,7 @@ func TestReload(t *testing.T) {
 	// An invalid change is rejected; the last good config keeps serving.
 	writeConfig(t, dir, testConfig+"  - id: Bad Id\n")
 	res, err := r.rt.Reload("test")
-	if res != ReloadRejected || err == nil || !strings.Contains(err.Error(), `gatehouse.yaml:14: routes[1].id: "Bad Id" is not a route id`) {
+	if res != ReloadRejected || err == nil || !strings.Contains(err.Error(), `gatehouse.yaml:15: routes[1].id: "Bad Id" is not a route id`) {
 		t.Fatalf("Reload(invalid) = %v, %v; want rejected with file:line", res, err)
 	}
 	if got := r.rt.Config().Version; got != v1 {

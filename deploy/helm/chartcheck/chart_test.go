@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -38,6 +39,8 @@ var valueSets = []struct {
 	{name: "redis-value", secrets: true, closeSeconds: 5},
 	{name: "hpa", secrets: true, closeSeconds: 5},
 	{name: "custom-config", secrets: true, closeSeconds: 10},
+	{name: "tls-certmanager", closeSeconds: 5},
+	{name: "tls-spiffe", closeSeconds: 5},
 }
 
 func TestChart(t *testing.T) {
@@ -84,6 +87,7 @@ type objects struct {
 	serviceMonitor *monitoringv1.ServiceMonitor
 	networkPolicy  *networkingv1.NetworkPolicy
 	serviceAccount *corev1.ServiceAccount
+	certificate    *certmanagerv1.Certificate
 }
 
 func index(t *testing.T, all []runtime.Object) *objects {
@@ -121,6 +125,9 @@ func index(t *testing.T, all []runtime.Object) *objects {
 		case *networkingv1.NetworkPolicy:
 			one("NetworkPolicy", o.networkPolicy != nil)
 			o.networkPolicy = x
+		case *certmanagerv1.Certificate:
+			one("Certificate", o.certificate != nil)
+			o.certificate = x
 		default:
 			t.Errorf("unexpected object %T", obj)
 		}
@@ -175,8 +182,13 @@ func (o *objects) podLabels() labels.Set { return o.deployment.Spec.Template.Lab
 func (o *objects) container(t *testing.T) *corev1.Container {
 	t.Helper()
 	cs := o.deployment.Spec.Template.Spec.Containers
+	for i := range cs {
+		if cs[i].Name == "gatehouse" {
+			return &cs[i]
+		}
+	}
 	if len(cs) != 1 {
-		t.Fatalf("Deployment has %d containers; want 1", len(cs))
+		t.Fatalf("Deployment has %d containers, none named gatehouse; want one", len(cs))
 	}
 	return &cs[0]
 }
@@ -436,14 +448,24 @@ func checkConfigAgainstObjects(t *testing.T, cfg *effectiveConfig, o *objects, c
 		}
 	}
 
-	timeout, err := time.ParseDuration(cfg.Server.ShutdownTimeout)
-	if err != nil {
-		t.Fatalf("server.shutdownTimeout %q: %v", cfg.Server.ShutdownTimeout, err)
+	// Kubernetes must not kill a shutdown gatehouse would finish: the
+	// grace period is every phase of it, as gatehouse reads them.
+	var phases int64
+	for _, d := range []string{cfg.Server.DrainDelay, cfg.Server.ShutdownTimeout, cfg.Server.CloseTimeout} {
+		v, err := time.ParseDuration(d)
+		if err != nil {
+			t.Fatalf("a shutdown phase of %q: %v", d, err)
+		}
+		phases += int64(v / time.Second)
 	}
 	grace := o.deployment.Spec.Template.Spec.TerminationGracePeriodSeconds
-	if want := int64(timeout/time.Second) + int64(closeSeconds); grace == nil || *grace != want {
-		t.Errorf("terminationGracePeriodSeconds = %v; want shutdownTimeout %s + %ds to close", grace, timeout, closeSeconds)
+	if grace == nil || *grace != phases {
+		t.Errorf("terminationGracePeriodSeconds = %v; want drainDelay %s + shutdownTimeout %s + closeTimeout %s", grace, cfg.Server.DrainDelay, cfg.Server.ShutdownTimeout, cfg.Server.CloseTimeout)
 	}
+	if cs, _ := time.ParseDuration(cfg.Server.CloseTimeout); int(cs/time.Second) != closeSeconds {
+		t.Errorf("server.closeTimeout = %s; want shutdown.closeSeconds, %ds", cfg.Server.CloseTimeout, closeSeconds)
+	}
+	checkTLS(t, cfg, o)
 
 	if cfg.Redis != nil {
 		if len(cfg.Redis.Addresses) == 0 {
@@ -515,4 +537,67 @@ func mode(m *int32) string {
 		return "unset"
 	}
 	return fmt.Sprintf("%#o", *m)
+}
+
+// checkTLS: with server.tls, every file it names is in the volume mounted
+// at its directory, which is the Certificate's Secret (certManager) or the
+// spiffe-helper volume; the sensitive admin pages listen on every
+// interface over mTLS and have a container port; Envoy is told to speak
+// TLS. Without, the sensitive pages stay on loopback.
+func checkTLS(t *testing.T, cfg *effectiveConfig, o *objects) {
+	t.Helper()
+	sens := cfg.Server.Admin.SensitiveAddress
+	if cfg.Server.TLS == nil {
+		if host, _, _ := net.SplitHostPort(sens); host != "127.0.0.1" {
+			t.Errorf("without TLS the sensitive admin pages listen on %q; want loopback", sens)
+		}
+		if o.certificate != nil {
+			t.Error("a Certificate without TLS")
+		}
+		return
+	}
+	if _, port, _ := net.SplitHostPort(sens); port == "" {
+		t.Errorf("server.admin.sensitiveAddress %q", sens)
+	} else if cp, ok := o.containerPort(t, "admin-sensitive"); !ok || strconv.Itoa(int(cp)) != port {
+		t.Errorf("the sensitive admin pages listen on port %s; container port admin-sensitive = %d (%v)", port, cp, ok)
+	}
+	tl := cfg.Server.TLS
+	files := []string{tl.CertFile, tl.KeyFile, tl.ClientCAFile}
+	for _, b := range tl.SPIFFEBundles {
+		files = append(files, b.File)
+	}
+	pod := o.deployment.Spec.Template.Spec
+	for _, f := range files {
+		if f == "" {
+			continue
+		}
+		var vol string
+		for _, m := range o.container(t).VolumeMounts {
+			if m.MountPath == path.Dir(f) {
+				vol = m.Name
+			}
+		}
+		if vol == "" {
+			t.Errorf("server.tls names %s, but nothing is mounted at %s", f, path.Dir(f))
+			continue
+		}
+		for _, v := range pod.Volumes {
+			if v.Name != vol {
+				continue
+			}
+			switch {
+			case o.certificate != nil:
+				if v.Secret == nil || v.Secret.SecretName != o.certificate.Spec.SecretName {
+					t.Errorf("volume %s is not the Certificate's Secret %s", vol, o.certificate.Spec.SecretName)
+				}
+			case v.Secret == nil && v.EmptyDir == nil && v.CSI == nil:
+				t.Errorf("volume %s holds no certificate", vol)
+			}
+		}
+	}
+	if cfg.XDS != nil {
+		if _, ok := cfg.XDS.Services["tls"]; !ok {
+			t.Error("server.tls without xds.services.tls: Envoy would speak plaintext to a TLS server")
+		}
+	}
 }

@@ -88,8 +88,21 @@ func gatehouse(t *testing.T, args ...string) (string, int) {
 // objects must agree with.
 type effectiveConfig struct {
 	Server struct {
-		Admin           struct{ Address string }
+		Admin struct {
+			Address          string
+			SensitiveAddress string `json:"sensitiveAddress"`
+		}
+		DrainDelay      string `json:"drainDelay"`
 		ShutdownTimeout string `json:"shutdownTimeout"`
+		CloseTimeout    string `json:"closeTimeout"`
+		TLS             *struct {
+			CertFile      string `json:"certFile"`
+			KeyFile       string `json:"keyFile"`
+			ClientCAFile  string `json:"clientCAFile"`
+			SPIFFEBundles []struct {
+				File string `json:"file"`
+			} `json:"spiffeBundles"`
+		} `json:"tls"`
 	}
 	Authz     *struct{ Address string }
 	ExtProc   *struct{ Address string } `json:"extproc"`

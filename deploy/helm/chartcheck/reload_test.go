@@ -40,11 +40,12 @@ func TestConfigMapReload(t *testing.T) {
 	// Ports are picked free and then bound by gatehouse: another process
 	// on this shared machine may take one in between, so try again then.
 	for attempt := 1; ; attempt++ {
-		ports = freePorts(t, 5)
+		ports = freePorts(t, 6)
 		base = map[string]any{
 			"listenHost": "127.0.0.1",
 			"ports": map[string]any{
 				"admin": ports[0], "authz": ports[1], "extproc": ports[2], "ratelimit": ports[3], "xds": ports[4],
+				"adminSensitive": ports[5],
 			},
 		}
 		first = renderPod(t, base, defaults)
@@ -114,7 +115,8 @@ func TestConfigMapReload(t *testing.T) {
 		eventually(t, tt.name+": the reload to be applied", func() bool {
 			return reloads(t, admin, "applied") == i+1
 		})
-		if _, body := get(admin + "/config"); !strings.Contains(body, tt.want) {
+		// The sensitive pages are on loopback, a port of their own.
+		if _, body := get(fmt.Sprintf("http://127.0.0.1:%d/config", ports[5])); !strings.Contains(body, tt.want) {
 			t.Errorf("after the %s reload, /config has no %q:\n%s", tt.name, tt.want, body)
 		}
 	}

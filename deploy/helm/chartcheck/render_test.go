@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"github.com/google/go-cmp/cmp"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"helm.sh/helm/v4/pkg/chart/common"
@@ -42,6 +43,7 @@ var scheme = func() *runtime.Scheme {
 	for _, add := range []func(*runtime.Scheme) error{
 		corev1.AddToScheme, appsv1.AddToScheme, policyv1.AddToScheme,
 		autoscalingv2.AddToScheme, networkingv1.AddToScheme, monitoringv1.AddToScheme,
+		certmanagerv1.AddToScheme,
 	} {
 		utilruntime.Must(add(s))
 	}

@@ -34,7 +34,23 @@ func TestRefusedValues(t *testing.T) {
 	}, {
 		name:    "config sets the admin server",
 		values:  map[string]any{"config": "apiVersion: gatehouse/v1\nserver: {admin: {address: 127.0.0.1:9190}}\n"},
-		wantErr: "config.server.admin is written by the chart; set ports.admin and listenHost instead",
+		wantErr: "config.server.admin is written by the chart; set ports.admin, ports.adminSensitive and listenHost instead",
+	}, {
+		name:    "config sets server.tls",
+		values:  map[string]any{"config": "apiVersion: gatehouse/v1\nserver: {tls: {certFile: /x}}\n"},
+		wantErr: "config.server.tls is written by the chart; set tls instead",
+	}, {
+		name:    "tls without callers",
+		values:  map[string]any{"tls": map[string]any{"enabled": true, "source": "secret", "secret": map[string]any{"name": "gh-tls"}, "adminAllow": []any{"spiffe://x.y/ops"}}},
+		wantErr: "tls.allow is empty",
+	}, {
+		name:    "tls without admin callers",
+		values:  map[string]any{"tls": map[string]any{"enabled": true, "source": "secret", "secret": map[string]any{"name": "gh-tls"}, "allow": []any{"spiffe://x.y/envoy"}}},
+		wantErr: "tls.adminAllow is empty",
+	}, {
+		name:    "cert-manager without an issuer",
+		values:  map[string]any{"tls": map[string]any{"enabled": true, "allow": []any{"*"}, "adminAllow": []any{"*"}}},
+		wantErr: "tls.certManager.issuerRef.name is empty",
 	}, {
 		name:    "config sets the shutdown timeout",
 		values:  map[string]any{"config": "apiVersion: gatehouse/v1\nserver: {shutdownTimeout: 30s}\n"},

@@ -100,9 +100,21 @@ it by gatehouse.
 */}}
 {{- define "gatehouse.chartConfig" -}}
 {{- $cfg := dict "apiVersion" "gatehouse/v1" }}
-{{- $_ := set $cfg "server" (dict
-      "admin" (dict "address" (include "gatehouse.listen" (dict "root" . "port" .Values.ports.admin)))
-      "shutdownTimeout" (printf "%ds" (int .Values.shutdown.timeoutSeconds))) }}
+{{- $admin := dict "address" (include "gatehouse.listen" (dict "root" . "port" .Values.ports.admin)) }}
+{{- if .Values.tls.enabled }}
+{{- $_ := set $admin "sensitiveAddress" (include "gatehouse.listen" (dict "root" . "port" .Values.ports.adminSensitive)) }}
+{{- else }}
+{{- $_ := set $admin "sensitiveAddress" (printf "127.0.0.1:%v" .Values.ports.adminSensitive) }}
+{{- end }}
+{{- $server := dict
+      "admin" $admin
+      "drainDelay" (printf "%ds" (int (.Values.shutdown.drainDelaySeconds | default 0)))
+      "shutdownTimeout" (printf "%ds" (int .Values.shutdown.timeoutSeconds))
+      "closeTimeout" (printf "%ds" (int .Values.shutdown.closeSeconds)) }}
+{{- if .Values.tls.enabled }}
+{{- $_ := set $server "tls" (include "gatehouse.serverTLS" . | fromYaml) }}
+{{- end }}
+{{- $_ := set $cfg "server" $server }}
 {{- range $c := list "authz" "extproc" "ratelimit" "xds" }}
 {{- if get $.Values.components $c }}
 {{- $_ := set $cfg $c (dict "address" (include "gatehouse.listen" (dict "root" $ "port" (get $.Values.ports $c)))) }}
@@ -114,6 +126,11 @@ it by gatehouse.
 {{- if get $.Values.components $c }}
 {{- $_ := set $svc $c (include "gatehouse.serviceAddress" (dict "root" $ "name" $c)) }}
 {{- end }}
+{{- end }}
+{{- if and $svc .Values.tls.enabled }}
+{{- $t := dict "sni" (include "gatehouse.sni" .) "certificate" .Values.tls.envoy.certificate "validation" .Values.tls.envoy.validation }}
+{{- with .Values.tls.serverIdentity }}{{ $_ := set $t "serverIdentities" (list .) }}{{ end }}
+{{- $_ := set $svc "tls" $t }}
 {{- end }}
 {{- if $svc }}
 {{- $_ := set $cfg.xds "services" $svc }}
@@ -131,6 +148,47 @@ it by gatehouse.
 {{- end }}
 {{- end }}
 {{- toYaml $cfg }}
+{{- end }}
+
+{{/*
+TLS: where the server's files are mounted, the name Envoy sends (SNI), and
+server.tls as the chart writes it.
+*/}}
+{{- define "gatehouse.tlsDir" -}}/etc/gatehouse/tls/server{{- end }}
+
+{{- define "gatehouse.tlsVolume" -}}
+{{- eq .Values.tls.source "spiffeHelper" | ternary "spiffe-svid" "tls-server" }}
+{{- end }}
+
+{{- define "gatehouse.sni" -}}
+{{- printf "%s.%s.svc.%s" (include "gatehouse.fullname" .) .Release.Namespace .Values.clusterDomain }}
+{{- end }}
+
+{{- define "gatehouse.serverTLS" -}}
+{{- $dir := include "gatehouse.tlsDir" . }}
+{{- $t := dict "allow" .Values.tls.allow }}
+{{- if eq .Values.tls.source "spiffeHelper" }}
+{{- $_ := set $t "certFile" (printf "%s/svid.pem" $dir) }}
+{{- $_ := set $t "keyFile" (printf "%s/svid_key.pem" $dir) }}
+{{- $_ := set $t "spiffeBundles" (list (dict "trustDomain" .Values.tls.spiffeHelper.trustDomain "file" (printf "%s/svid_bundle.pem" $dir))) }}
+{{- else }}
+{{- $_ := set $t "certFile" (printf "%s/tls.crt" $dir) }}
+{{- $_ := set $t "keyFile" (printf "%s/tls.key" $dir) }}
+{{- $_ := set $t "clientCAFile" (printf "%s/ca.crt" $dir) }}
+{{- end }}
+{{- $_ := set $t "servers" (dict "admin" (dict "allow" .Values.tls.adminAllow)) }}
+{{- toYaml $t }}
+{{- end }}
+
+{{/*
+The Certificate's DNS names: the SNI and every Service's name.
+*/}}
+{{- define "gatehouse.certDNSNames" -}}
+{{- $names := list (include "gatehouse.sni" .) }}
+{{- range $s := include "gatehouse.servers" . | fromJsonArray }}
+{{- $names = append $names (printf "%s-%s.%s.svc.%s" (include "gatehouse.fullname" $) $s.name $.Release.Namespace $.Values.clusterDomain) }}
+{{- end }}
+{{- toJson (concat $names .Values.tls.certManager.dnsNames) }}
 {{- end }}
 
 {{/*
@@ -173,9 +231,8 @@ step; TestConfigMapReload checks them against the running gatehouse.
 {{- end }}
 
 {{/*
-terminationGracePeriodSeconds: every phase of the shutdown, added up. A
-later phase (a drain delay before the listeners close) is one more field of
-.Values.shutdown.
+terminationGracePeriodSeconds: every phase of the shutdown, added up: the
+drain delay, the drain and the close.
 */}}
 {{- define "gatehouse.terminationGracePeriodSeconds" -}}
 {{- $total := 0 }}
@@ -204,9 +261,9 @@ with what to do instead.
 {{- fail (printf "%s must start with apiVersion: gatehouse/v1" $where) }}
 {{- end }}
 {{- $server := get $cfg "server" | default dict }}
-{{- range $k := list "admin" "shutdownTimeout" }}
+{{- range $k, $instead := dict "admin" "ports.admin, ports.adminSensitive and listenHost" "shutdownTimeout" "shutdown.timeoutSeconds" "drainDelay" "shutdown.drainDelaySeconds" "closeTimeout" "shutdown.closeSeconds" "tls" "tls" }}
 {{- if hasKey $server $k }}
-{{- fail (printf "config.server.%s is written by the chart; set %s instead" $k (ternary "ports.admin and listenHost" "shutdown.timeoutSeconds" (eq $k "admin"))) }}
+{{- fail (printf "config.server.%s is written by the chart; set %s instead" $k $instead) }}
 {{- end }}
 {{- end }}
 {{- range $c := list "authz" "extproc" "ratelimit" "xds" }}
@@ -224,6 +281,9 @@ with what to do instead.
 {{- if hasKey $svcs $c }}
 {{- fail (printf "config.xds.services.%s is written by the chart (the %s Service's DNS name); drop it" $c $c) }}
 {{- end }}
+{{- end }}
+{{- if hasKey $svcs "tls" }}
+{{- fail "config.xds.services.tls is written by the chart; set tls.envoy and tls.serverIdentity instead" }}
 {{- end }}
 {{- $redis := get $cfg "redis" | default dict }}
 {{- range $k := list "mode" "addresses" "masterName" "username" "password" }}
@@ -253,6 +313,25 @@ with what to do instead.
 {{- end }}
 {{- if and .Values.networkPolicy.enabled (not .Values.networkPolicy.envoy) (or .Values.components.authz .Values.components.extproc .Values.components.ratelimit .Values.components.xds) }}
 {{- fail "networkPolicy.enabled with no networkPolicy.envoy peers would shut the Envoys out; name their pods or namespaces" }}
+{{- end }}
+{{- with .Values.tls }}
+{{- if .enabled }}
+{{- if not .allow }}
+{{- fail "tls.allow is empty: no Envoy could call gatehouse; name their SPIFFE ids or DNS names (spiffe://cluster.local/ns/edge/sa/envoy)" }}
+{{- end }}
+{{- if not .adminAllow }}
+{{- fail "tls.adminAllow is empty: name who may read /config and /xds/* over mTLS (they are never served in plaintext beyond loopback)" }}
+{{- end }}
+{{- if and (eq .source "certManager") (not .certManager.issuerRef.name) }}
+{{- fail "tls.certManager.issuerRef.name is empty: name the cert-manager Issuer or ClusterIssuer that signs gatehouse's certificate" }}
+{{- end }}
+{{- if and (eq .source "secret") (not .secret.name) }}
+{{- fail "tls.secret.name is empty: name the Secret with tls.crt, tls.key and ca.crt" }}
+{{- end }}
+{{- if and (eq .source "spiffeHelper") (or (not .spiffeHelper.trustDomain) (not .serverIdentity)) }}
+{{- fail "tls.source spiffeHelper needs tls.spiffeHelper.trustDomain and tls.serverIdentity (gatehouse's SPIFFE id, which Envoy verifies)" }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- range .Values.secretMounts }}
 {{- if eq .name "redis" }}
