@@ -96,6 +96,9 @@ func masterOf(t *testing.T, cc *redis.ClusterClient, key string) string {
 // theirs equals the hits answered counted; ops of the failed master's
 // slots are answered again once its replica is promoted.
 func TestClusterFailedMasterIsolated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills and freezes cluster masters: about 25s")
+	}
 	for _, fault := range []string{"kill", "freeze"} {
 		t.Run(fault, func(t *testing.T) {
 			// A slot without a master must not stop the others: with full

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -193,8 +194,10 @@ func (ln *lane) run(s *slot) {
 			s.conn = ln.client.Conn()
 		}
 		err := ln.exec(ctx, s.conn, batch)
-		if err != nil && !isRedisError(err) && !errors.Is(err, errShortAck) {
-			// A failed connection may hold half a reply: start afresh.
+		if err != nil && (!isRedisError(err) || strings.HasPrefix(err.Error(), "READONLY")) && !errors.Is(err, errShortAck) {
+			// A failed connection may hold half a reply, and one to a
+			// master turned replica (a Sentinel failover) must be dialled
+			// again, to the new master: start afresh.
 			_ = s.conn.Close()
 			s.conn = nil
 		}
