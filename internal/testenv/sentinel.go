@@ -133,4 +133,3 @@ func (s *RedisSentinelProcess) Failover() {
 		s.t.Fatalf("sentinel failover: %v", err)
 	}
 }
-
