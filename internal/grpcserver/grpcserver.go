@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -52,7 +53,9 @@ type Server struct {
 	log    *slog.Logger
 	limit  int64
 	budget *budget
-	stats  *statsHandler
+	meter  *meter
+	// services are the names of the registered services (string → true).
+	services sync.Map
 	// cut is how many RPCs the drain ended by closing their connections.
 	cut atomic.Int64
 	// draining is set by NotServing, which may come before Serve runs.
@@ -102,7 +105,7 @@ func New(name string, lis net.Listener, o Options) *Server {
 	}
 	s := &Server{Name: name, Health: health.NewServer(), lis: lis, log: o.Logger, limit: limit}
 	s.budget = newBudget(int64(cfg.MaxInflightBytes), o.Metrics.inflight.WithLabelValues(name))
-	s.stats = o.Metrics.handler(name)
+	s.meter = o.Metrics.meter(name)
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(int(limit)),
 		grpc.MaxSendMsgSize(int(cfg.MaxSendMessageSize)),
@@ -119,9 +122,10 @@ func New(name string, lis net.Listener, o Options) *Server {
 			MinTime:             ka.MinClientPingInterval.D(),
 			PermitWithoutStream: ka.PermitWithoutStream,
 		}),
-		// Counting is a stats handler's: it sees every RPC with the status
-		// it ended with, those whose request never decoded included.
-		grpc.StatsHandler(s.stats),
+		// Every RPC is counted by the registrar's method wrappers (those
+		// whose request never decoded included) and, for methods the
+		// server does not have, by this handler; see meter.
+		grpc.UnknownServiceHandler(s.unknown),
 		// gRPC's proto codec, but a request that does not decode reaches
 		// the registrar's wrapper, which answers InvalidArgument
 		// (experimental API of grpc-go; TestBadInput holds it).
@@ -222,7 +226,7 @@ func (s *Server) Stop(ctx context.Context, drain func()) int64 {
 		return 0
 	case <-ctx.Done():
 	}
-	n := s.stats.active.Load()
+	n := s.meter.active.Load()
 	s.cut.Store(n)
 	s.log.Warn("drain deadline reached; closing remaining streams", "component", s.Name, "rpcs_cut", n)
 	s.GRPC.Stop()
