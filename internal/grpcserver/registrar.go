@@ -210,21 +210,38 @@ type envelope struct {
 	err error
 }
 
-// codec is gRPC's proto codec, with envelopes.
+// codec is gRPC's proto codec, with envelopes. A message with
+// vtprotobuf's marshaler (the go-control-plane service types) is marshaled
+// by it, into a pooled buffer; a request message that decodes itself
+// (UnmarshalVT) does so.
 type codec struct{ encoding.CodecV2 }
+
+func (c codec) Marshal(v any) (mem.BufferSlice, error) {
+	if m, ok := v.(vtMarshaler); ok {
+		return marshalVT(m)
+	}
+	return c.CodecV2.Marshal(v)
+}
 
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	e, ok := v.(*envelope)
 	if !ok {
 		return c.CodecV2.Unmarshal(data, v)
 	}
-	if err := c.CodecV2.Unmarshal(data, e.msg); err != nil {
+	if err := c.unmarshal(data, e.msg); err != nil {
 		e.err = err
 		if pm, ok := e.msg.(proto.Message); ok {
 			proto.Reset(pm)
 		}
 	}
 	return nil
+}
+
+func (c codec) unmarshal(data mem.BufferSlice, m any) error {
+	if u, ok := m.(vtUnmarshaler); ok {
+		return unmarshalVT(data, u)
+	}
+	return c.CodecV2.Unmarshal(data, m)
 }
 
 // decode reads one request into m through an envelope.
