@@ -20,10 +20,31 @@ type vtUnmarshaler interface {
 	UnmarshalVT(data []byte) error
 }
 
-// marshalVT marshals m into a buffer of gRPC's pool, which gRPC returns
-// to the pool once the message is written: no allocation for the bytes.
+// marshalVT marshals m in one allocation when it is small (an RLS or
+// ext_authz answer), else into a buffer of gRPC's pool, which gRPC returns
+// to the pool once the message is written. (gRPC pools only buffers of
+// 1 KiB or more: below that a pooled buffer is never given back, and
+// taking one costs more than a plain allocation.)
 func marshalVT(m vtMarshaler) (mem.BufferSlice, error) {
 	size := m.SizeVT()
+	if size <= smallMessage {
+		// The bytes, the Buffer over them and the one-element slice
+		// gRPC is given share an allocation.
+		o := new(smallOut)
+		o.sb = o.data[:size:size]
+		if _, err := m.MarshalToSizedBufferVTStrict(o.sb); err != nil {
+			return nil, err
+		}
+		o.bs[0] = &o.sb
+		return o.bs[:], nil
+	}
+	if mem.IsBelowBufferPoolingThreshold(size) {
+		buf := make([]byte, size)
+		if _, err := m.MarshalToSizedBufferVTStrict(buf); err != nil {
+			return nil, err
+		}
+		return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
+	}
 	pool := mem.DefaultBufferPool()
 	buf := pool.Get(size)
 	if _, err := m.MarshalToSizedBufferVTStrict((*buf)[:size]); err != nil {
@@ -32,6 +53,15 @@ func marshalVT(m vtMarshaler) (mem.BufferSlice, error) {
 	}
 	*buf = (*buf)[:size]
 	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
+}
+
+// smallMessage is the largest message marshalVT writes into a smallOut.
+const smallMessage = 360
+
+type smallOut struct {
+	sb   mem.SliceBuffer
+	bs   [1]mem.Buffer
+	data [smallMessage]byte
 }
 
 // unmarshalVT hands m the request's bytes, without a copy when they came

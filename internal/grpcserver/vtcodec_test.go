@@ -31,11 +31,14 @@ func (m *selfCoded) UnmarshalVT(data []byte) error {
 // wrappers answer InvalidArgument.
 func TestCodecUsesSelfCoding(t *testing.T) {
 	c := codec{encoding.GetCodecV2(protoenc.Name)}
-	out, err := c.Marshal(&selfCoded{b: []byte("hello")})
-	if err != nil || string(out.Materialize()) != "hello" {
-		t.Fatalf("Marshal = %q, %v; want hello", out.Materialize(), err)
+	for _, size := range []int{0, 5, smallMessage, smallMessage + 1, 4096, 70000} {
+		want := bytes.Repeat([]byte{'x'}, size)
+		out, err := c.Marshal(&selfCoded{b: want})
+		if err != nil || !bytes.Equal(out.Materialize(), want) {
+			t.Fatalf("Marshal(%d bytes) = %d bytes, %v", size, len(out.Materialize()), err)
+		}
+		out.Free()
 	}
-	out.Free()
 	in := mem.BufferSlice{mem.SliceBuffer("wor"), mem.SliceBuffer("ld")}
 	var m selfCoded
 	if err := c.Unmarshal(in, &envelope{msg: &m}); err != nil || string(m.b) != "world" {
