@@ -71,7 +71,7 @@ func BenchmarkServePeer(b *testing.B) {
 
 // servePeer serves the component as gatehouse serve does (grpcserver.New
 // with the config's server settings) and returns clients on 4 connections.
-func servePeer(b *testing.B, cfg *config.Config, rdb redis.UniversalClient) []rlsv3.RateLimitServiceClient {
+func servePeer(b testing.TB, cfg *config.Config, rdb redis.UniversalClient) []rlsv3.RateLimitServiceClient {
 	reg := prometheus.NewRegistry()
 	s, err := New(cfg, component.Deps{Logger: slog.New(slog.DiscardHandler), Metrics: reg, Redis: rdb, KeyPrefix: testenv.KeyPrefix(b)})
 	if err != nil {
@@ -106,7 +106,7 @@ func servePeer(b *testing.B, cfg *config.Config, rdb redis.UniversalClient) []rl
 
 // benchRedis is the make-test redis-server when there is one, else a
 // private one (make bench starts none).
-func benchRedis(b *testing.B) redis.UniversalClient {
+func benchRedis(b testing.TB) redis.UniversalClient {
 	if os.Getenv(testenv.EnvRedis) != "" {
 		return testenv.Redis(b)
 	}

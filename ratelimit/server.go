@@ -112,8 +112,13 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 // without protobuf's reflection into one allocation (wire.go), the answer
 // encodes itself (with gatehouse's gRPC codec, internal/grpcserver), and
 // the interceptors get an info and a handler made once.
+//
+// The request's memory is pooled: nothing keeps a pointer into it once the
+// handler returns (the answer's strings are its own or the config's; the
+// request's strings are slices of a string of their own, never pooled).
 func (s *Server) handle(_ any, ctx context.Context, dec func(any) error, in grpc.UnaryServerInterceptor) (any, error) {
-	r := new(request)
+	r := requestPool.Get().(*request)
+	defer r.release()
 	if err := dec(r); err != nil {
 		return nil, err
 	}
@@ -124,11 +129,11 @@ func (s *Server) handle(_ any, ctx context.Context, dec func(any) error, in grpc
 }
 
 func (s *Server) serveUnary(ctx context.Context, req any) (any, error) {
-	resp, err := s.lim.ShouldRateLimit(ctx, req.(*rlsv3.RateLimitRequest))
+	a, err := s.lim.Decide(ctx, req.(*rlsv3.RateLimitRequest))
 	if err != nil {
 		return nil, err
 	}
-	return response{resp}, nil
+	return response{a}, nil
 }
 
 // ShouldRateLimit implements the RLS method.

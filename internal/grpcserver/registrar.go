@@ -218,7 +218,11 @@ type codec struct{ encoding.CodecV2 }
 
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	if m, ok := v.(vtMarshaler); ok {
-		return marshalVT(m)
+		data, err := marshalVT(m)
+		if r, ok := v.(marshaledNotifee); ok {
+			r.Marshaled()
+		}
+		return data, err
 	}
 	return c.CodecV2.Marshal(v)
 }

@@ -13,6 +13,12 @@ type vtMarshaler interface {
 	MarshalToSizedBufferVTStrict(dAtA []byte) (int, error)
 }
 
+// marshaledNotifee is an answer told when its bytes are written: a handler
+// whose answer lives in pooled memory gives it back then. After Marshal
+// gRPC reads the message only to hand it to stats handlers (OutPayload);
+// the ones gatehouse installs (its tracing) do not read it.
+type marshaledNotifee interface{ Marshaled() }
+
 // vtUnmarshaler is a message that decodes itself (the vtprotobuf
 // convention). data is only valid during the call: what the message keeps
 // of it must be copied.
