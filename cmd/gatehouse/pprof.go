@@ -10,7 +10,7 @@ import (
 
 // A binary built with -tags pprof serves net/http/pprof on
 // GATEHOUSE_PPROF (host:port) for the profiling scenario
-// (scripts/bench/ratelimit-profile.sh). The release binary has no such
+// (scripts/ratelimit/profile.sh). The release binary has no such
 // listener: the profile pages would expose memory contents.
 func init() {
 	if addr := os.Getenv("GATEHOUSE_PPROF"); addr != "" {

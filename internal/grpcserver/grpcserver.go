@@ -51,7 +51,7 @@ const connWindowSize = 1 << 20
 // every RPC: under the rate limiter's load that growth (runtime.newstack,
 // copystack) was 7% of the server's CPU, and with workers the CPU per
 // request fell by about a tenth (28.6 and 26.1 µs against 30.2 and 30.1,
-// scripts/bench/ratelimit-profile.sh, two runs each). 64 per CPU covers the
+// scripts/ratelimit/profile.sh, two runs each). 64 per CPU covers the
 // concurrency a core can serve; an idle worker costs a parked goroutine.
 var streamWorkers = uint32(64 * runtime.NumCPU())
 

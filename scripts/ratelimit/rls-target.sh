@@ -8,11 +8,11 @@
 # local over-limit cache on: the defaults), and execs the binary, so that
 # rls-peer.sh stops it by its PID:
 #
-#   TARGET_ADDR=127.0.0.1:19081 TARGET_CMD="scripts/bench/rls-target.sh" ../shared/bench/rls-peer.sh
+#   TARGET_ADDR=127.0.0.1:19081 TARGET_CMD="scripts/ratelimit/rls-target.sh" ../shared/bench/rls-peer.sh
 #
 # Knobs: GATEHOUSE_BIN (default bin/gatehouse-bench, built here when absent),
 #   GATEHOUSE_PPROF=host:port serves net/http/pprof from a binary built with
-#   -tags pprof (scripts/bench/ratelimit-profile.sh does both),
+#   -tags pprof (scripts/ratelimit/profile.sh does both),
 #   GATEHOUSE_EXTRA: more YAML appended under ratelimit: (indented two spaces).
 set -euo pipefail
 : "${REDIS_ADDR:?set by rls-peer.sh}" "${RLS_CONFIG_DIR:?set by rls-peer.sh}" "${TARGET_ADDR:?set by rls-peer.sh}"

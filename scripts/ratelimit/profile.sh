@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# ratelimit-profile.sh: CPU and allocation profiles of gatehouse's rate
+# profile.sh: CPU and allocation profiles of gatehouse's rate
 # limit service under the load of the side-by-side benchmark (the scenario
 # of ../shared/bench/rls-peer.sh and scripts/bench/ratelimit.sh): a private
 # redis-server, gatehouse serving the envoyproxy/ratelimit-format config of
-# scripts/bench/rls-target.sh, closed-loop load at concurrency 64 over 4
+# scripts/ratelimit/rls-target.sh, closed-loop load at concurrency 64 over 4
 # connections, 10,000 subjects, one descriptor (tier, subject) a request.
 #
 # For each mix (ok: tier free, 100000/s per subject; over: tier tight,
@@ -71,7 +71,7 @@ PIDS+=($!)
 wait_port "$port" "$!" redis
 export REDIS_ADDR=127.0.0.1:$port TARGET_ADDR=127.0.0.1:$(free_port)
 PPROF=127.0.0.1:$(free_port)
-GATEHOUSE_BIN=bin/gatehouse-pprof GATEHOUSE_PPROF=$PPROF scripts/bench/rls-target.sh >"$WORK/gatehouse.log" 2>&1 &
+GATEHOUSE_BIN=bin/gatehouse-pprof GATEHOUSE_PPROF=$PPROF scripts/ratelimit/rls-target.sh >"$WORK/gatehouse.log" 2>&1 &
 PIDS+=($!)
 wait_port "${TARGET_ADDR##*:}" "$!" gatehouse
 wait_port "${PPROF##*:}" "${PIDS[-1]}" pprof
