@@ -26,23 +26,26 @@ type vtUnmarshaler interface {
 	UnmarshalVT(data []byte) error
 }
 
-// marshalVT marshals m in one allocation when it is small (an RLS or
-// ext_authz answer), else into a buffer of gRPC's pool, which gRPC returns
+// marshalVT marshals m in one allocation when it is small (an RLS
+// answer), else into a buffer of gRPC's pool, which gRPC returns
 // to the pool once the message is written. (gRPC pools only buffers of
 // 1 KiB or more: below that a pooled buffer is never given back, and
 // taking one costs more than a plain allocation.)
 func marshalVT(m vtMarshaler) (mem.BufferSlice, error) {
 	size := m.SizeVT()
-	if size <= smallMessage {
-		// The bytes, the Buffer over them and the one-element slice
-		// gRPC is given share an allocation.
+	// The bytes, the Buffer over them and the one-element slice gRPC is
+	// given share an allocation, of one of two size classes.
+	switch {
+	case size <= len(smallOut{}.data):
 		o := new(smallOut)
 		o.sb = o.data[:size:size]
-		if _, err := m.MarshalToSizedBufferVTStrict(o.sb); err != nil {
-			return nil, err
-		}
 		o.bs[0] = &o.sb
-		return o.bs[:], nil
+		return o.bs[:], marshalInto(m, o.sb)
+	case size <= len(mediumOut{}.data):
+		o := new(mediumOut)
+		o.sb = o.data[:size:size]
+		o.bs[0] = &o.sb
+		return o.bs[:], marshalInto(m, o.sb)
 	}
 	if mem.IsBelowBufferPoolingThreshold(size) {
 		buf := make([]byte, size)
@@ -61,13 +64,23 @@ func marshalVT(m vtMarshaler) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.NewBuffer(buf, pool)}, nil
 }
 
-// smallMessage is the largest message marshalVT writes into a smallOut.
-const smallMessage = 360
-
+// smallOut and mediumOut are 256 and 512 bytes, Go's allocation size
+// classes: an RLS answer with headers (~170 bytes) takes a smallOut.
 type smallOut struct {
 	sb   mem.SliceBuffer
 	bs   [1]mem.Buffer
-	data [smallMessage]byte
+	data [256 - 40]byte
+}
+
+type mediumOut struct {
+	sb   mem.SliceBuffer
+	bs   [1]mem.Buffer
+	data [512 - 40]byte
+}
+
+func marshalInto(m vtMarshaler, buf []byte) error {
+	_, err := m.MarshalToSizedBufferVTStrict(buf)
+	return err
 }
 
 // unmarshalVT hands m the request's bytes, without a copy when they came

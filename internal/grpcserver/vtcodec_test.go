@@ -31,7 +31,7 @@ func (m *selfCoded) UnmarshalVT(data []byte) error {
 // wrappers answer InvalidArgument.
 func TestCodecUsesSelfCoding(t *testing.T) {
 	c := codec{encoding.GetCodecV2(protoenc.Name)}
-	for _, size := range []int{0, 5, smallMessage, smallMessage + 1, 4096, 70000} {
+	for _, size := range []int{0, 5, 216, 217, 472, 473, 4096, 70000} {
 		want := bytes.Repeat([]byte{'x'}, size)
 		out, err := c.Marshal(&selfCoded{b: want})
 		if err != nil || !bytes.Equal(out.Materialize(), want) {
