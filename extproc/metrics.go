@@ -70,7 +70,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"route", "result"}),
 		bodies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_extproc_bodies_total",
-			Help: "Bodies the processors could not inspect, by direction and reason (over_limit, not_sent, uninspectable, not_json) and the action taken (skipped, rejected).",
+			Help: "Bodies the processors could not inspect, by direction and reason (over_limit, not_sent, uninspectable, not_json, trailing_data, duplicate_names) and the action taken (skipped, rejected).",
 		}, []string{"route", "direction", "reason", "action"}),
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_extproc_route_lookups_total",

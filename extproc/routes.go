@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse/gatehouse/extproc/redact"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/contract"
+	"github.com/gatehouse/gatehouse/internal/jsonx"
 	"github.com/gatehouse/gatehouse/internal/routematch"
 )
 
@@ -46,8 +47,10 @@ type route struct {
 	idem     *idemPolicy
 	limit    int64
 	reject   bool // onLargeBody: reject
-	needs    config.ExtProcNeeds
-	m        *routeMetrics
+	// json are the departures from strict JSON the route's bodies may take.
+	json  jsonx.Rules
+	needs config.ExtProcNeeds
+	m     *routeMetrics
 	// lastLog rate-limits the route's report-only log lines.
 	lastLog atomic.Int64
 }
@@ -84,6 +87,7 @@ func compile(ctx context.Context, cfg *config.Config, m *metrics) (*runtime, err
 		}
 		r.limit = e.BodyLimit(cfg)
 		r.reject = e.OnLargeBody == config.LargeBodyReject
+		r.json = jsonx.Rules{AllowTrailingData: e.JSON.TrailingData == config.JSONAllow, AllowDuplicateNames: e.JSON.DuplicateNames == config.JSONAllow}
 		if e.Hygiene != nil {
 			r.hygiene = hygiene.New(cfg.ExtProc.Hygiene, e.Hygiene)
 			var m mutation
@@ -106,6 +110,7 @@ func compile(ctx context.Context, cfg *config.Config, m *metrics) (*runtime, err
 			red, rerr := redact.New(redact.Options{
 				Paths: rd.Paths, Mask: rd.Mask, NationalIDPatterns: patterns,
 				Email: rd.Detectors.Email, Cards: rd.Detectors.Cards, NationalIDs: rd.Detectors.NationalIDs, BearerTokens: rd.Detectors.BearerTokens,
+				JSON: r.json,
 			})
 			if rerr != nil {
 				errs = append(errs, &config.FieldError{Path: p.Field("redact").Field("paths"), Msg: strings.TrimPrefix(rerr.Error(), "redact: ")})
@@ -170,7 +175,7 @@ func loadContract(ctx context.Context, o *config.RouteOpenAPI, cache map[[32]byt
 	if c, ok := cache[key]; ok {
 		return c, nil
 	}
-	c, err := openapi.Load(ctx, src, o.BasePath)
+	c, err := openapi.Load(ctx, src, openapi.Settings{BasePath: o.BasePath})
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -21,6 +22,8 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"github.com/gatehouse/gatehouse/internal/jsonx"
 )
 
 // LoadError is a problem with a document, with the line it is on when the
@@ -42,6 +45,9 @@ func (e *LoadError) Error() string {
 type Contract struct {
 	doc    *openapi3.T
 	router routers.Router
+	// opts validate requests with bodies, noBody without; both carry the
+	// document's format settings.
+	opts, noBody *openapi3filter.Options
 }
 
 // Source is where a document comes from: inline data, or a file whose
@@ -56,9 +62,17 @@ type Source struct {
 
 var lineRE = regexp.MustCompile(`(?:yaml error: )?(?:yaml: )?line (\d+): `)
 
-// Load parses, validates and compiles a document. basePath, when set,
-// replaces the paths of the document's servers.
-func Load(ctx context.Context, src Source, basePath string) (*Contract, error) {
+// Settings tune how a document is compiled.
+type Settings struct {
+	// BasePath, when set, replaces the paths of the document's servers.
+	BasePath string
+	// IgnoreFormats turns off the checks of string formats (email,
+	// uuid, ...): the schema's other rules still apply.
+	IgnoreFormats bool
+}
+
+// Load parses, validates and compiles a document.
+func Load(ctx context.Context, src Source, set Settings) (*Contract, error) {
 	loader := openapi3.NewLoader()
 	loader.Context = ctx
 	var (
@@ -84,12 +98,17 @@ func Load(ctx context.Context, src Source, basePath string) (*Contract, error) {
 	// Envoy has already matched the host; keep only the paths of the
 	// servers (or the configured base path) for matching.
 	shallow := *doc
-	shallow.Servers = pathServers(doc.Servers, basePath)
+	shallow.Servers = pathServers(doc.Servers, set.BasePath)
 	router, err := gorillamux.NewRouter(&shallow)
 	if err != nil {
 		return nil, &LoadError{Msg: "cannot build a router from the document's paths: " + err.Error()}
 	}
-	return &Contract{doc: doc, router: router}, nil
+	c := &Contract{doc: doc, router: router}
+	c.opts = newOptions(set)
+	nb := *c.opts
+	nb.ExcludeRequestBody = true
+	c.noBody = &nb
+	return c, nil
 }
 
 // localFilesOnly lets a file-based document $ref files beside it, and
@@ -159,6 +178,8 @@ type Request struct {
 	// Body is the whole body when BodyChecked, and ignored otherwise.
 	Body        []byte
 	BodyChecked bool
+	// JSON are the departures from strict JSON a JSON body may take.
+	JSON jsonx.Rules
 }
 
 // Violation is one way a request or response breaks the contract, in the
@@ -184,18 +205,15 @@ type Match struct {
 // MaxViolations bounds the list a problem response carries.
 const MaxViolations = 20
 
-var options = &openapi3filter.Options{
-	MultiError: true,
-	// Authentication is ext_authz's job; the contract checks shape only.
-	AuthenticationFunc:  openapi3filter.NoopAuthenticationFunc,
-	SkipSettingDefaults: true,
+// newOptions are the validation options of a document.
+func newOptions(set Settings) *openapi3filter.Options {
+	return &openapi3filter.Options{
+		MultiError: true,
+		// Authentication is ext_authz's job; the contract checks shape only.
+		AuthenticationFunc:  openapi3filter.NoopAuthenticationFunc,
+		SkipSettingDefaults: true,
+	}
 }
-
-var bodyExcluded = func() *openapi3filter.Options {
-	o := *options
-	o.ExcludeRequestBody = true
-	return &o
-}()
 
 // ValidateRequest checks r against the contract. The Match it returns
 // (valid or not) is what ValidateResponse needs; it is nil when no
@@ -226,17 +244,54 @@ func (c *Contract) ValidateRequest(ctx context.Context, r Request) (*Match, []Vi
 		}
 		return nil, []Violation{{In: "operation", Detail: detail}}
 	}
-	opts := options
+	opts := c.opts
 	if !r.BodyChecked {
-		opts = bodyExcluded
+		opts = c.noBody
+	}
+	// A JSON body the validator and the upstream could read differently
+	// is refused before the validator reads it: kin-openapi's decoder
+	// reads the first of several texts and the last of duplicate names.
+	var out []Violation
+	if r.BodyChecked && isJSON(hreq.Header.Get("Content-Type")) {
+		if v, bad := strictBody(r.Body, r.JSON); bad {
+			out = append(out, v)
+			opts = c.noBody
+		}
 	}
 	in := &openapi3filter.RequestValidationInput{Request: hreq, PathParams: params, Route: route, Options: opts}
 	err = openapi3filter.ValidateRequest(ctx, in)
 	m := &Match{input: in}
-	if err == nil {
-		return m, nil
+	if err != nil {
+		out = violations(err, out)
 	}
-	return m, violations(err, nil)
+	return m, out
+}
+
+// strictBody checks a JSON body against rules; a body that is not JSON at
+// all is left to the validator, which says so in its own words.
+func strictBody(body []byte, rules jsonx.Rules) (Violation, bool) {
+	err := jsonx.Check(body, rules)
+	var se *jsonx.StrictError
+	if err == nil || !errors.As(err, &se) {
+		return Violation{}, false
+	}
+	switch se.Err {
+	case jsonx.ErrTrailingData:
+		return Violation{In: "body", Detail: "data follows the JSON text; a body is one JSON text (RFC 8259 §2)"}, true
+	case jsonx.ErrDuplicateName:
+		return Violation{In: "body", Pointer: se.Pointer, Detail: "this member is named twice in its object; names must be unique (I-JSON, RFC 7493 §2.3)"}, true
+	}
+	return Violation{}, false
+}
+
+// isJSON reports whether a content type is one kin-openapi decodes as
+// JSON: application/json or a +json type.
+func isJSON(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || strings.HasSuffix(mt, "+json")
 }
 
 // ValidateResponse checks a response to the request m matched.
@@ -244,7 +299,7 @@ func (c *Contract) ValidateResponse(ctx context.Context, m *Match, status int, h
 	if m == nil {
 		return nil
 	}
-	opts := *options
+	opts := *c.opts
 	opts.IncludeResponseStatus = true
 	opts.ExcludeResponseBody = !bodyChecked
 	in := &openapi3filter.ResponseValidationInput{

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/gatehouse/gatehouse/internal/jsonx"
 )
 
 func load(t testing.TB) *Contract {
@@ -18,7 +20,7 @@ func load(t testing.TB) *Contract {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := Load(context.Background(), Source{Data: data}, "")
+	c, err := Load(context.Background(), Source{Data: data}, Settings{})
 	if err != nil {
 		t.Fatalf("Load(orders.yaml) = %v", err)
 	}
@@ -140,7 +142,7 @@ func TestLoadErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Load(context.Background(), Source{Data: []byte(tc.doc)}, "")
+			_, err := Load(context.Background(), Source{Data: []byte(tc.doc)}, Settings{})
 			le, ok := err.(*LoadError)
 			if !ok {
 				t.Fatalf("Load = %v (%T); want a *LoadError", err, err)
@@ -158,7 +160,7 @@ func TestLoadFileRefs(t *testing.T) {
 	main := "openapi: 3.0.3\ninfo: {title: x, version: '1'}\npaths:\n  /t:\n    post:\n      requestBody:\n        content:\n          application/json:\n            schema: {$ref: 'schemas.yaml#/Thing'}\n      responses: {'204': {description: ok}}\n"
 	file := filepath.Join(dir, "api.yaml")
 	os.WriteFile(file, []byte(main), 0o644)
-	c, err := Load(context.Background(), Source{Data: []byte(main), File: file}, "/api")
+	c, err := Load(context.Background(), Source{Data: []byte(main), File: file}, Settings{BasePath: "/api"})
 	if err != nil {
 		t.Fatalf("Load(file with refs) = %v", err)
 	}
@@ -214,4 +216,54 @@ func cpuSeconds() float64 {
 		return 0
 	}
 	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+func loadPetstore(t testing.TB, s Settings) *Contract {
+	t.Helper()
+	data, err := os.ReadFile("testdata/petstore.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(context.Background(), Source{Data: data}, s)
+	if err != nil {
+		t.Fatalf("Load(petstore.yaml) = %v", err)
+	}
+	return c
+}
+
+// TestStrictJSON: a body the validator and the upstream could read
+// differently is refused, saying why; each rule can be relaxed.
+func TestStrictJSON(t *testing.T) {
+	c := loadPetstore(t, Settings{})
+	post := func(body string, rules jsonx.Rules) Request {
+		return Request{Method: "POST", Path: "/v1/pets", Header: hdr("Content-Type", "application/json"),
+			Body: []byte(body), BodyChecked: true, JSON: rules}
+	}
+	trailing := Violation{In: "body", Detail: "data follows the JSON text; a body is one JSON text (RFC 8259 §2)"}
+	dup := Violation{In: "body", Pointer: "/status", Detail: "this member is named twice in its object; names must be unique (I-JSON, RFC 7493 §2.3)"}
+	tests := []struct {
+		name string
+		req  Request
+		want []Violation
+	}{
+		{name: "one text", req: post(`{"name":"Rex","status":"sold"}`, jsonx.Rules{})},
+		{name: "two texts", req: post(`{"name":"Rex","status":"sold"} {"x":1}`, jsonx.Rules{}), want: []Violation{trailing}},
+		{name: "text then junk", req: post(`{"name":"Rex","status":"sold"}]`, jsonx.Rules{}), want: []Violation{trailing}},
+		{name: "two texts allowed", req: post(`{"name":"Rex","status":"sold"} {"x":1}`, jsonx.Rules{AllowTrailingData: true})},
+		{name: "duplicate member", req: post(`{"name":"Rex","status":"lost","status":"sold"}`, jsonx.Rules{}), want: []Violation{dup}},
+		{name: "duplicate by escape", req: post(`{"name":"Rex","status":"lost","st\u0061tus":"sold"}`, jsonx.Rules{}), want: []Violation{dup}},
+		{name: "duplicates allowed", req: post(`{"name":"Rex","status":"lost","status":"sold"}`, jsonx.Rules{AllowDuplicateNames: true})},
+		{name: "not json is the parser's to say", req: post(`{"name":`, jsonx.Rules{}),
+			want: []Violation{{In: "body", Detail: "the body cannot be parsed: unexpected EOF"}}},
+		{name: "two texts no space", req: Request{Method: "POST", Path: "/v1/pets", Header: hdr("Content-Type", "application/json; charset=utf-8"),
+			Body: []byte(`{"name":"Rex","status":"sold"}{}`), BodyChecked: true}, want: []Violation{trailing}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, got := c.ValidateRequest(context.Background(), tc.req)
+			if diff := cmp.Diff(tc.want, got, sortViolations); diff != "" {
+				t.Errorf("ValidateRequest(%s) mismatch (-want +got):\n%s", tc.req.Body, diff)
+			}
+		})
+	}
 }
