@@ -171,11 +171,12 @@ func loadContract(ctx context.Context, o *config.RouteOpenAPI, cache map[[32]byt
 		}
 		src = openapi.Source{Data: data, File: o.File.String()}
 	}
-	key := sha256.Sum256(append([]byte(src.File+"\x00"+o.BasePath+"\x00"), src.Data...))
+	set := openapi.Settings{BasePath: o.BasePath, IgnoreFormats: !o.CheckFormats}
+	key := sha256.Sum256(append([]byte(fmt.Sprintf("%s\x00%s\x00%t\x00", src.File, o.BasePath, set.IgnoreFormats)), src.Data...))
 	if c, ok := cache[key]; ok {
 		return c, nil
 	}
-	c, err := openapi.Load(ctx, src, openapi.Settings{BasePath: o.BasePath})
+	c, err := openapi.Load(ctx, src, set)
 	if err != nil {
 		return nil, err
 	}

@@ -53,6 +53,14 @@ routes:
 ` + indent(petSpec, "          ") + `
       redact: {paths: [$.secret]}
       json: {trailingData: allow, duplicateNames: allow}
+  - id: noformats
+    match: {prefix: /nf}
+    extproc:
+      openapi:
+        basePath: /nf
+        checkFormats: false
+        spec: |
+` + indent(petSpec, "          ") + `
 `
 
 func postPets(route, path string) []string {
@@ -108,5 +116,20 @@ func TestStrictJSONRoutes(t *testing.T) {
 				t.Errorf("relaxed response %s = %q (replaced %v); want every secret masked", tc.body, got, ok)
 			}
 		})
+	}
+}
+
+// TestFormatsRoute: a route's document checks formats unless the route
+// turns them off; the two routes share the document but not the setting.
+func TestFormatsRoute(t *testing.T) {
+	s, _ := testServer(t, testConfig(t, strictConfig), component.Deps{})
+	body := `{"name":"Rex","status":"sold","email":"not-an-address"}`
+	out := mustExchange(t, s, requestHeaders("pets", false, buffered, postPets("pets", "/v1/pets")...), requestBody(body, true))
+	if code, p := problemOf(t, out[len(out)-1]); code != 400 || len(p.Errors) != 1 || p.Errors[0].Pointer != "/email" {
+		t.Fatalf("bad e-mail = %d %+v; want 400 at /email", code, p)
+	}
+	out = mustExchange(t, s, requestHeaders("noformats", false, buffered, postPets("noformats", "/nf/pets")...), requestBody(body, true))
+	if out[len(out)-1].GetRequestBody() == nil {
+		t.Fatalf("bad e-mail with checkFormats false = %v; want it to go on", out[len(out)-1])
 	}
 }

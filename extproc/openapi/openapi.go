@@ -212,6 +212,9 @@ func newOptions(set Settings) *openapi3filter.Options {
 		// Authentication is ext_authz's job; the contract checks shape only.
 		AuthenticationFunc:  openapi3filter.NoopAuthenticationFunc,
 		SkipSettingDefaults: true,
+		// Format checkers per validation, replacing kin-openapi's global
+		// ones: see formats.go.
+		SchemaValidationOptions: formatOptions(set.IgnoreFormats),
 	}
 }
 

@@ -2,6 +2,7 @@ package openapi
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -266,4 +267,75 @@ func TestStrictJSON(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFormats: the string formats OpenAPI users rely on are checked, in
+// bodies as in parameters, with details that never echo the value; a
+// document can turn the checks off.
+func TestFormats(t *testing.T) {
+	good := map[string]string{
+		"email": "jane.doe+pets@example.com", "id": "123e4567-e89b-12d3-a456-426614174000",
+		"homepage": "https://example.com/a?b=c#d", "host": "pets-1.example.com", "v4": "192.0.2.1",
+		"v6": "2001:db8::1", "born": "2024-02-29", "seen": "2024-02-29T12:30:00.5+02:00", "avatar": "aGVsbG8=",
+	}
+	bad := map[string][]string{
+		"email":    {"jane", "jane@", "@example.com", "Jane <jane@example.com>", "jane@@example.com", "a b@example.com"},
+		"id":       {"123e4567e89b12d3a456426614174000", "123e4567-e89b-12d3-a456-42661417400g", "{123e4567-e89b-12d3-a456-426614174000}"},
+		"homepage": {"example.com/a", "/relative", "https://exa mple.com", "1http://x"},
+		"host":     {"-pets.example.com", "pets_1.example.com", "a..b", strings.Repeat("a", 64) + ".com", ""},
+		"v4":       {"192.0.2", "192.0.2.256", "192.0.2.01", "2001:db8::1"},
+		"v6":       {"192.0.2.1", "2001:db8::g", "fe80::1%eth0"},
+		"born":     {"2024-02-30", "2023-02-29", "24-02-01", "2024-2-1"},
+		"seen":     {"2024-02-29", "2024-02-29T25:00:00Z", "2024-02-29T12:30:00", "2024-02-30T12:30:00Z"},
+		"avatar":   {"aGVsbG8", "a$b=", "aGVsbG8=="},
+	}
+	post := func(field, value string) Request {
+		b, _ := json.Marshal(map[string]string{field: value})
+		return Request{Method: "POST", Path: "/v1/owners", Header: hdr("Content-Type", "application/json"), Body: b, BodyChecked: true}
+	}
+	c, off := loadPetstore(t, Settings{}), loadPetstore(t, Settings{IgnoreFormats: true})
+	for field, v := range good {
+		if _, vs := c.ValidateRequest(context.Background(), post(field, v)); len(vs) != 0 {
+			t.Errorf("%s %q: %v; want valid", field, v, vs)
+		}
+	}
+	for field, vs := range bad {
+		for _, v := range vs {
+			_, got := c.ValidateRequest(context.Background(), post(field, v))
+			if len(got) != 1 || got[0].Pointer != "/"+field || !strings.Contains(got[0].Detail, "format") {
+				t.Errorf("%s %q: %v; want one format violation at /%s", field, v, got, field)
+				continue
+			}
+			if v != "" && len(v) > 2 && strings.Contains(got[0].Detail, v) {
+				t.Errorf("%s %q: detail %q echoes the value", field, v, got[0].Detail)
+			}
+			if _, got := off.ValidateRequest(context.Background(), post(field, v)); len(got) != 0 {
+				t.Errorf("formats off, %s %q: %v; want valid", field, v, got)
+			}
+		}
+	}
+}
+
+// FuzzFormats: no format checker panics on any string, and none quotes
+// what it was given.
+func FuzzFormats(f *testing.F) {
+	for _, s := range []string{"jane@example.com", "2024-02-29T23:59:60Z", "2024-02-29t12:00:00z", "::1", "a.b-c", "aGk=", "x:y", "123e4567-e89b-12d3-a456-426614174000"} {
+		f.Add(s)
+	}
+	// Each checker's messages are fixed strings: those it gives for these.
+	fixed := map[string]bool{}
+	for _, name := range CheckedFormats() {
+		for _, bad := range []string{"", "\x00", "2023-02-29", "2023-02-29T00:00:00Z"} {
+			if err := formatCheckers[name](bad); err != nil {
+				fixed[err.Error()] = true
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, name := range CheckedFormats() {
+			if err := formatCheckers[name](s); err != nil && !fixed[err.Error()] {
+				t.Fatalf("%s(%q) = %v, a message that depends on the value", name, s, err)
+			}
+		}
+	})
 }

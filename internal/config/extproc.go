@@ -173,6 +173,10 @@ type RouteOpenAPI struct {
 	// ValidateResponses checks responses too, report-only: violations are
 	// logged and counted, never blocked.
 	ValidateResponses bool `yaml:"validateResponses" default:"false"`
+	// CheckFormats checks the string formats email, uuid, uri, hostname,
+	// ipv4, ipv6, date, date-time and byte; false turns every format check
+	// of this document off (the schema's other rules still apply).
+	CheckFormats bool `yaml:"checkFormats" default:"true"`
 }
 
 // RouteRedact masks values in JSON response bodies.
