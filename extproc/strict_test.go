@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+
 	"github.com/gatehouse/gatehouse/internal/component"
 )
 
@@ -131,5 +133,21 @@ func TestFormatsRoute(t *testing.T) {
 	out = mustExchange(t, s, requestHeaders("noformats", false, buffered, postPets("noformats", "/nf/pets")...), requestBody(body, true))
 	if out[len(out)-1].GetRequestBody() == nil {
 		t.Fatalf("bad e-mail with checkFormats false = %v; want it to go on", out[len(out)-1])
+	}
+}
+
+// TestEncodedPathRoute: /v1/pets/%34%32 is /v1/pets/42 and goes on; an
+// encoded slash in a parameter is refused.
+func TestEncodedPathRoute(t *testing.T) {
+	s, _ := testServer(t, testConfig(t, strictConfig), component.Deps{})
+	get := func(path string) *extprocv3.ProcessingResponse {
+		out := mustExchange(t, s, requestHeaders("pets", true, buffered, ":authority", "api", ":path", path, ":method", "GET"))
+		return out[len(out)-1]
+	}
+	if r := get("/v1/pets/%34%32"); r.GetRequestHeaders() == nil {
+		t.Errorf("GET /v1/pets/%%34%%32 = %v; want it to go on", r)
+	}
+	if code, p := problemOf(t, get("/v1/pets/4%2F2")); code != 400 || len(p.Errors) != 1 || p.Errors[0].Name != "petId" {
+		t.Errorf("GET /v1/pets/4%%2F2 = %d %+v; want 400 naming petId", code, p)
 	}
 }

@@ -226,6 +226,15 @@ func (c *Contract) ValidateRequest(ctx context.Context, r Request) (*Match, []Vi
 	if err != nil {
 		return nil, []Violation{{In: "path", Detail: "the request path is not a valid URI"}}
 	}
+	if esc := u.EscapedPath(); strings.Contains(esc, "%") {
+		// %65 is e (RFC 3986 §6.2.2.2): decode the unreserved characters
+		// before routing, as Envoy's normalize_path does, and keep every
+		// other encoding for the parameters' one decoding.
+		if norm := decodeUnreserved(esc); norm != esc {
+			u.Path, _ = url.PathUnescape(norm)
+			u.RawPath = norm
+		}
+	}
 	hreq := &http.Request{
 		Method: r.Method, URL: u, Host: r.Authority, Header: r.Header,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, RequestURI: r.Path,
@@ -246,6 +255,12 @@ func (c *Contract) ValidateRequest(ctx context.Context, r Request) (*Match, []Vi
 			detail = "the API does not allow " + r.Method + " on " + u.Path
 		}
 		return nil, []Violation{{In: "operation", Detail: detail}}
+	}
+	// The router matched the encoded path, so that an encoded slash
+	// stays inside its segment; the parameters are then validated as the
+	// upstream reads them, decoded once.
+	if vs := decodeParams(params); len(vs) > 0 {
+		return nil, vs
 	}
 	opts := c.opts
 	if !r.BodyChecked {
@@ -268,6 +283,79 @@ func (c *Contract) ValidateRequest(ctx context.Context, r Request) (*Match, []Vi
 		out = violations(err, out)
 	}
 	return m, out
+}
+
+// decodeParams percent-decodes path parameters in place, exactly once
+// (RFC 3986 §6.2.2.2: %34%32 is 42). A parameter holding an encoded slash
+// or backslash is refused: decoded, it would move a segment boundary for
+// whichever reader decodes before splitting the path.
+func decodeParams(params map[string]string) []Violation {
+	var out []Violation
+	for name, raw := range params {
+		if !strings.Contains(raw, "%") {
+			continue
+		}
+		if containsFold(raw, "%2f") || containsFold(raw, "%5c") {
+			out = append(out, Violation{In: "path", Name: name, Detail: "holds an encoded / or \\ (%2F, %5C), which would change the path's structure"})
+			continue
+		}
+		dec, err := url.PathUnescape(raw)
+		if err != nil {
+			out = append(out, Violation{In: "path", Name: name, Detail: "holds an invalid percent-encoding"})
+			continue
+		}
+		params[name] = dec
+	}
+	slices.SortFunc(out, func(a, b Violation) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// decodeUnreserved decodes the percent-encoded unreserved characters
+// (ALPHA, DIGIT, -, ., _, ~) of an escaped path and leaves the rest.
+func decodeUnreserved(p string) string {
+	var b []byte
+	for i := 0; i < len(p); i++ {
+		if p[i] == '%' && i+2 < len(p) {
+			if c, ok := unhex(p[i+1], p[i+2]); ok && unreserved(c) {
+				if b == nil {
+					b = append(make([]byte, 0, len(p)), p[:i]...)
+				}
+				b = append(b, c)
+				i += 2
+				continue
+			}
+		}
+		if b != nil {
+			b = append(b, p[i])
+		}
+	}
+	if b == nil {
+		return p
+	}
+	return string(b)
+}
+
+func unhex(h, l byte) (byte, bool) {
+	v := func(c byte) (byte, bool) {
+		switch {
+		case c >= '0' && c <= '9':
+			return c - '0', true
+		case c|0x20 >= 'a' && c|0x20 <= 'f':
+			return c | 0x20 - 'a' + 10, true
+		}
+		return 0, false
+	}
+	a, ok1 := v(h)
+	b, ok2 := v(l)
+	return a<<4 | b, ok1 && ok2
+}
+
+func unreserved(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+func containsFold(s, sub string) bool {
+	return strings.Contains(strings.ToLower(s), sub)
 }
 
 // strictBody checks a JSON body against rules; a body that is not JSON at

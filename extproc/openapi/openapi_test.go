@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -336,6 +337,65 @@ func FuzzFormats(f *testing.F) {
 			if err := formatCheckers[name](s); err != nil && !fixed[err.Error()] {
 				t.Fatalf("%s(%q) = %v, a message that depends on the value", name, s, err)
 			}
+		}
+	})
+}
+
+// TestDecodedParameters: path and query parameters are validated as the
+// upstream reads them, percent-decoded exactly once (RFC 3986 §6.2.2.2),
+// and an encoded slash or backslash in a path parameter, which changes
+// the path's structure for some reader, is refused.
+func TestDecodedParameters(t *testing.T) {
+	c := loadPetstore(t, Settings{})
+	structure := func(name string) []Violation {
+		return []Violation{{In: "path", Name: name, Detail: "holds an encoded / or \\ (%2F, %5C), which would change the path's structure"}}
+	}
+	tests := []struct {
+		path string
+		want []Violation
+	}{
+		{path: "/v1/pets/42"},
+		{path: "/v1/pets/%34%32"},
+		{path: "/v1/p%65ts/%34%32"},
+		{path: "/v1/pets/by-name/%41%2541", want: []Violation{{In: "path", Name: "name", Detail: `string doesn't match the regular expression "^[A-Za-z é/]+$"`}}},
+		{path: "/v1/pets/%34%3", want: []Violation{{In: "path", Detail: "the request path is not a valid URI"}}},
+		{path: "/v1/pets/%30", want: []Violation{{In: "path", Name: "petId", Detail: "number must be at least 1"}}},
+		{path: "/v1/pets/by-name/Mr%20Rex"},
+		{path: "/v1/pets/by-name/caf%C3%A9"},
+		{path: "/v1/pets/by-name/Mr%2520Rex", want: []Violation{{In: "path", Name: "name", Detail: `string doesn't match the regular expression "^[A-Za-z é/]+$"`}}},
+		{path: "/v1/pets/by-name/a%2Fb", want: structure("name")},
+		{path: "/v1/pets/by-name/a%2fb", want: structure("name")},
+		{path: "/v1/pets/by-name/a%5Cb", want: structure("name")},
+		{path: "/v1/pets?tag=good%20boy&limit=%31"},
+		{path: "/v1/pets?tag=caf%C3%A9"},
+		{path: "/v1/pets?tag=good%2520boy", want: []Violation{{In: "query", Name: "tag", Detail: `value is not one of the allowed values ["good boy","café"]`}}},
+	}
+	for _, tc := range tests {
+		_, got := c.ValidateRequest(context.Background(), Request{Method: "GET", Path: tc.path})
+		if diff := cmp.Diff(tc.want, got, sortViolations); diff != "" {
+			t.Errorf("ValidateRequest(GET %s) mismatch (-want +got):\n%s", tc.path, diff)
+		}
+	}
+}
+
+// FuzzDecodeUnreserved: decoding the unreserved characters of a path
+// changes no byte a full decoding reads, and doing it twice does nothing
+// more: a path is decoded once.
+func FuzzDecodeUnreserved(f *testing.F) {
+	for _, s := range []string{"/v1/pets/%34%32", "/a%2Fb", "/%25%34%31", "/%zz%4", "/caf%C3%A9", "%7e%7E%2e"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		full, err := url.PathUnescape(p)
+		if err != nil {
+			return // refused before routing: not a valid URI
+		}
+		d := decodeUnreserved(p)
+		if again := decodeUnreserved(d); again != d {
+			t.Fatalf("decodeUnreserved(%q) = %q, then %q", p, d, again)
+		}
+		if got, err := url.PathUnescape(d); err != nil || got != full {
+			t.Fatalf("PathUnescape(decodeUnreserved(%q)) = %q, %v; want %q", p, got, err, full)
 		}
 	})
 }
