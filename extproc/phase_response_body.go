@@ -82,8 +82,8 @@ func (s *stream) responseComplete(ctx context.Context, body []byte, checked bool
 		dec, err := gunzip(body, r.limit)
 		if err != nil {
 			r.m.body("response", "uninspectable", "rejected")
-			s.release(ctx, "released")
-			// The content-encoding header is already gone: a body that
+			// The upstream ran: the key stays held (finish) until
+			// lockTimeout. The content-encoding header is already gone: a body that
 			// cannot be decoded cannot be sent on as it is.
 			return s.problem(problem{Type: problemUninspected, Title: "Response cannot be inspected", Status: 502,
 				Detail: "The upstream's gzip response could not be decoded within this API's inspection limit."}), nil
@@ -155,7 +155,11 @@ func (s *stream) responseComplete(ctx context.Context, body []byte, checked bool
 	}
 	if s.idem.held {
 		if !checked {
-			s.release(ctx, "too_large")
+			// Too large to store, but the upstream ran: the key stays
+			// held in the store until lockTimeout, so that a retry gets
+			// 409 rather than a second execution.
+			s.idem.held = false
+			r.m.idempotency("too_large")
 		} else {
 			final := body
 			if out != nil {
