@@ -196,10 +196,20 @@ func FuzzValidateRequest(f *testing.F) {
 }
 
 func BenchmarkValidateRequest(b *testing.B) {
+	for _, tc := range []struct {
+		name  string
+		rules jsonx.Rules
+	}{{"strict", jsonx.Rules{}}, {"relaxed", jsonx.Rules{AllowTrailingData: true, AllowDuplicateNames: true}}} {
+		b.Run(tc.name, func(b *testing.B) { benchValidate(b, tc.rules) })
+	}
+}
+
+func benchValidate(b *testing.B, rules jsonx.Rules) {
 	c := load(b)
 	r := Request{Method: "POST", Path: "/v1/orders?dry_run=false",
 		Header: hdr("Content-Type", "application/json", "X-Tenant", "acme"),
-		Body:   []byte(`{"customer":"c-1","note":"leave at the door","items":[{"sku":"ABC-1234","qty":2},{"sku":"XYZ-0001","qty":10},{"sku":"QRS-9876","qty":1}]}`), BodyChecked: true}
+		Body:   []byte(`{"customer":"c-1","note":"leave at the door","items":[{"sku":"ABC-1234","qty":2},{"sku":"XYZ-0001","qty":10},{"sku":"QRS-9876","qty":1}]}`), BodyChecked: true,
+		JSON: rules}
 	b.ReportAllocs()
 	c0 := cpuSeconds()
 	for b.Loop() {

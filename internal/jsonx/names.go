@@ -41,10 +41,14 @@ type nameFrame struct {
 	first int // index of its first entry
 	arena int // arena length when it opened
 	big   bool
+	// sigs has a bit set per member name's signature (length and end
+	// bytes): a name whose bit is clear cannot be a duplicate, which
+	// spares most names any comparison.
+	sigs uint64
 }
 
 type nameEntry struct {
-	h        uint64
+	h        uint64 // set once the object is big
 	off, end int32
 }
 
@@ -100,26 +104,36 @@ func (n *Names) Add(name []byte) (duplicate bool) {
 		return false
 	}
 	name = n.normalize(name)
-	h := maphash.Bytes(n.seed, name)
 	f := &n.open[len(n.open)-1]
 	if !f.big {
+		// Few members: compare the names themselves, no hashing, and
+		// only when the signature says one may match.
+		bit := uint64(1) << sig(name)
+		seen := f.sigs&bit != 0
+		f.sigs |= bit
 		for _, e := range n.entries[f.first:] {
-			if e.h == h && bytes.Equal(n.arena[e.off:e.end], name) {
+			if !seen {
+				break
+			}
+			if int(e.end-e.off) == len(name) && bytes.Equal(n.arena[e.off:e.end], name) {
 				return true
 			}
 		}
-		n.push(h, name)
+		n.push(0, name)
 		if len(n.entries)-f.first > smallObject {
 			f.big = true
 			if n.big == nil {
 				n.big = make(map[nameKey]int32)
 			}
 			for i := f.first; i < len(n.entries); i++ {
-				n.big[nameKey{f.id, n.entries[i].h}] = int32(i)
+				e := &n.entries[i]
+				e.h = maphash.Bytes(n.seed, n.arena[e.off:e.end])
+				n.big[nameKey{f.id, e.h}] = int32(i)
 			}
 		}
 		return false
 	}
+	h := maphash.Bytes(n.seed, name)
 	k := nameKey{f.id, h}
 	if i, ok := n.big[k]; ok {
 		// A 64-bit hash under a random seed: two different names sharing
@@ -130,6 +144,14 @@ func (n *Names) Add(name []byte) (duplicate bool) {
 	n.push(h, name)
 	n.big[k] = int32(len(n.entries) - 1)
 	return false
+}
+
+// sig is a 6-bit signature of a name: equal names have equal ones.
+func sig(name []byte) uint {
+	if len(name) == 0 {
+		return 0
+	}
+	return (uint(len(name))*31 + uint(name[0])*7 + uint(name[len(name)-1])) & 63
 }
 
 func (n *Names) push(h uint64, name []byte) {

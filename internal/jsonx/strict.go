@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -63,9 +64,24 @@ func (e *StrictError) Unwrap() error { return e.Err }
 // a streaming decoder does. It never recurses: depth costs heap, bounded
 // by len(b).
 func Check(b []byte, rules Rules) error {
-	c := checker{in: b, rules: rules}
-	return c.run()
+	c := checkers.Get().(*checker)
+	c.in, c.pos, c.rules, c.stack = b, 0, rules, c.stack[:0]
+	c.names.Reset()
+	err := c.run()
+	c.in = nil
+	if cap(c.stack) > 4096 {
+		c.stack = nil
+	}
+	if cap(c.key) > 4096 {
+		c.key = nil
+	}
+	checkers.Put(c)
+	return err
 }
+
+// checkers keeps scratch between checks: a body without duplicates then
+// allocates nothing.
+var checkers = sync.Pool{New: func() any { return new(checker) }}
 
 type checker struct {
 	in    []byte

@@ -167,3 +167,39 @@ func hasDuplicate(t *testing.T, in []byte) bool {
 		}
 	}
 }
+
+// BenchmarkCheck64KiB: the strict check of a 64 KiB body of many small
+// objects (its cost before validation), against json.Valid for scale.
+func BenchmarkCheck64KiB(b *testing.B) {
+	body := benchBody(64 << 10)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := Check(body, Rules{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkJSONValid64KiB(b *testing.B) {
+	body := benchBody(64 << 10)
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if !json.Valid(body) {
+			b.Fatal("invalid")
+		}
+	}
+}
+
+func benchBody(n int) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"data":[`)
+	for i := 0; b.Len() < n-200; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"id":` + itoa(i) + `,"name":"Customer ` + itoa(i) + `","active":true,"tags":["a","b"],"address":{"street":"Long St","city":"Springfield","zip":"12345"},"note":"x\u00e9y"}`)
+	}
+	b.WriteString(`],"next":null}`)
+	return b.Bytes()
+}
