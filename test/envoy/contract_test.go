@@ -3,6 +3,7 @@ package envoy_test
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -160,6 +161,25 @@ func testIdempotencyHeld(t *testing.T, m *harness.Mesh) {
 		r, err := send(harness.HTTP1(), key)
 		return err == nil && r.Status == http.StatusOK
 	})
+
+	// Reset before the request went on (Envoy still buffering its body):
+	// nothing ran, and a retry runs at once.
+	key = fmt.Sprintf("early-%d", time.Now().UnixNano())
+	conn, err := net.Dial("tcp", strings.TrimPrefix(m.URL(), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "POST /v1/pets HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\nIdempotency-Key: %s\r\nContent-Length: %d\r\n\r\n%s",
+		key, len(body), body[:10])
+	time.Sleep(300 * time.Millisecond) // Envoy has the headers and part of the body
+	conn.Close()
+	before = up.Count()
+	if r, err := send(harness.HTTP1(), key); err != nil || r.Status != http.StatusOK {
+		t.Errorf("retry after a reset before forwarding: %s; want 200", describe(r, err))
+	}
+	if n := up.Count() - before; n != 1 {
+		t.Errorf("the upstream saw %d requests; want the retry only", n)
+	}
 
 	// In flight, then answered: 409 meanwhile, the replay after.
 	key = fmt.Sprintf("inflight-%d", time.Now().UnixNano())
