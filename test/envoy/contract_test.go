@@ -162,6 +162,18 @@ func testIdempotencyHeld(t *testing.T, m *harness.Mesh) {
 		return err == nil && r.Status == http.StatusOK
 	})
 
+	// ext_authz (after ext_proc) refuses the request: Envoy's local reply
+	// goes back through ext_proc, which frees the key, so the retry is
+	// refused by ext_authz again, not held at 409 for lockTimeout (30s).
+	key = fmt.Sprintf("denied-%d", time.Now().UnixNano())
+	for i := range 2 {
+		r, err := harness.TrySend(harness.HTTP1(), harness.Request{Method: "POST", URL: m.URL() + "/secure/orders", Body: body,
+			Headers: []string{"content-type: application/json", "idempotency-key: " + key, "authorization: Bearer not-a-token"}})
+		if err != nil || r.Status != http.StatusUnauthorized {
+			t.Errorf("keyed POST %d refused by ext_authz: %s; want 401", i+1, describe(r, err))
+		}
+	}
+
 	// Reset before the request went on (Envoy still buffering its body):
 	// nothing ran, and a retry runs at once.
 	key = fmt.Sprintf("early-%d", time.Now().UnixNano())
