@@ -94,7 +94,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.procObs[p] = m.seconds.WithLabelValues(p)
 	}
 	m.lookupBy = map[string]prometheus.Counter{}
-	for _, s := range []string{"attribute", "metadata", "match", "unknown_id", "none"} {
+	for _, s := range []string{"attribute", "metadata", "stream_metadata", "match", "unknown_id", "none"} {
 		m.lookupBy[s] = m.lookups.WithLabelValues(s)
 	}
 	return m, nil
