@@ -335,8 +335,20 @@ func perFilterConfig(id string, n *routeNeeds) (map[string]*anypb.Any, error) {
 		if !n.extprocOn || sn.Disabled {
 			continue
 		}
+		mode := processingMode(sn)
+		if st == config.ExtProcStagePostAuthz {
+			// Envoy passes a local reply (ext_authz's 401, the rate
+			// limit's 429) through every encoder filter, this one too,
+			// although it never saw the request: with response headers
+			// on, each refused request would open a stream here. The
+			// stream asks for the response in its answer to the request
+			// headers instead (mode_override), once it has seen one.
+			mode.ResponseHeaderMode = extprocfilterv3.ProcessingMode_SKIP
+			mode.ResponseBodyMode = extprocfilterv3.ProcessingMode_NONE
+			mode.ResponseTrailerMode = extprocfilterv3.ProcessingMode_SKIP
+		}
 		m := &extprocfilterv3.ExtProcPerRoute{Override: &extprocfilterv3.ExtProcPerRoute_Overrides{Overrides: &extprocfilterv3.ExtProcOverrides{
-			ProcessingMode:    processingMode(sn),
+			ProcessingMode:    mode,
 			RequestAttributes: []string{contract.ExtProcRouteAttribute},
 		}}}
 		if err := set(extprocStageFilter(st), m); err != nil {
