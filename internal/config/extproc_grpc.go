@@ -87,7 +87,20 @@ func (e *RouteExtProc) validateGRPC(p Path, r *Route, c *Config, errs *Errors) {
 		}
 	}
 	if c.Server.TLS != nil {
-		errs.Add(p, "%s reach ext_proc over plaintext: with server.tls set, gatehouse's ext_proc server admits only clients with a certificate, which xds cannot give a gRPC client; turn ext_proc off for this route or serve it over http listeners", why)
+		if c.XDS == nil || c.XDS.Services.TLS == nil || c.XDS.Services.TLS.GRPCCertificateProviders == nil {
+			errs.Add(p, "%s must speak mTLS to ext_proc (server.tls is set): set xds.services.tls.grpcCertificateProviders to the certificate provider instances of their bootstrap", why)
+		}
+	}
+	if c.XDS != nil && c.XDS.Services.TLS != nil {
+		if g := c.XDS.Services.TLS.GRPCCertificateProviders; g != nil {
+			gp := Path("xds").Field("services").Field("tls").Field("grpcCertificateProviders")
+			if g.Identity == "" {
+				errs.Add(gp.Field("identity"), "is required: the instance of the certificate gRPC clients present to gatehouse")
+			}
+			if g.Roots == "" {
+				errs.Add(gp.Field("roots"), "is required: the instance of the roots gRPC clients verify gatehouse with")
+			}
+		}
 	}
 	if addrs, _ := c.ServiceAddresses(ComponentExtProc); len(addrs) > 1 {
 		errs.Add(Path("xds").Field("services").Field("extproc"), "lists %d addresses, but proxyless gRPC clients (route %q) dial one target: give one address, a DNS name that resolves to every replica", len(addrs), r.ID)

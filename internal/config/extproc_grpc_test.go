@@ -90,14 +90,22 @@ routes:
 	}
 }
 
-// TestExtProcGRPCNeedsPlaintext: with server.tls, gatehouse's ext_proc
-// admits only clients with a certificate, which xds cannot hand a gRPC
-// client: refused rather than pushed to fail at run time.
-func TestExtProcGRPCNeedsPlaintext(t *testing.T) {
-	yaml := `apiVersion: gatehouse/v1
+// TestExtProcGRPCCertificateProviders: with server.tls, gatehouse's
+// ext_proc admits only clients with a certificate: a route served to
+// gRPC clients needs the certificate provider instances their bootstrap
+// has, both named.
+func TestExtProcGRPCCertificateProviders(t *testing.T) {
+	const yaml = `apiVersion: gatehouse/v1
 server:
   tls: {certFile: /c.pem, keyFile: /k.pem, clientCAFile: /ca.pem, allow: ["*"]}
 extproc: {}
+xds:
+  services:
+    tls:
+      sni: gatehouse.example.org
+      certificate: {name: envoy, path: /etc/envoy/sds-certificate.yaml}
+      validation: {name: roots, path: /etc/envoy/sds-validation.yaml}
+%s
 listeners:
   - {name: echo.test, kind: grpc}
 clusters:
@@ -105,8 +113,22 @@ clusters:
 routes:
   - {id: rpc, listeners: [echo.test], cluster: echo, extproc: {hygiene: {}}}
 `
-	_, err := LoadBytes("g.yaml", []byte(yaml), LoadOptions{SkipSecrets: true})
-	if err == nil || !strings.Contains(err.Error(), "routes[0].extproc: proxyless gRPC clients (a grpc listener serves this route) reach ext_proc over plaintext") {
-		t.Fatalf("LoadBytes = %v; want the plaintext error at routes[0].extproc", err)
+	for _, tt := range []struct {
+		providers string
+		want      []string
+	}{
+		{"", []string{"routes[0].extproc: proxyless gRPC clients (a grpc listener serves this route) must speak mTLS to ext_proc (server.tls is set): set xds.services.tls.grpcCertificateProviders"}},
+		{"      grpcCertificateProviders: {identity: client}", []string{"xds.services.tls.grpcCertificateProviders.roots: is required"}},
+		{"      grpcCertificateProviders: {identity: client, roots: roots}", nil},
+	} {
+		_, err := LoadBytes("g.yaml", []byte(strings.Replace(yaml, "%s", tt.providers, 1)), LoadOptions{SkipSecrets: true})
+		for _, w := range tt.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("with %q: LoadBytes = %v; want %q", tt.providers, err, w)
+			}
+		}
+		if tt.want == nil && err != nil && strings.Contains(err.Error(), "gRPC") {
+			t.Errorf("with %q: LoadBytes = %v; want no gRPC error", tt.providers, err)
+		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	insecurev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/grpc_service/channel_credentials/insecure/v3"
+	tlscredsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/grpc_service/channel_credentials/tls/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/gatehouse/gatehouse/internal/config"
@@ -47,9 +49,10 @@ import (
 var grpcExtProcAttributes = []string{contract.ExtProcPathAttribute, contract.ExtProcHostAttribute}
 
 // grpcExtProcService is the ext_proc server as a gRPC client dials it:
-// one target URI (config validation allows one address) and insecure
-// channel credentials (validation refuses routes to gRPC clients when
-// gatehouse's servers require client certificates). The client honours
+// one target URI (config validation allows one address) and channel
+// credentials: TLS with the certificate provider instances of
+// xds.services.tls.grpcCertificateProviders when set (validation requires
+// them with server.tls), else insecure. The client honours
 // credentials pushed by xds only from a server its bootstrap marks
 // trusted_xds_server; otherwise the target must be in its bootstrap's
 // allowed_grpc_services, with the credentials given there (gRFC A102).
@@ -69,7 +72,16 @@ func (t *translator) grpcExtProcService(routeID string) (*corev3.GrpcService, er
 	case "::":
 		host = "::1"
 	}
-	creds, err := anypb.New(&insecurev3.InsecureCredentials{})
+	var creds *anypb.Any
+	if st := servicesOf(t.cfg).TLS; st != nil && st.GRPCCertificateProviders != nil {
+		g := st.GRPCCertificateProviders
+		creds, err = anypb.New(&tlscredsv3.TlsCredentials{
+			RootCertificateProvider:     &tlsv3.CommonTlsContext_CertificateProviderInstance{InstanceName: g.Roots},
+			IdentityCertificateProvider: &tlsv3.CommonTlsContext_CertificateProviderInstance{InstanceName: g.Identity},
+		})
+	} else {
+		creds, err = anypb.New(&insecurev3.InsecureCredentials{})
+	}
 	if err != nil {
 		return nil, err
 	}

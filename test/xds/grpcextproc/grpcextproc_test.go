@@ -49,6 +49,10 @@ func TestMain(m *testing.M) {
 		// channel by design; they hold no connection once closed.
 		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
 		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/xds/clients/internal/buffer.(*Unbounded).Load"),
+		// The file_watcher certificate providers of the TLS test belong to
+		// that pool too: the xDS channel's credentials and the ext_proc
+		// credentials of the resources it keeps cached.
+		goleak.IgnoreTopFunction("google.golang.org/grpc/credentials/tls/certprovider/pemfile.(*watcher).run"),
 	)
 }
 
@@ -116,15 +120,17 @@ func (b *backend) md(method string) metadata.MD {
 }
 
 // The grpc listener's routes: EmptyCall runs no processor, everything
-// else runs hygiene.
+// else runs hygiene. The server section is filled in (plaintext, or mTLS).
 const configTmpl = `apiVersion: gatehouse/v1
 server:
   admin: {address: "127.0.0.1:0"}
   log: {level: warn}
+%s
 extproc:
   address: %q
 xds:
   address: "127.0.0.1:0"
+%s
 listeners:
   - {name: echo.test, kind: grpc}
 clusters:
@@ -143,12 +149,14 @@ routes:
       hygiene: {}
 `
 
-// serve starts gatehouse's xds and extproc components on cfg (the code
-// of gatehouse serve) and returns the runtime.
-func serve(t *testing.T, ctx context.Context, b *backend) *app.Runtime {
+// serve starts gatehouse's xds and extproc components (the code of
+// gatehouse serve) and returns the runtime. server and services are
+// further server: and xds: settings.
+func serve(t *testing.T, ctx context.Context, b *backend, server, services string) *app.Runtime {
 	t.Helper()
 	cfgPath := filepath.Join(t.TempDir(), "gatehouse.yaml")
-	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(configTmpl, testenv.FreeAddr(t), testenv.ServeGRPC(t, func(s *grpc.Server) { testgrpc.RegisterTestServiceServer(s, b) }))), 0o644); err != nil {
+	backend := testenv.ServeGRPC(t, func(s *grpc.Server) { testgrpc.RegisterTestServiceServer(s, b) })
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(configTmpl, server, testenv.FreeAddr(t), services, backend)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	rt, err := app.Start(ctx, app.Options{ConfigPath: cfgPath, Components: []string{"xds", "extproc"}, Stdout: io.Discard, Stderr: io.Discard})
@@ -171,13 +179,14 @@ func serve(t *testing.T, ctx context.Context, b *backend) *app.Runtime {
 
 // dial is a proxyless client of xds:///echo.test whose bootstrap trusts
 // gatehouse's xDS server (gRFC A102: only then does the client build the
-// ext_proc channel credentials gatehouse pushes).
-func dial(t *testing.T, rt *app.Runtime) testgrpc.TestServiceClient {
+// ext_proc channel credentials gatehouse pushes). creds is its xDS
+// channel credentials; extra further bootstrap fields.
+func dial(t *testing.T, rt *app.Runtime, creds, extra string) testgrpc.TestServiceClient {
 	t.Helper()
 	bootstrap := fmt.Sprintf(`{
-  "xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3", "trusted_xds_server"]}],
-  "node": {"id": "proxyless-extproc", "cluster": "proxyless"}
-}`, rt.Addr("xds"))
+  "xds_servers": [{"server_uri": %q, "channel_creds": [%s], "server_features": ["xds_v3", "trusted_xds_server"]}],
+  "node": {"id": "proxyless-extproc", "cluster": "proxyless"}%s
+}`, rt.Addr("xds"), creds, extra)
 	resolver, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
 	if err != nil {
 		t.Fatalf("xds resolver: %v", err)
@@ -231,9 +240,52 @@ func TestGRPCClientExtProc(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	b := &backend{seen: map[string]metadata.MD{}}
-	rt := serve(t, ctx, b)
-	client := dial(t, rt)
+	rt := serve(t, ctx, b, "", "")
+	checkExtProc(t, ctx, rt, b, dial(t, rt, insecureCreds, ""))
+}
 
+const insecureCreds = `{"type": "insecure"}`
+
+// TestGRPCClientExtProcTLS: with server.tls (gatehouse's servers admit
+// only clients with a certificate), the client reaches ext_proc over mTLS
+// with the certificate provider instances of its own bootstrap that
+// xds.services.tls.grpcCertificateProviders names; the certificates are
+// made in the test.
+func TestGRPCClientExtProcTLS(t *testing.T) {
+	if !withFlag {
+		t.Skip("runs in the child process with " + extProcFlag + "=true")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	ca := testenv.NewRootCA(t, "mesh.test")
+	ca.Issue(t, testenv.Issue{URIs: []string{"spiffe://mesh.test/gatehouse"}, Server: true}).Write(t, filepath.Join(dir, "gatehouse"), ca)
+	ca.Issue(t, testenv.Issue{URIs: []string{"spiffe://mesh.test/grpc/echo-client"}}).Write(t, filepath.Join(dir, "client"), ca)
+	f := func(who, name string) string { return filepath.Join(dir, who, name) }
+	server := fmt.Sprintf("  tls: {certFile: %q, keyFile: %q, clientCAFile: %q, allow: [\"spiffe://mesh.test/grpc/*\"]}",
+		f("gatehouse", "tls.crt"), f("gatehouse", "tls.key"), f("gatehouse", "ca.crt"))
+	// Envoy's SDS secrets are required with server.tls; no Envoy reads
+	// them here.
+	services := `  services:
+    tls:
+      sni: localhost
+      certificate: {name: envoy, path: /unused/sds-certificate.yaml}
+      validation: {name: roots, path: /unused/sds-validation.yaml}
+      grpcCertificateProviders: {identity: mesh, roots: mesh}`
+	b := &backend{seen: map[string]metadata.MD{}}
+	rt := serve(t, ctx, b, server, services)
+	creds := fmt.Sprintf(`{"type": "tls", "config": {"ca_certificate_file": %q, "certificate_file": %q, "private_key_file": %q}}`,
+		f("client", "ca.crt"), f("client", "tls.crt"), f("client", "tls.key"))
+	providers := fmt.Sprintf(`,
+  "certificate_providers": {"mesh": {"plugin_name": "file_watcher", "config": {"certificate_file": %q, "private_key_file": %q, "ca_certificate_file": %q, "refresh_interval": "600s"}}}`,
+		f("client", "tls.crt"), f("client", "tls.key"), f("client", "ca.crt"))
+	checkExtProc(t, ctx, rt, b, dial(t, rt, creds, providers))
+}
+
+// checkExtProc makes the calls of TestGRPCClientExtProc and checks what
+// the backend, the client and gatehouse saw.
+func checkExtProc(t *testing.T, ctx context.Context, rt *app.Runtime, b *backend, client testgrpc.TestServiceClient) {
+	t.Helper()
 	cctx := metadata.AppendToOutgoingContext(ctx, contract.HeaderSubject, "spoofed", contract.HeaderTier, "enterprise", "traceparent", "garbage")
 	resp, err := client.UnaryCall(cctx, &testpb.SimpleRequest{}, grpc.WaitForReady(true))
 	if err != nil || resp.GetServerId() != "b1" {
@@ -276,8 +328,13 @@ func TestGRPCClientExtProc(t *testing.T) {
 	if n := counter(t, reg, "gatehouse_extproc_route_lookups_total", "source", "stream_metadata"); n != 2 {
 		t.Errorf("streams resolved by the route id in their metadata = %v; want 2", n)
 	}
-	if n := counter(t, reg, "gatehouse_extproc_streams_total", "route", "rpc", "result", "continued"); n != 2 {
-		t.Errorf("streams of route rpc that continued = %v; want 2", n)
+	// A stream is counted when it ends, which the client's filter does
+	// after the RPC returned.
+	for deadline := time.Now().Add(10 * time.Second); counter(t, reg, "gatehouse_extproc_streams_total", "route", "rpc", "result", "continued") < 2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("streams of route rpc that continued = %v; want 2", counter(t, reg, "gatehouse_extproc_streams_total", "route", "rpc", "result", "continued"))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 
 	// A route without processors: no ext_proc stream.
@@ -328,8 +385,8 @@ func TestGRPCClientWithoutFlag(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	b := &backend{seen: map[string]metadata.MD{}}
-	rt := serve(t, ctx, b)
-	client := dial(t, rt)
+	rt := serve(t, ctx, b, "", "")
+	client := dial(t, rt, insecureCreds, "")
 
 	cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
 	defer ccancel()
