@@ -126,6 +126,7 @@ func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) (err err
 		s.m.protocol.WithLabelValues("unknown_stage").Inc()
 		return status.Error(codes.InvalidArgument, serr.Error())
 	}
+	s.m.stageStreams(stage).Inc()
 	st := s.newStream()
 	st.stage, st.streamRoute = stage, streamRouteID(ctx)
 	defer func() { st.finish(err) }()

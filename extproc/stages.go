@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -45,6 +46,14 @@ func streamRouteID(ctx context.Context) string {
 		return vs[0]
 	}
 	return ""
+}
+
+// stageStreams is the counter of the streams a stage opens.
+func (m *metrics) stageStreams(st config.ExtProcStage) prometheus.Counter {
+	if st == config.ExtProcStageAll {
+		return m.stages.WithLabelValues("all")
+	}
+	return m.stages.WithLabelValues(string(st))
 }
 
 // stageViews builds the views of r that each stage runs: the

@@ -51,12 +51,26 @@ func testExtProcStages(t *testing.T, m *harness.Mesh) {
 		t.Errorf("Envoy's HTTP filters = %v; want ext_proc pre_authz < ext_authz < ratelimit < ext_proc post_authz < router", names)
 	}
 
+	// gatehouse's side: which filter opened each stream, by the stage in
+	// its metadata.
+	g := m.Gatehouse[0]
+	gstage := func(st string) float64 {
+		return max(0, g.Metric("gatehouse_extproc_stage_streams_total", `stage="`+st+`"`))
+	}
+	g0 := map[string]float64{"pre_authz": gstage("pre_authz"), "post_authz": gstage("post_authz"), "all": gstage("all")}
+
 	// 1. No credentials and a body the contract refuses: ext_authz's 401,
 	// not the contract's 400. pre_authz ran (before ext_authz), post_authz
 	// did not.
 	s0 := stats()
 	r := post("", `{"item":"NOT VALID","extra":1}`, "")
 	s1 := stats()
+	if d := gstage("pre_authz") - g0["pre_authz"]; d != 1 {
+		t.Errorf("gatehouse counted %v pre_authz streams for the unauthenticated request; want 1", d)
+	}
+	if d := gstage("post_authz") - g0["post_authz"]; d != 0 {
+		t.Errorf("gatehouse counted %v post_authz streams for the unauthenticated request; want 0", d)
+	}
 	if r.Status != http.StatusUnauthorized || strings.Contains(string(r.Body), "contract") {
 		t.Errorf("unauthenticated invalid body: %d %s; want ext_authz's 401, nothing of the contract", r.Status, r.Body)
 	}
@@ -131,6 +145,9 @@ func testExtProcStages(t *testing.T, m *harness.Mesh) {
 		t.Errorf("upstream saw subject %q traceparent %q; want ext_authz's subject and hygiene's traceparent", e.Header(contract.HeaderSubject), e.Header("traceparent"))
 	}
 
+	if d := gstage("all") - g0["all"]; d != 0 {
+		t.Errorf("gatehouse counted %v streams without a stage; want 0: every filter xds pushes names its stage", d)
+	}
 	s5 := stats()
 	for _, k := range []string{"streams_failed", "spurious_msgs_received", "message_timeouts", "rejected_header_mutations"} {
 		for _, p := range []string{preStats, postStats} {
