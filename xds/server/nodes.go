@@ -38,7 +38,7 @@ type tracker struct {
 type streamState struct {
 	key  streamKey
 	peer string
-	node     *nodeState
+	node *nodeState
 	// sent holds, per type URL, the nonce and version of the last
 	// response: a request answering that nonce ACKs or NACKs it.
 	sent map[string]sentResponse
