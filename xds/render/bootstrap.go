@@ -20,7 +20,7 @@ import (
 // resources res pushes over ADS, for `envoy --mode validate`: Envoy's own
 // judgement of everything gatehouse renders. Only what ties them to ADS
 // is rewritten: each listener's route configuration is inlined in place of
-// its RDS reference, and each EDS cluster holds its load assignment
+// its RDS reference (each scope's, when its routes are split by host), and each EDS cluster holds its load assignment
 // (STATIC) in place of its EDS reference. Nothing else changes.
 //
 // API listeners (for proxyless gRPC clients) are not Envoy's and are left
@@ -79,15 +79,28 @@ func inlineRoutes(f *listenerv3.Filter, routes map[string]*routev3.RouteConfigur
 	if err := tc.UnmarshalTo(&hcm); err != nil {
 		return err
 	}
-	rds := hcm.GetRds()
-	if rds == nil {
+	switch {
+	case hcm.GetRds() != nil:
+		name := hcm.GetRds().GetRouteConfigName()
+		rc, ok := routes[name]
+		if !ok {
+			return fmt.Errorf("no route configuration %q", name)
+		}
+		hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc}
+	case hcm.GetScopedRoutes() != nil:
+		// Routes split by host: each scope gets its route configuration
+		// inline in place of its RDS name.
+		for _, sc := range hcm.GetScopedRoutes().GetScopedRouteConfigurationsList().GetScopedRouteConfigurations() {
+			rc, ok := routes[sc.GetRouteConfigurationName()]
+			if !ok {
+				return fmt.Errorf("no route configuration %q", sc.GetRouteConfigurationName())
+			}
+			sc.RouteConfigurationName = ""
+			sc.RouteConfiguration = rc
+		}
+	default:
 		return nil
 	}
-	rc, ok := routes[rds.GetRouteConfigName()]
-	if !ok {
-		return fmt.Errorf("no route configuration %q", rds.GetRouteConfigName())
-	}
-	hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc}
 	a, err := anypb.New(&hcm)
 	if err != nil {
 		return err

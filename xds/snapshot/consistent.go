@@ -23,7 +23,7 @@ func consistent(sub *translate.Resources) error {
 	routes := map[string]bool{}
 	for _, l := range sub.Listeners {
 		for _, hcm := range connectionManagers(l) {
-			if name := hcm.GetRds().GetRouteConfigName(); name != "" {
+			for _, name := range translate.RouteConfigNames(hcm) {
 				routes[name] = true
 			}
 		}

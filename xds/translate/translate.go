@@ -15,6 +15,9 @@
 //	<name>             a grpc API listener: the host of the xds:/// target
 //	                   gRPC clients dial, which they request by that name
 //	routes/<listener>  the route configuration of a listener
+//	routes/<listener>/<virtual host>
+//	                   one virtual host's route configuration, when the
+//	                   listener's routes are split by host (routesplit.go)
 //	<domain>           a virtual host, named after its first domain
 //	<route id>         a route (the contract: Envoy's route name is the id)
 //	<name>             a cluster, and its EDS load assignment (clusters[].name)
@@ -79,8 +82,10 @@ func (o Origin) String() string {
 }
 
 type listenerDeps struct {
-	kind     config.ListenerKind
-	routes   string
+	kind config.ListenerKind
+	// routes are the listener's route configurations: one, or one per
+	// virtual host when split (routesplit.go).
+	routes   []string
 	clusters []string
 }
 
@@ -132,6 +137,9 @@ type translator struct {
 	// set when routes need the other mode too (ratelimitmodes.go).
 	rlMode config.FailureMode
 	rlAlt  bool
+	// scoped holds the scopes of each listener whose routes were split
+	// by host (routesplit.go).
+	scoped map[string][]*routev3.ScopedRouteConfiguration
 }
 
 // addOrigin records that the resource (or route, or virtual host) called
@@ -183,20 +191,25 @@ func (t *translator) run() error {
 		if err != nil {
 			return err
 		}
+		rcs := t.splitRoutes(l, rc)
 		lis, err := t.listener(l, p)
 		if err != nil {
 			return err
 		}
 		t.res.Listeners = append(t.res.Listeners, lis)
-		t.res.Routes = append(t.res.Routes, rc)
 		t.addOrigin(lis.GetName(), "listener", l.Name, p)
-		t.addOrigin(rc.GetName(), "route_config", l.Name, p)
+		names := make([]string, 0, len(rcs))
+		for _, rc := range rcs {
+			t.res.Routes = append(t.res.Routes, rc)
+			t.addOrigin(rc.GetName(), "route_config", l.Name, p)
+			names = append(names, rc.GetName())
+		}
 		if l.Kind == config.ListenerHTTP {
 			for _, s := range services {
 				clusters = append(clusters, s.GetName())
 			}
 		}
-		t.res.deps[lis.GetName()] = listenerDeps{kind: l.Kind, routes: rc.GetName(), clusters: clusters}
+		t.res.deps[lis.GetName()] = listenerDeps{kind: l.Kind, routes: names, clusters: clusters}
 	}
 	for i := range cfg.Clusters {
 		cl := &cfg.Clusters[i]
@@ -229,7 +242,9 @@ func (r *Resources) Subset(names []string, kind config.ListenerKind) *Resources 
 			continue
 		}
 		out.Listeners = append(out.Listeners, l)
-		routes[d.routes] = true
+		for _, rc := range d.routes {
+			routes[rc] = true
+		}
 		for _, c := range d.clusters {
 			clusters[c] = true
 		}
@@ -277,7 +292,7 @@ func (r *Resources) ClustersOf(routeConfigs []string) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, d := range r.deps {
-		if !want[d.routes] {
+		if !slices.ContainsFunc(d.routes, func(rc string) bool { return want[rc] }) {
 			continue
 		}
 		for _, c := range d.clusters {
