@@ -201,6 +201,18 @@ func (x *XDS) validate(p Path, c *Config, errs *Errors) {
 // route that Envoy's scoped routes could not select: one with no hosts or
 // a wildcard host (a scope is chosen by exact host, with no fallback).
 func checkHostSplit(p Path, c *Config, errs *Errors) {
+	// Envoy subscribes to scoped routes as a wildcard: every split
+	// listener of a node would see (and route by) every scope.
+	var http []string
+	for i := range c.Listeners {
+		if c.Listeners[i].Kind == ListenerHTTP {
+			http = append(http, c.Listeners[i].Name)
+		}
+	}
+	if len(http) > 1 {
+		errs.Add(p, "host splits the routes of a config with one http listener only (Envoy would apply every listener's scopes to each); this config has %d: %s", len(http), strings.Join(http, ", "))
+		return
+	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		var http string

@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"strings"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -55,7 +56,7 @@ func Bootstrap(res *translate.Resources, node *corev3.Node) (*bootstrapv3.Bootst
 		l = proto.Clone(l).(*listenerv3.Listener)
 		for _, fc := range l.GetFilterChains() {
 			for _, f := range fc.GetFilters() {
-				if err := inlineRoutes(f, routes); err != nil {
+				if err := inlineRoutes(f, routes, res.ScopedRoutes); err != nil {
 					return nil, fmt.Errorf("render: listener %q: %w", l.GetName(), err)
 				}
 			}
@@ -67,7 +68,7 @@ func Bootstrap(res *translate.Resources, node *corev3.Node) (*bootstrapv3.Bootst
 
 // inlineRoutes replaces an HTTP connection manager's RDS reference by the
 // route configuration it names.
-func inlineRoutes(f *listenerv3.Filter, routes map[string]*routev3.RouteConfiguration) error {
+func inlineRoutes(f *listenerv3.Filter, routes map[string]*routev3.RouteConfiguration, scopes []*routev3.ScopedRouteConfiguration) error {
 	tc := f.GetTypedConfig()
 	if tc == nil {
 		return nil
@@ -88,16 +89,25 @@ func inlineRoutes(f *listenerv3.Filter, routes map[string]*routev3.RouteConfigur
 		}
 		hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc}
 	case hcm.GetScopedRoutes() != nil:
-		// Routes split by host: each scope gets its route configuration
-		// inline in place of its RDS name.
-		for _, sc := range hcm.GetScopedRoutes().GetScopedRouteConfigurationsList().GetScopedRouteConfigurations() {
+		// Routes split by host: the scopes (SRDS) are listed inline, each
+		// with its route configuration inline (Envoy allows no RDS name
+		// in an inline scope).
+		sr := hcm.GetScopedRoutes()
+		list := &hcmv3.ScopedRouteConfigurationsList{}
+		for _, sc := range scopes {
+			if !strings.HasPrefix(sc.GetName(), sr.GetName()+"@") {
+				continue
+			}
 			rc, ok := routes[sc.GetRouteConfigurationName()]
 			if !ok {
 				return fmt.Errorf("no route configuration %q", sc.GetRouteConfigurationName())
 			}
+			sc = proto.Clone(sc).(*routev3.ScopedRouteConfiguration)
 			sc.RouteConfigurationName = ""
 			sc.RouteConfiguration = rc
+			list.ScopedRouteConfigurations = append(list.ScopedRouteConfigurations, sc)
 		}
+		sr.ConfigSpecifier = &hcmv3.ScopedRoutes_ScopedRouteConfigurationsList{ScopedRouteConfigurationsList: list}
 	default:
 		return nil
 	}

@@ -41,8 +41,9 @@ const (
 
 // TypeURLs are the resource types gatehouse serves, in the order Envoy
 // wants them applied (clusters before the listeners and routes that use
-// them).
-var TypeURLs = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType}
+// them). Scoped routes (SRDS) exist only for a listener whose routes are
+// split by host (translate's routesplit.go).
+var TypeURLs = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.ScopedRouteType, resourcev3.RouteType}
 
 // ShortType names a type URL for metrics, logs and /xds/nodes.
 func ShortType(typeURL string) string {
@@ -55,6 +56,8 @@ func ShortType(typeURL string) string {
 		return "listeners"
 	case resourcev3.RouteType:
 		return "routes"
+	case resourcev3.ScopedRouteType:
+		return "scoped_routes"
 	}
 	return "other"
 }
@@ -169,6 +172,9 @@ func validateAll(res *translate.Resources) error {
 	for _, r := range res.Routes {
 		check(r.GetName(), d.validate(r, 0))
 	}
+	for _, r := range res.ScopedRoutes {
+		check(r.GetName(), d.validate(r, 0))
+	}
 	for _, c := range res.Clusters {
 		check(c.GetName(), d.validate(c, 0))
 	}
@@ -256,6 +262,10 @@ func resourcesOf(res *translate.Resources, typeURL string) []types.Resource {
 		}
 	case resourcev3.RouteType:
 		for _, r := range res.Routes {
+			out = append(out, r)
+		}
+	case resourcev3.ScopedRouteType:
+		for _, r := range res.ScopedRoutes {
 			out = append(out, r)
 		}
 	case resourcev3.ClusterType:

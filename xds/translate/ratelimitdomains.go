@@ -26,7 +26,7 @@ func (r *Resources) RateLimitDomains() map[string][]string {
 				for _, hf := range hcm.GetHttpFilters() {
 					var rl ratelimitfilterv3.RateLimit
 					if hf.GetTypedConfig() != nil && hf.GetTypedConfig().UnmarshalTo(&rl) == nil && !hf.GetDisabled() {
-						for _, rc := range RouteConfigNames(&hcm) {
+						for _, rc := range r.RouteConfigNames(&hcm) {
 							domainOf[rc] = rl.GetDomain()
 						}
 					}

@@ -65,8 +65,11 @@ func TestRouteSplitHost(t *testing.T) {
 	if hcm.GetRds() != nil {
 		t.Fatalf("split listener still uses RDS %q", hcm.GetRds().GetRouteConfigName())
 	}
+	if hcm.GetScopedRoutes().GetScopedRds() == nil {
+		t.Fatalf("split listener's scoped routes = %v; want them over SRDS", hcm.GetScopedRoutes())
+	}
 	scopes := map[string]string{}
-	for _, s := range hcm.GetScopedRoutes().GetScopedRouteConfigurationsList().GetScopedRouteConfigurations() {
+	for _, s := range res.ScopedRoutes {
 		scopes[s.GetKey().GetFragments()[0].GetStringKey()] = s.GetRouteConfigurationName()
 	}
 	wantScopes := map[string]string{
@@ -82,14 +85,17 @@ func TestRouteSplitHost(t *testing.T) {
 			t.Errorf("scope %q → %q; want %q", k, scopes[k], v)
 		}
 	}
-	if got := translate.RouteConfigNames(hcm); len(got) != 2 {
+	if got := res.RouteConfigNames(hcm); len(got) != 2 {
 		t.Errorf("RouteConfigNames = %v; want the two units", got)
 	}
 	// Every route configuration of the listener is reachable from it:
 	// the subset a node gets holds all of them.
 	sub := res.Subset(nil, config.ListenerHTTP)
-	if got := routeNames(sub); len(got) != 2 {
-		t.Errorf("Subset(http) routes = %v; want both units", got)
+	if got := routeNames(sub); len(got) != 2 || len(sub.ScopedRoutes) != 3 {
+		t.Errorf("Subset(http) routes = %v, %d scopes; want both units and 3 scopes", got, len(sub.ScopedRoutes))
+	}
+	if sub := res.Subset(nil, config.ListenerGRPC); len(sub.ScopedRoutes) != 0 {
+		t.Errorf("Subset(grpc) has %d scopes; want none", len(sub.ScopedRoutes))
 	}
 	if got := res.ClustersOf([]string{"routes/public/a.example.com"}); len(got) == 0 {
 		t.Error("ClustersOf(a unit) is empty; want the listener's clusters")
@@ -143,8 +149,12 @@ func TestRouteSplitHostRefusesWildcards(t *testing.T) {
 	for _, tc := range []struct{ route, want string }{
 		{`{id: w, match: {hosts: ["*.example.com"], prefix: /}, cluster: a}`, `routes[3].match.hosts[0]: "*.example.com" is a wildcard`},
 		{`{id: n, match: {prefix: /n}, cluster: a}`, `routes[3].match.hosts: route "n" names no host`},
+		{`{id: a2, match: {hosts: [a.example.com], prefix: /z}, cluster: a}`, `xds.routeSplit: host splits the routes of a config with one http listener only`},
 	} {
 		y := strings.ReplaceAll(splitYAML, "%s", "host") + "  - " + tc.route + "\n"
+		if strings.Contains(tc.want, "one http listener") {
+			y = strings.Replace(y, "  - {name: api, kind: grpc}", "  - {name: api, kind: grpc}\n  - {name: second, address: 0.0.0.0:8081}", 1)
+		}
 		_, err := config.LoadBytes("test.yaml", []byte(y), config.LoadOptions{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("routeSplit host with %s: err = %v; want %q", tc.route, err, tc.want)
