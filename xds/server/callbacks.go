@@ -5,6 +5,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -62,6 +63,9 @@ func (s *Server) closed(k streamKey) {
 		return
 	}
 	s.cacheFor(n.flavour).ClearSnapshot(n.node.GetId())
+	for _, typ := range []string{resourcev3.RouteType, resourcev3.EndpointType} {
+		delete(s.claims, n.node.GetId()+"\x00"+typ)
+	}
 	n.snap, n.set, n.acc = nil, nil, snapshot.Accepted{}
 	s.m.nodeAcked.DeletePartialMatch(map[string]string{"node": n.node.GetId()})
 	s.m.nodeNacked.DeletePartialMatch(map[string]string{"node": n.node.GetId()})
