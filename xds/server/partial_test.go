@@ -224,7 +224,6 @@ func TestReconnectToReplicaSendsNothing(t *testing.T) {
 	_ = s2.CloseSend()
 }
 
-
 // TestDeltaSplitsResponsesUnderTheLimit: Delta too sends a large change
 // in several messages under the limit, each ACKed before the next.
 func TestDeltaSplitsResponsesUnderTheLimit(t *testing.T) {
