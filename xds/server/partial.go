@@ -157,9 +157,10 @@ func (s *Server) respondPartialLocked(w *partialWatch) bool {
 	claimKey := w.node + "\x00" + typ
 	known := w.sub.ReturnedResources()
 	if len(known) == 0 {
-		if w.req.GetVersionInfo() == version && version != "" {
-			// A new stream from a node that holds this version (it
-			// reconnected, here or to another replica): it has it all.
+		if w.req.GetResponseNonce() == "" && w.req.GetVersionInfo() == version && version != "" {
+			// The first request of a new stream, from a node that holds
+			// this version (it reconnected, here or to another replica):
+			// it has it all.
 			known = make(map[string]string, len(names))
 			for _, n := range names {
 				known[n] = vm[n]
