@@ -261,3 +261,51 @@ func TestDeltaSplitsResponsesUnderTheLimit(t *testing.T) {
 	waitFor(t, func() bool { return nodeStatus(t, h, "p4").Types["routes"].InSync })
 	_ = d.CloseSend()
 }
+
+// TestChangesCoalescePerNode: changes pushed faster than a node ACKs
+// reach it as one response with the newest version, holding what changed
+// since its last response: a node has at most one response in flight per
+// type, whatever the rate of config changes.
+func TestChangesCoalescePerNode(t *testing.T) {
+	h := start(t)
+	base := splitCfg(6, 1, "")
+	h.srv.Push(buildSet(t, base))
+	s, err := adsclient.NewSotW(h.ctx, h.conn, envoyNode("p5", "mesh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	units := seq("routes/public/h", 6, ".test")
+	sotwSync(t, s, seq("c", 6, ""), units)
+
+	// Change host 0, then hosts 1..4, one push each, without ACKing.
+	cfg := base
+	var last string
+	for host := range 5 {
+		cfg = strings.Replace(cfg, fmt.Sprintf("/p0/with/a/longer/path/to/take/some/room/in/the/table}, cluster: c%d", host), fmt.Sprintf("/v2}, cluster: c%d", host), 1)
+		set := buildSet(t, cfg)
+		h.srv.Push(set)
+		last = set.Group("default").Snapshot("envoy").GetVersion(resourcev3.RouteType)
+	}
+	first := recvType(t, s, resourcev3.RouteType)
+	if got := anyNames(t, first); !slices.Equal(got, []string{"routes/public/h0.test"}) {
+		t.Fatalf("first response = %v; want the first change (h0) alone", got)
+	}
+	if err := s.Ack(first, units...); err != nil {
+		t.Fatal(err)
+	}
+	second := recvType(t, s, resourcev3.RouteType)
+	if got := anyNames(t, second); !slices.Equal(got, units[1:5]) {
+		t.Errorf("second response = %v; want the four later changes in one: %v", got, units[1:5])
+	}
+	if second.GetVersionInfo() != last {
+		t.Errorf("second response version %s; want the newest %s", second.GetVersionInfo(), last)
+	}
+	if err := s.Ack(second, units...); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return nodeStatus(t, h, "p5").Types["routes"].InSync })
+	if sent := nodeStatus(t, h, "p5").Types["routes"].Sent; sent != last {
+		t.Errorf("last routes response sent %s; want %s (no third response)", sent, last)
+	}
+	_ = s.CloseSend()
+}
