@@ -63,8 +63,13 @@ func (s *Server) closed(k streamKey) {
 		return
 	}
 	s.cacheFor(n.flavour).ClearSnapshot(n.node.GetId())
+	freed := false
 	for _, typ := range []string{resourcev3.RouteType, resourcev3.EndpointType} {
 		delete(s.claims, n.node.GetId()+"\x00"+typ)
+		freed = s.releaseLocked(n.node.GetId()+"\x00"+typ) || freed
+	}
+	if freed {
+		s.retryWaitingLocked()
 	}
 	n.snap, n.set, n.acc = nil, nil, snapshot.Accepted{}
 	s.m.nodeAcked.DeletePartialMatch(map[string]string{"node": n.node.GetId()})

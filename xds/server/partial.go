@@ -70,6 +70,11 @@ func (s *Server) createPartialDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.
 func (s *Server) watchPartial(w *partialWatch) (func(), error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// A request of this type from the node: it has the last response.
+	freed := s.releaseLocked(w.node + "\x00" + w.typeURL)
+	if freed {
+		defer s.retryWaitingLocked()
+	}
 	if s.respondPartialLocked(w) {
 		return func() {}, nil
 	}
@@ -181,8 +186,8 @@ func (s *Server) respondPartialLocked(w *partialWatch) bool {
 	}
 	delete(s.claims, claimKey)
 
-	anys, ok := s.chunk(typ, items, changed)
-	if !ok {
+	anys, size, ok := s.chunk(typ, items, changed)
+	if !ok || !s.admitLocked(claimKey, size) {
 		return false
 	}
 	respVersion := version
@@ -213,15 +218,14 @@ func (s *Server) respondPartialLocked(w *partialWatch) bool {
 
 // chunk returns the shared encodings of the first of changed that fit in
 // one message (at least one). ok is false when one cannot be encoded.
-func (s *Server) chunk(typ string, items map[string]types.ResourceWithTTL, changed []string) (anys []*anypb.Any, ok bool) {
+func (s *Server) chunk(typ string, items map[string]types.ResourceWithTTL, changed []string) (anys []*anypb.Any, size int, ok bool) {
 	budget := snapshot.ChunkBudget(s.set.MaxMessage())
 	anys = make([]*anypb.Any, 0, len(changed))
-	size := 0
 	for _, name := range changed {
 		a, err := s.set.AnyOf(items[name].Resource)
 		if err != nil {
 			s.log.Error("xds: encode", "type", snapshot.ShortType(typ), "name", name, "err", err)
-			return nil, false
+			return nil, 0, false
 		}
 		n := len(a.GetValue()) + len(a.GetTypeUrl()) + len(name) + 64
 		if len(anys) > 0 && size+n > budget {
@@ -230,7 +234,7 @@ func (s *Server) chunk(typ string, items map[string]types.ResourceWithTTL, chang
 		anys = append(anys, a)
 		size += n
 	}
-	return anys, true
+	return anys, size, true
 }
 
 // respondDeltaLocked is respondPartialLocked for a Delta stream: the
@@ -274,8 +278,8 @@ func (s *Server) respondDeltaLocked(w *partialWatch, snap *cachev3.Snapshot) boo
 	if len(changed) == 0 && len(removed) == 0 && !first {
 		return false
 	}
-	anys, ok := s.chunk(typ, items, changed)
-	if !ok {
+	anys, size, ok := s.chunk(typ, items, changed)
+	if !ok || !s.admitLocked(w.node+"\x00"+typ, size) {
 		return false
 	}
 	version := snap.GetVersion(typ)
@@ -306,6 +310,60 @@ func (s *Server) respondDeltaLocked(w *partialWatch, snap *cachev3.Snapshot) boo
 		return true
 	case <-s.ctx.Done():
 		return false
+	}
+}
+
+// Large responses (a node's first sync of a large route table) are
+// admitted within a budget of bytes in flight: each is held from its send
+// until the node's next request of the type (its ACK or NACK), so that a
+// thousand nodes syncing at once (a control plane restart) take turns
+// instead of each holding a copy of the table in gRPC's buffers. Small
+// responses (a change) are never held back.
+const (
+	defaultLargeResponse  = 1 << 20
+	defaultInflightBudget = 64 << 20
+)
+
+// admitLocked reports whether a response of size bytes for key (node and
+// type) may be sent now, and counts it in flight if it is large.
+func (s *Server) admitLocked(key string, size int) bool {
+	if size < s.largeResponse {
+		return true
+	}
+	if s.inflight > 0 && s.inflight+size > s.inflightBudget {
+		s.m.deferred.Inc()
+		return false
+	}
+	s.inflight += size
+	s.held[key] += size
+	return true
+}
+
+// releaseLocked ends what key had in flight; it reports whether there was
+// any.
+func (s *Server) releaseLocked(key string) bool {
+	n, ok := s.held[key]
+	if !ok {
+		return false
+	}
+	s.inflight -= n
+	delete(s.held, key)
+	return true
+}
+
+// retryWaitingLocked answers the watches that waited for the budget, in
+// node order, while it lasts.
+func (s *Server) retryWaitingLocked() {
+	nodes := make([]string, 0, len(s.watches))
+	for n := range s.watches {
+		nodes = append(nodes, n)
+	}
+	sort.Strings(nodes)
+	for _, n := range nodes {
+		if s.inflight >= s.inflightBudget {
+			return
+		}
+		s.respondPartialsLocked(n)
 	}
 }
 

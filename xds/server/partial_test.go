@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gatehouse/gatehouse/xds/adsclient"
+	"github.com/gatehouse/gatehouse/xds/server"
 )
 
 // splitCfg has routes split by host (one RDS unit per host), hosts
@@ -308,4 +309,54 @@ func TestChangesCoalescePerNode(t *testing.T) {
 		t.Errorf("last routes response sent %s; want %s (no third response)", sent, last)
 	}
 	_ = s.CloseSend()
+}
+
+// TestLargeSyncsTakeTurns: first syncs of a large table are admitted
+// within a budget of bytes in flight; a node over it waits until one in
+// flight is ACKed, then gets its table.
+func TestLargeSyncsTakeTurns(t *testing.T) {
+	h := start(t)
+	server.SetInflightBudget(h.srv, 1, 1) // every response is large; one at a time
+	h.srv.Push(buildSet(t, splitCfg(2, 1, "")))
+	units := seq("routes/public/h", 2, ".test")
+	open := func(id string) *adsclient.SotW {
+		s, err := adsclient.NewSotW(h.ctx, h.conn, envoyNode(id, "mesh"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Request(resourcev3.RouteType, units...); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a := open("big-a")
+	ra := recvType(t, a, resourcev3.RouteType)
+	b := open("big-b")
+	waitFor(t, func() bool { return counterValue(t, h, "gatehouse_xds_large_responses_deferred_total") >= 1 })
+	if _, sent := nodeStatus(t, h, "big-b").Types["routes"]; sent {
+		t.Fatal("big-b was sent its table while big-a's was in flight")
+	}
+	if err := a.Ack(ra, units...); err != nil {
+		t.Fatal(err)
+	}
+	rb := recvType(t, b, resourcev3.RouteType)
+	if got := anyNames(t, rb); !slices.Equal(got, units) {
+		t.Errorf("big-b got %v after big-a's ACK; want %v", got, units)
+	}
+	_ = a.CloseSend()
+	_ = b.CloseSend()
+}
+
+func counterValue(t *testing.T, h *harness, name string) float64 {
+	t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
 }

@@ -65,6 +65,12 @@ type Server struct {
 	watches  map[string]map[int64]*partialWatch
 	watchSeq int64
 	claims   map[string]map[string]string
+	// inflight is the bytes of large responses not yet ACKed, held by
+	// node and type (partial.go).
+	inflight int
+	held     map[string]int
+	// largeResponse and inflightBudget are the bounds of admitLocked.
+	largeResponse, inflightBudget int
 }
 
 // New builds the server. It serves nothing until the first Push.
@@ -78,7 +84,8 @@ func New(o Options) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{log: o.Logger, audit: o.Audit, m: m, ctx: ctx, cancel: cancel,
-		watches: map[string]map[int64]*partialWatch{}, claims: map[string]map[string]string{}}
+		watches: map[string]map[int64]*partialWatch{}, claims: map[string]map[string]string{}, held: map[string]int{},
+		largeResponse: defaultLargeResponse, inflightBudget: defaultInflightBudget}
 	s.nodes = newTracker()
 	logger := cacheLogger{s.log}
 	// Envoy gets the strict ADS cache: responses ordered clusters →
