@@ -102,6 +102,13 @@ func (d *Delta) Subscribe(typeURL string, names ...string) error {
 	return d.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: typeURL, ResourceNamesSubscribe: names})
 }
 
+// Resume subscribes to typeURL on a new stream naming the versions of
+// the resources the client already holds, as Envoy does when it
+// reconnects.
+func (d *Delta) Resume(typeURL string, have map[string]string, names ...string) error {
+	return d.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: typeURL, ResourceNamesSubscribe: names, InitialResourceVersions: have})
+}
+
 // Recv waits for the next response.
 func (d *Delta) Recv() (*discoveryv3.DeltaDiscoveryResponse, error) { return d.stream.Recv() }
 

@@ -204,9 +204,14 @@ func validateAll(res *translate.Resources) error {
 
 var deterministic = proto.MarshalOptions{Deterministic: true}
 
+// hashOf is a resource's version: the whole SHA-256 of its deterministic
+// encoding, in hex. It is exactly the version go-control-plane puts on the
+// wire for a Delta resource (cachev3.HashResource of MarshalResource), so
+// that a node reconnecting with the versions it was sent (Delta's
+// initial_resource_versions) matches the snapshot's and is sent nothing.
 func hashOf(b []byte) string {
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:12])
+	return hex.EncodeToString(sum[:])
 }
 
 // hashAll computes each resource's version once; every group's snapshot
