@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -45,13 +46,13 @@ func (r *Redis) probeOnce() {
 		return
 	}
 	c := r.cl
+	var mu sync.Mutex
 	var masters []string
-	var mu = make(chan struct{}, 1)
 	err := c.cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
 		addr := m.Options().Addr
-		mu <- struct{}{}
+		mu.Lock()
 		masters = append(masters, addr)
-		<-mu
+		mu.Unlock()
 		ln, err := c.lane(addr, m)
 		if err != nil {
 			return err
