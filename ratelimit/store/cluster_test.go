@@ -115,7 +115,14 @@ func TestClusterFailedMasterIsolated(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cl := testenv.StartRedisCluster(t, 3, 1, "--cluster-require-full-coverage", map[bool]string{true: "yes", false: "no"}[tc.fullCoverage])
 			cc := cl.Client()
-			rs := NewRedis(cc, RedisOptions{Timeout: time.Second, BatchSize: 16, Pipelines: 2,
+			defer func(d time.Duration) { laneIdle = d }(laneIdle)
+			laneIdle = time.Second
+			reg := prometheus.NewRegistry()
+			m, err := NewMetrics(reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs := NewRedis(cc, RedisOptions{Timeout: time.Second, BatchSize: 16, Pipelines: 2, Metrics: m,
 				Breaker: BreakerOptions{Failures: 3, OpenFor: 200 * time.Millisecond, Probes: 1}})
 			defer rs.Close()
 
@@ -229,6 +236,19 @@ func TestClusterFailedMasterIsolated(t *testing.T) {
 				healthyFailed.Load(), time.Duration(healthyTo.Load()-healthyFrom.Load()).Round(time.Millisecond), partial.Load())
 			if tc.fullCoverage {
 				return
+			}
+			if fault == "kill" {
+				// The dead node's lane is closed once idle, and its breaker
+				// leaves the metrics.
+				deadline := time.Now().Add(10 * time.Second)
+				for rs.cl.lanesNow()[victim] != nil || testutil.CollectAndCount(m.state, "gatehouse_ratelimit_store_breaker_state") != 3*3 {
+					if time.Now().After(deadline) {
+						t.Errorf("the dead master's lane (%v) or breaker series (%d of %d) still there 10s after recovery",
+							rs.cl.lanesNow()[victim] != nil, testutil.CollectAndCount(m.state, "gatehouse_ratelimit_store_breaker_state"), 3*3)
+						break
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
 			}
 			var hk []string
 			for _, k := range keys {
