@@ -217,6 +217,16 @@ var requestPool = sync.Pool{New: func() any { return &request{replace: map[strin
 // envoy config domains answer them with Unavailable, as the reference
 // answers an error, and Envoy's failure_mode_deny decides).
 func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+	a, err := l.Decide(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return a.Response(), nil
+}
+
+// Decide is ShouldRateLimit with the answer's memory pooled: the caller
+// releases the answer once its response is written.
+func (l *Limiter) Decide(ctx context.Context, req *rlsv3.RateLimitRequest) (*Answer, error) {
 	st := l.state.Load()
 	if st == nil {
 		return nil, status.Error(codes.Unavailable, "ratelimit: no config loaded yet")
@@ -226,7 +236,7 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	}
 	dom, ok := st.snap.Domain(req.GetDomain())
 	if !ok {
-		return l.unknownDomain(st, req), nil
+		return (*Answer)(l.unknownDomain(st, req)), nil
 	}
 	dm := st.domains[dom.Name]
 	now := l.Now()
@@ -246,13 +256,13 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	if storeErr != nil && st.settings.Reference != nil && !dom.IsNative() {
 		return nil, l.referenceStoreError(dom, req, r, storeErr)
 	}
-	resp := l.answer(st, dom, req, r, now, storeErr)
-	if resp.OverallCode == rlsv3.RateLimitResponse_OK {
+	ab := l.answer(st, dom, req, r, now, storeErr)
+	if ab.resp.OverallCode == rlsv3.RateLimitResponse_OK {
 		dm.requests[0].Inc()
 	} else {
 		dm.requests[1].Inc()
 	}
-	return resp, nil
+	return (*Answer)(ab), nil
 }
 
 // unknownDomain answers a request for a domain no config declares as the
@@ -260,7 +270,7 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 // error would refuse every request of the domain; a typo in Envoy's domain
 // is made visible instead by a warning (at most one a second), a metric,
 // and `gatehouse validate`, which checks the domains xDS renders.
-func (l *Limiter) unknownDomain(st *state, req *rlsv3.RateLimitRequest) *rlsv3.RateLimitResponse {
+func (l *Limiter) unknownDomain(st *state, req *rlsv3.RateLimitRequest) *answer {
 	l.m.unknownDomain(req.GetDomain()).Inc()
 	l.unknownDomLog.log(l.log, slog.LevelWarn, "rate limit request for a domain no config declares; answering OK, nothing limits it", "domain", truncate(req.GetDomain(), 128))
 	ab := newAnswer(len(req.GetDescriptors()))
@@ -271,7 +281,7 @@ func (l *Limiter) unknownDomain(st *state, req *rlsv3.RateLimitRequest) *rlsv3.R
 	if ref := st.settings.Reference; ref != nil && ref.DynamicMetadata {
 		ab.resp.DynamicMetadata = refMetadata(req, nil, false)
 	}
-	return &ab.resp
+	return ab
 }
 
 // referenceStoreError is the reference mode's answer when the store
@@ -452,7 +462,7 @@ func refusedBy(lops []store.LimitOp, states []algo.State, hits uint64) bool {
 }
 
 // answer turns the outcomes into the response (3rd phase).
-func (l *Limiter) answer(st *state, dom *quota.Domain, req *rlsv3.RateLimitRequest, r *request, now int64, storeErr error) *rlsv3.RateLimitResponse {
+func (l *Limiter) answer(st *state, dom *quota.Domain, req *rlsv3.RateLimitRequest, r *request, now int64, storeErr error) *answer {
 	ref := st.settings.Reference
 	ab := newAnswer(len(r.descs))
 	resp := &ab.resp
@@ -589,7 +599,7 @@ func (l *Limiter) answer(st *state, dom *quota.Domain, req *rlsv3.RateLimitReque
 	}
 	if ref == nil {
 		resp.ResponseHeadersToAdd = hdr.headers(st.settings, ab)
-		return resp
+		return ab
 	}
 	if refHdr.s != nil {
 		resp.ResponseHeadersToAdd = refHdr.headers(ref, refHdr.s.GetLimitRemaining(), now/1e6)
@@ -601,7 +611,7 @@ func (l *Limiter) answer(st *state, dom *quota.Domain, req *rlsv3.RateLimitReque
 	if ref.DynamicMetadata {
 		resp.DynamicMetadata = refMetadata(req, quotaViolations, quotaEnabled)
 	}
-	return resp
+	return ab
 }
 
 // refunded answers a refund (is_negative_hits): OK, with the limit that
