@@ -53,7 +53,7 @@ func (r *Redis) probeOnce() {
 		mu.Lock()
 		masters = append(masters, addr)
 		mu.Unlock()
-		ln, err := c.lane(addr, m)
+		ln, err := c.lane(addr)
 		if err != nil {
 			return err
 		}
