@@ -82,16 +82,43 @@ type group struct {
 // at once, then sends again, alone, every op Redis said it did not run.
 func (c *cluster) eval(ctx context.Context, ops []*Op) error {
 	start := time.Now()
+	sent := false
+	// The common case, every op's keys on one node, takes no grouping.
+	if ln := c.oneLane(ctx, ops); ln != nil {
+		if err := ln.eval(ops); err != nil {
+			for _, op := range ops {
+				op.Err, op.route = err, route{}
+			}
+			return err
+		}
+		redirected := false
+		for _, op := range ops {
+			redirected = redirected || op.route.kind != redirectNone
+		}
+		if !redirected {
+			return outcome(ops)
+		}
+		sent = true
+	}
 	todo := make([]*Op, 0, len(ops))
 	for _, op := range ops {
-		op.Err, op.route = nil, route{}
-		if len(op.Limits) == 0 {
-			op.Applied = true
-			continue
+		switch {
+		case sent:
+			// Only what Redis said it did not run goes again.
+			if op.route.kind != redirectNone {
+				todo = append(todo, op)
+			}
+		case len(op.Limits) == 0:
+			op.Err, op.route, op.Applied = nil, route{}, true
+		case op.Err == nil:
+			todo = append(todo, op)
 		}
-		todo = append(todo, op)
 	}
-	for attempt := 0; len(todo) > 0; attempt++ {
+	first := 0
+	if sent {
+		first = 1 // the redirected ops' first attempt is made
+	}
+	for attempt := first; len(todo) > 0; attempt++ {
 		if attempt > 0 {
 			if attempt > maxRedirects || time.Since(start) > c.opts.Timeout {
 				for _, op := range todo {
@@ -122,6 +149,31 @@ func (c *cluster) eval(ctx context.Context, ops []*Op) error {
 		}
 	}
 	return outcome(ops)
+}
+
+// oneLane resets ops for an Eval and returns their lane when every op
+// has limits and all live on one node; nil otherwise (then each op that
+// could not be routed has its Err set).
+func (c *cluster) oneLane(ctx context.Context, ops []*Op) *lane {
+	var one *lane
+	for _, op := range ops {
+		op.Err, op.route = nil, route{}
+	}
+	for _, op := range ops {
+		if len(op.Limits) == 0 {
+			return nil
+		}
+		ln, err := c.laneOf(ctx, op)
+		if err != nil {
+			op.Err = wrapErr(err)
+			return nil
+		}
+		if one != nil && ln != one {
+			return nil
+		}
+		one = ln
+	}
+	return one
 }
 
 // outcome is Eval's error for ops whose Err is set: nil when none failed,
@@ -192,9 +244,9 @@ func (c *cluster) laneOf(ctx context.Context, op *Op) (*lane, error) {
 	case redirectMoved, redirectAsk:
 		return c.lane(op.route.addr)
 	}
-	rctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
-	defer cancel()
-	node, err := c.cc.MasterForKey(rctx, op.Limits[0].Key)
+	// go-redis' view of the cluster: a round trip only before the first
+	// topology is read (bounded by the client's timeouts and ctx).
+	node, err := c.cc.MasterForKey(ctx, op.Limits[0].Key)
 	if err != nil {
 		return nil, err
 	}
