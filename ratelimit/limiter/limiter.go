@@ -7,6 +7,7 @@ package limiter
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math"
 	"strconv"
@@ -472,6 +473,12 @@ func (l *Limiter) answer(st *state, dom *quota.Domain, req *rlsv3.RateLimitReque
 	quotaEnabled := false
 	// degraded: some descriptor was answered without the store.
 	degraded := false
+	// partial: the store answered some descriptors (their nodes of a
+	// Redis Cluster did) and not others; each op's Err says which.
+	var partial *store.PartialError
+	if storeErr != nil {
+		errors.As(storeErr, &partial)
+	}
 	for i := range r.descs {
 		ds := &r.descs[i]
 		s := resp.Statuses[i]
@@ -479,6 +486,10 @@ func (l *Limiter) answer(st *state, dom *quota.Domain, req *rlsv3.RateLimitReque
 		rule := ds.rule
 		if rule == nil || ds.skip {
 			continue
+		}
+		storeErr := storeErr
+		if partial != nil && ds.op != nil {
+			storeErr = ds.op.Err
 		}
 		if rule.Unlimited {
 			ds.rm.hits.Add(float64(ds.hits))
