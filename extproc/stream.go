@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/extproc/hygiene"
 	"github.com/gatehouse/gatehouse/extproc/openapi"
+	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/contract"
 )
 
@@ -68,6 +69,17 @@ type stream struct {
 	srv   *Server
 	rt    *runtime
 	route *route
+
+	// stage is the ext_proc filter that opened the stream; streamRoute
+	// the route id in the stream's metadata (gRPC clients).
+	stage       config.ExtProcStage
+	streamRoute string
+	// grpc is set for a proxyless gRPC client's stream (gRFC A93): it
+	// sends no pseudo-headers and reads header values from value, not
+	// raw_value (grpcclient.go).
+	grpc bool
+	// caller is the identity ext_authz verified (second stage only).
+	caller identity
 
 	started bool
 	last    msgKind // kind of the last message; -1 before the first
@@ -196,16 +208,31 @@ func (s *stream) start(req *extprocv3.ProcessingRequest) {
 		s.noOverride = pc.GetSendBodyWithoutWaitingForHeaderResponse()
 	}
 	s.req.mode, s.resp.mode = s.announced[0], s.announced[1]
-	attr := req.GetAttributes()[contract.ExtProcFilterName].GetFields()[contract.ExtProcRouteAttribute].GetStringValue()
+	attrs := req.GetAttributes()
+	attr := requestAttribute(attrs, contract.ExtProcRouteAttribute)
 	meta := req.GetMetadataContext().GetFilterMetadata()[contract.RouteMetadataNamespace].GetFields()[contract.RouteMetadataID].GetStringValue()
 	var hs []hygiene.Header
 	if h := req.GetRequestHeaders(); h != nil {
 		hs = toHeaders(h.GetHeaders())
-		s.reqHeaders = hs
 	}
 	var src string
-	s.route, src = s.rt.lookup(attr, meta, hs)
+	if path := requestAttribute(attrs, contract.ExtProcPathAttribute); path != "" && !hasHeader(hs, ":path") {
+		// A proxyless gRPC client: its request line is in attributes.
+		s.grpc = true
+		hs = grpcRequestHeaders(hs, path, requestAttribute(attrs, contract.ExtProcHostAttribute))
+		s.route, src = s.rt.lookupIn(s.rt.grpcResolve, hs, s.streamRoute)
+		if src == "attribute" {
+			src = "stream_metadata"
+		}
+	} else {
+		s.route, src = s.rt.lookup(attr, meta, hs)
+	}
+	s.reqHeaders = hs
 	s.srv.m.lookupBy[src].Inc()
+	s.route = s.route.forStage(s.stage)
+	if s.stage != config.ExtProcStagePreAuthz {
+		s.caller = identityOf(req)
+	}
 }
 
 // order enforces the message order of an HTTP request; a message out of
