@@ -191,3 +191,15 @@ func TestExtProcStrictness(t *testing.T) {
 		t.Errorf("mistyped rule: %v", err)
 	}
 }
+
+// TestExtProcJSONRulesWithoutBodies: relaxing JSON rules where no body is
+// read is worth a warning, not an error.
+func TestExtProcJSONRulesWithoutBodies(t *testing.T) {
+	cfg, err := loadExtProc(t, "extproc: {}\nroutes:\n  - id: a\n    match: {prefix: /}\n    extproc:\n      hygiene: {}\n      json: {trailingData: allow}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0].Error(), "routes[0].extproc.json: relaxes JSON rules on a route that reads no JSON body") {
+		t.Errorf("warnings = %v; want one about routes[0].extproc.json", cfg.Warnings)
+	}
+}
