@@ -378,10 +378,10 @@ func strictBody(body []byte, rules jsonx.Rules) (Violation, bool) {
 	if err == nil || !errors.As(err, &se) {
 		return Violation{}, false
 	}
-	switch se.Err {
-	case jsonx.ErrTrailingData:
+	switch {
+	case errors.Is(se, jsonx.ErrTrailingData):
 		return Violation{In: "body", Detail: "data follows the JSON text; a body is one JSON text (RFC 8259 §2)"}, true
-	case jsonx.ErrDuplicateName:
+	case errors.Is(se, jsonx.ErrDuplicateName):
 		return Violation{In: "body", Pointer: se.Pointer, Detail: "this member is named twice in its object; names must be unique (I-JSON, RFC 7493 §2.3)"}, true
 	}
 	return Violation{}, false
