@@ -37,7 +37,10 @@ type idemState struct {
 	fp    idempotency.Fingerprint
 	owner idempotency.Owner
 	held  bool // this request holds the key (in flight)
-	rec   *idempotency.Record
+	// forwarded: the answer that let the request go on was sent, so the
+	// upstream may run it; the key is no longer released on a reset.
+	forwarded bool
+	rec       *idempotency.Record
 }
 
 // idempotencyKey reads and checks the request's key, for a method the
@@ -164,7 +167,7 @@ func (s *stream) store(ctx context.Context, body []byte) {
 	switch {
 	case err != nil:
 		r.m.idempotency("store_error")
-		s.srv.log.Warn("idempotency record not stored; a retry will run the request again", "route", r.id, "err", err)
+		s.srv.log.Warn("idempotency record not stored; retries get 409 until lockTimeout, then run the request again", "route", r.id, "err", err)
 	case !ok:
 		// The lock expired (the request ran longer than lockTimeout) and a
 		// retry may have claimed the key since.
@@ -174,7 +177,8 @@ func (s *stream) store(ctx context.Context, body []byte) {
 	}
 }
 
-// release frees the key the request holds so that a retry runs.
+// release frees the key the request holds so that a retry runs: for a
+// request that never went on, or a response saying it did not run.
 func (s *stream) release(ctx context.Context, reason string) {
 	if !s.idem.held {
 		return

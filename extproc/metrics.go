@@ -67,11 +67,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"route", "direction"}),
 		idem: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_extproc_idempotency_total",
-			Help: "Idempotency key outcomes: acquired, replay, in_flight (409), mismatch (422), invalid_key, missing_key, stored, released, lost, too_large, store_error (record not stored), store_error_open, store_error_closed.",
+			Help: "Idempotency key outcomes: acquired, replay, in_flight (409), mismatch (422), invalid_key, missing_key, stored, released (the request did not run: the key is freed), held (the stream ended after the request went on, with no response stored: the key stays held until lockTimeout), lost, too_large (response too large to store: held until lockTimeout), store_error (record not stored), store_error_open, store_error_closed.",
 		}, []string{"route", "result"}),
 		bodies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_extproc_bodies_total",
-			Help: "Bodies the processors could not inspect, by direction and reason (over_limit, not_sent, uninspectable, not_json) and the action taken (skipped, rejected).",
+			Help: "Bodies the processors could not inspect, by direction and reason (over_limit, not_sent, uninspectable, not_json, trailing_data, duplicate_names) and the action taken (skipped, rejected).",
 		}, []string{"route", "direction", "reason", "action"}),
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_extproc_route_lookups_total",

@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse/gatehouse/extproc/redact"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/contract"
+	"github.com/gatehouse/gatehouse/internal/jsonx"
 	"github.com/gatehouse/gatehouse/internal/routematch"
 )
 
@@ -50,8 +51,10 @@ type route struct {
 	idem     *idemPolicy
 	limit    int64
 	reject   bool // onLargeBody: reject
-	needs    config.ExtProcNeeds
-	m        *routeMetrics
+	// json are the departures from strict JSON the route's bodies may take.
+	json  jsonx.Rules
+	needs config.ExtProcNeeds
+	m     *routeMetrics
 	// pre and post are the views of the route that each ext_proc stage
 	// runs (stages.go); nil on the views themselves.
 	pre, post *route
@@ -94,6 +97,7 @@ func compile(ctx context.Context, cfg *config.Config, m *metrics) (*runtime, err
 		}
 		r.limit = e.BodyLimit(cfg)
 		r.reject = e.OnLargeBody == config.LargeBodyReject
+		r.json = jsonx.Rules{AllowTrailingData: e.JSON.TrailingData == config.JSONAllow, AllowDuplicateNames: e.JSON.DuplicateNames == config.JSONAllow}
 		if e.Hygiene != nil {
 			r.hygiene = hygiene.New(cfg.ExtProc.Hygiene, e.Hygiene)
 			var m mutation
@@ -116,6 +120,7 @@ func compile(ctx context.Context, cfg *config.Config, m *metrics) (*runtime, err
 			red, rerr := redact.New(redact.Options{
 				Paths: rd.Paths, Mask: rd.Mask, NationalIDPatterns: patterns,
 				Email: rd.Detectors.Email, Cards: rd.Detectors.Cards, NationalIDs: rd.Detectors.NationalIDs, BearerTokens: rd.Detectors.BearerTokens,
+				JSON: r.json,
 			})
 			if rerr != nil {
 				errs = append(errs, &config.FieldError{Path: p.Field("redact").Field("paths"), Msg: strings.TrimPrefix(rerr.Error(), "redact: ")})
@@ -178,11 +183,12 @@ func loadContract(ctx context.Context, o *config.RouteOpenAPI, cache map[[32]byt
 		}
 		src = openapi.Source{Data: data, File: o.File.String()}
 	}
-	key := sha256.Sum256(append([]byte(src.File+"\x00"+o.BasePath+"\x00"), src.Data...))
+	set := openapi.Settings{BasePath: o.BasePath, IgnoreFormats: !o.CheckFormats}
+	key := sha256.Sum256(append([]byte(fmt.Sprintf("%s\x00%s\x00%t\x00", src.File, o.BasePath, set.IgnoreFormats)), src.Data...))
 	if c, ok := cache[key]; ok {
 		return c, nil
 	}
-	c, err := openapi.Load(ctx, src, o.BasePath)
+	c, err := openapi.Load(ctx, src, set)
 	if err != nil {
 		return nil, err
 	}

@@ -157,6 +157,7 @@ func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) (err err
 			}
 			return status.Errorf(codes.Unavailable, "extproc: send: %v", serr)
 		}
+		st.delivered()
 		if st.done {
 			return nil // Envoy sends nothing after an immediate response
 		}

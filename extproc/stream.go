@@ -271,11 +271,21 @@ func (s *stream) timed(proc string, f func()) {
 	s.srv.m.procObs[proc].Observe(time.Since(t0).Seconds())
 }
 
-// finish ends the stream: a key still held (the request never got a
-// response: cancelled, reset, failed upstream) is released, the span ends
-// and the outcome is counted.
+// finish ends the stream: a key still held is released when the request
+// never went on, and left held (until lockTimeout) when it did; the span
+// ends and the outcome is counted.
 func (s *stream) finish(err error) {
-	if s.idem.held {
+	switch {
+	case s.idem.held && s.idem.forwarded:
+		// Reset (or failed) after the request went on: the upstream may
+		// have run it, and no response says otherwise. The key stays
+		// held until lockTimeout, so that a retry gets 409 rather than
+		// a second execution (draft-ietf-httpapi-idempotency-key-header
+		// §2.6).
+		s.idem.held = false
+		s.route.m.idempotency("held")
+	case s.idem.held:
+		// Ended before the request went on: nothing ran, a retry may.
 		// The stream's context is gone; release on a fresh one, bounded.
 		s.deadline = time.Now().Add(s.rt.timeout)
 		s.release(context.Background(), "released")
@@ -311,5 +321,15 @@ func (s *stream) finish(err error) {
 		s.route.m.cancelled.Inc()
 	default:
 		s.route.m.continued.Inc()
+	}
+}
+
+// delivered is called once an answer has reached the transport. After the
+// answer that let a request holding an idempotency key go on, the
+// upstream may run it whatever happens to this stream: from then on the
+// key is only given up for a response that says the request did not run.
+func (s *stream) delivered() {
+	if s.idem.held {
+		s.idem.forwarded = true
 	}
 }
