@@ -49,12 +49,8 @@ func (t *translator) listener(l *config.Listener, p config.Path) (*listenerv3.Li
 	}
 	filters := t.filters
 	hcm := &hcmv3.HttpConnectionManager{
-		StatPrefix: l.Name,
-		CodecType:  hcmv3.HttpConnectionManager_AUTO,
-		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-			ConfigSource:    adsSource(),
-			RouteConfigName: RouteConfigName(l),
-		}},
+		StatPrefix:  l.Name,
+		CodecType:   hcmv3.HttpConnectionManager_AUTO,
 		HttpFilters: filters,
 		// Ports are stripped before the virtual host is chosen, as
 		// internal/routematch does, so that both pick the same route.
@@ -76,6 +72,7 @@ func (t *translator) listener(l *config.Listener, p config.Path) (*listenerv3.Li
 			HeadersWithUnderscoresAction: corev3.HttpProtocolOptions_REJECT_REQUEST,
 		},
 	}
+	t.setRoutes(hcm, l)
 	hcmAny, err := toAny(hcm)
 	if err != nil {
 		return nil, err

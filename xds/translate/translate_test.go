@@ -52,7 +52,7 @@ func loadString(t testing.TB, yaml string) *config.Config {
 
 // TestGolden translates each case of testdata/golden: a directory per
 // case, config.yaml in, and out the resources it renders, one file per
-// type (listeners.yaml, routes.yaml, clusters.yaml, endpoints.yaml; a type
+// type (listeners.yaml, routes.yaml, scoped_routes.yaml, clusters.yaml, endpoints.yaml; a type
 // with no resource has no file). go test -update rewrites the outputs and
 // deletes those no case renders any more.
 func TestGolden(t *testing.T) {
@@ -78,7 +78,7 @@ func TestGolden(t *testing.T) {
 				}
 				for typ, msgs := range map[string][]proto.Message{
 					"listeners": msgs(res.Listeners), "routes": msgs(res.Routes),
-					"clusters": msgs(res.Clusters), "endpoints": msgs(res.Endpoints),
+					"clusters": msgs(res.Clusters), "endpoints": msgs(res.Endpoints), "scoped_routes": msgs(res.ScopedRoutes),
 				} {
 					if len(msgs) > 0 {
 						out := filepath.Join(dir, typ+".yaml")
