@@ -28,10 +28,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/xds"
 
 	"github.com/gatehouse/gatehouse/cmd/gatehouse/app"
@@ -293,7 +295,30 @@ func TestGRPCClientExtProc(t *testing.T) {
 	defer cancel()
 	b := &backend{seen: map[string]metadata.MD{}}
 	g := serveProcess(t, b)
-	checkExtProc(t, ctx, g, b, dial(t, g, insecureCreds, ""))
+	client := dial(t, g, insecureCreds, "")
+	checkExtProc(t, ctx, g, b, client)
+
+	// gatehouse gone (xDS and ext_proc): the client keeps its config; the
+	// route with processors fails closed (extprocFailureMode), the route
+	// without goes on.
+	g.(process).g.Kill()
+	var err error
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err = client.UnaryCall(cctx, &testpb.SimpleRequest{})
+		ccancel()
+		if err != nil {
+			break
+		}
+	}
+	if status.Code(err) != codes.Internal || !strings.Contains(err.Error(), "extproc") {
+		t.Errorf("UnaryCall() with ext_proc gone = %v; want INTERNAL from the client's ext_proc filter (fail closed)", err)
+	}
+	cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+	defer ccancel()
+	if _, err := client.EmptyCall(cctx, &testpb.Empty{}); err != nil {
+		t.Errorf("EmptyCall() with gatehouse gone = %v; want the route without processors served from the client's config", err)
+	}
 }
 
 const insecureCreds = `{"type": "insecure"}`
