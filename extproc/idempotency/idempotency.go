@@ -127,8 +127,9 @@ type Record struct {
 
 // Storable reports whether a response with status should be stored and
 // replayed. Responses that say the request did not run (or may not have)
-// free the key instead, so that a retry runs it: 401/403 (refused by
-// ext_authz, which runs after ext_proc), 408, 425, 429 (rate limited), and
+// free the key instead, so that a retry runs it: 401/403 (refused by the
+// upstream, or by ext_authz where one ext_proc filter runs in front of
+// it), 408, 425, 429 (rate limited), and
 // 502/503/504 (the upstream was not reached or did not answer). Every
 // other status, 500 included, is what the endpoint did and is replayed,
 // as Stripe does. A status that Envoy's ImmediateResponse cannot carry
