@@ -44,6 +44,8 @@ func partialType(typeURL string) bool { return snapshot.Chunked(typeURL) }
 // partialWatch is an open request: State of the World (req, ch) or Delta
 // (dreq, dch).
 type partialWatch struct {
+	id      int64
+	queued  bool // waiting in s.waiting for the in-flight budget
 	node    string
 	flavour snapshot.Flavour
 	typeURL string
@@ -75,17 +77,22 @@ func (s *Server) watchPartial(w *partialWatch) (func(), error) {
 	if freed {
 		defer s.retryWaitingLocked()
 	}
+	s.deferredNow = false
 	if s.respondPartialLocked(w) {
 		return func() {}, nil
 	}
 	s.watchSeq++
 	id := s.watchSeq
+	w.id = id
 	ws := s.watches[w.node]
 	if ws == nil {
 		ws = map[int64]*partialWatch{}
 		s.watches[w.node] = ws
 	}
 	ws[id] = w
+	if s.deferredNow {
+		s.enqueueLocked(w)
+	}
 	return func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -115,8 +122,12 @@ func (s *Server) respondPartialsLocked(node string) {
 		return ids[i] < ids[j]
 	})
 	for _, id := range ids {
-		if s.respondPartialLocked(ws[id]) {
+		w := ws[id]
+		s.deferredNow = false
+		if s.respondPartialLocked(w) {
 			delete(ws, id)
+		} else if s.deferredNow {
+			s.enqueueLocked(w)
 		}
 	}
 	if len(ws) == 0 {
@@ -332,6 +343,7 @@ func (s *Server) admitLocked(key string, size int) bool {
 	}
 	if s.inflight > 0 && s.inflight+size > s.inflightBudget {
 		s.m.deferred.Inc()
+		s.deferredNow = true
 		return false
 	}
 	s.inflight += size
@@ -351,19 +363,37 @@ func (s *Server) releaseLocked(key string) bool {
 	return true
 }
 
-// retryWaitingLocked answers the watches that waited for the budget, in
-// node order, while it lasts.
-func (s *Server) retryWaitingLocked() {
-	nodes := make([]string, 0, len(s.watches))
-	for n := range s.watches {
-		nodes = append(nodes, n)
+func (s *Server) enqueueLocked(w *partialWatch) {
+	if !w.queued {
+		w.queued = true
+		s.waiting = append(s.waiting, w)
 	}
-	sort.Strings(nodes)
-	for _, n := range nodes {
-		if s.inflight >= s.inflightBudget {
+}
+
+// retryWaitingLocked answers the watches that waited for the budget, in
+// the order they came, while it lasts. Only those are looked at: a
+// thousand nodes syncing cost one try per freed response, not one per
+// node.
+func (s *Server) retryWaitingLocked() {
+	for n := len(s.waiting); n > 0 && len(s.waiting) > 0 && s.inflight < s.inflightBudget; n-- {
+		w := s.waiting[0]
+		s.waiting[0] = nil
+		s.waiting = s.waiting[1:]
+		w.queued = false
+		ws := s.watches[w.node]
+		if ws[w.id] != w {
+			continue // answered or cancelled meanwhile
+		}
+		s.deferredNow = false
+		if s.respondPartialLocked(w) {
+			delete(ws, w.id)
+			if len(ws) == 0 {
+				delete(s.watches, w.node)
+			}
+		} else if s.deferredNow {
+			s.enqueueLocked(w)
 			return
 		}
-		s.respondPartialsLocked(n)
 	}
 }
 

@@ -69,8 +69,12 @@ type Server struct {
 	// node and type (partial.go).
 	inflight int
 	held     map[string]int
-	// largeResponse and inflightBudget are the bounds of admitLocked.
+	// largeResponse and inflightBudget are the bounds of admitLocked;
+	// waiting are the watches it deferred, in order; deferredNow says
+	// whether the last respondPartialLocked was deferred.
 	largeResponse, inflightBudget int
+	waiting                       []*partialWatch
+	deferredNow                   bool
 }
 
 // New builds the server. It serves nothing until the first Push.
