@@ -117,6 +117,25 @@ type ServicesTLS struct {
 	Certificate SDSSecret `yaml:"certificate"`
 	// Validation is the SDS secret of the roots that verify gatehouse.
 	Validation SDSSecret `yaml:"validation"`
+	// GRPCCertificateProviders is how proxyless gRPC clients speak mTLS to
+	// gatehouse's ext_proc server (routes of grpc listeners with
+	// processors): certificate provider instances of the clients' own
+	// bootstrap, so that they too pick up a rotated certificate without a
+	// push. They verify gatehouse's certificate against the host of
+	// xds.services.extproc.
+	GRPCCertificateProviders *GRPCCertificateProviders `yaml:"grpcCertificateProviders,omitempty"`
+}
+
+// GRPCCertificateProviders name certificate provider instances in the
+// certificate_providers of proxyless gRPC clients' bootstrap (gRFC A29;
+// file_watcher reads and re-reads PEM files).
+type GRPCCertificateProviders struct {
+	// Identity is the instance of the client certificate a gRPC client
+	// presents to gatehouse (server.tls must allow it for extproc).
+	Identity string `yaml:"identity"`
+	// Roots is the instance of the roots that verify gatehouse's
+	// certificate; it may be the same instance as Identity.
+	Roots string `yaml:"roots"`
 }
 
 // SDSSecret names a secret Envoy fetches itself: from a file it watches

@@ -23,6 +23,39 @@ const (
 	// xds sets to the route id.
 	ExtProcRouteAttribute = "xds.route_name"
 
+	// ExtProcPreAuthzFilterName and ExtProcPostAuthzFilterName name the
+	// two ext_proc stages of gatehouse's filter chain: the first runs
+	// before ext_authz (header hygiene: what must happen before anyone
+	// looks at the request), the second after ext_authz and the rate
+	// limit (contract validation, idempotency, redaction: only for
+	// callers already let in). Envoy keys a route's per-filter config by
+	// these names.
+	ExtProcPreAuthzFilterName  = ExtProcFilterName + "." + ExtProcStagePreAuthz
+	ExtProcPostAuthzFilterName = ExtProcFilterName + "." + ExtProcStagePostAuthz
+
+	// ExtProcStageMetadata is the gRPC metadata key (the filter's
+	// grpc_service.initial_metadata) that tells the ext_proc server which
+	// stage opened a stream. A stream without it runs every processor of
+	// the route, as one ext_proc filter of a hand-written Envoy config
+	// expects.
+	ExtProcStageMetadata = "x-gatehouse-extproc-stage"
+	// ExtProcStagePreAuthz and ExtProcStagePostAuthz are its values.
+	ExtProcStagePreAuthz  = "pre_authz"
+	ExtProcStagePostAuthz = "post_authz"
+	// ExtProcRouteMetadata is the gRPC metadata key of the ext_proc
+	// stream that carries the route id from a proxyless gRPC client: xds
+	// sets it in the route's grpc_service override, since the client's
+	// filter does not implement the xds.route_name attribute.
+	ExtProcRouteMetadata = "x-gatehouse-extproc-route"
+
+	// ExtProcPathAttribute and ExtProcHostAttribute are the request
+	// attributes a proxyless gRPC client's ext_proc filter (gRFC A93)
+	// offers in place of xds.route_name, which it does not implement: the
+	// RPC's method path (/package.Service/Method) and its authority. The
+	// ext_proc server matches the route of a gRPC stream by them.
+	ExtProcPathAttribute = "request.path"
+	ExtProcHostAttribute = "request.host"
+
 	// RouteMetadataNamespace is the route metadata (filter_metadata)
 	// namespace xds writes on every route, holding RouteMetadataID. Access
 	// logs and ext_proc metadata_options can forward it.
