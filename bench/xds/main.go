@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strings"
@@ -51,6 +52,7 @@ var (
 	clusters = flag.Int("clusters", 1000, "clusters in the config")
 	rounds   = flag.Int("rounds", 5, "route changes per mode")
 	timeout  = flag.Duration("timeout", 120*time.Second, "give up after this long")
+	cpuProf  = flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
 	modes    = flag.String("modes", "sotw,delta,mixed", "sotw, delta, mixed (every other client Delta), comma-separated; both means sotw,delta")
 )
 
@@ -64,6 +66,17 @@ func run() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
+	if *cpuProf != "" {
+		f, err := os.Create(*cpuProf)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	cfgAt := func(routeVariant, clusterVariant int) (*config.Config, error) {
 		y := xdstest.YAML(*routes, *clusters, 50, "127.0.0.1:0", routeVariant)
