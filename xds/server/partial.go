@@ -2,12 +2,12 @@ package server
 
 import (
 	"maps"
+	"slices"
 	"sort"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/gatehouse/gatehouse/xds/snapshot"
@@ -114,11 +114,11 @@ func (s *Server) respondPartialsLocked(node string) {
 	for id := range ws {
 		ids = append(ids, id)
 	}
-	// Load assignments before route configurations, as the cache orders.
+	// In the order Envoy applies types (clusters first, routes last).
 	sort.Slice(ids, func(i, j int) bool {
-		a, b := ws[ids[i]].typeURL, ws[ids[j]].typeURL
+		a, b := slices.Index(snapshot.TypeURLs, ws[ids[i]].typeURL), slices.Index(snapshot.TypeURLs, ws[ids[j]].typeURL)
 		if a != b {
-			return a == resourcev3.EndpointType
+			return a < b
 		}
 		return ids[i] < ids[j]
 	})

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -95,8 +96,8 @@ type Set struct {
 	hashes map[string]map[string]string
 	// sizes holds each resource's encoded size by type URL and name.
 	sizes map[string]map[string]int
-	// served holds the pre-encoded shells served in place of route
-	// configurations and load assignments (see preEncoded).
+	// served holds the pre-encoded shells served in place of every
+	// resource (see preEncoded).
 	served map[types.Resource]types.Resource
 	// anys holds each shell's encoding as an Any, shared by every
 	// State-of-the-World response that carries it (AnyOf).
@@ -264,9 +265,7 @@ func (s *Set) hashAll(res *translate.Resources) error {
 				return
 			}
 			e.hash = hashOf(e.b)
-			if Chunked(e.typ) {
-				e.shell, e.err = preEncoded(e.r, e.b)
-			}
+			e.shell, e.err = preEncoded(e.r, e.b)
 		}
 	})
 	all := sha256.New()
@@ -378,6 +377,9 @@ func (s *Set) snapshot(sub *translate.Resources, f Flavour) (*cachev3.Snapshot, 
 		return nil, fmt.Errorf("inconsistent snapshot: %w", err)
 	}
 	snap := &cachev3.Snapshot{VersionMap: map[string]map[string]string{}}
+	// The real resources, for go-control-plane's consistency check (it
+	// reads clusters and listeners; the served snapshot holds shells).
+	real := &cachev3.Snapshot{}
 	for _, typ := range TypeURLs {
 		items := resourcesOf(sub, typ)
 		names := make([]string, 0, len(items))
@@ -416,6 +418,7 @@ func (s *Set) snapshot(sub *translate.Resources, f Flavour) (*cachev3.Snapshot, 
 			fmt.Fprintf(h, "%s\x00%s\n", n, vm[n])
 		}
 		version := hex.EncodeToString(h.Sum(nil)[:8])
+		real.Resources[cachev3.GetResponseType(typ)] = cachev3.NewResources(version, slices.Clone(items))
 		for i, r := range items {
 			if shell, ok := s.served[r]; ok {
 				items[i] = shell
@@ -437,7 +440,7 @@ func (s *Set) snapshot(sub *translate.Resources, f Flavour) (*cachev3.Snapshot, 
 	// go-control-plane's own check too; it cannot see the route
 	// configurations of API listeners, so gRPC snapshots rely on ours.
 	if f == Envoy {
-		if err := snap.Consistent(); err != nil {
+		if err := real.Consistent(); err != nil {
 			return nil, fmt.Errorf("inconsistent snapshot: %w", err)
 		}
 	}
