@@ -168,6 +168,9 @@ func (r *Route) validate(p Path, c *Config, errs *Errors) {
 	if r.ExtProc != nil {
 		r.ExtProc.validate(p.Field("extproc"), c, errs)
 	}
+	if r.Budget != nil {
+		r.Budget.validate(p.Field("budget"), c, errs)
+	}
 }
 
 var httpToken = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")

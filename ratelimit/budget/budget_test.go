@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 	"github.com/gatehouse/gatehouse/ratelimit/algo"
 )
@@ -301,5 +302,13 @@ func TestTightest(t *testing.T) {
 	o.Windows[1].Used = 1000
 	if got := o.Tightest(ls); got != 1 {
 		t.Errorf("Tightest = %d; want 1 (the month is spent)", got)
+	}
+}
+
+// The config's bound is this package's: an amount config accepts is one
+// the scripts count exactly.
+func TestMaxAmountMatchesConfig(t *testing.T) {
+	if MaxAmount != config.MaxBudgetAmount {
+		t.Fatalf("MaxAmount = %d, config.MaxBudgetAmount = %d", MaxAmount, config.MaxBudgetAmount)
 	}
 }

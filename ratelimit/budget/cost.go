@@ -3,99 +3,21 @@ package budget
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/gatehouse/gatehouse/internal/jsonpath"
 )
 
-// Path is a JSON path of the form the budget config accepts: $ followed
-// by .name and [index] steps ("$.usage.total_tokens", "$.choices[0].n").
-type Path struct {
-	steps []pathStep
-	src   string
-}
-
-type pathStep struct {
-	key   string
-	index int // -1: a key step
-}
-
-// ParsePath reads a JSON path.
-func ParsePath(s string) (Path, error) {
-	if !strings.HasPrefix(s, "$") {
-		return Path{}, fmt.Errorf("budget: %q is not a JSON path; start it with $, as in $.usage.total_tokens", s)
-	}
-	p := Path{src: s}
-	rest := s[1:]
-	for rest != "" {
-		switch rest[0] {
-		case '.':
-			rest = rest[1:]
-			n := strings.IndexAny(rest, ".[")
-			if n < 0 {
-				n = len(rest)
-			}
-			if n == 0 {
-				return Path{}, fmt.Errorf("budget: JSON path %q has an empty name", s)
-			}
-			p.steps = append(p.steps, pathStep{key: rest[:n], index: -1})
-			rest = rest[n:]
-		case '[':
-			end := strings.IndexByte(rest, ']')
-			if end < 0 {
-				return Path{}, fmt.Errorf("budget: JSON path %q has an unclosed [", s)
-			}
-			i, err := strconv.Atoi(rest[1:end])
-			if err != nil || i < 0 || i > 1<<20 {
-				return Path{}, fmt.Errorf("budget: JSON path %q: %q is not an array index", s, rest[1:end])
-			}
-			p.steps = append(p.steps, pathStep{index: i})
-			rest = rest[end+1:]
-		default:
-			return Path{}, fmt.Errorf("budget: JSON path %q: expected . or [ at %q", s, rest)
-		}
-	}
-	if len(p.steps) == 0 {
-		return Path{}, fmt.Errorf("budget: JSON path %q selects the whole document, not a number", s)
-	}
-	return p, nil
-}
-
-// String returns the path as written.
-func (p Path) String() string { return p.src }
-
-// IsZero reports whether p is no path.
-func (p Path) IsZero() bool { return len(p.steps) == 0 }
-
-// Lookup reads the number at p in a JSON document: a non-negative number
+// Lookup reads the cost at p in a JSON document: a non-negative number
 // (a fraction is rounded up) of at most MaxAmount. ok is false when the
 // document is not JSON, has nothing at p, or something else than such a
 // number.
-func (p Path) Lookup(doc []byte) (n uint64, ok bool) {
-	if p.IsZero() {
+func Lookup(p jsonpath.Path, doc []byte) (uint64, bool) {
+	v, ok := p.Lookup(doc)
+	if !ok {
 		return 0, false
-	}
-	d := json.NewDecoder(bytes.NewReader(doc))
-	d.UseNumber()
-	var v any
-	if d.Decode(&v) != nil {
-		return 0, false
-	}
-	for _, s := range p.steps {
-		if s.index < 0 {
-			m, isObj := v.(map[string]any)
-			if !isObj {
-				return 0, false
-			}
-			v = m[s.key]
-			continue
-		}
-		a, isArr := v.([]any)
-		if !isArr || s.index >= len(a) {
-			return 0, false
-		}
-		v = a[s.index]
 	}
 	num, isNum := v.(json.Number)
 	if !isNum {
@@ -128,7 +50,7 @@ const maxSSELine = 1 << 20
 // (OpenAI-style streams send usage in their last data event, before
 // "data: [DONE]"). It holds at most one line and one event's data.
 type SSE struct {
-	path  Path
+	path  jsonpath.Path
 	line  []byte
 	data  []byte
 	skip  bool // the current line is over maxSSELine: drop it
@@ -138,7 +60,7 @@ type SSE struct {
 }
 
 // NewSSE makes a scanner for path.
-func NewSSE(path Path) *SSE { return &SSE{path: path} }
+func NewSSE(path jsonpath.Path) *SSE { return &SSE{path: path} }
 
 // Write takes the next chunk of the stream.
 func (s *SSE) Write(chunk []byte) {
@@ -212,7 +134,7 @@ func (s *SSE) dispatch() {
 	if len(s.data) == 0 {
 		return
 	}
-	if n, ok := s.path.Lookup(s.data); ok {
+	if n, ok := Lookup(s.path, s.data); ok {
 		s.cost, s.found = n, true
 	}
 	s.data = s.data[:0]

@@ -3,6 +3,8 @@ package budget
 import (
 	"strings"
 	"testing"
+
+	"github.com/gatehouse/gatehouse/internal/jsonpath"
 )
 
 func TestPath(t *testing.T) {
@@ -22,22 +24,22 @@ func TestPath(t *testing.T) {
 		{"$.choices[2].n", 0, false},
 		{"$.usage[0]", 0, false},
 	} {
-		p, err := ParsePath(tc.path)
+		p, err := jsonpath.Parse(tc.path)
 		if err != nil {
-			t.Fatalf("ParsePath(%q) = %v", tc.path, err)
+			t.Fatalf("jsonpath.Parse(%q) = %v", tc.path, err)
 		}
-		got, ok := p.Lookup(doc)
+		got, ok := Lookup(p, doc)
 		if got != tc.want || ok != tc.wantOK {
 			t.Errorf("Lookup(%q) = %d, %v; want %d, %v", tc.path, got, ok, tc.want, tc.wantOK)
 		}
 	}
 	for _, bad := range []string{"", "usage", "$", "$.", "$.a..b", "$[x]", "$[1", "$a"} {
-		if _, err := ParsePath(bad); err == nil {
-			t.Errorf("ParsePath(%q) = nil error; want one", bad)
+		if _, err := jsonpath.Parse(bad); err == nil {
+			t.Errorf("jsonpath.Parse(%q) = nil error; want one", bad)
 		}
 	}
-	p, _ := ParsePath("$.a")
-	if _, ok := p.Lookup([]byte("not json")); ok {
+	p, _ := jsonpath.Parse("$.a")
+	if _, ok := Lookup(p, []byte("not json")); ok {
 		t.Error("Lookup of a non-JSON body found a cost")
 	}
 }
@@ -52,7 +54,7 @@ func TestSSE(t *testing.T) {
 		"data: \"usage\":{\"total_tokens\":17}}\n\n" +
 		"data: {\"usage\":{\"total_tokens\":23}}\n\n" +
 		"data: [DONE]\n\n"
-	p, _ := ParsePath("$.usage.total_tokens")
+	p, _ := jsonpath.Parse("$.usage.total_tokens")
 	for i := 0; i <= len(stream); i++ {
 		s := NewSSE(p)
 		s.Write([]byte(stream[:i]))
@@ -80,7 +82,7 @@ func TestSSE(t *testing.T) {
 func FuzzSSE(f *testing.F) {
 	f.Add([]byte("data: {\"usage\":{\"total_tokens\":23}}\n\n"), 3)
 	f.Add([]byte("data: a\r\ndata: b\r\n\r\n:x\n"), 1)
-	p, _ := ParsePath("$.usage.total_tokens")
+	p, _ := jsonpath.Parse("$.usage.total_tokens")
 	f.Fuzz(func(t *testing.T, b []byte, split int) {
 		whole := NewSSE(p)
 		whole.Write(b)
