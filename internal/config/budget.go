@@ -84,7 +84,8 @@ type BudgetReserve struct {
 	JSONPath JSONPath `yaml:"jsonPath,omitempty"`
 	// Min is the least a request reserves, whatever it declares.
 	Min uint64 `yaml:"min,omitempty"`
-	// Max caps the estimate; 0 caps it at the smallest window of the tier.
+	// Max caps the estimate. An estimate is never more than the tier's
+	// smallest window either: one larger could never be admitted.
 	Max uint64 `yaml:"max,omitempty"`
 }
 

@@ -1,0 +1,185 @@
+package extproc
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+
+	"github.com/gatehouse/gatehouse/internal/component"
+	"github.com/gatehouse/gatehouse/internal/contract"
+)
+
+const budgetConfig = `extproc: {}
+routes:
+  - id: chat
+    match: {prefix: /v1/chat}
+    budget:
+      name: tokens
+      tiers:
+        free: [{amount: 1000, per: month, calendar: true}]
+        gold: []
+      default: [{amount: 100, per: day}]
+      reserve: {jsonPath: $.max_tokens, fixed: 200, max: 500}
+      cost: {from: json, jsonPath: $.usage.total_tokens}
+  - id: hdr
+    match: {prefix: /hdr}
+    budget:
+      name: credits
+      unit: credits
+      default: [{amount: 50, per: minute}]
+      reserve: {header: x-estimate, fixed: 10}
+      cost: {from: header, header: x-cost}
+`
+
+// budgetCall drives one budget-stage stream and ends it as Process does.
+func budgetCall(t *testing.T, s *Server, msgs ...*extprocv3.ProcessingRequest) []*extprocv3.ProcessingResponse {
+	t.Helper()
+	st := &budgetStream{srv: s, rt: s.rt.Load()}
+	defer st.finish()
+	var out []*extprocv3.ProcessingResponse
+	for _, m := range msgs {
+		resp, err := st.handle(context.Background(), m)
+		if err != nil {
+			t.Fatalf("handle: %v", err)
+		}
+		if resp != nil {
+			if err := resp.ValidateAll(); err != nil {
+				t.Errorf("answer fails Envoy's validation: %v", err)
+			}
+			out = append(out, resp)
+		}
+		if st.done {
+			break
+		}
+	}
+	return out
+}
+
+// withIdentity adds ext_authz's dynamic metadata as Envoy forwards it.
+func withIdentity(req *extprocv3.ProcessingRequest, tier, subject string) *extprocv3.ProcessingRequest {
+	req.MetadataContext = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{contract.AuthzFilterName: {Fields: map[string]*structpb.Value{
+		contract.MetaTier: structpb.NewStringValue(tier), contract.MetaSubject: structpb.NewStringValue(subject),
+	}}}}
+	return req
+}
+
+func chatRequest(tier, subject, body string) []*extprocv3.ProcessingRequest {
+	return []*extprocv3.ProcessingRequest{
+		withIdentity(requestHeaders("chat", false, buffered, ":method", "POST", ":path", "/v1/chat", "x-request-id", "rq"), tier, subject),
+		requestBody(body, true),
+	}
+}
+
+func headerOf(c *extprocv3.CommonResponse, name string) []string {
+	var out []string
+	for _, h := range c.GetHeaderMutation().GetSetHeaders() {
+		if h.GetHeader().GetKey() == name {
+			out = append(out, string(h.GetHeader().GetRawValue()))
+		}
+	}
+	return out
+}
+
+func immediateHeader(r *extprocv3.ProcessingResponse, name string) string {
+	for _, h := range r.GetImmediateResponse().GetHeaders().GetSetHeaders() {
+		if h.GetHeader().GetKey() == name {
+			return string(h.GetHeader().GetRawValue())
+		}
+	}
+	return ""
+}
+
+func TestBudgetStage(t *testing.T) {
+	s, reg := testServer(t, testConfig(t, budgetConfig), component.Deps{})
+	_ = reg
+	cost := func(kind string) float64 { return testutil.ToFloat64(s.bm.costs.WithLabelValues("chat", "free", kind)) }
+
+	// 1. A JSON answer: 300 reserved (max_tokens), 120 spent, 180 refunded.
+	out := budgetCall(t, s, append(chatRequest("free", "alice", `{"max_tokens":300}`),
+		responseHeaders(false, ":status", "200", "content-type", "application/json"),
+		responseBody(`{"usage":{"total_tokens":`, false), responseBody(`120}}`, true))...)
+	if got := headerOf(out[1].GetRequestBody().GetResponse(), HeaderBudgetRemaining); len(got) != 1 || got[0] != "700" {
+		t.Errorf("upstream %s = %v; want [700]", HeaderBudgetRemaining, got)
+	}
+	rh := out[2].GetResponseHeaders().GetResponse()
+	if got := headerOf(rh, headerRateLimit); len(got) != 1 || !strings.HasPrefix(got[0], `"tokens-1moc";r=700;t=`) {
+		t.Errorf("RateLimit = %v", got)
+	}
+	if got := headerOf(rh, headerRateLimitPolicy); len(got) != 1 || got[0] != `"tokens-1moc";q=1000;w=2592000;qu="tokens"` {
+		t.Errorf("RateLimit-Policy = %v", got)
+	}
+	if cost("reserved") != 300 || cost("settled") != 120 || cost("refunded") != 180 {
+		t.Errorf("costs reserved %v settled %v refunded %v; want 300, 120, 180", cost("reserved"), cost("settled"), cost("refunded"))
+	}
+
+	// 2. A stream: the last usage event is the cost; max_tokens over the
+	// cap reserves the cap (500).
+	budgetCall(t, s, append(chatRequest("free", "alice", `{"max_tokens":9000,"stream":true}`),
+		responseHeaders(false, ":status", "200", "content-type", "text/event-stream"),
+		responseBody("data: {\"usage\":null}\n\n", false),
+		responseBody("data: {\"usage\":{\"total_tokens\":700}}\n\ndata: [DONE]\n\n", true))...)
+	if cost("reserved") != 800 || cost("settled") != 820 || cost("extra") != 200 {
+		t.Errorf("after the stream: reserved %v settled %v extra %v; want 800, 820, 200", cost("reserved"), cost("settled"), cost("extra"))
+	}
+
+	// 3. Spent 820 of 1000: a reservation of 200 (no max_tokens: fixed)
+	// is refused with 429 and the budget's headers.
+	out = budgetCall(t, s, chatRequest("free", "alice", `{}`)...)
+	ir := out[len(out)-1].GetImmediateResponse()
+	if ir.GetStatus().GetCode() != 429 || immediateHeader(out[len(out)-1], HeaderBudgetRemaining) != "0" ||
+		!strings.HasPrefix(immediateHeader(out[len(out)-1], headerRateLimit), `"tokens-1moc";r=0;`) || immediateHeader(out[len(out)-1], headerRetryAfter) == "" {
+		t.Errorf("exhausted: %v", ir)
+	}
+	// Another subject has a budget of its own; an unlisted tier the
+	// default's (100 a day: the estimate is capped at it).
+	out = budgetCall(t, s, chatRequest("free", "bob", `{}`)...)
+	if got := headerOf(out[1].GetRequestBody().GetResponse(), HeaderBudgetRemaining); len(got) != 1 || got[0] != "800" {
+		t.Errorf("bob: remaining %v; want [800]", got)
+	}
+	out = budgetCall(t, s, chatRequest("silver", "carol", `{}`)...)
+	if got := headerOf(out[1].GetRequestBody().GetResponse(), HeaderBudgetRemaining); len(got) != 1 || got[0] != "0" {
+		t.Errorf("carol (default 100, capped estimate 100): remaining %v; want [0]", got)
+	}
+	// A tier with an empty list is not limited.
+	out = budgetCall(t, s, chatRequest("gold", "dave", `{}`)...)
+	if len(out) == 0 || out[0].GetRequestHeaders() == nil || len(headerOf(out[0].GetRequestHeaders().GetResponse(), HeaderBudgetRemaining)) != 0 {
+		t.Errorf("gold: %v", out)
+	}
+	if got := testutil.ToFloat64(s.bm.requests.WithLabelValues("chat", "unlimited", "unlimited")); got != 1 {
+		t.Errorf("unlimited requests = %v; want 1", got)
+	}
+}
+
+func TestBudgetSettleRules(t *testing.T) {
+	s, _ := testServer(t, testConfig(t, budgetConfig), component.Deps{})
+	hdr := func(kv ...string) *extprocv3.ProcessingRequest {
+		return requestHeaders("hdr", true, buffered, append([]string{":method", "GET", ":path", "/hdr", "x-gatehouse-tier", "t", "x-gatehouse-subject", "u"}, kv...)...)
+	}
+	settled := func() float64 { return testutil.ToFloat64(s.bm.costs.WithLabelValues("hdr", "default", "settled")) }
+	reserved := func() float64 { return testutil.ToFloat64(s.bm.costs.WithLabelValues("hdr", "default", "reserved")) }
+	// The cost header: 7 of an estimate of 20 (the request's header).
+	budgetCall(t, s, hdr("x-estimate", "20"), responseHeaders(true, ":status", "200", "x-cost", "7"))
+	if reserved() != 20 || settled() != 7 {
+		t.Errorf("header cost: reserved %v settled %v; want 20, 7", reserved(), settled())
+	}
+	// An error without a cost costs nothing.
+	budgetCall(t, s, hdr(), responseHeaders(true, ":status", "503"))
+	if reserved() != 30 || settled() != 7 {
+		t.Errorf("error status: reserved %v settled %v; want 30, 7", reserved(), settled())
+	}
+	// A request that ended before any response (client gone): the
+	// reservation is settled at the estimate (cost.unknown: reservation).
+	budgetCall(t, s, hdr())
+	if reserved() != 40 || settled() != 17 {
+		t.Errorf("cut short: reserved %v settled %v; want 40, 17", reserved(), settled())
+	}
+	if got := testutil.ToFloat64(s.bm.settlements.WithLabelValues("hdr", "settled")); got != 3 {
+		t.Errorf("settlements = %v; want 3 (each exactly once)", got)
+	}
+}
