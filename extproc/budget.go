@@ -36,15 +36,6 @@ var budgetDetails = map[string]string{
 	problemBudgetUnavailable: "gatehouse_budget_unavailable",
 }
 
-// StageMetadata is the gRPC metadata key the budget filter's ext_proc
-// stream carries (xds sets it in the filter's initial_metadata): such a
-// stream runs the post-authz budget stage, not the processors of the
-// first ext_proc filter.
-const StageMetadata = "x-gatehouse-extproc-stage"
-
-// StageBudget is StageMetadata's value for the budget stage.
-const StageBudget = "budget"
-
 // budgetPolicy is a route's compiled budget.
 type budgetPolicy struct {
 	name, unit string

@@ -74,7 +74,7 @@ type budgetStream struct {
 // stageOf reads the ext_proc stage a stream serves from its gRPC metadata.
 func stageOf(ctx context.Context) string {
 	md, _ := metadata.FromIncomingContext(ctx)
-	if v := md.Get(StageMetadata); len(v) > 0 {
+	if v := md.Get(contract.ExtProcStageMetadata); len(v) > 0 {
 		return v[0]
 	}
 	return ""

@@ -25,6 +25,7 @@ import (
 	"github.com/gatehouse/gatehouse/extproc/idempotency"
 	"github.com/gatehouse/gatehouse/internal/component"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/contract"
 	"github.com/gatehouse/gatehouse/ratelimit/budget"
 )
 
@@ -136,7 +137,7 @@ func (s *Server) Close(context.Context) error { return nil }
 // order until Envoy half-closes, cancels, or gatehouse answers with an
 // immediate response.
 func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) (err error) {
-	if stageOf(srv.Context()) == StageBudget {
+	if stageOf(srv.Context()) == contract.ExtProcStageBudget {
 		return s.processBudget(srv)
 	}
 	st := s.newStream()

@@ -23,6 +23,16 @@ const (
 	// xds sets to the route id.
 	ExtProcRouteAttribute = "xds.route_name"
 
+	// ExtProcBudgetFilterName is the second ext_proc filter, after
+	// ext_authz and the rate limit filters, that reserves and settles cost
+	// budgets: it sees the caller's verified identity, and a request the
+	// rate limiter refused reserves nothing. Its streams carry
+	// ExtProcStageMetadata: ExtProcStageBudget in their gRPC metadata, so
+	// that the ext_proc server knows which stage it serves.
+	ExtProcBudgetFilterName = ExtProcFilterName + ".budget"
+	ExtProcStageMetadata    = "x-gatehouse-extproc-stage"
+	ExtProcStageBudget      = "budget"
+
 	// RouteMetadataNamespace is the route metadata (filter_metadata)
 	// namespace xds writes on every route, holding RouteMetadataID. Access
 	// logs and ext_proc metadata_options can forward it.

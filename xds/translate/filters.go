@@ -50,6 +50,8 @@ type routeNeeds struct {
 	authz                           config.AuthzNeeds
 	extproc                         config.ExtProcNeeds
 	ratelimit                       config.RateLimitNeeds
+	// budget is the cost budget's processing (the budget filter).
+	budget config.BudgetNeeds
 	// authzFilterBody is set on every route when some route needs the
 	// body: the ext_authz filter then buffers bodies by default (see
 	// authzFilterBodySettings), and the other routes turn that off.
@@ -70,6 +72,7 @@ func needsOf(cfg *config.Config, r *config.Route) routeNeeds {
 	}
 	if n.extprocOn {
 		n.extproc = r.ExtProcNeeds(cfg)
+		n.budget = r.BudgetNeeds(cfg)
 	}
 	if n.ratelimitOn {
 		n.ratelimit = r.RateLimitNeeds(cfg)
@@ -138,7 +141,7 @@ func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 		out = append(out, &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}})
 		return nil
 	}
-	if (cfg.Authz != nil && (svc.AuthzFailureMode == config.FailOpen || t.authzAlt)) || cfg.RateLimit != nil {
+	if (cfg.Authz != nil && (svc.AuthzFailureMode == config.FailOpen || t.authzAlt)) || cfg.RateLimit != nil || t.budgets {
 		// When ext_authz cannot answer and fails open, it neither
 		// overwrites nor removes the identity headers, so a client's own
 		// x-gatehouse-subject would reach the upstream as if verified.
@@ -147,8 +150,9 @@ func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 		// refuses the request, and nothing needs removing; with closed
 		// and open routes side by side, the filter runs on all of them,
 		// which costs nothing where ext_authz overwrites them anyway.)
-		// The rate limit filters read the tier header, and the upstream
-		// the rate limiter's degraded mark: a client can send neither.
+		// The rate limit filters and the budget filter read the tier
+		// header, and the upstream the rate limiter's degraded mark: a
+		// client can send neither.
 		// The route's own removal of identity headers where ext_authz
 		// does not run comes too late for either (the router applies it).
 		muts := make([]*mutationrulesv3.HeaderMutation, 0, len(contract.IdentityHeaders)+1)
@@ -248,6 +252,13 @@ func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 			}
 		}
 	}
+	if t.budgets {
+		f, err := budgetFilter(svc)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
 	if err := add(filterRouter, &routerv3.Router{}); err != nil {
 		return nil, err
 	}
@@ -278,6 +289,13 @@ func perFilterConfig(id string, n *routeNeeds) (map[string]*anypb.Any, error) {
 		if err := set(filterExtProc, m); err != nil {
 			return nil, err
 		}
+	}
+	if n.budget.Enabled {
+		a, err := budgetPerRoute(n)
+		if err != nil {
+			return nil, err
+		}
+		out[filterBudget] = a
 	}
 	if n.authzOn && n.authzFilter != filterExtAuthz && !n.authz.Disabled {
 		// Checked by the second filter: the first one is off here.

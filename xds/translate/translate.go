@@ -132,6 +132,9 @@ type translator struct {
 	// set when routes need the other mode too (ratelimitmodes.go).
 	rlMode config.FailureMode
 	rlAlt  bool
+	// budgets is set when some route has a cost budget: the budget
+	// filter is then in the chain.
+	budgets bool
 }
 
 // addOrigin records that the resource (or route, or virtual host) called
@@ -156,6 +159,9 @@ func (t *translator) run() error {
 		t.needs[i] = needsOf(cfg, &cfg.Routes[i])
 		if n := &t.needs[i]; n.authzRuns() && n.authz.RequestBody {
 			t.authzBody = true
+		}
+		if t.needs[i].budget.Enabled {
+			t.budgets = true
 		}
 	}
 	mode := servicesOf(cfg).AuthzFailureMode
