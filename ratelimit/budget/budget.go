@@ -186,6 +186,9 @@ type Store interface {
 	Reserve(ctx context.Context, r *Reservation) (Outcome, error)
 	// Settle applies the actual cost of a reservation, exactly once.
 	Settle(ctx context.Context, s *Settlement) (SettleOutcome, error)
+	// Peek reads what the windows of limits hold now for key, without
+	// reserving or reconciling (status pages, tests).
+	Peek(ctx context.Context, key string, limits []Limit) ([]Window, error)
 	// Ping reports whether the store can be reached.
 	Ping(ctx context.Context) error
 }

@@ -242,3 +242,19 @@ func expiredIDs(set map[string]int64, now int64, n int) []string {
 	}
 	return out
 }
+
+// Peek implements Store.
+func (m *Memory) Peek(_ context.Context, key string, limits []Limit) ([]Window, error) {
+	now := m.now()
+	k := keysOf("", key)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ws := make([]Window, len(limits))
+	for i, l := range limits {
+		var ck string
+		ck, ws[i].Reset, _ = windowOf(k, l, now, 0)
+		v, _ := m.get(ck, now)
+		ws[i].Used = uint64(max(0, v))
+	}
+	return ws, nil
+}

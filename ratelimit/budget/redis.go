@@ -124,3 +124,24 @@ func (r *Redis) Settle(ctx context.Context, s *Settlement) (SettleOutcome, error
 	}
 	return SettleOutcome{Status: SettleStatus(v[0]), Reserved: uint64(max(0, v[1])), Delta: v[2]}, nil
 }
+
+// Peek implements Store.
+func (r *Redis) Peek(ctx context.Context, key string, limits []Limit) ([]Window, error) {
+	now := r.now()
+	k := keysOf(r.prefix, key)
+	ws := make([]Window, len(limits))
+	ks := make([]string, len(limits))
+	for i, l := range limits {
+		ks[i], ws[i].Reset, _ = windowOf(k, l, now, 0)
+	}
+	// One key at a time: on a Cluster an MGET must not span slots, and
+	// these share one, but a plain GET each keeps Peek simple and rare.
+	for i, key := range ks {
+		v, err := r.client.Get(ctx, key).Uint64()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		ws[i].Used = v
+	}
+	return ws, nil
+}
