@@ -280,7 +280,7 @@ func (b *budgetStream) reserve(ctx context.Context, amount uint64, m *mutation) 
 		var em mutation
 		em.setHeader("content-type", "application/problem+json")
 		em.setHeader("cache-control", "no-store")
-		i := b.rateLimitHeaders(&em, true)
+		i := b.rateLimitHeaders(&em)
 		if ra := ceilSecs(time.Until(out.Windows[i].Reset)); ra > 0 {
 			em.setHeader(headerRetryAfter, strconv.FormatInt(ra, 10))
 		}
@@ -298,14 +298,13 @@ func (b *budgetStream) reserve(ctx context.Context, amount uint64, m *mutation) 
 
 // rateLimitHeaders sets RateLimit and RateLimit-Policy of the budget (the
 // window with the least room), added beside any the rate limit filter
-// sets, and the remaining budget; it returns the window's index.
-func (b *budgetStream) rateLimitHeaders(m *mutation, refused bool) int {
+// sets, and the remaining budget; it returns the window's index. On a
+// refusal the remaining budget is what is truly left (a smaller request
+// may still fit), not 0.
+func (b *budgetStream) rateLimitHeaders(m *mutation) int {
 	i := b.out.Tightest(b.tier.limits)
 	l, w := b.tier.limits[i], b.out.Windows[i]
 	rem := w.Remaining(l)
-	if refused {
-		rem = 0
-	}
 	m.addHeader(headerRateLimitPolicy, b.tier.policy)
 	m.addHeader(headerRateLimit, sfString(l.Name)+";r="+strconv.FormatUint(rem, 10)+";t="+strconv.FormatInt(max(0, ceilSecs(time.Until(w.Reset))), 10))
 	m.setHeader(HeaderBudgetRemaining, strconv.FormatUint(rem, 10))
@@ -336,7 +335,7 @@ func (b *budgetStream) responseHeaders(ctx context.Context, h *extprocv3.HttpHea
 		return headersResponse(false, nil, nil)
 	}
 	var m mutation
-	b.rateLimitHeaders(&m, false)
+	b.rateLimitHeaders(&m)
 	m.removeHeader(HeaderBudgetReserved)
 	switch b.p.costFrom {
 	case config.CostHeader:

@@ -129,11 +129,12 @@ func TestBudgetStage(t *testing.T) {
 	}
 
 	// 3. Spent 820 of 1000: a reservation of 200 (no max_tokens: fixed)
-	// is refused with 429 and the budget's headers.
+	// is refused with 429 and the budget's headers, which say what is
+	// left (a smaller request still fits).
 	out = budgetCall(t, s, chatRequest("free", "alice", `{}`)...)
 	ir := out[len(out)-1].GetImmediateResponse()
-	if ir.GetStatus().GetCode() != 429 || immediateHeader(out[len(out)-1], HeaderBudgetRemaining) != "0" ||
-		!strings.HasPrefix(immediateHeader(out[len(out)-1], headerRateLimit), `"tokens-1moc";r=0;`) || immediateHeader(out[len(out)-1], headerRetryAfter) == "" {
+	if ir.GetStatus().GetCode() != 429 || immediateHeader(out[len(out)-1], HeaderBudgetRemaining) != "180" ||
+		!strings.HasPrefix(immediateHeader(out[len(out)-1], headerRateLimit), `"tokens-1moc";r=180;`) || immediateHeader(out[len(out)-1], headerRetryAfter) == "" {
 		t.Errorf("exhausted: %v", ir)
 	}
 	// Another subject has a budget of its own; an unlisted tier the
