@@ -165,8 +165,10 @@ type Settlement struct {
 	Key    string
 	ID     string
 	Actual uint64
-	// Hold is the reservation's hold: the settled record is kept as long
-	// again, so that a retried settle is recognised.
+	// Hold is the reservation's hold. The settled record is kept for the
+	// shorter of it and settledKeep, so that a retried settle is
+	// recognised (a settle after that finds no record and changes
+	// nothing either: exactly once holds without it).
 	Hold time.Duration
 }
 
@@ -258,6 +260,11 @@ func (s *Settlement) validate() error {
 	}
 	return nil
 }
+
+// settledKeep bounds how long a settled record is kept.
+const settledKeep = time.Minute
+
+func (s *Settlement) keep() time.Duration { return min(s.Hold, settledKeep) }
 
 // grace is how long a counter outlives its window, so that a settlement
 // arriving after the window ended still finds the counter it reserved in.

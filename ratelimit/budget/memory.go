@@ -210,7 +210,7 @@ func (m *Memory) Settle(_ context.Context, s *Settlement) (SettleOutcome, error)
 	delta := int64(s.Actual) - rec.chg
 	m.apply(rec, delta, now)
 	rec.st, rec.chg = 's', int64(s.Actual)
-	rec.expires = now.Add(s.Hold)
+	rec.expires = now.Add(s.keep())
 	if set := m.open[k.open()]; set != nil {
 		delete(set, s.ID)
 	}

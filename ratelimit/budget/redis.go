@@ -115,7 +115,7 @@ func (r *Redis) Settle(ctx context.Context, s *Settlement) (SettleOutcome, error
 	}
 	k := keysOf(r.prefix, s.Key)
 	v, err := settleScript.Run(ctx, r.client, []string{k.open(), k.reservation(s.ID)},
-		strconv.FormatUint(s.Actual, 10), s.Hold.Milliseconds(), s.ID).Int64Slice()
+		strconv.FormatUint(s.Actual, 10), s.keep().Milliseconds(), s.ID).Int64Slice()
 	if err != nil {
 		return SettleOutcome{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
