@@ -2,17 +2,20 @@ package extproc
 
 import (
 	"context"
+	"io"
 	"strings"
 	"testing"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
 	"github.com/gatehouse/gatehouse/internal/component"
 	"github.com/gatehouse/gatehouse/internal/contract"
+	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
 const budgetConfig = `extproc: {}
@@ -182,5 +185,55 @@ func TestBudgetSettleRules(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(s.bm.settlements.WithLabelValues("hdr", "settled")); got != 3 {
 		t.Errorf("settlements = %v; want 3 (each exactly once)", got)
+	}
+}
+
+// TestBudgetStageOverGRPC: a stream that names the budget stage in its
+// gRPC metadata (as xds has Envoy's budget filter do) is the budget
+// stage; the same messages on a stream without it are the first filter's
+// processors, which reserve nothing. The stream's end settles.
+func TestBudgetStageOverGRPC(t *testing.T) {
+	s, _ := testServer(t, testConfig(t, budgetConfig), component.Deps{})
+	cc := testenv.GRPC(t, s.Register)
+	client := extprocv3.NewExternalProcessorClient(cc)
+	run := func(ctx context.Context) []*extprocv3.ProcessingResponse {
+		t.Helper()
+		st, err := client.Process(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []*extprocv3.ProcessingResponse
+		for _, m := range append(chatRequest("free", "grpc-user", `{"max_tokens":40}`),
+			responseHeaders(false, ":status", "200", "content-type", "application/json"),
+			responseBody(`{"usage":{"total_tokens":25}}`, true)) {
+			if err := st.Send(m); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := st.Recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, resp)
+		}
+		if err := st.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Recv(); err != io.EOF {
+			t.Fatalf("after the last message: %v; want EOF", err)
+		}
+		return out
+	}
+	settled := func() float64 { return testutil.ToFloat64(s.bm.costs.WithLabelValues("chat", "free", "settled")) }
+	run(context.Background())
+	if settled() != 0 {
+		t.Fatalf("a stream without the stage metadata settled a budget")
+	}
+	out := run(metadata.AppendToOutgoingContext(context.Background(), contract.ExtProcStageMetadata, contract.ExtProcStageBudget))
+	if got := headerOf(out[1].GetRequestBody().GetResponse(), HeaderBudgetRemaining); len(got) != 1 || got[0] != "960" {
+		t.Errorf("remaining = %v; want [960]", got)
+	}
+	// Settled by the time Envoy has the answer to the last chunk.
+	if settled() != 25 {
+		t.Errorf("settled %v; want 25", settled())
 	}
 }
