@@ -331,10 +331,20 @@ func (b *budgetStream) responseHeaders(ctx context.Context, h *extprocv3.HttpHea
 	b.sawResp = true
 	hs := toHeaders(h.GetHeaders())
 	b.status = statusOf(hs)
+	var m mutation
+	if b.reqWaiting {
+		// Envoy never sent the request body the estimate was to be read
+		// from: reserve the fixed estimate now rather than let the
+		// request go unbudgeted (a refusal replaces the response).
+		b.reqWaiting = false
+		if resp := b.reserve(ctx, b.p.estimate(b.tier, 0, false), &m); resp != nil {
+			return resp
+		}
+		m = mutation{}
+	}
 	if !b.reserved {
 		return headersResponse(false, nil, nil)
 	}
-	var m mutation
 	b.rateLimitHeaders(&m)
 	m.removeHeader(HeaderBudgetReserved)
 	switch b.p.costFrom {

@@ -177,6 +177,14 @@ func TestBudgetSettleRules(t *testing.T) {
 	if reserved() != 30 || settled() != 7 {
 		t.Errorf("error status: reserved %v settled %v; want 30, 7", reserved(), settled())
 	}
+	// A request whose body (the estimate's source) Envoy never sent
+	// reserves the fixed estimate when the response comes.
+	chatReserved := func() float64 { return testutil.ToFloat64(s.bm.costs.WithLabelValues("chat", "free", "reserved")) }
+	budgetCall(t, s, withIdentity(requestHeaders("chat", false, buffered, ":method", "POST", ":path", "/v1/chat"), "free", "eve"),
+		responseHeaders(true, ":status", "200", "content-type", "application/json"))
+	if chatReserved() != 200 {
+		t.Errorf("no request body: reserved %v; want the fixed 200", chatReserved())
+	}
 	// A request that ended before any response (client gone): the
 	// reservation is settled at the estimate (cost.unknown: reservation).
 	budgetCall(t, s, hdr())
