@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Path is a JSON path of the form the budget config accepts: $ followed
@@ -71,36 +72,245 @@ func (p Path) String() string { return p.src }
 // IsZero reports whether p is no path.
 func (p Path) IsZero() bool { return len(p.steps) == 0 }
 
-// Lookup reads the value at p in a JSON document (numbers as
-// json.Number). ok is false when the document is not JSON or has nothing
-// at p.
+// Lookup reads the value at p in a JSON document without decoding the
+// rest of it: numbers as json.Number, strings, bools, nil for null,
+// objects and arrays as json.RawMessage (a slice of doc). ok is false when
+// nothing is at p. On a valid document it answers as decoding the whole
+// document would (the last of duplicate keys wins); a document cut short
+// still answers for a value read whole before the cut — a number must be
+// followed by what ends it, so a cut number never reads as a smaller one.
 func (p Path) Lookup(doc []byte) (any, bool) {
 	if p.IsZero() {
 		return nil, false
 	}
-	d := json.NewDecoder(bytes.NewReader(doc))
-	d.UseNumber()
-	var v any
-	if d.Decode(&v) != nil {
-		return nil, false
-	}
+	i := ws(doc, 0)
 	for _, s := range p.steps {
+		var ok bool
 		if s.index < 0 {
-			m, isObj := v.(map[string]any)
-			if !isObj {
-				return nil, false
-			}
-			var found bool
-			if v, found = m[s.key]; !found {
-				return nil, false
-			}
-			continue
+			i, ok = member(doc, i, s.key)
+		} else {
+			i, ok = element(doc, i, s.index)
 		}
-		a, isArr := v.([]any)
-		if !isArr || s.index >= len(a) {
+		if !ok {
 			return nil, false
 		}
-		v = a[s.index]
 	}
-	return v, true
+	return value(doc, i)
+}
+
+// member finds key in the object at doc[i:] and returns where its value
+// starts (the last one of duplicates).
+func member(doc []byte, i int, key string) (int, bool) {
+	if i >= len(doc) || doc[i] != '{' {
+		return 0, false
+	}
+	i = ws(doc, i+1)
+	found := -1
+	if i < len(doc) && doc[i] == '}' {
+		return 0, false
+	}
+	for {
+		if i >= len(doc) || doc[i] != '"' {
+			break
+		}
+		end, ok := skipString(doc, i)
+		if !ok {
+			break
+		}
+		name := doc[i+1 : end-1]
+		i = ws(doc, end)
+		if i >= len(doc) || doc[i] != ':' {
+			break
+		}
+		i = ws(doc, i+1)
+		match := keyIs(name, key)
+		next, ok := skipValue(doc, i)
+		if !ok {
+			break // cut short: the value at i is not whole
+		}
+		if match {
+			found = i
+		}
+		i = ws(doc, next)
+		if i < len(doc) && doc[i] == ',' {
+			i = ws(doc, i+1)
+			continue
+		}
+		break
+	}
+	return found, found >= 0
+}
+
+// element finds the n-th value of the array at doc[i:].
+func element(doc []byte, i, n int) (int, bool) {
+	if i >= len(doc) || doc[i] != '[' {
+		return 0, false
+	}
+	i = ws(doc, i+1)
+	if i < len(doc) && doc[i] == ']' {
+		return 0, false
+	}
+	for k := 0; ; k++ {
+		if k == n {
+			return i, i < len(doc)
+		}
+		next, ok := skipValue(doc, i)
+		if !ok {
+			return 0, false
+		}
+		i = ws(doc, next)
+		if i >= len(doc) || doc[i] != ',' {
+			return 0, false
+		}
+		i = ws(doc, i+1)
+	}
+}
+
+// keyIs compares a raw (still escaped) object key with key.
+func keyIs(raw []byte, key string) bool {
+	if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
+		return string(raw) == key
+	}
+	var s string
+	q := make([]byte, 0, len(raw)+2)
+	q = append(append(append(q, '"'), raw...), '"')
+	return json.Unmarshal(q, &s) == nil && s == key
+}
+
+// value reads the value at doc[i:].
+func value(doc []byte, i int) (any, bool) {
+	if i >= len(doc) {
+		return nil, false
+	}
+	end, ok := skipValue(doc, i)
+	if !ok {
+		return nil, false
+	}
+	switch c := doc[i]; {
+	case c == '"':
+		var s string
+		if json.Unmarshal(doc[i:end], &s) != nil {
+			return nil, false
+		}
+		return s, true
+	case c == '{' || c == '[':
+		return json.RawMessage(doc[i:end]), true
+	}
+	// A number or literal counts only when something ends it: a body cut
+	// inside "1234" must not read as 12.
+	if t := ws(doc, end); t >= len(doc) || (doc[t] != ',' && doc[t] != '}' && doc[t] != ']') {
+		return nil, false
+	}
+	switch lit := string(doc[i:end]); lit {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	case "null":
+		return nil, true
+	default:
+		if !isNumber(lit) {
+			return nil, false
+		}
+		return json.Number(lit), true
+	}
+}
+
+func ws(doc []byte, i int) int {
+	for i < len(doc) && (doc[i] == ' ' || doc[i] == '\t' || doc[i] == '\n' || doc[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string starting at doc[i].
+func skipString(doc []byte, i int) (int, bool) {
+	for i++; i < len(doc); i++ {
+		switch doc[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1, true
+		}
+	}
+	return 0, false
+}
+
+// skipValue returns the index after the value starting at doc[i]; false
+// when it is not whole.
+func skipValue(doc []byte, i int) (int, bool) {
+	if i >= len(doc) {
+		return 0, false
+	}
+	switch doc[i] {
+	case '"':
+		return skipString(doc, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(doc); i++ {
+			switch doc[i] {
+			case '"':
+				end, ok := skipString(doc, i)
+				if !ok {
+					return 0, false
+				}
+				i = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1, true
+				}
+			}
+		}
+		return 0, false
+	}
+	start := i
+	for i < len(doc) && (doc[i] >= '0' && doc[i] <= '9' || doc[i] >= 'a' && doc[i] <= 'z' || doc[i] >= 'A' && doc[i] <= 'Z' || doc[i] == '-' || doc[i] == '+' || doc[i] == '.') {
+		i++
+	}
+	return i, i > start
+}
+
+// isNumber reports whether s is a JSON number.
+func isNumber(s string) bool {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case i < len(s) && s[i] >= '1' && s[i] <= '9':
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+	default:
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		d := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		if i == d {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		d := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		if i == d {
+			return false
+		}
+	}
+	return i == len(s)
 }
