@@ -39,6 +39,9 @@ busy "$PORT" || { log "redis-server did not start"; exit 1; }
 log "reserve+settle against a count limit, $N calls a run, $REPS runs, redis on 127.0.0.1:$PORT"
 GATEHOUSE_TEST_REDIS=127.0.0.1:$PORT GATEHOUSE_TEST_REQUIRE=1 \
 	go test -run '^$' -bench 'AgainstCount|Memory' -benchmem -benchtime "${N}x" -count "$REPS" ./ratelimit/budget | tee "$WORK/out.txt"
+# The budget stage's own work per request (estimate, headers, cost from a
+# JSON answer), over the in-process store.
+go test -run '^$' -bench 'BudgetStage' -benchmem -benchtime "${N}x" -count "$REPS" ./extproc | tee -a "$WORK/out.txt"
 awk '
 /^Benchmark/ { name = $1; sub(/-[0-9]+$/, "", name); v[name, ++n[name]] = $3 }
 function med(k,   i, j, a, t, m) { m = n[k]; for (i = 1; i <= m; i++) a[i] = v[k, i]
@@ -46,7 +49,7 @@ function med(k,   i, j, a, t, m) { m = n[k]; for (i = 1; i <= m; i++) a[i] = v[k
 	return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2 }
 END {
 	c = med("BenchmarkAgainstCount/count"); r = med("BenchmarkAgainstCount/reserve"); rs = med("BenchmarkAgainstCount/reserve+settle")
-	mem = med("BenchmarkMemory")
-	printf "\nmedians: count %.1f us, reserve %.1f us, reserve+settle %.1f us, in-process reserve+settle %.2f us\n", c/1000, r/1000, rs/1000, mem/1000
+	mem = med("BenchmarkMemory"); st = med("BenchmarkBudgetStage")
+	printf "\nmedians: count %.1f us, reserve %.1f us, reserve+settle %.1f us, in-process reserve+settle %.2f us, budget stage (in-process) %.1f us\n", c/1000, r/1000, rs/1000, mem/1000, st/1000
 	printf "RESULT budget added_us=%.1f reserve_settle_over_count=%.2f reserve_over_count=%.2f\n", (rs-c)/1000, rs/c, r/c
 }' "$WORK/out.txt"
