@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"context"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -226,7 +227,7 @@ func TestBudgetStageOverGRPC(t *testing.T) {
 		if err := st.CloseSend(); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := st.Recv(); err != io.EOF {
+		if _, err := st.Recv(); !errors.Is(err, io.EOF) {
 			t.Fatalf("after the last message: %v; want EOF", err)
 		}
 		return out

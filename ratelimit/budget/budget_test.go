@@ -2,6 +2,7 @@ package budget
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -292,7 +293,7 @@ func TestMemoryFull(t *testing.T) {
 	for i := 0; i < 5 && err == nil; i++ {
 		_, err = m.Reserve(ctx, &Reservation{Key: fmt.Sprint(i), ID: NewID(), Amount: 1, Limits: ls, Hold: time.Minute})
 	}
-	if err != ErrFull {
+	if !errors.Is(err, ErrFull) {
 		t.Fatalf("Reserve past MaxEntries = %v; want ErrFull", err)
 	}
 }

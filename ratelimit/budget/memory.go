@@ -129,7 +129,7 @@ func (m *Memory) Reserve(_ context.Context, r *Reservation) (Outcome, error) {
 	var out Outcome
 	// 1. Reconcile expired reservations of the key, oldest first.
 	if set := m.open[k.open()]; len(set) > 0 {
-		for _, id := range expiredIDs(set, nowMS, maxReconcile) {
+		for _, id := range expiredIDs(set, nowMS) {
 			if rec := m.record(k.reservation(id), now); rec != nil && rec.st == 'o' {
 				nc := rec.amt
 				if rec.refund {
@@ -218,8 +218,9 @@ func (m *Memory) Settle(_ context.Context, s *Settlement) (SettleOutcome, error)
 }
 
 // expiredIDs are the ids of set expired at now, earliest expiry first
-// (ties by id), at most n: ZRANGEBYSCORE's order.
-func expiredIDs(set map[string]int64, now int64, n int) []string {
+// (ties by id), at most maxReconcile: ZRANGEBYSCORE's order.
+func expiredIDs(set map[string]int64, now int64) []string {
+	n := maxReconcile
 	type e struct {
 		id string
 		at int64
