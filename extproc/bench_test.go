@@ -10,8 +10,10 @@ import (
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/gatehouse/gatehouse/internal/component"
+	"github.com/gatehouse/gatehouse/internal/contract"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
 
@@ -184,5 +186,58 @@ func (nullServer) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 		if err := srv.Send(resp); err != nil {
 			return err
 		}
+	}
+}
+
+// BenchmarkStagesGRPC is the price of the two ext_proc stages of issue 14
+// on a route with hygiene, OpenAPI and response validation, over gRPC on
+// loopback: one stream running every processor (a single ext_proc filter)
+// against a pre_authz stream (hygiene: request and response headers) plus
+// a post_authz stream (the rest), as Envoy drives them.
+func BenchmarkStagesGRPC(b *testing.B) {
+	cfg := testConfig(b, streamConfig)
+	s, _ := testServer(b, cfg, component.Deps{})
+	c := startGRPC(b, s)
+	req := func() *extprocv3.ProcessingRequest {
+		return requestHeaders("orders", false, buffered, ":authority", "api.example.com", ":path", "/v1/orders", ":method", "POST",
+			":scheme", "https", "content-type", "application/json", "x-request-id", "6f1c2d3e-4b5a-4c6d-8e7f-000000000001")
+	}
+	body, respHeaders, respBody := requestBody(`{"sku":"ABC-1234","qty":2}`, true),
+		responseHeaders(false, ":status", "201", "content-type", "application/json"), responseBody(`{"id":42}`, true)
+	all := []*extprocv3.ProcessingRequest{req(), body, respHeaders, respBody}
+	pre := []*extprocv3.ProcessingRequest{req(), respHeaders}
+	post := []*extprocv3.ProcessingRequest{req(), body, respHeaders, respBody}
+	refused := responseHeaders(false, ":status", "401", "content-type", "text/plain")
+	refusedAll := []*extprocv3.ProcessingRequest{req(), body, refused}
+	refusedPre := []*extprocv3.ProcessingRequest{req(), refused}
+	stage := func(st string) context.Context {
+		return metadata.AppendToOutgoingContext(context.Background(), contract.ExtProcStageMetadata, st)
+	}
+	for _, tc := range []struct {
+		name    string
+		streams func(context.Context) error
+	}{
+		{"OneStream", func(ctx context.Context) error { return drive(ctx, c, all) }},
+		{"TwoStages", func(context.Context) error {
+			if err := drive(stage(contract.ExtProcStagePreAuthz), c, pre); err != nil {
+				return err
+			}
+			return drive(stage(contract.ExtProcStagePostAuthz), c, post)
+		}},
+		// A request ext_authz refuses (401): in front of ext_authz the one
+		// filter validated its body first; now only hygiene runs.
+		{"RefusedOneStream", func(ctx context.Context) error { return drive(ctx, c, refusedAll) }},
+		{"RefusedTwoStages", func(context.Context) error { return drive(stage(contract.ExtProcStagePreAuthz), c, refusedPre) }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			c0 := cpuSeconds()
+			defer func() { b.ReportMetric((cpuSeconds()-c0)*1e6/float64(b.N), "cpu-µs/op") }()
+			for b.Loop() {
+				if err := tc.streams(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -145,10 +145,10 @@ func (b *budgetStream) handle(ctx context.Context, req *extprocv3.ProcessingRequ
 	return nil, status.Errorf(codes.InvalidArgument, "extproc: unknown message %T", req.Request)
 }
 
-// identity reads the caller's tier and subject: from ext_authz's dynamic
+// budgetIdentity reads the caller's tier and subject: from ext_authz's dynamic
 // metadata when Envoy forwards it, else from the identity headers
 // ext_authz set (Envoy strips client-sent ones before ext_authz runs).
-func identity(req *extprocv3.ProcessingRequest, hs []hygiene.Header) (tier, subject string) {
+func budgetIdentity(req *extprocv3.ProcessingRequest, hs []hygiene.Header) (tier, subject string) {
 	if md := req.GetMetadataContext().GetFilterMetadata()[contract.AuthzFilterName]; md != nil {
 		tier = md.GetFields()[contract.MetaTier].GetStringValue()
 		subject = md.GetFields()[contract.MetaSubject].GetStringValue()
@@ -196,7 +196,7 @@ func (b *budgetStream) requestHeaders(ctx context.Context, req *extprocv3.Proces
 		// Envoy's route table): nothing to do for this request.
 		return headersResponse(true, common(&m, nil, false), b.skipRest())
 	}
-	b.tierID, b.subj = identity(req, hs)
+	b.tierID, b.subj = budgetIdentity(req, hs)
 	b.tier = b.p.tierOf(b.tierID)
 	if b.tier == nil {
 		b.srv.bm.request(b.route, "unlimited", "unlimited")

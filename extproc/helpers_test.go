@@ -106,6 +106,7 @@ func exchange(t testing.TB, s *Server, msgs ...*extprocv3.ProcessingRequest) ([]
 				t.Errorf("answer to %T fails Envoy's validation: %v", m.Request, verr)
 			}
 			out = append(out, resp)
+			st.delivered() // as Process does once Send succeeds
 		}
 		if st.done {
 			break

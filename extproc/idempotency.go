@@ -20,8 +20,12 @@ type idemPolicy struct {
 	required bool
 	ttl      time.Duration
 	lock     time.Duration
-	scope    []string
-	failOpen bool
+	// scope are the credential headers that scope keys of callers
+	// ext_authz did not verify (no second stage, authz off or failed
+	// open); extraScope the route's scopeHeaders, which always do.
+	scope      []string
+	extraScope []string
+	failOpen   bool
 }
 
 func (p *idemPolicy) applies(method string) bool { return slices.Contains(p.methods, method) }
@@ -33,7 +37,10 @@ type idemState struct {
 	fp    idempotency.Fingerprint
 	owner idempotency.Owner
 	held  bool // this request holds the key (in flight)
-	rec   *idempotency.Record
+	// forwarded: the answer that let the request go on was sent, so the
+	// upstream may run it; the key is no longer released on a reset.
+	forwarded bool
+	rec       *idempotency.Record
 }
 
 // idempotencyKey reads and checks the request's key, for a method the
@@ -53,12 +60,38 @@ func (s *stream) idempotencyKey(hs []hygiene.Header) *extprocv3.ProcessingRespon
 		return s.problem(problem{Type: problemKeyInvalid, Title: "Invalid idempotency key", Status: 400,
 			Detail: "An idempotency key is 1 to 255 visible ASCII characters."})
 	}
-	scope := make([]string, len(p.scope))
-	for i, n := range p.scope {
-		scope[i], _ = headerValue(hs, n)
-	}
+	scope := s.idempotencyScope(hs)
 	s.idem.key = idempotency.StoreKey(r.id, scope, key)
 	return nil
+}
+
+// verifiedScope starts the scope of a verified caller's keys. It holds a
+// NUL, which no header value can: no choice of credential headers by an
+// unverified caller hashes into a verified caller's key space.
+const verifiedScope = "\x00verified"
+
+// idempotencyScope is what a request's key is scoped by: the caller
+// ext_authz verified (auth method, issuer, subject), so that a caller
+// whose token was refreshed still gets its replay and no other caller
+// ever does; else, where no verified identity reached the stream, the
+// values of the credential headers. The route's scopeHeaders follow.
+func (s *stream) idempotencyScope(hs []hygiene.Header) []string {
+	p := s.route.idem
+	var scope []string
+	if id := s.caller; id.verified() {
+		scope = append(make([]string, 0, 4+len(p.extraScope)), verifiedScope, id.method, id.issuer, id.subject)
+	} else {
+		scope = make([]string, 0, len(p.scope)+len(p.extraScope))
+		for _, n := range p.scope {
+			v, _ := headerValue(hs, n)
+			scope = append(scope, v)
+		}
+	}
+	for _, n := range p.extraScope {
+		v, _ := headerValue(hs, n)
+		scope = append(scope, v)
+	}
+	return scope
 }
 
 // claim asks the store for the request's key.
@@ -134,7 +167,7 @@ func (s *stream) store(ctx context.Context, body []byte) {
 	switch {
 	case err != nil:
 		r.m.idempotency("store_error")
-		s.srv.log.Warn("idempotency record not stored; a retry will run the request again", "route", r.id, "err", err)
+		s.srv.log.Warn("idempotency record not stored; retries get 409 until lockTimeout, then run the request again", "route", r.id, "err", err)
 	case !ok:
 		// The lock expired (the request ran longer than lockTimeout) and a
 		// retry may have claimed the key since.
@@ -144,7 +177,8 @@ func (s *stream) store(ctx context.Context, body []byte) {
 	}
 }
 
-// release frees the key the request holds so that a retry runs.
+// release frees the key the request holds so that a retry runs: for a
+// request that never went on, or a response saying it did not run.
 func (s *stream) release(ctx context.Context, reason string) {
 	if !s.idem.held {
 		return

@@ -2,11 +2,15 @@ package extproc
 
 import (
 	"context"
+	"io"
 	"strings"
 	"testing"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/gatehouse/gatehouse/internal/component"
 )
@@ -114,7 +118,7 @@ func TestIdempotency(t *testing.T) {
 	if code, p := problemOf(t, mustExchange(t, s, post("strict", "", ""))[0]); code != 400 || p.Type != problemKeyMissing {
 		t.Errorf("missing required key = %d %+v; want 400", code, p)
 	}
-	for res, want := range map[string]float64{"acquired": 6, "replay": 1, "mismatch": 1, "in_flight": 1, "stored": 1, "released": 5, "invalid_key": 1} {
+	for res, want := range map[string]float64{"acquired": 6, "replay": 1, "mismatch": 1, "in_flight": 1, "stored": 1, "released": 2, "held": 3, "invalid_key": 1} {
 		if got := counter(t, reg, "gatehouse_extproc_idempotency_total", "route", "pay", "result", res); got != want {
 			t.Errorf("idempotency_total{%s} = %v; want %v", res, got, want)
 		}
@@ -148,5 +152,140 @@ authz:
 	}
 	if got := call("partner-a"); got[1].GetImmediateResponse() == nil {
 		t.Fatalf("retry by the same partner = %v; want the stored response", got[1])
+	}
+}
+
+// fakeProcess is the server side of one ext_proc stream as Process sees
+// it: it receives msgs in order, then end (io.EOF or a reset), and
+// records what was sent. failSend makes every Send fail, as when Envoy
+// reset the stream before gatehouse answered.
+type fakeProcess struct {
+	grpc.ServerStream
+	ctx      context.Context
+	msgs     []*extprocv3.ProcessingRequest
+	end      error
+	failSend bool
+	sent     []*extprocv3.ProcessingResponse
+}
+
+func (f *fakeProcess) Context() context.Context { return f.ctx }
+
+func (f *fakeProcess) Recv() (*extprocv3.ProcessingRequest, error) {
+	if len(f.msgs) == 0 {
+		return nil, f.end
+	}
+	m := f.msgs[0]
+	f.msgs = f.msgs[1:]
+	return m, nil
+}
+
+func (f *fakeProcess) Send(r *extprocv3.ProcessingResponse) error {
+	if f.failSend {
+		return status.Error(codes.Canceled, "stream reset")
+	}
+	f.sent = append(f.sent, r)
+	return nil
+}
+
+// TestIdempotencyHeldAfterForwarding: once the answer that lets a keyed
+// request go on has been sent, the upstream may run it; a reset then
+// leaves the key held (a retry gets 409) until the response is stored or
+// lockTimeout passes. A reset before that answer frees the key.
+func TestIdempotencyHeldAfterForwarding(t *testing.T) {
+	s, reg := testServer(t, testConfig(t, idemConfig), component.Deps{})
+	reset := status.Error(codes.Canceled, "client reset")
+	run := func(f *fakeProcess) {
+		t.Helper()
+		f.ctx = context.Background()
+		if err := s.Process(f); err == nil && f.end != io.EOF {
+			t.Fatalf("Process = nil; want the reset")
+		}
+	}
+	retryCode := func(key string) int {
+		t.Helper()
+		out := mustExchange(t, s, post("pay", key, ""), requestBody(`{"n":1}`, true))
+		if out[1].GetImmediateResponse() == nil {
+			return 0 // goes on
+		}
+		code, _ := problemOf(t, out[1])
+		return code
+	}
+
+	// Forwarded, then reset before any response: held.
+	first := &fakeProcess{msgs: []*extprocv3.ProcessingRequest{post("pay", "fwd", ""), requestBody(`{"n":1}`, true)}, end: reset}
+	run(first)
+	if len(first.sent) != 2 || first.sent[1].GetRequestBody() == nil {
+		t.Fatalf("first request answers %v; want it forwarded", first.sent)
+	}
+	if code := retryCode("fwd"); code != 409 {
+		t.Errorf("retry after a reset past forwarding = %d; want 409", code)
+	}
+
+	// Reset while gatehouse was answering (the answer never went out):
+	// not forwarded, so the key is free.
+	early := &fakeProcess{msgs: []*extprocv3.ProcessingRequest{post("pay", "early", ""), requestBody(`{"n":1}`, true)}, end: reset, failSend: true}
+	run(early)
+	if code := retryCode("early"); code != 0 {
+		t.Errorf("retry after a reset before forwarding = %d; want it to go on", code)
+	}
+
+	// Forwarded, the response headers came, then the reset: the upstream
+	// ran, so the key stays held too.
+	mid := &fakeProcess{msgs: []*extprocv3.ProcessingRequest{post("pay", "mid", ""), requestBody(`{"n":1}`, true),
+		responseHeaders(false, ":status", "201", "content-type", "application/json")}, end: reset}
+	run(mid)
+	if code := retryCode("mid"); code != 409 {
+		t.Errorf("retry after a reset during the response = %d; want 409", code)
+	}
+
+	// In flight, then the response arrives: the retry replays it.
+	st := s.newStream()
+	for _, m := range []*extprocv3.ProcessingRequest{post("pay", "late", ""), requestBody(`{"n":1}`, true)} {
+		if _, err := st.handle(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+		st.delivered()
+	}
+	if code := retryCode("late"); code != 409 {
+		t.Errorf("retry while in flight = %d; want 409", code)
+	}
+	for _, m := range []*extprocv3.ProcessingRequest{responseHeaders(false, ":status", "201", "content-type", "application/json"), responseBody(`{"id":9}`, true)} {
+		if _, err := st.handle(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.finish(nil)
+	out := mustExchange(t, s, post("pay", "late", ""), requestBody(`{"n":1}`, true))
+	if ir := out[1].GetImmediateResponse(); ir == nil || ir.GetStatus().GetCode() != 201 || string(ir.GetBody()) != `{"id":9}` {
+		t.Errorf("retry after the response = %v; want the 201 replayed", out[1])
+	}
+	// Held: fwd, mid, and the retry of early, which went on and ended
+	// without a response.
+	if got := counter(t, reg, "gatehouse_extproc_idempotency_total", "route", "pay", "result", "held"); got != 3 {
+		t.Errorf("idempotency_total{held} = %v; want 3", got)
+	}
+}
+
+// TestIdempotencyTooLargeToStore: a response too large to store still
+// came from an upstream that ran the request: the key stays held.
+func TestIdempotencyTooLargeToStore(t *testing.T) {
+	s, reg := testServer(t, testConfig(t, `
+extproc: {}
+routes:
+  - id: small
+    match: {prefix: /small}
+    extproc:
+      maxBodySize: 64
+      idempotency: {}
+`), component.Deps{})
+	mustExchange(t, s, post("small", "big", ""), requestBody(`{}`, true),
+		responseHeaders(false, ":status", "201", "content-type", "application/json"),
+		responseBody(`{"pad":"`+strings.Repeat("x", 100)+`"}`, true))
+	out := mustExchange(t, s, post("small", "big", ""), requestBody(`{}`, true))
+	if code, _ := problemOf(t, out[1]); code != 409 {
+		t.Errorf("retry after a response too large to store = %d; want 409", code)
+	}
+	if got := counter(t, reg, "gatehouse_extproc_idempotency_total", "route", "small", "result", "too_large"); got != 1 {
+		t.Errorf("idempotency_total{too_large} = %v; want 1", got)
 	}
 }

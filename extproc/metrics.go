@@ -31,6 +31,7 @@ type metrics struct {
 	bodies     *prometheus.CounterVec
 	lookups    *prometheus.CounterVec
 	protocol   *prometheus.CounterVec
+	stages     *prometheus.CounterVec
 
 	msgObs   [numMsgKinds]prometheus.Counter
 	procObs  map[string]prometheus.Observer
@@ -66,22 +67,26 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"route", "direction"}),
 		idem: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_extproc_idempotency_total",
-			Help: "Idempotency key outcomes: acquired, replay, in_flight (409), mismatch (422), invalid_key, missing_key, stored, released, lost, too_large, store_error (record not stored), store_error_open, store_error_closed.",
+			Help: "Idempotency key outcomes: acquired, replay, in_flight (409), mismatch (422), invalid_key, missing_key, stored, released (the request did not run: the key is freed), held (the stream ended after the request went on, with no response stored: the key stays held until lockTimeout), lost, too_large (response too large to store: held until lockTimeout), store_error (record not stored), store_error_open, store_error_closed.",
 		}, []string{"route", "result"}),
 		bodies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_extproc_bodies_total",
-			Help: "Bodies the processors could not inspect, by direction and reason (over_limit, not_sent, uninspectable, not_json) and the action taken (skipped, rejected).",
+			Help: "Bodies the processors could not inspect, by direction and reason (over_limit, not_sent, uninspectable, not_json, trailing_data, duplicate_names) and the action taken (skipped, rejected).",
 		}, []string{"route", "direction", "reason", "action"}),
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_extproc_route_lookups_total",
-			Help: "How the route of a stream was found: attribute (xds.route_name), metadata, match (host/path fallback), unknown_id (Envoy named a route this config lacks) or none.",
+			Help: "How the route of a stream was found: attribute (xds.route_name), metadata, stream_metadata (the route id a proxyless gRPC client sends), match (host/path fallback), unknown_id (Envoy named a route this config lacks) or none.",
 		}, []string{"source"}),
 		protocol: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_extproc_protocol_errors_total",
 			Help: "Streams ended because Envoy broke the protocol (out-of-order or unknown messages, trailers ending a held body).",
 		}, []string{"reason"}),
+		stages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_extproc_stage_streams_total",
+			Help: "ext_proc streams by the filter that opened them: pre_authz (before ext_authz), post_authz (after ext_authz and the rate limit), budget (the cost budget filter, before the router), or all (one filter: a hand-written Envoy config or a proxyless gRPC client).",
+		}, []string{"stage"}),
 	}
-	for _, c := range []prometheus.Collector{m.streams, m.messages, m.seconds, m.results, m.redactions, m.violations, m.idem, m.bodies, m.lookups, m.protocol} {
+	for _, c := range []prometheus.Collector{m.streams, m.messages, m.seconds, m.results, m.redactions, m.violations, m.idem, m.bodies, m.lookups, m.protocol, m.stages} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -94,7 +99,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.procObs[p] = m.seconds.WithLabelValues(p)
 	}
 	m.lookupBy = map[string]prometheus.Counter{}
-	for _, s := range []string{"attribute", "metadata", "match", "unknown_id", "none"} {
+	for _, s := range []string{"attribute", "metadata", "stream_metadata", "match", "unknown_id", "none"} {
 		m.lookupBy[s] = m.lookups.WithLabelValues(s)
 	}
 	return m, nil

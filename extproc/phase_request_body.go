@@ -75,7 +75,7 @@ func (s *stream) requestComplete(ctx context.Context, body []byte, checked bool)
 			}
 			m, vs := r.contract.ValidateRequest(ctx, openapi.Request{
 				Method: s.method, Path: s.path, Authority: s.authority, Header: hdr,
-				Body: body, BodyChecked: checked && r.oaBody,
+				Body: body, BodyChecked: checked && r.oaBody, JSON: r.json,
 			})
 			s.oaMatch = m
 			if len(vs) == 0 {

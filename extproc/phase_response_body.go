@@ -9,6 +9,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
 	"github.com/gatehouse/gatehouse/extproc/redact"
+	"github.com/gatehouse/gatehouse/internal/jsonx"
 )
 
 // responseBodyPhase collects the response body and, once whole (or over
@@ -81,8 +82,8 @@ func (s *stream) responseComplete(ctx context.Context, body []byte, checked bool
 		dec, err := gunzip(body, r.limit)
 		if err != nil {
 			r.m.body("response", "uninspectable", "rejected")
-			s.release(ctx, "released")
-			// The content-encoding header is already gone: a body that
+			// The upstream ran: the key stays held (finish) until
+			// lockTimeout. The content-encoding header is already gone: a body that
 			// cannot be decoded cannot be sent on as it is.
 			return s.problem(problem{Type: problemUninspected, Title: "Response cannot be inspected", Status: 502,
 				Detail: "The upstream's gzip response could not be decoded within this API's inspection limit."}), nil
@@ -110,10 +111,23 @@ func (s *stream) responseComplete(ctx context.Context, body []byte, checked bool
 		})
 	}
 	var out []byte
+	var refused *extprocv3.ProcessingResponse
 	if s.redactResp && checked {
 		s.timed(procRedact, func() {
 			red, counts, err := r.redactor.Redact(plain)
 			switch {
+			case errors.Is(err, jsonx.ErrTrailingData), errors.Is(err, jsonx.ErrDuplicateName):
+				// JSON its readers may read differently: what one of them
+				// reads might be what masking missed.
+				reason := "trailing_data"
+				detail := "The upstream's JSON response holds data after its JSON text, which clients may read differently."
+				if errors.Is(err, jsonx.ErrDuplicateName) {
+					reason = "duplicate_names"
+					detail = "The upstream's JSON response names a member twice in one object, which clients may read differently."
+				}
+				r.m.body("response", reason, "rejected")
+				r.m.result(procRedact, "rejected")
+				refused = s.problem(problem{Type: problemUninspected, Title: "Response cannot be inspected", Status: 502, Detail: detail})
 			case errors.Is(err, redact.ErrNotJSON):
 				r.m.body("response", "not_json", "skipped")
 				r.m.result(procRedact, "skipped")
@@ -130,6 +144,9 @@ func (s *stream) responseComplete(ctx context.Context, body []byte, checked bool
 			}
 		})
 	}
+	if refused != nil {
+		return refused, nil
+	}
 	if s.gzipResp && out == nil && checked {
 		out = plain
 		if out == nil {
@@ -138,7 +155,11 @@ func (s *stream) responseComplete(ctx context.Context, body []byte, checked bool
 	}
 	if s.idem.held {
 		if !checked {
-			s.release(ctx, "too_large")
+			// Too large to store, but the upstream ran: the key stays
+			// held in the store until lockTimeout, so that a retry gets
+			// 409 rather than a second execution.
+			s.idem.held = false
+			r.m.idempotency("too_large")
 		} else {
 			final := body
 			if out != nil {

@@ -130,7 +130,7 @@ func (s *stream) problem(p problem) *extprocv3.ProcessingResponse {
 // finalHeaders adds the headers every response of the route carries to an
 // answer gatehouse makes itself.
 func (s *stream) finalHeaders(m *mutation) {
-	if s.route.hygiene != nil {
+	if s.route.hygiene != nil || s.route.correlate {
 		s.correlation(m)
 	}
 }

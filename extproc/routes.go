@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse/gatehouse/extproc/redact"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/contract"
+	"github.com/gatehouse/gatehouse/internal/jsonx"
 	"github.com/gatehouse/gatehouse/internal/routematch"
 )
 
@@ -27,7 +28,11 @@ import (
 type runtime struct {
 	routes  map[string]*route
 	resolve *routematch.Resolver[*route]
-	timeout time.Duration
+	// grpcResolve matches the streams of proxyless gRPC clients that
+	// carry no route id against the routes of grpc listeners only: an
+	// RPC's path must not land on an HTTP route.
+	grpcResolve *routematch.Resolver[*route]
+	timeout     time.Duration
 	// none is the route of streams that matched nothing: no processors.
 	none *route
 	// budgets are the routes' cost budgets, by route id (the budget stage).
@@ -48,8 +53,16 @@ type route struct {
 	idem     *idemPolicy
 	limit    int64
 	reject   bool // onLargeBody: reject
-	needs    config.ExtProcNeeds
-	m        *routeMetrics
+	// json are the departures from strict JSON the route's bodies may take.
+	json  jsonx.Rules
+	needs config.ExtProcNeeds
+	m     *routeMetrics
+	// pre and post are the views of the route that each ext_proc stage
+	// runs (stages.go); nil on the views themselves.
+	pre, post *route
+	// correlate adds the request's ids and the security headers to the
+	// answers this view makes itself, where hygiene ran in another stage.
+	correlate bool
 	// lastLog rate-limits the route's report-only log lines.
 	lastLog atomic.Int64
 }
@@ -89,6 +102,7 @@ func compile(ctx context.Context, cfg *config.Config, m *metrics) (*runtime, err
 		}
 		r.limit = e.BodyLimit(cfg)
 		r.reject = e.OnLargeBody == config.LargeBodyReject
+		r.json = jsonx.Rules{AllowTrailingData: e.JSON.TrailingData == config.JSONAllow, AllowDuplicateNames: e.JSON.DuplicateNames == config.JSONAllow}
 		if e.Hygiene != nil {
 			r.hygiene = hygiene.New(cfg.ExtProc.Hygiene, e.Hygiene)
 			var m mutation
@@ -111,6 +125,7 @@ func compile(ctx context.Context, cfg *config.Config, m *metrics) (*runtime, err
 			red, rerr := redact.New(redact.Options{
 				Paths: rd.Paths, Mask: rd.Mask, NationalIDPatterns: patterns,
 				Email: rd.Detectors.Email, Cards: rd.Detectors.Cards, NationalIDs: rd.Detectors.NationalIDs, BearerTokens: rd.Detectors.BearerTokens,
+				JSON: r.json,
 			})
 			if rerr != nil {
 				errs = append(errs, &config.FieldError{Path: p.Field("redact").Field("paths"), Msg: strings.TrimPrefix(rerr.Error(), "redact: ")})
@@ -121,14 +136,16 @@ func compile(ctx context.Context, cfg *config.Config, m *metrics) (*runtime, err
 			r.idem = &idemPolicy{
 				header: strings.ToLower(id.Header), methods: id.IdempotentMethods(), required: id.Required,
 				ttl: id.TTL.D(), lock: id.LockTimeout.D(), failOpen: id.FailureMode == config.FailOpen,
-				scope: append(credentialHeaders(cfg), id.ScopeHeaders...),
+				scope: credentialHeaders(cfg), extraScope: id.ScopeHeaders,
 			}
 		}
+		r.stageViews(cr, cfg)
 	}
 	if len(errs) > 0 {
 		return nil, errs
 	}
 	rt.resolve = routematch.NewResolver(cfg.Routes, rt.routes, contract.ExtProcUnknownRoute)
+	rt.grpcResolve = routematch.NewResolver(grpcRoutes(cfg), rt.routes, contract.ExtProcUnknownRoute)
 	return rt, nil
 }
 
@@ -171,11 +188,12 @@ func loadContract(ctx context.Context, o *config.RouteOpenAPI, cache map[[32]byt
 		}
 		src = openapi.Source{Data: data, File: o.File.String()}
 	}
-	key := sha256.Sum256(append([]byte(src.File+"\x00"+o.BasePath+"\x00"), src.Data...))
+	set := openapi.Settings{BasePath: o.BasePath, IgnoreFormats: !o.CheckFormats}
+	key := sha256.Sum256(append([]byte(fmt.Sprintf("%s\x00%s\x00%t\x00", src.File, o.BasePath, set.IgnoreFormats)), src.Data...))
 	if c, ok := cache[key]; ok {
 		return c, nil
 	}
-	c, err := openapi.Load(ctx, src, o.BasePath)
+	c, err := openapi.Load(ctx, src, set)
 	if err != nil {
 		return nil, err
 	}
@@ -227,6 +245,12 @@ func contractError(cfg *config.Config, p config.Path, o *config.RouteOpenAPI, er
 // headers (also for an id not configured here: contract.ExtProcUnknownRoute).
 // source labels the metric.
 func (rt *runtime) lookup(attrID, metaID string, hs []hygiene.Header) (*route, string) {
+	return rt.lookupIn(rt.resolve, hs, attrID, metaID)
+}
+
+// lookupIn is lookup with the resolver to match by and the route ids
+// carried, in order of trust.
+func (rt *runtime) lookupIn(resolve *routematch.Resolver[*route], hs []hygiene.Header, ids ...string) (*route, string) {
 	req := func() *routematch.Request {
 		if hs == nil {
 			return nil
@@ -237,7 +261,7 @@ func (rt *runtime) lookup(attrID, metaID string, hs []hygiene.Header) (*route, s
 		req.Method, _ = headerValue(hs, ":method")
 		return req
 	}
-	r, by, _, idx := rt.resolve.Resolve(req, attrID, metaID)
+	r, by, _, idx := resolve.Resolve(req, ids...)
 	switch by {
 	case routematch.ByID:
 		if idx == 0 {
@@ -259,6 +283,20 @@ func headerValue(hs []hygiene.Header, name string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// grpcRoutes are the routes served by grpc listeners.
+func grpcRoutes(cfg *config.Config) []config.Route {
+	var out []config.Route
+	for i := range cfg.Routes {
+		for j := range cfg.Listeners {
+			if l := &cfg.Listeners[j]; l.Kind == config.ListenerGRPC && cfg.Routes[i].ServedBy(l) {
+				out = append(out, cfg.Routes[i])
+				break
+			}
+		}
+	}
+	return out
 }
 
 func emptyResolver() *routematch.Resolver[*route] {

@@ -73,7 +73,7 @@ func New(cfg *config.Config, deps component.Deps) (*Server, error) {
 	}
 	// Serve nothing until the first Prepare/commit, but never a nil
 	// runtime.
-	s.rt.Store(&runtime{routes: map[string]*route{}, resolve: emptyResolver(), timeout: config.Defaults[config.ExtProc]().MessageTimeout.D(), none: &route{id: noRoute, m: m.forRoute(noRoute)}})
+	s.rt.Store(&runtime{routes: map[string]*route{}, resolve: emptyResolver(), grpcResolve: emptyResolver(), timeout: config.Defaults[config.ExtProc]().MessageTimeout.D(), none: &route{id: noRoute, m: m.forRoute(noRoute)}})
 	return s, nil
 }
 
@@ -138,11 +138,20 @@ func (s *Server) Close(context.Context) error { return nil }
 // immediate response.
 func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) (err error) {
 	if stageOf(srv.Context()) == contract.ExtProcStageBudget {
+		// The budget filter's stream (budget_stream.go).
+		s.m.stages.WithLabelValues(contract.ExtProcStageBudget).Inc()
 		return s.processBudget(srv)
 	}
-	st := s.newStream()
-	defer func() { st.finish(err) }()
 	ctx := srv.Context()
+	stage, serr := streamStage(ctx)
+	if serr != nil {
+		s.m.protocol.WithLabelValues("unknown_stage").Inc()
+		return status.Error(codes.InvalidArgument, serr.Error())
+	}
+	s.m.stageStreams(stage).Inc()
+	st := s.newStream()
+	st.stage, st.streamRoute = stage, streamRouteID(ctx)
+	defer func() { st.finish(err) }()
 	for {
 		req, rerr := srv.Recv()
 		if errors.Is(rerr, io.EOF) {
@@ -161,12 +170,16 @@ func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) (err err
 		if resp == nil {
 			continue
 		}
+		if st.grpc {
+			resp = grpcClientAnswer(resp)
+		}
 		if serr := srv.Send(resp); serr != nil {
 			if ctx.Err() != nil {
 				return status.FromContextError(ctx.Err()).Err()
 			}
 			return status.Errorf(codes.Unavailable, "extproc: send: %v", serr)
 		}
+		st.delivered()
 		if st.done {
 			return nil // Envoy sends nothing after an immediate response
 		}

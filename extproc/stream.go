@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/extproc/hygiene"
 	"github.com/gatehouse/gatehouse/extproc/openapi"
+	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/contract"
 )
 
@@ -68,6 +69,17 @@ type stream struct {
 	srv   *Server
 	rt    *runtime
 	route *route
+
+	// stage is the ext_proc filter that opened the stream; streamRoute
+	// the route id in the stream's metadata (gRPC clients).
+	stage       config.ExtProcStage
+	streamRoute string
+	// grpc is set for a proxyless gRPC client's stream (gRFC A93): it
+	// sends no pseudo-headers and reads header values from value, not
+	// raw_value (grpcclient.go).
+	grpc bool
+	// caller is the identity ext_authz verified (second stage only).
+	caller identity
 
 	started bool
 	last    msgKind // kind of the last message; -1 before the first
@@ -196,16 +208,31 @@ func (s *stream) start(req *extprocv3.ProcessingRequest) {
 		s.noOverride = pc.GetSendBodyWithoutWaitingForHeaderResponse()
 	}
 	s.req.mode, s.resp.mode = s.announced[0], s.announced[1]
-	attr := req.GetAttributes()[contract.ExtProcFilterName].GetFields()[contract.ExtProcRouteAttribute].GetStringValue()
+	attrs := req.GetAttributes()
+	attr := requestAttribute(attrs, contract.ExtProcRouteAttribute)
 	meta := req.GetMetadataContext().GetFilterMetadata()[contract.RouteMetadataNamespace].GetFields()[contract.RouteMetadataID].GetStringValue()
 	var hs []hygiene.Header
 	if h := req.GetRequestHeaders(); h != nil {
 		hs = toHeaders(h.GetHeaders())
-		s.reqHeaders = hs
 	}
 	var src string
-	s.route, src = s.rt.lookup(attr, meta, hs)
+	if path := requestAttribute(attrs, contract.ExtProcPathAttribute); path != "" && !hasHeader(hs, ":path") {
+		// A proxyless gRPC client: its request line is in attributes.
+		s.grpc = true
+		hs = grpcRequestHeaders(hs, path, requestAttribute(attrs, contract.ExtProcHostAttribute))
+		s.route, src = s.rt.lookupIn(s.rt.grpcResolve, hs, s.streamRoute)
+		if src == "attribute" {
+			src = "stream_metadata"
+		}
+	} else {
+		s.route, src = s.rt.lookup(attr, meta, hs)
+	}
+	s.reqHeaders = hs
 	s.srv.m.lookupBy[src].Inc()
+	s.route = s.route.forStage(s.stage)
+	if s.stage != config.ExtProcStagePreAuthz {
+		s.caller = identityOf(req)
+	}
 }
 
 // order enforces the message order of an HTTP request; a message out of
@@ -244,11 +271,21 @@ func (s *stream) timed(proc string, f func()) {
 	s.srv.m.procObs[proc].Observe(time.Since(t0).Seconds())
 }
 
-// finish ends the stream: a key still held (the request never got a
-// response: cancelled, reset, failed upstream) is released, the span ends
-// and the outcome is counted.
+// finish ends the stream: a key still held is released when the request
+// never went on, and left held (until lockTimeout) when it did; the span
+// ends and the outcome is counted.
 func (s *stream) finish(err error) {
-	if s.idem.held {
+	switch {
+	case s.idem.held && s.idem.forwarded:
+		// Reset (or failed) after the request went on: the upstream may
+		// have run it, and no response says otherwise. The key stays
+		// held until lockTimeout, so that a retry gets 409 rather than
+		// a second execution (draft-ietf-httpapi-idempotency-key-header
+		// §2.6).
+		s.idem.held = false
+		s.route.m.idempotency("held")
+	case s.idem.held:
+		// Ended before the request went on: nothing ran, a retry may.
 		// The stream's context is gone; release on a fresh one, bounded.
 		s.deadline = time.Now().Add(s.rt.timeout)
 		s.release(context.Background(), "released")
@@ -284,5 +321,15 @@ func (s *stream) finish(err error) {
 		s.route.m.cancelled.Inc()
 	default:
 		s.route.m.continued.Inc()
+	}
+}
+
+// delivered is called once an answer has reached the transport. After the
+// answer that let a request holding an idempotency key go on, the
+// upstream may run it whatever happens to this stream: from then on the
+// key is only given up for a response that says the request did not run.
+func (s *stream) delivered() {
+	if s.idem.held {
+		s.idem.forwarded = true
 	}
 }

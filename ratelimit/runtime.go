@@ -79,7 +79,7 @@ func newRuntime(cfg *config.Config, deps component.Deps) (*runtime, error) {
 	return rt, nil
 }
 
-func storeOptions(rl *config.RateLimit, m *store.Metrics) store.RedisOptions {
+func storeOptions(rl *config.RateLimit, keyPrefix string, m *store.Metrics) store.RedisOptions {
 	return store.RedisOptions{
 		Timeout:   rl.Store.Timeout.D(),
 		BatchSize: rl.Store.BatchSize,
@@ -89,7 +89,12 @@ func storeOptions(rl *config.RateLimit, m *store.Metrics) store.RedisOptions {
 			OpenFor:  rl.Store.Breaker.OpenFor.D(),
 			Probes:   rl.Store.Breaker.Probes,
 		},
-		Metrics: m,
+		Wait: store.WaitOptions{
+			Replicas: rl.Store.Wait.Replicas,
+			Timeout:  rl.Store.Wait.Timeout.D(),
+		},
+		KeyPrefix: keyPrefix,
+		Metrics:   m,
 	}
 }
 
@@ -129,7 +134,7 @@ func (rt *runtime) swap(snap *quota.Snapshot) {
 	case rt.memory != nil:
 		st = rt.memory
 	default:
-		opts := storeOptions(rl, rt.storeM)
+		opts := storeOptions(rl, rt.deps.KeyPrefix, rt.storeM)
 		st = rt.lim.Store()
 		if st == nil || opts != rt.storeOpts {
 			st = store.NewRedis(rt.deps.Redis, opts)
@@ -160,16 +165,23 @@ func (rt *runtime) retire(old store.Store, after time.Duration) {
 	}()
 }
 
-// ready reports whether the store answers. The circuit breaker is not
-// consulted: it closes only when traffic probes it, and a replica taken
-// out of rotation would get none.
+// ready reports whether the store serves. A Redis store answers from its
+// recent round trips (requests' and its prober's), without a round trip
+// of its own: at once, also while Redis fails over, and failing while
+// writes fail even though Redis answers PING.
 func (rt *runtime) ready(ctx context.Context) error {
 	st := rt.lim.Store()
 	if st == nil {
 		return errors.New("no config applied yet")
 	}
+	if r, ok := st.(interface{ Ready() error }); ok {
+		if err := r.Ready(); err != nil {
+			return fmt.Errorf("redis store: %w", err)
+		}
+		return nil
+	}
 	if err := st.Ping(ctx); err != nil {
-		return fmt.Errorf("redis store: %w", err)
+		return fmt.Errorf("store: %w", err)
 	}
 	return nil
 }

@@ -28,6 +28,10 @@ type Server struct {
 	rlsv3.UnimplementedRateLimitServiceServer
 	lim *limiter.Limiter
 	rt  *runtime
+	// info and unary are what the method handler gives interceptors, made
+	// once rather than for every request.
+	info  *grpc.UnaryServerInfo
+	unary grpc.UnaryHandler
 }
 
 // New builds the rate limit service. The config is compiled by Prepare.
@@ -39,7 +43,10 @@ func New(cfg *config.Config, deps component.Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{lim: rt.lim, rt: rt}, nil
+	s := &Server{lim: rt.lim, rt: rt}
+	s.info = &grpc.UnaryServerInfo{Server: s, FullMethod: rlsv3.RateLimitService_ShouldRateLimit_FullMethodName}
+	s.unary = s.serveUnary
+	return s, nil
 }
 
 // Validate compiles the ratelimit part of cfg (including the envoy config
@@ -93,8 +100,41 @@ func declared(snap *quota.Snapshot) []string {
 // Name implements component.Component.
 func (s *Server) Name() string { return config.ComponentRateLimit }
 
-// Register implements component.Component.
-func (s *Server) Register(g grpc.ServiceRegistrar) { rlsv3.RegisterRateLimitServiceServer(g, s) }
+// Register implements component.Component: the RLS service, with a
+// method handler of its own (see handle).
+func (s *Server) Register(g grpc.ServiceRegistrar) {
+	desc := rlsv3.RateLimitService_ServiceDesc
+	desc.Methods = []grpc.MethodDesc{{MethodName: "ShouldRateLimit", Handler: s.handle}}
+	g.RegisterService(&desc, s)
+}
+
+// handle is the generated ShouldRateLimit handler, but the request decodes
+// without protobuf's reflection into one allocation (wire.go), the answer
+// encodes itself (with gatehouse's gRPC codec, internal/grpcserver), and
+// the interceptors get an info and a handler made once.
+//
+// The request's memory is pooled: nothing keeps a pointer into it once the
+// handler returns (the answer's strings are its own or the config's; the
+// request's strings are slices of a string of their own, never pooled).
+func (s *Server) handle(_ any, ctx context.Context, dec func(any) error, in grpc.UnaryServerInterceptor) (any, error) {
+	r := requestPool.Get().(*request)
+	defer r.release()
+	if err := dec(r); err != nil {
+		return nil, err
+	}
+	if in == nil {
+		return s.serveUnary(ctx, &r.msg)
+	}
+	return in(ctx, &r.msg, s.info, s.unary)
+}
+
+func (s *Server) serveUnary(ctx context.Context, req any) (any, error) {
+	a, err := s.lim.Decide(ctx, req.(*rlsv3.RateLimitRequest))
+	if err != nil {
+		return nil, err
+	}
+	return response{a}, nil
+}
 
 // ShouldRateLimit implements the RLS method.
 func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {

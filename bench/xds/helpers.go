@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"runtime"
+	"runtime/metrics"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -12,6 +15,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -36,8 +40,11 @@ func edsNames(rs []*anypb.Any) []string {
 	return out
 }
 
-func rdsNames(rs []*anypb.Any) []string {
+// rdsNames lists the route configurations the listeners name over RDS,
+// and whether one uses scoped routes over SRDS (routes split by host).
+func rdsNames(rs []*anypb.Any) ([]string, bool) {
 	var out []string
+	scoped := false
 	for _, a := range rs {
 		l := &listenerv3.Listener{}
 		if a.UnmarshalTo(l) != nil {
@@ -46,14 +53,33 @@ func rdsNames(rs []*anypb.Any) []string {
 		for _, fc := range l.GetFilterChains() {
 			for _, f := range fc.GetFilters() {
 				hcm := &hcmv3.HttpConnectionManager{}
-				if f.GetTypedConfig().UnmarshalTo(hcm) == nil && hcm.GetRds() != nil {
+				if f.GetTypedConfig().UnmarshalTo(hcm) != nil {
+					continue
+				}
+				if hcm.GetRds() != nil {
 					out = append(out, hcm.GetRds().GetRouteConfigName())
+				}
+				if hcm.GetScopedRoutes().GetScopedRds() != nil {
+					scoped = true
 				}
 			}
 		}
 	}
 	sort.Strings(out)
-	return out
+	return out, scoped
+}
+
+// scopeRoutes lists the route configurations scoped routes name.
+func scopeRoutes(rs []*anypb.Any) []string {
+	var out []string
+	for _, a := range rs {
+		s := &routev3.ScopedRouteConfiguration{}
+		if a.UnmarshalTo(s) == nil {
+			out = append(out, s.GetRouteConfigurationName())
+		}
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
 }
 
 func deltaAnys(r *discoveryv3.DeltaDiscoveryResponse) []*anypb.Any {
@@ -115,12 +141,16 @@ type ceiling struct {
 	rounds []time.Duration
 }
 
-// newCeiling starts the no-op server with the current route table and
-// connects the clients.
+// newCeiling starts the no-op server with the route configuration that
+// holds route r0 (what one route change sends, split or not) and connects
+// the clients.
 func newCeiling(ctx context.Context, comp *xds.Server) (*ceiling, error) {
 	set := comp.ADS().Current()
 	var rs []*anypb.Any
 	for _, rc := range set.Resources.Routes {
+		if !holdsRoute(rc, "r0") {
+			continue
+		}
 		a, err := anypb.New(rc)
 		if err != nil {
 			return nil, err
@@ -233,3 +263,67 @@ func perClient(m map[string]int64, n int) string {
 }
 
 func compact(s string) string { return strings.ReplaceAll(s, " ", ",") }
+
+func holdsRoute(rc *routev3.RouteConfiguration, id string) bool {
+	for _, vh := range rc.GetVirtualHosts() {
+		for _, r := range vh.GetRoutes() {
+			if r.GetName() == id {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func largest(comp *xds.Server) string {
+	n := 0
+	for _, rc := range comp.ADS().Current().Resources.Routes {
+		n = max(n, protoSize(rc))
+	}
+	return mb(n)
+}
+
+func mb(n int) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
+
+func kb(n int) string { return fmt.Sprintf("%.0f KB", float64(n)/1e3) }
+
+// heapNow is the live heap after a collection.
+func heapNow() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// sampleHeap samples the heap every 20ms until the returned function is
+// called, which returns the highest sample.
+func sampleHeap() func() uint64 {
+	var mu sync.Mutex
+	var peak uint64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	go func() {
+		defer close(done)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			metrics.Read(s)
+			mu.Lock()
+			peak = max(peak, s[0].Value.Uint64())
+			mu.Unlock()
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() uint64 {
+		close(stop)
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		return peak
+	}
+}

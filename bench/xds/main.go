@@ -20,6 +20,8 @@ import (
 	"net"
 	"os"
 	"slices"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,7 +51,7 @@ var (
 	clusters = flag.Int("clusters", 1000, "clusters in the config")
 	rounds   = flag.Int("rounds", 5, "route changes per mode")
 	timeout  = flag.Duration("timeout", 120*time.Second, "give up after this long")
-	modes    = flag.String("modes", "sotw,delta", "sotw, delta or both (comma-separated)")
+	modes    = flag.String("modes", "sotw,delta,mixed", "sotw, delta, mixed (every other client Delta), comma-separated; both means sotw,delta")
 )
 
 const maxMsg = 64 << 20
@@ -89,13 +91,16 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	g := grpc.NewServer(grpc.MaxSendMsgSize(maxMsg), grpc.MaxRecvMsgSize(maxMsg))
+	// The server's message limit is the config's (4MiB by default), as in
+	// production: the route table is sent a message's worth at a time.
+	limit := int(cfg.Server.GRPC.MaxSendMessageSize)
+	g := grpc.NewServer(grpc.MaxSendMsgSize(limit), grpc.MaxRecvMsgSize(maxMsg))
 	comp.Register(g)
 	go func() { _ = g.Serve(lis) }()
 	defer g.Stop()
 
-	fmt.Printf("xds load: %d clients, %d routes, %d clusters, %d rounds; route table %s\n",
-		*clients, *routes, *clusters, *rounds, size(comp))
+	fmt.Printf("xds load: %d clients, %d routes, %d clusters, %d rounds; route table %s in %d route configurations (largest %s), message limit %s\n",
+		*clients, *routes, *clusters, *rounds, size(comp), len(comp.ADS().Current().Resources.Routes), largest(comp), mb(limit))
 
 	ceil, err := newCeiling(ctx, comp)
 	if err != nil {
@@ -105,10 +110,16 @@ func run() error {
 
 	variant := 0
 	for _, mode := range splitModes(*modes) {
-		pool, err := connect(ctx, lis.Addr().String(), mode, *clients)
+		heap0 := heapNow()
+		peak := sampleHeap()
+		t0 := time.Now()
+		pool, err := connect(ctx, lis.Addr().String(), mode, *clients, nil)
 		if err != nil {
 			return fmt.Errorf("%s: %w", mode, err)
 		}
+		syncTime, syncPeak := time.Since(t0), peak()-heap0
+		heapPer := (heapNow() - heap0) / uint64(*clients)
+
 		var prep, seen, null []time.Duration
 		var routeRes map[string]int64
 		for range *rounds {
@@ -130,34 +141,69 @@ func run() error {
 			}
 			prep, seen, routeRes = append(prep, p), append(seen, s), counts
 		}
-		variant++
-		next, err := cfgAt(variant-1, variant)
+		cv := variant + 1
+		next, err := cfgAt(variant, cv)
 		if err != nil {
 			return err
 		}
 		_, cs, clusterRes, err := change(ctx, comp, pool, next, resourcev3.EndpointType)
-		pool.close()
 		if err != nil {
+			pool.close()
 			return fmt.Errorf("%s cluster change: %w", mode, err)
 		}
+
+		// Every client reconnects at once, naming what it holds (a control
+		// plane restart behind a load balancer, or a move to another
+		// replica): nothing should be sent, and the next change must
+		// reach all of them.
+		states := pool.states
+		pool.close()
+		heapR := heapNow()
+		peakR := sampleHeap()
+		t1 := time.Now()
+		pool, err = connect(ctx, lis.Addr().String(), mode, *clients, states)
+		if err != nil {
+			return fmt.Errorf("%s reconnect: %w", mode, err)
+		}
+		resync := time.Since(t1)
+		// Let whatever the reconnect caused arrive (there should be none).
+		time.Sleep(500 * time.Millisecond)
+		afterRes := pool.counts()
+		variant++
+		next, err = cfgAt(variant, cv)
+		if err != nil {
+			return err
+		}
+		_, rs, _, err := change(ctx, comp, pool, next, resourcev3.RouteType)
+		pool.close()
+		if err != nil {
+			return fmt.Errorf("%s change after reconnect: %w", mode, err)
+		}
+		resyncPeak := peakR() - heapR
+
 		p50, maxSeen := median(seen), slices.Max(seen)
 		ceiling := median(null)
-		fmt.Printf("%s: ceiling (no-op ADS server fanning the same route table out to %d streams, interleaved): p50 %s\n", mode, *clients, ms(ceiling))
-		fmt.Printf("%s: one route changed → all %d clients have it: p50 %s, max %s (build %s p50); ratio to ceiling %.2f; resources sent per client: %s\n",
-			mode, *clients, ms(p50), ms(maxSeen), ms(median(prep)), float64(p50)/float64(ceiling), perClient(routeRes, *clients))
-		fmt.Printf("%s: one cluster's endpoints changed → all have it in %s; resources sent per client: %s\n",
-			mode, ms(cs), perClient(clusterRes, *clients))
-		fmt.Printf("RESULT mode=%s clients=%d routes=%d clusters=%d route_change_p50_ms=%.1f route_change_max_ms=%.1f build_p50_ms=%.1f ceiling_ms=%.1f ratio=%.2f route_change_resources_per_client=%s cluster_change_resources_per_client=%s\n",
-			mode, *clients, *routes, *clusters, msf(p50), msf(maxSeen), msf(median(prep)), msf(ceiling), float64(p50)/float64(ceiling),
-			compact(perClient(routeRes, *clients)), compact(perClient(clusterRes, *clients)))
+		fmt.Printf("%s: initial sync of %d clients %s, heap peak +%s, heap after %s per client (server and in-process clients)\n",
+			mode, *clients, ms(syncTime), mb(int(syncPeak)), kb(int(heapPer)))
+		fmt.Printf("%s: ceiling (no-op ADS server fanning the changed route configuration out to %d streams, interleaved): p50 %s\n", mode, *clients, ms(ceiling))
+		fmt.Printf("%s: one route changed → all %d clients have it: p50 %s, max %s (build %s p50); ratio to ceiling p50 %.2f max %.2f; resources sent per client: %s\n",
+			mode, *clients, ms(p50), ms(maxSeen), ms(median(prep)), float64(p50)/float64(ceiling), float64(maxSeen)/float64(ceiling), perClient(routeRes, *clients))
+		fmt.Printf("%s: one cluster's endpoints changed → all have it in %s (ratio %.2f); resources sent per client: %s\n",
+			mode, ms(cs), float64(cs)/float64(ceiling), perClient(clusterRes, *clients))
+		fmt.Printf("%s: all %d reconnect at once naming their versions: all back in %s, resources sent per client for it: %s; the next route change reaches all in %s; heap peak +%s\n",
+			mode, *clients, ms(resync), perClient(afterRes, *clients), ms(rs), mb(int(resyncPeak)))
+		fmt.Printf("RESULT mode=%s clients=%d routes=%d clusters=%d route_change_p50_ms=%.1f route_change_max_ms=%.1f build_p50_ms=%.1f ceiling_ms=%.1f ratio=%.2f max_ratio=%.2f endpoint_change_ms=%.1f sync_ms=%.1f sync_heap_peak_mb=%.1f heap_per_client_kb=%.1f resync_ms=%.1f route_change_resources_per_client=%s cluster_change_resources_per_client=%s after_reconnect_resources_per_client=%s\n",
+			mode, *clients, *routes, *clusters, msf(p50), msf(maxSeen), msf(median(prep)), msf(ceiling), float64(p50)/float64(ceiling), float64(maxSeen)/float64(ceiling),
+			msf(cs), msf(syncTime), float64(syncPeak)/1e6, float64(heapPer)/1e3, msf(resync),
+			compact(perClient(routeRes, *clients)), compact(perClient(clusterRes, *clients)), compact(perClient(afterRes, *clients)))
 	}
 	return nil
 }
 
 func splitModes(s string) []string {
 	var out []string
-	for _, m := range []string{"sotw", "delta"} {
-		if s == "both" || slices.Contains(splitComma(s), m) {
+	for _, m := range []string{"sotw", "delta", "mixed"} {
+		if (s == "both" && m != "mixed") || slices.Contains(splitComma(s), m) {
 			out = append(out, m)
 		}
 	}
@@ -209,6 +255,8 @@ func change(ctx context.Context, comp *xds.Server, pool *pool, cfg *config.Confi
 
 // pool is a set of clients and what they received since the last reset.
 type pool struct {
+	mode     string
+	states   []*clientState
 	mu       sync.Mutex
 	typeURL  string
 	pending  int
@@ -274,12 +322,23 @@ func (p *pool) close() {
 	}
 }
 
-// connect starts n clients of a mode and waits until each has its first
-// route table.
-func connect(ctx context.Context, addr, mode string, n int) (*pool, error) {
-	p := &pool{errs: make(chan error, n)}
+// connect starts n clients of a mode (sotw, delta, or mixed: every other
+// one) and waits until each has its first route table, or, when states
+// holds what each had (a reconnect), until each has sent its requests.
+func connect(ctx context.Context, addr, mode string, n int, states []*clientState) (*pool, error) {
+	p := &pool{errs: make(chan error, n), mode: mode}
 	p.reset(resourcev3.RouteType)
 	p.received = nil // the initial sync is not counted
+	if states != nil {
+		p.received = map[string]int64{} // what a reconnect is sent is
+	}
+	if states == nil {
+		states = make([]*clientState, n)
+		for i := range states {
+			states[i] = newClientState()
+		}
+	}
+	p.states = states
 	ready := make(chan struct{}, n)
 	for i := range n {
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -290,15 +349,16 @@ func connect(ctx context.Context, addr, mode string, n int) (*pool, error) {
 		cctx, cancel := context.WithCancel(ctx)
 		var wg sync.WaitGroup
 		p.closers = append(p.closers, func() { cancel(); _ = conn.Close(); wg.Wait() })
+		delta := mode == "delta" || (mode == "mixed" && i%2 == 1)
 		node := &corev3.Node{Id: fmt.Sprintf("bench-%s-%d", mode, i), Cluster: "bench", UserAgentName: "envoy"}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var err error
-			if mode == "delta" {
-				err = deltaClient(cctx, conn, node, p, ready)
+			if delta {
+				err = deltaClient(cctx, conn, node, p, ready, states[i])
 			} else {
-				err = sotwClient(cctx, conn, node, p, ready)
+				err = sotwClient(cctx, conn, node, p, ready, states[i])
 			}
 			if err != nil && cctx.Err() == nil {
 				p.errs <- err
@@ -317,115 +377,199 @@ func connect(ctx context.Context, addr, mode string, n int) (*pool, error) {
 	return p, nil
 }
 
+// clientState is what one client holds, to resume with after a
+// reconnect: per type, the last complete version (SotW) and the version
+// of each resource (Delta).
+type clientState struct {
+	versions map[string]string
+	have     map[string]map[string]string
+	names    map[string][]string
+}
+
+func newClientState() *clientState {
+	return &clientState{versions: map[string]string{}, have: map[string]map[string]string{}, names: map[string][]string{}}
+}
+
+// complete reports whether a version is the last part of a change (the
+// server sends a large change in several responses, all but the last
+// versioned <v>/partial).
+func complete(version string) bool { return !strings.HasSuffix(version, "/partial") }
+
 // sotwClient follows Envoy's State-of-the-World sequence on one ADS
-// stream: CDS and LDS (wildcard), then EDS and RDS for the names they
-// reference, ACKing each response with the names it holds.
-func sotwClient(ctx context.Context, conn *grpc.ClientConn, node *corev3.Node, p *pool, ready chan<- struct{}) error {
+// stream: CDS and LDS (wildcard), then EDS for the clusters, SRDS when
+// the listener's routes are split by host, and RDS for the names the
+// listener or the scopes reference; it ACKs each response with the names
+// it holds. With st from an earlier stream, it resumes: each request
+// names the version it holds, as Envoy does when it reconnects.
+func sotwClient(ctx context.Context, conn *grpc.ClientConn, node *corev3.Node, p *pool, ready chan<- struct{}, st *clientState) error {
 	s, err := adsclient.NewSotW(ctx, conn, node)
 	if err != nil {
 		return err
 	}
-	if err := s.Request(resourcev3.ClusterType); err != nil {
-		return err
+	resumed := len(st.versions) > 0
+	request := func(typ string, names ...string) error {
+		st.names[typ] = names
+		if resumed {
+			return s.Resume(typ, st.versions[typ], names...)
+		}
+		return s.Request(typ, names...)
 	}
-	if err := s.Request(resourcev3.ListenerType); err != nil {
-		return err
+	if resumed {
+		for _, typ := range []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.ScopedRouteType, resourcev3.RouteType} {
+			if _, ok := st.versions[typ]; ok {
+				if err := request(typ, st.names[typ]...); err != nil {
+					return err
+				}
+			}
+		}
+		ready <- struct{}{}
+	} else {
+		if err := request(resourcev3.ClusterType); err != nil {
+			return err
+		}
+		if err := request(resourcev3.ListenerType); err != nil {
+			return err
+		}
 	}
-	names := map[string][]string{}
-	versions := map[string]string{}
-	synced := false
+	synced := resumed
 	for {
 		resp, err := s.Recv()
 		if err != nil {
 			return err
 		}
 		typ := resp.GetTypeUrl()
-		fresh := versions[typ] != resp.GetVersionInfo()
-		versions[typ] = resp.GetVersionInfo()
+		fresh := st.versions[typ] != resp.GetVersionInfo() && complete(resp.GetVersionInfo())
+		if complete(resp.GetVersionInfo()) {
+			st.versions[typ] = resp.GetVersionInfo()
+		}
+		var next string
+		var more []string
 		switch typ {
 		case resourcev3.ClusterType:
-			eds := edsNames(resp.GetResources())
-			if err := s.Ack(resp); err != nil {
-				return err
-			}
-			if !slices.Equal(eds, names[resourcev3.EndpointType]) {
-				names[resourcev3.EndpointType] = eds
-				if err := s.Request(resourcev3.EndpointType, eds...); err != nil {
-					return err
-				}
-			}
+			next, more = resourcev3.EndpointType, edsNames(resp.GetResources())
 		case resourcev3.ListenerType:
-			rds := rdsNames(resp.GetResources())
-			if err := s.Ack(resp); err != nil {
-				return err
-			}
-			if !slices.Equal(rds, names[resourcev3.RouteType]) {
-				names[resourcev3.RouteType] = rds
-				if err := s.Request(resourcev3.RouteType, rds...); err != nil {
-					return err
+			var scoped bool
+			next = resourcev3.RouteType
+			if more, scoped = rdsNames(resp.GetResources()); scoped {
+				next, more = resourcev3.ScopedRouteType, nil
+				if _, ok := st.names[next]; ok {
+					next = ""
 				}
 			}
-		default:
-			if err := s.Ack(resp, names[typ]...); err != nil {
-				return err
+		case resourcev3.ScopedRouteType:
+			next, more = resourcev3.RouteType, scopeRoutes(resp.GetResources())
+		}
+		if err := s.Ack(resp, st.names[typ]...); err != nil {
+			return err
+		}
+		if next != "" {
+			if _, ok := st.names[next]; !ok || !slices.Equal(more, st.names[next]) {
+				if err := request(next, more...); err != nil {
+					return err
+				}
 			}
 		}
 		p.got(typ, len(resp.GetResources()), fresh)
-		if !synced && typ == resourcev3.RouteType {
+		if !synced && typ == resourcev3.RouteType && complete(resp.GetVersionInfo()) {
 			synced = true
 			ready <- struct{}{}
 		}
 	}
 }
 
-// deltaClient follows the same sequence over Delta xDS.
-func deltaClient(ctx context.Context, conn *grpc.ClientConn, node *corev3.Node, p *pool, ready chan<- struct{}) error {
+// deltaClient follows the same sequence over Delta xDS; resuming, it
+// names the versions of the resources it holds.
+func deltaClient(ctx context.Context, conn *grpc.ClientConn, node *corev3.Node, p *pool, ready chan<- struct{}, st *clientState) error {
 	d, err := adsclient.NewDelta(ctx, conn, node)
 	if err != nil {
 		return err
 	}
-	if err := d.Subscribe(resourcev3.ClusterType); err != nil {
-		return err
-	}
-	if err := d.Subscribe(resourcev3.ListenerType); err != nil {
-		return err
+	resumed := len(st.have) > 0
+	subscribe := func(typ string, names ...string) error {
+		if resumed {
+			return d.Resume(typ, st.have[typ], names...)
+		}
+		return d.Subscribe(typ, names...)
 	}
 	subscribed := map[string]bool{}
-	synced := false
+	if resumed {
+		for _, typ := range []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.ScopedRouteType, resourcev3.RouteType} {
+			have, ok := st.have[typ]
+			if !ok {
+				continue
+			}
+			var names []string
+			if typ == resourcev3.EndpointType || typ == resourcev3.RouteType {
+				for n := range have {
+					names = append(names, n)
+					subscribed[typ+"\x00"+n] = true
+				}
+				sort.Strings(names)
+			}
+			if err := subscribe(typ, names...); err != nil {
+				return err
+			}
+		}
+		ready <- struct{}{}
+	} else {
+		if err := subscribe(resourcev3.ClusterType); err != nil {
+			return err
+		}
+		if err := subscribe(resourcev3.ListenerType); err != nil {
+			return err
+		}
+	}
+	synced := resumed
 	for {
 		resp, err := d.Recv()
 		if err != nil {
 			return err
 		}
 		typ := resp.GetTypeUrl()
+		if st.have[typ] == nil {
+			st.have[typ] = map[string]string{}
+		}
+		for _, r := range resp.GetResources() {
+			st.have[typ][r.GetName()] = r.GetVersion()
+		}
+		for _, n := range resp.GetRemovedResources() {
+			delete(st.have[typ], n)
+		}
 		if err := d.Ack(resp); err != nil {
 			return err
 		}
+		var next string
 		var more []string
 		switch typ {
 		case resourcev3.ClusterType:
-			more = edsNames(deltaAnys(resp))
+			next, more = resourcev3.EndpointType, edsNames(deltaAnys(resp))
 		case resourcev3.ListenerType:
-			more = rdsNames(deltaAnys(resp))
+			var scoped bool
+			next = resourcev3.RouteType
+			if more, scoped = rdsNames(deltaAnys(resp)); scoped && !subscribed[resourcev3.ScopedRouteType] {
+				subscribed[resourcev3.ScopedRouteType] = true
+				if err := d.Subscribe(resourcev3.ScopedRouteType); err != nil {
+					return err
+				}
+			}
+		case resourcev3.ScopedRouteType:
+			next, more = resourcev3.RouteType, scopeRoutes(deltaAnys(resp))
 		}
 		var fresh []string
 		for _, n := range more {
-			if !subscribed[n] {
-				subscribed[n] = true
+			if !subscribed[next+"\x00"+n] {
+				subscribed[next+"\x00"+n] = true
 				fresh = append(fresh, n)
 			}
 		}
 		if len(fresh) > 0 {
-			next := resourcev3.EndpointType
-			if typ == resourcev3.ListenerType {
-				next = resourcev3.RouteType
-			}
 			if err := d.Subscribe(next, fresh...); err != nil {
 				return err
 			}
 		}
-		p.got(typ, len(resp.GetResources()), len(resp.GetResources()) > 0)
-		if !synced && typ == resourcev3.RouteType {
+		done := complete(resp.GetSystemVersionInfo())
+		p.got(typ, len(resp.GetResources()), len(resp.GetResources()) > 0 && done)
+		if !synced && typ == resourcev3.RouteType && done {
 			synced = true
 			ready <- struct{}{}
 		}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -21,6 +22,8 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"github.com/gatehouse/gatehouse/internal/jsonx"
 )
 
 // LoadError is a problem with a document, with the line it is on when the
@@ -42,6 +45,9 @@ func (e *LoadError) Error() string {
 type Contract struct {
 	doc    *openapi3.T
 	router routers.Router
+	// opts validate requests with bodies, noBody without; both carry the
+	// document's format settings.
+	opts, noBody *openapi3filter.Options
 }
 
 // Source is where a document comes from: inline data, or a file whose
@@ -56,9 +62,17 @@ type Source struct {
 
 var lineRE = regexp.MustCompile(`(?:yaml error: )?(?:yaml: )?line (\d+): `)
 
-// Load parses, validates and compiles a document. basePath, when set,
-// replaces the paths of the document's servers.
-func Load(ctx context.Context, src Source, basePath string) (*Contract, error) {
+// Settings tune how a document is compiled.
+type Settings struct {
+	// BasePath, when set, replaces the paths of the document's servers.
+	BasePath string
+	// IgnoreFormats turns off the checks of string formats (email,
+	// uuid, ...): the schema's other rules still apply.
+	IgnoreFormats bool
+}
+
+// Load parses, validates and compiles a document.
+func Load(ctx context.Context, src Source, set Settings) (*Contract, error) {
 	loader := openapi3.NewLoader()
 	loader.Context = ctx
 	var (
@@ -84,12 +98,17 @@ func Load(ctx context.Context, src Source, basePath string) (*Contract, error) {
 	// Envoy has already matched the host; keep only the paths of the
 	// servers (or the configured base path) for matching.
 	shallow := *doc
-	shallow.Servers = pathServers(doc.Servers, basePath)
+	shallow.Servers = pathServers(doc.Servers, set.BasePath)
 	router, err := gorillamux.NewRouter(&shallow)
 	if err != nil {
 		return nil, &LoadError{Msg: "cannot build a router from the document's paths: " + err.Error()}
 	}
-	return &Contract{doc: doc, router: router}, nil
+	c := &Contract{doc: doc, router: router}
+	c.opts = newOptions(set)
+	nb := *c.opts
+	nb.ExcludeRequestBody = true
+	c.noBody = &nb
+	return c, nil
 }
 
 // localFilesOnly lets a file-based document $ref files beside it, and
@@ -159,6 +178,8 @@ type Request struct {
 	// Body is the whole body when BodyChecked, and ignored otherwise.
 	Body        []byte
 	BodyChecked bool
+	// JSON are the departures from strict JSON a JSON body may take.
+	JSON jsonx.Rules
 }
 
 // Violation is one way a request or response breaks the contract, in the
@@ -184,18 +205,18 @@ type Match struct {
 // MaxViolations bounds the list a problem response carries.
 const MaxViolations = 20
 
-var options = &openapi3filter.Options{
-	MultiError: true,
-	// Authentication is ext_authz's job; the contract checks shape only.
-	AuthenticationFunc:  openapi3filter.NoopAuthenticationFunc,
-	SkipSettingDefaults: true,
+// newOptions are the validation options of a document.
+func newOptions(set Settings) *openapi3filter.Options {
+	return &openapi3filter.Options{
+		MultiError: true,
+		// Authentication is ext_authz's job; the contract checks shape only.
+		AuthenticationFunc:  openapi3filter.NoopAuthenticationFunc,
+		SkipSettingDefaults: true,
+		// Format checkers per validation, replacing kin-openapi's global
+		// ones: see formats.go.
+		SchemaValidationOptions: formatOptions(set.IgnoreFormats),
+	}
 }
-
-var bodyExcluded = func() *openapi3filter.Options {
-	o := *options
-	o.ExcludeRequestBody = true
-	return &o
-}()
 
 // ValidateRequest checks r against the contract. The Match it returns
 // (valid or not) is what ValidateResponse needs; it is nil when no
@@ -204,6 +225,15 @@ func (c *Contract) ValidateRequest(ctx context.Context, r Request) (*Match, []Vi
 	u, err := url.ParseRequestURI(r.Path)
 	if err != nil {
 		return nil, []Violation{{In: "path", Detail: "the request path is not a valid URI"}}
+	}
+	if esc := u.EscapedPath(); strings.Contains(esc, "%") {
+		// %65 is e (RFC 3986 §6.2.2.2): decode the unreserved characters
+		// before routing, as Envoy's normalize_path does, and keep every
+		// other encoding for the parameters' one decoding.
+		if norm := decodeUnreserved(esc); norm != esc {
+			u.Path, _ = url.PathUnescape(norm)
+			u.RawPath = norm
+		}
 	}
 	hreq := &http.Request{
 		Method: r.Method, URL: u, Host: r.Authority, Header: r.Header,
@@ -226,17 +256,133 @@ func (c *Contract) ValidateRequest(ctx context.Context, r Request) (*Match, []Vi
 		}
 		return nil, []Violation{{In: "operation", Detail: detail}}
 	}
-	opts := options
+	// The router matched the encoded path, so that an encoded slash
+	// stays inside its segment; the parameters are then validated as the
+	// upstream reads them, decoded once.
+	if vs := decodeParams(params); len(vs) > 0 {
+		return nil, vs
+	}
+	opts := c.opts
 	if !r.BodyChecked {
-		opts = bodyExcluded
+		opts = c.noBody
+	}
+	// A JSON body the validator and the upstream could read differently
+	// is refused before the validator reads it: kin-openapi's decoder
+	// reads the first of several texts and the last of duplicate names.
+	var out []Violation
+	if r.BodyChecked && isJSON(hreq.Header.Get("Content-Type")) {
+		if v, bad := strictBody(r.Body, r.JSON); bad {
+			out = append(out, v)
+			opts = c.noBody
+		}
 	}
 	in := &openapi3filter.RequestValidationInput{Request: hreq, PathParams: params, Route: route, Options: opts}
 	err = openapi3filter.ValidateRequest(ctx, in)
 	m := &Match{input: in}
-	if err == nil {
-		return m, nil
+	if err != nil {
+		out = violations(err, out)
 	}
-	return m, violations(err, nil)
+	return m, out
+}
+
+// decodeParams percent-decodes path parameters in place, exactly once
+// (RFC 3986 §6.2.2.2: %34%32 is 42). A parameter holding an encoded slash
+// or backslash is refused: decoded, it would move a segment boundary for
+// whichever reader decodes before splitting the path.
+func decodeParams(params map[string]string) []Violation {
+	var out []Violation
+	for name, raw := range params {
+		if !strings.Contains(raw, "%") {
+			continue
+		}
+		if containsFold(raw, "%2f") || containsFold(raw, "%5c") {
+			out = append(out, Violation{In: "path", Name: name, Detail: "holds an encoded / or \\ (%2F, %5C), which would change the path's structure"})
+			continue
+		}
+		dec, err := url.PathUnescape(raw)
+		if err != nil {
+			out = append(out, Violation{In: "path", Name: name, Detail: "holds an invalid percent-encoding"})
+			continue
+		}
+		params[name] = dec
+	}
+	slices.SortFunc(out, func(a, b Violation) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// decodeUnreserved decodes the percent-encoded unreserved characters
+// (ALPHA, DIGIT, -, ., _, ~) of an escaped path and leaves the rest.
+func decodeUnreserved(p string) string {
+	var b []byte
+	for i := 0; i < len(p); i++ {
+		if p[i] == '%' && i+2 < len(p) {
+			if c, ok := unhex(p[i+1], p[i+2]); ok && unreserved(c) {
+				if b == nil {
+					b = append(make([]byte, 0, len(p)), p[:i]...)
+				}
+				b = append(b, c)
+				i += 2
+				continue
+			}
+		}
+		if b != nil {
+			b = append(b, p[i])
+		}
+	}
+	if b == nil {
+		return p
+	}
+	return string(b)
+}
+
+func unhex(h, l byte) (byte, bool) {
+	v := func(c byte) (byte, bool) {
+		switch {
+		case c >= '0' && c <= '9':
+			return c - '0', true
+		case c|0x20 >= 'a' && c|0x20 <= 'f':
+			return c | 0x20 - 'a' + 10, true
+		}
+		return 0, false
+	}
+	a, ok1 := v(h)
+	b, ok2 := v(l)
+	return a<<4 | b, ok1 && ok2
+}
+
+func unreserved(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+func containsFold(s, sub string) bool {
+	return strings.Contains(strings.ToLower(s), sub)
+}
+
+// strictBody checks a JSON body against rules; a body that is not JSON at
+// all is left to the validator, which says so in its own words.
+func strictBody(body []byte, rules jsonx.Rules) (Violation, bool) {
+	err := jsonx.Check(body, rules)
+	var se *jsonx.StrictError
+	if err == nil || !errors.As(err, &se) {
+		return Violation{}, false
+	}
+	switch se.Err {
+	case jsonx.ErrTrailingData:
+		return Violation{In: "body", Detail: "data follows the JSON text; a body is one JSON text (RFC 8259 §2)"}, true
+	case jsonx.ErrDuplicateName:
+		return Violation{In: "body", Pointer: se.Pointer, Detail: "this member is named twice in its object; names must be unique (I-JSON, RFC 7493 §2.3)"}, true
+	}
+	return Violation{}, false
+}
+
+// isJSON reports whether a content type is one kin-openapi decodes as
+// JSON: application/json or a +json type.
+func isJSON(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || strings.HasSuffix(mt, "+json")
 }
 
 // ValidateResponse checks a response to the request m matched.
@@ -244,7 +390,7 @@ func (c *Contract) ValidateResponse(ctx context.Context, m *Match, status int, h
 	if m == nil {
 		return nil
 	}
-	opts := *options
+	opts := *c.opts
 	opts.IncludeResponseStatus = true
 	opts.ExcludeResponseBody = !bodyChecked
 	in := &openapi3filter.ResponseValidationInput{

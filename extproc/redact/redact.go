@@ -24,6 +24,11 @@ import (
 // one valid JSON text.
 var ErrNotJSON = errors.New("redact: body is not valid JSON")
 
+// A body that is JSON but breaks a rule of Options.JSON comes back
+// unchanged with jsonx.ErrTrailingData or jsonx.ErrDuplicateName: its
+// readers may not agree on what it says, so the caller refuses it rather
+// than send on a body whose masking a client could read around.
+
 // Options configure a Redactor.
 type Options struct {
 	// Paths are JSONPath expressions whose values are replaced by Mask.
@@ -36,6 +41,11 @@ type Options struct {
 	// NationalIDPatterns are further patterns masked in strings
 	// (compiled by config, unanchored).
 	NationalIDPatterns []*regexp.Regexp
+	// JSON are the departures from strict JSON tolerated. With
+	// AllowTrailingData a body is read as a sequence of JSON texts, each
+	// masked; with AllowDuplicateNames every member of a name is masked
+	// as the paths say.
+	JSON jsonx.Rules
 }
 
 // Redactor masks bodies. It is immutable and safe for concurrent use.
@@ -43,12 +53,13 @@ type Redactor struct {
 	m       matcher
 	mask    []byte // Mask as a JSON string, quotes included
 	det     detectors
+	json    jsonx.Rules
 	scratch sync.Pool
 }
 
 // New compiles o.
 func New(o Options) (*Redactor, error) {
-	r := &Redactor{det: detectors{email: o.Email, cards: o.Cards, nationalIDs: o.NationalIDs, bearer: o.BearerTokens}}
+	r := &Redactor{det: detectors{email: o.Email, cards: o.Cards, nationalIDs: o.NationalIDs, bearer: o.BearerTokens}, json: o.JSON}
 	for _, p := range o.Paths {
 		segs, err := compilePath(p)
 		if err != nil {
@@ -68,11 +79,18 @@ func New(o Options) (*Redactor, error) {
 
 // Redact returns body with what r selects masked, and what it masked. The
 // result is body itself (not a copy) when nothing was masked. A body that
-// is not valid JSON comes back unchanged with ErrNotJSON.
+// is not valid JSON comes back unchanged with ErrNotJSON; one that breaks
+// a rule of Options.JSON, unchanged with jsonx.ErrTrailingData or
+// jsonx.ErrDuplicateName.
 func (r *Redactor) Redact(body []byte) ([]byte, Counts, error) {
 	s := r.scratch.Get().(*scanner)
 	s.reset(r, body)
 	err := s.run()
+	if err == errSyntax && s.textDone {
+		// A client's streaming decoder reads the first text and stops:
+		// sent on unchanged, what it reads would be unmasked.
+		err = jsonx.ErrTrailingData
+	}
 	out, counts := s.out, s.counts
 	if err == nil && out != nil {
 		out = append(out, body[s.last:]...)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/gatehouse/gatehouse/internal/jsonx"
 )
 
 func all(t testing.TB, paths ...string) *Redactor {
@@ -123,8 +125,8 @@ func TestRedactUnchangedReturnsInput(t *testing.T) {
 
 func TestRedactNotJSON(t *testing.T) {
 	for _, in := range []string{
-		``, ` `, `{`, `{"a":}`, `{"a" 1}`, `[1,]`, `{"a":1,}`, `{"a":1}}`, `[1 2]`, `"abc`, `"\x"`, "\"a\x01\"",
-		`01`, `-`, `1.`, `1e`, `tru`, `{"a":1} x`, `{1:2}`, `[}`, `{]`, `<html>jane@example.com</html>`,
+		``, ` `, `{`, `{"a":}`, `{"a" 1}`, `[1,]`, `{"a":1,}`, `[1 2]`, `"abc`, `"\x"`, "\"a\x01\"",
+		`-`, `1.`, `1e`, `tru`, `{1:2}`, `[}`, `{]`, `<html>jane@example.com</html>`,
 		`"\ud800`, `{"a":"b"`, "\xef\xbb\xbf", "\xef\xbb\xbf\xef\xbb\xbf{}",
 	} {
 		r := all(t, "$.a", "$..b")
@@ -248,6 +250,18 @@ func BenchmarkRedact64KiBClean(b *testing.B) {
 	benchRedact(b, all(b), body)
 }
 
+// BenchmarkRedact64KiBCleanDuplicatesAllowed is the clean benchmark
+// without the duplicate-name check, for its cost (same-run ratio).
+func BenchmarkRedact64KiBCleanDuplicatesAllowed(b *testing.B) {
+	body := bytes.ReplaceAll(sample(64<<10), []byte("@"), []byte("-"))
+	body = bytes.ReplaceAll(body, []byte("4111 1111 1111 1111"), []byte("n/a"))
+	r, err := New(Options{Email: true, Cards: true, NationalIDs: true, BearerTokens: true, JSON: jsonx.Rules{AllowDuplicateNames: true}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchRedact(b, r, body)
+}
+
 func BenchmarkEncodingJSONRoundTrip64KiB(b *testing.B) {
 	// The library alternative, for scale: decode into any and encode again.
 	body := sample(64 << 10)
@@ -261,5 +275,51 @@ func BenchmarkEncodingJSONRoundTrip64KiB(b *testing.B) {
 		if _, err := json.Marshal(v); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestRedactStrict: a body its readers could read differently is refused
+// unchanged, saying which rule it breaks (the caller then answers 502);
+// each rule can be relaxed, and a relaxed body is masked all through.
+func TestRedactStrict(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		rules   jsonx.Rules
+		want    string
+		wantErr error
+	}{
+		{name: "two texts", in: `{"secret":"s1"} {"secret":"s2","e":"jane@example.com"}`, wantErr: jsonx.ErrTrailingData},
+		{name: "text then junk", in: `{"e":"jane@example.com"} x`, wantErr: jsonx.ErrTrailingData},
+		{name: "text then closer", in: `{"a":1}}`, wantErr: jsonx.ErrTrailingData},
+		{name: "number then number", in: `01`, wantErr: jsonx.ErrTrailingData},
+		{name: "duplicate", in: `{"secret":"s1","secret":"s2"}`, wantErr: jsonx.ErrDuplicateName},
+		{name: "duplicate by escape, nested", in: `{"o":{"k":1,"\u006b":2}}`, wantErr: jsonx.ErrDuplicateName},
+		{name: "same names in siblings", in: `[{"k":1},{"k":2}]`, want: `[{"k":1},{"k":2}]`},
+		{name: "sequence allowed", in: `{"secret":"s1"} {"secret":"s2","e":"jane@example.com"}` + "\n",
+			rules: jsonx.Rules{AllowTrailingData: true},
+			want:  `{"secret":"[REDACTED]"} {"secret":"[REDACTED]","e":"[REDACTED:email]"}` + "\n"},
+		{name: "junk after a sequence still refused", in: `{"e":"jane@example.com"} {} x`,
+			rules: jsonx.Rules{AllowTrailingData: true}, wantErr: jsonx.ErrTrailingData},
+		{name: "duplicates allowed, all masked", in: `{"secret":"s1","secret":"s2"}`, rules: jsonx.Rules{AllowDuplicateNames: true},
+			want: `{"secret":"[REDACTED]","secret":"[REDACTED]"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := New(Options{Paths: []string{"$.secret"}, Email: true, JSON: tt.rules})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _, err := r.Redact([]byte(tt.in))
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+				t.Fatalf("Redact(%q) error %v; want %v", tt.in, err, tt.wantErr)
+			}
+			if tt.wantErr != nil {
+				tt.want = tt.in // refused bodies come back unchanged
+			}
+			if string(got) != tt.want {
+				t.Errorf("Redact(%q) = %q; want %q", tt.in, got, tt.want)
+			}
+		})
 	}
 }

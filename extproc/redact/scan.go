@@ -2,6 +2,8 @@ package redact
 
 import (
 	"strconv"
+
+	"github.com/gatehouse/gatehouse/internal/jsonx"
 )
 
 // frame is one open object or array.
@@ -29,11 +31,21 @@ type scanner struct {
 	bufB   []byte
 	enc    []byte // encoded replacement scratch
 	spans  []span
+	// names finds duplicate member names, unless they are allowed.
+	names  jsonx.Names
+	dupChk bool
+	// textDone: the first JSON text was read whole; whatever breaks after
+	// it is trailing data, not a body that is not JSON.
+	textDone bool
 }
 
 func (s *scanner) reset(r *Redactor, in []byte) {
 	s.r, s.in, s.pos, s.out, s.last, s.counts = r, in, 0, nil, 0, Counts{}
 	s.stack, s.states, s.spans = s.stack[:0], s.states[:0], s.spans[:0]
+	s.dupChk, s.textDone = !r.json.AllowDuplicateNames, false
+	if s.dupChk {
+		s.names.Reset()
+	}
 }
 
 // release drops references to the caller's memory; oversized scratch
@@ -52,6 +64,7 @@ func (s *scanner) release() {
 	if cap(s.key) > 4096 {
 		s.key = nil
 	}
+	s.names.Reset()
 }
 
 var errSyntax = ErrNotJSON
@@ -116,6 +129,9 @@ func (s *scanner) run() error {
 			case c == '{' || c == '[':
 				s.pos++
 				s.stack = append(s.stack, frame{obj: c == '{', states: childStart, nstate: childN})
+				if c == '{' && s.dupChk {
+					s.names.Open()
+				}
 				s.skipWS()
 				if s.pos < len(s.in) && (s.in[s.pos] == '}' || s.in[s.pos] == ']') {
 					if (s.in[s.pos] == '}') != (c == '{') {
@@ -148,10 +164,20 @@ func (s *scanner) run() error {
 		for {
 			s.skipWS()
 			if len(s.stack) == 0 {
-				if s.pos != len(s.in) {
-					return errSyntax
+				s.textDone = true
+				if s.pos == len(s.in) {
+					return nil
 				}
-				return nil
+				if !s.r.json.AllowTrailingData {
+					return jsonx.ErrTrailingData
+				}
+				// Another text of a sequence: the paths apply to it
+				// from its root, as to the first.
+				if paths {
+					s.states = s.r.m.root(s.states[:0])
+				}
+				childStart, childN, selected = 0, len(s.states), false
+				break
 			}
 			if s.pos >= len(s.in) {
 				return errSyntax
@@ -182,6 +208,9 @@ func (s *scanner) run() error {
 func (s *scanner) pop() {
 	f := s.stack[len(s.stack)-1]
 	s.stack = s.stack[:len(s.stack)-1]
+	if f.obj && s.dupChk {
+		s.names.Close()
+	}
 	if f.nstate > 0 || len(s.states) > f.states+f.nstate {
 		s.states = s.states[:f.states+f.nstate]
 	}
@@ -198,6 +227,9 @@ func (s *scanner) enterChild() (start, n int, selected bool, err error) {
 		}
 		if err := s.stringValue(true); err != nil {
 			return 0, 0, false, err
+		}
+		if s.dupChk && s.names.Add(s.key) {
+			return 0, 0, false, jsonx.ErrDuplicateName
 		}
 		s.skipWS()
 		if s.pos >= len(s.in) || s.in[s.pos] != ':' {
@@ -392,7 +424,7 @@ func (s *scanner) skipString() error {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				i += 2
 			case 'u':
-				if _, ok := hex4(in, i+2); !ok {
+				if _, ok := jsonx.Hex4(in, i+2); !ok {
 					return errSyntax
 				}
 				i += 6

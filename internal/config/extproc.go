@@ -107,12 +107,48 @@ type RouteExtProc struct {
 	// Idempotency replays the first response to retries that carry the
 	// same Idempotency-Key (Stripe's semantics).
 	Idempotency *RouteIdempotency `yaml:"idempotency,omitempty"`
+	// JSON is how strictly the route reads JSON bodies: request bodies
+	// that openapi validates and response bodies that redact masks.
+	JSON RouteJSON `yaml:"json"`
 	// MaxBodySize overrides extproc.maxBodySize for this route.
 	MaxBodySize ByteSize `yaml:"maxBodySize,omitempty"`
 	// OnLargeBody decides what happens to a body over the limit on a route
 	// whose processors need bodies.
 	OnLargeBody LargeBodyAction `yaml:"onLargeBody" default:"reject"`
 }
+
+// RouteJSON says which departures from strict JSON a route's bodies may
+// take. Each is refused by default because readers disagree on it, and a
+// validator or a redactor that reads a body differently from the upstream
+// or the client checks a body nobody else sees: relax one only for legacy
+// clients that send it.
+type RouteJSON struct {
+	// TrailingData is data after the JSON text (RFC 8259 §2 allows one
+	// text). reject: a request is refused (400), a response on a redaction
+	// route too (502). allow: a request is validated on its first text, as
+	// a streaming decoder reads it; a response is masked text by text.
+	TrailingData JSONRule `yaml:"trailingData" default:"reject"`
+	// DuplicateNames is an object naming a member twice (I-JSON, RFC 7493
+	// §2.3): the validator reads the last, many upstreams the first.
+	// reject: refused as above. allow: a request is validated on the last
+	// value; a response has every such member masked as the paths say.
+	DuplicateNames JSONRule `yaml:"duplicateNames" default:"reject"`
+}
+
+// JSONRule is what a route does with one departure from strict JSON.
+type JSONRule string
+
+// JSON rules.
+const (
+	JSONReject JSONRule = "reject"
+	JSONAllow  JSONRule = "allow"
+)
+
+// EnumValues implements Enum.
+func (JSONRule) EnumValues() []string { return []string{"reject", "allow"} }
+
+// EnumNoun implements Enum.
+func (JSONRule) EnumNoun() string { return "a JSON rule" }
 
 // RouteHygiene turns header hygiene on for a route.
 type RouteHygiene struct {
@@ -137,6 +173,10 @@ type RouteOpenAPI struct {
 	// ValidateResponses checks responses too, report-only: violations are
 	// logged and counted, never blocked.
 	ValidateResponses bool `yaml:"validateResponses" default:"false"`
+	// CheckFormats checks the string formats email, uuid, uri, hostname,
+	// ipv4, ipv6, date, date-time and byte; false turns every format check
+	// of this document off (the schema's other rules still apply).
+	CheckFormats bool `yaml:"checkFormats" default:"true"`
 }
 
 // RouteRedact masks values in JSON response bodies.

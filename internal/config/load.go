@@ -236,9 +236,20 @@ func load(frags []fragment, opts LoadOptions) (*Config, error) {
 	src := newSource()
 	var errs Errors
 	var root *yaml.Node
-	for _, fr := range frags {
+	parsed := make([][]*yaml.Node, len(frags))
+	perr := make([]*FieldError, len(frags))
+	for i, fr := range frags {
+		parsed[i], perr[i] = parseDocuments(fr)
+	}
+	documents := namedDocuments(frags, parsed)
+	for i, fr := range frags {
+		if documents[i] {
+			// An OpenAPI document a route names, beside the config
+			// files: its own loader reads (and reports) it.
+			continue
+		}
 		src.Files = append(src.Files, fr.name)
-		docs, err := parseDocuments(fr)
+		docs, err := parsed[i], perr[i]
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -381,7 +392,82 @@ func checkAPIVersion(doc *yaml.Node, src *Source) *FieldError {
 			return nil
 		}
 	}
+	if mappingIndex(doc, "openapi") >= 0 || mappingIndex(doc, "swagger") >= 0 {
+		return &FieldError{Pos: src.nodePos(doc), Path: "apiVersion", Msg: "this is an OpenAPI document, not a gatehouse config file: " +
+			"keep documents in a subfolder of the config directory (openapi/), which is never read as config, " +
+			"or name this file in routes[].extproc.openapi.file"}
+	}
 	return &FieldError{Pos: src.nodePos(doc), Path: "apiVersion", Msg: "missing; every config file starts with apiVersion: " + APIVersion}
+}
+
+// namedDocuments marks the fragments that are OpenAPI documents named by
+// a route (routes[].extproc.openapi.file) of another fragment, so that a
+// directory can hold a document beside the config files (a Kubernetes
+// ConfigMap mounts flat). Only a fragment that is not a config itself (no
+// document in it has apiVersion) is marked: naming a file never hides a
+// config, and a mistyped config nobody names is still refused.
+func namedDocuments(frags []fragment, parsed [][]*yaml.Node) map[int]bool {
+	named := map[string]bool{}
+	for i, fr := range frags {
+		if strings.HasPrefix(fr.name, "<") {
+			continue
+		}
+		for _, doc := range parsed[i] {
+			if doc.Kind != yaml.MappingNode || mappingIndex(doc, "apiVersion") < 0 {
+				continue
+			}
+			for _, f := range openAPIFiles(doc) {
+				if !filepath.IsAbs(f) {
+					f = filepath.Join(filepath.Dir(fr.name), f)
+				}
+				named[filepath.Clean(f)] = true
+			}
+		}
+	}
+	out := map[int]bool{}
+	for i, fr := range frags {
+		if !named[filepath.Clean(fr.name)] {
+			continue
+		}
+		config := false
+		for _, doc := range parsed[i] {
+			if doc.Kind == yaml.MappingNode && mappingIndex(doc, "apiVersion") >= 0 {
+				config = true
+			}
+		}
+		if !config {
+			out[i] = true
+		}
+	}
+	return out
+}
+
+// openAPIFiles lists the routes[].extproc.openapi.file values of a config
+// document, as written.
+func openAPIFiles(doc *yaml.Node) []string {
+	child := func(n *yaml.Node, key string) *yaml.Node {
+		if n != nil && n.Kind == yaml.AliasNode {
+			n = n.Alias
+		}
+		if n == nil || n.Kind != yaml.MappingNode {
+			return nil
+		}
+		if i := mappingIndex(n, key); i >= 0 {
+			return n.Content[i+1]
+		}
+		return nil
+	}
+	routes := child(doc, "routes")
+	if routes == nil || routes.Kind != yaml.SequenceNode {
+		return nil
+	}
+	var out []string
+	for _, r := range routes.Content {
+		if f := child(child(child(r, "extproc"), "openapi"), "file"); f != nil && f.Kind == yaml.ScalarNode && f.Value != "" {
+			out = append(out, f.Value)
+		}
+	}
+	return out
 }
 
 // mergeNodes merges the mapping src into dst: new keys are added, nested

@@ -230,6 +230,22 @@ type RateLimitStore struct {
 	// Breaker stops calling a failing Redis for a while, so that a dead
 	// Redis costs microseconds instead of a timeout per request.
 	Breaker RateLimitBreaker `yaml:"breaker"`
+	// Wait, with replicas above 0, makes every round trip wait for that
+	// many replicas to acknowledge its writes (Redis WAIT): an admission
+	// fewer replicas acknowledged in time is answered by the failure mode
+	// instead (its hits stay counted), trading refusals for the
+	// over-admission a failover would cause. Off by default; see "Redis
+	// failures" in docs/ratelimit.md for the bounds and the cost.
+	Wait RateLimitWait `yaml:"wait"`
+}
+
+// RateLimitWait asks Redis to confirm replication before an answer.
+type RateLimitWait struct {
+	// Replicas is how many replicas must acknowledge (0: do not wait).
+	Replicas int `yaml:"replicas" default:"0"`
+	// Timeout bounds the wait; it is part of store.timeout and must be
+	// shorter.
+	Timeout Duration `yaml:"timeout" default:"50ms"`
 }
 
 // RateLimitBreaker is the circuit breaker around the Redis store.

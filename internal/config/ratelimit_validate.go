@@ -60,6 +60,13 @@ func (r *RateLimit) validate(p Path, errs *Errors) {
 	if r.Store.Breaker.Probes < 1 {
 		errs.Add(b.Field("probes"), "must be at least 1")
 	}
+	w := s.Field("wait")
+	if r.Store.Wait.Replicas < 0 || r.Store.Wait.Replicas > 16 {
+		errs.Add(w.Field("replicas"), "%d is out of range; use 0 (do not wait) to 16", r.Store.Wait.Replicas)
+	}
+	if r.Store.Wait.Replicas > 0 && (r.Store.Wait.Timeout.D() <= 0 || r.Store.Wait.Timeout.D() >= r.Store.Timeout.D()) {
+		errs.Add(w.Field("timeout"), "%s must be more than 0s and less than store.timeout (%s): the wait is part of the round trip", r.Store.Wait.Timeout.D(), r.Store.Timeout.D())
+	}
 	if r.LocalCache.MaxEntries < 0 {
 		errs.Add(p.Field("localCache").Field("maxEntries"), "must be 0 (off) or more")
 	}

@@ -167,6 +167,7 @@ func (r *Route) validate(p Path, c *Config, errs *Errors) {
 	}
 	if r.ExtProc != nil {
 		r.ExtProc.validate(p.Field("extproc"), c, errs)
+		r.ExtProc.validateGRPC(p.Field("extproc"), r, c, errs)
 	}
 	if r.Budget != nil {
 		r.Budget.validate(p.Field("budget"), c, errs)

@@ -1,5 +1,7 @@
 package config
 
+import "strings"
+
 // XDS configures the xDS control plane (ADS, State-of-the-World and Delta):
 // which nodes receive which listeners, and how Envoy reaches gatehouse's
 // own services. The listeners, clusters and route actions it translates are
@@ -19,7 +21,40 @@ type XDS struct {
 	// DefaultGroup names the group of nodes that no group claims; empty
 	// means the built-in group "default" with every listener.
 	DefaultGroup string `yaml:"defaultGroup,omitempty"`
+	// RouteSplit decides how an Envoy (http) listener's routes are
+	// grouped into RDS resources. "host" gives each virtual host its own
+	// route configuration, chosen per request by the Host header (Envoy's
+	// scoped routes): a route change sends only its host's unit, and no
+	// single resource grows with the whole table; it needs every route of
+	// the listener to name exact hosts (no "*", no wildcard, no route
+	// without hosts), and matches the host case-sensitively. "off" keeps
+	// one route configuration per listener. "auto" splits a listener by
+	// host when it can and its route configuration would encode to more
+	// than 512KiB. gRPC (API) listeners always have one route
+	// configuration: proxyless gRPC supports neither scoped routes nor
+	// VHDS.
+	RouteSplit RouteSplit `yaml:"routeSplit" default:"auto"`
 }
+
+// RouteSplit is how a listener's routes are grouped into RDS resources.
+type RouteSplit string
+
+// Route split modes.
+const (
+	RouteSplitAuto RouteSplit = "auto"
+	RouteSplitHost RouteSplit = "host"
+	RouteSplitOff  RouteSplit = "off"
+)
+
+// EnumValues implements Enum.
+func (RouteSplit) EnumValues() []string { return []string{"auto", "host", "off"} }
+
+// EnumNoun implements Enum.
+func (RouteSplit) EnumNoun() string { return "a route split mode" }
+
+// ExactHost reports whether a route's host pattern names one host: no
+// wildcard. Only such hosts can key a scoped route configuration.
+func ExactHost(h string) bool { return h != "" && !strings.Contains(h, "*") }
 
 // XDSServices is how Envoy's filters reach gatehouse's gRPC services.
 type XDSServices struct {
@@ -82,6 +117,25 @@ type ServicesTLS struct {
 	Certificate SDSSecret `yaml:"certificate"`
 	// Validation is the SDS secret of the roots that verify gatehouse.
 	Validation SDSSecret `yaml:"validation"`
+	// GRPCCertificateProviders is how proxyless gRPC clients speak mTLS to
+	// gatehouse's ext_proc server (routes of grpc listeners with
+	// processors): certificate provider instances of the clients' own
+	// bootstrap, so that they too pick up a rotated certificate without a
+	// push. They verify gatehouse's certificate against the host of
+	// xds.services.extproc.
+	GRPCCertificateProviders *GRPCCertificateProviders `yaml:"grpcCertificateProviders,omitempty"`
+}
+
+// GRPCCertificateProviders name certificate provider instances in the
+// certificate_providers of proxyless gRPC clients' bootstrap (gRFC A29;
+// file_watcher reads and re-reads PEM files).
+type GRPCCertificateProviders struct {
+	// Identity is the instance of the client certificate a gRPC client
+	// presents to gatehouse (server.tls must allow it for extproc).
+	Identity string `yaml:"identity"`
+	// Roots is the instance of the roots that verify gatehouse's
+	// certificate; it may be the same instance as Identity.
+	Roots string `yaml:"roots"`
 }
 
 // SDSSecret names a secret Envoy fetches itself: from a file it watches

@@ -191,7 +191,50 @@ func (x *XDS) validate(p Path, c *Config, errs *Errors) {
 			errs.Add(Path("routes").Index(i), "route %q is served by a listener but has no action; set one of cluster, weightedClusters, redirect and directResponse", r.ID)
 		}
 	}
+	if x.RouteSplit == RouteSplitHost {
+		checkHostSplit(p.Field("routeSplit"), c, errs)
+	}
 	checkShadowing(c, errs)
+}
+
+// checkHostSplit refuses routeSplit: host when an http listener serves a
+// route that Envoy's scoped routes could not select: one with no hosts or
+// a wildcard host (a scope is chosen by exact host, with no fallback).
+func checkHostSplit(p Path, c *Config, errs *Errors) {
+	// Envoy subscribes to scoped routes as a wildcard: every split
+	// listener of a node would see (and route by) every scope.
+	var http []string
+	for i := range c.Listeners {
+		if c.Listeners[i].Kind == ListenerHTTP {
+			http = append(http, c.Listeners[i].Name)
+		}
+	}
+	if len(http) > 1 {
+		errs.Add(p, "host splits the routes of a config with one http listener only (Envoy would apply every listener's scopes to each); this config has %d: %s", len(http), strings.Join(http, ", "))
+		return
+	}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		var http string
+		for j := range c.Listeners {
+			if l := &c.Listeners[j]; l.Kind == ListenerHTTP && r.ServedBy(l) {
+				http = l.Name
+				break
+			}
+		}
+		if http == "" {
+			continue
+		}
+		if len(r.Match.Hosts) == 0 {
+			errs.Add(Path("routes").Index(i).Field("match").Field("hosts"), "route %q names no host, but %s is host: every route of listener %q must name exact hosts (or set %s to auto or off)", r.ID, p, http, p)
+			continue
+		}
+		for k, h := range r.Match.Hosts {
+			if !ExactHost(h) {
+				errs.Add(Path("routes").Index(i).Field("match").Field("hosts").Index(k), "%q is a wildcard, but %s is host: scoped routes select a route configuration by exact host (set %s to auto or off)", h, p, p)
+			}
+		}
+	}
 }
 
 // DefaultNodeGroup is the built-in group of nodes that no node group

@@ -23,14 +23,48 @@ const (
 	// xds sets to the route id.
 	ExtProcRouteAttribute = "xds.route_name"
 
-	// ExtProcBudgetFilterName is the second ext_proc filter, after
-	// ext_authz and the rate limit filters, that reserves and settles cost
-	// budgets: it sees the caller's verified identity, and a request the
-	// rate limiter refused reserves nothing. Its streams carry
-	// ExtProcStageMetadata: ExtProcStageBudget in their gRPC metadata, so
-	// that the ext_proc server knows which stage it serves.
-	ExtProcBudgetFilterName = ExtProcFilterName + ".budget"
-	ExtProcStageMetadata    = "x-gatehouse-extproc-stage"
+	// ExtProcPreAuthzFilterName and ExtProcPostAuthzFilterName name the
+	// two ext_proc stages of gatehouse's filter chain: the first runs
+	// before ext_authz (header hygiene: what must happen before anyone
+	// looks at the request), the second after ext_authz and the rate
+	// limit (contract validation, idempotency, redaction: only for
+	// callers already let in). Envoy keys a route's per-filter config by
+	// these names.
+	ExtProcPreAuthzFilterName  = ExtProcFilterName + "." + ExtProcStagePreAuthz
+	ExtProcPostAuthzFilterName = ExtProcFilterName + "." + ExtProcStagePostAuthz
+
+	// ExtProcStageMetadata is the gRPC metadata key (the filter's
+	// grpc_service.initial_metadata) that tells the ext_proc server which
+	// stage opened a stream. A stream without it runs every processor of
+	// the route, as one ext_proc filter of a hand-written Envoy config
+	// expects.
+	ExtProcStageMetadata = "x-gatehouse-extproc-stage"
+	// ExtProcStagePreAuthz and ExtProcStagePostAuthz are its values.
+	ExtProcStagePreAuthz  = "pre_authz"
+	ExtProcStagePostAuthz = "post_authz"
+	// ExtProcRouteMetadata is the gRPC metadata key of the ext_proc
+	// stream that carries the route id from a proxyless gRPC client: xds
+	// sets it in the route's grpc_service override, since the client's
+	// filter does not implement the xds.route_name attribute.
+	ExtProcRouteMetadata = "x-gatehouse-extproc-route"
+
+	// ExtProcPathAttribute and ExtProcHostAttribute are the request
+	// attributes a proxyless gRPC client's ext_proc filter (gRFC A93)
+	// offers in place of xds.route_name, which it does not implement: the
+	// RPC's method path (/package.Service/Method) and its authority. The
+	// ext_proc server matches the route of a gRPC stream by them.
+	ExtProcPathAttribute = "request.path"
+	ExtProcHostAttribute = "request.host"
+
+	// ExtProcBudgetFilterName is a third ext_proc filter, after the
+	// post_authz stage and before the router, that reserves and settles
+	// cost budgets (ExtProcStageBudget). It is a filter of its own rather
+	// than part of post_authz because it needs another response body mode:
+	// the cost is read from a body streamed past unchanged (an event
+	// stream is never held back), where redaction and idempotency buffer
+	// it; and being closest to the router, it reads the upstream's own
+	// response before any processor changes it.
+	ExtProcBudgetFilterName = ExtProcFilterName + "." + ExtProcStageBudget
 	ExtProcStageBudget      = "budget"
 
 	// RouteMetadataNamespace is the route metadata (filter_metadata)

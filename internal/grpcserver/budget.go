@@ -54,6 +54,9 @@ var errBusy = status.Error(codes.ResourceExhausted, "gatehouse: the server holds
 // sizeOf is the decoded size of a request message, what it keeps of the
 // budget while it is handled.
 func sizeOf(m any) int64 {
+	if vm, ok := m.(sizeVT); ok {
+		return int64(vm.SizeVT())
+	}
 	if pm, ok := m.(proto.Message); ok {
 		return int64(proto.Size(pm))
 	}

@@ -264,3 +264,68 @@ func TestListenInUse(t *testing.T) {
 		t.Fatalf("Listen(bad address) = %v", err)
 	}
 }
+
+// TestUnknownMethodCountedAsGRPCAnswers: a method the server does not have
+// is answered exactly as gRPC answers it (Unimplemented, gRPC's message,
+// taken here from a plain grpc.Server) and counted like every RPC.
+func TestUnknownMethodCountedAsGRPCAnswers(t *testing.T) {
+	_, m, _, cc := start(t, testGRPC(), 0)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := grpc.NewServer()
+	plain.RegisterService(&echo, struct{}{})
+	go func() { _ = plain.Serve(lis) }()
+	defer plain.Stop()
+	pc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	for _, method := range []string{"/test.Echo/Nope", "/no.Such/Method"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := cc.Invoke(ctx, method, &emptypb.Empty{}, &emptypb.Empty{})
+		want := pc.Invoke(ctx, method, &emptypb.Empty{}, &emptypb.Empty{})
+		cancel()
+		if status.Code(want) != codes.Unimplemented || err == nil || err.Error() != want.Error() {
+			t.Fatalf("Invoke(%s) = %v; want %v (a plain grpc.Server's answer)", method, err, want)
+		}
+		waitCount(t, m, method, codes.Unimplemented, 1)
+	}
+}
+
+// BenchmarkUnary is one small unary RPC through the server's wrappers
+// (budget, decode, metrics) on loopback; allocs/op counts client and server.
+func BenchmarkUnary(b *testing.B) {
+	lis, err := Listen("test", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := New("test", lis, Options{GRPC: testGRPC(), RecvLimit: 1024, Metrics: m, Logger: slog.New(slog.DiscardHandler)})
+	s.Registrar().RegisterService(&echo, struct{}{})
+	go func() { _ = s.Serve() }()
+	defer s.Stop(context.Background(), nil)
+	cc, err := grpc.NewClient(s.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Close()
+	req := wrapperspb.Bytes([]byte("0123456789"))
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		out := new(wrapperspb.Int64Value)
+		for pb.Next() {
+			if err := cc.Invoke(context.Background(), "/test.Echo/Len", req, out); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

@@ -2,6 +2,7 @@ package grpcserver
 
 import (
 	"context"
+	"strings"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -25,41 +26,71 @@ func (r registrar) RegisterService(desc *grpc.ServiceDesc, impl any) {
 	d := *desc
 	d.Methods = make([]grpc.MethodDesc, len(desc.Methods))
 	for i, m := range desc.Methods {
-		m.Handler = r.s.unary(m.Handler)
+		m.Handler = r.s.unary(r.s.meter.method("/"+desc.ServiceName+"/"+m.MethodName), m.Handler)
 		d.Methods[i] = m
 	}
 	d.Streams = make([]grpc.StreamDesc, len(desc.Streams))
 	for i, sd := range desc.Streams {
-		sd.Handler = r.s.stream(sd.Handler)
+		sd.Handler = r.s.stream(r.s.meter.method("/"+desc.ServiceName+"/"+sd.StreamName), sd.Handler)
 		d.Streams[i] = sd
 	}
+	r.s.services.Store(desc.ServiceName, true)
 	r.s.GRPC.RegisterService(&d, impl)
 }
 
-// unary reserves the server's receive limit before the request is read
-// (so a flood of large requests waits, buffered no more than one window
-// each, instead of being read all at once), keeps the decoded size while
-// the handler runs, and returns it when the RPC ends.
-func (s *Server) unary(h grpc.MethodHandler) grpc.MethodHandler {
-	return func(srv any, ctx context.Context, dec func(any) error, in grpc.UnaryServerInterceptor) (any, error) {
-		var held int64
-		defer func() { s.budget.release(held) }()
-		read := func(m any) error {
-			if err := s.budget.acquire(ctx, s.limit); err != nil {
-				return err
-			}
-			held = s.limit
-			if err := decode(dec, m); err != nil {
-				return err
-			}
-			if n := sizeOf(m); n < held {
-				s.budget.release(held - n)
-				held = n
-			}
-			return nil
-		}
-		return h(srv, ctx, read, in)
+// unary counts the RPC (mm), reserves the server's receive limit before
+// the request is read (so a flood of large requests waits, buffered no
+// more than one window each, instead of being read all at once), keeps the
+// decoded size while the handler runs, and returns it when the RPC ends.
+func (s *Server) unary(mm *methodMetrics, h grpc.MethodHandler) grpc.MethodHandler {
+	return func(srv any, ctx context.Context, dec func(any) error, in grpc.UnaryServerInterceptor) (resp any, err error) {
+		start := s.meter.begin(mm)
+		u := unaryPool.Get().(*unaryRead)
+		u.s, u.ctx, u.dec, u.held = s, ctx, dec, 0
+		defer func() {
+			s.budget.release(u.held)
+			*u = unaryRead{read: u.read}
+			unaryPool.Put(u)
+			s.meter.end(mm, start, err)
+		}()
+		return h(srv, ctx, u.read, in)
 	}
+}
+
+// unaryRead is the dec a unary handler is given, pooled with its bound
+// method value: a closure would cost two allocations an RPC.
+type unaryRead struct {
+	s    *Server
+	ctx  context.Context
+	dec  func(any) error
+	held int64
+	read func(any) error
+	env  envelope
+}
+
+var unaryPool = sync.Pool{New: func() any {
+	u := &unaryRead{}
+	u.read = u.readMsg
+	return u
+}}
+
+func (u *unaryRead) readMsg(m any) error {
+	s := u.s
+	if err := s.budget.acquire(u.ctx, s.limit); err != nil {
+		return err
+	}
+	u.held = s.limit
+	u.env = envelope{msg: m}
+	err := decodeInto(u.dec, &u.env)
+	u.env = envelope{}
+	if err != nil {
+		return err
+	}
+	if n := sizeOf(m); n < u.held {
+		s.budget.release(u.held - n)
+		u.held = n
+	}
+	return nil
 }
 
 // stream bounds a stream's messages: the first one, which a flood of new
@@ -70,12 +101,40 @@ func (s *Server) unary(h grpc.MethodHandler) grpc.MethodHandler {
 // long as its HTTP request lives, and reserving the limit for that wait
 // would cap concurrent streams, not bytes. What a later message can hold
 // is bounded by the receive limit times the streams of a connection.
-func (s *Server) stream(h grpc.StreamHandler) grpc.StreamHandler {
-	return func(srv any, ss grpc.ServerStream) error {
+func (s *Server) stream(mm *methodMetrics, h grpc.StreamHandler) grpc.StreamHandler {
+	return func(srv any, ss grpc.ServerStream) (err error) {
+		start := s.meter.begin(mm)
+		defer func() { s.meter.end(mm, start, err) }()
 		bs := &budgetStream{ServerStream: ss, s: s}
 		defer bs.releaseHeld()
 		return h(srv, bs)
 	}
+}
+
+// unknown answers a method the server does not have as gRPC does
+// (Unimplemented, with gRPC's message), and counts it under the name the
+// client asked for, as every RPC is counted.
+func (s *Server) unknown(_ any, ss grpc.ServerStream) error {
+	full, _ := grpc.MethodFromServerStream(ss)
+	mm := s.meter.method(full)
+	start := s.meter.begin(mm)
+	err := unknownMethod(full, func(service string) bool { _, ok := s.services.Load(service); return ok })
+	s.meter.end(mm, start, err)
+	return err
+}
+
+// unknownMethod is gRPC's answer to a call of full (/service/method) that
+// no registered service has.
+func unknownMethod(full string, known func(service string) bool) error {
+	sm := strings.TrimPrefix(full, "/")
+	service, method := sm, ""
+	if pos := strings.LastIndex(sm, "/"); pos >= 0 {
+		service, method = sm[:pos], sm[pos+1:]
+	}
+	if !known(service) {
+		return status.Errorf(codes.Unimplemented, "unknown service %v", service)
+	}
+	return status.Errorf(codes.Unimplemented, "unknown method %v for service %v", method, service)
 }
 
 type budgetStream struct {
@@ -151,15 +210,29 @@ type envelope struct {
 	err error
 }
 
-// codec is gRPC's proto codec, with envelopes.
+// codec is gRPC's proto codec, with envelopes. A message with
+// vtprotobuf's marshaler (the go-control-plane service types) is marshaled
+// by it, into a pooled buffer; a request message that decodes itself
+// (UnmarshalVT) does so.
 type codec struct{ encoding.CodecV2 }
+
+func (c codec) Marshal(v any) (mem.BufferSlice, error) {
+	if m, ok := v.(vtMarshaler); ok {
+		data, err := marshalVT(m)
+		if r, ok := v.(marshaledNotifee); ok {
+			r.Marshaled()
+		}
+		return data, err
+	}
+	return c.CodecV2.Marshal(v)
+}
 
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	e, ok := v.(*envelope)
 	if !ok {
 		return c.CodecV2.Unmarshal(data, v)
 	}
-	if err := c.CodecV2.Unmarshal(data, e.msg); err != nil {
+	if err := c.unmarshal(data, e.msg); err != nil {
 		e.err = err
 		if pm, ok := e.msg.(proto.Message); ok {
 			proto.Reset(pm)
@@ -168,9 +241,20 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	return nil
 }
 
+func (c codec) unmarshal(data mem.BufferSlice, m any) error {
+	if u, ok := m.(vtUnmarshaler); ok {
+		return unmarshalVT(data, u)
+	}
+	return c.CodecV2.Unmarshal(data, m)
+}
+
 // decode reads one request into m through an envelope.
 func decode(recv func(any) error, m any) error {
-	e := &envelope{msg: m}
+	return decodeInto(recv, &envelope{msg: m})
+}
+
+// decodeInto reads one request into e.msg.
+func decodeInto(recv func(any) error, e *envelope) error {
 	if err := recv(e); err != nil {
 		return badInput(err)
 	}

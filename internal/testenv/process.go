@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -81,6 +82,7 @@ func (p *RedisProcess) Stop() {
 	if p.cmd == nil {
 		return
 	}
+	_ = p.cmd.Process.Signal(syscall.SIGCONT)
 	_ = p.cmd.Process.Kill()
 	_ = p.cmd.Wait()
 	p.cmd = nil
@@ -101,3 +103,11 @@ func freePort(t testing.TB) int {
 func FreeAddr(t testing.TB) string {
 	return fmt.Sprintf("127.0.0.1:%d", freePort(t))
 }
+
+// Freeze stops the server's process (SIGSTOP) until Thaw: connections
+// stay open and nothing answers, as a stalled server (DEBUG SLEEP is off
+// by default since Redis 7).
+func (p *RedisProcess) Freeze() { _ = p.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen server.
+func (p *RedisProcess) Thaw() { _ = p.cmd.Process.Signal(syscall.SIGCONT) }

@@ -7,6 +7,7 @@ package limiter
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math"
 	"strconv"
@@ -216,6 +217,16 @@ var requestPool = sync.Pool{New: func() any { return &request{replace: map[strin
 // envoy config domains answer them with Unavailable, as the reference
 // answers an error, and Envoy's failure_mode_deny decides).
 func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+	a, err := l.Decide(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return a.Response(), nil
+}
+
+// Decide is ShouldRateLimit with the answer's memory pooled: the caller
+// releases the answer once its response is written.
+func (l *Limiter) Decide(ctx context.Context, req *rlsv3.RateLimitRequest) (*Answer, error) {
 	st := l.state.Load()
 	if st == nil {
 		return nil, status.Error(codes.Unavailable, "ratelimit: no config loaded yet")
@@ -225,7 +236,7 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	}
 	dom, ok := st.snap.Domain(req.GetDomain())
 	if !ok {
-		return l.unknownDomain(st, req), nil
+		return (*Answer)(l.unknownDomain(st, req)), nil
 	}
 	dm := st.domains[dom.Name]
 	now := l.Now()
@@ -245,13 +256,13 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	if storeErr != nil && st.settings.Reference != nil && !dom.IsNative() {
 		return nil, l.referenceStoreError(dom, req, r, storeErr)
 	}
-	resp := l.answer(st, dom, req, r, now, storeErr)
-	if resp.OverallCode == rlsv3.RateLimitResponse_OK {
+	ab := l.answer(st, dom, req, r, now, storeErr)
+	if ab.resp.OverallCode == rlsv3.RateLimitResponse_OK {
 		dm.requests[0].Inc()
 	} else {
 		dm.requests[1].Inc()
 	}
-	return resp, nil
+	return (*Answer)(ab), nil
 }
 
 // unknownDomain answers a request for a domain no config declares as the
@@ -259,7 +270,7 @@ func (l *Limiter) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 // error would refuse every request of the domain; a typo in Envoy's domain
 // is made visible instead by a warning (at most one a second), a metric,
 // and `gatehouse validate`, which checks the domains xDS renders.
-func (l *Limiter) unknownDomain(st *state, req *rlsv3.RateLimitRequest) *rlsv3.RateLimitResponse {
+func (l *Limiter) unknownDomain(st *state, req *rlsv3.RateLimitRequest) *answer {
 	l.m.unknownDomain(req.GetDomain()).Inc()
 	l.unknownDomLog.log(l.log, slog.LevelWarn, "rate limit request for a domain no config declares; answering OK, nothing limits it", "domain", truncate(req.GetDomain(), 128))
 	ab := newAnswer(len(req.GetDescriptors()))
@@ -270,7 +281,7 @@ func (l *Limiter) unknownDomain(st *state, req *rlsv3.RateLimitRequest) *rlsv3.R
 	if ref := st.settings.Reference; ref != nil && ref.DynamicMetadata {
 		ab.resp.DynamicMetadata = refMetadata(req, nil, false)
 	}
-	return &ab.resp
+	return ab
 }
 
 // referenceStoreError is the reference mode's answer when the store
@@ -451,7 +462,7 @@ func refusedBy(lops []store.LimitOp, states []algo.State, hits uint64) bool {
 }
 
 // answer turns the outcomes into the response (3rd phase).
-func (l *Limiter) answer(st *state, dom *quota.Domain, req *rlsv3.RateLimitRequest, r *request, now int64, storeErr error) *rlsv3.RateLimitResponse {
+func (l *Limiter) answer(st *state, dom *quota.Domain, req *rlsv3.RateLimitRequest, r *request, now int64, storeErr error) *answer {
 	ref := st.settings.Reference
 	ab := newAnswer(len(r.descs))
 	resp := &ab.resp
@@ -462,6 +473,12 @@ func (l *Limiter) answer(st *state, dom *quota.Domain, req *rlsv3.RateLimitReque
 	quotaEnabled := false
 	// degraded: some descriptor was answered without the store.
 	degraded := false
+	// partial: the store answered some descriptors (their nodes of a
+	// Redis Cluster did) and not others; each op's Err says which.
+	var partial *store.PartialError
+	if storeErr != nil {
+		errors.As(storeErr, &partial)
+	}
 	for i := range r.descs {
 		ds := &r.descs[i]
 		s := resp.Statuses[i]
@@ -469,6 +486,10 @@ func (l *Limiter) answer(st *state, dom *quota.Domain, req *rlsv3.RateLimitReque
 		rule := ds.rule
 		if rule == nil || ds.skip {
 			continue
+		}
+		storeErr := storeErr
+		if partial != nil && ds.op != nil {
+			storeErr = ds.op.Err
 		}
 		if rule.Unlimited {
 			ds.rm.hits.Add(float64(ds.hits))
@@ -578,7 +599,7 @@ func (l *Limiter) answer(st *state, dom *quota.Domain, req *rlsv3.RateLimitReque
 	}
 	if ref == nil {
 		resp.ResponseHeadersToAdd = hdr.headers(st.settings, ab)
-		return resp
+		return ab
 	}
 	if refHdr.s != nil {
 		resp.ResponseHeadersToAdd = refHdr.headers(ref, refHdr.s.GetLimitRemaining(), now/1e6)
@@ -590,7 +611,7 @@ func (l *Limiter) answer(st *state, dom *quota.Domain, req *rlsv3.RateLimitReque
 	if ref.DynamicMetadata {
 		resp.DynamicMetadata = refMetadata(req, quotaViolations, quotaEnabled)
 	}
-	return resp
+	return ab
 }
 
 // refunded answers a refund (is_negative_hits): OK, with the limit that

@@ -8,7 +8,8 @@ import (
 	"github.com/sony/gobreaker/v2"
 )
 
-// BreakerOptions configure the circuit breaker around Redis.
+// BreakerOptions configure the circuit breaker around Redis (one per node
+// of a Redis Cluster).
 type BreakerOptions struct {
 	// Failures is how many consecutive failed round trips open it.
 	Failures uint32
@@ -17,6 +18,10 @@ type BreakerOptions struct {
 	// Probes is how many round trips may test Redis while half open.
 	Probes uint32
 }
+
+// errRefused is a round trip the breaker did not let through: nothing was
+// sent, so it is neither a round trip nor a failure of Redis.
+var errRefused = errors.New("circuit breaker open")
 
 // breaker wraps gobreaker with a lock-free fast path: while the circuit is
 // open and not yet due for a probe, allow answers false from two atomic
@@ -27,10 +32,12 @@ type breaker struct {
 	// openUntil is when an open circuit may be probed (Unix ns); 0 when
 	// the circuit is not open.
 	openUntil atomic.Int64
-	openFor   time.Duration
+	// state mirrors the gobreaker state for readers that must not lock.
+	state   atomic.Int32
+	openFor time.Duration
 }
 
-func newBreaker(o BreakerOptions, m *Metrics) *breaker {
+func newBreaker(node string, o BreakerOptions, m *Metrics) *breaker {
 	if o.Failures < 1 {
 		o.Failures = 5
 	}
@@ -42,7 +49,7 @@ func newBreaker(o BreakerOptions, m *Metrics) *breaker {
 	}
 	b := &breaker{openFor: o.OpenFor}
 	b.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
-		Name:        "redis",
+		Name:        node,
 		MaxRequests: o.Probes,
 		Timeout:     o.OpenFor,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= o.Failures },
@@ -52,10 +59,11 @@ func newBreaker(o BreakerOptions, m *Metrics) *breaker {
 			} else {
 				b.openUntil.Store(0)
 			}
-			m.breakerState(from.String(), to.String())
+			b.state.Store(int32(to))
+			m.breakerState(node, from.String(), to.String())
 		},
 	})
-	m.breakerState("", "closed")
+	m.breakerState(node, "", "closed")
 	return b
 }
 
@@ -67,14 +75,19 @@ func (b *breaker) allow() bool {
 	return u == 0 || time.Now().UnixNano() >= u
 }
 
-// do runs one round trip through the breaker.
+// do runs one round trip through the breaker; errRefused when the breaker
+// did not let it through (open, or half open with its probes out).
 func (b *breaker) do(f func() error) error {
 	_, err := b.cb.Execute(func() (struct{}, error) { return struct{}{}, f() })
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
-		return ErrUnavailable
+		return errRefused
 	}
 	return err
 }
 
 // open reports whether the circuit is open now.
 func (b *breaker) open() bool { return b.cb.State() == gobreaker.StateOpen }
+
+// closed reports, without a lock, whether the circuit was closed at its
+// last transition (an open circuit due for a probe still reads open).
+func (b *breaker) closed() bool { return gobreaker.State(b.state.Load()) == gobreaker.StateClosed }

@@ -17,6 +17,8 @@ type Metrics struct {
 	errors       *prometheus.CounterVec
 	transitions  *prometheus.CounterVec
 	state        *prometheus.GaugeVec
+	redirects    *prometheus.CounterVec
+	probes       *prometheus.CounterVec
 }
 
 // NewMetrics registers the store metrics on reg.
@@ -24,44 +26,58 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		roundTrips: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_ratelimit_store_round_trips_total",
-			Help: "Redis round trips of the rate limit store, by result (ok, error).",
+			Help: "Redis round trips of the rate limit store, by result (ok, error). Calls the circuit breaker refused are not round trips: see errors_total{reason=\"breaker_open\"}.",
 		}, []string{"result"}),
 		roundTripSec: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "gatehouse_ratelimit_store_round_trip_seconds",
-			Help:    "Duration of one Redis round trip of the rate limit store (a batch of requests).",
+			Help:    "Duration of one Redis round trip of the rate limit store (a batch of requests to one node).",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25},
 		}),
 		calls: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gatehouse_ratelimit_store_batched_calls_total",
-			Help: "RLS requests sent to Redis; divided by round trips, the mean batch size.",
+			Help: "RLS requests sent to Redis (a request is one call per node its descriptors live on); divided by round trips, the mean batch size.",
 		}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_ratelimit_store_errors_total",
-			Help: "Store failures by reason: timeout, error (Redis answered an error or the connection failed), breaker_open (not tried).",
+			Help: "Store failures by reason: timeout, error (Redis answered an error or the connection failed), not_replicated (fewer replicas than store.wait.replicas acknowledged), breaker_open (calls refused by an open or half-open circuit breaker, never sent).",
 		}, []string{"reason"}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_ratelimit_store_breaker_transitions_total",
-			Help: "Circuit breaker state changes, by new state.",
-		}, []string{"to"}),
+			Help: "Circuit breaker state changes, by Redis node and new state.",
+		}, []string{"node", "to"}),
 		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gatehouse_ratelimit_store_breaker_state",
-			Help: "1 for the circuit breaker's current state (closed, half-open, open).",
-		}, []string{"state"}),
+			Help: "1 for the current state (closed, half-open, open) of each Redis node's circuit breaker.",
+		}, []string{"node", "state"}),
+		redirects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_ratelimit_store_redirects_total",
+			Help: "Redis Cluster answers that an op was not run where it was sent, by kind (moved, ask, tryagain); the op alone is sent again.",
+		}, []string{"kind"}),
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_ratelimit_store_probes_total",
+			Help: "Background writes to a Redis node that no request reached lately, which keep readiness current, by result (ok, error).",
+		}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{m.roundTrips, m.roundTripSec, m.calls, m.errors, m.transitions, m.state} {
+	for _, c := range []prometheus.Collector{m.roundTrips, m.roundTripSec, m.calls, m.errors, m.transitions, m.state, m.redirects, m.probes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	for _, r := range []string{"ok", "error"} {
 		m.roundTrips.WithLabelValues(r)
+		m.probes.WithLabelValues(r)
 	}
-	for _, r := range []string{"timeout", "error", "breaker_open"} {
+	for _, r := range []string{"timeout", "error", "not_replicated", "breaker_open"} {
 		m.errors.WithLabelValues(r)
+	}
+	for _, r := range []string{"moved", "ask", "tryagain"} {
+		m.redirects.WithLabelValues(r)
 	}
 	return m, nil
 }
 
+// roundTrip counts a round trip that was sent (err is its failure, if
+// it failed as a whole).
 func (m *Metrics) roundTrip(d time.Duration, calls int, err error) {
 	if m == nil {
 		return
@@ -74,8 +90,8 @@ func (m *Metrics) roundTrip(d time.Duration, calls int, err error) {
 	}
 	m.roundTrips.WithLabelValues("error").Inc()
 	switch {
-	case errors.Is(err, ErrUnavailable):
-		m.errors.WithLabelValues("breaker_open").Inc()
+	case errors.Is(err, ErrNotReplicated):
+		m.errors.WithLabelValues("not_replicated").Inc()
 	case isTimeout(err):
 		m.errors.WithLabelValues("timeout").Inc()
 	default:
@@ -83,26 +99,45 @@ func (m *Metrics) roundTrip(d time.Duration, calls int, err error) {
 	}
 }
 
-func (m *Metrics) storeError(reason string) {
+// refused counts calls the breaker refused: nothing was sent.
+func (m *Metrics) refused(calls int) {
 	if m == nil {
 		return
 	}
-	m.errors.WithLabelValues(reason).Inc()
+	m.errors.WithLabelValues("breaker_open").Add(float64(calls))
 }
 
-func (m *Metrics) breakerState(from, to string) {
+func (m *Metrics) redirect(kind string) {
+	if m == nil {
+		return
+	}
+	m.redirects.WithLabelValues(kind).Inc()
+}
+
+func (m *Metrics) probe(err error) {
+	if m == nil {
+		return
+	}
+	if err != nil {
+		m.probes.WithLabelValues("error").Inc()
+		return
+	}
+	m.probes.WithLabelValues("ok").Inc()
+}
+
+func (m *Metrics) breakerState(node, from, to string) {
 	if m == nil {
 		return
 	}
 	if from != "" {
-		m.transitions.WithLabelValues(to).Inc()
+		m.transitions.WithLabelValues(node, to).Inc()
 	}
 	for _, s := range []string{"closed", "half-open", "open"} {
 		v := 0.0
 		if s == to {
 			v = 1
 		}
-		m.state.WithLabelValues(s).Set(v)
+		m.state.WithLabelValues(node, s).Set(v)
 	}
 }
 

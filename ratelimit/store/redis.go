@@ -24,68 +24,63 @@ var script = redis.NewScript(scriptSource)
 
 // RedisOptions tune the Redis store.
 type RedisOptions struct {
-	// Timeout bounds one round trip.
+	// Timeout bounds one round trip to one node.
 	Timeout time.Duration
 	// BatchSize is how many concurrent Evals may share one round trip.
 	BatchSize int
-	// Pipelines is how many round trips may be in flight at once.
+	// Pipelines is how many round trips may be in flight at once (per
+	// node of a Cluster).
 	Pipelines int
-	// Breaker opens after consecutive failures.
+	// Breaker opens after consecutive failures (one breaker per node of a
+	// Cluster).
 	Breaker BreakerOptions
+	// Wait, when Replicas > 0, follows every round trip with a WAIT: an
+	// op applied on the master but acknowledged by fewer replicas within
+	// Wait.Timeout fails with ErrNotReplicated (its hits stay counted on
+	// the master; the answer follows the failure mode). Off by default.
+	Wait WaitOptions
+	// KeyPrefix prefixes the keys the store's probes write.
+	KeyPrefix string
+	// ProbeEvery is how often a node no request reached lately is probed
+	// with a write, to keep readiness current (default 500ms).
+	ProbeEvery time.Duration
 	// Metrics may be nil.
 	Metrics *Metrics
 }
 
-// Redis is the shared store. Concurrent Evals share round trips: one Lua
-// call carries every op of a batch on a single server or Sentinel (one
-// call per op, pipelined, on a Cluster, where each op's keys share a hash
-// tag but ops live on different nodes). At most Pipelines round trips are
-// in flight. Batching costs no waiting: a round trip takes whatever queued
-// while the previous ones were out.
-//
-// There is no dispatcher goroutine. The caller that finds a free pipeline
-// slot leads: it takes the queued calls, makes the round trip on the
-// slot's own connection, wakes the others and hands the slot to the next
-// queued caller. A caller thus waits for at most one wake-up, and a round
-// trip costs no pool checkout (go-redis probes a pooled connection with a
-// syscall on every checkout; a slot keeps its connection).
+// WaitOptions ask the master to confirm replication before an answer.
+type WaitOptions struct {
+	// Replicas is how many replicas must acknowledge each round trip's
+	// writes (0: do not wait).
+	Replicas int
+	// Timeout bounds the wait; it counts against the round trip's Timeout.
+	Timeout time.Duration
+}
+
+// Redis is the shared store, on a single server, Sentinel or Redis
+// Cluster. Every node has a lane (lane.go): its own batches, breaker,
+// timeout and health. On a single server or Sentinel one Lua call carries
+// every op of a batch; on a Cluster each op's keys share a hash tag but
+// ops live on different nodes, so an Eval's ops are grouped by node, each
+// node gets one pipelined round trip of one call per op, and each op is
+// answered by its own node's result (cluster.go).
 type Redis struct {
-	client  redis.UniversalClient
-	single  *redis.Client // nil for a Cluster
-	opts    RedisOptions
-	breaker *breaker
-	m       *Metrics
+	opts RedisOptions
+	m    *Metrics
+	// one is the lane of a single server or Sentinel; cl the Cluster's.
+	one *lane
+	cl  *cluster
 
-	// warm is set once the parent client has initialised a connection;
-	// see slotConn.
-	warmMu sync.Mutex
-	warm   atomic.Bool
-
-	mu      sync.Mutex
-	idle    []*slot
-	pending []*call
-	closed  bool
-	drained *sync.Cond // signalled when a slot goes idle after Close
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closed    atomic.Bool
 }
 
-// slot is one pipeline: its connection (single server) and its batch.
-type slot struct {
-	conn  *redis.Conn
-	batch []*call
-}
-
-type call struct {
-	ops  []*Op
-	err  error
-	done chan struct{}
-	// lead is set when a finishing leader hands its slot to this call.
-	lead *slot
-}
-
-var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
-
-// NewRedis returns a store on client. It does not connect; Ping says
-// whether Redis answers.
+// NewRedis returns a store on client, a *redis.Client (single server or
+// Sentinel's failover client) or a *redis.ClusterClient. It does not
+// connect on the callers' path; a background prober writes to each node
+// no request reached lately, so that Ready is current.
 func NewRedis(client redis.UniversalClient, o RedisOptions) *Redis {
 	if o.BatchSize < 1 {
 		o.BatchSize = 1
@@ -93,153 +88,55 @@ func NewRedis(client redis.UniversalClient, o RedisOptions) *Redis {
 	if o.Pipelines < 1 {
 		o.Pipelines = 1
 	}
-	r := &Redis{client: client, opts: o, m: o.Metrics}
-	r.single, _ = client.(*redis.Client)
-	r.drained = sync.NewCond(&r.mu)
-	for i := 0; i < o.Pipelines; i++ {
-		r.idle = append(r.idle, &slot{batch: make([]*call, 0, o.BatchSize)})
+	if o.Timeout <= 0 {
+		o.Timeout = 100 * time.Millisecond
 	}
-	r.breaker = newBreaker(o.Breaker, r.m)
+	if o.ProbeEvery <= 0 {
+		o.ProbeEvery = 500 * time.Millisecond
+	}
+	r := &Redis{opts: o, m: o.Metrics, stop: make(chan struct{})}
+	switch c := client.(type) {
+	case *redis.ClusterClient:
+		r.cl = newCluster(c, &r.opts, r.m)
+	case *redis.Client:
+		r.one = newLane(c.Options().Addr, c, false, &r.opts, r.m, r.execOne)
+	default:
+		r.one = nil
+	}
+	if r.one != nil || r.cl != nil {
+		r.wg.Add(1)
+		go r.probeLoop()
+	}
 	return r
 }
 
+// errClient: NewRedis was given a client it cannot drive.
+var errClient = errors.New("ratelimit redis store: the client is neither a *redis.Client nor a *redis.ClusterClient")
+
 // Eval implements Store.
 func (r *Redis) Eval(ctx context.Context, ops []*Op) error {
-	if !r.breaker.allow() {
-		r.m.storeError("breaker_open")
-		return ErrUnavailable
-	}
-	c := callPool.Get().(*call)
-	c.ops, c.err, c.lead = ops, nil, nil
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		callPool.Put(c)
+	switch {
+	case r.closed.Load():
 		return ErrClosed
+	case r.one != nil:
+		return r.one.eval(ops)
+	case r.cl != nil:
+		return r.cl.eval(ctx, ops)
 	}
-	var s *slot
-	if n := len(r.idle); n > 0 {
-		s = r.idle[n-1]
-		r.idle = r.idle[:n-1]
-	} else {
-		r.pending = append(r.pending, c)
-		r.mu.Unlock()
-		// The round trip that answers this call is bounded by Timeout;
-		// waiting for it (rather than for ctx) keeps the call ours until
-		// its leader is done with it.
-		<-c.done
-		if c.lead == nil {
-			err := c.err
-			c.ops = nil
-			callPool.Put(c)
-			return err
-		}
-		s, c.lead = c.lead, nil
-		r.mu.Lock()
-	}
-	s.batch = append(s.batch[:0], c)
-	k := min(len(r.pending), r.opts.BatchSize-1)
-	s.batch = append(s.batch, r.pending[:k]...)
-	r.pending = r.pending[:copy(r.pending, r.pending[k:])]
-	r.mu.Unlock()
+	return errClient
+}
 
-	r.run(s)
-	for _, f := range s.batch[1:] {
-		f.done <- struct{}{}
+// execOne sends every op of the batch in one script call (a single server
+// or Sentinel: all keys live on one node), followed by a WAIT when asked.
+func (r *Redis) execOne(ctx context.Context, conn *redis.Conn, batch []*call) error {
+	err := r.runOne(ctx, conn, batch)
+	if err != nil && !errors.Is(err, ErrNotReplicated) {
+		failAll(batch, err)
 	}
-	r.handOff(s)
-	err := c.err
-	c.ops = nil
-	callPool.Put(c)
 	return err
 }
 
-// handOff gives the slot to the first queued call, or makes it idle.
-func (r *Redis) handOff(s *slot) {
-	clear(s.batch)
-	s.batch = s.batch[:0]
-	r.mu.Lock()
-	if len(r.pending) > 0 && !r.closed {
-		next := r.pending[0]
-		r.pending = r.pending[:copy(r.pending, r.pending[1:])]
-		r.mu.Unlock()
-		next.lead = s
-		next.done <- struct{}{}
-		return
-	}
-	r.idle = append(r.idle, s)
-	if r.closed {
-		r.drained.Broadcast()
-	}
-	r.mu.Unlock()
-}
-
-// warmUp makes the parent client initialise a connection before any slot
-// opens its own. go-redis (v9.23) shares one *Options between a client and
-// the Conns it hands out, and the first connection handshake writes to it
-// (maintenance notifications turned off on a Redis that lacks them) under
-// a per-Conn lock: two slots' first handshakes would race. After one
-// handshake through the parent the options are settled and only read.
-func (r *Redis) warmUp(ctx context.Context) error {
-	if r.warm.Load() {
-		return nil
-	}
-	r.warmMu.Lock()
-	defer r.warmMu.Unlock()
-	if r.warm.Load() {
-		return nil
-	}
-	if err := r.single.Ping(ctx).Err(); err != nil {
-		return err
-	}
-	r.warm.Store(true)
-	return nil
-}
-
-// run does one round trip for a slot's batch, through the circuit breaker.
-func (r *Redis) run(s *slot) {
-	batch := s.batch
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), r.opts.Timeout)
-	defer cancel()
-	err := r.breaker.do(func() error {
-		if r.single == nil {
-			return r.runPipelined(ctx, batch)
-		}
-		if s.conn == nil {
-			if err := r.warmUp(ctx); err != nil {
-				return err
-			}
-			s.conn = r.single.Conn()
-		}
-		err := r.runOne(ctx, s.conn, batch)
-		if err != nil {
-			// A failed connection may hold half a reply: start afresh.
-			_ = s.conn.Close()
-			s.conn = nil
-		}
-		return err
-	})
-	r.m.roundTrip(time.Since(start), len(batch), err)
-	if err != nil {
-		for _, c := range batch {
-			if c.err == nil {
-				c.err = wrapErr(err)
-			}
-		}
-	}
-}
-
-func wrapErr(err error) error {
-	if errors.Is(err, ErrUnavailable) {
-		return err
-	}
-	return fmt.Errorf("%w: %v", ErrUnavailable, err)
-}
-
-// runOne sends every op of the batch in one script call (a single server
-// or Sentinel: all keys live on one node).
-func (r *Redis) runOne(ctx context.Context, conn redis.Scripter, batch []*call) error {
+func (r *Redis) runOne(ctx context.Context, conn *redis.Conn, batch []*call) error {
 	var keys []string
 	var args []byte
 	for _, c := range batch {
@@ -255,7 +152,13 @@ func (r *Redis) runOne(ctx context.Context, conn redis.Scripter, batch []*call) 
 		}
 		return nil
 	}
-	res, err := evalScript(ctx, conn, keys, string(args))
+	var res []any
+	var err, notReplicated error
+	if r.opts.Wait.Replicas > 0 {
+		res, notReplicated, err = r.evalWait(ctx, conn, keys, string(args))
+	} else {
+		res, err = evalScript(ctx, conn, keys, string(args))
+	}
 	if err != nil {
 		return err
 	}
@@ -267,68 +170,69 @@ func (r *Redis) runOne(ctx context.Context, conn redis.Scripter, batch []*call) 
 			}
 		}
 	}
+	if notReplicated != nil {
+		// Only a call whose hits were counted can be lost with its master;
+		// the others' answers stand.
+		for _, c := range batch {
+			for _, op := range c.ops {
+				if op.Applied && op.Hits > 0 {
+					c.err = notReplicated
+					break
+				}
+			}
+		}
+	}
+	return notReplicated
+}
+
+// evalWait runs the script and a WAIT in one round trip. When fewer
+// replicas than asked acknowledge, the script's writes stand on the
+// master alone: notReplicated says so.
+func (r *Redis) evalWait(ctx context.Context, conn *redis.Conn, keys []string, args string) (res []any, notReplicated, err error) {
+	for attempt := 0; ; attempt++ {
+		pipe := conn.Pipeline()
+		var cmd *redis.Cmd
+		if attempt == 0 {
+			cmd = script.EvalSha(ctx, pipe, keys, args)
+		} else {
+			cmd = script.Eval(ctx, pipe, keys, args)
+		}
+		wait := waitCmd(ctx, pipe, r.opts.Wait)
+		_, _ = pipe.Exec(ctx)
+		res, err := cmd.Slice()
+		if err != nil && attempt == 0 && isNoScript(err) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		return res, waited(wait, r.opts.Wait.Replicas), nil
+	}
+}
+
+// waitCmd queues a WAIT for o.Replicas, bounded by o.Timeout, on pipe.
+func waitCmd(ctx context.Context, pipe redis.Pipeliner, o WaitOptions) *redis.Cmd {
+	return pipe.Do(ctx, "wait", o.Replicas, max(o.Timeout.Milliseconds(), 1))
+}
+
+// waited is nil when a WAIT saw enough replicas acknowledge.
+func waited(w *redis.Cmd, want int) error {
+	n, err := w.Int64()
+	if err != nil {
+		if isRedisError(err) {
+			return fmt.Errorf("%w: WAIT: %v", errShortAck, err)
+		}
+		return fmt.Errorf("%w: WAIT: %w", ErrNotReplicated, err)
+	}
+	if n < int64(want) {
+		return fmt.Errorf("%w: %d of %d in time", errShortAck, n, want)
+	}
 	return nil
 }
 
-// runPipelined sends one script call per op (a Cluster: an op's keys
-// share a hash tag, different ops may live on different nodes), pipelined;
-// go-redis sends each node its share at once.
-func (r *Redis) runPipelined(ctx context.Context, batch []*call) error {
-	type sent struct {
-		c   *call
-		op  *Op
-		cmd *redis.Cmd
-	}
-	var all []sent
-	pipe := r.client.Pipeline()
-	for _, c := range batch {
-		for _, op := range c.ops {
-			if len(op.Limits) == 0 {
-				op.Applied = true
-				continue
-			}
-			keys, args := appendOp(nil, nil, op)
-			all = append(all, sent{c, op, script.EvalSha(ctx, pipe, keys, string(args))})
-		}
-	}
-	if len(all) == 0 {
-		return nil
-	}
-	_, _ = pipe.Exec(ctx)
-	var retry []sent
-	var failed error
-	for _, s := range all {
-		err := s.cmd.Err()
-		if err != nil && isNoScript(err) {
-			retry = append(retry, s)
-			continue
-		}
-		if err == nil {
-			var res []any
-			if res, err = s.cmd.Slice(); err == nil {
-				_, err = readOp(res, 0, s.op)
-			}
-		}
-		if err != nil {
-			s.c.err = wrapErr(err)
-			failed = err
-		}
-	}
-	// A node that restarted lost its script cache: send those ops with
-	// EVAL, which loads the script again.
-	for _, s := range retry {
-		keys, args := appendOp(nil, nil, s.op)
-		res, err := script.Eval(ctx, r.client, keys, string(args)).Slice()
-		if err == nil {
-			_, err = readOp(res, 0, s.op)
-		}
-		if err != nil {
-			s.c.err = wrapErr(err)
-			failed = err
-		}
-	}
-	return failed
-}
+// errShortAck: WAIT answered, with too few replicas; the connection is
+// still in step.
+var errShortAck = fmt.Errorf("%w", ErrNotReplicated)
 
 func evalScript(ctx context.Context, c redis.Scripter, keys []string, args string) ([]any, error) {
 	res, err := script.EvalSha(ctx, c, keys, args).Slice()
@@ -410,33 +314,32 @@ func readOp(res []any, pos int, op *Op) (int, error) {
 	return pos + need, nil
 }
 
-// Ping implements Store: every master of a Cluster must answer.
+// Ping implements Store: every master of a Cluster must answer. It makes
+// round trips; readiness uses Ready, which does not.
 func (r *Redis) Ping(ctx context.Context) error {
-	return redisx.Ping(ctx, r.client)
+	switch {
+	case r.one != nil:
+		return redisx.Ping(ctx, r.one.client)
+	case r.cl != nil:
+		return redisx.Ping(ctx, r.cl.cc)
+	}
+	return errClient
 }
 
 // Close fails queued Evals with ErrClosed, waits for the round trips in
-// flight and closes the slots' connections. The client is the caller's.
+// flight, stops the prober and closes the store's own connections. The
+// client is the caller's.
 func (r *Redis) Close() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return nil
-	}
-	r.closed = true
-	for _, c := range r.pending {
-		c.err = ErrClosed
-		c.done <- struct{}{}
-	}
-	r.pending = nil
-	for len(r.idle) < r.opts.Pipelines {
-		r.drained.Wait()
-	}
-	for _, s := range r.idle {
-		if s.conn != nil {
-			_ = s.conn.Close()
-			s.conn = nil
+	r.closeOnce.Do(func() {
+		r.closed.Store(true)
+		close(r.stop)
+		r.wg.Wait()
+		if r.one != nil {
+			r.one.close()
 		}
-	}
+		if r.cl != nil {
+			r.cl.close()
+		}
+	})
 	return nil
 }

@@ -13,6 +13,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/gatehouse/gatehouse/ratelimit/algo"
 )
@@ -31,6 +32,13 @@ type Op struct {
 
 	// Applied is set by Eval: the hits were counted.
 	Applied bool
+	// Err is set by Eval when it returns a *PartialError: this op's
+	// outcome is unknown (nil: Applied and the States are the store's
+	// answer). Read it only then.
+	Err error
+
+	// route is where a Redis Cluster store sends the op next.
+	route route
 }
 
 // LimitOp is one limit of an op.
@@ -50,7 +58,8 @@ type LimitOp struct {
 // Store evaluates ops.
 type Store interface {
 	// Eval runs each op atomically and fills in Applied and the States.
-	// An error means no op's outcome is known.
+	// An error means no op's outcome is known, except a *PartialError:
+	// then each op's Err says whether its outcome is known.
 	Eval(ctx context.Context, ops []*Op) error
 	// Ping reports whether the store can be reached now.
 	Ping(ctx context.Context) error
@@ -67,7 +76,29 @@ var (
 	ErrFull = errors.New("ratelimit in-process store is full")
 	// ErrClosed: the store was closed (a reload replaced it).
 	ErrClosed = errors.New("ratelimit store closed")
+	// ErrNotReplicated: the op was applied on the master but fewer
+	// replicas than RedisOptions.Wait asks acknowledged it in time; it
+	// wraps ErrUnavailable, and the answer follows the failure mode.
+	ErrNotReplicated = fmt.Errorf("%w: not acknowledged by enough replicas", ErrUnavailable)
 )
+
+// PartialError is Eval's error when some ops' outcomes are known and
+// others' are not (a Redis Cluster node failed while others answered):
+// each op's Err says which. It wraps ErrUnavailable, so a caller that
+// does not look at the ops answers them all by the failure mode.
+type PartialError struct {
+	// Failed is how many ops failed, of Total.
+	Failed, Total int
+	// First is the first failed op's error.
+	First error
+}
+
+func (e *PartialError) Error() string {
+	return fmt.Sprintf("%d of %d ops failed: %v", e.Failed, e.Total, e.First)
+}
+
+// Unwrap makes errors.Is(err, ErrUnavailable) hold.
+func (e *PartialError) Unwrap() error { return ErrUnavailable }
 
 // counters is the key/value interface the Go evaluation of an op runs on;
 // the in-process store implements it, Redis runs the Lua twin of eval.

@@ -219,10 +219,10 @@ func TestRedisDownBreaker(t *testing.T) {
 			t.Fatalf("Eval %d with redis down = %v; want ErrUnavailable", i, err)
 		}
 	}
-	if !rs.breaker.open() {
+	if !rs.one.breaker.open() {
 		t.Fatalf("breaker still closed after 3 failures")
 	}
-	if rs.breaker.allow() {
+	if rs.one.breaker.allow() {
 		t.Fatalf("open breaker lets calls through before openFor")
 	}
 	if err := rs.Eval(ctx, []*Op{sc.op()}); !errors.Is(err, ErrUnavailable) {
@@ -240,7 +240,7 @@ func TestRedisDownBreaker(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if rs.breaker.open() {
+	if rs.one.breaker.open() {
 		t.Fatalf("breaker open after a successful round trip")
 	}
 }

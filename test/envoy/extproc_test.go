@@ -137,7 +137,8 @@ func testExtProcHygiene(t *testing.T, m *harness.Mesh) {
 // a route that validates request bodies sends Envoy's body message, and no
 // stream fails.
 func testExtProcModeOverride(t *testing.T, m *harness.Mesh) {
-	const prefix = "http.public.ext_proc."
+	// The body processors run in the second stage (stages_test.go).
+	const prefix = postStats
 	tok := harness.DemoToken(t, "mona", "pro", "hello:read", nil)
 	c := harness.HTTP1()
 	stats := func() map[string]int64 { return m.Envoy.Stats(`^http\.public\.ext_proc\.`) }
@@ -147,8 +148,10 @@ func testExtProcModeOverride(t *testing.T, m *harness.Mesh) {
 		t.Fatalf("GET /api/hello: %d", r.Status)
 	}
 	s1 := stats()
-	if d := s1[prefix+"streams_started"] - s0[prefix+"streams_started"]; d != 0 {
-		t.Errorf("a route without processors opened %d ext_proc streams; want 0", d)
+	for _, p := range []string{preStats, postStats} {
+		if d := s1[p+"streams_started"] - s0[p+"streams_started"]; d != 0 {
+			t.Errorf("a route without processors opened %d %s streams; want 0", d, p)
+		}
 	}
 	if r := harness.Send(t, c, harness.Request{URL: m.URL() + "/api/orders/5", Headers: []string{"authorization: Bearer " + tok}}); r.Status != http.StatusOK {
 		t.Fatalf("GET /api/orders/5: %d", r.Status)
@@ -165,8 +168,10 @@ func testExtProcModeOverride(t *testing.T, m *harness.Mesh) {
 		t.Errorf("messages Envoy sent to ext_proc: GET %d, POST with body %d; want the POST to add exactly its request body", getMsgs, postMsgs)
 	}
 	for _, k := range []string{"streams_failed", "spurious_msgs_received", "message_timeouts", "rejected_header_mutations"} {
-		if s3[prefix+k] != 0 {
-			t.Errorf("Envoy's %s%s = %d; want 0", prefix, k, s3[prefix+k])
+		for _, p := range []string{preStats, postStats} {
+			if s3[p+k] != 0 {
+				t.Errorf("Envoy's %s%s = %d; want 0", p, k, s3[p+k])
+			}
 		}
 	}
 }

@@ -59,6 +59,7 @@ func TestMesh(t *testing.T) {
 		{"extproc/idempotency", testExtProcIdempotency},
 		{"extproc/hygiene", testExtProcHygiene},
 		{"extproc/mode-override", testExtProcModeOverride},
+		{"extproc/stages", testExtProcStages},
 		{"cluster/retries", testClusterRetries},
 		{"cluster/timeout", testClusterTimeout},
 		{"cluster/circuit-breaker", testClusterCircuitBreaker},

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -51,5 +52,43 @@ func TestWebhookExampleChecks(t *testing.T) {
 		if got := err == nil && strings.Contains(out.String(), "decision: allow"); got != tt.allow {
 			t.Errorf("gatehouse check (body %q) = %v, allowed %t; want allowed %t:\n%s", tt.body, err, got, tt.allow, out.String())
 		}
+	}
+}
+
+// TestPetstoreDirectory: examples/petstore is a config directory with its
+// OpenAPI document in openapi/, which is never read as config; the same
+// files laid flat (a ConfigMap) validate too, since the route names the
+// document; an unnamed document in the directory is refused.
+func TestPetstoreDirectory(t *testing.T) {
+	validate := func(dir string) (string, error) {
+		var out bytes.Buffer
+		err := app.Main(context.Background(), []string{"validate", "--skip-secrets", dir}, &out, &out)
+		return out.String(), err
+	}
+	if out, err := validate("../../examples/petstore/"); err != nil || !strings.HasPrefix(out, "ok: ") {
+		t.Fatalf("gatehouse validate examples/petstore/ = %v:\n%s", err, out)
+	}
+	cfg, err := os.ReadFile("../../examples/petstore/gatehouse.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../../examples/petstore/openapi/petstore.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flat := t.TempDir()
+	write := func(name string, b []byte) {
+		if err := os.WriteFile(filepath.Join(flat, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("gatehouse.yaml", bytes.Replace(cfg, []byte("file: openapi/petstore.yaml"), []byte("file: petstore.yaml"), 1))
+	write("petstore.yaml", doc)
+	if out, err := validate(flat); err != nil || !strings.HasPrefix(out, "ok: ") {
+		t.Fatalf("gatehouse validate on the flat layout = %v:\n%s", err, out)
+	}
+	write("unnamed.yaml", doc)
+	if out, err := validate(flat); err == nil || !strings.Contains(out, "unnamed.yaml:1: apiVersion: this is an OpenAPI document") {
+		t.Fatalf("gatehouse validate with an unnamed document = %v:\n%s", err, out)
 	}
 }

@@ -46,7 +46,7 @@ routes:
     extproc:
       hygiene: {}
       redact: {paths: [$.card.cvc]}
-      idempotency: {failureMode: closed}
+      idempotency: {failureMode: closed, lockTimeout: 2s}
   - id: pay-open
     match: {prefix: /open}
     extproc:
@@ -267,15 +267,22 @@ func TestIdempotencyAcrossReplicas(t *testing.T) {
 	if code, _ := immediate(t, out); err != nil || code != 409 {
 		t.Errorf("retry while in flight on the other replica = %d, %v; want 409", code, err)
 	}
-	// The first request is cancelled (client gone): A frees the key, and
-	// the retry on B runs.
+	// The first request is reset (client gone) after A let it go on: the
+	// upstream may have run it, so A keeps the key held in Redis and the
+	// retry on B still gets 409 ...
+	cancelled := time.Now()
 	st.CloseSend()
 	for {
 		if _, err := st.Recv(); err != nil {
 			break
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	out, err = exchange(ctx(t), b, request("pay-closed", "POST", "/pay", `{}`, key2...))
+	if code, _ := immediate(t, out); (err != nil || code != 409) && time.Since(cancelled) < 2*time.Second {
+		t.Errorf("retry after a reset past forwarding = %d, %v; want 409 until lockTimeout", code, err)
+	}
+	// ... until lockTimeout (2s) frees it, and the retry runs.
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		out, err = exchange(ctx(t), b, request("pay-closed", "POST", "/pay", `{}`, key2...))
 		if err == nil && len(out) == 2 && out[1].GetRequestBody() != nil {

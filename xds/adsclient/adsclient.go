@@ -37,6 +37,12 @@ func (s *SotW) Request(typeURL string, names ...string) error {
 	return s.send(&discoveryv3.DiscoveryRequest{TypeUrl: typeURL, ResourceNames: names})
 }
 
+// Resume subscribes to typeURL on a new stream naming the version the
+// client already holds, as Envoy does when it reconnects.
+func (s *SotW) Resume(typeURL, version string, names ...string) error {
+	return s.send(&discoveryv3.DiscoveryRequest{TypeUrl: typeURL, VersionInfo: version, ResourceNames: names})
+}
+
 func (s *SotW) send(req *discoveryv3.DiscoveryRequest) error {
 	if !s.sent {
 		req.Node = s.node // Envoy and gRPC send the node on the first request
@@ -94,6 +100,13 @@ func (d *Delta) send(req *discoveryv3.DeltaDiscoveryRequest) error {
 // Subscribe subscribes to typeURL: names nil is the wildcard.
 func (d *Delta) Subscribe(typeURL string, names ...string) error {
 	return d.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: typeURL, ResourceNamesSubscribe: names})
+}
+
+// Resume subscribes to typeURL on a new stream naming the versions of
+// the resources the client already holds, as Envoy does when it
+// reconnects.
+func (d *Delta) Resume(typeURL string, have map[string]string, names ...string) error {
+	return d.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: typeURL, ResourceNamesSubscribe: names, InitialResourceVersions: have})
 }
 
 // Recv waits for the next response.

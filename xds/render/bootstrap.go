@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"strings"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -20,7 +21,7 @@ import (
 // resources res pushes over ADS, for `envoy --mode validate`: Envoy's own
 // judgement of everything gatehouse renders. Only what ties them to ADS
 // is rewritten: each listener's route configuration is inlined in place of
-// its RDS reference, and each EDS cluster holds its load assignment
+// its RDS reference (each scope's, when its routes are split by host), and each EDS cluster holds its load assignment
 // (STATIC) in place of its EDS reference. Nothing else changes.
 //
 // API listeners (for proxyless gRPC clients) are not Envoy's and are left
@@ -55,7 +56,7 @@ func Bootstrap(res *translate.Resources, node *corev3.Node) (*bootstrapv3.Bootst
 		l = proto.Clone(l).(*listenerv3.Listener)
 		for _, fc := range l.GetFilterChains() {
 			for _, f := range fc.GetFilters() {
-				if err := inlineRoutes(f, routes); err != nil {
+				if err := inlineRoutes(f, routes, res.ScopedRoutes); err != nil {
 					return nil, fmt.Errorf("render: listener %q: %w", l.GetName(), err)
 				}
 			}
@@ -67,7 +68,7 @@ func Bootstrap(res *translate.Resources, node *corev3.Node) (*bootstrapv3.Bootst
 
 // inlineRoutes replaces an HTTP connection manager's RDS reference by the
 // route configuration it names.
-func inlineRoutes(f *listenerv3.Filter, routes map[string]*routev3.RouteConfiguration) error {
+func inlineRoutes(f *listenerv3.Filter, routes map[string]*routev3.RouteConfiguration, scopes []*routev3.ScopedRouteConfiguration) error {
 	tc := f.GetTypedConfig()
 	if tc == nil {
 		return nil
@@ -79,15 +80,37 @@ func inlineRoutes(f *listenerv3.Filter, routes map[string]*routev3.RouteConfigur
 	if err := tc.UnmarshalTo(&hcm); err != nil {
 		return err
 	}
-	rds := hcm.GetRds()
-	if rds == nil {
+	switch {
+	case hcm.GetRds() != nil:
+		name := hcm.GetRds().GetRouteConfigName()
+		rc, ok := routes[name]
+		if !ok {
+			return fmt.Errorf("no route configuration %q", name)
+		}
+		hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc}
+	case hcm.GetScopedRoutes() != nil:
+		// Routes split by host: the scopes (SRDS) are listed inline, each
+		// with its route configuration inline (Envoy allows no RDS name
+		// in an inline scope).
+		sr := hcm.GetScopedRoutes()
+		list := &hcmv3.ScopedRouteConfigurationsList{}
+		for _, sc := range scopes {
+			if !strings.HasPrefix(sc.GetName(), sr.GetName()+"@") {
+				continue
+			}
+			rc, ok := routes[sc.GetRouteConfigurationName()]
+			if !ok {
+				return fmt.Errorf("no route configuration %q", sc.GetRouteConfigurationName())
+			}
+			sc = proto.Clone(sc).(*routev3.ScopedRouteConfiguration)
+			sc.RouteConfigurationName = ""
+			sc.RouteConfiguration = rc
+			list.ScopedRouteConfigurations = append(list.ScopedRouteConfigurations, sc)
+		}
+		sr.ConfigSpecifier = &hcmv3.ScopedRoutes_ScopedRouteConfigurationsList{ScopedRouteConfigurationsList: list}
+	default:
 		return nil
 	}
-	rc, ok := routes[rds.GetRouteConfigName()]
-	if !ok {
-		return fmt.Errorf("no route configuration %q", rds.GetRouteConfigName())
-	}
-	hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc}
 	a, err := anypb.New(&hcm)
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -31,37 +32,45 @@ func peerOf(ctx context.Context) string {
 }
 
 func (c *callbacks) OnStreamOpen(ctx context.Context, id int64, _ string) error {
-	c.s.nodes.open(id, protoSotW, peerOf(ctx))
+	c.s.nodes.open(streamKey{protoSotW, id}, peerOf(ctx))
 	c.s.m.streams.WithLabelValues(protoSotW).Inc()
 	return nil
 }
 
 func (c *callbacks) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
-	c.s.nodes.open(id, protoDelta, peerOf(ctx))
+	c.s.nodes.open(streamKey{protoDelta, id}, peerOf(ctx))
 	c.s.m.streams.WithLabelValues(protoDelta).Inc()
 	return nil
 }
 
 func (c *callbacks) OnStreamClosed(id int64, _ *corev3.Node) {
 	c.s.m.streams.WithLabelValues(protoSotW).Dec()
-	c.s.closed(id)
+	c.s.closed(streamKey{protoSotW, id})
 }
 
 func (c *callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
 	c.s.m.streams.WithLabelValues(protoDelta).Dec()
-	c.s.closed(id)
+	c.s.closed(streamKey{protoDelta, id})
 }
 
 // closed forgets a node's snapshot when its last stream ends, so that
 // the caches hold only connected nodes.
-func (s *Server) closed(id int64) {
+func (s *Server) closed(k streamKey) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := s.nodes.close(id)
+	n := s.nodes.close(k)
 	if n == nil {
 		return
 	}
 	s.cacheFor(n.flavour).ClearSnapshot(n.node.GetId())
+	freed := false
+	for _, typ := range []string{resourcev3.RouteType, resourcev3.EndpointType} {
+		delete(s.claims, n.node.GetId()+"\x00"+typ)
+		freed = s.releaseLocked(n.node.GetId()+"\x00"+typ) || freed
+	}
+	if freed {
+		s.retryWaitingLocked()
+	}
 	n.snap, n.set, n.acc = nil, nil, snapshot.Accepted{}
 	s.m.nodeAcked.DeletePartialMatch(map[string]string{"node": n.node.GetId()})
 	s.m.nodeNacked.DeletePartialMatch(map[string]string{"node": n.node.GetId()})
@@ -69,13 +78,13 @@ func (s *Server) closed(id int64) {
 
 // signIn binds a stream to its node on its first request and gives the
 // node its snapshot before the cache sees the request.
-func (s *Server) signIn(id int64, n *corev3.Node) error {
+func (s *Server) signIn(k streamKey, n *corev3.Node) error {
 	if n.GetId() == "" {
 		return status.Error(codes.InvalidArgument, "xds: node.id is required (Envoy: --service-node or node.id in the bootstrap)")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ns, first := s.nodes.bind(id, n)
+	ns, first := s.nodes.bind(k, n)
 	if ns == nil {
 		return status.Error(codes.Internal, "xds: unknown stream")
 	}
@@ -87,9 +96,10 @@ func (s *Server) signIn(id int64, n *corev3.Node) error {
 }
 
 func (c *callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
-	st, version, answered := c.s.nodes.answer(id, req.GetTypeUrl(), req.GetResponseNonce())
+	k := streamKey{protoSotW, id}
+	st, version, answered := c.s.nodes.answer(k, req.GetTypeUrl(), req.GetResponseNonce())
 	if st != nil && st.node == nil {
-		if err := c.s.signIn(id, req.GetNode()); err != nil {
+		if err := c.s.signIn(k, req.GetNode()); err != nil {
 			return err
 		}
 		return nil
@@ -111,9 +121,10 @@ func (c *callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest)
 }
 
 func (c *callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
-	st, version, answered := c.s.nodes.answer(id, req.GetTypeUrl(), req.GetResponseNonce())
+	k := streamKey{protoDelta, id}
+	st, version, answered := c.s.nodes.answer(k, req.GetTypeUrl(), req.GetResponseNonce())
 	if st != nil && st.node == nil {
-		err := c.s.signIn(id, req.GetNode())
+		err := c.s.signIn(k, req.GetNode())
 		return err
 	}
 	if !answered || st == nil || st.node == nil {
@@ -133,14 +144,14 @@ func (c *callbacks) OnStreamResponse(_ context.Context, id int64, req *discovery
 	typ := snapshot.ShortType(resp.GetTypeUrl())
 	c.s.m.responses.WithLabelValues(typ, protoSotW).Inc()
 	c.s.m.resourcesSent.WithLabelValues(typ, protoSotW).Add(float64(len(resp.GetResources())))
-	c.s.nodes.sent(id, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo(), len(resp.GetResources()))
+	c.s.nodes.sent(streamKey{protoSotW, id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo(), len(resp.GetResources()))
 }
 
 func (c *callbacks) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
 	typ := snapshot.ShortType(resp.GetTypeUrl())
 	c.s.m.responses.WithLabelValues(typ, protoDelta).Inc()
 	c.s.m.resourcesSent.WithLabelValues(typ, protoDelta).Add(float64(len(resp.GetResources())))
-	c.s.nodes.sent(id, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo(), len(resp.GetResources()))
+	c.s.nodes.sent(streamKey{protoDelta, id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo(), len(resp.GetResources()))
 }
 
 func (c *callbacks) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) error {

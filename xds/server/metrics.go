@@ -18,6 +18,7 @@ type metrics struct {
 	nodeAcked     *prometheus.GaugeVec
 	nodeNacked    *prometheus.GaugeVec
 	build         prometheus.Histogram
+	deferred      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -66,11 +67,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time to translate a config and build its snapshots.",
 			Buckets: []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5},
 		}),
+		deferred: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_xds_large_responses_deferred_total",
+			Help: "Large responses (a first sync of a large table) held back until others in flight were ACKed, to bound the memory of many nodes syncing at once.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.streams, m.responses, m.resourcesSent, m.acks, m.nacks, m.pushes, m.version, m.nodeAcked, m.nodeNacked, m.build} {
+	for _, c := range []prometheus.Collector{m.streams, m.responses, m.resourcesSent, m.acks, m.nacks, m.pushes, m.version, m.nodeAcked, m.nodeNacked, m.build, m.deferred} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

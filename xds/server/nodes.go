@@ -18,19 +18,27 @@ import (
 // that a node that NACKed and went away can still be investigated.
 const maxGone = 256
 
+// streamKey names a stream. go-control-plane numbers State-of-the-World
+// and Delta streams with two independent counters, both from 1, so an id
+// alone names two streams in any fleet with both kinds of client: the key
+// is the pair.
+type streamKey struct {
+	protocol string
+	id       int64
+}
+
 // tracker knows every stream and node. Its lock is taken after s.mu.
 type tracker struct {
 	mu      sync.Mutex
-	streams map[int64]*streamState
+	streams map[streamKey]*streamState
 	nodes   map[string]*nodeState
 	gone    []*nodeState
 }
 
 type streamState struct {
-	id       int64
-	protocol string
-	peer     string
-	node     *nodeState
+	key  streamKey
+	peer string
+	node *nodeState
 	// sent holds, per type URL, the nonce and version of the last
 	// response: a request answering that nonce ACKs or NACKs it.
 	sent map[string]sentResponse
@@ -82,21 +90,21 @@ type NackStatus struct {
 }
 
 func newTracker() *tracker {
-	return &tracker{streams: map[int64]*streamState{}, nodes: map[string]*nodeState{}}
+	return &tracker{streams: map[streamKey]*streamState{}, nodes: map[string]*nodeState{}}
 }
 
-func (t *tracker) open(id int64, protocol, peer string) {
+func (t *tracker) open(k streamKey, peer string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.streams[id] = &streamState{id: id, protocol: protocol, peer: peer, sent: map[string]sentResponse{}}
+	t.streams[k] = &streamState{key: k, peer: peer, sent: map[string]sentResponse{}}
 }
 
 // bind attaches a stream to its node on the stream's first request, and
 // returns the node and whether this is the node's first open stream.
-func (t *tracker) bind(id int64, n *corev3.Node) (*nodeState, bool) {
+func (t *tracker) bind(k streamKey, n *corev3.Node) (*nodeState, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	st := t.streams[id]
+	st := t.streams[k]
 	if st == nil || st.node != nil {
 		if st != nil {
 			return st.node, false
@@ -112,17 +120,17 @@ func (t *tracker) bind(id int64, n *corev3.Node) (*nodeState, bool) {
 		t.forgetGone(n.GetId())
 	}
 	ns.streams++
-	ns.protocol, ns.peer, ns.lastSeen = st.protocol, st.peer, now
+	ns.protocol, ns.peer, ns.lastSeen = st.key.protocol, st.peer, now
 	st.node = ns
 	return ns, first
 }
 
 // close ends a stream and returns its node when that was its last one.
-func (t *tracker) close(id int64) *nodeState {
+func (t *tracker) close(k streamKey) *nodeState {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	st := t.streams[id]
-	delete(t.streams, id)
+	st := t.streams[k]
+	delete(t.streams, k)
 	if st == nil || st.node == nil {
 		return nil
 	}
@@ -160,10 +168,10 @@ func (t *tracker) connected() []*nodeState {
 }
 
 // sent records a response on a stream.
-func (t *tracker) sent(id int64, typeURL, nonce, version string, resources int) {
+func (t *tracker) sent(k streamKey, typeURL, nonce, version string, resources int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	st := t.streams[id]
+	st := t.streams[k]
 	if st == nil {
 		return
 	}
@@ -178,10 +186,10 @@ func (t *tracker) sent(id int64, typeURL, nonce, version string, resources int) 
 
 // answer resolves the nonce of a request to the version it answers. ok
 // is false for a first request or a stale nonce.
-func (t *tracker) answer(id int64, typeURL, nonce string) (st *streamState, version string, ok bool) {
+func (t *tracker) answer(k streamKey, typeURL, nonce string) (st *streamState, version string, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	st = t.streams[id]
+	st = t.streams[k]
 	if st == nil || nonce == "" {
 		return st, "", false
 	}

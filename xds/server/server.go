@@ -59,6 +59,18 @@ type Server struct {
 	mu    sync.Mutex
 	set   *snapshot.Set
 	nodes *tracker
+	// watches are the open State-of-the-World watches of route
+	// configurations and load assignments, by node (partial.go); claims
+	// what a reconnected node holds of them (s.mu).
+	watches  map[string]map[int64]*partialWatch
+	watchSeq int64
+	claims   map[string]map[string]string
+	// inflight is the bytes of large responses not yet ACKed, held by
+	// node and type (partial.go).
+	inflight int
+	held     map[string]int
+	// largeResponse and inflightBudget are the bounds of admitLocked.
+	largeResponse, inflightBudget int
 }
 
 // New builds the server. It serves nothing until the first Push.
@@ -71,7 +83,9 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{log: o.Logger, audit: o.Audit, m: m, ctx: ctx, cancel: cancel}
+	s := &Server{log: o.Logger, audit: o.Audit, m: m, ctx: ctx, cancel: cancel,
+		watches: map[string]map[int64]*partialWatch{}, claims: map[string]map[string]string{}, held: map[string]int{},
+		largeResponse: defaultLargeResponse, inflightBudget: defaultInflightBudget}
 	s.nodes = newTracker()
 	logger := cacheLogger{s.log}
 	// Envoy gets the strict ADS cache: responses ordered clusters →
@@ -140,6 +154,7 @@ func (s *Server) assignLocked(n *nodeState) {
 		s.log.Error("xds: set snapshot", "node", n.node.GetId(), "err", err)
 		return
 	}
+	s.respondPartialsLocked(n.node.GetId())
 	if changed {
 		s.m.pushes.Inc()
 	}
@@ -210,10 +225,16 @@ func (nodeID) ID(n *corev3.Node) string { return n.GetId() }
 type byFlavour struct{ s *Server }
 
 func (b *byFlavour) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch chan cachev3.Response) (func(), error) {
-	return b.s.cacheFor(flavourOf(req.GetNode())).CreateWatch(req, sub, ch)
+	if partialType(req.GetTypeUrl()) {
+		return b.s.createPartialWatch(req, sub, ch)
+	}
+	return b.s.cacheFor(flavourOf(req.GetNode())).CreateWatch(req, b.s.claim(req, sub), ch)
 }
 
 func (b *byFlavour) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, ch chan cachev3.DeltaResponse) (func(), error) {
+	if partialType(req.GetTypeUrl()) {
+		return b.s.createPartialDeltaWatch(req, sub, ch)
+	}
 	return b.s.cacheFor(flavourOf(req.GetNode())).CreateDeltaWatch(req, sub, ch)
 }
 

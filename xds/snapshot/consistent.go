@@ -23,9 +23,14 @@ func consistent(sub *translate.Resources) error {
 	routes := map[string]bool{}
 	for _, l := range sub.Listeners {
 		for _, hcm := range connectionManagers(l) {
-			if name := hcm.GetRds().GetRouteConfigName(); name != "" {
+			for _, name := range sub.RouteConfigNames(hcm) {
 				routes[name] = true
 			}
+		}
+	}
+	for _, sc := range sub.ScopedRoutes {
+		if !routes[sc.GetRouteConfigurationName()] {
+			return fmt.Errorf("scoped route %q names route configuration %q, which no listener uses", sc.GetName(), sc.GetRouteConfigurationName())
 		}
 	}
 	have := map[string]*routev3.RouteConfiguration{}

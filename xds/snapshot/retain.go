@@ -48,9 +48,10 @@ func Stage(next *cachev3.Snapshot, needs []string, acc Accepted) *cachev3.Snapsh
 	if out == next {
 		out = &cachev3.Snapshot{Resources: next.Resources, VersionMap: maps.Clone(next.VersionMap)}
 	}
-	for _, typ := range []string{resourcev3.ListenerType, resourcev3.RouteType} {
+	for _, typ := range []string{resourcev3.ListenerType, resourcev3.ScopedRouteType, resourcev3.RouteType} {
 		from := acc.Listeners
-		if typ == resourcev3.RouteType {
+		if typ != resourcev3.ListenerType {
+			// The scopes that select the accepted routes.
 			from = acc.Routes
 		}
 		i := cachev3.GetResponseType(typ)

@@ -16,12 +16,14 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/xds/translate"
@@ -41,8 +43,21 @@ const (
 
 // TypeURLs are the resource types gatehouse serves, in the order Envoy
 // wants them applied (clusters before the listeners and routes that use
-// them).
-var TypeURLs = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType}
+// them). Scoped routes (SRDS) exist only for a listener whose routes are
+// split by host (translate's routesplit.go).
+var TypeURLs = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.ScopedRouteType, resourcev3.RouteType}
+
+// Chunked reports whether the server may send the resources of a type
+// over several responses (route configurations and load assignments:
+// State-of-the-World clients keep those they are not sent again).
+func Chunked(typeURL string) bool {
+	return typeURL == resourcev3.RouteType || typeURL == resourcev3.EndpointType
+}
+
+// ChunkBudget is how many bytes of resources one response carries at
+// most, for a largest message of max bytes: the rest is headroom for the
+// envelope.
+func ChunkBudget(max int) int { return max - max/8 }
 
 // ShortType names a type URL for metrics, logs and /xds/nodes.
 func ShortType(typeURL string) string {
@@ -55,6 +70,8 @@ func ShortType(typeURL string) string {
 		return "listeners"
 	case resourcev3.RouteType:
 		return "routes"
+	case resourcev3.ScopedRouteType:
+		return "scoped_routes"
 	}
 	return "other"
 }
@@ -78,6 +95,9 @@ type Set struct {
 	// served holds the pre-encoded shells served in place of route
 	// configurations and load assignments (see preEncoded).
 	served map[types.Resource]types.Resource
+	// anys holds each shell's encoding as an Any, shared by every
+	// State-of-the-World response that carries it (AnyOf).
+	anys map[types.Resource]*anypb.Any
 	// maxMessage is the largest response the ADS server may send.
 	maxMessage int
 }
@@ -107,6 +127,7 @@ func Build(cfg *config.Config, res *translate.Resources) (*Set, error) {
 		hashes:    map[string]map[string]string{},
 		sizes:     map[string]map[string]int{},
 		served:    map[types.Resource]types.Resource{},
+		anys:      map[types.Resource]*anypb.Any{},
 		// A limit of 0 (a config built in Go, not loaded) means 4MiB,
 		// gRPC's default.
 		maxMessage: 4 << 20,
@@ -169,6 +190,9 @@ func validateAll(res *translate.Resources) error {
 	for _, r := range res.Routes {
 		check(r.GetName(), d.validate(r, 0))
 	}
+	for _, r := range res.ScopedRoutes {
+		check(r.GetName(), d.validate(r, 0))
+	}
 	for _, c := range res.Clusters {
 		check(c.GetName(), d.validate(c, 0))
 	}
@@ -180,9 +204,14 @@ func validateAll(res *translate.Resources) error {
 
 var deterministic = proto.MarshalOptions{Deterministic: true}
 
+// hashOf is a resource's version: the whole SHA-256 of its deterministic
+// encoding, in hex. It is exactly the version go-control-plane puts on the
+// wire for a Delta resource (cachev3.HashResource of MarshalResource), so
+// that a node reconnecting with the versions it was sent (Delta's
+// initial_resource_versions) matches the snapshot's and is sent nothing.
 func hashOf(b []byte) string {
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:12])
+	return hex.EncodeToString(sum[:])
 }
 
 // hashAll computes each resource's version once; every group's snapshot
@@ -209,6 +238,7 @@ func (s *Set) hashAll(res *translate.Resources) error {
 					return fmt.Errorf("encode %s: %w", name, err)
 				}
 				s.served[r] = shell
+				s.anys[shell] = &anypb.Any{TypeUrl: typ, Value: b}
 			}
 			fmt.Fprintf(all, "%s\x00%s\x00%s\n", typ, name, m[name])
 		}
@@ -258,6 +288,10 @@ func resourcesOf(res *translate.Resources, typeURL string) []types.Resource {
 		for _, r := range res.Routes {
 			out = append(out, r)
 		}
+	case resourcev3.ScopedRouteType:
+		for _, r := range res.ScopedRoutes {
+			out = append(out, r)
+		}
 	case resourcev3.ClusterType:
 		for _, r := range res.Clusters {
 			out = append(out, r)
@@ -303,19 +337,32 @@ func (s *Set) snapshot(sub *translate.Resources, f Flavour) (*cachev3.Snapshot, 
 		items := resourcesOf(sub, typ)
 		names := make([]string, 0, len(items))
 		vm := make(map[string]string, len(items))
-		total := 0
+		total, largest, largestName := 0, 0, ""
 		for _, r := range items {
 			name := cachev3.GetResourceName(r)
 			names = append(names, name)
 			vm[name] = s.hashes[typ][name]
-			total += s.sizes[typ][name] + len(typ) + 16 // Any wrapping
+			n := s.sizes[typ][name] + len(typ) + len(name) + 64 // Any and Resource wrapping
+			total += n
+			if n > largest {
+				largest, largestName = n, name
+			}
 		}
-		if total > s.maxMessage {
+		if Chunked(typ) {
+			// The server sends route configurations and load assignments
+			// a message's worth at a time (xds/server partial.go): only
+			// one that is alone too large cannot be sent.
+			if largest > ChunkBudget(s.maxMessage) {
+				return nil, config.Errors{{Path: "server.grpc.maxSendMessageSize", Msg: fmt.Sprintf(
+					"the %s %q encodes to %s, more than fits in the largest message the ADS server may send (%s, of which %s for resources); raise server.grpc.maxSendMessageSize, or spread its routes over more hosts (xds.routeSplit gives each virtual host its own route configuration)",
+					strings.TrimSuffix(ShortType(typ), "s"), largestName, config.ByteSize(largest), config.ByteSize(s.maxMessage), config.ByteSize(ChunkBudget(s.maxMessage)))}}
+			}
+		} else if total > s.maxMessage {
 			// A State-of-the-World response carries every resource of a
 			// type; one that cannot be sent would leave nodes without
 			// config, so it is refused here, before anything is pushed.
 			return nil, config.Errors{{Path: "server.grpc.maxSendMessageSize", Msg: fmt.Sprintf(
-				"the %s of this config encode to %s, more than the largest message the ADS server may send (%s); raise server.grpc.maxSendMessageSize (Envoy accepts large xDS messages; proxyless gRPC clients take 4MiB unless told otherwise) or split the routes over listeners",
+				"the %s of this config encode to %s, more than the largest message the ADS server may send (%s); raise server.grpc.maxSendMessageSize (Envoy accepts large xDS messages; proxyless gRPC clients take 4MiB unless told otherwise)",
 				ShortType(typ), config.ByteSize(total), config.ByteSize(s.maxMessage))}}
 		}
 		sort.Strings(names)
@@ -376,6 +423,20 @@ func (s *Set) Groups() []string {
 	sort.Strings(out)
 	return out
 }
+
+// AnyOf returns the encoding of a resource this set serves (a route
+// configuration or load assignment of one of its snapshots) as an Any that
+// every response may share, read-only; it encodes r when the set does not
+// hold it (a resource retained from an older set).
+func (s *Set) AnyOf(r types.Resource) (*anypb.Any, error) {
+	if a, ok := s.anys[r]; ok {
+		return a, nil
+	}
+	return anypb.New(r)
+}
+
+// MaxMessage is the largest response the ADS server may send.
+func (s *Set) MaxMessage() int { return s.maxMessage }
 
 // ResourceVersion returns a resource's content version, or "".
 func (s *Set) ResourceVersion(typeURL, name string) string { return s.hashes[typeURL][name] }

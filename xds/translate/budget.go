@@ -12,9 +12,12 @@ import (
 )
 
 // filterBudget is the ext_proc filter of cost budgets: after ext_authz
-// (the caller's tier is known) and the rate limit filters (a request they
-// refuse reserves nothing), before the router; on the way back it is the
-// first to see the response, which it reads as it passes to settle.
+// (the caller's tier is known), the rate limit filters and the post_authz
+// stage (a request they refuse or answer reserves nothing), before the
+// router; on the way back it is the first to see the response, the
+// upstream's own, which it reads as it passes to settle. It is not part
+// of post_authz because it needs the response body streamed past, where
+// redaction and idempotency need it buffered.
 const filterBudget = contract.ExtProcBudgetFilterName
 
 // budgetFilter is the budget filter, off unless a budget route turns it
@@ -40,6 +43,7 @@ func budgetFilter(svc config.XDSServices) (*hcmv3.HttpFilter, error) {
 		// A route whose response cost is in a header tells Envoy to let
 		// the body go by.
 		AllowModeOverride: true,
+		StatPrefix:        contract.ExtProcStageBudget,
 	})
 	if err != nil {
 		return nil, err

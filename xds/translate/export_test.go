@@ -13,9 +13,10 @@ func RateLimitsForTest(id string, n config.RateLimitNeeds) []*routev3.RateLimit 
 }
 
 // PerRouteForTest exposes perFilterConfig and whether the route strips
-// the identity headers.
-func PerRouteForTest(id string, a config.AuthzNeeds, e config.ExtProcNeeds) (map[string]*anypb.Any, bool, error) {
-	n := &routeNeeds{authzOn: true, extprocOn: true, authz: a, extproc: e, authzFilter: filterExtAuthz}
+// the identity headers; pre and post are the needs of the two ext_proc
+// stages.
+func PerRouteForTest(id string, a config.AuthzNeeds, pre, post config.ExtProcNeeds) (map[string]*anypb.Any, bool, error) {
+	n := &routeNeeds{authzOn: true, extprocOn: true, authz: a, extprocStages: [2]config.ExtProcNeeds{pre, post}, authzFilter: filterExtAuthz}
 	m, err := perFilterConfig(id, n)
 	return m, !n.authzRuns(), err
 }

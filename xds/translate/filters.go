@@ -29,9 +29,12 @@ import (
 // stores ext_authz's dynamic metadata under the filter's name, and the
 // rate limit actions read it from there.
 const (
-	filterExtProc   = contract.ExtProcFilterName
-	filterExtAuthz  = contract.AuthzFilterName
-	filterRateLimit = "envoy.filters.http.ratelimit"
+	filterExtProc  = contract.ExtProcFilterName
+	filterExtAuthz = contract.AuthzFilterName
+	// The two ext_proc stages of HTTP listeners (extprocStageFilter).
+	filterExtProcPre  = contract.ExtProcPreAuthzFilterName
+	filterExtProcPost = contract.ExtProcPostAuthzFilterName
+	filterRateLimit   = "envoy.filters.http.ratelimit"
 	// filterStripIdentity removes client-sent identity headers ahead of
 	// the other filters where ext_authz may fail open.
 	filterStripIdentity = "envoy.filters.http.header_mutation"
@@ -49,7 +52,10 @@ type routeNeeds struct {
 	authzOn, extprocOn, ratelimitOn bool
 	authz                           config.AuthzNeeds
 	extproc                         config.ExtProcNeeds
-	ratelimit                       config.RateLimitNeeds
+	// extprocStages are the needs of each ext_proc stage, in the order
+	// of config.ExtProcStages (pre_authz, post_authz).
+	extprocStages [2]config.ExtProcNeeds
+	ratelimit     config.RateLimitNeeds
 	// budget is the cost budget's processing (the budget filter).
 	budget config.BudgetNeeds
 	// authzFilterBody is set on every route when some route needs the
@@ -73,6 +79,9 @@ func needsOf(cfg *config.Config, r *config.Route) routeNeeds {
 	if n.extprocOn {
 		n.extproc = r.ExtProcNeeds(cfg)
 		n.budget = r.BudgetNeeds(cfg)
+		for i, s := range config.ExtProcStages {
+			n.extprocStages[i] = r.ExtProcStageNeeds(cfg, s)
+		}
 	}
 	if n.ratelimitOn {
 		n.ratelimit = r.RateLimitNeeds(cfg)
@@ -124,11 +133,69 @@ func grpcService(component string, timeout config.Duration) *corev3.GrpcService 
 	}
 }
 
-// httpFilters is the filter chain of an HTTP listener: ext_proc →
-// ext_authz → ratelimit → router, each present when its component is
-// configured (preceded by a header_mutation that strips client-sent
-// identity headers when ext_authz fails open). Filter-level settings are the defaults for requests that
-// match no route; every route carries its own per-route config.
+// extprocStageFilter names the ext_proc filter of a stage.
+func extprocStageFilter(s config.ExtProcStage) string {
+	if s == config.ExtProcStagePreAuthz {
+		return filterExtProcPre
+	}
+	return filterExtProcPost
+}
+
+// extprocStage is the ext_proc filter of one stage. Both call the same
+// service; the stage travels as gRPC initial metadata of the stream, so
+// that gatehouse runs that stage's processors only. Each has its own
+// stat_prefix (http.<listener>.ext_proc.<stage>.*), so Envoy's stats tell
+// the stages apart.
+func extprocStage(svc config.XDSServices, s config.ExtProcStage) *extprocfilterv3.ExternalProcessor {
+	gs := grpcService(config.ComponentExtProc, svc.ExtProcMessageTimeout)
+	gs.InitialMetadata = []*corev3.HeaderValue{{Key: contract.ExtProcStageMetadata, Value: string(s)}}
+	f := &extprocfilterv3.ExternalProcessor{
+		GrpcService:      gs,
+		FailureModeAllow: svc.ExtProcFailureMode == config.FailOpen,
+		// Nothing is sent unless a route's override asks for it, so
+		// a route without processors costs Envoy nothing.
+		ProcessingMode: &extprocfilterv3.ProcessingMode{
+			RequestHeaderMode:   extprocfilterv3.ProcessingMode_SKIP,
+			ResponseHeaderMode:  extprocfilterv3.ProcessingMode_SKIP,
+			RequestTrailerMode:  extprocfilterv3.ProcessingMode_SKIP,
+			ResponseTrailerMode: extprocfilterv3.ProcessingMode_SKIP,
+		},
+		MessageTimeout:    durationpb.New(svc.ExtProcMessageTimeout.D()),
+		RequestAttributes: []string{contract.ExtProcRouteAttribute},
+		// The processors narrow what Envoy sends per request (a GET
+		// on an idempotency route needs no body; a non-JSON response
+		// needs no redaction); Envoy honours mode_override only when
+		// allowed.
+		AllowModeOverride: true,
+		StatPrefix:        string(s),
+	}
+	if s == config.ExtProcStagePostAuthz {
+		// The verified identity, as ext_authz left it in its dynamic
+		// metadata: idempotency keys are scoped by the subject, not by
+		// credentials a client sends. (The x-gatehouse-* request headers
+		// are no witness here: on a route without ext_authz, a client's
+		// own copies are removed only by the router.)
+		f.MetadataOptions = &extprocfilterv3.MetadataOptions{
+			ForwardingNamespaces: &extprocfilterv3.MetadataOptions_MetadataNamespaces{
+				Untyped: []string{contract.AuthzFilterName},
+			},
+		}
+	}
+	return f
+}
+
+// httpFilters is the filter chain of an HTTP listener:
+//
+//	header_mutation → ext_proc pre_authz → ext_authz → ratelimit → ext_proc post_authz → [ext_proc budget] → router
+//
+// each present when its component is configured (header_mutation strips
+// client-sent identity headers when ext_authz fails open or the rate
+// limiter reads them). Filter-level settings are the defaults for
+// requests that match no route; every route carries its own per-route
+// config. The ext_proc stages are config.ExtProcStages: hygiene before
+// ext_authz, contract validation, idempotency and redaction after the
+// rate limit, so that an unauthenticated or throttled client learns
+// nothing of the API contract and never reaches the idempotency store.
 func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 	cfg := t.cfg
 	svc := servicesOf(cfg)
@@ -168,32 +235,21 @@ func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 			return nil, err
 		}
 	}
-	if cfg.ExtProc != nil {
-		if err := add(filterExtProc, &extprocfilterv3.ExternalProcessor{
-			GrpcService:      grpcService(config.ComponentExtProc, svc.ExtProcMessageTimeout),
-			FailureModeAllow: svc.ExtProcFailureMode == config.FailOpen,
-			// Nothing is sent unless a route's override asks for it, so
-			// a route without processors costs Envoy nothing.
-			ProcessingMode: &extprocfilterv3.ProcessingMode{
-				RequestHeaderMode:   extprocfilterv3.ProcessingMode_SKIP,
-				ResponseHeaderMode:  extprocfilterv3.ProcessingMode_SKIP,
-				RequestTrailerMode:  extprocfilterv3.ProcessingMode_SKIP,
-				ResponseTrailerMode: extprocfilterv3.ProcessingMode_SKIP,
-			},
-			MessageTimeout:    durationpb.New(svc.ExtProcMessageTimeout.D()),
-			RequestAttributes: []string{contract.ExtProcRouteAttribute},
-			// The processors narrow what Envoy sends per request (a GET
-			// on an idempotency route needs no body; a non-JSON response
-			// needs no redaction); Envoy honours mode_override only when
-			// allowed.
-			AllowModeOverride: true,
-		}); err != nil {
-			return nil, err
+	// ext_proc is off unless a route's config turns it on: most routes
+	// run no processor, and this way they carry no per-route config for
+	// it (a fifth of a large route table's size).
+	addStage := func(st config.ExtProcStage) error {
+		if cfg.ExtProc == nil {
+			return nil
 		}
-		// ext_proc is off unless a route's config turns it on: most
-		// routes run no processor, and this way they carry no per-route
-		// config for it (a fifth of a large route table's size).
+		if err := add(extprocStageFilter(st), extprocStage(svc, st)); err != nil {
+			return err
+		}
 		out[len(out)-1].Disabled = true
+		return nil
+	}
+	if err := addStage(config.ExtProcStagePreAuthz); err != nil {
+		return nil, err
 	}
 	if cfg.Authz != nil {
 		f := &extauthzv3.ExtAuthz{
@@ -252,6 +308,9 @@ func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 			}
 		}
 	}
+	if err := addStage(config.ExtProcStagePostAuthz); err != nil {
+		return nil, err
+	}
 	if t.budgets {
 		f, err := budgetFilter(svc)
 		if err != nil {
@@ -278,15 +337,32 @@ func perFilterConfig(id string, n *routeNeeds) (map[string]*anypb.Any, error) {
 		out[name] = a
 		return nil
 	}
-	// ext_proc is disabled at the filter level; a route that needs it
-	// turns it on by carrying its overrides (Envoy enables a disabled
-	// filter for a route with a per-route config for it).
-	if n.extprocOn && !n.extproc.Disabled {
+	// Each ext_proc stage is disabled at the filter level; a route turns
+	// on the stages its processors run in by carrying their overrides
+	// (Envoy enables a disabled filter for a route with a per-route
+	// config for it).
+	for i, st := range config.ExtProcStages {
+		sn := &n.extprocStages[i]
+		if !n.extprocOn || sn.Disabled {
+			continue
+		}
+		mode := processingMode(sn)
+		if st == config.ExtProcStagePostAuthz {
+			// Envoy passes a local reply (ext_authz's 401, the rate
+			// limit's 429) through every encoder filter, this one too,
+			// although it never saw the request: with response headers
+			// on, each refused request would open a stream here. The
+			// stream asks for the response in its answer to the request
+			// headers instead (mode_override), once it has seen one.
+			mode.ResponseHeaderMode = extprocfilterv3.ProcessingMode_SKIP
+			mode.ResponseBodyMode = extprocfilterv3.ProcessingMode_NONE
+			mode.ResponseTrailerMode = extprocfilterv3.ProcessingMode_SKIP
+		}
 		m := &extprocfilterv3.ExtProcPerRoute{Override: &extprocfilterv3.ExtProcPerRoute_Overrides{Overrides: &extprocfilterv3.ExtProcOverrides{
-			ProcessingMode:    processingMode(&n.extproc),
+			ProcessingMode:    mode,
 			RequestAttributes: []string{contract.ExtProcRouteAttribute},
 		}}}
-		if err := set(filterExtProc, m); err != nil {
+		if err := set(extprocStageFilter(st), m); err != nil {
 			return nil, err
 		}
 	}

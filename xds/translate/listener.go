@@ -49,12 +49,8 @@ func (t *translator) listener(l *config.Listener, p config.Path) (*listenerv3.Li
 	}
 	filters := t.filters
 	hcm := &hcmv3.HttpConnectionManager{
-		StatPrefix: l.Name,
-		CodecType:  hcmv3.HttpConnectionManager_AUTO,
-		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-			ConfigSource:    adsSource(),
-			RouteConfigName: RouteConfigName(l),
-		}},
+		StatPrefix:  l.Name,
+		CodecType:   hcmv3.HttpConnectionManager_AUTO,
 		HttpFilters: filters,
 		// Ports are stripped before the virtual host is chosen, as
 		// internal/routematch does, so that both pick the same route.
@@ -76,6 +72,7 @@ func (t *translator) listener(l *config.Listener, p config.Path) (*listenerv3.Li
 			HeadersWithUnderscoresAction: corev3.HttpProtocolOptions_REJECT_REQUEST,
 		},
 	}
+	t.setRoutes(hcm, l)
 	hcmAny, err := toAny(hcm)
 	if err != nil {
 		return nil, err
@@ -127,20 +124,30 @@ func (t *translator) bufferLimit() *wrapperspb.UInt32Value {
 }
 
 // apiListener is a listener for proxyless gRPC clients (gRFC A27): an
-// HTTP connection manager with RDS and the router filter last, and
-// nothing gRPC does not implement.
+// HTTP connection manager with RDS and the router filter last, preceded
+// by ext_proc when one of its routes runs processors (grpcextproc.go),
+// and nothing gRPC does not implement.
 func (t *translator) apiListener(l *config.Listener) (*listenerv3.Listener, error) {
 	router, err := toAny(&routerv3.Router{})
 	if err != nil {
 		return nil, err
 	}
+	var filters []*hcmv3.HttpFilter
+	if t.cfg.ExtProcForGRPC(l) {
+		f, err := t.grpcExtProcFilter()
+		if err != nil {
+			return nil, err
+		}
+		filters = append(filters, f)
+	}
+	filters = append(filters, &hcmv3.HttpFilter{Name: filterRouter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}})
 	hcm, err := toAny(&hcmv3.HttpConnectionManager{
 		StatPrefix: l.Name,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 			ConfigSource:    adsSource(),
 			RouteConfigName: RouteConfigName(l),
 		}},
-		HttpFilters: []*hcmv3.HttpFilter{{Name: filterRouter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}}},
+		HttpFilters: filters,
 	})
 	if err != nil {
 		return nil, err

@@ -23,11 +23,12 @@ func (r *Resources) RateLimitDomains() map[string][]string {
 				if f.GetTypedConfig() == nil || f.GetTypedConfig().UnmarshalTo(&hcm) != nil {
 					continue
 				}
-				rc := hcm.GetRds().GetRouteConfigName()
 				for _, hf := range hcm.GetHttpFilters() {
 					var rl ratelimitfilterv3.RateLimit
 					if hf.GetTypedConfig() != nil && hf.GetTypedConfig().UnmarshalTo(&rl) == nil && !hf.GetDisabled() {
-						domainOf[rc] = rl.GetDomain()
+						for _, rc := range r.RouteConfigNames(&hcm) {
+							domainOf[rc] = rl.GetDomain()
+						}
 					}
 				}
 			}

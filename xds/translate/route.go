@@ -127,8 +127,9 @@ func routeClusters(r *config.Route) []string {
 }
 
 // route builds the Envoy route of routes[i]. Routes on grpc listeners
-// carry only what proxyless gRPC clients implement (gRFC A28): no filter
-// configs, header edits or rate limits.
+// carry only what proxyless gRPC clients implement (gRFC A28): no header
+// edits or rate limits, and of the filter configs ext_proc's alone
+// (gRFC A93).
 func (t *translator) route(i int, grpc bool) (*routev3.Route, error) {
 	r := &t.cfg.Routes[i]
 	p := config.Path("routes").Index(i)
@@ -164,6 +165,9 @@ func (t *translator) route(i int, grpc bool) (*routev3.Route, error) {
 		return nil, fmt.Errorf("%s: route %q has no action (cluster, weightedClusters, redirect or directResponse)", p, r.ID)
 	}
 	if grpc {
+		if er.TypedPerFilterConfig, err = t.grpcPerFilterConfig(r.ID, n); err != nil {
+			return nil, err
+		}
 		return er, nil
 	}
 	if er.TypedPerFilterConfig, err = perFilterConfig(r.ID, n); err != nil {

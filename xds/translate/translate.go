@@ -15,6 +15,11 @@
 //	<name>             a grpc API listener: the host of the xds:/// target
 //	                   gRPC clients dial, which they request by that name
 //	routes/<listener>  the route configuration of a listener
+//	routes/<listener>/<virtual host>
+//	                   one virtual host's route configuration, when the
+//	                   listener's routes are split by host (routesplit.go)
+//	routes/<listener>@<domain>
+//	                   the scope (SRDS) that selects it for one domain
 //	<domain>           a virtual host, named after its first domain
 //	<route id>         a route (the contract: Envoy's route name is the id)
 //	<name>             a cluster, and its EDS load assignment (clusters[].name)
@@ -42,6 +47,9 @@ type Resources struct {
 	Routes    []*routev3.RouteConfiguration
 	Clusters  []*clusterv3.Cluster
 	Endpoints []*endpointv3.ClusterLoadAssignment
+	// ScopedRoutes (SRDS) select a route configuration by host, for a
+	// listener whose routes are split by host (routesplit.go).
+	ScopedRoutes []*routev3.ScopedRouteConfiguration
 
 	// Origins maps each resource name, virtual host and route name to the
 	// config elements that produced it (one name can be, say, both a
@@ -79,8 +87,12 @@ func (o Origin) String() string {
 }
 
 type listenerDeps struct {
-	kind     config.ListenerKind
-	routes   string
+	kind config.ListenerKind
+	// routes are the listener's route configurations: one, or one per
+	// virtual host when split (routesplit.go), with the scopes that
+	// select them.
+	routes   []string
+	scopes   []string
 	clusters []string
 }
 
@@ -135,6 +147,9 @@ type translator struct {
 	// budgets is set when some route has a cost budget: the budget
 	// filter is then in the chain.
 	budgets bool
+	// scoped holds the scopes of each listener whose routes were split
+	// by host (routesplit.go).
+	scoped map[string][]string
 }
 
 // addOrigin records that the resource (or route, or virtual host) called
@@ -189,20 +204,28 @@ func (t *translator) run() error {
 		if err != nil {
 			return err
 		}
+		rcs := t.splitRoutes(l, rc)
 		lis, err := t.listener(l, p)
 		if err != nil {
 			return err
 		}
 		t.res.Listeners = append(t.res.Listeners, lis)
-		t.res.Routes = append(t.res.Routes, rc)
 		t.addOrigin(lis.GetName(), "listener", l.Name, p)
-		t.addOrigin(rc.GetName(), "route_config", l.Name, p)
+		names := make([]string, 0, len(rcs))
+		for _, rc := range rcs {
+			t.res.Routes = append(t.res.Routes, rc)
+			t.addOrigin(rc.GetName(), "route_config", l.Name, p)
+			names = append(names, rc.GetName())
+		}
 		if l.Kind == config.ListenerHTTP {
 			for _, s := range services {
 				clusters = append(clusters, s.GetName())
 			}
 		}
-		t.res.deps[lis.GetName()] = listenerDeps{kind: l.Kind, routes: rc.GetName(), clusters: clusters}
+		for _, s := range t.scoped[l.Name] {
+			t.addOrigin(s, "route_config", l.Name, p)
+		}
+		t.res.deps[lis.GetName()] = listenerDeps{kind: l.Kind, routes: names, scopes: t.scoped[l.Name], clusters: clusters}
 	}
 	for i := range cfg.Clusters {
 		cl := &cfg.Clusters[i]
@@ -228,6 +251,7 @@ func (t *translator) run() error {
 func (r *Resources) Subset(names []string, kind config.ListenerKind) *Resources {
 	out := &Resources{Origins: r.Origins, deps: r.deps}
 	routes := map[string]bool{}
+	scopes := map[string]bool{}
 	clusters := map[string]bool{}
 	for _, l := range r.Listeners {
 		d := r.deps[l.GetName()]
@@ -235,7 +259,12 @@ func (r *Resources) Subset(names []string, kind config.ListenerKind) *Resources 
 			continue
 		}
 		out.Listeners = append(out.Listeners, l)
-		routes[d.routes] = true
+		for _, rc := range d.routes {
+			routes[rc] = true
+		}
+		for _, s := range d.scopes {
+			scopes[s] = true
+		}
 		for _, c := range d.clusters {
 			clusters[c] = true
 		}
@@ -243,6 +272,11 @@ func (r *Resources) Subset(names []string, kind config.ListenerKind) *Resources 
 	for _, rc := range r.Routes {
 		if routes[rc.GetName()] {
 			out.Routes = append(out.Routes, rc)
+		}
+	}
+	for _, s := range r.ScopedRoutes {
+		if scopes[s.GetName()] {
+			out.ScopedRoutes = append(out.ScopedRoutes, s)
 		}
 	}
 	for _, c := range r.Clusters {
@@ -270,7 +304,7 @@ func nameOf(r *Resources, envoyName string) string {
 
 // Count is the number of resources.
 func (r *Resources) Count() int {
-	return len(r.Listeners) + len(r.Routes) + len(r.Clusters) + len(r.Endpoints)
+	return len(r.Listeners) + len(r.Routes) + len(r.ScopedRoutes) + len(r.Clusters) + len(r.Endpoints)
 }
 
 // ClustersOf returns the clusters that the named route configurations (and
@@ -283,7 +317,7 @@ func (r *Resources) ClustersOf(routeConfigs []string) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, d := range r.deps {
-		if !want[d.routes] {
+		if !slices.ContainsFunc(d.routes, func(rc string) bool { return want[rc] }) {
 			continue
 		}
 		for _, c := range d.clusters {

@@ -52,7 +52,7 @@ func loadString(t testing.TB, yaml string) *config.Config {
 
 // TestGolden translates each case of testdata/golden: a directory per
 // case, config.yaml in, and out the resources it renders, one file per
-// type (listeners.yaml, routes.yaml, clusters.yaml, endpoints.yaml; a type
+// type (listeners.yaml, routes.yaml, scoped_routes.yaml, clusters.yaml, endpoints.yaml; a type
 // with no resource has no file). go test -update rewrites the outputs and
 // deletes those no case renders any more.
 func TestGolden(t *testing.T) {
@@ -78,7 +78,7 @@ func TestGolden(t *testing.T) {
 				}
 				for typ, msgs := range map[string][]proto.Message{
 					"listeners": msgs(res.Listeners), "routes": msgs(res.Routes),
-					"clusters": msgs(res.Clusters), "endpoints": msgs(res.Endpoints),
+					"clusters": msgs(res.Clusters), "endpoints": msgs(res.Endpoints), "scoped_routes": msgs(res.ScopedRoutes),
 				} {
 					if len(msgs) > 0 {
 						out := filepath.Join(dir, typ+".yaml")
@@ -271,12 +271,20 @@ func TestContract(t *testing.T) {
 		t.Errorf("request_headers_to_remove = %v on an authz route; they would wipe ext_authz's headers", r.GetRequestHeadersToRemove())
 	}
 
-	// ext_proc is disabled at the filter level and enabled by a route's
-	// per-route config only where ExtProcNeeds asks for it.
-	_, hasExtProc := r.GetTypedPerFilterConfig()[contract.ExtProcFilterName]
-	needs := cfg.RouteByID("orders.read").ExtProcNeeds(cfg)
-	if hasExtProc == needs.Disabled {
-		t.Errorf("ext_proc per-route config present = %v; want %v (ExtProcNeeds.Disabled = %v)", hasExtProc, !needs.Disabled, needs.Disabled)
+	// Each ext_proc stage is disabled at the filter level and enabled by
+	// a route's per-route config only where ExtProcStageNeeds asks for it.
+	for _, st := range []struct {
+		stage  config.ExtProcStage
+		filter string
+	}{{config.ExtProcStagePreAuthz, contract.ExtProcPreAuthzFilterName}, {config.ExtProcStagePostAuthz, contract.ExtProcPostAuthzFilterName}} {
+		_, has := r.GetTypedPerFilterConfig()[st.filter]
+		needs := cfg.RouteByID("orders.read").ExtProcStageNeeds(cfg, st.stage)
+		if has == needs.Disabled {
+			t.Errorf("%s per-route config present = %v; want %v (ExtProcStageNeeds.Disabled = %v)", st.filter, has, !needs.Disabled, needs.Disabled)
+		}
+	}
+	if _, has := r.GetTypedPerFilterConfig()[contract.ExtProcFilterName]; has {
+		t.Errorf("per-route config for %s, a filter HTTP listeners do not have", contract.ExtProcFilterName)
 	}
 
 	hcm := &hcmv3.HttpConnectionManager{}
@@ -290,26 +298,41 @@ func TestContract(t *testing.T) {
 	// header_mutation first: the rate limit filters read the tier header
 	// and the upstream the rate limiter's mark, which a client must not
 	// send (TestRateLimitFailureModes).
-	wantNames := []string{"envoy.filters.http.header_mutation", contract.ExtProcFilterName, contract.AuthzFilterName, "envoy.filters.http.ratelimit", "envoy.filters.http.router"}
+	// Then the ext_proc stages around ext_authz and the rate limit:
+	// hygiene before anyone looks at the request, the contract and the
+	// idempotency store only for callers let in.
+	wantNames := []string{"envoy.filters.http.header_mutation", contract.ExtProcPreAuthzFilterName, contract.AuthzFilterName, "envoy.filters.http.ratelimit", contract.ExtProcPostAuthzFilterName, "envoy.filters.http.router"}
 	if diff := cmp.Diff(wantNames, names); diff != "" {
 		t.Errorf("HTTP filters (-want +got):\n%s", diff)
 	}
 	for _, f := range hcm.GetHttpFilters() {
 		// Only ext_proc is off by default; ext_authz must run on every
 		// route that does not turn it off explicitly (fail closed).
-		if f.GetDisabled() != (f.GetName() == contract.ExtProcFilterName) {
+		if f.GetDisabled() != strings.HasPrefix(f.GetName(), contract.ExtProcFilterName) {
 			t.Errorf("filter %s disabled = %v", f.GetName(), f.GetDisabled())
 		}
 	}
 	if !hcm.GetStripAnyHostPort() {
 		t.Error("strip_any_host_port = false; want true (routematch strips ports)")
 	}
-	proc := &extprocfilterv3.ExternalProcessor{}
-	if err := hcm.GetHttpFilters()[1].GetTypedConfig().UnmarshalTo(proc); err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Contains(proc.GetRequestAttributes(), contract.ExtProcRouteAttribute) {
-		t.Errorf("ext_proc request_attributes = %v; want %q", proc.GetRequestAttributes(), contract.ExtProcRouteAttribute)
+	for i, st := range map[int]config.ExtProcStage{1: config.ExtProcStagePreAuthz, 4: config.ExtProcStagePostAuthz} {
+		proc := &extprocfilterv3.ExternalProcessor{}
+		if err := hcm.GetHttpFilters()[i].GetTypedConfig().UnmarshalTo(proc); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(proc.GetRequestAttributes(), contract.ExtProcRouteAttribute) {
+			t.Errorf("%s request_attributes = %v; want %q", st, proc.GetRequestAttributes(), contract.ExtProcRouteAttribute)
+		}
+		// The stage reaches gatehouse as the stream's metadata.
+		md := proc.GetGrpcService().GetInitialMetadata()
+		if len(md) != 1 || md[0].GetKey() != contract.ExtProcStageMetadata || md[0].GetValue() != string(st) {
+			t.Errorf("%s grpc_service.initial_metadata = %v; want %s: %s", st, md, contract.ExtProcStageMetadata, st)
+		}
+		// Only the second stage reads ext_authz's verdict.
+		fwd := proc.GetMetadataOptions().GetForwardingNamespaces().GetUntyped()
+		if want := st == config.ExtProcStagePostAuthz; slices.Contains(fwd, contract.AuthzFilterName) != want {
+			t.Errorf("%s forwards metadata namespaces %v; want %s forwarded: %v", st, fwd, contract.AuthzFilterName, want)
+		}
 	}
 	if res.Routes[0].GetVirtualHosts()[0].GetDomains()[0] != "api.example.com" {
 		t.Errorf("first virtual host = %v; want api.example.com", res.Routes[0].GetVirtualHosts()[0].GetDomains())
@@ -371,7 +394,7 @@ func TestPerRouteNeeds(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, strip, err := translate.PerRouteForTest("r", tt.authz, tt.extproc)
+			got, strip, err := translate.PerRouteForTest("r", tt.authz, config.ExtProcNeeds{Disabled: true}, tt.extproc)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -392,7 +415,10 @@ func TestPerRouteNeeds(t *testing.T) {
 			if diff := cmp.Diff(wantBody, az.GetCheckSettings().GetWithRequestBody(), protocmp.Transform()); diff != "" {
 				t.Errorf("with_request_body (-want +got):\n%s", diff)
 			}
-			epAny, has := got[contract.ExtProcFilterName]
+			if _, has := got[contract.ExtProcPreAuthzFilterName]; has {
+				t.Errorf("pre_authz per-route config present for a stage with nothing to do")
+			}
+			epAny, has := got[contract.ExtProcPostAuthzFilterName]
 			if has == tt.extproc.Disabled {
 				t.Errorf("ext_proc per-route config present = %v; want %v", has, !tt.extproc.Disabled)
 			}
@@ -685,7 +711,7 @@ func TestRouteAuthzFailureMode(t *testing.T) {
 			authz[f.GetName()] = a
 		}
 	}
-	want := []string{"envoy.filters.http.header_mutation", contract.ExtProcFilterName, contract.AuthzFilterName, contract.AuthzFailOpenFilterName, "envoy.filters.http.ratelimit", "envoy.filters.http.ratelimit.fail_closed", "envoy.filters.http.router"}
+	want := []string{"envoy.filters.http.header_mutation", contract.ExtProcPreAuthzFilterName, contract.AuthzFilterName, contract.AuthzFailOpenFilterName, "envoy.filters.http.ratelimit", "envoy.filters.http.ratelimit.fail_closed", contract.ExtProcPostAuthzFilterName, "envoy.filters.http.router"}
 	if diff := cmp.Diff(want, names); diff != "" {
 		t.Fatalf("filters (-want +got):\n%s", diff)
 	}

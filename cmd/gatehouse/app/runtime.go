@@ -65,10 +65,12 @@ type Runtime struct {
 	reg     *prometheus.Registry
 	tracing *telemetry.Tracing
 	redis   redis.UniversalClient
-	audit   *audit.Logger
-	served  []*served
-	admin   *admin.Server
-	metrics *runtimeMetrics
+	// redisMon answers the redis readiness check from background pings.
+	redisMon *redisx.Monitor
+	audit    *audit.Logger
+	served   []*served
+	admin    *admin.Server
+	metrics  *runtimeMetrics
 	// tls is nil when server.tls is not set.
 	tls *servertls.Source
 
@@ -175,6 +177,9 @@ func Start(ctx context.Context, o Options) (_ *Runtime, err error) {
 				"mode", cfg.Redis.Mode, "addresses", strings.Join(cfg.Redis.Addresses, ","), "err", perr)
 		}
 		cancel()
+		// Readiness answers from the last background ping: at once.
+		r.redisMon = redisx.NewMonitor(r.redis, 500*time.Millisecond, max(cfg.Redis.DialTimeout.D(), time.Second))
+		cleanup = append(cleanup, r.redisMon.Close)
 	} else {
 		store = kv.NewMemory(0)
 		r.log.Info("no redis configured: using the in-process store; rate-limit counters, webhook replay guards and idempotency records are local to this process, so run a single replica")
@@ -365,9 +370,9 @@ func (r *Runtime) checks() []admin.Check {
 			return s.comp.Ready(ctx)
 		}})
 	}
-	if r.redis != nil {
-		out = append(out, admin.Check{Name: "redis", Fn: func(ctx context.Context) error {
-			return redisx.Ping(ctx, r.redis)
+	if r.redisMon != nil {
+		out = append(out, admin.Check{Name: "redis", Fn: func(context.Context) error {
+			return r.redisMon.Err()
 		}})
 	}
 	return out
@@ -548,6 +553,9 @@ func (r *Runtime) close(ctx context.Context) {
 	wg.Wait()
 	if err := r.audit.Close(ctx); err != nil {
 		r.log.Warn("close audit", "err", err)
+	}
+	if r.redisMon != nil {
+		r.redisMon.Close()
 	}
 	if r.redis != nil {
 		_ = r.redis.Close()

@@ -1,0 +1,415 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// A Redis Cluster store sends each node its share of an Eval's ops on the
+// node's own lane, and answers each op by its own node's result: a dead or
+// stalled master costs only the ops whose keys live on it, and an op its
+// node answered is never reported failed because another node failed.
+//
+// go-redis' cluster pipeline is not used: on a retryable error
+// (TRYAGAIN, ASK, MOVED, LOADING) on the first command of a node's batch,
+// or on a connection error after part of a batch ran, it sends the whole
+// batch again, scripts already run included, counting their hits twice.
+// Here a node's round trip is made on a client of our own that never
+// retries, every command is answered alone, and only an op that Redis
+// said it did not run (MOVED, ASK, TRYAGAIN, NOSCRIPT) is sent again,
+// alone, where Redis points. An op whose round trip failed without an
+// answer may have run: it fails, and is never sent again.
+
+// route is where an op goes next after a redirect.
+type route struct {
+	kind redirect
+	// addr is the node a MOVED or an ASK names.
+	addr string
+}
+
+type redirect uint8
+
+const (
+	redirectNone redirect = iota
+	redirectMoved
+	redirectAsk
+	redirectTryAgain
+)
+
+// maxRedirects bounds how often one op is sent again in one Eval.
+const maxRedirects = 8
+
+// tryAgainPause is the wait before sending an op answered TRYAGAIN (its
+// keys are being moved between nodes) again.
+const tryAgainPause = 5 * time.Millisecond
+
+type cluster struct {
+	cc   *redis.ClusterClient
+	opts *RedisOptions
+	m    *Metrics
+
+	mu    sync.RWMutex
+	lanes map[string]*lane
+	// tmpl are the options of the first node client seen, the template of
+	// the store's own node clients.
+	tmpl *redis.Options
+
+	// masters are the addresses the prober last found owning slots.
+	masters atomic.Pointer[[]string]
+	// stateErr is the prober's last failure to read the cluster's
+	// topology, nil once it succeeds.
+	stateErr atomic.Pointer[error]
+	closed   bool
+}
+
+func newCluster(cc *redis.ClusterClient, o *RedisOptions, m *Metrics) *cluster {
+	return &cluster{cc: cc, opts: o, m: m, lanes: map[string]*lane{}}
+}
+
+// group is the ops of one Eval bound to one lane.
+type group struct {
+	ln  *lane
+	ops []*Op
+	err error
+}
+
+// eval runs ops, each on its key's master, the groups of different nodes
+// at once, then sends again, alone, every op Redis said it did not run.
+func (c *cluster) eval(ctx context.Context, ops []*Op) error {
+	start := time.Now()
+	todo := make([]*Op, 0, len(ops))
+	for _, op := range ops {
+		op.Err, op.route = nil, route{}
+		if len(op.Limits) == 0 {
+			op.Applied = true
+			continue
+		}
+		todo = append(todo, op)
+	}
+	for attempt := 0; len(todo) > 0; attempt++ {
+		if attempt > 0 {
+			if attempt > maxRedirects || time.Since(start) > c.opts.Timeout {
+				for _, op := range todo {
+					op.Err = fmt.Errorf("%w: redirected %d times without an answer", ErrUnavailable, attempt-1)
+					op.route = route{}
+				}
+				break
+			}
+			for _, op := range todo {
+				if op.route.kind == redirectTryAgain {
+					time.Sleep(tryAgainPause)
+					break
+				}
+			}
+		}
+		groups := c.group(ctx, todo)
+		c.run(groups)
+		todo = todo[:0]
+		for _, g := range groups {
+			for _, op := range g.ops {
+				switch {
+				case g.err != nil:
+					op.Err, op.route = g.err, route{}
+				case op.route.kind != redirectNone:
+					todo = append(todo, op)
+				}
+			}
+		}
+	}
+	return outcome(ops)
+}
+
+// outcome is Eval's error for ops whose Err is set: nil when none failed,
+// the first error when all failed, a *PartialError otherwise.
+func outcome(ops []*Op) error {
+	var first error
+	failed, total := 0, 0
+	for _, op := range ops {
+		total++
+		if op.Err != nil {
+			failed++
+			if first == nil {
+				first = op.Err
+			}
+		}
+	}
+	switch failed {
+	case 0:
+		return nil
+	case total:
+		return first
+	}
+	return &PartialError{Failed: failed, Total: total, First: first}
+}
+
+// group binds each op to the lane of the node it goes to.
+func (c *cluster) group(ctx context.Context, ops []*Op) []group {
+	var groups []group
+	for _, op := range ops {
+		ln, err := c.laneOf(ctx, op)
+		if err != nil {
+			op.Err, op.route = wrapErr(err), route{}
+			continue
+		}
+		i := 0
+		for i < len(groups) && groups[i].ln != ln {
+			i++
+		}
+		if i == len(groups) {
+			groups = append(groups, group{ln: ln})
+		}
+		groups[i].ops = append(groups[i].ops, op)
+	}
+	return groups
+}
+
+// run makes each group's round trip on its lane, all at once; the last
+// on the caller's goroutine.
+func (c *cluster) run(groups []group) {
+	var wg sync.WaitGroup
+	for i := range groups[:max(len(groups)-1, 0)] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			groups[i].err = groups[i].ln.eval(groups[i].ops)
+		}()
+	}
+	if n := len(groups); n > 0 {
+		groups[n-1].err = groups[n-1].ln.eval(groups[n-1].ops)
+	}
+	wg.Wait()
+}
+
+// laneOf is the lane of the node op goes to: where a redirect points,
+// else the master that go-redis' view of the cluster gives its key's slot.
+func (c *cluster) laneOf(ctx context.Context, op *Op) (*lane, error) {
+	switch op.route.kind {
+	case redirectMoved, redirectAsk:
+		return c.lane(op.route.addr, nil)
+	}
+	rctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	node, err := c.cc.MasterForKey(rctx, op.Limits[0].Key)
+	if err != nil {
+		return nil, err
+	}
+	return c.lane(node.Options().Addr, node)
+}
+
+// lane returns addr's lane, made on first use with a client of the
+// store's own: go-redis' node clients retry a failed pipeline whole.
+func (c *cluster) lane(addr string, node *redis.Client) (*lane, error) {
+	c.mu.RLock()
+	ln, ok := c.lanes[addr]
+	c.mu.RUnlock()
+	if ok {
+		return ln, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ln, ok := c.lanes[addr]; ok {
+		return ln, nil
+	}
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if c.tmpl == nil {
+		if node == nil {
+			return nil, fmt.Errorf("redirected to %s before any node was known", addr)
+		}
+		c.tmpl = node.Options()
+	}
+	o := *c.tmpl
+	o.Addr = addr
+	// Never send a pipeline again: an op whose answer was lost may have
+	// run. Redirects are followed per op, above.
+	o.MaxRetries = -1
+	// The store's timeout bounds each round trip, whatever the socket
+	// timeouts.
+	o.ContextTimeoutEnabled = true
+	// The slots' connections, the prober's, and one spare.
+	o.PoolSize = c.opts.Pipelines + 2
+	o.MinIdleConns, o.MaxIdleConns = 0, 0
+	if o.MaintNotificationsConfig != nil {
+		mc := *o.MaintNotificationsConfig
+		o.MaintNotificationsConfig = &mc
+	}
+	client := redis.NewClient(&o)
+	ln = newLane(addr, client, true, c.opts, c.m, nil)
+	ln.exec = func(ctx context.Context, conn *redis.Conn, batch []*call) error {
+		return c.exec(ctx, ln, conn, batch)
+	}
+	c.lanes[addr] = ln
+	return ln, nil
+}
+
+// sent is one op's command in a node's round trip.
+type sent struct {
+	op  *Op
+	ask bool
+	cmd *redis.Cmd
+}
+
+// exec is a Cluster lane's round trip: one script call per op, pipelined,
+// each answered alone. An op whose script Redis did not have (a node that
+// restarted) is sent again with EVAL on the same connection.
+func (c *cluster) exec(ctx context.Context, ln *lane, conn *redis.Conn, batch []*call) error {
+	var all []sent
+	for _, cl := range batch {
+		for _, op := range cl.ops {
+			all = append(all, sent{op: op, ask: op.route.kind == redirectAsk})
+			op.route = route{}
+		}
+	}
+	noScript, nodeErr := c.send(ctx, ln, conn, all, false)
+	if len(noScript) > 0 && nodeErr == nil {
+		_, nodeErr = c.send(ctx, ln, conn, noScript, true)
+	}
+	return nodeErr
+}
+
+// send makes one pipelined round trip of ops (EVALSHA, or EVAL), with a
+// WAIT last when asked. It answers each op from its own reply and returns
+// the ops Redis had no script for, and the node's failure if any.
+func (c *cluster) send(ctx context.Context, ln *lane, conn *redis.Conn, ops []sent, eval bool) ([]sent, error) {
+	pipe := conn.Pipeline()
+	for i := range ops {
+		s := &ops[i]
+		if s.ask {
+			pipe.Do(ctx, "asking")
+		}
+		keys, args := appendOp(nil, nil, s.op)
+		if eval {
+			s.cmd = script.Eval(ctx, pipe, keys, string(args))
+		} else {
+			s.cmd = script.EvalSha(ctx, pipe, keys, string(args))
+		}
+	}
+	var wait *redis.Cmd
+	if c.opts.Wait.Replicas > 0 {
+		wait = waitCmd(ctx, pipe, c.opts.Wait)
+	}
+	_, _ = pipe.Exec(ctx)
+	var noScript []sent
+	var nodeErr error
+	for _, s := range ops {
+		err := s.cmd.Err()
+		if err == nil {
+			var res []any
+			if res, err = s.cmd.Slice(); err == nil {
+				_, err = readOp(res, 0, s.op)
+			}
+			if err != nil {
+				s.op.Err = wrapErr(err)
+			}
+			continue
+		}
+		if !eval && isNoScript(err) {
+			noScript = append(noScript, s)
+			continue
+		}
+		if c.redirected(s.op, err) {
+			continue
+		}
+		s.op.Err = wrapErr(err)
+		if !isRedisError(err) || nodeWide(err) {
+			nodeErr = err
+		}
+	}
+	if wait != nil {
+		if err := waited(wait, c.opts.Wait.Replicas); err != nil {
+			for _, s := range ops {
+				if s.op.Err == nil && s.op.route.kind == redirectNone && s.op.Applied && s.op.Hits > 0 {
+					s.op.Err = err
+				}
+			}
+			if nodeErr == nil {
+				nodeErr = err
+			}
+		}
+	}
+	if nodeErr != nil && (nodeWide(nodeErr) || !isRedisError(nodeErr)) {
+		// The node failed, or is no master any more: have go-redis read
+		// the topology again (a replica may have been promoted).
+		c.cc.ReloadState(ctx)
+	}
+	return noScript, nodeErr
+}
+
+// redirected reads a MOVED, ASK or TRYAGAIN answer: Redis did not run the
+// op, which is sent again, alone, where Redis points.
+func (c *cluster) redirected(op *Op, err error) bool {
+	msg := err.Error()
+	switch {
+	case strings.HasPrefix(msg, "MOVED "), strings.HasPrefix(msg, "ASK "):
+		f := strings.Fields(msg)
+		if len(f) != 3 {
+			return false
+		}
+		if _, perr := strconv.Atoi(f[1]); perr != nil {
+			return false
+		}
+		if f[0] == "MOVED" {
+			op.route = route{kind: redirectMoved, addr: f[2]}
+			c.m.redirect("moved")
+			// Later ops of the slot go to its new master directly.
+			c.cc.ReloadState(context.Background())
+		} else {
+			op.route = route{kind: redirectAsk, addr: f[2]}
+			c.m.redirect("ask")
+		}
+		return true
+	case strings.HasPrefix(msg, "TRYAGAIN"):
+		op.route = route{kind: redirectTryAgain}
+		c.m.redirect("tryagain")
+		return true
+	}
+	return false
+}
+
+// nodeWide: an error answer that says the node cannot serve writes now,
+// whatever the op (rather than this op's own failure).
+func nodeWide(err error) bool {
+	if errors.Is(err, ErrNotReplicated) {
+		return true
+	}
+	if !isRedisError(err) {
+		return false
+	}
+	msg := err.Error()
+	for _, p := range []string{"NOREPLICAS", "READONLY", "CLUSTERDOWN", "MASTERDOWN", "LOADING", "OOM", "BUSY", "NOTREADY"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// lanesNow is a snapshot of the lanes.
+func (c *cluster) lanesNow() map[string]*lane {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make(map[string]*lane, len(c.lanes))
+	for a, ln := range c.lanes {
+		out[a] = ln
+	}
+	return out
+}
+
+func (c *cluster) close() {
+	c.mu.Lock()
+	c.closed = true
+	lanes := c.lanes
+	c.mu.Unlock()
+	for _, ln := range lanes {
+		ln.close()
+	}
+}

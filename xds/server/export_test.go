@@ -1,0 +1,17 @@
+package server
+
+// SetInflightBudget lowers the bounds of large responses in flight, for
+// tests.
+func SetInflightBudget(s *Server, large, budget int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.largeResponse, s.inflightBudget = large, budget
+}
+
+// OpenWatches counts a node's open route configuration and load
+// assignment watches, for tests that must wait for a request to arrive.
+func OpenWatches(s *Server, node string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.watches[node])
+}

@@ -1,0 +1,396 @@
+package server
+
+import (
+	"sort"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/gatehouse/gatehouse/xds/snapshot"
+)
+
+// State-of-the-World xDS sends every listener and cluster in each
+// response, but route configurations and load assignments may come a few
+// at a time: Envoy and gRPC apply each one they receive and keep the
+// others. go-control-plane's cache re-sends all of them whenever one
+// changes (the whole route table to every node for one route), so the
+// server answers these two types itself:
+//
+//   - a response carries only the resources whose content version differs
+//     from what the stream was sent (a route change sends its host's unit,
+//     an endpoint change its cluster's load assignment);
+//   - a response stays under the gRPC message limit: when what changed is
+//     larger, it goes in several responses, each ACKed before the next;
+//     all but the last carry the version with partialSuffix, so that the
+//     node counts as in sync only once it has all of it;
+//   - the encodings are shared by every response (snapshot.Set.AnyOf), so
+//     a push costs one copy per node, not one encoding;
+//   - a node that reconnects naming the current version (to this replica
+//     or another: versions are content hashes) is sent nothing.
+//
+// Envoy's requests are answered only once they name every resource of
+// the type in the snapshot (go-control-plane's ADS rule), so that a
+// listener's new route configuration is never sent before the listener.
+
+// partialSuffix marks the version of a response that carries part of a
+// change.
+const partialSuffix = "/partial"
+
+func partialType(typeURL string) bool { return snapshot.Chunked(typeURL) }
+
+// partialWatch is an open request: State of the World (req, ch) or Delta
+// (dreq, dch).
+type partialWatch struct {
+	node    string
+	flavour snapshot.Flavour
+	typeURL string
+	sub     cachev3.Subscription
+	req     *cachev3.Request
+	ch      chan cachev3.Response
+	dreq    *cachev3.DeltaRequest
+	dch     chan cachev3.DeltaResponse
+}
+
+// createPartialWatch answers a request for a partial type at once when
+// there is something to send, else keeps it until there is.
+func (s *Server) createPartialWatch(req *cachev3.Request, sub cachev3.Subscription, ch chan cachev3.Response) (func(), error) {
+	return s.watchPartial(&partialWatch{node: req.GetNode().GetId(), flavour: flavourOf(req.GetNode()), typeURL: req.GetTypeUrl(), sub: sub, req: req, ch: ch})
+}
+
+// createPartialDeltaWatch is createPartialWatch for Delta streams: go-
+// control-plane's cache would send every changed resource in one
+// message, whatever its size.
+func (s *Server) createPartialDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, ch chan cachev3.DeltaResponse) (func(), error) {
+	return s.watchPartial(&partialWatch{node: req.GetNode().GetId(), flavour: flavourOf(req.GetNode()), typeURL: req.GetTypeUrl(), sub: sub, dreq: req, dch: ch})
+}
+
+func (s *Server) watchPartial(w *partialWatch) (func(), error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// A request of this type from the node: it has the last response.
+	freed := s.releaseLocked(w.node + "\x00" + w.typeURL)
+	if freed {
+		defer s.retryWaitingLocked()
+	}
+	if s.respondPartialLocked(w) {
+		return func() {}, nil
+	}
+	s.watchSeq++
+	id := s.watchSeq
+	ws := s.watches[w.node]
+	if ws == nil {
+		ws = map[int64]*partialWatch{}
+		s.watches[w.node] = ws
+	}
+	ws[id] = w
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if ws := s.watches[w.node]; ws != nil {
+			delete(ws, id)
+			if len(ws) == 0 {
+				delete(s.watches, w.node)
+			}
+		}
+	}, nil
+}
+
+// respondPartialsLocked answers a node's open watches after its snapshot
+// changed. s.mu is held.
+func (s *Server) respondPartialsLocked(node string) {
+	ws := s.watches[node]
+	ids := make([]int64, 0, len(ws))
+	for id := range ws {
+		ids = append(ids, id)
+	}
+	// Load assignments before route configurations, as the cache orders.
+	sort.Slice(ids, func(i, j int) bool {
+		a, b := ws[ids[i]].typeURL, ws[ids[j]].typeURL
+		if a != b {
+			return a == resourcev3.EndpointType
+		}
+		return ids[i] < ids[j]
+	})
+	for _, id := range ids {
+		if s.respondPartialLocked(ws[id]) {
+			delete(ws, id)
+		}
+	}
+	if len(ws) == 0 {
+		delete(s.watches, node)
+	}
+}
+
+// respondPartialLocked sends w what its stream lacks, if anything, and
+// reports whether it did. s.mu is held.
+func (s *Server) respondPartialLocked(w *partialWatch) bool {
+	if s.set == nil {
+		return false
+	}
+	rs, err := s.cacheFor(w.flavour).GetSnapshot(w.node)
+	if err != nil {
+		return false
+	}
+	snap, ok := rs.(*cachev3.Snapshot)
+	if !ok {
+		return false
+	}
+	if w.dreq != nil {
+		return s.respondDeltaLocked(w, snap)
+	}
+	typ := w.typeURL
+	items := snap.GetResourcesAndTTL(typ)
+	vm := snap.VersionMap[typ]
+	version := snap.GetVersion(typ)
+	subscribed := w.sub.SubscribedResources()
+	wildcard := w.sub.IsWildcard()
+	names := make([]string, 0, len(items))
+	for name := range items {
+		if _, ok := subscribed[name]; ok || wildcard {
+			names = append(names, name)
+		} else if w.flavour == snapshot.Envoy {
+			// Envoy has not asked for all of them yet: the listener or
+			// cluster that needs this one is still on its way.
+			return false
+		}
+	}
+	sort.Strings(names)
+
+	claimKey := w.node + "\x00" + typ
+	known := w.sub.ReturnedResources()
+	if len(known) == 0 {
+		if w.req.GetResponseNonce() == "" && w.req.GetVersionInfo() == version && version != "" {
+			// The first request of a new stream, from a node that holds
+			// this version (it reconnected, here or to another replica):
+			// it has it all.
+			known = make(map[string]string, len(names))
+			for _, n := range names {
+				known[n] = vm[n]
+			}
+			s.claims[claimKey] = known
+			return false
+		}
+		known = s.claims[claimKey]
+	}
+	var changed []string
+	for _, n := range names {
+		if known[n] != vm[n] {
+			changed = append(changed, n)
+		}
+	}
+	if w.req.GetVersionInfo() == version && len(changed) == 0 {
+		return false
+	}
+	delete(s.claims, claimKey)
+
+	anys, size, ok := s.chunk(typ, items, changed)
+	if !ok || !s.admitLocked(claimKey, size) {
+		return false
+	}
+	respVersion := version
+	if len(anys) < len(changed) {
+		respVersion += partialSuffix
+	}
+	returned := make(map[string]string, len(names))
+	for _, n := range names {
+		if v, ok := known[n]; ok {
+			returned[n] = v
+		}
+	}
+	for _, n := range changed[:len(anys)] {
+		returned[n] = vm[n]
+	}
+	resp := &cachev3.PassthroughResponse{
+		Request:           w.req,
+		DiscoveryResponse: &discoveryv3.DiscoveryResponse{VersionInfo: respVersion, TypeUrl: typ, Resources: anys},
+		ReturnedResources: returned,
+	}
+	select {
+	case w.ch <- resp:
+		return true
+	case <-s.ctx.Done():
+		return false
+	}
+}
+
+// chunk returns the shared encodings of the first of changed that fit in
+// one message (at least one). ok is false when one cannot be encoded.
+func (s *Server) chunk(typ string, items map[string]types.ResourceWithTTL, changed []string) (anys []*anypb.Any, size int, ok bool) {
+	budget := snapshot.ChunkBudget(s.set.MaxMessage())
+	anys = make([]*anypb.Any, 0, len(changed))
+	for _, name := range changed {
+		a, err := s.set.AnyOf(items[name].Resource)
+		if err != nil {
+			s.log.Error("xds: encode", "type", snapshot.ShortType(typ), "name", name, "err", err)
+			return nil, 0, false
+		}
+		n := len(a.GetValue()) + len(a.GetTypeUrl()) + len(name) + 64
+		if len(anys) > 0 && size+n > budget {
+			break
+		}
+		anys = append(anys, a)
+		size += n
+	}
+	return anys, size, true
+}
+
+// respondDeltaLocked is respondPartialLocked for a Delta stream: the
+// stream's subscription already knows, per resource, the version it was
+// sent (from the response, or from the versions a reconnecting node
+// named), so a node reconnecting with what it has is sent nothing.
+func (s *Server) respondDeltaLocked(w *partialWatch, snap *cachev3.Snapshot) bool {
+	typ := w.typeURL
+	items := snap.GetResourcesAndTTL(typ)
+	vm := snap.VersionMap[typ]
+	known := w.sub.ReturnedResources()
+	wildcard := w.sub.IsWildcard()
+	var names, removed []string
+	if wildcard {
+		for name := range items {
+			names = append(names, name)
+		}
+		for name := range known {
+			if _, ok := items[name]; !ok {
+				removed = append(removed, name)
+			}
+		}
+	} else {
+		for name := range w.sub.SubscribedResources() {
+			if _, ok := items[name]; ok {
+				names = append(names, name)
+			} else if _, ok := known[name]; ok {
+				removed = append(removed, name)
+			}
+		}
+	}
+	sort.Strings(names)
+	sort.Strings(removed)
+	var changed []string
+	for _, n := range names {
+		if known[n] != vm[n] {
+			changed = append(changed, n)
+		}
+	}
+	first := wildcard && w.dreq.GetResponseNonce() == ""
+	if len(changed) == 0 && len(removed) == 0 && !first {
+		return false
+	}
+	anys, size, ok := s.chunk(typ, items, changed)
+	if !ok || !s.admitLocked(w.node+"\x00"+typ, size) {
+		return false
+	}
+	version := snap.GetVersion(typ)
+	if len(anys) < len(changed) {
+		version += partialSuffix
+	}
+	next := make(map[string]string, len(names))
+	for _, n := range names {
+		if v, ok := known[n]; ok {
+			next[n] = v
+		}
+	}
+	out := make([]*discoveryv3.Resource, len(anys))
+	for i, a := range anys {
+		n := changed[i]
+		next[n] = vm[n]
+		out[i] = &discoveryv3.Resource{Name: n, Version: vm[n], Resource: a}
+	}
+	resp := &cachev3.DeltaPassthroughResponse{
+		DeltaRequest: w.dreq,
+		DeltaDiscoveryResponse: &discoveryv3.DeltaDiscoveryResponse{
+			SystemVersionInfo: version, TypeUrl: typ, Resources: out, RemovedResources: removed,
+		},
+		NextVersionMap: next,
+	}
+	select {
+	case w.dch <- resp:
+		return true
+	case <-s.ctx.Done():
+		return false
+	}
+}
+
+// Large responses (a node's first sync of a large route table) are
+// admitted within a budget of bytes in flight: each is held from its send
+// until the node's next request of the type (its ACK or NACK), so that a
+// thousand nodes syncing at once (a control plane restart) take turns
+// instead of each holding a copy of the table in gRPC's buffers. Small
+// responses (a change) are never held back.
+const (
+	defaultLargeResponse  = 1 << 20
+	defaultInflightBudget = 64 << 20
+)
+
+// admitLocked reports whether a response of size bytes for key (node and
+// type) may be sent now, and counts it in flight if it is large.
+func (s *Server) admitLocked(key string, size int) bool {
+	if size < s.largeResponse {
+		return true
+	}
+	if s.inflight > 0 && s.inflight+size > s.inflightBudget {
+		s.m.deferred.Inc()
+		return false
+	}
+	s.inflight += size
+	s.held[key] += size
+	return true
+}
+
+// releaseLocked ends what key had in flight; it reports whether there was
+// any.
+func (s *Server) releaseLocked(key string) bool {
+	n, ok := s.held[key]
+	if !ok {
+		return false
+	}
+	s.inflight -= n
+	delete(s.held, key)
+	return true
+}
+
+// retryWaitingLocked answers the watches that waited for the budget, in
+// node order, while it lasts.
+func (s *Server) retryWaitingLocked() {
+	nodes := make([]string, 0, len(s.watches))
+	for n := range s.watches {
+		nodes = append(nodes, n)
+	}
+	sort.Strings(nodes)
+	for _, n := range nodes {
+		if s.inflight >= s.inflightBudget {
+			return
+		}
+		s.respondPartialsLocked(n)
+	}
+}
+
+// claimedSub is a State-of-the-World subscription whose stream holds,
+// by the version it named, every resource of the snapshot.
+type claimedSub struct {
+	cachev3.Subscription
+	returned map[string]string
+}
+
+func (c claimedSub) ReturnedResources() map[string]string { return c.returned }
+
+// claim tells the cache that a new stream naming the current version of
+// a type holds it, so that a node reconnecting (to this replica or
+// another) is not sent again what it has. go-control-plane would send it
+// all: on a new stream it knows of nothing returned.
+func (s *Server) claim(req *cachev3.Request, sub cachev3.Subscription) cachev3.Subscription {
+	if len(sub.ReturnedResources()) > 0 || req.GetVersionInfo() == "" || req.GetResponseNonce() != "" {
+		return sub
+	}
+	rs, err := s.cacheFor(flavourOf(req.GetNode())).GetSnapshot(req.GetNode().GetId())
+	if err != nil || rs.GetVersion(req.GetTypeUrl()) != req.GetVersionInfo() {
+		return sub
+	}
+	returned := map[string]string{}
+	for name := range rs.GetResources(req.GetTypeUrl()) {
+		returned[name] = req.GetVersionInfo()
+	}
+	return claimedSub{Subscription: sub, returned: returned}
+}
