@@ -20,7 +20,9 @@ import (
 // budgetConfig: a chat route with a monthly token budget per tier (a
 // calendar month in Berlin), the estimate read from max_tokens, the cost
 // from usage.total_tokens of a JSON answer or of an event stream's last
-// usage event. ext_proc is served by three replicas (1-3) sharing Redis;
+// usage event. The route also redacts its JSON answers (the post_authz
+// stage, which buffers them) beside the budget stage (which streams them
+// past). ext_proc is served by three replicas (1-3) sharing Redis;
 // replica 0 serves xds and ext_authz.
 const budgetConfig = `apiVersion: gatehouse/v1
 server:
@@ -47,12 +49,28 @@ routes:
     match: {prefix: /v1/chat/completions}
     cluster: llm
     authz: {jwt: {issuers: [demo]}}
+    extproc: {redact: {paths: [$.id]}}  # post_authz buffers and masks JSON answers; the budget reads them first
     budget:
       name: tokens
       timeZone: Europe/Berlin
       tiers:
         free: [{amount: 1000, per: month, calendar: true}]
         pro: [{amount: 5000, per: month, calendar: true}, {amount: 1000000, per: minute}]
+      reserve: {jsonPath: $.max_tokens, fixed: 100, max: 400}
+      cost: {from: json, jsonPath: $.usage.total_tokens}
+      hold: 3s
+      onExpiry: refund
+  # The same budget (shared counters) on a route without post_authz
+  # processors: its only ext_proc stream is the budget stage's.
+  - id: completions
+    match: {prefix: /v1/completions}
+    cluster: llm
+    authz: {jwt: {issuers: [demo]}}
+    budget:
+      name: tokens
+      timeZone: Europe/Berlin
+      tiers:
+        free: [{amount: 1000, per: month, calendar: true}]
       reserve: {jsonPath: $.max_tokens, fixed: 100, max: 400}
       cost: {from: json, jsonPath: $.usage.total_tokens}
       hold: 3s
@@ -123,6 +141,10 @@ func TestBudgets(t *testing.T) {
 		}
 		if got := used(sub); got != 120 {
 			t.Errorf("after the answer: used %d; want 120 (180 of the 300 reserved refunded)", got)
+		}
+		// The post_authz stage redacted the answer the budget read.
+		if body := string(r.Body); strings.Contains(body, "chatcmpl-1") || !strings.Contains(body, `"total_tokens":120`) {
+			t.Errorf("answer %s; want its id redacted and its usage kept", body)
 		}
 		r = chat(tok, `{"max_tokens":300}`)
 		if got := r.Header.Get("x-gatehouse-budget-remaining"); got != "580" {
@@ -251,9 +273,13 @@ func TestBudgets(t *testing.T) {
 		sub := "erin-" + sfx
 		tok := harness.DemoToken(t, sub, "free", "", nil)
 		done := make(chan struct{})
+		// On the route without post_authz processors, so that the budget
+		// stage's is the request's only ext_proc stream: with another on
+		// a replica killed first, Envoy would fail the request, and the
+		// budget stage, still alive, would settle its error response.
 		go func() {
 			defer close(done)
-			_, _ = harness.TrySend(harness.HTTP1(), harness.Request{Method: http.MethodPost, URL: m.URL() + "/v1/chat/completions",
+			_, _ = harness.TrySend(harness.HTTP1(), harness.Request{Method: http.MethodPost, URL: m.URL() + "/v1/completions",
 				Body: `{"max_tokens":300,"stream":true}`, Headers: []string{"authorization: Bearer " + tok, harness.HeaderLLMPause + ": 700ms"}})
 		}()
 		deadline := time.Now().Add(5 * time.Second)
