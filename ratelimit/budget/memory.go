@@ -170,6 +170,9 @@ func (m *Memory) Reserve(_ context.Context, r *Reservation) (Outcome, error) {
 	for i, key := range ckeys {
 		c, exists := m.counters[key]
 		if !exists {
+			if amt == 0 {
+				continue // as the script: a reservation of 0 makes no counter
+			}
 			c = memCounter{expires: now.Add(time.Duration(ttls[i]) * time.Millisecond)}
 		}
 		c.v += amt

@@ -49,9 +49,11 @@ for _, eid in ipairs(ids) do
   redis.call('ZREM', KEYS[1], eid)
 end
 
-local used, ok = {}, true
+local used, fresh, ok = {}, {}, true
 for i = 1, n do
-  local u = tonumber(redis.call('GET', KEYS[2 + i]) or '0')
+  local g = redis.call('GET', KEYS[2 + i])
+  fresh[i] = not g
+  local u = tonumber(g or '0')
   local lim = tonumber(ARGV[7 + 2 * i])
   used[i] = u
   if u + amt > lim or u >= lim then ok = false end
@@ -69,8 +71,10 @@ local out = {1, reconciled}
 for i = 1, n do
   local k = KEYS[2 + i]
   local v = 0
-  if amt > 0 then v = redis.call('INCRBY', k, fmt(amt)) else v = tonumber(redis.call('GET', k) or '0') end
-  if redis.call('PTTL', k) < 0 then redis.call('PEXPIRE', k, ARGV[8 + 2 * i]) end
+  if amt > 0 then v = redis.call('INCRBY', k, fmt(amt)) else v = used[i] end
+  -- A counter is made with its time to live (and only here); one made
+  -- by a reservation of 0 is not made at all.
+  if fresh[i] and amt > 0 then redis.call('PEXPIRE', k, ARGV[8 + 2 * i]) end
   out[2 + i] = v
 end
 local rec = {'st', 'o', 'amt', fmt(amt), 'chg', fmt(amt), 'n', n, 'x', onexp}
