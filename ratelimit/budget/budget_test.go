@@ -318,3 +318,42 @@ func TestMaxAmountMatchesConfig(t *testing.T) {
 		t.Fatalf("MaxAmount = %d, config.MaxBudgetAmount = %d", MaxAmount, config.MaxBudgetAmount)
 	}
 }
+
+// TestReconcileBound: one reservation reconciles at most maxReconcile
+// orphans, the next ones the rest; both stores alike, and the counter
+// ends with every orphan refunded.
+func TestReconcileBound(t *testing.T) {
+	ls := []Limit{{Amount: 1000, Window: algo.Window{Count: 1, Unit: algo.Day}}}
+	stores := map[string]func(c *clock) Store{
+		"memory": func(c *clock) Store { return NewMemory(MemoryOptions{Now: c.now}) },
+		"redis": func(c *clock) Store {
+			return NewRedis(testenv.Redis(t), RedisOptions{KeyPrefix: testenv.KeyPrefix(t), Now: c.now})
+		},
+	}
+	for name, mk := range stores {
+		t.Run(name, func(t *testing.T) {
+			c := newClock(time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC))
+			s := mk(c)
+			ctx := context.Background()
+			for i := range maxReconcile + 4 {
+				if o, err := s.Reserve(ctx, &Reservation{Key: "k", ID: fmt.Sprint("o", i), Amount: 10, Limits: ls, Hold: time.Second, OnExpiry: ExpireRefund}); err != nil || !o.Admitted {
+					t.Fatalf("orphan %d: %+v, %v", i, o, err)
+				}
+			}
+			c.add(2 * time.Second)
+			var got []int
+			var used uint64
+			for i := range 2 {
+				o, err := s.Reserve(ctx, &Reservation{Key: "k", ID: fmt.Sprint("n", i), Amount: 1, Limits: ls, Hold: time.Minute})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, o.Expired)
+				used = o.Windows[0].Used
+			}
+			if got[0] != maxReconcile || got[1] != 4 || used != 2 {
+				t.Errorf("reconciled %v, used %d; want [%d 4] and 2", got, used, maxReconcile)
+			}
+		})
+	}
+}
