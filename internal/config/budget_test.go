@@ -77,6 +77,19 @@ routes:
 routes:
   - {id: r, match: {prefix: /}, budget: {name: b, tiers: {free: []}}}
 `, []string{"routes[0].budget: limits no tier", "routes[0].budget.cost.from: is required"}},
+		{"served to gRPC clients", `extproc: {}
+listeners:
+  - {name: web, address: 127.0.0.1:8080}
+  - {name: echo.test, kind: grpc}
+clusters:
+  - {name: echo, endpoints: [{address: 10.0.0.1:50051}]}
+routes:
+  - id: rpc
+    listeners: [echo.test]
+    cluster: echo
+    match: {prefix: /}
+    budget: {name: b, default: [{amount: 1, per: day}], cost: {from: bytes}}
+`, []string{"routes[0].budget: cannot apply to proxyless gRPC clients"}},
 		{"bad path", `extproc: {}
 routes:
   - {id: r, match: {prefix: /}, budget: {name: b, default: [{amount: 1, per: day}], cost: {from: json, jsonPath: usage}}}

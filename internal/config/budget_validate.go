@@ -8,9 +8,14 @@ import (
 
 var budgetUnitPattern = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
 
-func (b *RouteBudget) validate(p Path, c *Config, errs *Errors) {
+func (b *RouteBudget) validate(p Path, route *Route, c *Config, errs *Errors) {
 	if c.ExtProc == nil {
 		errs.Add(p, "needs the extproc section: ext_proc reserves and settles budgets")
+	}
+	if route.ServedToGRPC(c) {
+		// A budget is read from HTTP bodies and headers by a filter of
+		// Envoy's; a proxyless gRPC client's API listener has neither.
+		errs.Add(p, "cannot apply to proxyless gRPC clients (a grpc listener serves this route): the budget stage is an Envoy filter reading HTTP answers; serve the route on an http listener")
 	}
 	if !limitNamePattern.MatchString(b.Name) {
 		errs.Add(p.Field("name"), "%q is not a budget name; use 1-64 letters, digits, '_', '.' or '-'", b.Name)

@@ -170,7 +170,7 @@ func (r *Route) validate(p Path, c *Config, errs *Errors) {
 		r.ExtProc.validateGRPC(p.Field("extproc"), r, c, errs)
 	}
 	if r.Budget != nil {
-		r.Budget.validate(p.Field("budget"), c, errs)
+		r.Budget.validate(p.Field("budget"), r, c, errs)
 	}
 }
 
