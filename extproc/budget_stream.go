@@ -281,7 +281,15 @@ func (b *budgetStream) reserve(ctx context.Context, amount uint64, m *mutation) 
 		em.setHeader("content-type", "application/problem+json")
 		em.setHeader("cache-control", "no-store")
 		i := b.rateLimitHeaders(&em)
-		if ra := ceilSecs(time.Until(out.Windows[i].Reset)); ra > 0 {
+		// Retry when every window that refused has reset: the latest of
+		// them (a spent month outlasts a spent minute).
+		reset := out.Windows[i].Reset
+		for j, w := range out.Windows {
+			if l := b.tier.limits[j]; (w.Remaining(l) < amount || w.Used >= l.Amount) && w.Reset.After(reset) {
+				reset = w.Reset
+			}
+		}
+		if ra := ceilSecs(time.Until(reset)); ra > 0 {
 			em.setHeader(headerRetryAfter, strconv.FormatInt(ra, 10))
 		}
 		return b.immediate(429, &em, problem{Type: problemBudgetExhausted, Title: "Budget exhausted", Status: 429,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -158,6 +159,30 @@ func TestBudgetStage(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(s.bm.requests.WithLabelValues("chat", "unlimited", "unlimited")); got != 1 {
 		t.Errorf("unlimited requests = %v; want 1", got)
+	}
+}
+
+// TestBudgetRetryAfter: with a minute and a month both spent, a refusal
+// says to retry when the month resets, not the minute.
+func TestBudgetRetryAfter(t *testing.T) {
+	s, _ := testServer(t, testConfig(t, `extproc: {}
+routes:
+  - id: r
+    match: {prefix: /}
+    budget:
+      name: b
+      default: [{amount: 100, per: minute}, {amount: 150, per: month, calendar: true}]
+      reserve: {fixed: 100}
+      cost: {from: header, header: x-cost}
+`), component.Deps{})
+	req := func() *extprocv3.ProcessingRequest {
+		return requestHeaders("r", true, buffered, ":method", "GET", ":path", "/", "x-gatehouse-subject", "u")
+	}
+	budgetCall(t, s, req(), responseHeaders(true, ":status", "200", "x-cost", "100"))
+	out := budgetCall(t, s, req())
+	ra, err := strconv.Atoi(immediateHeader(out[0], headerRetryAfter))
+	if out[0].GetImmediateResponse() == nil || err != nil || ra <= 60 {
+		t.Fatalf("refusal with the minute and the month spent: Retry-After %q; want until the month resets (over a minute)", immediateHeader(out[0], headerRetryAfter))
 	}
 }
 
