@@ -3,6 +3,7 @@ package extproc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
 	"github.com/gatehouse/gatehouse/internal/component"
+	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/contract"
 	"github.com/gatehouse/gatehouse/internal/testenv"
 )
@@ -269,5 +271,34 @@ func TestBudgetStageOverGRPC(t *testing.T) {
 	// Settled by the time Envoy has the answer to the last chunk.
 	if settled() != 25 {
 		t.Errorf("settled %v; want 25", settled())
+	}
+}
+
+// TestBudgetReload: a reload that changes a window's amount keeps what was
+// spent in it (counters are keyed by the window, not the amount).
+func TestBudgetReload(t *testing.T) {
+	cfg := func(amount int) *config.Config {
+		return testConfig(t, fmt.Sprintf(`extproc: {}
+routes:
+  - id: r
+    match: {prefix: /}
+    budget:
+      name: b
+      default: [{amount: %d, per: month, calendar: true}]
+      reserve: {fixed: 10}
+      cost: {from: header, header: x-cost}
+`, amount))
+	}
+	s, _ := testServer(t, cfg(100), component.Deps{})
+	req := requestHeaders("r", true, buffered, ":method", "GET", ":path", "/", "x-gatehouse-subject", "u")
+	budgetCall(t, s, req, responseHeaders(true, ":status", "200", "x-cost", "60"))
+	commit, err := s.Prepare(cfg(200))
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit()
+	out := budgetCall(t, s, req)
+	if got := headerOf(out[0].GetRequestHeaders().GetResponse(), HeaderBudgetRemaining); len(got) != 1 || got[0] != "130" {
+		t.Errorf("after the reload: remaining %v; want [130] (200 - 60 spent - 10 reserved)", got)
 	}
 }
