@@ -69,6 +69,7 @@ type budgetStream struct {
 	reqWaiting bool // the estimate waits for the request body
 	deadline   time.Time
 	done       bool
+	started    bool // the request headers came
 }
 
 // stageOf reads the ext_proc stage a stream serves from its gRPC metadata.
@@ -126,6 +127,12 @@ func (b *budgetStream) handle(ctx context.Context, req *extprocv3.ProcessingRequ
 	b.deadline = time.Now().Add(b.rt.timeout)
 	switch r := req.Request.(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
+		if b.started {
+			// One request, one reservation: a second set of request
+			// headers would reserve again and orphan the first.
+			return nil, status.Error(codes.InvalidArgument, "extproc: request headers twice on one budget stream")
+		}
+		b.started = true
 		return b.requestHeaders(ctx, req, r.RequestHeaders), nil
 	case *extprocv3.ProcessingRequest_RequestBody:
 		return b.requestBody(ctx, r.RequestBody), nil
