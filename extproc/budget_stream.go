@@ -388,9 +388,10 @@ func (b *budgetStream) responseHeaders(ctx context.Context, h *extprocv3.HttpHea
 	}
 	var mo *extprocfilterv3.ProcessingMode
 	if !b.body {
-		// The cost is known now (or cannot be read from the body): let
-		// the body go by; the settlement waits for the end of the
-		// stream, when what is known is final.
+		// The cost is known now (a header), or nothing more can be
+		// learnt of it (a body the budget does not read): settle now,
+		// and let the body go by.
+		b.settle(ctx)
 		mo = &extprocfilterv3.ProcessingMode{
 			RequestHeaderMode: extprocfilterv3.ProcessingMode_SEND, ResponseHeaderMode: extprocfilterv3.ProcessingMode_SEND,
 			RequestTrailerMode: extprocfilterv3.ProcessingMode_SKIP, ResponseTrailerMode: extprocfilterv3.ProcessingMode_SKIP,

@@ -200,10 +200,26 @@ func TestBudgetSettleRules(t *testing.T) {
 	if reserved() != 20 || settled() != 7 {
 		t.Errorf("header cost: reserved %v settled %v; want 20, 7", reserved(), settled())
 	}
+	// A cost read from a header is settled when the response headers
+	// pass, not when Envoy ends the stream after the body (the caller's
+	// next request may come first).
+	st := &budgetStream{srv: s, rt: s.rt.Load()}
+	for _, m := range []*extprocv3.ProcessingRequest{hdr(), responseHeaders(false, ":status", "200", "x-cost", "3")} {
+		if _, err := st.handle(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if settled() != 10 {
+		t.Errorf("header cost before the body: settled %v; want 10", settled())
+	}
+	st.finish()
+	if reserved() != 30 || settled() != 10 {
+		t.Fatalf("after the stream: reserved %v settled %v; want 30, 10 (settled once)", reserved(), settled())
+	}
 	// An error without a cost costs nothing.
 	budgetCall(t, s, hdr(), responseHeaders(true, ":status", "503"))
-	if reserved() != 30 || settled() != 7 {
-		t.Errorf("error status: reserved %v settled %v; want 30, 7", reserved(), settled())
+	if reserved() != 40 || settled() != 10 {
+		t.Errorf("error status: reserved %v settled %v; want 40, 10", reserved(), settled())
 	}
 	// A request whose body (the estimate's source) Envoy never sent
 	// reserves the fixed estimate when the response comes.
@@ -216,11 +232,11 @@ func TestBudgetSettleRules(t *testing.T) {
 	// A request that ended before any response (client gone): the
 	// reservation is settled at the estimate (cost.unknown: reservation).
 	budgetCall(t, s, hdr())
-	if reserved() != 40 || settled() != 17 {
-		t.Errorf("cut short: reserved %v settled %v; want 40, 17", reserved(), settled())
+	if reserved() != 50 || settled() != 20 {
+		t.Errorf("cut short: reserved %v settled %v; want 50, 20", reserved(), settled())
 	}
-	if got := testutil.ToFloat64(s.bm.settlements.WithLabelValues("hdr", "settled")); got != 3 {
-		t.Errorf("settlements = %v; want 3 (each exactly once)", got)
+	if got := testutil.ToFloat64(s.bm.settlements.WithLabelValues("hdr", "settled")); got != 4 {
+		t.Errorf("settlements = %v; want 4 (each exactly once)", got)
 	}
 }
 

@@ -60,6 +60,17 @@ routes:
       cost: {from: json, jsonPath: $.usage.total_tokens}
       hold: 3s
       onExpiry: refund
+  # Credits read from a response header: no body goes to gatehouse.
+  - id: images
+    match: {prefix: /v1/images}
+    cluster: llm
+    authz: {jwt: {issuers: [demo]}}
+    budget:
+      name: credits
+      unit: credits
+      default: [{amount: 1000, per: day}]
+      reserve: {fixed: 100}
+      cost: {from: header, header: x-llm-total-tokens}
   # The same budget (shared counters) on a route without post_authz
   # processors: its only ext_proc stream is the budget stage's.
   - id: completions
@@ -171,6 +182,30 @@ func TestBudgets(t *testing.T) {
 		}
 		if got := used(sub); got != 550 {
 			t.Errorf("after a cut stream: used %d; want 550 (its estimate of 200)", got)
+		}
+	})
+
+	t.Run("error answers and header costs", func(t *testing.T) {
+		sub := "frank-" + sfx
+		tok := harness.DemoToken(t, sub, "free", "", nil)
+		if r := chat(tok, `{"max_tokens":300}`, harness.HeaderLLMError+": 503"); r.Status != http.StatusServiceUnavailable {
+			t.Fatalf("error answer: %d %s", r.Status, r.Body)
+		}
+		if got := used(sub); got != 0 {
+			t.Errorf("after an error answer without usage: used %d; want 0 (its 300 refunded)", got)
+		}
+		r := harness.Send(t, c, harness.Request{Method: http.MethodPost, URL: m.URL() + "/v1/images", Body: `{"max_tokens":37}`,
+			Headers: []string{"authorization: Bearer " + tok}})
+		if r.Status != http.StatusOK || r.Header.Get("x-gatehouse-budget-remaining") != "900" {
+			t.Fatalf("images: %d, remaining %q; want 200 and 900 (100 reserved of 1000)", r.Status, r.Header.Get("x-gatehouse-budget-remaining"))
+		}
+		day := budget.Limit{Amount: 1000, Window: algo.Window{Count: 1, Unit: algo.Day}}
+		ws, err := store.Peek(context.Background(), budget.Key("credits", "subject", sub), []budget.Limit{day})
+		if err != nil || ws[0].Used != 37 {
+			t.Errorf("credits used %+v, %v; want 37, read from the response header", ws, err)
+		}
+		if got := r.Header.Get("ratelimit-policy"); got != `"credits-1d";q=1000;w=86400;qu="credits"` {
+			t.Errorf("images RateLimit-Policy = %q", got)
 		}
 	})
 

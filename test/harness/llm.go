@@ -16,10 +16,18 @@ import (
 //	x-llm-cut: true       a stream ends (connection closed) before its
 //	                      usage event
 //	x-llm-pause: 300ms    wait this long before each stream event
+//	x-llm-error: 503      answer with this status and an error body
+//	                      without usage
+//
+// Every answer but an error also reports its usage in the response
+// header x-llm-total-tokens (as some providers do), for budgets that read
+// the cost from a header.
 const (
-	HeaderLLMUsage = "x-llm-usage"
-	HeaderLLMCut   = "x-llm-cut"
-	HeaderLLMPause = "x-llm-pause"
+	HeaderLLMUsage       = "x-llm-usage"
+	HeaderLLMCut         = "x-llm-cut"
+	HeaderLLMPause       = "x-llm-pause"
+	HeaderLLMError       = "x-llm-error"
+	HeaderLLMTotalTokens = "x-llm-total-tokens"
 )
 
 // LLM answers like an OpenAI-style chat completions API: a JSON request
@@ -46,6 +54,13 @@ func LLM(w http.ResponseWriter, r *http.Request) {
 	// Budget headers the upstream saw, echoed for the test to read.
 	w.Header().Set("x-seen-budget-remaining", r.Header.Get("x-gatehouse-budget-remaining"))
 	w.Header().Set("x-seen-budget-reserved", r.Header.Get("x-gatehouse-budget-reserved"))
+	if code, err := strconv.Atoi(r.Header.Get(HeaderLLMError)); err == nil && code >= 400 && code <= 599 {
+		w.Header().Set("content-type", "application/json")
+		w.WriteHeader(code)
+		_, _ = io.WriteString(w, `{"error":{"type":"overloaded","message":"try again"}}`)
+		return
+	}
+	w.Header().Set(HeaderLLMTotalTokens, strconv.FormatUint(usage, 10))
 	if !req.Stream {
 		w.Header().Set("content-type", "application/json")
 		_, _ = fmt.Fprintf(w, `{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hello"},"finish_reason":"stop"}],"usage":%s}`, usageJSON)
