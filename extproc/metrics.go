@@ -83,7 +83,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"reason"}),
 		stages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_extproc_stage_streams_total",
-			Help: "ext_proc streams by the filter that opened them: pre_authz (before ext_authz), post_authz (after ext_authz and the rate limit), or all (one filter: a hand-written Envoy config or a proxyless gRPC client).",
+			Help: "ext_proc streams by the filter that opened them: pre_authz (before ext_authz), post_authz (after ext_authz and the rate limit), budget (the cost budget filter, before the router), or all (one filter: a hand-written Envoy config or a proxyless gRPC client).",
 		}, []string{"stage"}),
 	}
 	for _, c := range []prometheus.Collector{m.streams, m.messages, m.seconds, m.results, m.redactions, m.violations, m.idem, m.bodies, m.lookups, m.protocol, m.stages} {

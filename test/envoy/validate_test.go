@@ -214,6 +214,7 @@ func TestEnvoyValidatesEndToEndConfigs(t *testing.T) {
 		"everything.yaml": {Config: readTestdata(t, "everything.yaml"), Redis: true, Upstreams: []string{"a", "b", "internal-listener"}, Files: certs},
 		"xds":             {Config: strings.Replace(xdsConfig, "CLUSTERS_AND_ROUTES", xdsRoutesA, 1), Upstreams: []string{"a", "b"}},
 		"replicas":        {Config: replicasConfig, Replicas: 2, Redis: true, Upstreams: []string{"echo"}},
+		"budget":          {Config: budgetConfig, Replicas: 4, Redis: true, Upstreams: []string{"llm"}},
 		"mtls.yaml":       mtlsOptions(t, newMTLSPKI(t)),
 		"contract.yaml": {Config: readTestdata(t, "contract.yaml"), Redis: true, Upstreams: []string{"echo"},
 			Files: map[string]string{"pets.yaml": readTestdata(t, "contract-pets.yaml")}},
