@@ -223,9 +223,10 @@ type RateLimitStore struct {
 	// BatchSize is how many concurrent RLS requests may share one Redis
 	// round trip (1 turns batching off).
 	BatchSize int `yaml:"batchSize" default:"128"`
-	// Pipelines is how many round trips may be in flight at once. Few and
-	// full beat many and small: each round trip costs system calls and a
-	// script run, and batches grow while round trips are out.
+	// Pipelines is how many round trips may be in flight at once (to each
+	// node of a Redis Cluster). Few and full beat many and small: each
+	// round trip costs system calls and a script run, and batches grow
+	// while round trips are out.
 	Pipelines int `yaml:"pipelines" default:"2"`
 	// Breaker stops calling a failing Redis for a while, so that a dead
 	// Redis costs microseconds instead of a timeout per request.
