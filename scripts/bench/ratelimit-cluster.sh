@@ -88,13 +88,21 @@ cp ratelimit/testdata/peer-envoy.yaml "$WORK/config/gatehouse_subject.yaml"
 
 # --- Redis: one server, and a 3-master cluster ----------------------------
 read -r SINGLE SINGLE_PID < <(start_redis single)
-NODES=() NODE_PIDS=()
-for i in 1 2 3; do
-	read -r p pid < <(start_redis "node$i" --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000)
-	NODES+=("$p") NODE_PIDS+=("$pid")
+# A node whose cluster bus port another process took in the meantime exits:
+# start the three again on other ports (at most three tries).
+for try in 1 2 3; do
+	NODES=() NODE_PIDS=()
+	for i in 1 2 3; do
+		read -r p pid < <(start_redis "node$try-$i" --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000)
+		NODES+=("$p") NODE_PIDS+=("$pid")
+	done
+	if redis-cli --cluster create "${NODES[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes >"$WORK/cluster-create.log" 2>&1; then
+		break
+	fi
+	log "cluster create failed ($(tail -1 "$WORK/cluster-create.log")); trying other ports"
+	for pid in "${NODE_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	[[ $try == 3 ]] && die "cluster create: $(tail -3 "$WORK/cluster-create.log")"
 done
-redis-cli --cluster create "${NODES[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes >"$WORK/cluster-create.log" 2>&1 ||
-	die "cluster create: $(tail -3 "$WORK/cluster-create.log")"
 for _ in $(seq 100); do
 	redis-cli -p "${NODES[0]}" cluster info 2>/dev/null | grep -q 'cluster_state:ok' && break
 	sleep 0.1
