@@ -61,16 +61,18 @@ wait_port() { # port pid name
 }
 ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 CLK_TCK=$(getconf CLK_TCK)
-start_redis() { # name [args...] → prints "port pid"
-	local name=$1 port
+# start_redis and start_gatehouse set PORT and PID (and add PID to PIDS,
+# which stops it on exit): they must run in this shell, not in a $(...).
+start_redis() { # name [args...]
+	local name=$1
 	shift
-	port=$(free_port)
+	PORT=$(free_port)
 	mkdir -p "$WORK/$name"
-	redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --dir "$WORK/$name" \
+	redis-server --bind 127.0.0.1 --port "$PORT" --save "" --appendonly no --dir "$WORK/$name" \
 		--logfile "$WORK/$name.log" --protected-mode yes "$@" >/dev/null 2>&1 &
-	PIDS+=($!)
-	wait_port "$port" "$!" "$name"
-	echo "$port $!"
+	PID=$!
+	PIDS+=("$PID")
+	wait_port "$PORT" "$PID" "$name"
 }
 
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || scripts/testenv.sh install
@@ -87,21 +89,30 @@ mkdir -p "$WORK/config"
 cp ratelimit/testdata/peer-envoy.yaml "$WORK/config/gatehouse_subject.yaml"
 
 # --- Redis: one server, and a 3-master cluster ----------------------------
-read -r SINGLE SINGLE_PID < <(start_redis single)
-NODES=() NODE_PIDS=()
-for i in 1 2 3; do
-	read -r p pid < <(start_redis "node$i" --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000)
-	NODES+=("$p") NODE_PIDS+=("$pid")
+start_redis single
+SINGLE=$PORT SINGLE_PID=$PID
+# A node whose cluster bus port another process took in the meantime exits:
+# start the three again on other ports (at most three tries).
+for try in 1 2 3; do
+	NODES=() NODE_PIDS=()
+	for i in 1 2 3; do
+		start_redis "node$try-$i" --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000
+		NODES+=("$PORT") NODE_PIDS+=("$PID")
+	done
+	if redis-cli --cluster create "${NODES[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes >"$WORK/cluster-create.log" 2>&1; then
+		break
+	fi
+	log "cluster create failed ($(tail -1 "$WORK/cluster-create.log")); trying other ports"
+	for pid in "${NODE_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	[[ $try == 3 ]] && die "cluster create: $(tail -3 "$WORK/cluster-create.log")"
 done
-redis-cli --cluster create "${NODES[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes >"$WORK/cluster-create.log" 2>&1 ||
-	die "cluster create: $(tail -3 "$WORK/cluster-create.log")"
 for _ in $(seq 100); do
 	redis-cli -p "${NODES[0]}" cluster info 2>/dev/null | grep -q 'cluster_state:ok' && break
 	sleep 0.1
 done
 
 # --- gatehouse on each -----------------------------------------------------
-start_gatehouse() { # name redis-yaml → prints "port pid"
+start_gatehouse() { # name redis-yaml
 	local port
 	port=$(free_port)
 	cat >"$WORK/$1.yaml" <<YAML
@@ -116,12 +127,15 @@ ratelimit:
   envoyConfigs: [$WORK/config]
 YAML
 	"$GATEHOUSE_BIN" serve --config "$WORK/$1.yaml" --components ratelimit >"$WORK/gh-$1.log" 2>&1 &
-	PIDS+=($!)
-	wait_port "$port" "$!" "gh-$1"
-	echo "$port $!"
+	PID=$!
+	PIDS+=("$PID")
+	PORT=$port
+	wait_port "$PORT" "$PID" "gh-$1"
 }
-read -r GH_SINGLE GH_SINGLE_PID < <(start_gatehouse single "{addresses: [\"127.0.0.1:$SINGLE\"]}")
-read -r GH_CLUSTER GH_CLUSTER_PID < <(start_gatehouse cluster "{mode: cluster, addresses: [$(printf '"127.0.0.1:%s",' "${NODES[@]}" | sed 's/,$//')]}")
+start_gatehouse single "{addresses: [\"127.0.0.1:$SINGLE\"]}"
+GH_SINGLE=$PORT GH_SINGLE_PID=$PID
+start_gatehouse cluster "{mode: cluster, addresses: [$(printf '"127.0.0.1:%s",' "${NODES[@]}" | sed 's/,$//')]}"
+GH_CLUSTER=$PORT GH_CLUSTER_PID=$PID
 
 # --- runs -------------------------------------------------------------------
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
