@@ -102,9 +102,19 @@ func (c *callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest)
 		if err := c.s.signIn(k, req.GetNode()); err != nil {
 			return err
 		}
+		st, _, _ = c.s.nodes.answer(k, req.GetTypeUrl(), "")
+	}
+	if st == nil || st.node == nil {
 		return nil
 	}
-	if !answered || st == nil || st.node == nil {
+	if !answered {
+		// A type's first request on a new stream names the version the
+		// node already holds (a reconnect, or a move from another
+		// replica). When it is this snapshot's, nothing is pushed, so
+		// record it as accepted: /xds/nodes shows the node in sync.
+		if req.GetResponseNonce() == "" && req.GetErrorDetail() == nil && req.GetVersionInfo() != "" {
+			c.s.acked(st.node, req.GetTypeUrl(), req.GetVersionInfo())
+		}
 		return nil
 	}
 	if req.GetErrorDetail() != nil {
