@@ -68,3 +68,18 @@ func BenchmarkLoad(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBuildAtScale is BenchmarkBuild at the scale of issue 16:
+// 20,000 routes and 2,000 clusters. Target: under 500 ms.
+func BenchmarkBuildAtScale(b *testing.B) {
+	cfg := bigConfig(b, 20000, 2000)
+	runtime.GC()
+	b.ResetTimer()
+	start := cpuTime()
+	for b.Loop() {
+		if _, err := xds.Build(cfg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(cpuTime()-start)/float64(b.N)/1e6, "cpu-ms/op")
+}

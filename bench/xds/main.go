@@ -1,12 +1,13 @@
-// Command xds is the xDS load scenario: it serves a large config (5,000
-// routes, 1,000 clusters by default) from gatehouse's xds component on
-// loopback, connects many ADS clients that behave like Envoy (subscribe to
-// clusters, endpoints, listeners and routes, ACK every response), changes
-// one route, and measures how long until every client has it. It then
-// changes one cluster's endpoints, to show what Delta saves. It runs State
-// of the World and Delta, and a no-op ADS server that only fans the same
-// route table out to the same clients: the ceiling of gRPC on this
-// machine, measured in the same run.
+// Command xds is the xDS load scenario (see scripts/bench/xds.sh): it
+// serves a large config (5,000 routes, 1,000 clusters by default) from
+// gatehouse's xds component on loopback, connects many ADS clients that
+// behave like Envoy (CDS and LDS, then EDS, SRDS when routes are split by
+// host, and RDS; ACK every response; resume with what they hold after a
+// reconnect), and per mode (SotW, Delta, mixed) measures the initial sync,
+// a route change and an endpoint change reaching every client, and a
+// reconnect of every client at once. A no-op ADS server fanning the changed
+// route configuration out to as many clients, measured in interleaved
+// rounds, is the ceiling: gRPC alone on this machine in the same run.
 //
 // It prints one RESULT line per mode for scripts.
 package main
@@ -19,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strings"
@@ -51,6 +53,7 @@ var (
 	clusters = flag.Int("clusters", 1000, "clusters in the config")
 	rounds   = flag.Int("rounds", 5, "route changes per mode")
 	timeout  = flag.Duration("timeout", 120*time.Second, "give up after this long")
+	cpuProf  = flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
 	modes    = flag.String("modes", "sotw,delta,mixed", "sotw, delta, mixed (every other client Delta), comma-separated; both means sotw,delta")
 )
 
@@ -64,6 +67,17 @@ func run() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
+	if *cpuProf != "" {
+		f, err := os.Create(*cpuProf)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	cfgAt := func(routeVariant, clusterVariant int) (*config.Config, error) {
 		y := xdstest.YAML(*routes, *clusters, 50, "127.0.0.1:0", routeVariant)

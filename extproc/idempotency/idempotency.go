@@ -127,7 +127,8 @@ type Record struct {
 
 // Frees reports whether a response with status says the request did not
 // run, so that its key is freed and a retry runs it: 401/403 (refused
-// before the upstream), 408, 425, 429 (rate limited), and 502/503 (the
+// by the upstream, or by ext_authz where one ext_proc filter runs in front
+// of it), 408, 425, 429 (rate limited), and 502/503 (the
 // upstream was not reached). A request with any other answer ran, or may
 // have: its key is stored with the response or stays held.
 func Frees(status int) bool {

@@ -1,12 +1,13 @@
 package server
 
 import (
+	"maps"
+	"slices"
 	"sort"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/gatehouse/gatehouse/xds/snapshot"
@@ -44,6 +45,8 @@ func partialType(typeURL string) bool { return snapshot.Chunked(typeURL) }
 // partialWatch is an open request: State of the World (req, ch) or Delta
 // (dreq, dch).
 type partialWatch struct {
+	id      int64
+	queued  bool // waiting in s.waiting for the in-flight budget
 	node    string
 	flavour snapshot.Flavour
 	typeURL string
@@ -75,17 +78,22 @@ func (s *Server) watchPartial(w *partialWatch) (func(), error) {
 	if freed {
 		defer s.retryWaitingLocked()
 	}
+	s.deferredNow = false
 	if s.respondPartialLocked(w) {
 		return func() {}, nil
 	}
 	s.watchSeq++
 	id := s.watchSeq
+	w.id = id
 	ws := s.watches[w.node]
 	if ws == nil {
 		ws = map[int64]*partialWatch{}
 		s.watches[w.node] = ws
 	}
 	ws[id] = w
+	if s.deferredNow {
+		s.enqueueLocked(w)
+	}
 	return func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -106,17 +114,21 @@ func (s *Server) respondPartialsLocked(node string) {
 	for id := range ws {
 		ids = append(ids, id)
 	}
-	// Load assignments before route configurations, as the cache orders.
+	// In the order Envoy applies types (clusters first, routes last).
 	sort.Slice(ids, func(i, j int) bool {
-		a, b := ws[ids[i]].typeURL, ws[ids[j]].typeURL
+		a, b := slices.Index(snapshot.TypeURLs, ws[ids[i]].typeURL), slices.Index(snapshot.TypeURLs, ws[ids[j]].typeURL)
 		if a != b {
-			return a == resourcev3.EndpointType
+			return a < b
 		}
 		return ids[i] < ids[j]
 	})
 	for _, id := range ids {
-		if s.respondPartialLocked(ws[id]) {
+		w := ws[id]
+		s.deferredNow = false
+		if s.respondPartialLocked(w) {
 			delete(ws, id)
+		} else if s.deferredNow {
+			s.enqueueLocked(w)
 		}
 	}
 	if len(ws) == 0 {
@@ -147,17 +159,26 @@ func (s *Server) respondPartialLocked(w *partialWatch) bool {
 	version := snap.GetVersion(typ)
 	subscribed := w.sub.SubscribedResources()
 	wildcard := w.sub.IsWildcard()
-	names := make([]string, 0, len(items))
+	// One pass to check Envoy asked for all, and count what it gets; no
+	// allocation: with a thousand nodes and two thousand load
+	// assignments this runs two million times per push.
+	count := 0
 	for name := range items {
 		if _, ok := subscribed[name]; ok || wildcard {
-			names = append(names, name)
+			count++
 		} else if w.flavour == snapshot.Envoy {
 			// Envoy has not asked for all of them yet: the listener or
 			// cluster that needs this one is still on its way.
 			return false
 		}
 	}
-	sort.Strings(names)
+	served := func(name string) bool {
+		if _, ok := items[name]; !ok {
+			return false
+		}
+		_, ok := subscribed[name]
+		return ok || wildcard
+	}
 
 	claimKey := w.node + "\x00" + typ
 	known := w.sub.ReturnedResources()
@@ -166,9 +187,11 @@ func (s *Server) respondPartialLocked(w *partialWatch) bool {
 			// The first request of a new stream, from a node that holds
 			// this version (it reconnected, here or to another replica):
 			// it has it all.
-			known = make(map[string]string, len(names))
-			for _, n := range names {
-				known[n] = vm[n]
+			known = make(map[string]string, count)
+			for n := range items {
+				if served(n) {
+					known[n] = vm[n]
+				}
 			}
 			s.claims[claimKey] = known
 			return false
@@ -176,14 +199,15 @@ func (s *Server) respondPartialLocked(w *partialWatch) bool {
 		known = s.claims[claimKey]
 	}
 	var changed []string
-	for _, n := range names {
-		if known[n] != vm[n] {
+	for n := range items {
+		if known[n] != vm[n] && served(n) {
 			changed = append(changed, n)
 		}
 	}
 	if w.req.GetVersionInfo() == version && len(changed) == 0 {
 		return false
 	}
+	sort.Strings(changed)
 	delete(s.claims, claimKey)
 
 	anys, size, ok := s.chunk(typ, items, changed)
@@ -194,14 +218,22 @@ func (s *Server) respondPartialLocked(w *partialWatch) bool {
 	if len(anys) < len(changed) {
 		respVersion += partialSuffix
 	}
-	returned := make(map[string]string, len(names))
-	for _, n := range names {
-		if v, ok := known[n]; ok {
-			returned[n] = v
-		}
+	returned := maps.Clone(known)
+	if returned == nil {
+		returned = make(map[string]string, count)
 	}
 	for _, n := range changed[:len(anys)] {
 		returned[n] = vm[n]
+	}
+	if len(returned) != count || len(anys) < len(changed) {
+		// The node no longer has what it unsubscribed from or what the
+		// snapshot dropped. (Otherwise returned holds every resource it
+		// is served, each known or just sent, and nothing else.)
+		for n := range returned {
+			if !served(n) {
+				delete(returned, n)
+			}
+		}
 	}
 	resp := &cachev3.PassthroughResponse{
 		Request:           w.req,
@@ -247,37 +279,49 @@ func (s *Server) respondDeltaLocked(w *partialWatch, snap *cachev3.Snapshot) boo
 	vm := snap.VersionMap[typ]
 	known := w.sub.ReturnedResources()
 	wildcard := w.sub.IsWildcard()
-	var names, removed []string
+	// As for SotW: no allocation unless something changed.
+	subscribed := w.sub.SubscribedResources()
+	served := func(name string) bool {
+		if _, ok := items[name]; !ok {
+			return false
+		}
+		_, ok := subscribed[name]
+		return ok || wildcard
+	}
+	var changed, removed []string
+	count := 0
 	if wildcard {
 		for name := range items {
-			names = append(names, name)
-		}
-		for name := range known {
-			if _, ok := items[name]; !ok {
-				removed = append(removed, name)
+			count++
+			if known[name] != vm[name] {
+				changed = append(changed, name)
 			}
 		}
 	} else {
-		for name := range w.sub.SubscribedResources() {
+		for name := range subscribed {
 			if _, ok := items[name]; ok {
-				names = append(names, name)
-			} else if _, ok := known[name]; ok {
-				removed = append(removed, name)
+				count++
+				if known[name] != vm[name] {
+					changed = append(changed, name)
+				}
 			}
 		}
 	}
-	sort.Strings(names)
-	sort.Strings(removed)
-	var changed []string
-	for _, n := range names {
-		if known[n] != vm[n] {
-			changed = append(changed, n)
+	if len(known) > count || len(changed) > 0 {
+		for name := range known {
+			if !served(name) {
+				if _, ok := items[name]; !ok || wildcard {
+					removed = append(removed, name)
+				}
+			}
 		}
 	}
 	first := wildcard && w.dreq.GetResponseNonce() == ""
 	if len(changed) == 0 && len(removed) == 0 && !first {
 		return false
 	}
+	sort.Strings(changed)
+	sort.Strings(removed)
 	anys, size, ok := s.chunk(typ, items, changed)
 	if !ok || !s.admitLocked(w.node+"\x00"+typ, size) {
 		return false
@@ -286,10 +330,13 @@ func (s *Server) respondDeltaLocked(w *partialWatch, snap *cachev3.Snapshot) boo
 	if len(anys) < len(changed) {
 		version += partialSuffix
 	}
-	next := make(map[string]string, len(names))
-	for _, n := range names {
-		if v, ok := known[n]; ok {
-			next[n] = v
+	next := maps.Clone(known)
+	if next == nil {
+		next = make(map[string]string, count)
+	}
+	for n := range next {
+		if !served(n) {
+			delete(next, n)
 		}
 	}
 	out := make([]*discoveryv3.Resource, len(anys))
@@ -332,6 +379,7 @@ func (s *Server) admitLocked(key string, size int) bool {
 	}
 	if s.inflight > 0 && s.inflight+size > s.inflightBudget {
 		s.m.deferred.Inc()
+		s.deferredNow = true
 		return false
 	}
 	s.inflight += size
@@ -351,19 +399,37 @@ func (s *Server) releaseLocked(key string) bool {
 	return true
 }
 
-// retryWaitingLocked answers the watches that waited for the budget, in
-// node order, while it lasts.
-func (s *Server) retryWaitingLocked() {
-	nodes := make([]string, 0, len(s.watches))
-	for n := range s.watches {
-		nodes = append(nodes, n)
+func (s *Server) enqueueLocked(w *partialWatch) {
+	if !w.queued {
+		w.queued = true
+		s.waiting = append(s.waiting, w)
 	}
-	sort.Strings(nodes)
-	for _, n := range nodes {
-		if s.inflight >= s.inflightBudget {
+}
+
+// retryWaitingLocked answers the watches that waited for the budget, in
+// the order they came, while it lasts. Only those are looked at: a
+// thousand nodes syncing cost one try per freed response, not one per
+// node.
+func (s *Server) retryWaitingLocked() {
+	for n := len(s.waiting); n > 0 && len(s.waiting) > 0 && s.inflight < s.inflightBudget; n-- {
+		w := s.waiting[0]
+		s.waiting[0] = nil
+		s.waiting = s.waiting[1:]
+		w.queued = false
+		ws := s.watches[w.node]
+		if ws[w.id] != w {
+			continue // answered or cancelled meanwhile
+		}
+		s.deferredNow = false
+		if s.respondPartialLocked(w) {
+			delete(ws, w.id)
+			if len(ws) == 0 {
+				delete(s.watches, w.node)
+			}
+		} else if s.deferredNow {
+			s.enqueueLocked(w)
 			return
 		}
-		s.respondPartialsLocked(n)
 	}
 }
 

@@ -69,8 +69,12 @@ type Server struct {
 	// node and type (partial.go).
 	inflight int
 	held     map[string]int
-	// largeResponse and inflightBudget are the bounds of admitLocked.
+	// largeResponse and inflightBudget are the bounds of admitLocked;
+	// waiting are the watches it deferred, in order; deferredNow says
+	// whether the last respondPartialLocked was deferred.
 	largeResponse, inflightBudget int
+	waiting                       []*partialWatch
+	deferredNow                   bool
 }
 
 // New builds the server. It serves nothing until the first Push.
@@ -232,10 +236,9 @@ func (b *byFlavour) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, 
 }
 
 func (b *byFlavour) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, ch chan cachev3.DeltaResponse) (func(), error) {
-	if partialType(req.GetTypeUrl()) {
-		return b.s.createPartialDeltaWatch(req, sub, ch)
-	}
-	return b.s.cacheFor(flavourOf(req.GetNode())).CreateDeltaWatch(req, sub, ch)
+	// Delta needs no full state: every type is answered with what the
+	// stream lacks, from shared encodings (partial.go).
+	return b.s.createPartialDeltaWatch(req, sub, ch)
 }
 
 func (b *byFlavour) Fetch(context.Context, *cachev3.Request) (cachev3.Response, error) {
