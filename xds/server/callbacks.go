@@ -78,10 +78,12 @@ func (s *Server) closed(k streamKey) {
 
 // firstRequest waits for a sync slot (syncslots.go), then signs the node
 // in. It runs on the stream's goroutine, before go-control-plane acts on
-// the request: until it returns, nothing is sent on the stream.
-func (s *Server) firstRequest(st *streamState, n *corev3.Node) error {
-	if n.GetId() == "" {
-		return s.signIn(st.key, n) // refused at once
+// the request: until it returns, nothing is sent on the stream. A node
+// that resumes (its request names what it holds) takes no slot: it is
+// sent only what it lacks, and may have nothing to ACK to free one.
+func (s *Server) firstRequest(st *streamState, n *corev3.Node, resuming bool) error {
+	if n.GetId() == "" || resuming {
+		return s.signIn(st.key, n)
 	}
 	slot, err := s.acquireSync(st.ctx)
 	if err != nil {
@@ -118,7 +120,7 @@ func (c *callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest)
 	k := streamKey{protoSotW, id}
 	st, version, answered := c.s.nodes.answer(k, req.GetTypeUrl(), req.GetResponseNonce())
 	if st != nil && st.node == nil {
-		return c.s.firstRequest(st, req.GetNode())
+		return c.s.firstRequest(st, req.GetNode(), req.GetVersionInfo() != "")
 	}
 	if !answered || st == nil || st.node == nil {
 		return nil
@@ -143,7 +145,7 @@ func (c *callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscove
 	k := streamKey{protoDelta, id}
 	st, version, answered := c.s.nodes.answer(k, req.GetTypeUrl(), req.GetResponseNonce())
 	if st != nil && st.node == nil {
-		return c.s.firstRequest(st, req.GetNode())
+		return c.s.firstRequest(st, req.GetNode(), len(req.GetInitialResourceVersions()) > 0)
 	}
 	if !answered || st == nil || st.node == nil {
 		return nil

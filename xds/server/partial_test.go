@@ -2,8 +2,8 @@ package server_test
 
 import (
 	"context"
-	"net/http/httptest"
 	"fmt"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -465,6 +465,15 @@ func TestFirstSyncsTakeTurns(t *testing.T) {
 		t.Fatal(err)
 	}
 	ra := recvType(t, a, resourcev3.RouteType)
+	// A node resuming with what it holds takes no slot: it signs in now.
+	c, err := adsclient.NewSotW(h.ctx, h.conn, envoyNode("slot-c", "mesh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Resume(resourcev3.ClusterType, ca.GetVersionInfo()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return strings.Contains(httptestNodes(t, h), "slot-c") })
 	rr := httptestNodes(t, h)
 	if strings.Contains(rr, "slot-b") {
 		t.Fatalf("slot-b signed in while slot-a held the only sync slot: %s", rr)
@@ -478,6 +487,7 @@ func TestFirstSyncsTakeTurns(t *testing.T) {
 	}
 	_ = a.CloseSend()
 	_ = b.CloseSend()
+	_ = c.CloseSend()
 }
 
 func httptestNodes(t *testing.T, h *harness) string {
