@@ -114,7 +114,7 @@ func (s *stream) claim(ctx context.Context, body []byte) *extprocv3.ProcessingRe
 		return s.replay(rec)
 	case idempotency.InFlight:
 		return s.problem(problem{Type: problemKeyInFlight, Title: "Request with this idempotency key in progress", Status: 409,
-			Detail: "A request with the same idempotency key is still being processed; retry later."})
+			Detail: "A request with the same idempotency key is still being processed, or went to the service and ended without a response to replay; retry later."})
 	default:
 		return s.problem(problem{Type: problemKeyReused, Title: "Idempotency key reused", Status: 422,
 			Detail: "This idempotency key was used for a different request; use a new key for a new request."})

@@ -289,3 +289,22 @@ routes:
 		t.Errorf("idempotency_total{too_large} = %v; want 1", got)
 	}
 }
+
+// TestIdempotencyGatewayTimeout: a 504 says the upstream did not answer
+// in time, not that it did not run the request: the key stays held
+// rather than freed for a second execution. A 503 (not reached) frees it.
+func TestIdempotencyGatewayTimeout(t *testing.T) {
+	s, reg := testServer(t, testConfig(t, idemConfig), component.Deps{})
+	mustExchange(t, s, post("pay", "slow", ""), requestBody(`{}`, true), responseHeaders(false, ":status", "504", "content-type", "text/plain"),
+		responseBody("upstream request timeout", true))
+	if code, _ := problemOf(t, mustExchange(t, s, post("pay", "slow", ""), requestBody(`{}`, true))[1]); code != 409 {
+		t.Errorf("retry after a 504 = %d; want 409 until lockTimeout", code)
+	}
+	mustExchange(t, s, post("pay", "down", ""), requestBody(`{}`, true), responseHeaders(true, ":status", "503"))
+	if got := mustExchange(t, s, post("pay", "down", ""), requestBody(`{}`, true)); got[1].GetRequestBody() == nil {
+		t.Errorf("retry after a 503 = %v; want it to run", got[1])
+	}
+	if got := counter(t, reg, "gatehouse_extproc_idempotency_total", "route", "pay", "result", "unknown_outcome"); got != 1 {
+		t.Errorf("idempotency_total{unknown_outcome} = %v; want 1", got)
+	}
+}

@@ -67,7 +67,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"route", "direction"}),
 		idem: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_extproc_idempotency_total",
-			Help: "Idempotency key outcomes: acquired, replay, in_flight (409), mismatch (422), invalid_key, missing_key, stored, released (the request did not run: the key is freed), held (the stream ended after the request went on, with no response stored: the key stays held until lockTimeout), lost, too_large (response too large to store: held until lockTimeout), store_error (record not stored), store_error_open, store_error_closed.",
+			Help: "Idempotency key outcomes: acquired, replay, in_flight (409), mismatch (422), invalid_key, missing_key, stored, released (the request did not run: the key is freed), held (the stream ended after the request went on, with no response stored: the key stays held until lockTimeout), unknown_outcome (a 504: held until lockTimeout), unreplayable (a status Envoy cannot replay: held), lost, too_large (response too large to store: held until lockTimeout), store_error (record not stored), store_error_open, store_error_closed.",
 		}, []string{"route", "result"}),
 		bodies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_extproc_bodies_total",
@@ -83,7 +83,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"reason"}),
 		stages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_extproc_stage_streams_total",
-			Help: "ext_proc streams by the filter that opened them: pre_authz (before ext_authz), post_authz (after ext_authz and the rate limit), or all (one filter: a hand-written Envoy config or a proxyless gRPC client).",
+			Help: "ext_proc streams by the filter that opened them: pre_authz (before ext_authz), post_authz (after ext_authz and the rate limit), budget (the cost budget filter, before the router), or all (one filter: a hand-written Envoy config or a proxyless gRPC client).",
 		}, []string{"stage"}),
 	}
 	for _, c := range []prometheus.Collector{m.streams, m.messages, m.seconds, m.results, m.redactions, m.violations, m.idem, m.bodies, m.lookups, m.protocol, m.stages} {

@@ -83,8 +83,8 @@ func (s *stream) responseComplete(ctx context.Context, body []byte, checked bool
 		if err != nil {
 			r.m.body("response", "uninspectable", "rejected")
 			// The upstream ran: the key stays held (finish) until
-			// lockTimeout. The content-encoding header is already gone: a body that
-			// cannot be decoded cannot be sent on as it is.
+			// lockTimeout. The content-encoding header is already gone:
+			// a body that cannot be decoded cannot be sent on as it is.
 			return s.problem(problem{Type: problemUninspected, Title: "Response cannot be inspected", Status: 502,
 				Detail: "The upstream's gzip response could not be decoded within this API's inspection limit."}), nil
 		}

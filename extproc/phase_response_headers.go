@@ -67,9 +67,20 @@ func (responseHeadersPhase) answer(ctx context.Context, s *stream, req *extprocv
 	}
 	s.validateResp = r.contract != nil && r.oaResp && s.oaMatch != nil
 	if s.idem.held {
-		if !idempotency.Storable(s.status) {
+		switch {
+		case idempotency.Frees(s.status):
 			s.release(ctx, "released")
-		} else {
+		case !idempotency.Storable(s.status):
+			// The request ran (or may have: a 504) and its answer cannot
+			// be replayed: the key stays held until lockTimeout, so that
+			// a retry does not run it again at once.
+			s.idem.held = false
+			if s.status == 504 {
+				r.m.idempotency("unknown_outcome")
+			} else {
+				r.m.idempotency("unreplayable")
+			}
+		default:
 			s.idem.rec = &idempotency.Record{Status: s.status}
 			for _, h := range hs {
 				if idempotency.Replayable(h.Name) && h.Name != hygiene.RequestIDHeader && h.Name != hygiene.TraceparentHeader &&

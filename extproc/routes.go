@@ -35,6 +35,8 @@ type runtime struct {
 	timeout     time.Duration
 	// none is the route of streams that matched nothing: no processors.
 	none *route
+	// budgets are the routes' cost budgets, by route id (the budget stage).
+	budgets map[string]*budgetPolicy
 }
 
 // route is a route's compiled processors, in their fixed order.
@@ -73,7 +75,7 @@ func (r *route) processors() bool {
 // compile turns cfg into a runtime. m may be nil (validation only). The
 // problems found are config.Errors with field paths.
 func compile(ctx context.Context, cfg *config.Config, m *metrics) (*runtime, error) {
-	rt := &runtime{routes: map[string]*route{}, timeout: config.Defaults[config.ExtProc]().MessageTimeout.D()}
+	rt := &runtime{routes: map[string]*route{}, budgets: map[string]*budgetPolicy{}, timeout: config.Defaults[config.ExtProc]().MessageTimeout.D()}
 	if cfg.ExtProc != nil {
 		rt.timeout = cfg.ExtProc.MessageTimeout.D()
 	}
@@ -90,6 +92,9 @@ func compile(ctx context.Context, cfg *config.Config, m *metrics) (*runtime, err
 		rt.routes[cr.ID] = r
 		if m != nil {
 			r.m = m.forRoute(cr.ID)
+		}
+		if bp := compileBudget(cfg, cr); bp != nil {
+			rt.budgets[cr.ID] = bp
 		}
 		e := cr.ExtProc
 		if r.needs.Disabled || e == nil {

@@ -25,6 +25,8 @@ import (
 	"github.com/gatehouse/gatehouse/extproc/idempotency"
 	"github.com/gatehouse/gatehouse/internal/component"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/contract"
+	"github.com/gatehouse/gatehouse/ratelimit/budget"
 )
 
 // Server serves ext_proc.
@@ -35,6 +37,9 @@ type Server struct {
 	m     *metrics
 	store idempotency.Store
 	rt    atomic.Pointer[runtime]
+	// budgets keeps the routes' cost budgets (the budget stage).
+	budgets budget.Store
+	bm      *budgetMetrics
 }
 
 // New builds the ext_proc server. The first config is applied by Prepare.
@@ -49,11 +54,17 @@ func New(cfg *config.Config, deps component.Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{deps: deps, log: deps.Logger, m: m}
+	bm, err := newBudgetMetrics(deps.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{deps: deps, log: deps.Logger, m: m, bm: bm}
 	switch {
 	case deps.Redis != nil:
 		s.store = idempotency.NewRedis(deps.Redis, deps.KeyPrefix)
+		s.budgets = budget.NewRedis(deps.Redis, budget.RedisOptions{KeyPrefix: deps.KeyPrefix})
 	default:
+		s.budgets = budget.NewMemory(budget.MemoryOptions{})
 		n := 100_000
 		if cfg.ExtProc != nil {
 			n = cfg.ExtProc.Idempotency.MemoryMaxKeys
@@ -96,6 +107,7 @@ func (s *Server) Prepare(cfg *config.Config) (func(), error) {
 		for id := range old.routes {
 			if _, ok := rt.routes[id]; !ok {
 				s.m.forget(id)
+				s.bm.forget(id)
 			}
 		}
 	}, nil
@@ -105,6 +117,11 @@ func (s *Server) Prepare(cfg *config.Config) (func(), error) {
 // the store must answer.
 func (s *Server) Ready(ctx context.Context) error {
 	rt := s.rt.Load()
+	if len(rt.budgets) > 0 {
+		if err := s.budgets.Ping(ctx); err != nil {
+			return err
+		}
+	}
 	for _, r := range rt.routes {
 		if r.idem != nil {
 			return s.store.Ping(ctx)
@@ -120,6 +137,11 @@ func (s *Server) Close(context.Context) error { return nil }
 // order until Envoy half-closes, cancels, or gatehouse answers with an
 // immediate response.
 func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) (err error) {
+	if stageOf(srv.Context()) == contract.ExtProcStageBudget {
+		// The budget filter's stream (budget_stream.go).
+		s.m.stages.WithLabelValues(contract.ExtProcStageBudget).Inc()
+		return s.processBudget(srv)
+	}
 	ctx := srv.Context()
 	stage, serr := streamStage(ctx)
 	if serr != nil {

@@ -59,10 +59,10 @@ func (m *metrics) stageStreams(st config.ExtProcStage) prometheus.Counter {
 // stageViews builds the views of r that each stage runs: the
 // processors of config.RouteExtProc.ForStage, with that stage's needs.
 func (r *route) stageViews(cr *config.Route, cfg *config.Config) {
-	pre := &route{id: r.id, m: r.m, limit: r.limit, reject: r.reject, needs: cr.ExtProcStageNeeds(cfg, config.ExtProcStagePreAuthz),
+	pre := &route{id: r.id, m: r.m, limit: r.limit, reject: r.reject, json: r.json, needs: cr.ExtProcStageNeeds(cfg, config.ExtProcStagePreAuthz),
 		hygiene: r.hygiene, security: r.security}
-	post := &route{id: r.id, m: r.m, limit: r.limit, reject: r.reject, needs: cr.ExtProcStageNeeds(cfg, config.ExtProcStagePostAuthz),
-		contract: r.contract, oaBody: r.oaBody, oaResp: r.oaResp, redactor: r.redactor, idem: r.idem, json: r.json,
+	post := &route{id: r.id, m: r.m, limit: r.limit, reject: r.reject, json: r.json, needs: cr.ExtProcStageNeeds(cfg, config.ExtProcStagePostAuthz),
+		contract: r.contract, oaBody: r.oaBody, oaResp: r.oaResp, redactor: r.redactor, idem: r.idem,
 		// The answers the second stage makes itself (a 400 for the
 		// contract, a replay) carry the request's ids and the security
 		// headers too; the first stage set the ids on the request.

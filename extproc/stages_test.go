@@ -2,6 +2,8 @@ package extproc
 
 import (
 	"context"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -24,6 +26,7 @@ routes:
     extproc:
       hygiene: {}
       idempotency: {}
+      json: {trailingData: allow}
       openapi:
         spec: |
           openapi: 3.0.3
@@ -175,6 +178,47 @@ func TestStreamStage(t *testing.T) {
 		}
 		if err != nil || got != tc.want {
 			t.Errorf("streamStage(%v) = %q, %v; want %q", tc.md, got, err, tc.want)
+		}
+	}
+}
+
+// TestStagesKeepJSONRules: the post_authz stage reads bodies with the
+// route's JSON rules, not the strict defaults.
+func TestStagesKeepJSONRules(t *testing.T) {
+	s, _ := testServer(t, testConfig(t, strictConfig), component.Deps{})
+	body := `{"name":"Rex","status":"sold"} {"x":1}`
+	out := exchangeStage(t, s, config.ExtProcStagePostAuthz, requestHeaders("legacy", false, buffered, postPets("legacy", "/legacy/pets")...), requestBody(body, true))
+	if out[len(out)-1].GetRequestBody() == nil {
+		t.Errorf("post_authz on the relaxed route = %v; want the body through", out[len(out)-1])
+	}
+	out = exchangeStage(t, s, config.ExtProcStagePostAuthz, requestHeaders("pets", false, buffered, postPets("pets", "/v1/pets")...), requestBody(body, true))
+	if code, _ := problemOf(t, out[len(out)-1]); code != 400 {
+		t.Errorf("post_authz on the strict route = %d; want 400", code)
+	}
+}
+
+// TestStageViewsCopyEveryField: a stage's view of a route is built field
+// by field (a route holds an atomic, so it cannot be copied whole); a
+// field added to route later must reach the views, or be cleared here
+// on purpose.
+func TestStageViewsCopyEveryField(t *testing.T) {
+	s, _ := testServer(t, testConfig(t, stagesConfig), component.Deps{})
+	r := s.rt.Load().routes["orders"]
+	cleared := map[string]map[string]bool{
+		"pre":  {"contract": true, "oaBody": true, "oaResp": true, "redactor": true, "idem": true},
+		"post": {"hygiene": true, "correlate": true},
+	}
+	own := map[string]bool{"needs": true, "pre": true, "post": true, "lastLog": true}
+	for name, v := range map[string]*route{"pre": r.pre, "post": r.post} {
+		rv, vv := reflect.ValueOf(r).Elem(), reflect.ValueOf(v).Elem()
+		for i := range rv.NumField() {
+			f := rv.Type().Field(i).Name
+			if own[f] || cleared[name][f] {
+				continue
+			}
+			if got, want := fmt.Sprint(vv.Field(i)), fmt.Sprint(rv.Field(i)); got != want {
+				t.Errorf("%s view: route.%s = %s; want the route's %s (copy it in stageViews, or clear it on purpose)", name, f, got, want)
+			}
 		}
 	}
 }

@@ -125,18 +125,30 @@ type Record struct {
 	Body   []byte
 }
 
-// Storable reports whether a response with status should be stored and
-// replayed. Responses that say the request did not run (or may not have)
-// free the key instead, so that a retry runs it: 401/403 (refused by
-// ext_authz, which runs after ext_proc), 408, 425, 429 (rate limited), and
-// 502/503/504 (the upstream was not reached or did not answer). Every
-// other status, 500 included, is what the endpoint did and is replayed,
-// as Stripe does. A status that Envoy's ImmediateResponse cannot carry
-// (one outside envoy.type.v3.StatusCode, such as 299 or 520) cannot be
-// replayed faithfully either, so it is not stored.
-func Storable(status int) bool {
+// Frees reports whether a response with status says the request did not
+// run, so that its key is freed and a retry runs it: 401/403 (refused
+// by the upstream, or by ext_authz where one ext_proc filter runs in front
+// of it), 408, 425, 429 (rate limited), and 502/503 (the
+// upstream was not reached). A request with any other answer ran, or may
+// have: its key is stored with the response or stays held.
+func Frees(status int) bool {
 	switch status {
-	case 401, 403, 408, 425, 429, 502, 503, 504:
+	case 401, 403, 408, 425, 429, 502, 503:
+		return true
+	}
+	return false
+}
+
+// Storable reports whether a response with status should be stored and
+// replayed. Every status that is the endpoint's answer, 500 included, is
+// replayed, as Stripe does; not those that free the key (Frees), nor 504
+// (the upstream did not answer in time: what it did is unknown), nor one
+// Envoy's ImmediateResponse cannot carry (outside envoy.type.v3.StatusCode,
+// such as 299 or 520), which could not be replayed faithfully. The key of
+// a request that ran but cannot be stored stays held until the lock
+// expires, so that a retry does not run it again at once.
+func Storable(status int) bool {
+	if Frees(status) || status == 504 {
 		return false
 	}
 	if _, ok := typev3.StatusCode_name[int32(status)]; !ok {

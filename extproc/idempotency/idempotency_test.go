@@ -246,9 +246,14 @@ func TestValidKeyAndStoreKey(t *testing.T) {
 		a == StoreKey("orders", []string{"Bearer t1", ""}, "k") || a != StoreKey("orders", []string{"Bearer t1"}, "k") {
 		t.Errorf("StoreKey does not separate routes and scopes")
 	}
-	for s, want := range map[int]bool{200: true, 201: true, 400: true, 500: true, 401: false, 429: false, 503: false, 100: false, 299: false, 520: false} {
+	for s, want := range map[int]bool{200: true, 201: true, 400: true, 500: true, 401: false, 429: false, 503: false, 504: false, 100: false, 299: false, 520: false} {
 		if got := Storable(s); got != want {
 			t.Errorf("Storable(%d) = %v; want %v", s, got, want)
+		}
+	}
+	for s, want := range map[int]bool{401: true, 403: true, 429: true, 502: true, 503: true, 504: false, 500: false, 201: false, 520: false} {
+		if got := Frees(s); got != want {
+			t.Errorf("Frees(%d) = %v; want %v", s, got, want)
 		}
 	}
 }

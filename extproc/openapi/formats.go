@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -49,11 +50,13 @@ func formatOptions(ignore bool) []openapi3.SchemaValidationOption {
 	return []openapi3.SchemaValidationOption{openapi3.WithStringFormatValidators(m)}
 }
 
-// checkEmail: an RFC 5322 addr-spec (local@domain) alone, no display name
-// or angle brackets, as RFC 5321 mailboxes are written.
+// checkEmail: an RFC 5322 addr-spec (local@domain, the local part maybe
+// quoted) alone: no display name, angle brackets, comments or spaces
+// around it, as RFC 5321 mailboxes are written.
 func checkEmail(s string) error {
 	a, err := mail.ParseAddress(s)
-	if err != nil || a.Name != "" || a.Address != s {
+	if err != nil || a.Name != "" || strings.ContainsAny(s, "<>()") || strings.TrimSpace(s) != s ||
+		(a.Address != s && !strings.HasPrefix(s, `"`)) {
 		return errors.New("not an e-mail address (local@domain, RFC 5322 addr-spec)")
 	}
 	return nil

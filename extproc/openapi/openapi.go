@@ -288,10 +288,18 @@ func (c *Contract) ValidateRequest(ctx context.Context, r Request) (*Match, []Vi
 // decodeParams percent-decodes path parameters in place, exactly once
 // (RFC 3986 §6.2.2.2: %34%32 is 42). A parameter holding an encoded slash
 // or backslash is refused: decoded, it would move a segment boundary for
-// whichever reader decodes before splitting the path.
+// whichever reader decodes before splitting the path; so is one that is a
+// dot segment (. or .., written plain or encoded), which a reader that
+// normalizes removes along with the segment before it.
 func decodeParams(params map[string]string) []Violation {
 	var out []Violation
 	for name, raw := range params {
+		if raw == "." || raw == ".." {
+			// Left to the router (which matched it as a segment), a dot
+			// segment would be removed by a reader that normalizes.
+			out = append(out, Violation{In: "path", Name: name, Detail: "is a dot segment (. or ..), which would change the path's structure"})
+			continue
+		}
 		if !strings.Contains(raw, "%") {
 			continue
 		}
@@ -302,6 +310,10 @@ func decodeParams(params map[string]string) []Violation {
 		dec, err := url.PathUnescape(raw)
 		if err != nil {
 			out = append(out, Violation{In: "path", Name: name, Detail: "holds an invalid percent-encoding"})
+			continue
+		}
+		if dec == "." || dec == ".." {
+			out = append(out, Violation{In: "path", Name: name, Detail: "is a dot segment (. or ..), which would change the path's structure"})
 			continue
 		}
 		params[name] = dec
@@ -366,10 +378,10 @@ func strictBody(body []byte, rules jsonx.Rules) (Violation, bool) {
 	if err == nil || !errors.As(err, &se) {
 		return Violation{}, false
 	}
-	switch se.Err {
-	case jsonx.ErrTrailingData:
+	switch {
+	case errors.Is(se, jsonx.ErrTrailingData):
 		return Violation{In: "body", Detail: "data follows the JSON text; a body is one JSON text (RFC 8259 §2)"}, true
-	case jsonx.ErrDuplicateName:
+	case errors.Is(se, jsonx.ErrDuplicateName):
 		return Violation{In: "body", Pointer: se.Pointer, Detail: "this member is named twice in its object; names must be unique (I-JSON, RFC 7493 §2.3)"}, true
 	}
 	return Violation{}, false

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"io"
 	"testing"
 	"time"
 
@@ -98,6 +99,58 @@ func FuzzRedact(f *testing.F) {
 			t.Fatalf("decode output %q: %v", out, err)
 		}
 		checkClean(t, &r.det, v, out)
+	})
+}
+
+// FuzzRedactRelaxed: with both JSON rules relaxed, a body is a sequence of
+// JSON texts; what comes out is a sequence of valid texts with nothing a
+// detector finds, or the body unchanged with an error.
+func FuzzRedactRelaxed(f *testing.F) {
+	for _, s := range []string{
+		`{"a":"jane@example.com"} {"a":"x","a":"4111 1111 1111 1111"}`, `1 2 3`, `{"p":"x"}{"p":"y"}` + "\n", `[] x`, `{"a":1,"a":{"b":2,"b":3}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	r, err := New(Options{
+		Paths: []string{"$.p", "$..number"}, Email: true, Cards: true, NationalIDs: true, BearerTokens: true,
+		JSON: jsonx.Rules{AllowTrailingData: true, AllowDuplicateNames: true},
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out, counts, err := r.Redact(in)
+		if err != nil {
+			if !bytes.Equal(out, in) || counts.Total() != 0 {
+				t.Fatalf("Redact(%q) = %q, %v; want the input unchanged", in, out, err)
+			}
+			if errors.Is(err, jsonx.ErrDuplicateName) {
+				t.Fatalf("Redact(%q) = %v with duplicates allowed", in, err)
+			}
+			return
+		}
+		out = bytes.TrimPrefix(out, []byte(bom))
+		d := json.NewDecoder(bytes.NewReader(out))
+		d.UseNumber()
+		n := 0
+		for {
+			var v any
+			err := d.Decode(&v)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				if bytes.Count(in, []byte("["))+bytes.Count(in, []byte("{")) >= 10000 {
+					return // deeper than encoding/json reads
+				}
+				t.Fatalf("Redact(%q) = %q: text %d is not valid JSON: %v", in, out, n, err)
+			}
+			checkClean(t, &r.det, v, out)
+			n++
+		}
+		if n == 0 {
+			t.Fatalf("Redact(%q) = %q accepted no JSON text", in, out)
+		}
 	})
 }
 

@@ -86,7 +86,7 @@ func (r *Redactor) Redact(body []byte) ([]byte, Counts, error) {
 	s := r.scratch.Get().(*scanner)
 	s.reset(r, body)
 	err := s.run()
-	if err == errSyntax && s.textDone {
+	if errors.Is(err, errSyntax) && s.textDone {
 		// A client's streaming decoder reads the first text and stops:
 		// sent on unchanged, what it reads would be unmasked.
 		err = jsonx.ErrTrailingData

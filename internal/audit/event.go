@@ -24,6 +24,10 @@ const (
 	// KindJWKSChange is a fetch that changed an issuer's remote key set:
 	// keys added or removed, by kid (never key material).
 	KindJWKSChange Kind = "jwks.change"
+	// KindBudgetSettle is the settlement of a request's cost budget: its
+	// settle id (ID), the caller, and in Detail the budget, the estimate
+	// reserved, the actual cost and how it was read.
+	KindBudgetSettle Kind = "budget.settle"
 	// KindStart is the first line a writer writes to a sink: it continues
 	// the chain found there or begins a new one, and says which.
 	KindStart Kind = "audit.start"

@@ -167,3 +167,39 @@ func TestExtProcValidation(t *testing.T) {
 		})
 	}
 }
+
+// TestExtProcStrictness: strict JSON and format checks are the defaults;
+// each is relaxed by name, and a mistyped rule says what is valid.
+func TestExtProcStrictness(t *testing.T) {
+	cfg, err := loadExtProc(t, "extproc: {}\nroutes:\n  - id: a\n    match: {prefix: /}\n    extproc: {openapi: {spec: x}}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := cfg.Routes[0].ExtProc
+	if e.JSON.TrailingData != JSONReject || e.JSON.DuplicateNames != JSONReject || !e.OpenAPI.CheckFormats {
+		t.Errorf("defaults: json %+v, checkFormats %v; want reject, reject, true", e.JSON, e.OpenAPI.CheckFormats)
+	}
+	cfg, err = loadExtProc(t, "extproc: {}\nroutes:\n  - id: a\n    match: {prefix: /}\n    extproc:\n      openapi: {spec: x, checkFormats: false}\n      json: {trailingData: allow, duplicateNames: allow}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := cfg.Routes[0].ExtProc; e.JSON.TrailingData != JSONAllow || e.JSON.DuplicateNames != JSONAllow || e.OpenAPI.CheckFormats {
+		t.Errorf("relaxed: json %+v, checkFormats %v", e.JSON, e.OpenAPI.CheckFormats)
+	}
+	_, err = loadExtProc(t, "extproc: {}\nroutes:\n  - id: a\n    match: {prefix: /}\n    extproc:\n      openapi: {spec: x}\n      json: {duplicateNames: first}\n")
+	if err == nil || !strings.Contains(err.Error(), `gh.yaml:8: routes[0].extproc.json.duplicateNames: "first" is not a JSON rule; use reject|allow`) {
+		t.Errorf("mistyped rule: %v", err)
+	}
+}
+
+// TestExtProcJSONRulesWithoutBodies: relaxing JSON rules where no body is
+// read is worth a warning, not an error.
+func TestExtProcJSONRulesWithoutBodies(t *testing.T) {
+	cfg, err := loadExtProc(t, "extproc: {}\nroutes:\n  - id: a\n    match: {prefix: /}\n    extproc:\n      hygiene: {}\n      json: {trailingData: allow}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0].Error(), "routes[0].extproc.json: relaxes JSON rules on a route that reads no JSON body") {
+		t.Errorf("warnings = %v; want one about routes[0].extproc.json", cfg.Warnings)
+	}
+}

@@ -89,6 +89,10 @@ func (e *RouteExtProc) validate(p Path, c *Config, errs *Errors) {
 			errs.Add(op.Field("basePath"), "%q must start with / and hold no query or fragment", o.BasePath)
 		}
 	}
+	if (e.JSON.TrailingData == JSONAllow || e.JSON.DuplicateNames == JSONAllow) &&
+		(e.OpenAPI == nil || !e.OpenAPI.RequestBody) && e.Redact == nil {
+		errs.Warn(p.Field("json"), "relaxes JSON rules on a route that reads no JSON body (no openapi with requestBody, no redact): it has no effect")
+	}
 	if r := e.Redact; r != nil {
 		rp := p.Field("redact")
 		for i, s := range r.Paths {

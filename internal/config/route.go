@@ -22,6 +22,10 @@ type Route struct {
 	RateLimit *RouteRateLimit `yaml:"ratelimit,omitempty"`
 	// ExtProc turns on request/response processors for the route.
 	ExtProc *RouteExtProc `yaml:"extproc,omitempty"`
+	// Budget is the route's cost budget (tokens, bytes, credits per tier
+	// per window), reserved and settled by ext_proc; it needs the extproc
+	// section.
+	Budget *RouteBudget `yaml:"budget,omitempty"`
 }
 
 // Match selects requests the way an Envoy route does. Hosts pick the

@@ -169,6 +169,9 @@ func (r *Route) validate(p Path, c *Config, errs *Errors) {
 		r.ExtProc.validate(p.Field("extproc"), c, errs)
 		r.ExtProc.validateGRPC(p.Field("extproc"), r, c, errs)
 	}
+	if r.Budget != nil {
+		r.Budget.validate(p.Field("budget"), r, c, errs)
+	}
 }
 
 var httpToken = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")

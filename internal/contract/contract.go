@@ -56,6 +56,17 @@ const (
 	ExtProcPathAttribute = "request.path"
 	ExtProcHostAttribute = "request.host"
 
+	// ExtProcBudgetFilterName is a third ext_proc filter, after the
+	// post_authz stage and before the router, that reserves and settles
+	// cost budgets (ExtProcStageBudget). It is a filter of its own rather
+	// than part of post_authz because it needs another response body mode:
+	// the cost is read from a body streamed past unchanged (an event
+	// stream is never held back), where redaction and idempotency buffer
+	// it; and being closest to the router, it reads the upstream's own
+	// response before any processor changes it.
+	ExtProcBudgetFilterName = ExtProcFilterName + "." + ExtProcStageBudget
+	ExtProcStageBudget      = "budget"
+
 	// RouteMetadataNamespace is the route metadata (filter_metadata)
 	// namespace xds writes on every route, holding RouteMetadataID. Access
 	// logs and ext_proc metadata_options can forward it.

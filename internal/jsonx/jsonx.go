@@ -1,7 +1,10 @@
-// Package jsonx is gatehouse's one hand-written JSON string encoder, used
-// where encoding/json would cost an allocation per value on a hot path:
-// audit lines and redacted response bodies. Both write text that people
-// and other programs read back, so both escape alike.
+// Package jsonx is gatehouse's hand-written JSON: the one string encoder,
+// used where encoding/json would cost an allocation per value on a hot path
+// (audit lines and redacted response bodies, which people and other
+// programs read back, so both escape alike); and the strict reading rules
+// (one JSON text, unique member names) that the OpenAPI validator's guard
+// (Check) and the redaction scanner (Names, Unescape) share, so that both
+// call the same bodies strict and the same two names equal.
 package jsonx
 
 import (

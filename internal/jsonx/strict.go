@@ -47,10 +47,10 @@ type StrictError struct {
 }
 
 func (e *StrictError) Error() string {
-	switch e.Err {
-	case ErrDuplicateName:
+	switch {
+	case errors.Is(e.Err, ErrDuplicateName):
 		return fmt.Sprintf("member %s is named twice in its object (RFC 7493 §2.3 forbids duplicate names)", e.Pointer)
-	case ErrTrailingData:
+	case errors.Is(e.Err, ErrTrailingData):
 		return fmt.Sprintf("data after the JSON text at byte %d (RFC 8259 §2: a body is one JSON text)", e.Offset)
 	}
 	return fmt.Sprintf("not valid JSON at byte %d", e.Offset)
@@ -102,7 +102,7 @@ type checkFrame struct {
 
 func (c *checker) fail(err error, off int) error {
 	e := &StrictError{Err: err, Offset: off}
-	if err == ErrDuplicateName {
+	if errors.Is(err, ErrDuplicateName) {
 		e.Pointer = c.pointer()
 	}
 	return e
@@ -144,7 +144,7 @@ func (c *checker) run() error {
 			}
 			continue
 		case ch == '"':
-			if _, err := c.str(false); err != nil {
+			if _, err := c.str(); err != nil {
 				return err
 			}
 		case ch == '-' || ch >= '0' && ch <= '9':
@@ -215,7 +215,7 @@ func (c *checker) member() error {
 	}
 	start := c.pos
 	top.nameOff = start
-	name, err := c.str(true)
+	name, err := c.str()
 	if err != nil {
 		return err
 	}
@@ -231,9 +231,9 @@ func (c *checker) member() error {
 	return nil
 }
 
-// str reads the string at c.pos; with decode, it returns its decoded
-// text (valid until the next call).
-func (c *checker) str(decode bool) ([]byte, error) {
+// str reads the string at c.pos and returns its decoded text (valid until
+// the next call).
+func (c *checker) str() ([]byte, error) {
 	in, start := c.in, c.pos
 	i := start + 1
 	for i < len(in) && in[i] != '"' && in[i] != '\\' && in[i] >= 0x20 {

@@ -58,9 +58,6 @@ type cluster struct {
 
 	mu    sync.RWMutex
 	lanes map[string]*lane
-	// tmpl are the options of the first node client seen, the template of
-	// the store's own node clients.
-	tmpl *redis.Options
 
 	// masters are the addresses the prober last found owning slots.
 	masters atomic.Pointer[[]string]
@@ -85,16 +82,43 @@ type group struct {
 // at once, then sends again, alone, every op Redis said it did not run.
 func (c *cluster) eval(ctx context.Context, ops []*Op) error {
 	start := time.Now()
+	sent := false
+	// The common case, every op's keys on one node, takes no grouping.
+	if ln := c.oneLane(ctx, ops); ln != nil {
+		if err := ln.eval(ops); err != nil {
+			for _, op := range ops {
+				op.Err, op.route = err, route{}
+			}
+			return err
+		}
+		redirected := false
+		for _, op := range ops {
+			redirected = redirected || op.route.kind != redirectNone
+		}
+		if !redirected {
+			return outcome(ops)
+		}
+		sent = true
+	}
 	todo := make([]*Op, 0, len(ops))
 	for _, op := range ops {
-		op.Err, op.route = nil, route{}
-		if len(op.Limits) == 0 {
-			op.Applied = true
-			continue
+		switch {
+		case sent:
+			// Only what Redis said it did not run goes again.
+			if op.route.kind != redirectNone {
+				todo = append(todo, op)
+			}
+		case len(op.Limits) == 0:
+			op.Err, op.route, op.Applied = nil, route{}, true
+		case op.Err == nil:
+			todo = append(todo, op)
 		}
-		todo = append(todo, op)
 	}
-	for attempt := 0; len(todo) > 0; attempt++ {
+	first := 0
+	if sent {
+		first = 1 // the redirected ops' first attempt is made
+	}
+	for attempt := first; len(todo) > 0; attempt++ {
 		if attempt > 0 {
 			if attempt > maxRedirects || time.Since(start) > c.opts.Timeout {
 				for _, op := range todo {
@@ -125,6 +149,31 @@ func (c *cluster) eval(ctx context.Context, ops []*Op) error {
 		}
 	}
 	return outcome(ops)
+}
+
+// oneLane resets ops for an Eval and returns their lane when every op
+// has limits and all live on one node; nil otherwise (then each op that
+// could not be routed has its Err set).
+func (c *cluster) oneLane(ctx context.Context, ops []*Op) *lane {
+	var one *lane
+	for _, op := range ops {
+		op.Err, op.route = nil, route{}
+	}
+	for _, op := range ops {
+		if len(op.Limits) == 0 {
+			return nil
+		}
+		ln, err := c.laneOf(ctx, op)
+		if err != nil {
+			op.Err = wrapErr(err)
+			return nil
+		}
+		if one != nil && ln != one {
+			return nil
+		}
+		one = ln
+	}
+	return one
 }
 
 // outcome is Eval's error for ops whose Err is set: nil when none failed,
@@ -193,20 +242,67 @@ func (c *cluster) run(groups []group) {
 func (c *cluster) laneOf(ctx context.Context, op *Op) (*lane, error) {
 	switch op.route.kind {
 	case redirectMoved, redirectAsk:
-		return c.lane(op.route.addr, nil)
+		return c.lane(op.route.addr)
 	}
-	rctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
-	defer cancel()
-	node, err := c.cc.MasterForKey(rctx, op.Limits[0].Key)
+	// go-redis' view of the cluster: a round trip only before the first
+	// topology is read (bounded by the client's timeouts and ctx).
+	node, err := c.cc.MasterForKey(ctx, op.Limits[0].Key)
 	if err != nil {
 		return nil, err
 	}
-	return c.lane(node.Options().Addr, node)
+	return c.lane(node.Options().Addr)
+}
+
+// nodeOptions are the options of the store's own client of one node: the
+// cluster client's (as go-redis derives its node clients' — reading a
+// node client's own Options would race with its first handshake, which
+// writes them), never resending, bounded by the caller's deadline.
+func nodeOptions(co *redis.ClusterOptions, addr string, pipelines int) *redis.Options {
+	o := &redis.Options{
+		Addr:                         addr,
+		ClientName:                   co.ClientName,
+		Dialer:                       co.Dialer,
+		OnConnect:                    co.OnConnect,
+		Protocol:                     co.Protocol,
+		Username:                     co.Username,
+		Password:                     co.Password,
+		CredentialsProvider:          co.CredentialsProvider,
+		CredentialsProviderContext:   co.CredentialsProviderContext,
+		StreamingCredentialsProvider: co.StreamingCredentialsProvider,
+		// Never send a pipeline again: an op whose answer was lost may
+		// have run. Redirects are followed per op, in eval.
+		MaxRetries:         -1,
+		DialTimeout:        co.DialTimeout,
+		DialerRetries:      co.DialerRetries,
+		DialerRetryTimeout: co.DialerRetryTimeout,
+		DialerRetryBackoff: co.DialerRetryBackoff,
+		ReadTimeout:        co.ReadTimeout,
+		WriteTimeout:       co.WriteTimeout,
+		// The store's timeout bounds each round trip, whatever the socket
+		// timeouts.
+		ContextTimeoutEnabled: true,
+		// The slots' connections, the prober's, and one spare.
+		PoolSize:        pipelines + 2,
+		PoolTimeout:     co.PoolTimeout,
+		ConnMaxIdleTime: co.ConnMaxIdleTime,
+		ConnMaxLifetime: co.ConnMaxLifetime,
+		ReadBufferSize:  co.ReadBufferSize,
+		WriteBufferSize: co.WriteBufferSize,
+		DisableIdentity: co.DisableIdentity,
+		IdentitySuffix:  co.IdentitySuffix,
+		TLSConfig:       co.TLSConfig,
+		UnstableResp3:   co.UnstableResp3,
+	}
+	if co.MaintNotificationsConfig != nil {
+		mc := *co.MaintNotificationsConfig
+		o.MaintNotificationsConfig = &mc
+	}
+	return o
 }
 
 // lane returns addr's lane, made on first use with a client of the
 // store's own: go-redis' node clients retry a failed pipeline whole.
-func (c *cluster) lane(addr string, node *redis.Client) (*lane, error) {
+func (c *cluster) lane(addr string) (*lane, error) {
 	c.mu.RLock()
 	ln, ok := c.lanes[addr]
 	c.mu.RUnlock()
@@ -221,28 +317,8 @@ func (c *cluster) lane(addr string, node *redis.Client) (*lane, error) {
 	if c.closed {
 		return nil, ErrClosed
 	}
-	if c.tmpl == nil {
-		if node == nil {
-			return nil, fmt.Errorf("redirected to %s before any node was known", addr)
-		}
-		c.tmpl = node.Options()
-	}
-	o := *c.tmpl
-	o.Addr = addr
-	// Never send a pipeline again: an op whose answer was lost may have
-	// run. Redirects are followed per op, above.
-	o.MaxRetries = -1
-	// The store's timeout bounds each round trip, whatever the socket
-	// timeouts.
-	o.ContextTimeoutEnabled = true
-	// The slots' connections, the prober's, and one spare.
-	o.PoolSize = c.opts.Pipelines + 2
-	o.MinIdleConns, o.MaxIdleConns = 0, 0
-	if o.MaintNotificationsConfig != nil {
-		mc := *o.MaintNotificationsConfig
-		o.MaintNotificationsConfig = &mc
-	}
-	client := redis.NewClient(&o)
+	o := nodeOptions(c.cc.Options(), addr, c.opts.Pipelines)
+	client := redis.NewClient(o)
 	ln = newLane(addr, client, true, c.opts, c.m, nil)
 	ln.exec = func(ctx context.Context, conn *redis.Conn, batch []*call) error {
 		return c.exec(ctx, ln, conn, batch)

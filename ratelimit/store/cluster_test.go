@@ -99,14 +99,30 @@ func TestClusterFailedMasterIsolated(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills and freezes cluster masters: about 25s")
 	}
-	for _, fault := range []string{"kill", "freeze"} {
-		t.Run(fault, func(t *testing.T) {
-			// A slot without a master must not stop the others: with full
-			// coverage required (Redis' default), every master refuses
-			// everything between the failure's detection and the promotion.
-			cl := testenv.StartRedisCluster(t, 3, 1, "--cluster-require-full-coverage", "no")
+	for _, tc := range []struct {
+		name, fault string
+		// fullCoverage is Redis' default cluster-require-full-coverage
+		// yes: every master refuses everything between the failure's
+		// detection and the promotion (CLUSTERDOWN), whatever the client
+		// does. Measured and logged, not held to isolation.
+		fullCoverage bool
+	}{
+		{"kill", "kill", false},
+		{"freeze", "freeze", false},
+		{"kill-full-coverage", "kill", true},
+	} {
+		fault := tc.fault
+		t.Run(tc.name, func(t *testing.T) {
+			cl := testenv.StartRedisCluster(t, 3, 1, "--cluster-require-full-coverage", map[bool]string{true: "yes", false: "no"}[tc.fullCoverage])
 			cc := cl.Client()
-			rs := NewRedis(cc, RedisOptions{Timeout: time.Second, BatchSize: 16, Pipelines: 2,
+			defer func(d time.Duration) { laneIdle = d }(laneIdle)
+			laneIdle = time.Second
+			reg := prometheus.NewRegistry()
+			m, err := NewMetrics(reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs := NewRedis(cc, RedisOptions{Timeout: time.Second, BatchSize: 16, Pipelines: 2, Metrics: m,
 				Breaker: BreakerOptions{Failures: 3, OpenFor: 200 * time.Millisecond, Probes: 1}})
 			defer rs.Close()
 
@@ -130,6 +146,8 @@ func TestClusterFailedMasterIsolated(t *testing.T) {
 			tl := &tally{n: map[string]int64{}}
 			var healthyFailed, victimFailed, partial atomic.Int64
 			var firstHealthyErr atomic.Pointer[error]
+			// healthyFrom and healthyTo bound when healthy ops failed (Unix ns).
+			var healthyFrom, healthyTo, victimFrom, victimTo atomic.Int64
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			for w := 0; w < 8; w++ {
@@ -162,8 +180,14 @@ func TestClusterFailedMasterIsolated(t *testing.T) {
 										e := op.Err
 										firstHealthyErr.Store(&e)
 									}
+									now := time.Now().UnixNano()
+									healthyFrom.CompareAndSwap(0, now)
+									healthyTo.Store(now)
 								} else {
 									victimFailed.Add(1)
+									now := time.Now().UnixNano()
+									victimFrom.CompareAndSwap(0, now)
+									victimTo.Store(now)
 								}
 							}
 							tl.add(op)
@@ -198,7 +222,7 @@ func TestClusterFailedMasterIsolated(t *testing.T) {
 			}
 			close(stop)
 			wg.Wait()
-			if n := healthyFailed.Load(); n > 0 {
+			if n := healthyFailed.Load(); n > 0 && !tc.fullCoverage {
 				t.Errorf("%d ops of healthy masters failed; first: %v", n, *firstHealthyErr.Load())
 			}
 			if victimFailed.Load() == 0 {
@@ -207,8 +231,25 @@ func TestClusterFailedMasterIsolated(t *testing.T) {
 			if partial.Load() == 0 {
 				t.Errorf("no request was answered in part: the test mixed no ops of two nodes")
 			}
-			t.Logf("%s: ops failed: %d of the failed master, 0 of the healthy ones; %d requests answered in part",
-				fault, victimFailed.Load(), partial.Load())
+			t.Logf("%s: ops failed: %d of the failed master (for %s), %d of the healthy ones (for %s); %d requests answered in part",
+				tc.name, victimFailed.Load(), time.Duration(victimTo.Load()-victimFrom.Load()).Round(time.Millisecond),
+				healthyFailed.Load(), time.Duration(healthyTo.Load()-healthyFrom.Load()).Round(time.Millisecond), partial.Load())
+			if tc.fullCoverage {
+				return
+			}
+			if fault == "kill" {
+				// The dead node's lane is closed once idle, and its breaker
+				// leaves the metrics.
+				deadline := time.Now().Add(10 * time.Second)
+				for rs.cl.lanesNow()[victim] != nil || testutil.CollectAndCount(m.state, "gatehouse_ratelimit_store_breaker_state") != 3*3 {
+					if time.Now().After(deadline) {
+						t.Errorf("the dead master's lane (%v) or breaker series (%d of %d) still there 10s after recovery",
+							rs.cl.lanesNow()[victim] != nil, testutil.CollectAndCount(m.state, "gatehouse_ratelimit_store_breaker_state"), 3*3)
+						break
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
 			var hk []string
 			for _, k := range keys {
 				if healthy[k] {

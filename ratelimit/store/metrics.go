@@ -141,6 +141,17 @@ func (m *Metrics) breakerState(node, from, to string) {
 	}
 }
 
+// forgetNode drops the series of a node the store no longer uses.
+func (m *Metrics) forgetNode(node string) {
+	if m == nil {
+		return
+	}
+	for _, s := range []string{"closed", "half-open", "open"} {
+		m.state.DeleteLabelValues(node, s)
+		m.transitions.DeleteLabelValues(node, s)
+	}
+}
+
 func isTimeout(err error) bool {
 	var t interface{ Timeout() bool }
 	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &t) && t.Timeout())

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -45,14 +46,14 @@ func (r *Redis) probeOnce() {
 		return
 	}
 	c := r.cl
+	var mu sync.Mutex
 	var masters []string
-	var mu = make(chan struct{}, 1)
 	err := c.cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
 		addr := m.Options().Addr
-		mu <- struct{}{}
+		mu.Lock()
 		masters = append(masters, addr)
-		<-mu
-		ln, err := c.lane(addr, m)
+		mu.Unlock()
+		ln, err := c.lane(addr)
 		if err != nil {
 			return err
 		}
@@ -71,6 +72,39 @@ func (r *Redis) probeOnce() {
 	sort.Strings(masters)
 	c.masters.Store(&masters)
 	c.stateErr.Store(nil)
+	c.retire(masters)
+}
+
+// laneIdle is how long a lane of a node that is no master any more (a
+// failed-over master, a node gone) is kept before it is closed (a
+// variable for tests).
+var laneIdle = 10 * time.Second
+
+// retire closes the lanes of nodes that serve no slots and that no
+// request used for laneIdle, and drops their metrics: nodes come and go
+// (failovers, new pod addresses), their lanes must not pile up, nor their
+// breakers' last state stay on the dashboards.
+func (c *cluster) retire(masters []string) {
+	c.mu.Lock()
+	var gone []*lane
+	for addr, ln := range c.lanes {
+		if i := sort.SearchStrings(masters, addr); i < len(masters) && masters[i] == addr {
+			continue
+		}
+		if time.Since(time.Unix(0, ln.health.used.Load())) < laneIdle {
+			continue
+		}
+		delete(c.lanes, addr)
+		gone = append(gone, ln)
+	}
+	c.mu.Unlock()
+	for _, ln := range gone {
+		// A call that took the lane just before it left the map is
+		// answered ErrClosed (the failure mode); a new one makes a new
+		// lane. Idle for laneIdle, it has no round trip to wait for.
+		ln.close()
+		c.m.forgetNode(ln.addr)
+	}
 }
 
 // probeKey is a key whose slot addr serves, by go-redis' view of the

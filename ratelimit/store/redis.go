@@ -99,7 +99,12 @@ func NewRedis(client redis.UniversalClient, o RedisOptions) *Redis {
 	case *redis.ClusterClient:
 		r.cl = newCluster(c, &r.opts, r.m)
 	case *redis.Client:
-		r.one = newLane(c.Options().Addr, c, false, &r.opts, r.m, r.execOne)
+		name := c.Options().Addr
+		if name == "FailoverClient" {
+			// go-redis' name for a Sentinel client: the master moves.
+			name = "sentinel master"
+		}
+		r.one = newLane(name, c, false, &r.opts, r.m, r.execOne)
 	default:
 		r.one = nil
 	}

@@ -19,7 +19,8 @@
 #
 # Per run and as medians: rps, p50/p99, server CPU µs and allocations per
 # request (over warm-up and measured time: gatehouse's Go runtime counter
-# from its /metrics, the reference's from its pprof page), throughput as a
+# from its /metrics, the reference's from its pprof page), its Redis' CPU µs
+# per request, throughput as a
 # ratio to the no-op server's (x_null) and the reference's (x_ref). Then a
 # verdict per mix against issue 12's target: >= 2.0x the reference's
 # throughput, p99 <= half of its, CPU per request <= half of its.
@@ -81,7 +82,7 @@ wait_port() { # port pid name
 }
 ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 CLK_TCK=$(getconf CLK_TCK)
-start_redis() { # name → sets REDIS_PORT_<name>
+start_redis() { # name → sets REDIS_PORT_<name>, REDIS_PID_<name>
 	local port
 	port=$(free_port)
 	redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --dir "$WORK" \
@@ -89,6 +90,7 @@ start_redis() { # name → sets REDIS_PORT_<name>
 	PIDS+=($!)
 	wait_port "$port" "$!" "redis-$1"
 	printf -v "REDIS_PORT_$1" '%s' "$port"
+	printf -v "REDIS_PID_$1" '%s' "$!"
 }
 
 # --- binaries -----------------------------------------------------------
@@ -175,7 +177,7 @@ field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
 log "load: concurrency $CONCURRENCY, $KEYS subjects, $CONNS connections, $DURATION per run (+$WARMUP warm-up), $REPS reps; targets: $TARGETS"
-printf '%-5s %-10s %3s %9s %8s %8s %6s %8s %9s\n' mix target rep rps p50_ms p99_ms over% cpu_us/r allocs/r
+printf '%-5s %-10s %3s %9s %8s %8s %6s %8s %9s %9s\n' mix target rep rps p50_ms p99_ms over% cpu_us/r allocs/r redis_us/r
 for rep in $(seq "$REPS"); do
 	for mix in $MIXES; do
 		tier=free
@@ -185,16 +187,18 @@ for rep in $(seq "$REPS"); do
 		order=("${@:$(((rep - 1) % $# + 1))}" "${@:1:$(((rep - 1) % $#))}")
 		for target in "${order[@]}"; do
 			case $target in
-			null) addr=127.0.0.1:$NULL_PORT pid=$NULL_PID rport="" ;;
-			reference) addr=127.0.0.1:$REF_PORT pid=$REF_PID rport=$REDIS_PORT_reference ;;
-			gatehouse) addr=127.0.0.1:$GH_PORT pid=$GH_PID rport=$REDIS_PORT_gatehouse ;;
+			null) addr=127.0.0.1:$NULL_PORT pid=$NULL_PID rport="" rpid="" ;;
+			reference) addr=127.0.0.1:$REF_PORT pid=$REF_PID rport=$REDIS_PORT_reference rpid=$REDIS_PID_reference ;;
+			gatehouse) addr=127.0.0.1:$GH_PORT pid=$GH_PID rport=$REDIS_PORT_gatehouse rpid=$REDIS_PID_gatehouse ;;
 			*) die "unknown target $target" ;;
 			esac
 			[[ -z $rport ]] || redis-cli -p "$rport" FLUSHALL >/dev/null
-			c0=$(ticks "$pid") m0=$(mallocs "$target")
+			c0=$(ticks "$pid") m0=$(mallocs "$target") r0=-
+			[[ -z $rpid ]] || r0=$(ticks "$rpid")
 			out=$("$LOADGEN" rls -addr "$addr" -domain gatehouse_subject -tier "$tier" -keys "$KEYS" -concurrency "$CONCURRENCY" \
 				-conns "$CONNS" -duration "$DURATION" -warmup "$WARMUP" -wait 15s -seed "$rep") || die "$target: $out"
-			c1=$(ticks "$pid") m1=$(mallocs "$target")
+			c1=$(ticks "$pid") m1=$(mallocs "$target") r1=-
+			[[ -z $rpid ]] || r1=$(ticks "$rpid")
 			res=$(grep '^RESULT ' <<<"$out") || die "$target: no RESULT line: $out"
 			n=$(field n "$res") secs=$(field secs "$res")
 			ov=$(field over "$res")
@@ -204,11 +208,12 @@ for rep in $(seq "$REPS"); do
 				'BEGIN{ if (n>0 && a!="-" && b!="-") printf "%.1f", (b-a)*k/(n*(s+w)/s); else print "-" }'; }
 			cpu=$(per "$c0" "$c1" "$(awk -v t="$CLK_TCK" 'BEGIN{print 1e6/t}')")
 			allocs=$(per "$m0" "$m1" 1)
+			rcpu=$(per "$r0" "$r1" "$(awk -v t="$CLK_TCK" 'BEGIN{print 1e6/t}')")
 			overpct=$(awk -v o="${ov:-0}" -v n="$n" 'BEGIN{ if (n>0) printf "%.1f", 100*o/n; else print 0 }')
-			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mix" "$target" "$rep" "$(field rps "$res")" "$(field p50_ms "$res")" \
-				"$(field p99_ms "$res")" "$overpct" "$cpu" "$allocs" "$(field err "$res")" >>"$RESULTS"
-			printf '%-5s %-10s %3s %9.0f %8s %8s %6s %8s %9s\n' "$mix" "$target" "$rep" "$(field rps "$res")" "$(field p50_ms "$res")" \
-				"$(field p99_ms "$res")" "$overpct" "$cpu" "$allocs"
+			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mix" "$target" "$rep" "$(field rps "$res")" "$(field p50_ms "$res")" \
+				"$(field p99_ms "$res")" "$overpct" "$cpu" "$allocs" "$(field err "$res")" "$rcpu" >>"$RESULTS"
+			printf '%-5s %-10s %3s %9.0f %8s %8s %6s %8s %9s %9s\n' "$mix" "$target" "$rep" "$(field rps "$res")" "$(field p50_ms "$res")" \
+				"$(field p99_ms "$res")" "$overpct" "$cpu" "$allocs" "$rcpu"
 		done
 	done
 done
@@ -223,14 +228,14 @@ function med(k, c,   i, j, a, t, m, x) { m = 0
 	for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
 	return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2 }
 function ratio(a, b) { return (a != "-" && b != "-" && b > 0) ? sprintf("%.2f", a / b) : "-" }
-{ k = $1 SUBSEP $2; n[k]++; for (c = 4; c <= 10; c++) v[k, c, n[k]] = $c; if (!(k in seen)) { seen[k] = 1; order[++m] = k } }
+{ k = $1 SUBSEP $2; n[k]++; for (c = 4; c <= 11; c++) v[k, c, n[k]] = $c; if (!(k in seen)) { seen[k] = 1; order[++m] = k } }
 END {
-	printf "%-5s %-10s %9s %8s %8s %6s %9s %9s %7s %7s %8s %8s\n", "mix", "target", "rps", "p50_ms", "p99_ms", "over%", "cpu_us/r", "allocs/r", "x_null", "x_ref", "p99/ref", "cpu/ref"
+	printf "%-5s %-10s %9s %8s %8s %6s %9s %9s %10s %7s %7s %8s %8s\n", "mix", "target", "rps", "p50_ms", "p99_ms", "over%", "cpu_us/r", "allocs/r", "redis_us/r", "x_null", "x_ref", "p99/ref", "cpu/ref"
 	for (i = 1; i <= m; i++) { k = order[i]; r[k] = med(k, 4); p99[k] = med(k, 6); cpu[k] = med(k, 8); al[k] = med(k, 9) }
 	for (i = 1; i <= m; i++) { k = order[i]; split(k, p, SUBSEP)
 		nk = p[1] SUBSEP "null"; rk = p[1] SUBSEP "reference"
-		printf "%-5s %-10s %9.0f %8.3f %8.3f %6.1f %9s %9s %7s %7s %8s %8s\n", p[1], p[2], r[k], med(k, 5), p99[k], med(k, 7), cpu[k], al[k],
-			ratio(r[k], r[nk]), ratio(r[k], r[rk]), ratio(p99[k], p99[rk]), ratio(cpu[k], cpu[rk]) }
+		printf "%-5s %-10s %9.0f %8.3f %8.3f %6.1f %9s %9s %10s %7s %7s %8s %8s\n", p[1], p[2], r[k], med(k, 5), p99[k], med(k, 7), cpu[k], al[k],
+			med(k, 11), ratio(r[k], r[nk]), ratio(r[k], r[rk]), ratio(p99[k], p99[rk]), ratio(cpu[k], cpu[rk]) }
 	for (i = 1; i <= m; i++) { k = order[i]; split(k, p, SUBSEP); if (p[2] != "gatehouse") continue
 		rk = p[1] SUBSEP "reference"
 		if (!(rk in r) || r[rk] <= 0) { printf "VERDICT mix=%s reference not measured\n", p[1]; continue }

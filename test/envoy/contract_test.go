@@ -162,9 +162,10 @@ func testIdempotencyHeld(t *testing.T, m *harness.Mesh) {
 		return err == nil && r.Status == http.StatusOK
 	})
 
-	// ext_authz (after ext_proc) refuses the request: Envoy's local reply
-	// goes back through ext_proc, which frees the key, so the retry is
-	// refused by ext_authz again, not held at 409 for lockTimeout (30s).
+	// ext_authz refuses the request: the key is either never claimed
+	// (idempotency runs in the ext_proc stage after ext_authz) or freed
+	// when Envoy's local reply passes back through ext_proc, so the retry
+	// is refused by ext_authz again, not held at 409 for lockTimeout (30s).
 	key = fmt.Sprintf("denied-%d", time.Now().UnixNano())
 	for i := range 2 {
 		r, err := harness.TrySend(harness.HTTP1(), harness.Request{Method: "POST", URL: m.URL() + "/secure/orders", Body: body,

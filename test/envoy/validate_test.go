@@ -139,9 +139,17 @@ func TestEnvoyValidatesExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Config directories (examples/petstore/): validated as a directory.
+	dirs, err := filepath.Glob(filepath.Join(harness.RepoRoot(), "examples", "*", "gatehouse.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		files = append(files, filepath.Dir(d))
+	}
 	n := 0
 	for _, f := range files {
-		if !isGatehouseConfig(t, f) {
+		if st, err := os.Stat(f); err == nil && !st.IsDir() && !isGatehouseConfig(t, f) {
 			continue
 		}
 		n++
@@ -206,7 +214,10 @@ func TestEnvoyValidatesEndToEndConfigs(t *testing.T) {
 		"everything.yaml": {Config: readTestdata(t, "everything.yaml"), Redis: true, Upstreams: []string{"a", "b", "internal-listener"}, Files: certs},
 		"xds":             {Config: strings.Replace(xdsConfig, "CLUSTERS_AND_ROUTES", xdsRoutesA, 1), Upstreams: []string{"a", "b"}},
 		"replicas":        {Config: replicasConfig, Replicas: 2, Redis: true, Upstreams: []string{"echo"}},
+		"budget":          {Config: budgetConfig, Replicas: 4, Redis: true, Upstreams: []string{"llm"}},
 		"mtls.yaml":       mtlsOptions(t, newMTLSPKI(t)),
+		"contract.yaml": {Config: readTestdata(t, "contract.yaml"), Redis: true, Upstreams: []string{"echo"},
+			Files: map[string]string{"pets.yaml": readTestdata(t, "contract-pets.yaml")}},
 	}
 	for name, opts := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -384,3 +384,15 @@ func writeFileAtomic(path, content string) error {
 	}
 	return os.Rename(tmp, path)
 }
+
+// StartGatehouse runs `gatehouse serve` (the binary built from this tree)
+// on config alone, outside a mesh, with its admin server at admin (the
+// config's server.admin.address), waits until /readyz answers 200, and
+// stops it when the test ends.
+func StartGatehouse(t testing.TB, config, admin string) *Gatehouse {
+	t.Helper()
+	g := newGatehouse(t, Binary(t), t.TempDir(), config, admin, "")
+	g.Start()
+	t.Cleanup(g.Stop)
+	return g
+}

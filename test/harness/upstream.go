@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net"
@@ -128,6 +129,8 @@ func (u *Upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if h != nil {
+		// The handler reads the body too (it was read to record it).
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		h(w, r)
 		return
 	}

@@ -169,10 +169,12 @@ func TestEnvoyContractAcrossComponents(t *testing.T) {
 		}
 	}
 	// header_mutation strips client-sent identity headers and the rate
-	// limiter's mark; the second rate limit filter fails closed, for the
-	// anonymous tier (verified tiers fail open by default).
-	if got := strings.Join(order, ","); got != "envoy.filters.http.header_mutation,envoy.filters.http.ext_proc,envoy.filters.http.ext_authz,envoy.filters.http.ratelimit,envoy.filters.http.ratelimit.fail_closed,envoy.filters.http.router" {
-		t.Fatalf("filter chain = %s; want header_mutation, ext_proc, ext_authz, ratelimit (and its fail_closed twin), router", got)
+	// limiter's mark; ext_proc's hygiene stage runs before ext_authz, its
+	// contract/idempotency stage after ext_authz and the rate limit; the
+	// second rate limit filter fails closed, for the anonymous tier
+	// (verified tiers fail open by default).
+	if got := strings.Join(order, ","); got != "envoy.filters.http.header_mutation,envoy.filters.http.ext_proc.pre_authz,envoy.filters.http.ext_authz,envoy.filters.http.ratelimit,envoy.filters.http.ratelimit.fail_closed,envoy.filters.http.ext_proc.post_authz,envoy.filters.http.router" {
+		t.Fatalf("filter chain = %s; want header_mutation, ext_proc pre_authz, ext_authz, ratelimit (and its fail_closed twin), ext_proc post_authz, router", got)
 	}
 	rds := fetch(t, ads, resourcev3.RouteType, hcm.GetRds().GetRouteConfigName())
 	rc := unpack(t, rds.GetResources()[0], &routev3.RouteConfiguration{})
@@ -188,11 +190,14 @@ func TestEnvoyContractAcrossComponents(t *testing.T) {
 		t.Fatalf("no Envoy route named orders in %v", rc)
 	}
 
-	// 2. ext_proc first: Envoy sends the route name it was asked for.
+	// 2. ext_proc: Envoy sends the route name it was asked for. The
+	// route turns on the stage(s) its processors run in.
 	var extprocOn bool
-	if cfg, ok := orders.GetTypedPerFilterConfig()["envoy.filters.http.ext_proc"]; ok {
-		per := unpack(t, cfg, &extprocfilterv3.ExtProcPerRoute{})
-		extprocOn = per.GetOverrides() != nil
+	for _, stage := range []string{"envoy.filters.http.ext_proc.pre_authz", "envoy.filters.http.ext_proc.post_authz"} {
+		if cfg, ok := orders.GetTypedPerFilterConfig()[stage]; ok {
+			per := unpack(t, cfg, &extprocfilterv3.ExtProcPerRoute{})
+			extprocOn = extprocOn || per.GetOverrides() != nil
+		}
 	}
 	if !extprocOn {
 		t.Fatal("the orders route does not turn ext_proc on")

@@ -140,11 +140,23 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 		if n := metric(t, r.reg, "gatehouse_ratelimit_store_errors_total", map[string]string{"reason": "breaker_open"}); n == 0 {
 			t.Errorf("replica %d: no request was answered by the open breaker without trying Redis", i)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		if err := r.srv.Ready(ctx); err != nil {
-			t.Errorf("replica %d not ready after redis came back: %v", i, err)
+		// Readiness follows the store's recent round trips: a replica whose
+		// last ones failed (or whose breaker is open) is ready again once
+		// its requests or its prober succeed, without a restart.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			err := r.srv.Ready(ctx)
+			cancel()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("replica %d not ready 10s after redis came back: %v", i, err)
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		cancel()
 	}
 	t.Logf("up: ok %d/%d; down: closed over %d, open ok %d; back: ok %d/%d",
 		up.ok[0].Load(), up.ok[1].Load(), down.over[0].Load(), down.ok[1].Load(), back.ok[0].Load(), back.ok[1].Load())

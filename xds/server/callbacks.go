@@ -120,9 +120,22 @@ func (c *callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest)
 	k := streamKey{protoSotW, id}
 	st, version, answered := c.s.nodes.answer(k, req.GetTypeUrl(), req.GetResponseNonce())
 	if st != nil && st.node == nil {
-		return c.s.firstRequest(st, req.GetNode(), req.GetVersionInfo() != "")
+		if err := c.s.firstRequest(st, req.GetNode(), req.GetVersionInfo() != ""); err != nil {
+			return err
+		}
+		st, _, _ = c.s.nodes.answer(k, req.GetTypeUrl(), "")
 	}
-	if !answered || st == nil || st.node == nil {
+	if st == nil || st.node == nil {
+		return nil
+	}
+	if !answered {
+		// A type's first request on a new stream names the version the
+		// node already holds (a reconnect, or a move from another
+		// replica). When it is this snapshot's, nothing is pushed, so
+		// record it as accepted: /xds/nodes shows the node in sync.
+		if req.GetResponseNonce() == "" && req.GetErrorDetail() == nil && req.GetVersionInfo() != "" {
+			c.s.acked(st.node, req.GetTypeUrl(), req.GetVersionInfo())
+		}
 		return nil
 	}
 	if st.slot != nil && c.s.syncDone(st.node, req.GetTypeUrl(), version) {

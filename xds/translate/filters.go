@@ -56,6 +56,8 @@ type routeNeeds struct {
 	// of config.ExtProcStages (pre_authz, post_authz).
 	extprocStages [2]config.ExtProcNeeds
 	ratelimit     config.RateLimitNeeds
+	// budget is the cost budget's processing (the budget filter).
+	budget config.BudgetNeeds
 	// authzFilterBody is set on every route when some route needs the
 	// body: the ext_authz filter then buffers bodies by default (see
 	// authzFilterBodySettings), and the other routes turn that off.
@@ -76,6 +78,7 @@ func needsOf(cfg *config.Config, r *config.Route) routeNeeds {
 	}
 	if n.extprocOn {
 		n.extproc = r.ExtProcNeeds(cfg)
+		n.budget = r.BudgetNeeds(cfg)
 		for i, s := range config.ExtProcStages {
 			n.extprocStages[i] = r.ExtProcStageNeeds(cfg, s)
 		}
@@ -183,7 +186,7 @@ func extprocStage(svc config.XDSServices, s config.ExtProcStage) *extprocfilterv
 
 // httpFilters is the filter chain of an HTTP listener:
 //
-//	header_mutation → ext_proc pre_authz → ext_authz → ratelimit → ext_proc post_authz → router
+//	header_mutation → ext_proc pre_authz → ext_authz → ratelimit → ext_proc post_authz → [ext_proc budget] → router
 //
 // each present when its component is configured (header_mutation strips
 // client-sent identity headers when ext_authz fails open or the rate
@@ -205,7 +208,7 @@ func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 		out = append(out, &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}})
 		return nil
 	}
-	if (cfg.Authz != nil && (svc.AuthzFailureMode == config.FailOpen || t.authzAlt)) || cfg.RateLimit != nil {
+	if (cfg.Authz != nil && (svc.AuthzFailureMode == config.FailOpen || t.authzAlt)) || cfg.RateLimit != nil || t.budgets {
 		// When ext_authz cannot answer and fails open, it neither
 		// overwrites nor removes the identity headers, so a client's own
 		// x-gatehouse-subject would reach the upstream as if verified.
@@ -214,8 +217,9 @@ func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 		// refuses the request, and nothing needs removing; with closed
 		// and open routes side by side, the filter runs on all of them,
 		// which costs nothing where ext_authz overwrites them anyway.)
-		// The rate limit filters read the tier header, and the upstream
-		// the rate limiter's degraded mark: a client can send neither.
+		// The rate limit filters and the budget filter read the tier
+		// header, and the upstream the rate limiter's degraded mark: a
+		// client can send neither.
 		// The route's own removal of identity headers where ext_authz
 		// does not run comes too late for either (the router applies it).
 		muts := make([]*mutationrulesv3.HeaderMutation, 0, len(contract.IdentityHeaders)+1)
@@ -307,6 +311,13 @@ func (t *translator) httpFilters() ([]*hcmv3.HttpFilter, error) {
 	if err := addStage(config.ExtProcStagePostAuthz); err != nil {
 		return nil, err
 	}
+	if t.budgets {
+		f, err := budgetFilter(svc)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
 	if err := add(filterRouter, &routerv3.Router{}); err != nil {
 		return nil, err
 	}
@@ -354,6 +365,13 @@ func perFilterConfig(id string, n *routeNeeds) (map[string]*anypb.Any, error) {
 		if err := set(extprocStageFilter(st), m); err != nil {
 			return nil, err
 		}
+	}
+	if n.budget.Enabled {
+		a, err := budgetPerRoute(n)
+		if err != nil {
+			return nil, err
+		}
+		out[filterBudget] = a
 	}
 	if n.authzOn && n.authzFilter != filterExtAuthz && !n.authz.Disabled {
 		// Checked by the second filter: the first one is off here.

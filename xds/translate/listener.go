@@ -116,6 +116,9 @@ func (t *translator) bufferLimit() *wrapperspb.UInt32Value {
 		if n.extprocOn && !n.extproc.Disabled {
 			limit = max(limit, n.extproc.MaxBodyBytes)
 		}
+		if n.budget.Enabled {
+			limit = max(limit, n.budget.MaxBodyBytes)
+		}
 	}
 	return wrapperspb.UInt32(limit)
 }

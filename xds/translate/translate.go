@@ -144,6 +144,9 @@ type translator struct {
 	// set when routes need the other mode too (ratelimitmodes.go).
 	rlMode config.FailureMode
 	rlAlt  bool
+	// budgets is set when some route has a cost budget: the budget
+	// filter is then in the chain.
+	budgets bool
 	// scoped holds the scopes of each listener whose routes were split
 	// by host (routesplit.go).
 	scoped map[string][]string
@@ -171,6 +174,9 @@ func (t *translator) run() error {
 		t.needs[i] = needsOf(cfg, &cfg.Routes[i])
 		if n := &t.needs[i]; n.authzRuns() && n.authz.RequestBody {
 			t.authzBody = true
+		}
+		if t.needs[i].budget.Enabled {
+			t.budgets = true
 		}
 	}
 	mode := servicesOf(cfg).AuthzFailureMode

@@ -227,7 +227,7 @@ error.`,
 	fl.StringArrayVar(&f.Routes, "route", nil, "route id (repeatable)")
 	fl.StringArrayVar(&f.Decisions, "decision", nil, "decision: allow, deny, would_deny (repeatable)")
 	fl.StringArrayVar(&f.Reasons, "reason", nil, "reason code (repeatable)")
-	fl.StringArrayVar(&kinds, "kind", nil, "event kind: authz.decision, webhook.verify, config.change, config.reject, xds.nack, jwks.change, audit.start, audit.stop (repeatable)")
+	fl.StringArrayVar(&kinds, "kind", nil, "event kind: authz.decision, webhook.verify, config.change, config.reject, xds.nack, jwks.change, budget.settle, audit.start, audit.stop (repeatable)")
 	fl.StringArrayVar(&f.IDs, "id", nil, "decision id, as returned to the client (repeatable)")
 	fl.StringArrayVar(&f.RequestIDs, "request-id", nil, "request id (x-request-id) (repeatable)")
 	fl.StringVarP(&output, "output", "o", "json", "json (the lines as written) or table")

@@ -1,8 +1,10 @@
 // Package grpcextproc_test drives gatehouse's ext_proc through gRPC-Go's
 // own proxyless xDS client and its client-side ext_proc filter (gRFC A93):
 // the client gets its listener, route and the ext_proc filter from
-// gatehouse's xDS server, calls gatehouse's ext_proc server around each
-// RPC, and applies the header mutations it is answered with.
+// `gatehouse serve`'s xDS server (the binary built from this tree; the
+// mTLS variant runs serve's runtime in process), calls its ext_proc
+// server around each RPC, and applies the header mutations it is answered
+// with.
 //
 // gRPC-Go registers that filter at init, and only when
 // GRPC_EXPERIMENTAL_XDS_EXT_PROC_ON_CLIENT=true: TestMain runs the tests
@@ -26,15 +28,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/xds"
 
 	"github.com/gatehouse/gatehouse/cmd/gatehouse/app"
 	"github.com/gatehouse/gatehouse/internal/contract"
 	"github.com/gatehouse/gatehouse/internal/testenv"
+	"github.com/gatehouse/gatehouse/test/harness"
 )
 
 const extProcFlag = "GRPC_EXPERIMENTAL_XDS_EXT_PROC_ON_CLIENT"
@@ -123,13 +128,13 @@ func (b *backend) md(method string) metadata.MD {
 // else runs hygiene. The server section is filled in (plaintext, or mTLS).
 const configTmpl = `apiVersion: gatehouse/v1
 server:
-  admin: {address: "127.0.0.1:0"}
+  admin: {address: %q}
   log: {level: warn}
 %s
 extproc:
   address: %q
 xds:
-  address: "127.0.0.1:0"
+  address: %q
 %s
 listeners:
   - {name: echo.test, kind: grpc}
@@ -149,14 +154,63 @@ routes:
       hygiene: {}
 `
 
-// serve starts gatehouse's xds and extproc components (the code of
-// gatehouse serve) and returns the runtime. server and services are
-// further server: and xds: settings.
-func serve(t *testing.T, ctx context.Context, b *backend, server, services string) *app.Runtime {
+// gatehouse is a running gatehouse: its xDS address and its counters.
+type gatehouse interface {
+	xds() string
+	// counter sums a counter's series whose labels include the given
+	// name/value pairs.
+	counter(t *testing.T, name string, labels ...string) float64
+}
+
+// config is the test's gatehouse config, with its xDS and admin
+// addresses. server and services are further server: and xds: settings.
+func config(t *testing.T, b *backend, server, services string) (yaml, xdsAddr, admin string) {
+	t.Helper()
+	backend := testenv.ServeGRPC(t, func(s *grpc.Server) { testgrpc.RegisterTestServiceServer(s, b) })
+	xdsAddr, admin = testenv.FreeAddr(t), testenv.FreeAddr(t)
+	return fmt.Sprintf(configTmpl, admin, server, testenv.FreeAddr(t), xdsAddr, services, backend), xdsAddr, admin
+}
+
+// process is `gatehouse serve`, the binary built from this tree.
+type process struct {
+	g       *harness.Gatehouse
+	xdsAddr string
+}
+
+func (p process) xds() string { return p.xdsAddr }
+
+func (p process) counter(_ *testing.T, name string, labels ...string) float64 {
+	var sel []string
+	for i := 0; i+1 < len(labels); i += 2 {
+		sel = append(sel, fmt.Sprintf("%s=%q", labels[i], labels[i+1]))
+	}
+	return max(0, p.g.Metric(name, sel...))
+}
+
+// serveProcess runs `gatehouse serve` on the test's config.
+func serveProcess(t *testing.T, b *backend) gatehouse {
+	t.Helper()
+	yaml, xdsAddr, admin := config(t, b, "", "")
+	return process{g: harness.StartGatehouse(t, yaml, admin), xdsAddr: xdsAddr}
+}
+
+// inProcess is serve's runtime in this process (app.Start), for what the
+// harness's process cannot reach (the admin pages over mTLS).
+type inProcess struct{ rt *app.Runtime }
+
+func (p inProcess) xds() string { return p.rt.Addr("xds") }
+
+func (p inProcess) counter(t *testing.T, name string, labels ...string) float64 {
+	return counter(t, p.rt.Registry(), name, labels...)
+}
+
+// serve starts gatehouse's xds and extproc components in this process
+// (the code of gatehouse serve).
+func serve(t *testing.T, ctx context.Context, b *backend, server, services string) gatehouse {
 	t.Helper()
 	cfgPath := filepath.Join(t.TempDir(), "gatehouse.yaml")
-	backend := testenv.ServeGRPC(t, func(s *grpc.Server) { testgrpc.RegisterTestServiceServer(s, b) })
-	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(configTmpl, server, testenv.FreeAddr(t), services, backend)), 0o644); err != nil {
+	yaml, _, _ := config(t, b, server, services)
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	rt, err := app.Start(ctx, app.Options{ConfigPath: cfgPath, Components: []string{"xds", "extproc"}, Stdout: io.Discard, Stderr: io.Discard})
@@ -174,19 +228,19 @@ func serve(t *testing.T, ctx context.Context, b *backend, server, services strin
 		stop()
 		wg.Wait()
 	})
-	return rt
+	return inProcess{rt}
 }
 
 // dial is a proxyless client of xds:///echo.test whose bootstrap trusts
 // gatehouse's xDS server (gRFC A102: only then does the client build the
 // ext_proc channel credentials gatehouse pushes). creds is its xDS
 // channel credentials; extra further bootstrap fields.
-func dial(t *testing.T, rt *app.Runtime, creds, extra string) testgrpc.TestServiceClient {
+func dial(t *testing.T, g gatehouse, creds, extra string) testgrpc.TestServiceClient {
 	t.Helper()
 	bootstrap := fmt.Sprintf(`{
   "xds_servers": [{"server_uri": %q, "channel_creds": [%s], "server_features": ["xds_v3", "trusted_xds_server"]}],
   "node": {"id": "proxyless-extproc", "cluster": "proxyless"}%s
-}`, rt.Addr("xds"), creds, extra)
+}`, g.xds(), creds, extra)
 	resolver, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
 	if err != nil {
 		t.Fatalf("xds resolver: %v", err)
@@ -228,20 +282,43 @@ func counter(t *testing.T, reg *prometheus.Registry, name string, labels ...stri
 	return sum
 }
 
-// TestGRPCClientExtProc: with the flag, gRPC-Go's client runs gatehouse's
-// ext_proc around the RPCs of routes with processors: the backend sees
-// the request hygiene made (spoofed identity removed, request id and
-// traceparent set), the client the response headers hygiene set; the
-// route without processors opens no stream.
+// TestGRPCClientExtProc: with the flag, gRPC-Go's client runs the ext_proc
+// of `gatehouse serve` (the binary) around the RPCs of routes with
+// processors: the backend sees the request hygiene made (spoofed identity
+// removed, request id and traceparent set), the client the response
+// headers hygiene set; the route without processors opens no stream.
 func TestGRPCClientExtProc(t *testing.T) {
 	if !withFlag {
 		t.Skip("runs in the child process with " + extProcFlag + "=true")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	b := &backend{seen: map[string]metadata.MD{}}
-	rt := serve(t, ctx, b, "", "")
-	checkExtProc(t, ctx, rt, b, dial(t, rt, insecureCreds, ""))
+	g := serveProcess(t, b)
+	client := dial(t, g, insecureCreds, "")
+	checkExtProc(t, ctx, g, b, client)
+
+	// gatehouse gone (xDS and ext_proc): the client keeps its config; the
+	// route with processors fails closed (extprocFailureMode), the route
+	// without goes on.
+	g.(process).g.Kill()
+	var err error
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err = client.UnaryCall(cctx, &testpb.SimpleRequest{})
+		ccancel()
+		if err != nil {
+			break
+		}
+	}
+	if status.Code(err) != codes.Internal || !strings.Contains(err.Error(), "extproc") {
+		t.Errorf("UnaryCall() with ext_proc gone = %v; want INTERNAL from the client's ext_proc filter (fail closed)", err)
+	}
+	cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+	defer ccancel()
+	if _, err := client.EmptyCall(cctx, &testpb.Empty{}); err != nil {
+		t.Errorf("EmptyCall() with gatehouse gone = %v; want the route without processors served from the client's config", err)
+	}
 }
 
 const insecureCreds = `{"type": "insecure"}`
@@ -273,18 +350,18 @@ func TestGRPCClientExtProcTLS(t *testing.T) {
       validation: {name: roots, path: /unused/sds-validation.yaml}
       grpcCertificateProviders: {identity: mesh, roots: mesh}`
 	b := &backend{seen: map[string]metadata.MD{}}
-	rt := serve(t, ctx, b, server, services)
+	g := serve(t, ctx, b, server, services)
 	creds := fmt.Sprintf(`{"type": "tls", "config": {"ca_certificate_file": %q, "certificate_file": %q, "private_key_file": %q}}`,
 		f("client", "ca.crt"), f("client", "tls.crt"), f("client", "tls.key"))
 	providers := fmt.Sprintf(`,
   "certificate_providers": {"mesh": {"plugin_name": "file_watcher", "config": {"certificate_file": %q, "private_key_file": %q, "ca_certificate_file": %q, "refresh_interval": "600s"}}}`,
 		f("client", "tls.crt"), f("client", "tls.key"), f("client", "ca.crt"))
-	checkExtProc(t, ctx, rt, b, dial(t, rt, creds, providers))
+	checkExtProc(t, ctx, g, b, dial(t, g, creds, providers))
 }
 
 // checkExtProc makes the calls of TestGRPCClientExtProc and checks what
 // the backend, the client and gatehouse saw.
-func checkExtProc(t *testing.T, ctx context.Context, rt *app.Runtime, b *backend, client testgrpc.TestServiceClient) {
+func checkExtProc(t *testing.T, ctx context.Context, g gatehouse, b *backend, client testgrpc.TestServiceClient) {
 	t.Helper()
 	cctx := metadata.AppendToOutgoingContext(ctx, contract.HeaderSubject, "spoofed", contract.HeaderTier, "enterprise", "traceparent", "garbage")
 	resp, err := client.UnaryCall(cctx, &testpb.SimpleRequest{}, grpc.WaitForReady(true))
@@ -324,31 +401,30 @@ func checkExtProc(t *testing.T, ctx context.Context, rt *app.Runtime, b *backend
 	if got := header.Get("x-backend"); len(got) != 1 {
 		t.Errorf("client saw x-backend %v; want the backend's header kept", got)
 	}
-	reg := rt.Registry()
-	if n := counter(t, reg, "gatehouse_extproc_route_lookups_total", "source", "stream_metadata"); n != 2 {
+	if n := g.counter(t, "gatehouse_extproc_route_lookups_total", "source", "stream_metadata"); n != 2 {
 		t.Errorf("streams resolved by the route id in their metadata = %v; want 2", n)
 	}
 	// A stream is counted when it ends, which the client's filter does
 	// after the RPC returned.
-	for deadline := time.Now().Add(10 * time.Second); counter(t, reg, "gatehouse_extproc_streams_total", "route", "rpc", "result", "continued") < 2; {
+	for deadline := time.Now().Add(10 * time.Second); g.counter(t, "gatehouse_extproc_streams_total", "route", "rpc", "result", "continued") < 2; {
 		if time.Now().After(deadline) {
-			t.Fatalf("streams of route rpc that continued = %v; want 2", counter(t, reg, "gatehouse_extproc_streams_total", "route", "rpc", "result", "continued"))
+			t.Fatalf("streams of route rpc that continued = %v; want 2", g.counter(t, "gatehouse_extproc_streams_total", "route", "rpc", "result", "continued"))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 
 	// A route without processors: no ext_proc stream.
-	before := counter(t, reg, "gatehouse_extproc_streams_total")
+	before := g.counter(t, "gatehouse_extproc_streams_total")
 	if _, err := client.EmptyCall(cctx, &testpb.Empty{}, grpc.WaitForReady(true)); err != nil {
 		t.Fatalf("EmptyCall() = %v", err)
 	}
-	if n := counter(t, reg, "gatehouse_extproc_streams_total") - before; n != 0 {
+	if n := g.counter(t, "gatehouse_extproc_streams_total") - before; n != 0 {
 		t.Errorf("EmptyCall (route without processors) opened %v ext_proc streams; want 0", n)
 	}
 	if v := b.md("EmptyCall").Get(contract.HeaderSubject); len(v) != 1 {
 		t.Errorf("EmptyCall: backend saw %s %v; want the header untouched (no processor on the route)", contract.HeaderSubject, v)
 	}
-	if n := counter(t, reg, "gatehouse_extproc_protocol_errors_total"); n != 0 {
+	if n := g.counter(t, "gatehouse_extproc_protocol_errors_total"); n != 0 {
 		t.Errorf("protocol errors = %v; want 0", n)
 	}
 }
@@ -385,8 +461,8 @@ func TestGRPCClientWithoutFlag(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	b := &backend{seen: map[string]metadata.MD{}}
-	rt := serve(t, ctx, b, "", "")
-	client := dial(t, rt, insecureCreds, "")
+	g := serve(t, ctx, b, "", "")
+	client := dial(t, g, insecureCreds, "")
 
 	cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
 	defer ccancel()
@@ -397,7 +473,7 @@ func TestGRPCClientWithoutFlag(t *testing.T) {
 		t.Errorf("the backend was called (%v) without the route's processors", md)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for counter(t, rt.Registry(), "gatehouse_xds_nacks_total") == 0 {
+	for g.counter(t, "gatehouse_xds_nacks_total") == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("gatehouse counted no NACK; want the client's NACK of the listener")
 		}
