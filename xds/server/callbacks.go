@@ -32,13 +32,13 @@ func peerOf(ctx context.Context) string {
 }
 
 func (c *callbacks) OnStreamOpen(ctx context.Context, id int64, _ string) error {
-	c.s.nodes.open(streamKey{protoSotW, id}, peerOf(ctx))
+	c.s.nodes.open(ctx, streamKey{protoSotW, id}, peerOf(ctx))
 	c.s.m.streams.WithLabelValues(protoSotW).Inc()
 	return nil
 }
 
 func (c *callbacks) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
-	c.s.nodes.open(streamKey{protoDelta, id}, peerOf(ctx))
+	c.s.nodes.open(ctx, streamKey{protoDelta, id}, peerOf(ctx))
 	c.s.m.streams.WithLabelValues(protoDelta).Inc()
 	return nil
 }
@@ -76,6 +76,27 @@ func (s *Server) closed(k streamKey) {
 	s.m.nodeNacked.DeletePartialMatch(map[string]string{"node": n.node.GetId()})
 }
 
+// firstRequest waits for a sync slot (syncslots.go), then signs the node
+// in. It runs on the stream's goroutine, before go-control-plane acts on
+// the request: until it returns, nothing is sent on the stream. A node
+// that resumes (its request names what it holds) takes no slot: it is
+// sent only what it lacks, and may have nothing to ACK to free one.
+func (s *Server) firstRequest(st *streamState, n *corev3.Node, resuming bool) error {
+	if n.GetId() == "" || resuming {
+		return s.signIn(st.key, n)
+	}
+	slot, err := s.acquireSync(st.ctx)
+	if err != nil {
+		return err
+	}
+	st.slot = slot
+	if err := s.signIn(st.key, n); err != nil {
+		slot.release()
+		return err
+	}
+	return nil
+}
+
 // signIn binds a stream to its node on its first request and gives the
 // node its snapshot before the cache sees the request.
 func (s *Server) signIn(k streamKey, n *corev3.Node) error {
@@ -99,7 +120,7 @@ func (c *callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest)
 	k := streamKey{protoSotW, id}
 	st, version, answered := c.s.nodes.answer(k, req.GetTypeUrl(), req.GetResponseNonce())
 	if st != nil && st.node == nil {
-		if err := c.s.signIn(k, req.GetNode()); err != nil {
+		if err := c.s.firstRequest(st, req.GetNode(), req.GetVersionInfo() != ""); err != nil {
 			return err
 		}
 		st, _, _ = c.s.nodes.answer(k, req.GetTypeUrl(), "")
@@ -116,6 +137,9 @@ func (c *callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest)
 			c.s.acked(st.node, req.GetTypeUrl(), req.GetVersionInfo())
 		}
 		return nil
+	}
+	if st.slot != nil && c.s.syncDone(st.node, req.GetTypeUrl(), version) {
+		st.slot.release()
 	}
 	if req.GetErrorDetail() != nil {
 		c.s.nacked(st.node, req.GetTypeUrl(), version, req.GetErrorDetail().GetMessage())
@@ -134,11 +158,13 @@ func (c *callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscove
 	k := streamKey{protoDelta, id}
 	st, version, answered := c.s.nodes.answer(k, req.GetTypeUrl(), req.GetResponseNonce())
 	if st != nil && st.node == nil {
-		err := c.s.signIn(k, req.GetNode())
-		return err
+		return c.s.firstRequest(st, req.GetNode(), len(req.GetInitialResourceVersions()) > 0)
 	}
 	if !answered || st == nil || st.node == nil {
 		return nil
+	}
+	if st.slot != nil && c.s.syncDone(st.node, req.GetTypeUrl(), version) {
+		st.slot.release()
 	}
 	if req.GetErrorDetail() != nil {
 		// Delta streams remember what they sent, so a NACK is not

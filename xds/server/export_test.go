@@ -15,3 +15,7 @@ func OpenWatches(s *Server, node string) int {
 	defer s.mu.Unlock()
 	return len(s.watches[node])
 }
+
+// SetSyncSlots sets how many nodes may sync at once, for tests; call it
+// before any stream opens.
+func SetSyncSlots(s *Server, n int) { s.syncing = make(chan struct{}, n) }

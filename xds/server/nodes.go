@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"sort"
@@ -38,6 +39,10 @@ type tracker struct {
 type streamState struct {
 	key  streamKey
 	peer string
+	ctx  context.Context
+	// slot is the sync slot the stream holds during its node's first
+	// sync (syncslots.go).
+	slot *syncSlot
 	node *nodeState
 	// sent holds, per type URL, the nonce and version of the last
 	// response: a request answering that nonce ACKs or NACKs it.
@@ -93,10 +98,10 @@ func newTracker() *tracker {
 	return &tracker{streams: map[streamKey]*streamState{}, nodes: map[string]*nodeState{}}
 }
 
-func (t *tracker) open(k streamKey, peer string) {
+func (t *tracker) open(ctx context.Context, k streamKey, peer string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.streams[k] = &streamState{key: k, peer: peer, sent: map[string]sentResponse{}}
+	t.streams[k] = &streamState{key: k, peer: peer, ctx: ctx, sent: map[string]sentResponse{}}
 }
 
 // bind attaches a stream to its node on the stream's first request, and
@@ -131,6 +136,9 @@ func (t *tracker) close(k streamKey) *nodeState {
 	defer t.mu.Unlock()
 	st := t.streams[k]
 	delete(t.streams, k)
+	if st != nil {
+		st.slot.release()
+	}
 	if st == nil || st.node == nil {
 		return nil
 	}

@@ -45,7 +45,12 @@ func partialType(typeURL string) bool { return snapshot.Chunked(typeURL) }
 // partialWatch is an open request: State of the World (req, ch) or Delta
 // (dreq, dch).
 type partialWatch struct {
-	id      int64
+	id int64
+	// quietAt is the type version at which the watch was found to have
+	// nothing to send: its subscription does not change while it is
+	// open, so a push that leaves the type's version alone is skipped
+	// without looking at its resources.
+	quietAt string
 	queued  bool // waiting in s.waiting for the in-flight budget
 	node    string
 	flavour snapshot.Flavour
@@ -154,9 +159,12 @@ func (s *Server) respondPartialLocked(w *partialWatch) bool {
 		return s.respondDeltaLocked(w, snap)
 	}
 	typ := w.typeURL
+	version := snap.GetVersion(typ)
+	if version == w.quietAt {
+		return false
+	}
 	items := snap.GetResourcesAndTTL(typ)
 	vm := snap.VersionMap[typ]
-	version := snap.GetVersion(typ)
 	subscribed := w.sub.SubscribedResources()
 	wildcard := w.sub.IsWildcard()
 	// One pass to check Envoy asked for all, and count what it gets; no
@@ -205,6 +213,7 @@ func (s *Server) respondPartialLocked(w *partialWatch) bool {
 		}
 	}
 	if w.req.GetVersionInfo() == version && len(changed) == 0 {
+		w.quietAt = version
 		return false
 	}
 	sort.Strings(changed)
@@ -275,6 +284,9 @@ func (s *Server) chunk(typ string, items map[string]types.ResourceWithTTL, chang
 // named), so a node reconnecting with what it has is sent nothing.
 func (s *Server) respondDeltaLocked(w *partialWatch, snap *cachev3.Snapshot) bool {
 	typ := w.typeURL
+	if snap.GetVersion(typ) == w.quietAt {
+		return false
+	}
 	items := snap.GetResourcesAndTTL(typ)
 	vm := snap.VersionMap[typ]
 	known := w.sub.ReturnedResources()
@@ -318,6 +330,7 @@ func (s *Server) respondDeltaLocked(w *partialWatch, snap *cachev3.Snapshot) boo
 	}
 	first := wildcard && w.dreq.GetResponseNonce() == ""
 	if len(changed) == 0 && len(removed) == 0 && !first {
+		w.quietAt = snap.GetVersion(typ)
 		return false
 	}
 	sort.Strings(changed)

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -432,4 +433,66 @@ func TestDeltaReconnectSendsNothing(t *testing.T) {
 		t.Errorf("first response after the reconnect: %s %v; want the route change alone (routes/public/h1.test)", r.GetTypeUrl(), adsclient.Names(r))
 	}
 	_ = d2.CloseSend()
+}
+
+// TestFirstSyncsTakeTurns: at most the sync slots' number of nodes sync
+// at once; a node over it is answered once one in sync ACKed its routes.
+func TestFirstSyncsTakeTurns(t *testing.T) {
+	h := start(t)
+	server.SetSyncSlots(h.srv, 1)
+	h.srv.Push(buildSet(t, splitCfg(2, 1, "")))
+	a, err := adsclient.NewSotW(h.ctx, h.conn, envoyNode("slot-a", "mesh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Request(resourcev3.ClusterType); err != nil {
+		t.Fatal(err)
+	}
+	ca := recvType(t, a, resourcev3.ClusterType)
+	b, err := adsclient.NewSotW(h.ctx, h.conn, envoyNode("slot-b", "mesh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Request(resourcev3.ClusterType); err != nil {
+		t.Fatal(err)
+	}
+	// b waits: it is not even signed in while a syncs.
+	units := seq("routes/public/h", 2, ".test")
+	if err := a.Ack(ca); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Request(resourcev3.RouteType, units...); err != nil {
+		t.Fatal(err)
+	}
+	ra := recvType(t, a, resourcev3.RouteType)
+	// A node resuming with what it holds takes no slot: it signs in now.
+	c, err := adsclient.NewSotW(h.ctx, h.conn, envoyNode("slot-c", "mesh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Resume(resourcev3.ClusterType, ca.GetVersionInfo()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return strings.Contains(httptestNodes(t, h), "slot-c") })
+	rr := httptestNodes(t, h)
+	if strings.Contains(rr, "slot-b") {
+		t.Fatalf("slot-b signed in while slot-a held the only sync slot: %s", rr)
+	}
+	if err := a.Ack(ra, units...); err != nil {
+		t.Fatal(err)
+	}
+	cb := recvType(t, b, resourcev3.ClusterType)
+	if len(cb.GetResources()) == 0 {
+		t.Error("slot-b's clusters are empty")
+	}
+	_ = a.CloseSend()
+	_ = b.CloseSend()
+	_ = c.CloseSend()
+}
+
+func httptestNodes(t *testing.T, h *harness) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.srv.NodesHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/xds/nodes", nil))
+	return rec.Body.String()
 }

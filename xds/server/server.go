@@ -75,6 +75,8 @@ type Server struct {
 	largeResponse, inflightBudget int
 	waiting                       []*partialWatch
 	deferredNow                   bool
+	// syncing holds a token per node in its first sync (syncslots.go).
+	syncing chan struct{}
 }
 
 // New builds the server. It serves nothing until the first Push.
@@ -89,7 +91,8 @@ func New(o Options) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{log: o.Logger, audit: o.Audit, m: m, ctx: ctx, cancel: cancel,
 		watches: map[string]map[int64]*partialWatch{}, claims: map[string]map[string]string{}, held: map[string]int{},
-		largeResponse: defaultLargeResponse, inflightBudget: defaultInflightBudget}
+		largeResponse: defaultLargeResponse, inflightBudget: defaultInflightBudget,
+		syncing: make(chan struct{}, defaultSyncSlots)}
 	s.nodes = newTracker()
 	logger := cacheLogger{s.log}
 	// Envoy gets the strict ADS cache: responses ordered clusters →
