@@ -201,20 +201,20 @@ func (b *budgetStream) requestHeaders(ctx context.Context, req *extprocv3.Proces
 	if b.p == nil {
 		// Not a budget route (a hand-written config, or a reload since
 		// Envoy's route table): nothing to do for this request.
-		return headersResponse(true, common(&m, nil, false), b.skipRest())
+		return headersResponse(true, common(&m), b.skipRest())
 	}
 	b.tierID, b.subj = budgetIdentity(req, hs)
 	b.tier = b.p.tierOf(b.tierID)
 	if b.tier == nil {
 		b.srv.bm.request(b.route, "unlimited", "unlimited")
-		return headersResponse(true, common(&m, nil, false), b.skipRest())
+		return headersResponse(true, common(&m), b.skipRest())
 	}
 	b.key = b.p.key(b.tierID, b.subj)
 	if !b.p.reservePath.IsZero() && !h.GetEndOfStream() {
 		// The estimate is in the body (Envoy buffers it: the route's
 		// processing mode).
 		b.reqWaiting = true
-		return headersResponse(true, common(&m, nil, false), nil)
+		return headersResponse(true, common(&m), nil)
 	}
 	var declared uint64
 	ok := false
@@ -226,7 +226,7 @@ func (b *budgetStream) requestHeaders(ctx context.Context, req *extprocv3.Proces
 	if resp := b.reserve(ctx, b.p.estimate(b.tier, declared, ok), &m); resp != nil {
 		return resp
 	}
-	return headersResponse(true, common(&m, nil, false), nil)
+	return headersResponse(true, common(&m), nil)
 }
 
 func (b *budgetStream) requestBody(ctx context.Context, body *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
@@ -243,7 +243,7 @@ func (b *budgetStream) requestBody(ctx context.Context, body *extprocv3.HttpBody
 	if resp := b.reserve(ctx, b.p.estimate(b.tier, declared, ok), &m); resp != nil {
 		return resp
 	}
-	c := common(&m, nil, false)
+	c := common(&m)
 	return bodyResponse(true, c)
 }
 
@@ -384,7 +384,7 @@ func (b *budgetStream) responseHeaders(ctx context.Context, h *extprocv3.HttpHea
 	if h.GetEndOfStream() {
 		b.respEnded = true
 		b.settle(ctx)
-		return headersResponse(false, common(&m, nil, false), nil)
+		return headersResponse(false, common(&m), nil)
 	}
 	var mo *extprocfilterv3.ProcessingMode
 	if !b.body {
@@ -397,7 +397,7 @@ func (b *budgetStream) responseHeaders(ctx context.Context, h *extprocv3.HttpHea
 			RequestTrailerMode: extprocfilterv3.ProcessingMode_SKIP, ResponseTrailerMode: extprocfilterv3.ProcessingMode_SKIP,
 		}
 	}
-	return headersResponse(false, common(&m, nil, false), mo)
+	return headersResponse(false, common(&m), mo)
 }
 
 // responseBody reads the cost as chunks pass; every chunk goes on

@@ -72,7 +72,7 @@ func (requestHeadersPhase) answer(ctx context.Context, s *stream, req *extprocv3
 			return resp, nil
 		}
 	}
-	return headersResponse(true, common(&m, nil, false), mo), nil
+	return headersResponse(true, common(&m), mo), nil
 }
 
 // newTraceparent makes the traceparent of a request that had none: the

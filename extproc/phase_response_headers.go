@@ -107,5 +107,5 @@ func (responseHeadersPhase) answer(ctx context.Context, s *stream, req *extprocv
 		}
 		s.resp.mode = extprocfilterv3.ProcessingMode_NONE
 	}
-	return headersResponse(false, common(&m, nil, false), mo), nil
+	return headersResponse(false, common(&m), mo), nil
 }

@@ -66,15 +66,15 @@ func (m *mutation) proto() *extprocv3.HeaderMutation {
 	return &extprocv3.HeaderMutation{SetHeaders: m.set, RemoveHeaders: m.remove}
 }
 
-func common(m *mutation, body []byte, replace bool) *extprocv3.CommonResponse {
-	c := &extprocv3.CommonResponse{HeaderMutation: m.proto()}
-	if replace {
-		c.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: body}}
+// common is the CONTINUE answer carrying m's header changes; nil when
+// there are none (the smallest answer). Body replacements are built where
+// bodies are answered.
+func common(m *mutation) *extprocv3.CommonResponse {
+	hm := m.proto()
+	if hm == nil {
+		return nil
 	}
-	if c.HeaderMutation == nil && c.BodyMutation == nil {
-		return nil // CONTINUE with nothing to change: the smallest answer
-	}
-	return c
+	return &extprocv3.CommonResponse{HeaderMutation: hm}
 }
 
 // Problem type URIs (RFC 9457 §3.1.1): stable identifiers a client can

@@ -321,7 +321,7 @@ func (c *cluster) lane(addr string) (*lane, error) {
 	client := redis.NewClient(o)
 	ln = newLane(addr, client, true, c.opts, c.m, nil)
 	ln.exec = func(ctx context.Context, conn *redis.Conn, batch []*call) error {
-		return c.exec(ctx, ln, conn, batch)
+		return c.exec(ctx, conn, batch)
 	}
 	c.lanes[addr] = ln
 	return ln, nil
@@ -337,7 +337,7 @@ type sent struct {
 // exec is a Cluster lane's round trip: one script call per op, pipelined,
 // each answered alone. An op whose script Redis did not have (a node that
 // restarted) is sent again with EVAL on the same connection.
-func (c *cluster) exec(ctx context.Context, ln *lane, conn *redis.Conn, batch []*call) error {
+func (c *cluster) exec(ctx context.Context, conn *redis.Conn, batch []*call) error {
 	var all []sent
 	for _, cl := range batch {
 		for _, op := range cl.ops {
@@ -345,9 +345,9 @@ func (c *cluster) exec(ctx context.Context, ln *lane, conn *redis.Conn, batch []
 			op.route = route{}
 		}
 	}
-	noScript, nodeErr := c.send(ctx, ln, conn, all, false)
+	noScript, nodeErr := c.send(ctx, conn, all, false)
 	if len(noScript) > 0 && nodeErr == nil {
-		_, nodeErr = c.send(ctx, ln, conn, noScript, true)
+		_, nodeErr = c.send(ctx, conn, noScript, true)
 	}
 	return nodeErr
 }
@@ -355,7 +355,7 @@ func (c *cluster) exec(ctx context.Context, ln *lane, conn *redis.Conn, batch []
 // send makes one pipelined round trip of ops (EVALSHA, or EVAL), with a
 // WAIT last when asked. It answers each op from its own reply and returns
 // the ops Redis had no script for, and the node's failure if any.
-func (c *cluster) send(ctx context.Context, ln *lane, conn *redis.Conn, ops []sent, eval bool) ([]sent, error) {
+func (c *cluster) send(ctx context.Context, conn *redis.Conn, ops []sent, eval bool) ([]sent, error) {
 	pipe := conn.Pipeline()
 	for i := range ops {
 		s := &ops[i]
