@@ -8,6 +8,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/contract"
 	"github.com/gatehouse/gatehouse/internal/jsonpath"
+	"github.com/gatehouse/gatehouse/internal/sfv"
 	"github.com/gatehouse/gatehouse/ratelimit/algo"
 	"github.com/gatehouse/gatehouse/ratelimit/budget"
 )
@@ -99,7 +100,7 @@ func compileBudget(cfg *config.Config, cr *config.Route) *budgetPolicy {
 				bl.Name = b.Name + "-" + bl.Tag()
 			}
 			t.limits = append(t.limits, bl)
-			pol = append(pol, sfString(bl.Name)+";q="+strconv.FormatUint(l.Amount, 10)+";w="+strconv.FormatInt(w.Nominal()/1e6, 10)+`;qu="`+b.Unit+`"`)
+			pol = append(pol, sfv.String(bl.Name)+";q="+strconv.FormatUint(l.Amount, 10)+";w="+strconv.FormatInt(w.Nominal()/1e6, 10)+`;qu="`+b.Unit+`"`)
 			if t.max == 0 || l.Amount < t.max {
 				t.max = l.Amount
 			}
@@ -146,24 +147,4 @@ func (p *budgetPolicy) estimate(t *budgetTier, declared uint64, ok bool) uint64 
 		e = min(e, t.max)
 	}
 	return e
-}
-
-// sfString renders s as a structured-field string (RFC 8941).
-func sfString(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case c < 0x20 || c > 0x7e:
-			b.WriteByte('?')
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/gatehouse/gatehouse/internal/audit"
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/contract"
+	"github.com/gatehouse/gatehouse/internal/sfv"
 	"github.com/gatehouse/gatehouse/ratelimit/budget"
 )
 
@@ -321,7 +322,7 @@ func (b *budgetStream) rateLimitHeaders(m *mutation) int {
 	l, w := b.tier.limits[i], b.out.Windows[i]
 	rem := w.Remaining(l)
 	m.addHeader(headerRateLimitPolicy, b.tier.policy)
-	m.addHeader(headerRateLimit, sfString(l.Name)+";r="+strconv.FormatUint(rem, 10)+";t="+strconv.FormatInt(max(0, ceilSecs(time.Until(w.Reset))), 10))
+	m.addHeader(headerRateLimit, sfv.String(l.Name)+";r="+strconv.FormatUint(rem, 10)+";t="+strconv.FormatInt(max(0, ceilSecs(time.Until(w.Reset))), 10))
 	m.setHeader(HeaderBudgetRemaining, strconv.FormatUint(rem, 10))
 	return i
 }

@@ -11,6 +11,7 @@ import (
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 
+	"github.com/gatehouse/gatehouse/internal/sfv"
 	"github.com/gatehouse/gatehouse/ratelimit/algo"
 )
 
@@ -157,31 +158,9 @@ func newLimit(name, protoName string, spec algo.Spec, w algo.Window, unit rlsv3.
 		rpu = 1<<32 - 1
 	}
 	l.Proto = &rlsv3.RateLimitResponse_RateLimit{Name: protoName, RequestsPerUnit: uint32(rpu), Unit: unit}
-	l.SFName = sfString(name)
+	l.SFName = sfv.String(name)
 	l.Policy = l.SFName + ";q=" + strconv.FormatUint(spec.Limit, 10) + ";w=" + strconv.FormatInt(w.Nominal()/1e6, 10)
 	return l
-}
-
-// sfString renders s as a structured-field string (RFC 8941): printable
-// ASCII with '"' and '\' escaped; anything else becomes '?'.
-func sfString(s string) string {
-	var b strings.Builder
-	b.Grow(len(s) + 2)
-	b.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case c < 0x20 || c > 0x7e:
-			b.WriteByte('?')
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
 }
 
 func policyOf(limits []*Limit) string {
