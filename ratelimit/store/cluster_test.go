@@ -39,6 +39,37 @@ type tally struct {
 	n  map[string]int64
 }
 
+// counter is the value of the counter k; 0 when it does not exist.
+func counter(tb testing.TB, c redis.Cmdable, k string) int64 {
+	tb.Helper()
+	got, err := c.Get(context.Background(), k).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0
+	}
+	if err != nil {
+		tb.Fatalf("GET %s: %v", k, err)
+	}
+	return got
+}
+
+// against compares the admissions counted in t with Redis' counters for
+// keys: their sums, and the admissions missing from the counters (a key
+// counted above its admissions loses nothing).
+func (t *tally) against(tb testing.TB, c redis.Cmdable, keys []string) (admitted, counted, lost int64) {
+	tb.Helper()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, k := range keys {
+		got := counter(tb, c, k)
+		admitted += t.n[k]
+		counted += got
+		if d := t.n[k] - got; d > 0 {
+			lost += d
+		}
+	}
+	return admitted, counted, lost
+}
+
 func (t *tally) add(op *Op) {
 	if op.Err != nil || !op.Applied {
 		return
@@ -54,17 +85,10 @@ func (t *tally) add(op *Op) {
 // counted, no more (a double count) and no less (a count answered failed).
 func checkCounts(t *testing.T, cc *redis.ClusterClient, tl *tally, keys []string) {
 	t.Helper()
-	ctx := context.Background()
 	bad := 0
 	var total int64
 	for _, k := range keys {
-		got, err := cc.Get(ctx, k).Int64()
-		if errors.Is(err, redis.Nil) {
-			got, err = 0, nil
-		}
-		if err != nil {
-			t.Fatalf("GET %s: %v", k, err)
-		}
+		got := counter(t, cc, k)
 		total += tl.n[k]
 		if got != tl.n[k] {
 			bad++

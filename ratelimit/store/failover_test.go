@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -139,21 +138,7 @@ func TestSentinelFailoverBound(t *testing.T) {
 			close(stop)
 			wg.Wait()
 
-			var admitted, counted, lost int64
-			for _, k := range keys {
-				got, err := client.Get(context.Background(), k).Int64()
-				if errors.Is(err, redis.Nil) {
-					got, err = 0, nil
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				admitted += tl.n[k]
-				counted += got
-				if d := tl.n[k] - got; d > 0 {
-					lost += d
-				}
-			}
+			admitted, counted, lost := tl.against(t, client, keys)
 			var failing time.Duration
 			if f := firstFail.Load(); f != 0 {
 				failing = time.Duration(lastFail.Load() - f)
@@ -284,21 +269,7 @@ func TestClusterFailoverBound(t *testing.T) {
 			}
 			close(stop)
 			wg.Wait()
-			var admitted, counted, lost int64
-			for _, k := range keys {
-				got, err := cc.Get(context.Background(), k).Int64()
-				if errors.Is(err, redis.Nil) {
-					got, err = 0, nil
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				admitted += tl.n[k]
-				counted += got
-				if d := tl.n[k] - got; d > 0 {
-					lost += d
-				}
-			}
+			admitted, counted, lost := tl.against(t, cc, keys)
 			var failing time.Duration
 			if f := firstFail.Load(); f != 0 {
 				failing = time.Duration(lastFail.Load() - f)
