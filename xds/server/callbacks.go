@@ -72,8 +72,7 @@ func (s *Server) closed(k streamKey) {
 		s.retryWaitingLocked()
 	}
 	n.snap, n.set, n.acc = nil, nil, snapshot.Accepted{}
-	s.m.nodeAcked.DeletePartialMatch(map[string]string{"node": n.node.GetId()})
-	s.m.nodeNacked.DeletePartialMatch(map[string]string{"node": n.node.GetId()})
+	s.nodes.dropSeries(s.m, n)
 }
 
 // firstRequest waits for a sync slot (syncslots.go), then signs the node
@@ -199,16 +198,10 @@ func (c *callbacks) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.
 func (s *Server) acked(n *nodeState, typeURL, version string) {
 	typ := snapshot.ShortType(typeURL)
 	s.m.acks.WithLabelValues(typ).Inc()
-	prev := s.nodes.ack(n, typeURL, version)
-	id := n.node.GetId()
 	s.mu.Lock()
 	group := n.group
 	s.mu.Unlock()
-	if prev != version {
-		s.m.nodeAcked.DeletePartialMatch(map[string]string{"node": id, "type": typ})
-		s.m.nodeAcked.WithLabelValues(id, group, typ, version).Set(1)
-	}
-	s.m.nodeNacked.WithLabelValues(id, typ).Set(0)
+	s.nodes.ack(s.m, n, typeURL, group, version)
 	s.accepted(n, typeURL, version)
 }
 

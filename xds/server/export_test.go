@@ -19,3 +19,11 @@ func OpenWatches(s *Server, node string) int {
 // SetSyncSlots sets how many nodes may sync at once, for tests; call it
 // before any stream opens.
 func SetSyncSlots(s *Server, n int) { s.syncing = make(chan struct{}, n) }
+
+// StageComputations counts the O(config) computations of what nodes are
+// sent next (misses of the stage memo), for tests.
+func StageComputations(s *Server) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.memo.computed
+}

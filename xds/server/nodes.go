@@ -63,6 +63,10 @@ type nodeState struct {
 	connectedAt time.Time
 	lastSeen    time.Time
 	types       map[string]*TypeStatus
+	// series are the labels of the node's acked-version series, by
+	// short type (t.mu): replaced and deleted by name, never by a
+	// partial match, which scans every node's series.
+	series map[string]ackedSeries
 
 	// snap is the snapshot the cache holds for the node, set the set it
 	// was built from (s.mu).
@@ -221,16 +225,46 @@ func (n *nodeState) typeStatus(typeURL string) *TypeStatus {
 	return ts
 }
 
-// ack records that a node accepted version; it returns the previous
-// acked version.
-func (t *tracker) ack(n *nodeState, typeURL, version string) (prev string) {
+// ackedSeries is the group and version labels of a node's
+// gatehouse_xds_node_acked_version_info series of one type.
+type ackedSeries struct{ group, version string }
+
+// ack records that a node of group accepted version, in /xds/nodes and
+// in the node's series.
+func (t *tracker) ack(m *metrics, n *nodeState, typeURL, group, version string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ts := n.typeStatus(typeURL)
-	prev = ts.Acked
 	now := time.Now()
 	ts.Acked, ts.AckedAt, ts.Nack = version, &now, nil
-	return prev
+	id, typ := n.node.GetId(), snapshot.ShortType(typeURL)
+	cur := ackedSeries{group: group, version: version}
+	if prev, ok := n.series[typ]; !ok || prev != cur {
+		if ok {
+			m.nodeAcked.DeleteLabelValues(id, prev.group, typ, prev.version)
+		}
+		if n.series == nil {
+			n.series = map[string]ackedSeries{}
+		}
+		n.series[typ] = cur
+		m.nodeAcked.WithLabelValues(id, group, typ, version).Set(1)
+	}
+	m.nodeNacked.WithLabelValues(id, typ).Set(0)
+}
+
+// dropSeries deletes a gone node's series.
+func (t *tracker) dropSeries(m *metrics, n *nodeState) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	id := n.node.GetId()
+	for typ, l := range n.series {
+		m.nodeAcked.DeleteLabelValues(id, l.group, typ, l.version)
+	}
+	n.series = nil
+	for _, typ := range snapshot.TypeURLs {
+		m.nodeNacked.DeleteLabelValues(id, snapshot.ShortType(typ))
+	}
+	m.nodeNacked.DeleteLabelValues(id, snapshot.ShortType("")) // a type gatehouse does not serve
 }
 
 // nack records a rejection; it reports whether it is news (not the

@@ -77,6 +77,8 @@ type Server struct {
 	deferredNow                   bool
 	// syncing holds a token per node in its first sync (syncslots.go).
 	syncing chan struct{}
+	// memo holds the stages of a change for the current set (stage.go).
+	memo *stageMemo
 }
 
 // New builds the server. It serves nothing until the first Push.
@@ -92,7 +94,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{log: o.Logger, audit: o.Audit, m: m, ctx: ctx, cancel: cancel,
 		watches: map[string]map[int64]*partialWatch{}, claims: map[string]map[string]string{}, held: map[string]int{},
 		largeResponse: defaultLargeResponse, inflightBudget: defaultInflightBudget,
-		syncing: make(chan struct{}, defaultSyncSlots)}
+		syncing: make(chan struct{}, defaultSyncSlots), memo: newStageMemo()}
 	s.nodes = newTracker()
 	logger := cacheLogger{s.log}
 	// Envoy gets the strict ADS cache: responses ordered clusters →
@@ -132,6 +134,7 @@ func (s *Server) Push(set *snapshot.Set) {
 	if same {
 		return
 	}
+	s.resetMemoLocked()
 	s.m.version.Reset()
 	s.m.version.WithLabelValues(set.Version).Set(1)
 	for _, n := range s.nodes.connected() {
@@ -147,7 +150,7 @@ func (s *Server) assignLocked(n *nodeState) {
 	}
 	g := s.set.GroupOf(n.node)
 	next := g.Snapshot(n.flavour)
-	snap := snapshot.Stage(next, s.set.Resources.ClustersOf(snapshot.Names(next, resourcev3.RouteType)), n.acc)
+	snap := s.stageLocked(next, n.acc)
 	if n.snap == snap {
 		return
 	}
@@ -186,7 +189,7 @@ func (s *Server) accepted(n *nodeState, typeURL, version string) {
 		n.acc.Listeners = n.snap
 	case resourcev3.RouteType:
 		if n.acc.Routes == nil || n.acc.Routes.GetVersion(typeURL) != version {
-			n.acc.InUse = n.set.Resources.ClustersOf(snapshot.Names(n.snap, resourcev3.RouteType))
+			n.acc.InUse = s.needsLocked(n.set, n.snap)
 		}
 		n.acc.Routes = n.snap
 	default:

@@ -1,0 +1,138 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/gatehouse/gatehouse/xds/adsclient"
+	"github.com/gatehouse/gatehouse/xds/server"
+)
+
+// TestAckWorkIsShared: what a node is sent after an ACK (the stage of a
+// change, from the clusters its routes use) is computed once per
+// distinct snapshot, not once per ACK: syncing more nodes, and taking a
+// change to more nodes, costs no more of those computations.
+func TestAckWorkIsShared(t *testing.T) {
+	h := start(t)
+	base := splitCfg(3, 2, "")
+	h.srv.Push(buildSet(t, base))
+	units, clusters := seq("routes/public/h", 3, ".test"), seq("c", 3, "")
+	var streams []*adsclient.SotW
+	var cancels []context.CancelFunc
+	syncNodes := func(from, to int) {
+		for i := from; i < to; i++ {
+			ctx, cancel := context.WithCancel(h.ctx)
+			t.Cleanup(cancel)
+			cancels = append(cancels, cancel)
+			s, err := adsclient.NewSotW(ctx, h.conn, envoyNode(fmt.Sprint("ack", i), "mesh"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sotwSync(t, s, clusters, units)
+			streams = append(streams, s)
+		}
+	}
+	syncNodes(0, 2)
+	two := server.StageComputations(h.srv)
+	syncNodes(2, 8)
+	if eight := server.StageComputations(h.srv); eight != two {
+		t.Errorf("syncing 6 more nodes computed %d stages; want 0 (shared with the first 2)", eight-two)
+	}
+
+	change := func(cfg string) int {
+		before := server.StageComputations(h.srv)
+		h.srv.Push(buildSet(t, cfg))
+		for _, s := range streams {
+			r := recvType(t, s, resourcev3.RouteType)
+			if err := s.Ack(r, units...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range streams {
+			waitFor(t, func() bool { return nodeStatus(t, h, fmt.Sprint("ack", i)).Types["routes"].InSync })
+		}
+		return server.StageComputations(h.srv) - before
+	}
+	first := change(strings.Replace(base, "/p0/with/a/longer/path/to/take/some/room/in/the/table}, cluster: c1", "/a}, cluster: c1", 1))
+	if first == 0 || first > 8 {
+		t.Errorf("a route change to 8 nodes computed %d stages; want a few, shared by all", first)
+	}
+	// Half the nodes again: the same number, not half.
+	for _, cancel := range cancels[4:] {
+		cancel()
+	}
+	streams = streams[:4]
+	waitFor(t, func() bool { return connectedCount(h) == 4 })
+	second := change(strings.Replace(base, "/p0/with/a/longer/path/to/take/some/room/in/the/table}, cluster: c1", "/b}, cluster: c1", 1))
+	if second != first {
+		t.Errorf("a route change computed %d stages for 8 nodes, %d for 4; want the same", first, second)
+	}
+}
+
+func connectedCount(h *harness) int {
+	n := 0
+	for _, ns := range h.srv.Nodes().Nodes {
+		if ns.Connected {
+			n++
+		}
+	}
+	return n
+}
+
+// TestNodeSeriesFollowAcks: a node has one acked-version series per
+// type, replaced when it accepts a new version, and none once it is gone.
+func TestNodeSeriesFollowAcks(t *testing.T) {
+	h := start(t)
+	base := splitCfg(2, 1, "")
+	h.srv.Push(buildSet(t, base))
+	ctx, cancel := context.WithCancel(h.ctx)
+	defer cancel()
+	s, err := adsclient.NewSotW(ctx, h.conn, envoyNode("series", "mesh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	units := seq("routes/public/h", 2, ".test")
+	sotwSync(t, s, seq("c", 2, ""), units)
+	series := func() map[string][]string {
+		mfs, err := h.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string][]string{}
+		for _, mf := range mfs {
+			if mf.GetName() != "gatehouse_xds_node_acked_version_info" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				l := map[string]string{}
+				for _, p := range m.GetLabel() {
+					l[p.GetName()] = p.GetValue()
+				}
+				if l["node"] == "series" {
+					out[l["type"]] = append(out[l["type"]], l["version"])
+				}
+			}
+		}
+		return out
+	}
+	waitFor(t, func() bool { return len(series()) == 5 })
+	before := series()["routes"]
+	h.srv.Push(buildSet(t, strings.Replace(base, "/p0/with/a/longer/path/to/take/some/room/in/the/table}, cluster: c1", "/a}, cluster: c1", 1)))
+	r := recvType(t, s, resourcev3.RouteType)
+	if err := s.Ack(r, units...); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		v := series()["routes"]
+		return len(v) == 1 && v[0] == r.GetVersionInfo()
+	})
+	if got := series(); len(got) != 5 || len(before) != 1 {
+		t.Errorf("series after a change: %v (before: routes %v); want one per type", got, before)
+	}
+	cancel()
+	waitFor(t, func() bool { return len(series()) == 0 })
+}
