@@ -54,6 +54,7 @@ var (
 	rounds   = flag.Int("rounds", 5, "route changes per mode")
 	timeout  = flag.Duration("timeout", 120*time.Second, "give up after this long")
 	cpuProf  = flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
+	cpuPhase = flag.String("cpuphase", "", "with -cpuprofile, profile only this phase of the first mode: sync, route, endpoint, reconnect (the reconnect and the change after it)")
 	modes    = flag.String("modes", "sotw,delta,mixed", "sotw, delta, mixed (every other client Delta), comma-separated; both means sotw,delta")
 )
 
@@ -67,16 +68,18 @@ func run() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
+	var prof *phaseProfile
 	if *cpuProf != "" {
 		f, err := os.Create(*cpuProf)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
+		prof = &phaseProfile{f: f, phase: *cpuPhase}
+		if err := prof.start(""); err != nil {
 			return err
 		}
-		defer pprof.StopCPUProfile()
+		defer prof.stop("")
 	}
 
 	cfgAt := func(routeVariant, clusterVariant int) (*config.Config, error) {
@@ -122,17 +125,30 @@ func run() error {
 	}
 	defer ceil.stop()
 
-	variant := 0
+	// variant numbers the route changes; cv is the endpoints' variant,
+	// kept across modes so that a mode's first route change is that
+	// alone (not also an undo of the previous mode's endpoint change).
+	variant, cv := 0, 0
 	for _, mode := range splitModes(*modes) {
+		// The previous mode's streams end asynchronously on the server:
+		// measure from when they are gone.
+		if err := drained(ctx, comp); err != nil {
+			return err
+		}
 		heap0 := heapNow()
 		peak := sampleHeap()
 		t0 := time.Now()
+		if err := prof.start("sync"); err != nil {
+			return err
+		}
 		pool, err := connect(ctx, lis.Addr().String(), mode, *clients, nil)
+		prof.stop("sync")
 		if err != nil {
 			return fmt.Errorf("%s: %w", mode, err)
 		}
-		syncTime, syncPeak := time.Since(t0), peak()-heap0
-		heapPer := (heapNow() - heap0) / uint64(*clients)
+		syncTime, syncPeak := time.Since(t0), grew(peak(), heap0)
+		// Signed: the heap may shrink (garbage of the previous mode).
+		heapPer := grew(heapNow(), heap0) / int64(*clients)
 
 		var prep, seen, null []time.Duration
 		var routeRes map[string]int64
@@ -144,23 +160,31 @@ func run() error {
 			}
 			null = append(null, nd)
 			variant++
-			next, err := cfgAt(variant, 0)
+			next, err := cfgAt(variant, cv)
 			if err != nil {
 				return err
 			}
+			if err := prof.start("route"); err != nil {
+				return err
+			}
 			p, s, counts, err := change(ctx, comp, pool, next, resourcev3.RouteType)
+			prof.stop("route")
 			if err != nil {
 				pool.close()
 				return fmt.Errorf("%s round %d: %w", mode, variant, err)
 			}
 			prep, seen, routeRes = append(prep, p), append(seen, s), counts
 		}
-		cv := variant + 1
+		cv = variant + 1
 		next, err := cfgAt(variant, cv)
 		if err != nil {
 			return err
 		}
+		if err := prof.start("endpoint"); err != nil {
+			return err
+		}
 		_, cs, clusterRes, err := change(ctx, comp, pool, next, resourcev3.EndpointType)
+		prof.stop("endpoint")
 		if err != nil {
 			pool.close()
 			return fmt.Errorf("%s cluster change: %w", mode, err)
@@ -174,6 +198,9 @@ func run() error {
 		pool.close()
 		heapR := heapNow()
 		peakR := sampleHeap()
+		if err := prof.start("reconnect"); err != nil {
+			return err
+		}
 		t1 := time.Now()
 		pool, err = connect(ctx, lis.Addr().String(), mode, *clients, states)
 		if err != nil {
@@ -189,11 +216,12 @@ func run() error {
 			return err
 		}
 		_, rs, _, err := change(ctx, comp, pool, next, resourcev3.RouteType)
+		prof.stop("reconnect")
 		pool.close()
 		if err != nil {
 			return fmt.Errorf("%s change after reconnect: %w", mode, err)
 		}
-		resyncPeak := peakR() - heapR
+		resyncPeak := grew(peakR(), heapR)
 
 		p50, maxSeen := median(seen), slices.Max(seen)
 		ceiling := median(null)
@@ -586,6 +614,55 @@ func deltaClient(ctx context.Context, conn *grpc.ClientConn, node *corev3.Node, 
 		if !synced && typ == resourcev3.RouteType && done {
 			synced = true
 			ready <- struct{}{}
+		}
+	}
+}
+
+// phaseProfile is the CPU profile of the whole run (phase "") or of the
+// first time one phase runs.
+type phaseProfile struct {
+	f       *os.File
+	phase   string
+	running bool
+	done    bool
+}
+
+func (p *phaseProfile) start(phase string) error {
+	if p == nil || p.done || p.running || phase != p.phase {
+		return nil
+	}
+	p.running = true
+	return pprof.StartCPUProfile(p.f)
+}
+
+func (p *phaseProfile) stop(phase string) {
+	if p == nil || !p.running || phase != p.phase {
+		return
+	}
+	pprof.StopCPUProfile()
+	p.running, p.done = false, true
+}
+
+// grew is how much the heap grew from before to now, negative when it
+// shrank.
+func grew(now, before uint64) int64 { return int64(now) - int64(before) }
+
+// drained waits until the server has no connected node.
+func drained(ctx context.Context, comp *xds.Server) error {
+	for {
+		n := 0
+		for _, ns := range comp.ADS().Nodes().Nodes {
+			if ns.Connected {
+				n++
+			}
+		}
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d nodes still connected after the previous mode: %w", n, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
