@@ -136,3 +136,115 @@ func TestNodeSeriesFollowAcks(t *testing.T) {
 	cancel()
 	waitFor(t, func() bool { return len(series()) == 0 })
 }
+
+// TestPushLooksOnlyAtTheChange: once nodes are in sync, a change is found
+// by what differs between snapshots, shared by all nodes: no watch looks
+// at every resource of its type, neither for the push nor for the watch
+// the node's ACK opens (SotW and Delta). What each node is sent is still
+// the change alone, a removal included.
+func TestPushLooksOnlyAtTheChange(t *testing.T) {
+	h := start(t)
+	base := splitCfg(4, 1, "")
+	h.srv.Push(buildSet(t, base))
+	units, clusters := seq("routes/public/h", 4, ".test"), seq("c", 4, "")
+	s, err := adsclient.NewSotW(h.ctx, h.conn, envoyNode("look-sotw", "mesh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sotwSync(t, s, clusters, units)
+	d, err := adsclient.NewDelta(h.ctx, h.conn, envoyNode("look-delta", "mesh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []struct {
+		typ   string
+		names []string
+	}{{resourcev3.ClusterType, nil}, {resourcev3.EndpointType, clusters}, {resourcev3.ListenerType, nil}, {resourcev3.ScopedRouteType, nil}, {resourcev3.RouteType, units}} {
+		if err := d.Subscribe(sub.typ, sub.names...); err != nil {
+			t.Fatal(err)
+		}
+		r, err := d.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Ack(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool {
+		return server.OpenWatches(h.srv, "look-sotw") == 2 && server.OpenWatches(h.srv, "look-delta") == 5
+	})
+
+	// An endpoint change, then a route change: each node gets the one
+	// resource, and ACKs it.
+	cfg := base
+	for _, step := range []struct {
+		from, to, typ, name string
+	}{
+		{"10.0.2.1:80", "10.0.2.9:80", resourcev3.EndpointType, "c2"},
+		{"/p0/with/a/longer/path/to/take/some/room/in/the/table}, cluster: c1", "/x}, cluster: c1", resourcev3.RouteType, "routes/public/h1.test"},
+	} {
+		cfg = strings.Replace(cfg, step.from, step.to, 1)
+		before := server.FullScans(h.srv)
+		h.srv.Push(buildSet(t, cfg))
+		r := recvType(t, s, step.typ)
+		if got := anyNames(t, r); len(got) != 1 || got[0] != step.name {
+			t.Errorf("SotW after a change of %s: %v", step.name, got)
+		}
+		names := clusters
+		if step.typ == resourcev3.RouteType {
+			names = units
+		}
+		if err := s.Ack(r, names...); err != nil {
+			t.Fatal(err)
+		}
+		dr, err := d.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := adsclient.Names(dr); dr.GetTypeUrl() != step.typ || len(got) != 1 || got[0] != step.name {
+			t.Errorf("Delta after a change of %s: %s %v", step.name, dr.GetTypeUrl(), got)
+		}
+		if err := d.Ack(dr); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool {
+			return server.OpenWatches(h.srv, "look-sotw") == 2 && server.OpenWatches(h.srv, "look-delta") == 5 &&
+				nodeStatus(t, h, "look-sotw").Types[snapshotShort(step.typ)].InSync && nodeStatus(t, h, "look-delta").Types[snapshotShort(step.typ)].InSync
+		})
+		if n := server.FullScans(h.srv) - before; n != 0 {
+			t.Errorf("the change of %s made %d watches look at every resource; want 0", step.name, n)
+		}
+	}
+
+	// Host h3 goes (its route and cluster): Delta is told of the removal.
+	var kept []string
+	for _, line := range strings.Split(cfg, "\n") {
+		if !strings.Contains(line, "h3.test") && !strings.Contains(line, "name: c3,") {
+			kept = append(kept, line)
+		}
+	}
+	h.srv.Push(buildSet(t, strings.Join(kept, "\n")))
+	// (The cluster goes once the node accepted routes that no longer use
+	// it: make before break.)
+	removed := map[string]bool{}
+	for i := 0; i < 10 && !(removed["c3"] && removed["routes/public/h3.test"]); i++ {
+		dr, err := d.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range dr.GetRemovedResources() {
+			removed[n] = true
+		}
+		if err := d.Ack(dr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !removed["c3"] || !removed["routes/public/h3.test"] {
+		t.Errorf("Delta removals after h3 went: %v; want c3 and routes/public/h3.test", removed)
+	}
+}
+
+func snapshotShort(typ string) string {
+	return map[string]string{resourcev3.EndpointType: "endpoints", resourcev3.RouteType: "routes"}[typ]
+}

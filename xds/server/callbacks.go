@@ -66,6 +66,8 @@ func (s *Server) closed(k streamKey) {
 	freed := false
 	for _, typ := range []string{resourcev3.RouteType, resourcev3.EndpointType} {
 		delete(s.claims, n.node.GetId()+"\x00"+typ)
+		delete(s.complete, n.node.GetId()+"\x00"+typ)
+		delete(s.pending, n.node.GetId()+"\x00"+typ)
 		freed = s.releaseLocked(n.node.GetId()+"\x00"+typ) || freed
 	}
 	if freed {
@@ -180,6 +182,11 @@ func (c *callbacks) OnStreamResponse(_ context.Context, id int64, req *discovery
 	c.s.m.responses.WithLabelValues(typ, protoSotW).Inc()
 	c.s.m.resourcesSent.WithLabelValues(typ, protoSotW).Add(float64(len(resp.GetResources())))
 	c.s.nodes.sent(streamKey{protoSotW, id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo(), len(resp.GetResources()))
+	if partialType(resp.GetTypeUrl()) {
+		c.s.mu.Lock()
+		c.s.sentPartialLocked(req.GetNode().GetId(), resp.GetTypeUrl(), resp)
+		c.s.mu.Unlock()
+	}
 }
 
 func (c *callbacks) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {

@@ -27,3 +27,11 @@ func StageComputations(s *Server) int {
 	defer s.mu.Unlock()
 	return s.memo.computed
 }
+
+// FullScans counts the watches that looked at every resource of their
+// type (they had no base), for tests.
+func FullScans(s *Server) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.memo.scans
+}

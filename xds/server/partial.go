@@ -51,15 +51,19 @@ type partialWatch struct {
 	// open, so a push that leaves the type's version alone is skipped
 	// without looking at its resources.
 	quietAt string
-	queued  bool // waiting in s.waiting for the in-flight budget
-	node    string
-	flavour snapshot.Flavour
-	typeURL string
-	sub     cachev3.Subscription
-	req     *cachev3.Request
-	ch      chan cachev3.Response
-	dreq    *cachev3.DeltaRequest
-	dch     chan cachev3.DeltaResponse
+	// base is a snapshot of which the stream holds every resource it is
+	// served, baseCount how many (base.go); nil when not known.
+	base      *cachev3.Snapshot
+	baseCount int
+	queued    bool // waiting in s.waiting for the in-flight budget
+	node      string
+	flavour   snapshot.Flavour
+	typeURL   string
+	sub       cachev3.Subscription
+	req       *cachev3.Request
+	ch        chan cachev3.Response
+	dreq      *cachev3.DeltaRequest
+	dch       chan cachev3.DeltaResponse
 }
 
 // createPartialWatch answers a request for a partial type at once when
@@ -84,6 +88,7 @@ func (s *Server) watchPartial(w *partialWatch) (func(), error) {
 		defer s.retryWaitingLocked()
 	}
 	s.deferredNow = false
+	s.baseFromAckLocked(w)
 	if s.respondPartialLocked(w) {
 		return func() {}, nil
 	}
@@ -167,53 +172,83 @@ func (s *Server) respondPartialLocked(w *partialWatch) bool {
 	vm := snap.VersionMap[typ]
 	subscribed := w.sub.SubscribedResources()
 	wildcard := w.sub.IsWildcard()
-	// One pass to check Envoy asked for all, and count what it gets; no
-	// allocation: with a thousand nodes and two thousand load
-	// assignments this runs two million times per push.
-	count := 0
-	for name := range items {
-		if _, ok := subscribed[name]; ok || wildcard {
-			count++
-		} else if w.flavour == snapshot.Envoy {
-			// Envoy has not asked for all of them yet: the listener or
-			// cluster that needs this one is still on its way.
-			return false
-		}
+	isSubscribed := func(name string) bool {
+		_, ok := subscribed[name]
+		return ok || wildcard
 	}
 	served := func(name string) bool {
 		if _, ok := items[name]; !ok {
 			return false
 		}
-		_, ok := subscribed[name]
-		return ok || wildcard
+		return isSubscribed(name)
 	}
 
 	claimKey := w.node + "\x00" + typ
 	known := w.sub.ReturnedResources()
-	if len(known) == 0 {
-		if w.req.GetResponseNonce() == "" && w.req.GetVersionInfo() == version && version != "" {
-			// The first request of a new stream, from a node that holds
-			// this version (it reconnected, here or to another replica):
-			// it has it all.
-			known = make(map[string]string, count)
-			for n := range items {
-				if served(n) {
-					known[n] = vm[n]
-				}
-			}
-			s.claims[claimKey] = known
-			return false
-		}
-		known = s.claims[claimKey]
-	}
 	var changed []string
-	for n := range items {
-		if known[n] != vm[n] && served(n) {
-			changed = append(changed, n)
+	count := 0
+	if w.base != nil && len(known) > 0 {
+		// The stream holds all of base: look at what differs from it.
+		d := s.diffLocked(w.base, snap, typ)
+		count = w.baseCount
+		for _, name := range d.added {
+			if isSubscribed(name) {
+				count++
+			} else if w.flavour == snapshot.Envoy {
+				return false // as below: Envoy has not asked for it yet
+			}
+		}
+		for _, name := range d.removed {
+			if isSubscribed(name) {
+				count--
+			}
+		}
+		for _, name := range d.changed {
+			if known[name] != vm[name] && isSubscribed(name) {
+				changed = append(changed, name)
+			}
+		}
+	} else {
+		s.memo.scans++
+		// One pass to check Envoy asked for all, and count what it gets.
+		for name := range items {
+			if isSubscribed(name) {
+				count++
+			} else if w.flavour == snapshot.Envoy {
+				// Envoy has not asked for all of them yet: the listener or
+				// cluster that needs this one is still on its way.
+				return false
+			}
+		}
+		if len(known) == 0 {
+			if w.req.GetResponseNonce() == "" && w.req.GetVersionInfo() == version && version != "" {
+				// The first request of a new stream, from a node that
+				// holds this version (it reconnected, here or to another
+				// replica): it has it all.
+				known = make(map[string]string, count)
+				for n := range items {
+					if served(n) {
+						known[n] = vm[n]
+					}
+				}
+				s.claims[claimKey] = known
+				return false
+			}
+			known = s.claims[claimKey]
+		}
+		for n := range items {
+			if known[n] != vm[n] && served(n) {
+				changed = append(changed, n)
+			}
 		}
 	}
 	if w.req.GetVersionInfo() == version && len(changed) == 0 {
 		w.quietAt = version
+		if len(w.sub.ReturnedResources()) > 0 {
+			// (Not when known is a claim: another stream of the node
+			// may replace it.)
+			w.base, w.baseCount = snap, count
+		}
 		return false
 	}
 	sort.Strings(changed)
@@ -227,21 +262,37 @@ func (s *Server) respondPartialLocked(w *partialWatch) bool {
 	if len(anys) < len(changed) {
 		respVersion += partialSuffix
 	}
-	returned := maps.Clone(known)
-	if returned == nil {
-		returned = make(map[string]string, count)
+	sent := changed[:len(anys)]
+	partial := len(anys) < len(changed)
+	// What the stream holds once the response is sent: known with what
+	// it carries, less what the node is no longer served. When known is
+	// the stream's own map, it is updated in place as the response goes
+	// out (sentPartialLocked); a copy would cost every node a copy of a
+	// version per resource (2,000 load assignments) for each change.
+	returned := known
+	var drop []string
+	grows := 0
+	for _, n := range sent {
+		if _, ok := known[n]; !ok {
+			grows++
+		}
 	}
-	for _, n := range changed[:len(anys)] {
-		returned[n] = vm[n]
-	}
-	if len(returned) != count || len(anys) < len(changed) {
+	if len(known)+grows != count || partial {
 		// The node no longer has what it unsubscribed from or what the
-		// snapshot dropped. (Otherwise returned holds every resource it
-		// is served, each known or just sent, and nothing else.)
-		for n := range returned {
+		// snapshot dropped. (Otherwise it holds every resource it is
+		// served, each known or just sent, and nothing else.)
+		for n := range known {
 			if !served(n) {
-				delete(returned, n)
+				drop = append(drop, n)
 			}
+		}
+	}
+	if !sameMap(known, w.sub.ReturnedResources()) {
+		// The first response on a new stream: known is nothing or a
+		// claim, not the stream's.
+		returned = make(map[string]string, count)
+		for n, v := range known {
+			returned[n] = v
 		}
 	}
 	resp := &cachev3.PassthroughResponse{
@@ -249,11 +300,60 @@ func (s *Server) respondPartialLocked(w *partialWatch) bool {
 		DiscoveryResponse: &discoveryv3.DiscoveryResponse{VersionInfo: respVersion, TypeUrl: typ, Resources: anys},
 		ReturnedResources: returned,
 	}
+	update := &pendingSotW{resp: resp.DiscoveryResponse, returned: returned, sent: sent, versions: vm, drop: drop}
+	if !partial {
+		update.complete = &completeResponse{returned: returned, snap: snap, count: count, names: s.namesHash(w.req.GetResourceNames())}
+	}
+	if !sameMap(returned, known) {
+		// A new map: fill it now, nobody else holds it.
+		update.apply()
+		update.sent, update.drop = nil, nil
+	}
 	select {
 	case w.ch <- resp:
+		delete(s.complete, claimKey)
+		s.pending[claimKey] = update
 		return true
 	case <-s.ctx.Done():
 		return false
+	}
+}
+
+// pendingSotW is what a State-of-the-World response of a partial type
+// changes in what its stream holds, applied when go-control-plane sends
+// it (OnStreamResponse): until then the response may still be dropped
+// (a new request of its type replaces it unsent), and the stream holds
+// what it held.
+type pendingSotW struct {
+	resp     *discoveryv3.DiscoveryResponse
+	returned map[string]string
+	sent     []string
+	versions map[string]string
+	drop     []string
+	complete *completeResponse
+}
+
+func (p *pendingSotW) apply() {
+	for _, n := range p.sent {
+		p.returned[n] = p.versions[n]
+	}
+	for _, n := range p.drop {
+		delete(p.returned, n)
+	}
+}
+
+// sentPartialLocked applies a State-of-the-World response of a partial
+// type to what its stream holds, as it is sent. s.mu is held.
+func (s *Server) sentPartialLocked(node, typeURL string, resp *discoveryv3.DiscoveryResponse) {
+	key := node + "\x00" + typeURL
+	p, ok := s.pending[key]
+	if !ok || p.resp != resp {
+		return
+	}
+	delete(s.pending, key)
+	p.apply()
+	if p.complete != nil {
+		s.complete[key] = *p.complete
 	}
 }
 
@@ -293,33 +393,69 @@ func (s *Server) respondDeltaLocked(w *partialWatch, snap *cachev3.Snapshot) boo
 	wildcard := w.sub.IsWildcard()
 	// As for SotW: no allocation unless something changed.
 	subscribed := w.sub.SubscribedResources()
+	isSubscribed := func(name string) bool {
+		_, ok := subscribed[name]
+		return ok || wildcard
+	}
 	served := func(name string) bool {
 		if _, ok := items[name]; !ok {
 			return false
 		}
-		_, ok := subscribed[name]
-		return ok || wildcard
+		return isSubscribed(name)
 	}
 	var changed, removed []string
-	count := 0
-	if wildcard {
-		for name := range items {
-			count++
-			if known[name] != vm[name] {
+	// count is how many resources the stream is served, servedKnown how
+	// many of those it holds some version of: known has others (to
+	// remove) when it is larger.
+	count, servedKnown := 0, 0
+	if w.base != nil {
+		// The stream holds all of base (base.go): look at what differs.
+		d := s.diffLocked(w.base, snap, typ)
+		count, servedKnown = w.baseCount, w.baseCount
+		for _, name := range d.added {
+			if isSubscribed(name) {
+				count++
+				if _, ok := known[name]; ok {
+					servedKnown++
+				}
+			}
+		}
+		for _, name := range d.removed {
+			if isSubscribed(name) {
+				count--
+				servedKnown--
+			}
+		}
+		for _, name := range d.changed {
+			if known[name] != vm[name] && isSubscribed(name) {
 				changed = append(changed, name)
 			}
 		}
 	} else {
-		for name := range subscribed {
-			if _, ok := items[name]; ok {
-				count++
-				if known[name] != vm[name] {
-					changed = append(changed, name)
+		s.memo.scans++
+		look := func(name string) {
+			count++
+			v, ok := known[name]
+			if ok {
+				servedKnown++
+			}
+			if !ok || v != vm[name] {
+				changed = append(changed, name)
+			}
+		}
+		if wildcard {
+			for name := range items {
+				look(name)
+			}
+		} else {
+			for name := range subscribed {
+				if _, ok := items[name]; ok {
+					look(name)
 				}
 			}
 		}
 	}
-	if len(known) > count || len(changed) > 0 {
+	if len(known) > servedKnown {
 		for name := range known {
 			if !served(name) {
 				if _, ok := items[name]; !ok || wildcard {
@@ -331,6 +467,7 @@ func (s *Server) respondDeltaLocked(w *partialWatch, snap *cachev3.Snapshot) boo
 	first := wildcard && w.dreq.GetResponseNonce() == ""
 	if len(changed) == 0 && len(removed) == 0 && !first {
 		w.quietAt = snap.GetVersion(typ)
+		w.base, w.baseCount = snap, count
 		return false
 	}
 	sort.Strings(changed)
@@ -347,9 +484,11 @@ func (s *Server) respondDeltaLocked(w *partialWatch, snap *cachev3.Snapshot) boo
 	if next == nil {
 		next = make(map[string]string, count)
 	}
-	for n := range next {
-		if !served(n) {
-			delete(next, n)
+	if len(known) > servedKnown {
+		for n := range next {
+			if !served(n) {
+				delete(next, n)
+			}
 		}
 	}
 	out := make([]*discoveryv3.Resource, len(anys))
@@ -367,6 +506,12 @@ func (s *Server) respondDeltaLocked(w *partialWatch, snap *cachev3.Snapshot) boo
 	}
 	select {
 	case w.dch <- resp:
+		key := w.node + "\x00" + typ
+		if len(anys) < len(changed) {
+			delete(s.complete, key)
+		} else {
+			s.complete[key] = completeResponse{returned: next, snap: snap, count: count}
+		}
 		return true
 	case <-s.ctx.Done():
 		return false

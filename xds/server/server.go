@@ -19,6 +19,7 @@ package server
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 	"log/slog"
 	"strings"
 	"sync"
@@ -79,6 +80,13 @@ type Server struct {
 	syncing chan struct{}
 	// memo holds the stages of a change for the current set (stage.go).
 	memo *stageMemo
+	// complete holds each node's last complete response by node and
+	// type (base.go); seed hashes request names.
+	complete map[string]completeResponse
+	seed     maphash.Seed
+	// pending are the State-of-the-World responses of partial types
+	// not sent yet, by node and type (partial.go).
+	pending map[string]*pendingSotW
 }
 
 // New builds the server. It serves nothing until the first Push.
@@ -94,7 +102,8 @@ func New(o Options) (*Server, error) {
 	s := &Server{log: o.Logger, audit: o.Audit, m: m, ctx: ctx, cancel: cancel,
 		watches: map[string]map[int64]*partialWatch{}, claims: map[string]map[string]string{}, held: map[string]int{},
 		largeResponse: defaultLargeResponse, inflightBudget: defaultInflightBudget,
-		syncing: make(chan struct{}, defaultSyncSlots), memo: newStageMemo()}
+		syncing: make(chan struct{}, defaultSyncSlots), memo: newStageMemo(),
+		complete: map[string]completeResponse{}, seed: maphash.MakeSeed(), pending: map[string]*pendingSotW{}}
 	s.nodes = newTracker()
 	logger := cacheLogger{s.log}
 	// Envoy gets the strict ADS cache: responses ordered clusters →

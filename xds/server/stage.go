@@ -41,13 +41,16 @@ type stageKey struct {
 type stageMemo struct {
 	needs map[needsKey][]string
 	stage map[stageKey]*cachev3.Snapshot
-	// computed counts the O(config) computations (a miss of either
-	// memo), for tests.
-	computed int
+	// diffs are the differences between snapshots, per type (base.go).
+	diffs map[diffKey]*typeDiff
+	// computed counts the O(config) computations (a miss of the needs
+	// or stage memo), scans the watches that looked at every resource
+	// of their type (no base), for tests.
+	computed, scans int
 }
 
 func newStageMemo() *stageMemo {
-	return &stageMemo{needs: map[needsKey][]string{}, stage: map[stageKey]*cachev3.Snapshot{}}
+	return &stageMemo{needs: map[needsKey][]string{}, stage: map[stageKey]*cachev3.Snapshot{}, diffs: map[diffKey]*typeDiff{}}
 }
 
 // needsLocked returns the clusters that snap's listeners and routes use
@@ -92,4 +95,5 @@ func (s *Server) stageLocked(next *cachev3.Snapshot, acc snapshot.Accepted) *cac
 func (s *Server) resetMemoLocked() {
 	clear(s.memo.needs)
 	clear(s.memo.stage)
+	clear(s.memo.diffs)
 }
