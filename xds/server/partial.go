@@ -55,15 +55,18 @@ type partialWatch struct {
 	// served, baseCount how many (base.go); nil when not known.
 	base      *cachev3.Snapshot
 	baseCount int
-	queued    bool // waiting in s.waiting for the in-flight budget
-	node      string
-	flavour   snapshot.Flavour
-	typeURL   string
-	sub       cachev3.Subscription
-	req       *cachev3.Request
-	ch        chan cachev3.Response
-	dreq      *cachev3.DeltaRequest
-	dch       chan cachev3.DeltaResponse
+	// claim is what the watch's request claimed the node holds (a
+	// reconnect naming its version).
+	claim   map[string]string
+	queued  bool // waiting in s.waiting for the in-flight budget
+	node    string
+	flavour snapshot.Flavour
+	typeURL string
+	sub     cachev3.Subscription
+	req     *cachev3.Request
+	ch      chan cachev3.Response
+	dreq    *cachev3.DeltaRequest
+	dch     chan cachev3.DeltaResponse
 }
 
 // createPartialWatch answers a request for a partial type at once when
@@ -187,6 +190,11 @@ func (s *Server) respondPartialLocked(w *partialWatch) bool {
 	known := w.sub.ReturnedResources()
 	var changed []string
 	count := 0
+	if len(known) == 0 && w.claim != nil && sameMap(s.claims[claimKey], w.claim) {
+		// The node claimed what it holds on this watch's request (and
+		// no other stream of it claimed since): it holds all of base.
+		known = w.claim
+	}
 	if w.base != nil && len(known) > 0 {
 		// The stream holds all of base: look at what differs from it.
 		d := s.diffLocked(w.base, snap, typ)
@@ -224,14 +232,20 @@ func (s *Server) respondPartialLocked(w *partialWatch) bool {
 			if w.req.GetResponseNonce() == "" && w.req.GetVersionInfo() == version && version != "" {
 				// The first request of a new stream, from a node that
 				// holds this version (it reconnected, here or to another
-				// replica): it has it all.
-				known = make(map[string]string, count)
-				for n := range items {
-					if served(n) {
-						known[n] = vm[n]
+				// replica): it has it all. When it is served every
+				// resource, that is the snapshot's version map itself
+				// (shared, read-only: a claim is never written).
+				known = vm
+				if count != len(items) {
+					known = make(map[string]string, count)
+					for n := range items {
+						if served(n) {
+							known[n] = vm[n]
+						}
 					}
 				}
 				s.claims[claimKey] = known
+				w.claim, w.base, w.baseCount = known, snap, count
 				return false
 			}
 			known = s.claims[claimKey]
@@ -612,9 +626,26 @@ func (s *Server) claim(req *cachev3.Request, sub cachev3.Subscription) cachev3.S
 	if err != nil || rs.GetVersion(req.GetTypeUrl()) != req.GetVersionInfo() {
 		return sub
 	}
-	returned := map[string]string{}
-	for name := range rs.GetResources(req.GetTypeUrl()) {
-		returned[name] = req.GetVersionInfo()
+	snap, ok := rs.(*cachev3.Snapshot)
+	if !ok {
+		return sub
+	}
+	// The cache only reads it: one map per snapshot and type serves
+	// every node that reconnects holding it.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := diffKey{from: snap, to: snap, typ: req.GetTypeUrl()}
+	returned, ok := s.memo.claims[k]
+	if !ok {
+		if len(s.memo.claims) >= maxMemo {
+			clear(s.memo.claims)
+		}
+		items := snap.GetResourcesAndTTL(req.GetTypeUrl())
+		returned = make(map[string]string, len(items))
+		for name := range items {
+			returned[name] = req.GetVersionInfo()
+		}
+		s.memo.claims[k] = returned
 	}
 	return claimedSub{Subscription: sub, returned: returned}
 }

@@ -213,7 +213,10 @@ func TestReconnectToReplicaSendsNothing(t *testing.T) {
 	// Both requests of the partial types are in (and claimed).
 	waitFor(t, func() bool { return server.OpenWatches(b.srv, "p3") == 2 })
 	// A change of one route: if the reconnect had been answered, those
-	// responses would come first.
+	// responses would come first. The reconnected node's watches hold
+	// what it claimed as their base: the change is found without looking
+	// at every resource.
+	scans := server.FullScans(b.srv)
 	b.srv.Push(buildSet(t, strings.Replace(base, "/p1/with/a/longer/path/to/take/some/room/in/the/table}, cluster: c0", "/moved}, cluster: c0", 1)))
 	r, err := s2.Recv()
 	if err != nil {
@@ -224,6 +227,9 @@ func TestReconnectToReplicaSendsNothing(t *testing.T) {
 	}
 	if got := anyNames(t, r); !slices.Equal(got, []string{"routes/public/h0.test"}) {
 		t.Errorf("route change after the reconnect sent %v; want routes/public/h0.test alone", got)
+	}
+	if n := server.FullScans(b.srv) - scans; n != 0 {
+		t.Errorf("the change after the reconnect made %d watches look at every resource; want 0", n)
 	}
 	_ = s2.CloseSend()
 }

@@ -43,6 +43,9 @@ type stageMemo struct {
 	stage map[stageKey]*cachev3.Snapshot
 	// diffs are the differences between snapshots, per type (base.go).
 	diffs map[diffKey]*typeDiff
+	// claims are the held versions a reconnecting node claims of a
+	// snapshot's type, for go-control-plane's cache (partial.go claim).
+	claims map[diffKey]map[string]string
 	// computed counts the O(config) computations (a miss of the needs
 	// or stage memo), scans the watches that looked at every resource
 	// of their type (no base), for tests.
@@ -50,7 +53,7 @@ type stageMemo struct {
 }
 
 func newStageMemo() *stageMemo {
-	return &stageMemo{needs: map[needsKey][]string{}, stage: map[stageKey]*cachev3.Snapshot{}, diffs: map[diffKey]*typeDiff{}}
+	return &stageMemo{needs: map[needsKey][]string{}, stage: map[stageKey]*cachev3.Snapshot{}, diffs: map[diffKey]*typeDiff{}, claims: map[diffKey]map[string]string{}}
 }
 
 // needsLocked returns the clusters that snap's listeners and routes use
@@ -96,4 +99,5 @@ func (s *Server) resetMemoLocked() {
 	clear(s.memo.needs)
 	clear(s.memo.stage)
 	clear(s.memo.diffs)
+	clear(s.memo.claims)
 }
