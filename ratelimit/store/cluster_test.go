@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -398,7 +399,7 @@ func reshardExact(t *testing.T, plain bool) {
 	case redirects["tryagain"] == 0 && !plain:
 		t.Errorf("redirects = %v; the migration must have found keys split (TRYAGAIN)", redirects)
 	}
-	all := append(hotKeys, coldKeys...)
+	all := slices.Concat(hotKeys, coldKeys)
 	checkCounts(t, cc, tl, all)
 	if plain {
 		for _, ln := range rs.cl.lanesNow() {
