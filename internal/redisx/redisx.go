@@ -42,6 +42,13 @@ func New(cfg *config.Redis) (redis.UniversalClient, error) {
 		// and its connections (a data race in go-redis v9.23). gatehouse
 		// reconnects on its own; it does not need them.
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+		// RESP2. gatehouse asks and reads answers; it uses none of RESP3's
+		// push messages (client-side caching, Pub/Sub on one connection),
+		// and with RESP3 go-redis looks for pending push notifications
+		// around every reply: 5% of the rate limiter's CPU under load
+		// (scripts/ratelimit/profile.sh). Every reply gatehouse reads is
+		// the same in both.
+		Protocol: 2,
 	}
 	if cfg.Mode == config.RedisSentinel {
 		opts.MasterName = cfg.MasterName

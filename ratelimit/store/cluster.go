@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/gatehouse/gatehouse/ratelimit/algo"
 )
 
 // A Redis Cluster store sends each node its share of an Eval's ops on the
@@ -321,23 +323,35 @@ func (c *cluster) lane(addr string) (*lane, error) {
 	client := redis.NewClient(o)
 	ln = newLane(addr, client, true, c.opts, c.m, nil)
 	ln.exec = func(ctx context.Context, conn *redis.Conn, batch []*call) error {
-		return c.exec(ctx, conn, batch)
+		return c.exec(ctx, ln, conn, batch)
 	}
 	c.lanes[addr] = ln
 	return ln, nil
 }
 
-// sent is one op's command in a node's round trip.
+// sent is one op's command in a node's round trip: a script call, or,
+// for an op of one fixed-window limit that counts refused hits (plainOp)
+// on a node that takes PEXPIRE NX, INCRBY and PEXPIRE NX.
 type sent struct {
 	op  *Op
 	ask bool
 	cmd *redis.Cmd
+	// incr and exp are a plain op's commands.
+	incr, exp *redis.IntCmd
 }
 
-// exec is a Cluster lane's round trip: one script call per op, pipelined,
-// each answered alone. An op whose script Redis did not have (a node that
-// restarted) is sent again with EVAL on the same connection.
-func (c *cluster) exec(ctx context.Context, conn *redis.Conn, batch []*call) error {
+// exec is a Cluster lane's round trip: one script call (or one plain
+// INCRBY + PEXPIRE NX) per op, pipelined, each answered alone. An op whose
+// script Redis did not have (a node that restarted) is sent again with
+// EVAL on the same connection.
+//
+// Only ops of a single key go plain here: the keys of an op share a slot,
+// but while the slot moves, Redis answers a command on a key already moved
+// with ASK — one INCRBY of an op could run while another is redirected, and
+// sending the op again would count the first twice. A script's keys move
+// together (TRYAGAIN until they do).
+func (c *cluster) exec(ctx context.Context, ln *lane, conn *redis.Conn, batch []*call) error {
+	nx := ln.expireNX.Load()
 	var all []sent
 	for _, cl := range batch {
 		for _, op := range cl.ops {
@@ -345,9 +359,9 @@ func (c *cluster) exec(ctx context.Context, conn *redis.Conn, batch []*call) err
 			op.route = route{}
 		}
 	}
-	noScript, nodeErr := c.send(ctx, conn, all, false)
+	noScript, nodeErr := c.send(ctx, ln, conn, all, false, nx)
 	if len(noScript) > 0 && nodeErr == nil {
-		_, nodeErr = c.send(ctx, conn, noScript, true)
+		_, nodeErr = c.send(ctx, ln, conn, noScript, true, false)
 	}
 	return nodeErr
 }
@@ -355,10 +369,25 @@ func (c *cluster) exec(ctx context.Context, conn *redis.Conn, batch []*call) err
 // send makes one pipelined round trip of ops (EVALSHA, or EVAL), with a
 // WAIT last when asked. It answers each op from its own reply and returns
 // the ops Redis had no script for, and the node's failure if any.
-func (c *cluster) send(ctx context.Context, conn *redis.Conn, ops []sent, eval bool) ([]sent, error) {
+func (c *cluster) send(ctx context.Context, ln *lane, conn *redis.Conn, ops []sent, eval, nx bool) ([]sent, error) {
 	pipe := conn.Pipeline()
 	for i := range ops {
 		s := &ops[i]
+		if nx && len(s.op.Limits) == 1 && plainOp(s.op) {
+			l := &s.op.Limits[0]
+			s.incr = redis.NewIntCmd(ctx, "incrby", l.Key, int64(s.op.Hits))
+			s.exp = redis.NewIntCmd(ctx, "pexpire", l.Key, max(l.TTL, 1), "nx")
+			if s.ask {
+				// ASKING holds for the next command only.
+				pipe.Do(ctx, "asking")
+			}
+			_ = pipe.Process(ctx, s.incr)
+			if s.ask {
+				pipe.Do(ctx, "asking")
+			}
+			_ = pipe.Process(ctx, s.exp)
+			continue
+		}
 		if s.ask {
 			pipe.Do(ctx, "asking")
 		}
@@ -377,6 +406,12 @@ func (c *cluster) send(ctx context.Context, conn *redis.Conn, ops []sent, eval b
 	var noScript []sent
 	var nodeErr error
 	for _, s := range ops {
+		if s.incr != nil {
+			if err := c.readPlain(ctx, ln, s); err != nil && (!isRedisError(err) || nodeWide(err)) {
+				nodeErr = err
+			}
+			continue
+		}
 		err := s.cmd.Err()
 		if err == nil {
 			var res []any
@@ -418,6 +453,37 @@ func (c *cluster) send(ctx context.Context, conn *redis.Conn, ops []sent, eval b
 		c.cc.ReloadState(ctx)
 	}
 	return noScript, nodeErr
+}
+
+// readPlain answers a plain op from its INCRBY's reply and returns the
+// error that failed it, if any. When the INCRBY ran and its PEXPIRE NX did
+// not — the key moved to another node in between, or the node refuses NX
+// (older than its INFO said: the lane sends scripts from then on) — the
+// expiry is set again through the cluster client, which follows
+// redirects (PEXPIRE is safe to repeat). A connection lost in between
+// leaves the key to the next hit's PEXPIRE NX.
+func (c *cluster) readPlain(ctx context.Context, ln *lane, s sent) error {
+	n, err := s.incr.Result()
+	if err != nil {
+		if c.redirected(s.op, err) {
+			return nil
+		}
+		s.op.Err = wrapErr(err)
+		return err
+	}
+	l := &s.op.Limits[0]
+	l.State = algo.State{A: n - int64(s.op.Hits)}
+	s.op.Applied = true
+	if err := s.exp.Err(); err != nil && isRedisError(err) && !nodeWide(err) {
+		if msg := err.Error(); !strings.HasPrefix(msg, "MOVED ") && !strings.HasPrefix(msg, "ASK ") && !strings.HasPrefix(msg, "TRYAGAIN") {
+			ln.expireNX.Store(false)
+		}
+		if err := c.cc.Do(ctx, "pexpire", l.Key, max(l.TTL, 1)).Err(); err != nil {
+			s.op.Err = wrapErr(err)
+			return err
+		}
+	}
+	return nil
 }
 
 // redirected reads a MOVED, ASK or TRYAGAIN answer: Redis did not run the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -291,7 +292,18 @@ func TestClusterFailedMasterIsolated(t *testing.T) {
 // answered counted. Ops with two keys in the slot meet TRYAGAIN while
 // their keys are split; go-redis' cluster pipeline then sent its whole
 // node batch again, counting the others twice.
+//
+// The plain variant sends ops of the reference's kind (one fixed window,
+// refused hits counted), which go as INCRBY + PEXPIRE NX rather than the
+// script: ASK redirects them one command at a time, and every counter
+// must still equal its counted hits and keep an expiry.
 func TestClusterReshardExact(t *testing.T) {
+	for _, plain := range []bool{false, true} {
+		t.Run(map[bool]string{false: "script", true: "plain"}[plain], func(t *testing.T) { reshardExact(t, plain) })
+	}
+}
+
+func reshardExact(t *testing.T, plain bool) {
 	cl := testenv.StartRedisCluster(t, 3, 0)
 	cc := cl.Client()
 	reg := prometheus.NewRegistry()
@@ -348,6 +360,12 @@ func TestClusterReshardExact(t *testing.T) {
 					countOp(coldKeys[r.IntN(len(coldKeys))]),
 					countOp(coldKeys[r.IntN(len(coldKeys))]),
 				}
+				if plain {
+					ops[0] = countOp(hotKeys[r.IntN(len(hotKeys))])
+					for _, op := range ops {
+						op.CountRefused = true
+					}
+				}
 				err := rs.Eval(ctx, ops)
 				var pe *PartialError
 				for _, op := range ops {
@@ -375,10 +393,26 @@ func TestClusterReshardExact(t *testing.T) {
 		redirects[k] = testutil.ToFloat64(m.redirects.WithLabelValues(k))
 	}
 	t.Logf("%d ops answered, %d failed (not counted); redirects %v", answered.Load(), failed.Load(), redirects)
-	if redirects["ask"] == 0 || redirects["tryagain"] == 0 {
-		t.Errorf("redirects = %v; the migration must have sent ops elsewhere (ASK) and found keys split (TRYAGAIN)", redirects)
+	switch {
+	case redirects["ask"] == 0:
+		t.Errorf("redirects = %v; the migration must have sent ops elsewhere (ASK)", redirects)
+	case redirects["tryagain"] == 0 && !plain:
+		t.Errorf("redirects = %v; the migration must have found keys split (TRYAGAIN)", redirects)
 	}
-	checkCounts(t, cc, tl, append(hotKeys, coldKeys...))
+	all := slices.Concat(hotKeys, coldKeys)
+	checkCounts(t, cc, tl, all)
+	if plain {
+		for _, ln := range rs.cl.lanesNow() {
+			if !ln.expireNX.Load() {
+				t.Errorf("lane %s sent scripts; the plain commands must have been used", ln.addr)
+			}
+		}
+		for _, k := range all {
+			if ttl := cc.PTTL(ctx, k).Val(); ttl == -1 {
+				t.Errorf("%s has no expiry after the reshard", k)
+			}
+		}
+	}
 }
 
 // migrateSlot moves slot from the master at src to the one at dst as

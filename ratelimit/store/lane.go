@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,10 @@ type lane struct {
 	// warm is set once the client has initialised a connection; see warmUp.
 	warmMu sync.Mutex
 	warm   atomic.Bool
+	// expireNX is set when the node takes PEXPIRE's NX option (Redis 7
+	// and later, read from INFO at warm-up): ops that fit plain commands
+	// (plainOp) are sent as INCRBY + PEXPIRE NX instead of the script.
+	expireNX atomic.Bool
 
 	mu      sync.Mutex
 	idle    []*slot
@@ -173,8 +178,30 @@ func (ln *lane) warmUp(ctx context.Context) error {
 	if err := ln.client.Ping(ctx).Err(); err != nil {
 		return err
 	}
+	info, err := ln.client.Info(ctx, "server").Result()
+	if err != nil && !isRedisError(err) {
+		return err
+	}
+	// A server that hides INFO (some proxies and managed offerings) is
+	// sent the script only: correct everywhere, dearer in Redis CPU.
+	ln.expireNX.Store(err == nil && versionAtLeast(info, 7) && !ln.opts.ScriptOnly)
 	ln.warm.Store(true)
 	return nil
+}
+
+// versionAtLeast reports whether INFO's redis_version has a major version
+// of at least major.
+func versionAtLeast(info string, major int) bool {
+	for line := range strings.Lines(info) {
+		v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:")
+		if !ok {
+			continue
+		}
+		m, _, _ := strings.Cut(v, ".")
+		n, err := strconv.Atoi(m)
+		return err == nil && n >= major
+	}
+	return false
 }
 
 // run does one round trip for a slot's batch, through the circuit breaker.

@@ -39,6 +39,11 @@ type RedisOptions struct {
 	// Wait.Timeout fails with ErrNotReplicated (its hits stay counted on
 	// the master; the answer follows the failure mode). Off by default.
 	Wait WaitOptions
+	// ScriptOnly sends every op through the Lua script, even those that
+	// fit plain INCRBY + PEXPIRE NX on a Redis 7 (plain.go): for a server
+	// that claims a version it does not implement, and for tests that
+	// hold the two ways to the same answers.
+	ScriptOnly bool
 	// KeyPrefix prefixes the keys the store's probes write.
 	KeyPrefix string
 	// ProbeEvery is how often a node no request reached lately is probed
@@ -142,14 +147,22 @@ func (r *Redis) execOne(ctx context.Context, conn *redis.Conn, batch []*call) er
 }
 
 func (r *Redis) runOne(ctx context.Context, conn *redis.Conn, batch []*call) error {
+	nx := r.one.expireNX.Load()
 	var keys []string
 	var args []byte
+	var plain []plainCmd
 	for _, c := range batch {
+		if nx && plainCall(c) {
+			for _, op := range c.ops {
+				plain = appendPlain(plain, c, op)
+			}
+			continue
+		}
 		for _, op := range c.ops {
 			keys, args = appendOp(keys, args, op)
 		}
 	}
-	if len(keys) == 0 {
+	if len(keys) == 0 && len(plain) == 0 {
 		for _, c := range batch {
 			for _, op := range c.ops {
 				op.Applied = true
@@ -159,8 +172,8 @@ func (r *Redis) runOne(ctx context.Context, conn *redis.Conn, batch []*call) err
 	}
 	var res []any
 	var err, notReplicated error
-	if r.opts.Wait.Replicas > 0 {
-		res, notReplicated, err = r.evalWait(ctx, conn, keys, string(args))
+	if len(plain) > 0 || r.opts.Wait.Replicas > 0 {
+		res, notReplicated, err = r.pipelined(ctx, conn, plain, keys, string(args))
 	} else {
 		res, err = evalScript(ctx, conn, keys, string(args))
 	}
@@ -169,9 +182,17 @@ func (r *Redis) runOne(ctx context.Context, conn *redis.Conn, batch []*call) err
 	}
 	pos := 0
 	for _, c := range batch {
+		if nx && plainCall(c) {
+			continue
+		}
 		for _, op := range c.ops {
-			if pos, err = readOp(res, pos, op); err != nil {
-				return err
+			switch {
+			case len(keys) == 0:
+				op.Applied = true // no limits: nothing to count
+			default:
+				if pos, err = readOp(res, pos, op); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -190,28 +211,50 @@ func (r *Redis) runOne(ctx context.Context, conn *redis.Conn, batch []*call) err
 	return notReplicated
 }
 
-// evalWait runs the script and a WAIT in one round trip. When fewer
-// replicas than asked acknowledge, the script's writes stand on the
-// master alone: notReplicated says so.
-func (r *Redis) evalWait(ctx context.Context, conn *redis.Conn, keys []string, args string) (res []any, notReplicated, err error) {
+// pipelined makes one round trip of the plain ops' commands, the script
+// call for the other ops (when keys is not empty) and a WAIT when asked.
+// It answers the plain ops itself and returns the script's reply. A
+// script Redis did not have is sent again with EVAL (and the WAIT after
+// it); the plain commands, applied already, are not. When fewer replicas
+// than asked acknowledge, the writes stand on the master alone:
+// notReplicated says so.
+func (r *Redis) pipelined(ctx context.Context, conn *redis.Conn, plain []plainCmd, keys []string, args string) (res []any, notReplicated, err error) {
 	for attempt := 0; ; attempt++ {
 		pipe := conn.Pipeline()
-		var cmd *redis.Cmd
 		if attempt == 0 {
+			queuePlain(ctx, pipe, plain)
+		}
+		var cmd *redis.Cmd
+		switch {
+		case len(keys) == 0:
+		case attempt == 0:
 			cmd = script.EvalSha(ctx, pipe, keys, args)
-		} else {
+		default:
 			cmd = script.Eval(ctx, pipe, keys, args)
 		}
-		wait := waitCmd(ctx, pipe, r.opts.Wait)
+		var wait *redis.Cmd
+		if r.opts.Wait.Replicas > 0 {
+			wait = waitCmd(ctx, pipe, r.opts.Wait)
+		}
 		_, _ = pipe.Exec(ctx)
-		res, err := cmd.Slice()
-		if err != nil && attempt == 0 && isNoScript(err) {
-			continue
+		if attempt == 0 {
+			if err := r.one.readPlain(ctx, conn, plain); err != nil {
+				return nil, nil, err
+			}
 		}
-		if err != nil {
-			return nil, nil, err
+		if cmd != nil {
+			res, err = cmd.Slice()
+			if err != nil && attempt == 0 && isNoScript(err) {
+				continue
+			}
+			if err != nil {
+				return nil, nil, err
+			}
 		}
-		return res, waited(wait, r.opts.Wait.Replicas), nil
+		if wait != nil {
+			notReplicated = waited(wait, r.opts.Wait.Replicas)
+		}
+		return res, notReplicated, nil
 	}
 }
 
