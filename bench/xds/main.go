@@ -219,6 +219,13 @@ func run() error {
 			return fmt.Errorf("%s reconnect: %w", mode, err)
 		}
 		resync := time.Since(t1)
+		// The clients have sent their requests; the server is done with
+		// the reconnect once every node shows in sync in /xds/nodes.
+		if err := inSync(ctx, comp, *clients); err != nil {
+			pool.close()
+			return fmt.Errorf("%s reconnect: %w", mode, err)
+		}
+		caughtUp := time.Since(t1)
 		// Let whatever the reconnect caused arrive (there should be none).
 		time.Sleep(500 * time.Millisecond)
 		afterRes := pool.counts()
@@ -250,11 +257,11 @@ func run() error {
 			mode, *clients, ms(p50), ms(maxSeen), ms(median(prep)), float64(p50)/float64(ceiling), float64(maxSeen)/float64(ceiling), perClient(routeRes, *clients))
 		fmt.Printf("%s: one cluster's endpoints changed → all have it in %s (ratio %.2f); resources sent per client: %s\n",
 			mode, ms(cs), float64(cs)/float64(ceiling), perClient(clusterRes, *clients))
-		fmt.Printf("%s: all %d reconnect at once naming their versions: all back in %s, resources sent per client for it: %s; the next route change reaches all in %s; heap peak +%s; server heap after it %s per client\n",
-			mode, *clients, ms(resync), perClient(afterRes, *clients), ms(rs), mb(int(resyncPeak)), kb(int(srvPerR)))
-		fmt.Printf("RESULT mode=%s clients=%d routes=%d clusters=%d route_change_p50_ms=%.1f route_change_max_ms=%.1f build_p50_ms=%.1f ceiling_ms=%.1f ratio=%.2f max_ratio=%.2f endpoint_change_ms=%.1f sync_ms=%.1f sync_heap_peak_mb=%.1f heap_per_client_kb=%.1f server_heap_per_client_kb=%.1f server_heap_per_client_after_reconnect_kb=%.1f resync_ms=%.1f route_change_resources_per_client=%s cluster_change_resources_per_client=%s after_reconnect_resources_per_client=%s\n",
+		fmt.Printf("%s: all %d reconnect at once naming their versions: all back in %s (the server done with it in %s), resources sent per client for it: %s; the next route change reaches all in %s; heap peak +%s; server heap after it %s per client\n",
+			mode, *clients, ms(resync), ms(caughtUp), perClient(afterRes, *clients), ms(rs), mb(int(resyncPeak)), kb(int(srvPerR)))
+		fmt.Printf("RESULT mode=%s clients=%d routes=%d clusters=%d route_change_p50_ms=%.1f route_change_max_ms=%.1f build_p50_ms=%.1f ceiling_ms=%.1f ratio=%.2f max_ratio=%.2f endpoint_change_ms=%.1f sync_ms=%.1f sync_heap_peak_mb=%.1f heap_per_client_kb=%.1f server_heap_per_client_kb=%.1f server_heap_per_client_after_reconnect_kb=%.1f resync_ms=%.1f resync_server_ms=%.1f route_change_resources_per_client=%s cluster_change_resources_per_client=%s after_reconnect_resources_per_client=%s\n",
 			mode, *clients, *routes, *clusters, msf(p50), msf(maxSeen), msf(median(prep)), msf(ceiling), float64(p50)/float64(ceiling), float64(maxSeen)/float64(ceiling),
-			msf(cs), msf(syncTime), float64(syncPeak)/1e6, float64(heapPer)/1e3, float64(srvPer)/1e3, float64(srvPerR)/1e3, msf(resync),
+			msf(cs), msf(syncTime), float64(syncPeak)/1e6, float64(heapPer)/1e3, float64(srvPer)/1e3, float64(srvPerR)/1e3, msf(resync), msf(caughtUp),
 			compact(perClient(routeRes, *clients)), compact(perClient(clusterRes, *clients)), compact(perClient(afterRes, *clients)))
 	}
 	return nil
@@ -692,4 +699,32 @@ func writeHeap(path string) error {
 	}
 	defer f.Close()
 	return pprof.Lookup("heap").WriteTo(f, 0)
+}
+
+// inSync waits until n nodes are connected and each is in sync on every
+// type it holds.
+func inSync(ctx context.Context, comp *xds.Server, n int) error {
+	for {
+		ok := 0
+		for _, ns := range comp.ADS().Nodes().Nodes {
+			if !ns.Connected || len(ns.Types) == 0 {
+				continue
+			}
+			all := true
+			for _, ts := range ns.Types {
+				all = all && ts.InSync
+			}
+			if all {
+				ok++
+			}
+		}
+		if ok >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d of %d nodes in sync: %w", ok, n, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

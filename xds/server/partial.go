@@ -482,6 +482,13 @@ func (s *Server) respondDeltaLocked(w *partialWatch, snap *cachev3.Snapshot) boo
 	if len(changed) == 0 && len(removed) == 0 && !first {
 		w.quietAt = snap.GetVersion(typ)
 		w.base, w.baseCount = snap, count
+		if w.dreq.GetResponseNonce() == "" && len(w.dreq.GetInitialResourceVersions()) > 0 {
+			// A node resuming with exactly what it is served: nothing is
+			// sent, so no ACK will say it is in sync; record it here
+			// (as State of the World does for a request naming the
+			// current version).
+			s.nodes.resumed(s.m, w.node, typ, snap.GetVersion(typ))
+		}
 		return false
 	}
 	sort.Strings(changed)
