@@ -33,6 +33,7 @@ cd "$(dirname "$0")/../.."
 bin="$(mktemp -d)/xdsbench"
 trap 'rm -rf "$(dirname "$bin")"' EXIT
 go build -o "$bin" ./bench/xds
+read -r -a extra <<<"${EXTRA:-}"
 
 "$bin" \
 	-clients "${CLIENTS:-100}" \
@@ -40,4 +41,4 @@ go build -o "$bin" ./bench/xds
 	-clusters "${CLUSTERS:-1000}" \
 	-rounds "${ROUNDS:-5}" \
 	-modes "${MODES:-sotw,delta,mixed}" \
-	-timeout "${TIMEOUT:-300s}" ${EXTRA:-}
+	-timeout "${TIMEOUT:-300s}" "${extra[@]}"
