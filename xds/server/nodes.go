@@ -254,13 +254,14 @@ func (t *tracker) ack(m *metrics, n *nodeState, typeURL, group, version string) 
 
 // resumed records that a connected node holds version of a type it was
 // not sent on this stream (it named it reconnecting). s.mu is held.
-func (t *tracker) resumed(m *metrics, id, typeURL, version string) {
+func (t *tracker) resumed(m *metrics, id, typeURL, version string) *nodeState {
 	t.mu.Lock()
 	n := t.nodes[id]
 	t.mu.Unlock()
 	if n != nil {
 		t.ack(m, n, typeURL, n.group, version)
 	}
+	return n
 }
 
 // dropSeries deletes a gone node's series.

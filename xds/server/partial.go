@@ -57,16 +57,19 @@ type partialWatch struct {
 	baseCount int
 	// claim is what the watch's request claimed the node holds (a
 	// reconnect naming its version).
-	claim   map[string]string
-	queued  bool // waiting in s.waiting for the in-flight budget
-	node    string
-	flavour snapshot.Flavour
-	typeURL string
-	sub     cachev3.Subscription
-	req     *cachev3.Request
-	ch      chan cachev3.Response
-	dreq    *cachev3.DeltaRequest
-	dch     chan cachev3.DeltaResponse
+	claim map[string]string
+	// answered is set once the watch's request was looked at (later
+	// looks are pushes).
+	answered bool
+	queued   bool // waiting in s.waiting for the in-flight budget
+	node     string
+	flavour  snapshot.Flavour
+	typeURL  string
+	sub      cachev3.Subscription
+	req      *cachev3.Request
+	ch       chan cachev3.Response
+	dreq     *cachev3.DeltaRequest
+	dch      chan cachev3.DeltaResponse
 }
 
 // createPartialWatch answers a request for a partial type at once when
@@ -92,7 +95,9 @@ func (s *Server) watchPartial(w *partialWatch) (func(), error) {
 	}
 	s.deferredNow = false
 	s.baseFromAckLocked(w)
-	if s.respondPartialLocked(w) {
+	responded := s.respondPartialLocked(w)
+	w.answered = true
+	if responded {
 		return func() {}, nil
 	}
 	s.watchSeq++
@@ -502,12 +507,17 @@ func (s *Server) respondDeltaLocked(w *partialWatch, snap *cachev3.Snapshot) boo
 	if len(changed) == 0 && len(removed) == 0 && !first {
 		w.quietAt = snap.GetVersion(typ)
 		w.base, w.baseCount = snap, count
-		if w.dreq.GetResponseNonce() == "" && len(w.dreq.GetInitialResourceVersions()) > 0 {
-			// A node resuming with exactly what it is served: nothing is
-			// sent, so no ACK will say it is in sync; record it here
-			// (as State of the World does for a request naming the
-			// current version).
-			s.nodes.resumed(s.m, w.node, typ, snap.GetVersion(typ))
+		if !w.answered && w.dreq.GetResponseNonce() == "" && len(w.dreq.GetInitialResourceVersions()) > 0 && count == len(items) {
+			// A node resuming with exactly what it is served (all of
+			// the type): nothing is sent, so no ACK will say it is in
+			// sync or that it holds these (the next change goes make
+			// before break from them); record it here, as State of the
+			// World does for a request naming the current version.
+			// (Only on the request itself, and not moving the node on:
+			// the next push or ACK does.)
+			if n := s.nodes.resumed(s.m, w.node, typ, snap.GetVersion(typ)); n != nil {
+				s.recordAcceptedLocked(n, typ, snap.GetVersion(typ))
+			}
 		}
 		return false
 	}

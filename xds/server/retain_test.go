@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -109,4 +110,109 @@ func TestMakeBeforeBreak(t *testing.T) {
 		}
 	}
 	_ = s.CloseSend()
+}
+
+// TestMakeBeforeBreakAfterDeltaResume: a Delta node that reconnects
+// naming what it holds is sent nothing for its load assignments and
+// route configurations, so no ACK says it holds them; the next change
+// still goes make before break from them: the new cluster and its
+// endpoints before the routes that use it.
+func TestMakeBeforeBreakAfterDeltaResume(t *testing.T) {
+	h := start(t)
+	cfg := func(c string) string { return strings.ReplaceAll(retainA, "CLUSTER", c) }
+	h.srv.Push(buildSet(t, cfg("a")))
+	ctx1, cancel1 := context.WithCancel(h.ctx)
+	d, err := adsclient.NewDelta(ctx1, h.conn, envoyNode("r2", "edge"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs := []struct {
+		typ   string
+		names []string
+	}{{resourcev3.ClusterType, nil}, {resourcev3.EndpointType, []string{"a"}}, {resourcev3.ListenerType, nil}, {resourcev3.RouteType, []string{"routes/public"}}}
+	have := map[string]map[string]string{}
+	for _, sub := range subs {
+		if err := d.Subscribe(sub.typ, sub.names...); err != nil {
+			t.Fatal(err)
+		}
+		r, err := d.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		have[r.GetTypeUrl()] = map[string]string{}
+		for _, res := range r.GetResources() {
+			have[r.GetTypeUrl()][res.GetName()] = res.GetVersion()
+		}
+		if err := d.Ack(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel1()
+	waitFor(t, func() bool { return !nodeStatus(t, h, "r2").Connected })
+
+	d2, err := adsclient.NewDelta(h.ctx, h.conn, envoyNode("r2", "edge"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range subs {
+		if err := d2.Resume(sub.typ, have[sub.typ], sub.names...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The wildcard types are answered (empty: Envoy waits for it).
+	for range 2 {
+		r, err := d2.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.GetResources()) != 0 {
+			t.Fatalf("resume answered with %s %v; want nothing", r.GetTypeUrl(), adsclient.Names(r))
+		}
+		if err := d2.Ack(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool {
+		st := nodeStatus(t, h, "r2").Types
+		for _, k := range []string{"clusters", "endpoints", "listeners", "routes"} {
+			if st[k] == nil || !st[k].InSync {
+				return false
+			}
+		}
+		return true
+	})
+
+	h.srv.Push(buildSet(t, cfg("b")))
+	r, err := d2.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.GetTypeUrl() != resourcev3.ClusterType || !slices.Equal(adsclient.Names(r), []string{"b"}) {
+		t.Fatalf("first response after the change: %s %v; want the new cluster b alone", r.GetTypeUrl(), adsclient.Names(r))
+	}
+	if err := d2.Ack(r); err != nil {
+		t.Fatal(err)
+	}
+	if err := d2.Subscribe(resourcev3.EndpointType, "b"); err != nil {
+		t.Fatal(err)
+	}
+	// Before the routes: b's endpoints.
+	r, err = d2.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.GetTypeUrl() != resourcev3.EndpointType || !slices.Equal(adsclient.Names(r), []string{"b"}) {
+		t.Fatalf("second response: %s %v; want b's endpoints (the routes only once b is accepted)", r.GetTypeUrl(), adsclient.Names(r))
+	}
+	if err := d2.Ack(r); err != nil {
+		t.Fatal(err)
+	}
+	r, err = d2.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.GetTypeUrl() != resourcev3.RouteType {
+		t.Fatalf("third response: %s; want the routes on b", r.GetTypeUrl())
+	}
+	_ = d2.CloseSend()
 }

@@ -185,9 +185,18 @@ func (s *Server) assignLocked(n *nodeState) {
 func (s *Server) accepted(n *nodeState, typeURL, version string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.recordAcceptedLocked(n, typeURL, version) {
+		s.assignLocked(n)
+	}
+}
+
+// recordAcceptedLocked records in n.acc that the node holds version of
+// a type; it reports whether that is news the node may move on with.
+// s.mu is held.
+func (s *Server) recordAcceptedLocked(n *nodeState, typeURL, version string) bool {
 	if n.snap == nil || n.set == nil || n.snap.GetVersion(typeURL) != version {
 		// An ACK of an older version: a newer push is on its way.
-		return
+		return false
 	}
 	switch typeURL {
 	case resourcev3.ClusterType:
@@ -202,9 +211,9 @@ func (s *Server) accepted(n *nodeState, typeURL, version string) {
 		}
 		n.acc.Routes = n.snap
 	default:
-		return
+		return false
 	}
-	s.assignLocked(n)
+	return true
 }
 
 // sameVersions reports whether two snapshots hold the same content: the
