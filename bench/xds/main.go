@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"sort"
@@ -41,6 +42,7 @@ import (
 )
 
 func main() {
+	runtime.MemProfileRate = memProfileRate
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/xds:", err)
 		os.Exit(1)
@@ -54,6 +56,7 @@ var (
 	rounds   = flag.Int("rounds", 5, "route changes per mode")
 	timeout  = flag.Duration("timeout", 120*time.Second, "give up after this long")
 	cpuProf  = flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
+	heapProf = flag.String("heapprofile", "", "write a heap profile here after the first mode's initial sync")
 	cpuPhase = flag.String("cpuphase", "", "with -cpuprofile, profile only this phase of the first mode: sync, route, endpoint, reconnect (the reconnect and the change after it)")
 	modes    = flag.String("modes", "sotw,delta,mixed", "sotw, delta, mixed (every other client Delta), comma-separated; both means sotw,delta")
 )
@@ -136,6 +139,7 @@ func run() error {
 			return err
 		}
 		heap0 := heapNow()
+		srv0, cli0 := heapSplit()
 		peak := sampleHeap()
 		t0 := time.Now()
 		if err := prof.start("sync"); err != nil {
@@ -149,6 +153,14 @@ func run() error {
 		syncTime, syncPeak := time.Since(t0), grew(peak(), heap0)
 		// Signed: the heap may shrink (garbage of the previous mode).
 		heapPer := grew(heapNow(), heap0) / int64(*clients)
+		srv1, cli1 := heapSplit()
+		if *heapProf != "" {
+			if err := writeHeap(*heapProf); err != nil {
+				return err
+			}
+			*heapProf = ""
+		}
+		srvPer, cliPer := (srv1-srv0)/int64(*clients), (cli1-cli0)/int64(*clients)
 
 		var prep, seen, null []time.Duration
 		var routeRes map[string]int64
@@ -207,6 +219,13 @@ func run() error {
 			return fmt.Errorf("%s reconnect: %w", mode, err)
 		}
 		resync := time.Since(t1)
+		// The clients have sent their requests; the server is done with
+		// the reconnect once every node shows in sync in /xds/nodes.
+		if err := inSync(ctx, comp, *clients); err != nil {
+			pool.close()
+			return fmt.Errorf("%s reconnect: %w", mode, err)
+		}
+		caughtUp := time.Since(t1)
 		// Let whatever the reconnect caused arrive (there should be none).
 		time.Sleep(500 * time.Millisecond)
 		afterRes := pool.counts()
@@ -217,26 +236,32 @@ func run() error {
 		}
 		_, rs, _, err := change(ctx, comp, pool, next, resourcev3.RouteType)
 		prof.stop("reconnect")
-		pool.close()
 		if err != nil {
+			pool.close()
 			return fmt.Errorf("%s change after reconnect: %w", mode, err)
 		}
+		// The server's state for the same nodes after a reconnect and a
+		// change: bounded per node, not grown by the churn.
+		heapNow()
+		srv2, _ := heapSplit()
+		srvPerR := (srv2 - srv0) / int64(*clients)
+		pool.close()
 		resyncPeak := grew(peakR(), heapR)
 
 		p50, maxSeen := median(seen), slices.Max(seen)
 		ceiling := median(null)
-		fmt.Printf("%s: initial sync of %d clients %s, heap peak +%s, heap after %s per client (server and in-process clients)\n",
-			mode, *clients, ms(syncTime), mb(int(syncPeak)), kb(int(heapPer)))
+		fmt.Printf("%s: initial sync of %d clients %s, heap peak +%s, heap after %s per client (server and in-process clients), of which the server's %s and the clients' %s (heap profile)\n",
+			mode, *clients, ms(syncTime), mb(int(syncPeak)), kb(int(heapPer)), kb(int(srvPer)), kb(int(cliPer)))
 		fmt.Printf("%s: ceiling (no-op ADS server fanning the changed route configuration out to %d streams, interleaved): p50 %s\n", mode, *clients, ms(ceiling))
 		fmt.Printf("%s: one route changed → all %d clients have it: p50 %s, max %s (build %s p50); ratio to ceiling p50 %.2f max %.2f; resources sent per client: %s\n",
 			mode, *clients, ms(p50), ms(maxSeen), ms(median(prep)), float64(p50)/float64(ceiling), float64(maxSeen)/float64(ceiling), perClient(routeRes, *clients))
 		fmt.Printf("%s: one cluster's endpoints changed → all have it in %s (ratio %.2f); resources sent per client: %s\n",
 			mode, ms(cs), float64(cs)/float64(ceiling), perClient(clusterRes, *clients))
-		fmt.Printf("%s: all %d reconnect at once naming their versions: all back in %s, resources sent per client for it: %s; the next route change reaches all in %s; heap peak +%s\n",
-			mode, *clients, ms(resync), perClient(afterRes, *clients), ms(rs), mb(int(resyncPeak)))
-		fmt.Printf("RESULT mode=%s clients=%d routes=%d clusters=%d route_change_p50_ms=%.1f route_change_max_ms=%.1f build_p50_ms=%.1f ceiling_ms=%.1f ratio=%.2f max_ratio=%.2f endpoint_change_ms=%.1f sync_ms=%.1f sync_heap_peak_mb=%.1f heap_per_client_kb=%.1f resync_ms=%.1f route_change_resources_per_client=%s cluster_change_resources_per_client=%s after_reconnect_resources_per_client=%s\n",
+		fmt.Printf("%s: all %d reconnect at once naming their versions: all back in %s (the server done with it in %s), resources sent per client for it: %s; the next route change reaches all in %s; heap peak +%s; server heap after it %s per client\n",
+			mode, *clients, ms(resync), ms(caughtUp), perClient(afterRes, *clients), ms(rs), mb(int(resyncPeak)), kb(int(srvPerR)))
+		fmt.Printf("RESULT mode=%s clients=%d routes=%d clusters=%d route_change_p50_ms=%.1f route_change_max_ms=%.1f build_p50_ms=%.1f ceiling_ms=%.1f ratio=%.2f max_ratio=%.2f endpoint_change_ms=%.1f sync_ms=%.1f sync_heap_peak_mb=%.1f heap_per_client_kb=%.1f server_heap_per_client_kb=%.1f server_heap_per_client_after_reconnect_kb=%.1f resync_ms=%.1f resync_server_ms=%.1f route_change_resources_per_client=%s cluster_change_resources_per_client=%s after_reconnect_resources_per_client=%s\n",
 			mode, *clients, *routes, *clusters, msf(p50), msf(maxSeen), msf(median(prep)), msf(ceiling), float64(p50)/float64(ceiling), float64(maxSeen)/float64(ceiling),
-			msf(cs), msf(syncTime), float64(syncPeak)/1e6, float64(heapPer)/1e3, msf(resync),
+			msf(cs), msf(syncTime), float64(syncPeak)/1e6, float64(heapPer)/1e3, float64(srvPer)/1e3, float64(srvPerR)/1e3, msf(resync), msf(caughtUp),
 			compact(perClient(routeRes, *clients)), compact(perClient(clusterRes, *clients)), compact(perClient(afterRes, *clients)))
 	}
 	return nil
@@ -662,6 +687,43 @@ func drained(ctx context.Context, comp *xds.Server) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%d nodes still connected after the previous mode: %w", n, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func writeHeap(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.Lookup("heap").WriteTo(f, 0)
+}
+
+// inSync waits until n nodes are connected and each is in sync on every
+// type it holds.
+func inSync(ctx context.Context, comp *xds.Server, n int) error {
+	for {
+		ok := 0
+		for _, ns := range comp.ADS().Nodes().Nodes {
+			if !ns.Connected || len(ns.Types) == 0 {
+				continue
+			}
+			all := true
+			for _, ts := range ns.Types {
+				all = all && ts.InSync
+			}
+			if all {
+				ok++
+			}
+		}
+		if ok >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d of %d nodes in sync: %w", ok, n, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

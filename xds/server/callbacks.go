@@ -157,6 +157,7 @@ func (c *callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest)
 
 func (c *callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
 	k := streamKey{protoDelta, id}
+	c.s.shareVersions(req)
 	st, version, answered := c.s.nodes.answer(k, req.GetTypeUrl(), req.GetResponseNonce())
 	if st != nil && st.node == nil {
 		return c.s.firstRequest(st, req.GetNode(), len(req.GetInitialResourceVersions()) > 0)
@@ -236,5 +237,28 @@ func (s *Server) nacked(n *nodeState, typeURL, version, detail string) {
 			d += " (config: " + where + ")"
 		}
 		s.audit.Record(audit.Event{Kind: audit.KindXDSNack, Node: n.node.GetId(), Version: version, Detail: d})
+	}
+}
+
+// shareVersions replaces each version a resuming Delta node names (its
+// initial_resource_versions, which its stream keeps as what it holds) by
+// the served set's own string when they are equal: a thousand nodes
+// reconnecting then hold pointers to one copy of each version, not a
+// copy each (64 bytes per resource and node).
+func (s *Server) shareVersions(req *discoveryv3.DeltaDiscoveryRequest) {
+	iv := req.GetInitialResourceVersions()
+	if len(iv) == 0 {
+		return
+	}
+	s.mu.Lock()
+	set := s.set
+	s.mu.Unlock()
+	if set == nil {
+		return
+	}
+	for name, v := range iv {
+		if own := set.ResourceVersion(req.GetTypeUrl(), name); own == v {
+			iv[name] = own
+		}
 	}
 }

@@ -252,6 +252,17 @@ func (t *tracker) ack(m *metrics, n *nodeState, typeURL, group, version string) 
 	m.nodeNacked.WithLabelValues(id, typ).Set(0)
 }
 
+// resumed records that a connected node holds version of a type it was
+// not sent on this stream (it named it reconnecting). s.mu is held.
+func (t *tracker) resumed(m *metrics, id, typeURL, version string) {
+	t.mu.Lock()
+	n := t.nodes[id]
+	t.mu.Unlock()
+	if n != nil {
+		t.ack(m, n, typeURL, n.group, version)
+	}
+}
+
 // dropSeries deletes a gone node's series.
 func (t *tracker) dropSeries(m *metrics, n *nodeState) {
 	t.mu.Lock()

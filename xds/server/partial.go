@@ -265,7 +265,7 @@ func (s *Server) respondPartialLocked(w *partialWatch) bool {
 		}
 		return false
 	}
-	sort.Strings(changed)
+	changed = s.sortedLocked(snap, typ, changed, len(items))
 	delete(s.claims, claimKey)
 
 	anys, size, ok := s.chunk(typ, items, changed)
@@ -369,6 +369,26 @@ func (s *Server) sentPartialLocked(node, typeURL string, resp *discoveryv3.Disco
 	if p.complete != nil {
 		s.complete[key] = *p.complete
 	}
+}
+
+// sortedLocked sorts changed, the names of a response: when it is every
+// resource of the type (a first sync), the snapshot's sorted names,
+// computed once and shared (read-only). s.mu is held.
+func (s *Server) sortedLocked(snap *cachev3.Snapshot, typ string, changed []string, all int) []string {
+	if len(changed) != all || all < 2 {
+		sort.Strings(changed)
+		return changed
+	}
+	k := diffKey{from: snap, typ: typ}
+	if names, ok := s.memo.sorted[k]; ok && len(names) == all {
+		return names
+	}
+	if len(s.memo.sorted) >= maxMemo {
+		clear(s.memo.sorted)
+	}
+	sort.Strings(changed)
+	s.memo.sorted[k] = changed
+	return changed
 }
 
 // chunk returns the shared encodings of the first of changed that fit in
@@ -482,9 +502,16 @@ func (s *Server) respondDeltaLocked(w *partialWatch, snap *cachev3.Snapshot) boo
 	if len(changed) == 0 && len(removed) == 0 && !first {
 		w.quietAt = snap.GetVersion(typ)
 		w.base, w.baseCount = snap, count
+		if w.dreq.GetResponseNonce() == "" && len(w.dreq.GetInitialResourceVersions()) > 0 {
+			// A node resuming with exactly what it is served: nothing is
+			// sent, so no ACK will say it is in sync; record it here
+			// (as State of the World does for a request naming the
+			// current version).
+			s.nodes.resumed(s.m, w.node, typ, snap.GetVersion(typ))
+		}
 		return false
 	}
-	sort.Strings(changed)
+	changed = s.sortedLocked(snap, typ, changed, len(items))
 	sort.Strings(removed)
 	anys, size, ok := s.chunk(typ, items, changed)
 	if !ok || !s.admitLocked(w.node+"\x00"+typ, size) {

@@ -422,6 +422,12 @@ func TestDeltaReconnectSendsNothing(t *testing.T) {
 		}
 	}
 	waitFor(t, func() bool { return server.OpenWatches(h.srv, "p6") == 1 })
+	// It was sent nothing of its route configurations, and holds them:
+	// /xds/nodes shows it in sync.
+	waitFor(t, func() bool {
+		ts := nodeStatus(t, h, "p6").Types["routes"]
+		return ts != nil && ts.InSync
+	})
 	h.srv.Push(buildSet(t, strings.Replace(base, "/p0/with/a/longer/path/to/take/some/room/in/the/table}, cluster: c1", "/moved}, cluster: c1", 1)))
 	// go-control-plane answers the first wildcard request of a stream
 	// even when there is nothing to send (Envoy waits for it): empty

@@ -46,6 +46,8 @@ type stageMemo struct {
 	// claims are the held versions a reconnecting node claims of a
 	// snapshot's type, for go-control-plane's cache (partial.go claim).
 	claims map[diffKey]map[string]string
+	// sorted are the sorted names of a snapshot's type (partial.go).
+	sorted map[diffKey][]string
 	// computed counts the O(config) computations (a miss of the needs
 	// or stage memo), scans the watches that looked at every resource
 	// of their type (no base), for tests.
@@ -53,7 +55,7 @@ type stageMemo struct {
 }
 
 func newStageMemo() *stageMemo {
-	return &stageMemo{needs: map[needsKey][]string{}, stage: map[stageKey]*cachev3.Snapshot{}, diffs: map[diffKey]*typeDiff{}, claims: map[diffKey]map[string]string{}}
+	return &stageMemo{needs: map[needsKey][]string{}, stage: map[stageKey]*cachev3.Snapshot{}, diffs: map[diffKey]*typeDiff{}, claims: map[diffKey]map[string]string{}, sorted: map[diffKey][]string{}}
 }
 
 // needsLocked returns the clusters that snap's listeners and routes use
@@ -100,4 +102,5 @@ func (s *Server) resetMemoLocked() {
 	clear(s.memo.stage)
 	clear(s.memo.diffs)
 	clear(s.memo.claims)
+	clear(s.memo.sorted)
 }

@@ -1,6 +1,7 @@
 package translate_test
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -159,5 +160,39 @@ func TestRouteSplitHostRefusesWildcards(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("routeSplit host with %s: err = %v; want %q", tc.route, err, tc.want)
 		}
+	}
+}
+
+// TestParallelRoutesAreDeterministic: routes are built in parallel; the
+// route configurations and the origins come out the same every time, in
+// config order.
+func TestParallelRoutesAreDeterministic(t *testing.T) {
+	cfg, err := config.LoadBytes("gatehouse.yaml", []byte(xdstest.YAML(3000, 100, 10, "127.0.0.1:0", 0)), config.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := translate.Translate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		again, err := translate.Translate(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(again.Routes) != len(first.Routes) {
+			t.Fatalf("%d route configurations, then %d", len(first.Routes), len(again.Routes))
+		}
+		for i := range first.Routes {
+			if !proto.Equal(first.Routes[i], again.Routes[i]) {
+				t.Fatalf("route configuration %s differs between two translations", first.Routes[i].GetName())
+			}
+		}
+		if !reflect.DeepEqual(first.Origins, again.Origins) {
+			t.Fatal("origins differ between two translations")
+		}
+	}
+	if o := first.Origins["r2999"]; len(o) != 1 || string(o[0].Path) != "routes[2999]" {
+		t.Errorf("origin of r2999 = %v; want routes[2999]", o)
 	}
 }
