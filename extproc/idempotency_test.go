@@ -2,12 +2,16 @@ package extproc
 
 import (
 	"context"
+	"errors"
 	"io"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -306,5 +310,41 @@ func TestIdempotencyGatewayTimeout(t *testing.T) {
 	}
 	if got := counter(t, reg, "gatehouse_extproc_idempotency_total", "route", "pay", "result", "unknown_outcome"); got != 1 {
 		t.Errorf("idempotency_total{unknown_outcome} = %v; want 1", got)
+	}
+}
+
+// TestReadyFromRedisMonitor: with idempotency routes on the shared Redis,
+// readiness is the runtime's last background ping, answered at once —
+// not a round trip of its own, which a Redis that accepts connections but
+// never answers would hold until the caller's deadline (here: forever).
+func TestReadyFromRedisMonitor(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	go func() {
+		// Accept and never answer: a stalled Redis.
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	client := redis.NewClient(&redis.Options{Addr: lis.Addr().String(), ReadTimeout: -1, Protocol: 2})
+	defer client.Close()
+	errStale := errors.New("last ping failed")
+	var ready atomic.Pointer[error]
+	ready.Store(&errStale)
+	s, _ := testServer(t, testConfig(t, idemConfig), component.Deps{Redis: client, RedisReady: func() error { return *ready.Load() }})
+	if err := s.Ready(context.Background()); !errors.Is(err, errStale) {
+		t.Fatalf("Ready = %v; want the monitor's answer %v", err, errStale)
+	}
+	var none error
+	ready.Store(&none)
+	if err := s.Ready(context.Background()); err != nil {
+		t.Fatalf("Ready = %v; want nil once the monitor's ping succeeds", err)
 	}
 }

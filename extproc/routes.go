@@ -102,7 +102,11 @@ func compile(ctx context.Context, cfg *config.Config, m *metrics) (*runtime, err
 		}
 		r.limit = e.BodyLimit(cfg)
 		r.reject = e.OnLargeBody == config.LargeBodyReject
-		r.json = jsonx.Rules{AllowTrailingData: e.JSON.TrailingData == config.JSONAllow, AllowDuplicateNames: e.JSON.DuplicateNames == config.JSONAllow}
+		r.json = jsonx.Rules{
+			AllowTrailingData:   e.JSON.TrailingData == config.JSONAllow,
+			AllowDuplicateNames: e.JSON.DuplicateNames == config.JSONAllow,
+			AllowInvalidUTF8:    e.JSON.InvalidUTF8 == config.JSONAllow,
+		}
 		if e.Hygiene != nil {
 			r.hygiene = hygiene.New(cfg.ExtProc.Hygiene, e.Hygiene)
 			var m mutation

@@ -113,19 +113,32 @@ func (s *Server) Prepare(cfg *config.Config) (func(), error) {
 	}, nil
 }
 
-// Ready implements component.Component: with routes using idempotency,
-// the store must answer.
+// Ready implements component.Component: with routes using idempotency or
+// budgets, their store must answer. On the shared Redis the answer is the
+// runtime's last background ping (Deps.RedisReady), so that /readyz stays
+// quick while Redis stalls; otherwise the stores are asked.
 func (s *Server) Ready(ctx context.Context) error {
 	rt := s.rt.Load()
+	needIdem := false
+	for _, r := range rt.routes {
+		if r.idem != nil {
+			needIdem = true
+			break
+		}
+	}
+	if !needIdem && len(rt.budgets) == 0 {
+		return nil
+	}
+	if s.deps.Redis != nil && s.deps.RedisReady != nil {
+		return s.deps.RedisReady()
+	}
 	if len(rt.budgets) > 0 {
 		if err := s.budgets.Ping(ctx); err != nil {
 			return err
 		}
 	}
-	for _, r := range rt.routes {
-		if r.idem != nil {
-			return s.store.Ping(ctx)
-		}
+	if needIdem {
+		return s.store.Ping(ctx)
 	}
 	return nil
 }

@@ -54,7 +54,7 @@ routes:
         spec: |
 ` + indent(petSpec, "          ") + `
       redact: {paths: [$.secret]}
-      json: {trailingData: allow, duplicateNames: allow}
+      json: {trailingData: allow, duplicateNames: allow, invalidUTF8: allow}
   - id: noformats
     match: {prefix: /nf}
     extproc:
@@ -70,7 +70,7 @@ func postPets(route, path string) []string {
 }
 
 // TestStrictJSONRoutes: through the stream, a request body with two JSON
-// texts or a duplicated member is refused with a problem that says which,
+// texts, a duplicated member or a string that is not UTF-8 is refused with a problem that says which,
 // and so is a response body on a redaction route; a route that relaxes
 // the rules lets both through (and masks the relaxed response all
 // through).
@@ -82,6 +82,9 @@ func TestStrictJSONRoutes(t *testing.T) {
 		{name: "two texts", body: `{"name":"Rex","status":"sold"} {"x":1}`, detail: "data follows the JSON text; a body is one JSON text (RFC 8259 §2)"},
 		{name: "duplicate", body: `{"name":"Rex","status":"lost","status":"sold"}`, pointer: "/status",
 			detail: "this member is named twice in its object; names must be unique (I-JSON, RFC 7493 §2.3)"},
+		// The validator would read "Rex\ufffd"; the upstream reads the byte.
+		{name: "invalid utf8", body: "{\"name\":\"Rex\xff\",\"status\":\"sold\"}",
+			detail: "the string at byte 8 is not valid UTF-8; JSON text is UTF-8 (RFC 8259 §8.1)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := mustExchange(t, s, requestHeaders("pets", false, buffered, postPets("pets", "/v1/pets")...), requestBody(tc.body, true))

@@ -383,6 +383,8 @@ func strictBody(body []byte, rules jsonx.Rules) (Violation, bool) {
 		return Violation{In: "body", Detail: "data follows the JSON text; a body is one JSON text (RFC 8259 §2)"}, true
 	case errors.Is(se, jsonx.ErrDuplicateName):
 		return Violation{In: "body", Pointer: se.Pointer, Detail: "this member is named twice in its object; names must be unique (I-JSON, RFC 7493 §2.3)"}, true
+	case errors.Is(se, jsonx.ErrInvalidUTF8):
+		return Violation{In: "body", Detail: fmt.Sprintf("the string at byte %d is not valid UTF-8; JSON text is UTF-8 (RFC 8259 §8.1)", se.Offset)}, true
 	}
 	return Violation{}, false
 }

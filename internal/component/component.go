@@ -31,6 +31,11 @@ type Deps struct {
 	Redis redis.UniversalClient
 	// KeyPrefix namespaces the component's Redis keys (config redis.keyPrefix).
 	KeyPrefix string
+	// RedisReady answers, at once, whether the shared Redis answered its
+	// last background ping (nil when Redis is not configured): readiness
+	// checks use it rather than a round trip of their own, which a stalled
+	// Redis would hold until the check's deadline.
+	RedisReady func() error
 	// KV is the simple key/value store (Redis-backed when Redis is set).
 	KV kv.Store
 	// Audit records decisions, config changes and NACKs.

@@ -133,6 +133,11 @@ type RouteJSON struct {
 	// reject: refused as above. allow: a request is validated on the last
 	// value; a response has every such member masked as the paths say.
 	DuplicateNames JSONRule `yaml:"duplicateNames" default:"reject"`
+	// InvalidUTF8 is a string holding bytes that are not UTF-8 (RFC 8259
+	// §8.1): the validator reads each as U+FFFD, the upstream the bytes.
+	// reject: a validated request is refused (400). allow: validated as
+	// the validator reads it. Redaction masks strings as decoded either way.
+	InvalidUTF8 JSONRule `yaml:"invalidUTF8" default:"reject"`
 }
 
 // JSONRule is what a route does with one departure from strict JSON.

@@ -89,7 +89,7 @@ func (e *RouteExtProc) validate(p Path, c *Config, errs *Errors) {
 			errs.Add(op.Field("basePath"), "%q must start with / and hold no query or fragment", o.BasePath)
 		}
 	}
-	if (e.JSON.TrailingData == JSONAllow || e.JSON.DuplicateNames == JSONAllow) &&
+	if (e.JSON.TrailingData == JSONAllow || e.JSON.DuplicateNames == JSONAllow || e.JSON.InvalidUTF8 == JSONAllow) &&
 		(e.OpenAPI == nil || !e.OpenAPI.RequestBody) && e.Redact == nil {
 		errs.Warn(p.Field("json"), "relaxes JSON rules on a route that reads no JSON body (no openapi with requestBody, no redact): it has no effect")
 	}

@@ -21,6 +21,11 @@ type Rules struct {
 	AllowTrailingData bool
 	// AllowDuplicateNames accepts objects that name a member twice.
 	AllowDuplicateNames bool
+	// AllowInvalidUTF8 accepts strings holding bytes that are not UTF-8
+	// (RFC 8259 §8.1, I-JSON §2.1 require UTF-8). Go's encoding/json, and
+	// so the validator, reads each such byte as U+FFFD: it would check a
+	// string the upstream, reading the bytes, never sees.
+	AllowInvalidUTF8 bool
 }
 
 // The strictness errors, for errors.Is.
@@ -30,6 +35,8 @@ var (
 	ErrTrailingData = errors.New("data after the JSON text")
 	// ErrDuplicateName: an object names a member twice.
 	ErrDuplicateName = errors.New("an object names a member twice")
+	// ErrInvalidUTF8: a string holds bytes that are not UTF-8.
+	ErrInvalidUTF8 = errors.New("a string is not valid UTF-8")
 	// ErrSyntax: the body is not JSON at all.
 	ErrSyntax = errors.New("not valid JSON")
 )
@@ -37,7 +44,8 @@ var (
 // StrictError says where a text breaks the rules. Its message names the
 // rule and the place, never a value.
 type StrictError struct {
-	// Err is ErrTrailingData, ErrDuplicateName or ErrSyntax.
+	// Err is ErrTrailingData, ErrDuplicateName, ErrInvalidUTF8 or
+	// ErrSyntax.
 	Err error
 	// Offset is the byte offset of the trailing data, the duplicate
 	// name, or the syntax error.
@@ -52,6 +60,8 @@ func (e *StrictError) Error() string {
 		return fmt.Sprintf("member %s is named twice in its object (RFC 7493 §2.3 forbids duplicate names)", e.Pointer)
 	case errors.Is(e.Err, ErrTrailingData):
 		return fmt.Sprintf("data after the JSON text at byte %d (RFC 8259 §2: a body is one JSON text)", e.Offset)
+	case errors.Is(e.Err, ErrInvalidUTF8):
+		return fmt.Sprintf("the string at byte %d is not valid UTF-8 (RFC 8259 §8.1)", e.Offset)
 	}
 	return fmt.Sprintf("not valid JSON at byte %d", e.Offset)
 }
@@ -236,13 +246,18 @@ func (c *checker) member() error {
 func (c *checker) str() ([]byte, error) {
 	in, start := c.in, c.pos
 	i := start + 1
+	var high byte // any byte >= 0x80 sets its top bit
 	for i < len(in) && in[i] != '"' && in[i] != '\\' && in[i] >= 0x20 {
+		high |= in[i]
 		i++
 	}
 	if i >= len(in) || in[i] < 0x20 {
 		return nil, c.fail(ErrSyntax, i)
 	}
 	if in[i] == '"' {
+		if high >= utf8.RuneSelf && !c.rules.AllowInvalidUTF8 && !utf8.Valid(in[start+1:i]) {
+			return nil, c.fail(ErrInvalidUTF8, start)
+		}
 		c.pos = i + 1
 		return in[start+1 : i], nil
 	}
@@ -251,6 +266,10 @@ func (c *checker) str() ([]byte, error) {
 	c.key, i, ok = Unescape(c.key, in, i)
 	if !ok {
 		return nil, c.fail(ErrSyntax, i)
+	}
+	// Escapes are ASCII: the raw text is UTF-8 when its bytes are.
+	if !c.rules.AllowInvalidUTF8 && !utf8.Valid(in[start+1:i-1]) {
+		return nil, c.fail(ErrInvalidUTF8, start)
 	}
 	c.pos = i
 	return c.key, nil

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestCheck(t *testing.T) {
@@ -28,7 +29,15 @@ func TestCheck(t *testing.T) {
 		{name: "duplicate by escape", in: `{"status":1,"st\u0061tus":2}`, wantErr: ErrDuplicateName, pointer: "/status"},
 		{name: "duplicate nested", in: `{"a":[{"x":1},{"y":1,"y":2}]}`, wantErr: ErrDuplicateName, pointer: "/a/1/y"},
 		{name: "duplicate key with slash", in: `{"a/b~":{"k":1,"k":1}}`, wantErr: ErrDuplicateName, pointer: "/a~1b~0/k"},
-		{name: "invalid utf8 names merge", in: "{\"\xff\":1,\"\xfe\":2}", wantErr: ErrDuplicateName},
+		{name: "invalid utf8 names merge", in: "{\"\xff\":1,\"\xfe\":2}", rules: Rules{AllowInvalidUTF8: true}, wantErr: ErrDuplicateName},
+		{name: "invalid utf8 name", in: "{\"\xff\":1}", wantErr: ErrInvalidUTF8},
+		{name: "invalid utf8 value", in: "{\"role\":\"admin\xff\"}", wantErr: ErrInvalidUTF8},
+		{name: "invalid utf8 after an escape", in: "[\"\\n\xc3\"]", wantErr: ErrInvalidUTF8},
+		{name: "overlong slash", in: "[\"\xc0\xaf\"]", wantErr: ErrInvalidUTF8},
+		{name: "encoded surrogate", in: "[\"\xed\xa0\x80\"]", wantErr: ErrInvalidUTF8},
+		{name: "truncated sequence", in: "[\"\xe2\x82\"]", wantErr: ErrInvalidUTF8},
+		{name: "valid multibyte", in: "{\"caf\xc3\xa9\":\"\xe2\x82\xac \xf0\x9f\x90\x95\\n\"}"},
+		{name: "invalid utf8 allowed", in: "{\"role\":\"admin\xff\"}", rules: Rules{AllowInvalidUTF8: true}},
 		{name: "lone surrogates merge", in: `{"\ud800":1,"\udc00":2}`, wantErr: ErrDuplicateName},
 		{name: "same name in sibling objects", in: `{"a":{"k":1},"b":{"k":1},"k":1}`},
 		{name: "same name after a nested close", in: `{"a":{"b":1},"b":2}`},
@@ -95,8 +104,8 @@ func FuzzCheck(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		strictErr := Check(in, Rules{})
-		lax := Check(in, Rules{AllowDuplicateNames: true})
+		strictErr := Check(in, Rules{AllowInvalidUTF8: true})
+		lax := Check(in, Rules{AllowDuplicateNames: true, AllowInvalidUTF8: true})
 		if valid := json.Valid(in); valid != (lax == nil) {
 			t.Fatalf("Check(%q, duplicates allowed) = %v; json.Valid says %v", in, lax, valid)
 		}
@@ -104,7 +113,15 @@ func FuzzCheck(f *testing.F) {
 			if strictErr == nil {
 				t.Fatalf("Check(%q) = nil; the lax check says %v", in, lax)
 			}
+			if Check(in, Rules{}) == nil {
+				t.Fatalf("Check(%q, strictest) = nil; the lax check says %v", in, lax)
+			}
 			return
+		}
+		// In a valid text any byte above ASCII is in a string: the text is
+		// UTF-8 exactly when its strings are.
+		if err := Check(in, Rules{AllowDuplicateNames: true}); (err == nil) != utf8.Valid(in) || (err != nil && !errors.Is(err, ErrInvalidUTF8)) {
+			t.Fatalf("Check(%q, UTF-8 required) = %v; utf8.Valid says %v", in, err, utf8.Valid(in))
 		}
 		dup := hasDuplicate(t, in)
 		if dup != errors.Is(strictErr, ErrDuplicateName) || (!dup && strictErr != nil) {
@@ -112,7 +129,7 @@ func FuzzCheck(f *testing.F) {
 		}
 		// A valid text stays valid, with anything after it, when trailing
 		// data is allowed.
-		if err := Check(append(bytes.Clone(in), " x"...), Rules{AllowTrailingData: true, AllowDuplicateNames: true}); err != nil {
+		if err := Check(append(bytes.Clone(in), " x"...), Rules{AllowTrailingData: true, AllowDuplicateNames: true, AllowInvalidUTF8: true}); err != nil {
 			t.Fatalf("Check(%q + junk, trailing allowed) = %v", in, err)
 		}
 	})

@@ -366,7 +366,8 @@ func (c *cluster) exec(ctx context.Context, ln *lane, conn *redis.Conn, batch []
 	return nodeErr
 }
 
-// send makes one pipelined round trip of ops (EVALSHA, or EVAL), with a
+// send makes one pipelined round trip of ops (EVALSHA or EVAL; INCRBY and
+// PEXPIRE NX for a plain op when nx is set), with a
 // WAIT last when asked. It answers each op from its own reply and returns
 // the ops Redis had no script for, and the node's failure if any.
 func (c *cluster) send(ctx context.Context, ln *lane, conn *redis.Conn, ops []sent, eval, nx bool) ([]sent, error) {

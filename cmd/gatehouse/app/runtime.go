@@ -197,14 +197,19 @@ func Start(ctx context.Context, o Options) (_ *Runtime, err error) {
 		}
 		cleanup = append(cleanup, func() { _ = lis.Close() })
 		clog := r.log.With("component", b.name)
+		var redisReady func() error
+		if r.redisMon != nil {
+			redisReady = r.redisMon.Err
+		}
 		comp, err := b.build(cfg, component.Deps{
-			Logger:    clog,
-			Metrics:   r.reg,
-			Redis:     r.redis,
-			KeyPrefix: keyPrefix,
-			KV:        store,
-			Audit:     r.audit,
-			Tracing:   r.tracing,
+			Logger:     clog,
+			Metrics:    r.reg,
+			Redis:      r.redis,
+			RedisReady: redisReady,
+			KeyPrefix:  keyPrefix,
+			KV:         store,
+			Audit:      r.audit,
+			Tracing:    r.tracing,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", b.name, err)
