@@ -22,8 +22,6 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/encoding"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -385,39 +383,4 @@ func isClient(stack []uintptr) bool {
 			return false
 		}
 	}
-}
-
-// fineCodec is gRPC's proto codec with a buffer pool that has a tier at
-// every power of two from 256 bytes to 16 MiB (gRPC's default pool jumps
-// from 32 KiB to 1 MiB, so a 120 KB response takes, and on a cold pool
-// zeroes, a 1 MiB buffer). For -finepool: not what gatehouse's server
-// does, an experiment to measure what the default costs.
-type fineCodec struct{ encoding.CodecV2 }
-
-var finePool = func() mem.BufferPool {
-	p, err := mem.NewBinaryTieredBufferPool(8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24)
-	if err != nil {
-		panic(err)
-	}
-	return p
-}()
-
-func (c fineCodec) Marshal(v any) (mem.BufferSlice, error) {
-	m, ok := v.(proto.Message)
-	if !ok {
-		return c.CodecV2.Marshal(v)
-	}
-	size := proto.Size(m)
-	if mem.IsBelowBufferPoolingThreshold(size) {
-		b, err := proto.Marshal(m)
-		return mem.BufferSlice{mem.SliceBuffer(b)}, err
-	}
-	buf := finePool.Get(size)
-	out, err := proto.MarshalOptions{}.MarshalAppend((*buf)[:0], m)
-	if err != nil {
-		finePool.Put(buf)
-		return nil, err
-	}
-	*buf = out
-	return mem.BufferSlice{mem.NewBuffer(buf, finePool)}, nil
 }

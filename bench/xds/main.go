@@ -33,11 +33,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/encoding"
-	protoenc "google.golang.org/grpc/encoding/proto"
 
 	"github.com/gatehouse/gatehouse/internal/component"
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/grpcserver"
 	"github.com/gatehouse/gatehouse/xds"
 	"github.com/gatehouse/gatehouse/xds/adsclient"
 	"github.com/gatehouse/gatehouse/xds/xdstest"
@@ -52,16 +51,16 @@ func main() {
 }
 
 var (
-	clients      = flag.Int("clients", 100, "ADS clients (each its own connection)")
-	routes       = flag.Int("routes", 5000, "routes in the config")
-	clusters     = flag.Int("clusters", 1000, "clusters in the config")
-	rounds       = flag.Int("rounds", 5, "route changes per mode")
-	timeout      = flag.Duration("timeout", 120*time.Second, "give up after this long")
-	cpuProf      = flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
-	finePoolFlag = flag.Bool("finepool", false, "serve with a proto codec whose buffer pool has a tier at every power of two (gRPC's default jumps from 32 KiB to 1 MiB): an experiment, not what gatehouse does")
-	heapProf     = flag.String("heapprofile", "", "write a heap profile here after the first mode's initial sync")
-	cpuPhase     = flag.String("cpuphase", "", "with -cpuprofile, profile only this phase of the first mode: sync, route, endpoint, reconnect, after-reconnect (the change after it)")
-	modes        = flag.String("modes", "sotw,delta,mixed", "sotw, delta, mixed (every other client Delta), comma-separated; both means sotw,delta")
+	clients   = flag.Int("clients", 100, "ADS clients (each its own connection)")
+	routes    = flag.Int("routes", 5000, "routes in the config")
+	clusters  = flag.Int("clusters", 1000, "clusters in the config")
+	rounds    = flag.Int("rounds", 5, "route changes per mode")
+	timeout   = flag.Duration("timeout", 120*time.Second, "give up after this long")
+	cpuProf   = flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
+	grpcCodec = flag.Bool("grpccodec", false, "serve with gRPC's own proto codec (its default buffer pool jumps from 32 KiB to 1 MiB) instead of gatehouse's (a pool tier at every power of two): to compare the two")
+	heapProf  = flag.String("heapprofile", "", "write a heap profile here after the first mode's initial sync")
+	cpuPhase  = flag.String("cpuphase", "", "with -cpuprofile, profile only this phase of the first mode: sync, route, endpoint, reconnect, after-reconnect (the change after it)")
+	modes     = flag.String("modes", "sotw,delta,mixed", "sotw, delta, mixed (every other client Delta), comma-separated; both means sotw,delta")
 )
 
 const maxMsg = 64 << 20
@@ -118,8 +117,8 @@ func run() error {
 	// production: the route table is sent a message's worth at a time.
 	limit := int(cfg.Server.GRPC.MaxSendMessageSize)
 	opts := []grpc.ServerOption{grpc.MaxSendMsgSize(limit), grpc.MaxRecvMsgSize(maxMsg)}
-	if *finePoolFlag {
-		opts = append(opts, grpc.ForceServerCodecV2(fineCodec{encoding.GetCodecV2(protoenc.Name)}))
+	if !*grpcCodec {
+		opts = append(opts, grpc.ForceServerCodecV2(grpcserver.Codec()))
 	}
 	g := grpc.NewServer(opts...)
 	comp.Register(g)

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
+	protoenc "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -212,9 +213,14 @@ type envelope struct {
 
 // codec is gRPC's proto codec, with envelopes. A message with
 // vtprotobuf's marshaler (the go-control-plane service types) is marshaled
-// by it, into a pooled buffer; a request message that decodes itself
+// by it, into a pooled buffer, any other as gRPC's codec does but into
+// outPool's finer tiers; a request message that decodes itself
 // (UnmarshalVT) does so.
 type codec struct{ encoding.CodecV2 }
+
+// Codec is the codec gatehouse's gRPC servers use, for a server built
+// elsewhere (the xDS load scenario) that must encode as production does.
+func Codec() encoding.CodecV2 { return codec{encoding.GetCodecV2(protoenc.Name)} }
 
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	if m, ok := v.(vtMarshaler); ok {
@@ -223,6 +229,9 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 			r.Marshaled()
 		}
 		return data, err
+	}
+	if m, ok := v.(proto.Message); ok {
+		return marshalProto(m)
 	}
 	return c.CodecV2.Marshal(v)
 }

@@ -8,6 +8,8 @@ import (
 	"google.golang.org/grpc/encoding"
 	protoenc "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // selfCoded is a message that encodes and decodes itself.
@@ -50,5 +52,30 @@ func TestCodecUsesSelfCoding(t *testing.T) {
 	}
 	if n := sizeOf(&selfCoded{b: []byte("four")}); n != 4 {
 		t.Fatalf("sizeOf = %d; want 4 (SizeVT)", n)
+	}
+}
+
+// TestCodecFineBuffers: a large protobuf message (an xDS response) is
+// encoded as gRPC's codec encodes it, into a pooled buffer at most twice
+// its size — gRPC's default pool would hand a 120 KB message 1 MiB.
+func TestCodecFineBuffers(t *testing.T) {
+	c := codec{encoding.GetCodecV2(protoenc.Name)}
+	for _, size := range []int{10, 2000, 40_000, 120_000, 700_000} {
+		m := wrapperspb.Bytes(bytes.Repeat([]byte{'r'}, size))
+		want, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := c.Marshal(m)
+		if err != nil || !bytes.Equal(out.Materialize(), want) {
+			t.Fatalf("Marshal(%d bytes) = %d bytes, %v; want gRPC's encoding", size, out.Len(), err)
+		}
+		if len(out) != 1 {
+			t.Fatalf("Marshal(%d bytes) gave %d buffers", size, len(out))
+		}
+		if b := out[0].ReadOnlyData(); !mem.IsBelowBufferPoolingThreshold(len(want)) && cap(b) > 2*len(want) {
+			t.Errorf("Marshal(%d bytes) took a %d-byte buffer; want at most twice the message", len(want), cap(b))
+		}
+		out.Free()
 	}
 }
