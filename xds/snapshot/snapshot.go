@@ -15,12 +15,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -30,6 +27,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/gatehouse/gatehouse/internal/config"
+	"github.com/gatehouse/gatehouse/internal/parallel"
 	"github.com/gatehouse/gatehouse/xds/translate"
 )
 
@@ -189,7 +187,7 @@ func validateAll(res *translate.Resources) error {
 		}
 	}
 	results := make([]error, len(items))
-	parallel(len(items), func() func(int) {
+	parallel.Do(len(items), func() func(int) {
 		d := &deepValidator{seen: map[string]error{}}
 		return func(i int) { results[i] = d.validate(items[i].m, 0) }
 	})
@@ -205,30 +203,6 @@ func validateAll(res *translate.Resources) error {
 		errs.Add(p, "the Envoy resource %q would be invalid: %v", items[i].name, err)
 	}
 	return errs.Err()
-}
-
-// parallel runs work(i) for i in [0, n) over GOMAXPROCS workers, each
-// with the state newWorker gives it. A build at 20,000 routes is mostly
-// validation and encoding, both per resource.
-func parallel(n int, newWorker func() func(int)) {
-	workers := min(runtime.GOMAXPROCS(0), max(n/256, 1))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			work := newWorker()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				work(i)
-			}
-		}()
-	}
-	wg.Wait()
 }
 
 var deterministic = proto.MarshalOptions{Deterministic: true}
@@ -258,7 +232,7 @@ func (s *Set) hashAll(res *translate.Resources) error {
 			items = append(items, encoded{typ: typ, name: cachev3.GetResourceName(r), r: r})
 		}
 	}
-	parallel(len(items), func() func(int) {
+	parallel.Do(len(items), func() func(int) {
 		return func(i int) {
 			e := &items[i]
 			if e.b, e.err = deterministic.Marshal(e.r); e.err != nil {

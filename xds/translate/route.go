@@ -3,10 +3,7 @@ package translate
 import (
 	"fmt"
 	"regexp"
-	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -16,6 +13,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/config"
 	"github.com/gatehouse/gatehouse/internal/contract"
+	"github.com/gatehouse/gatehouse/internal/parallel"
 )
 
 // routeConfig builds a listener's route configuration and returns the
@@ -94,9 +92,11 @@ func (t *translator) routeConfig(l *config.Listener) (*routev3.RouteConfiguratio
 	}
 	ers := make([]*routev3.Route, len(cfg.Routes))
 	errs := make([]error, len(cfg.Routes))
-	parallel(len(order), func(k int) {
-		i := order[k]
-		ers[i], errs[i] = t.route(i, grpc)
+	parallel.Do(len(order), func() func(int) {
+		return func(k int) {
+			i := order[k]
+			ers[i], errs[i] = t.route(i, grpc)
+		}
 	})
 	for _, i := range order {
 		if errs[i] != nil {
@@ -383,32 +383,4 @@ func headerOptions(e config.HeaderEdits) []*corev3.HeaderValueOption {
 		})
 	}
 	return out
-}
-
-// parallel runs work(i) for i in [0, n) over GOMAXPROCS workers when n
-// is large enough to be worth it, else in order on this goroutine.
-func parallel(n int, work func(int)) {
-	workers := min(runtime.GOMAXPROCS(0), n/256)
-	if workers < 2 {
-		for i := range n {
-			work(i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				work(i)
-			}
-		}()
-	}
-	wg.Wait()
 }
